@@ -1,0 +1,95 @@
+//! The vocabulary that storage and protocol share: offsets, epochs, ids, and the RecordBatch v2
+//! format (header view, records, compression). Nothing here knows about files or requests.
+
+pub mod batch;
+pub mod compression;
+pub mod records;
+
+pub use batch::{BatchError, BatchHeader, BatchView, TimestampType};
+pub use compression::Codec;
+
+use std::fmt;
+
+/// A position in a partition's log. Kafka's offsets are signed 64-bit; negative values appear only
+/// as sentinels on the wire, never inside a log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Offset(pub i64);
+
+impl Offset {
+    pub const ZERO: Offset = Offset(0);
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+
+    /// The offset `delta` after this one.
+    pub fn plus(self, delta: i64) -> Offset {
+        debug_assert!(delta >= 0);
+        Offset(self.0 + delta)
+    }
+}
+
+impl fmt::Display for Offset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A partition leader epoch (KIP-101). -1 means "unknown".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Epoch(pub i32);
+
+impl Epoch {
+    pub const UNKNOWN: Epoch = Epoch(-1);
+}
+
+/// A broker in the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId(pub i32);
+
+/// A CPU core's shard on one node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ShardId(pub u32);
+
+/// Milliseconds since the Unix epoch, as Kafka's timestamps are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TimestampMs(pub i64);
+
+impl TimestampMs {
+    /// Kafka's "no timestamp".
+    pub const NONE: TimestampMs = TimestampMs(-1);
+
+    pub fn now() -> TimestampMs {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        TimestampMs(since.as_millis() as i64)
+    }
+}
+
+/// A topic name and a partition number.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: i32) -> TopicPartition {
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
+    }
+
+    /// The partition's directory name in Kafka's layout: `<topic>-<partition>`.
+    pub fn dir_name(&self) -> String {
+        format!("{}-{}", self.topic, self.partition)
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
