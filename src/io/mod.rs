@@ -1,0 +1,304 @@
+//! The runtime boundary: every file operation, timer, task queue and lock the broker logic uses goes
+//! through here, so the executor (glommio today) could be swapped without touching storage or the
+//! server. Files are read and written through io_uring (glommio's buffered files); rare metadata
+//! operations (rename, unlink, listing a directory) are plain syscalls.
+//!
+//! [`Faults`] lets tests make the next writes fail (ENOSPC, EIO, a short write) to show that the
+//! log stays consistent.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::os::unix::io::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use glommio::io::{BufferedFile, OpenOptions};
+
+pub type Result<T> = std::io::Result<T>;
+
+/// An injected failure for the next writes (or syncs) of files opened with the same [`Faults`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Fail each write with this errno (e.g. `libc::ENOSPC`) until cleared.
+    FailWrites { errno: i32 },
+    /// Write only the first `bytes` of the next write, then fail it with ENOSPC (a torn write).
+    ShortWrite { bytes: usize },
+    /// Fail each fdatasync with EIO until cleared.
+    FailSyncs,
+}
+
+/// A shared switchboard of injected faults; the default injects nothing.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    plan: Rc<RefCell<Option<Fault>>>,
+}
+
+impl Faults {
+    pub fn set(&self, fault: Option<Fault>) {
+        *self.plan.borrow_mut() = fault;
+    }
+
+    fn on_write(&self) -> Option<Fault> {
+        let mut plan = self.plan.borrow_mut();
+        match *plan {
+            Some(Fault::ShortWrite { bytes }) => {
+                *plan = None;
+                Some(Fault::ShortWrite { bytes })
+            }
+            Some(Fault::FailWrites { errno }) => Some(Fault::FailWrites { errno }),
+            _ => None,
+        }
+    }
+
+    fn fails_syncs(&self) -> bool {
+        matches!(*self.plan.borrow(), Some(Fault::FailSyncs))
+    }
+}
+
+/// A file read and written through io_uring. Dropping the last handle closes it; a file that was
+/// unlinked stays readable through its open handles.
+#[derive(Debug)]
+pub struct File {
+    inner: BufferedFile,
+    path: PathBuf,
+    faults: Faults,
+}
+
+impl File {
+    /// Opens `path` for reading and writing, creating it if `create`.
+    pub async fn open(path: &Path, create: bool, faults: &Faults) -> Result<File> {
+        let inner = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .buffered_open(path)
+            .await
+            .map_err(|e| with_path(e.into(), path))?;
+        Ok(File {
+            inner,
+            path: path.to_path_buf(),
+            faults: faults.clone(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.inner.as_raw_fd()
+    }
+
+    /// Writes all of `buf` at `pos`, or fails; a failure may leave a prefix of it written.
+    pub async fn write_at(&self, buf: Vec<u8>, pos: u64) -> Result<()> {
+        let mut buf = buf;
+        match self.faults.on_write() {
+            Some(Fault::FailWrites { errno }) => {
+                return Err(self.error(std::io::Error::from_raw_os_error(errno)))
+            }
+            Some(Fault::ShortWrite { bytes }) => {
+                buf.truncate(bytes);
+                self.inner
+                    .write_at(buf, pos)
+                    .await
+                    .map_err(|e| self.error(e.into()))?;
+                return Err(self.error(std::io::Error::from_raw_os_error(libc_enospc())));
+            }
+            _ => {}
+        }
+        // Short writes to a regular file happen only when the disk fills (or on a signal); the
+        // caller rolls back to its last good position, so treat one as the failure it means.
+        let len = buf.len();
+        let written = self
+            .inner
+            .write_at(buf, pos)
+            .await
+            .map_err(|e| self.error(e.into()))?;
+        if written < len {
+            return Err(self.error(std::io::Error::from_raw_os_error(libc_enospc())));
+        }
+        Ok(())
+    }
+
+    /// Reads up to `len` bytes at `pos` (fewer at the end of the file).
+    pub async fn read_at(&self, pos: u64, len: usize) -> Result<Vec<u8>> {
+        let read = self
+            .inner
+            .read_at(pos, len)
+            .await
+            .map_err(|e| self.error(e.into()))?;
+        Ok(read.to_vec())
+    }
+
+    /// Reads exactly `len` bytes at `pos`, or fails with UnexpectedEof.
+    pub async fn read_exact_at(&self, pos: u64, len: usize) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(len);
+        while out.len() < len {
+            let chunk = self
+                .read_at(pos + out.len() as u64, len - out.len())
+                .await?;
+            if chunk.is_empty() {
+                return Err(self.error(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+
+    pub async fn fdatasync(&self) -> Result<()> {
+        if self.faults.fails_syncs() {
+            return Err(self.error(std::io::Error::from_raw_os_error(5)));
+        }
+        self.inner
+            .fdatasync()
+            .await
+            .map_err(|e| self.error(e.into()))
+    }
+
+    pub async fn truncate(&self, len: u64) -> Result<()> {
+        self.inner
+            .truncate(len)
+            .await
+            .map_err(|e| self.error(e.into()))
+    }
+
+    pub async fn size(&self) -> Result<u64> {
+        self.inner
+            .file_size()
+            .await
+            .map_err(|e| self.error(e.into()))
+    }
+
+    fn error(&self, e: std::io::Error) -> std::io::Error {
+        with_path(e, &self.path)
+    }
+}
+
+fn libc_enospc() -> i32 {
+    28
+}
+
+/// Adds the path to an error's message, keeping its kind and errno.
+pub fn with_path(e: std::io::Error, path: &Path) -> std::io::Error {
+    let message = format!("{}: {e}", path.display());
+    match e.raw_os_error() {
+        Some(errno) => {
+            std::io::Error::new(std::io::Error::from_raw_os_error(errno).kind(), message)
+        }
+        None => std::io::Error::new(e.kind(), message),
+    }
+}
+
+/// Whether an error is a full disk.
+pub fn is_no_space(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc_enospc()) || e.kind() == std::io::ErrorKind::StorageFull
+}
+
+/// Makes a directory's entries (creations, renames, unlinks) durable.
+pub async fn sync_dir(path: &Path) -> Result<()> {
+    let dir = glommio::io::Directory::open(path)
+        .await
+        .map_err(|e| with_path(e.into(), path))?;
+    dir.sync().await.map_err(|e| with_path(e.into(), path))?;
+    dir.close().await.map_err(|e| with_path(e.into(), path))
+}
+
+/// Writes `contents` to `path` crash-safely: a temporary file, fdatasync, rename, directory sync.
+pub async fn write_atomically(path: &Path, contents: Vec<u8>, faults: &Faults) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let file = File::open(&tmp, true, faults).await?;
+        file.truncate(0).await?;
+        file.write_at(contents, 0).await?;
+        file.fdatasync().await?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| with_path(e, path))?;
+    sync_dir(path.parent().unwrap_or(Path::new("."))).await
+}
+
+/// Sleeps on the executor's timer.
+pub async fn sleep(duration: Duration) {
+    glommio::timer::sleep(duration).await;
+}
+
+/// A single-permit async lock for work that must not interleave (one writer per log).
+#[derive(Debug)]
+pub struct Lock {
+    semaphore: glommio::sync::Semaphore,
+}
+
+impl Default for Lock {
+    fn default() -> Self {
+        Lock {
+            semaphore: glommio::sync::Semaphore::new(1),
+        }
+    }
+}
+
+pub struct LockGuard<'a> {
+    _permit: glommio::sync::Permit<'a>,
+}
+
+impl Lock {
+    pub async fn lock(&self) -> LockGuard<'_> {
+        let permit = self
+            .semaphore
+            .acquire_permit(1)
+            .await
+            .expect("the log's write lock is never closed");
+        LockGuard { _permit: permit }
+    }
+}
+
+/// A queue of tasks with a share of the core. Hot-path work (produce, fetch) runs on queues with
+/// more shares than background work (retention, compaction, index rebuilds).
+#[derive(Clone, Copy, Debug)]
+pub struct TaskQueue {
+    handle: glommio::TaskQueueHandle,
+}
+
+impl TaskQueue {
+    /// A queue with `shares` (relative weight, 1..=1000) on the current executor.
+    pub fn new(name: &str, shares: usize) -> TaskQueue {
+        let handle = glommio::executor().create_task_queue(
+            glommio::Shares::Static(shares),
+            glommio::Latency::NotImportant,
+            name,
+        );
+        TaskQueue { handle }
+    }
+
+    /// Spawns `future` on this queue; it runs to completion unless the returned handle is dropped
+    /// after [`Task::cancel`].
+    pub fn spawn<T: 'static>(&self, future: impl Future<Output = T> + 'static) -> Task<T> {
+        let task = glommio::spawn_local_into(future, self.handle)
+            .expect("task queue exists on this executor");
+        Task { inner: task }
+    }
+}
+
+/// A spawned task; await it for its result.
+pub struct Task<T> {
+    inner: glommio::Task<T>,
+}
+
+impl<T> Task<T> {
+    pub async fn join(self) -> T {
+        self.inner.await
+    }
+
+    /// Lets the task run on without anyone awaiting it.
+    pub fn detach(self) {
+        self.inner.detach();
+    }
+}
+
+/// Runs `future` on a fresh single-threaded executor on this thread and returns its output: for
+/// command-line tools, tests and benchmarks.
+pub fn block_on<T>(future: impl Future<Output = T>) -> T {
+    let executor = glommio::LocalExecutorBuilder::default()
+        .make()
+        .expect("cannot start an io_uring executor: is io_uring allowed here?");
+    executor.run(future)
+}

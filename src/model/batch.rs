@@ -249,10 +249,14 @@ impl<'a> BatchView<'a> {
         let last_offset_delta = header.last_offset_delta.get();
         let records_bytes = self.records_bytes().len();
         let codec = self.codec()?;
-        let too_many_for_bytes =
-            codec == Codec::None && (count as usize).saturating_mul(RECORD_BYTES_MIN) > records_bytes;
+        let too_many_for_bytes = codec == Codec::None
+            && (count as usize).saturating_mul(RECORD_BYTES_MIN) > records_bytes;
         // A compacted batch may have fewer records than its offset span, never more.
-        if count < 0 || last_offset_delta < 0 || count as i64 > last_offset_delta as i64 + 1 || too_many_for_bytes {
+        if count < 0
+            || last_offset_delta < 0
+            || count as i64 > last_offset_delta as i64 + 1
+            || too_many_for_bytes
+        {
             return Err(BatchError::BadRecordCount {
                 count,
                 last_offset_delta,
@@ -290,7 +294,12 @@ fn header_mut(bytes: &mut [u8]) -> &mut BatchHeader {
 }
 
 /// Attribute bits for a new batch.
-pub fn attributes(codec: Codec, timestamp_type: TimestampType, transactional: bool, control: bool) -> i16 {
+pub fn attributes(
+    codec: Codec,
+    timestamp_type: TimestampType,
+    transactional: bool,
+    control: bool,
+) -> i16 {
     let mut attributes = codec.attribute();
     if timestamp_type == TimestampType::LogAppendTime {
         attributes |= ATTR_TIMESTAMP_TYPE;

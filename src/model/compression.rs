@@ -54,13 +54,17 @@ impl Codec {
             Codec::Gzip => {
                 let mut encoder =
                     flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-                encoder.write_all(data).expect("writing to a Vec cannot fail");
+                encoder
+                    .write_all(data)
+                    .expect("writing to a Vec cannot fail");
                 encoder.finish().expect("writing to a Vec cannot fail")
             }
             Codec::Snappy => xerial_compress(data),
             Codec::Lz4 => {
                 let mut encoder = lz4_flex::frame::FrameEncoder::new(Vec::new());
-                encoder.write_all(data).expect("writing to a Vec cannot fail");
+                encoder
+                    .write_all(data)
+                    .expect("writing to a Vec cannot fail");
                 encoder.finish().expect("writing to a Vec cannot fail")
             }
             Codec::Zstd => zstd::bulk::compress(data, 3).expect("zstd compression of memory"),
@@ -76,9 +80,12 @@ impl Codec {
         let out = match self {
             Codec::None => data.to_vec(),
             Codec::Gzip => read_bounded(flate2::read::GzDecoder::new(data), limit_bytes, self)?,
-            Codec::Lz4 => read_bounded(lz4_flex::frame::FrameDecoder::new(data), limit_bytes, self)?,
+            Codec::Lz4 => {
+                read_bounded(lz4_flex::frame::FrameDecoder::new(data), limit_bytes, self)?
+            }
             Codec::Zstd => {
-                let decoder = zstd::stream::read::Decoder::new(data).map_err(|e| corrupt(e.to_string()))?;
+                let decoder =
+                    zstd::stream::read::Decoder::new(data).map_err(|e| corrupt(e.to_string()))?;
                 read_bounded(decoder, limit_bytes, self)?
             }
             Codec::Snappy => snappy_decompress(data, limit_bytes)?,
@@ -93,7 +100,11 @@ impl Codec {
     }
 }
 
-fn read_bounded(reader: impl Read, limit_bytes: usize, codec: Codec) -> Result<Vec<u8>, CompressionError> {
+fn read_bounded(
+    reader: impl Read,
+    limit_bytes: usize,
+    codec: Codec,
+) -> Result<Vec<u8>, CompressionError> {
     let mut out = Vec::new();
     let read = reader
         .take(limit_bytes as u64 + 1)
@@ -115,7 +126,9 @@ fn xerial_compress(data: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&1i32.to_be_bytes()); // minimum compatible version
     let mut encoder = snap::raw::Encoder::new();
     for block in data.chunks(XERIAL_BLOCK_BYTES) {
-        let compressed = encoder.compress_vec(block).expect("snappy compression of memory");
+        let compressed = encoder
+            .compress_vec(block)
+            .expect("snappy compression of memory");
         out.extend_from_slice(&(compressed.len() as i32).to_be_bytes());
         out.extend_from_slice(&compressed);
     }
@@ -137,7 +150,9 @@ fn snappy_decompress(data: &[u8], limit_bytes: usize) -> Result<Vec<u8>, Compres
         if len > limit_bytes {
             return Err(too_large);
         }
-        return decoder.decompress_vec(data).map_err(|e| corrupt(e.to_string()));
+        return decoder
+            .decompress_vec(data)
+            .map_err(|e| corrupt(e.to_string()));
     }
     let mut rest = data
         .get(XERIAL_HEADER_BYTES..)
@@ -151,7 +166,11 @@ fn snappy_decompress(data: &[u8], limit_bytes: usize) -> Result<Vec<u8>, Compres
         let block = usize::try_from(block_len)
             .ok()
             .and_then(|len| rest.get(4..4 + len))
-            .ok_or_else(|| corrupt(format!("xerial block of {block_len} bytes overruns the data")))?;
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "xerial block of {block_len} bytes overruns the data"
+                ))
+            })?;
         let len = snap::raw::decompress_len(block).map_err(|e| corrupt(e.to_string()))?;
         if out.len() + len > limit_bytes {
             return Err(too_large);
@@ -172,12 +191,27 @@ mod tests {
 
     #[test]
     fn every_codec_round_trips_and_respects_the_limit() {
-        let data: Vec<u8> = (0..100_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
-        for codec in [Codec::None, Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
+        let data: Vec<u8> = (0..100_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        for codec in [
+            Codec::None,
+            Codec::Gzip,
+            Codec::Snappy,
+            Codec::Lz4,
+            Codec::Zstd,
+        ] {
             let compressed = codec.compress(&data);
-            assert_eq!(codec.decompress(&compressed, data.len()).unwrap(), data, "{codec:?}");
+            assert_eq!(
+                codec.decompress(&compressed, data.len()).unwrap(),
+                data,
+                "{codec:?}"
+            );
             assert!(
-                matches!(codec.decompress(&compressed, data.len() - 1), Err(CompressionError::TooLarge { .. })),
+                matches!(
+                    codec.decompress(&compressed, data.len() - 1),
+                    Err(CompressionError::TooLarge { .. })
+                ),
                 "{codec:?} must refuse to inflate past the limit"
             );
         }
@@ -193,7 +227,12 @@ mod tests {
     #[test]
     fn garbage_is_a_typed_error() {
         for codec in [Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
-            assert!(codec.decompress(b"\x82SNAPPY\0garbage-garbage", 1 << 20).is_err(), "{codec:?}");
+            assert!(
+                codec
+                    .decompress(b"\x82SNAPPY\0garbage-garbage", 1 << 20)
+                    .is_err(),
+                "{codec:?}"
+            );
         }
     }
 }

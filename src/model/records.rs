@@ -48,8 +48,12 @@ pub fn decode(view: &BatchView<'_>, limit_bytes: usize) -> Result<Vec<Record>, R
     for index in 0..count {
         let malformed = |detail| RecordsError::Malformed { index, detail };
         let length = reader.varint().ok_or(malformed("length"))?;
-        let end = reader.at.checked_add(usize::try_from(length).map_err(|_| malformed("negative length"))?);
-        let end = end.filter(|end| *end <= reader.data.len()).ok_or(malformed("length overruns the batch"))?;
+        let end = reader
+            .at
+            .checked_add(usize::try_from(length).map_err(|_| malformed("negative length"))?);
+        let end = end
+            .filter(|end| *end <= reader.data.len())
+            .ok_or(malformed("length overruns the batch"))?;
         let _attributes = reader.byte().ok_or(malformed("attributes"))?;
         let timestamp_delta = reader.varlong().ok_or(malformed("timestamp delta"))?;
         let offset_delta = reader.varint().ok_or(malformed("offset delta"))?;
@@ -58,7 +62,10 @@ pub fn decode(view: &BatchView<'_>, limit_bytes: usize) -> Result<Vec<Record>, R
         let header_count = reader.varint().ok_or(malformed("header count"))?;
         let mut headers = Vec::new();
         for _ in 0..header_count.max(0) {
-            let key = reader.nullable_bytes().flatten().ok_or(malformed("header key"))?;
+            let key = reader
+                .nullable_bytes()
+                .flatten()
+                .ok_or(malformed("header key"))?;
             let value = reader.nullable_bytes().ok_or(malformed("header value"))?;
             headers.push(Header { key, value });
         }
@@ -210,7 +217,10 @@ impl BatchBuilder {
         let mut body = Vec::with_capacity(records.len() * 32);
         let mut record_bytes = Vec::with_capacity(64);
         for record in records {
-            assert!(record.offset >= base_offset, "records must not precede the batch span");
+            assert!(
+                record.offset >= base_offset,
+                "records must not precede the batch span"
+            );
             record_bytes.clear();
             record_bytes.push(0); // record attributes: unused
             put_varlong(&mut record_bytes, record.timestamp.0 - base_timestamp);
@@ -227,9 +237,16 @@ impl BatchBuilder {
         }
         let body = self.codec.compress(&body);
         let mut out = BytesMut::with_capacity(HEADER_BYTES + body.len());
-        let attributes = batch::attributes(self.codec, self.timestamp_type, self.transactional, self.control);
+        let attributes = batch::attributes(
+            self.codec,
+            self.timestamp_type,
+            self.transactional,
+            self.control,
+        );
         out.extend_from_slice(&base_offset.0.to_be_bytes());
-        out.extend_from_slice(&((HEADER_BYTES - batch::LOG_OVERHEAD_BYTES + body.len()) as i32).to_be_bytes());
+        out.extend_from_slice(
+            &((HEADER_BYTES - batch::LOG_OVERHEAD_BYTES + body.len()) as i32).to_be_bytes(),
+        );
         out.extend_from_slice(&self.partition_leader_epoch.to_be_bytes());
         out.extend_from_slice(&[batch::MAGIC_V2 as u8]);
         out.extend_from_slice(&0u32.to_be_bytes()); // CRC, filled below
@@ -291,7 +308,13 @@ mod tests {
             sample(6, None, Some("2")),
             sample(9, Some("c"), None),
         ];
-        for codec in [Codec::None, Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
+        for codec in [
+            Codec::None,
+            Codec::Gzip,
+            Codec::Snappy,
+            Codec::Lz4,
+            Codec::Zstd,
+        ] {
             let bytes = BatchBuilder {
                 codec,
                 ..BatchBuilder::default()
@@ -310,7 +333,18 @@ mod tests {
 
     #[test]
     fn varlongs_round_trip_at_the_edges() {
-        for value in [0, 1, -1, 63, -64, 64, i32::MAX as i64, i32::MIN as i64, i64::MAX, i64::MIN] {
+        for value in [
+            0,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            i32::MAX as i64,
+            i32::MIN as i64,
+            i64::MAX,
+            i64::MIN,
+        ] {
             let mut out = Vec::new();
             put_varlong(&mut out, value);
             let mut reader = Reader {
@@ -331,7 +365,10 @@ mod tests {
             if (12..16).contains(&at) {
                 assert!(BatchView::validate(&corrupt).is_ok());
             } else {
-                assert!(BatchView::validate(&corrupt).is_err(), "flip at byte {at} went unnoticed");
+                assert!(
+                    BatchView::validate(&corrupt).is_err(),
+                    "flip at byte {at} went unnoticed"
+                );
             }
         }
     }

@@ -1,0 +1,422 @@
+//! One segment: a `.log` file of whole batches and its two sparse indexes, plus the forward scan
+//! over batch headers that reads, recovery and rebuilds share.
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use zerocopy::FromBytes;
+
+use super::index::{OffsetIndex, TimeIndex};
+use super::StorageError;
+use crate::io;
+use crate::model::batch::{BatchHeader, BatchView, HEADER_BYTES, MAGIC_V2};
+use crate::model::{Offset, TimestampMs};
+
+/// Bytes read at a time when only headers are needed.
+const HEADER_SCAN_CHUNK_BYTES: usize = 64 * 1024;
+/// Bytes read at a time when whole batches are checked (recovery, rebuilds).
+const VERIFY_SCAN_CHUNK_BYTES: usize = 1 << 20;
+
+pub fn file_name(base: Offset, extension: &str) -> String {
+    format!("{:020}.{extension}", base.0)
+}
+
+pub fn path(dir: &Path, base: Offset, extension: &str) -> PathBuf {
+    dir.join(file_name(base, extension))
+}
+
+/// Parses `00000000000000001234.log` (or another extension) into its base offset.
+pub fn parse_file_name(name: &str, extension: &str) -> Option<Offset> {
+    let stem = name.strip_suffix(extension)?.strip_suffix('.')?;
+    (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| stem.parse().ok().map(Offset))
+        .flatten()
+}
+
+/// Where one batch lies and what its header says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchInfo {
+    pub position: u64,
+    pub bytes: u32,
+    pub base: Offset,
+    pub last: Offset,
+    pub max_timestamp: TimestampMs,
+    pub records: i32,
+}
+
+impl BatchInfo {
+    pub fn end(&self) -> u64 {
+        self.position + self.bytes as u64
+    }
+
+    pub fn next_offset(&self) -> Offset {
+        self.last.plus(1)
+    }
+}
+
+/// How a scan ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ScanStop {
+    /// Reached the end position, or the visitor stopped at a batch.
+    Done,
+    /// The bytes at `position` are not a whole valid batch.
+    Invalid { position: u64, reason: String },
+}
+
+/// Walks the batches of `file` from `from` (a batch start) to `end`. With `verify`, each batch is
+/// read whole and its CRC checked; otherwise only headers are read. `visit` returns false to stop
+/// before a batch. Returns the position after the last accepted batch and how the scan ended.
+pub async fn scan(
+    file: &io::File,
+    from: u64,
+    end: u64,
+    verify: bool,
+    mut visit: impl FnMut(&BatchInfo) -> bool,
+) -> io::Result<(u64, ScanStop)> {
+    let chunk_bytes = if verify {
+        VERIFY_SCAN_CHUNK_BYTES
+    } else {
+        HEADER_SCAN_CHUNK_BYTES
+    };
+    let mut position = from;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut buf_position = from;
+    let invalid = |position: u64, reason: String| ScanStop::Invalid { position, reason };
+    while position < end {
+        let left = end - position;
+        if left < HEADER_BYTES as u64 {
+            return Ok((
+                position,
+                invalid(
+                    position,
+                    format!("{left} trailing bytes, less than a batch header"),
+                ),
+            ));
+        }
+        if position + HEADER_BYTES as u64 > buf_position + buf.len() as u64 {
+            buf = file
+                .read_at(position, chunk_bytes.min(left as usize))
+                .await?;
+            buf_position = position;
+            if buf.len() < HEADER_BYTES {
+                return Ok((
+                    position,
+                    invalid(position, "the file ends inside a batch header".into()),
+                ));
+            }
+        }
+        let at = (position - buf_position) as usize;
+        let (header, _) =
+            BatchHeader::ref_from_prefix(&buf[at..]).expect("a whole header is buffered");
+        let total = match BatchView::total_len(&buf[at..]) {
+            Ok(total) => total as u64,
+            Err(e) => return Ok((position, invalid(position, e.to_string()))),
+        };
+        if header.magic != MAGIC_V2 {
+            return Ok((
+                position,
+                invalid(position, format!("magic {} is not 2", header.magic)),
+            ));
+        }
+        if total > left {
+            return Ok((
+                position,
+                invalid(
+                    position,
+                    format!(
+                        "batch of {total} bytes overruns the end by {} bytes",
+                        total - left
+                    ),
+                ),
+            ));
+        }
+        if verify {
+            if position + total > buf_position + buf.len() as u64 {
+                buf = file
+                    .read_at(position, chunk_bytes.max(total as usize).min(left as usize))
+                    .await?;
+                buf_position = position;
+                if (buf.len() as u64) < total {
+                    return Ok((
+                        position,
+                        invalid(position, "the file ends inside a batch".into()),
+                    ));
+                }
+            }
+            let at = (position - buf_position) as usize;
+            if let Err(e) = BatchView::validate(&buf[at..at + total as usize]) {
+                return Ok((position, invalid(position, e.to_string())));
+            }
+        }
+        let at = (position - buf_position) as usize;
+        let (header, _) =
+            BatchHeader::ref_from_prefix(&buf[at..]).expect("a whole header is buffered");
+        let info = BatchInfo {
+            position,
+            bytes: total as u32,
+            base: Offset(header.base_offset.get()),
+            last: Offset(header.base_offset.get() + header.last_offset_delta.get() as i64),
+            max_timestamp: TimestampMs(header.max_timestamp.get()),
+            records: header.records_count.get(),
+        };
+        if !visit(&info) {
+            return Ok((position, ScanStop::Done));
+        }
+        position += total;
+    }
+    Ok((position, ScanStop::Done))
+}
+
+/// The files of a segment and what is known of its contents.
+#[derive(Debug)]
+pub struct Segment {
+    pub base: Offset,
+    pub log: Rc<io::File>,
+    pub index_file: Rc<io::File>,
+    pub time_index_file: Rc<io::File>,
+    pub index: OffsetIndex,
+    pub time_index: TimeIndex,
+    /// Bytes of whole, visible batches.
+    pub size_bytes: u64,
+    /// The offset after the last batch (the next segment's base, for closed segments).
+    pub next_offset: Offset,
+    pub max_timestamp: TimestampMs,
+    pub offset_of_max_timestamp: Offset,
+    /// Bytes appended since the last offset index entry.
+    pub bytes_since_index: u64,
+    /// Wall-clock time of the first append since the segment was opened (for `segment.ms`).
+    pub first_append_ms: Option<i64>,
+    /// `index.interval.bytes`.
+    pub index_interval_bytes: u64,
+}
+
+impl Segment {
+    /// Creates an empty segment, replacing any stale files of the same base.
+    pub async fn create(
+        dir: &Path,
+        base: Offset,
+        index_interval_bytes: u64,
+        faults: &io::Faults,
+    ) -> Result<Segment, StorageError> {
+        let mut files = Vec::with_capacity(3);
+        for extension in ["log", "index", "timeindex"] {
+            let file = io::File::open(&path(dir, base, extension), true, faults).await?;
+            file.truncate(0).await?;
+            files.push(Rc::new(file));
+        }
+        let time_index_file = files.pop().expect("three files");
+        let index_file = files.pop().expect("three files");
+        let log = files.pop().expect("three files");
+        Ok(Segment {
+            base,
+            log,
+            index_file,
+            time_index_file,
+            index: OffsetIndex::new(base),
+            time_index: TimeIndex::new(base),
+            size_bytes: 0,
+            next_offset: base,
+            max_timestamp: TimestampMs::NONE,
+            offset_of_max_timestamp: base,
+            bytes_since_index: 0,
+            first_append_ms: None,
+            index_interval_bytes,
+        })
+    }
+
+    /// Opens an existing segment and its indexes. Indexes that are missing or fail their checks
+    /// are rebuilt from the log (and logged); `next_offset` is `next_base` when known (a closed
+    /// segment), or found by scanning from the last index entry (the active segment).
+    pub async fn open(
+        dir: &Path,
+        base: Offset,
+        next_base: Option<Offset>,
+        index_interval_bytes: u64,
+        faults: &io::Faults,
+    ) -> Result<Segment, StorageError> {
+        let log_path = path(dir, base, "log");
+        if !log_path.exists() {
+            return Err(StorageError::MissingFile { path: log_path });
+        }
+        let log = Rc::new(io::File::open(&log_path, false, faults).await?);
+        let index_file = Rc::new(io::File::open(&path(dir, base, "index"), true, faults).await?);
+        let time_index_file =
+            Rc::new(io::File::open(&path(dir, base, "timeindex"), true, faults).await?);
+        let size_bytes = log.size().await?;
+        let index_bytes = index_file
+            .read_at(0, index_file.size().await? as usize)
+            .await?;
+        let time_bytes = time_index_file
+            .read_at(0, time_index_file.size().await? as usize)
+            .await?;
+        let parsed = OffsetIndex::parse(base, &index_bytes, size_bytes).and_then(|index| {
+            TimeIndex::parse(base, &time_bytes).map(|time_index| (index, time_index))
+        });
+        let mut segment = Segment {
+            base,
+            log,
+            index_file,
+            time_index_file,
+            index: OffsetIndex::new(base),
+            time_index: TimeIndex::new(base),
+            size_bytes,
+            next_offset: next_base.unwrap_or(base),
+            max_timestamp: TimestampMs::NONE,
+            offset_of_max_timestamp: base,
+            bytes_since_index: 0,
+            first_append_ms: None,
+            index_interval_bytes,
+        };
+        match parsed {
+            Ok((index, time_index))
+                if !(index.is_empty() && time_index.last().is_none() && size_bytes > 0) =>
+            {
+                segment.index = index;
+                segment.time_index = time_index;
+                if let Some((timestamp, offset)) = segment.time_index.last() {
+                    segment.max_timestamp = timestamp;
+                    segment.offset_of_max_timestamp = offset;
+                }
+                if next_base.is_none() {
+                    // The active segment: find its end from the last index entry.
+                    let from = segment.index.lookup(Offset(i64::MAX));
+                    segment.rescan_from(from, false).await?;
+                }
+            }
+            parsed => {
+                if let Err(e) = parsed {
+                    tracing::warn!(segment = %log_path.display(), error = %e, "rebuilding a corrupt index");
+                }
+                segment.rescan_from(0, false).await?;
+                segment.write_indexes().await?;
+            }
+        }
+        Ok(segment)
+    }
+
+    /// Re-derives index entries, end offset and max timestamp from the batches at or after
+    /// `from` (a batch start). Stops at the first invalid batch and returns what it found there:
+    /// the caller decides whether to cut it.
+    pub async fn rescan_from(&mut self, from: u64, verify: bool) -> Result<ScanStop, StorageError> {
+        self.index.truncate_to_position(from);
+        self.bytes_since_index = 0;
+        let mut first = true;
+        let log = self.log.clone();
+        let mut batches = Vec::new();
+        let (end, stop) = scan(&log, from, self.size_bytes, verify, |info| {
+            batches.push(*info);
+            true
+        })
+        .await?;
+        for info in &batches {
+            if first {
+                self.time_index.truncate_to_offset(info.base);
+                self.reset_max_timestamp();
+                first = false;
+            }
+            self.note_batch(info);
+        }
+        self.size_bytes = end;
+        if let Some(last) = batches.last() {
+            self.next_offset = last.next_offset();
+        } else if from == 0 {
+            self.next_offset = self.base;
+        }
+        Ok(stop)
+    }
+
+    pub fn reset_max_timestamp(&mut self) {
+        match self.time_index.last() {
+            Some((timestamp, offset)) => {
+                self.max_timestamp = timestamp;
+                self.offset_of_max_timestamp = offset;
+            }
+            None => {
+                self.max_timestamp = TimestampMs::NONE;
+                self.offset_of_max_timestamp = self.base;
+            }
+        }
+    }
+
+    /// Accounts a batch appended at `info.position`: an index entry when `index.interval.bytes`
+    /// have passed since the last, and the max timestamp. Returns the bytes to append to the
+    /// `.index` and `.timeindex` files.
+    pub fn note_batch(&mut self, info: &BatchInfo) -> (Option<[u8; 8]>, Option<[u8; 12]>) {
+        if info.max_timestamp > self.max_timestamp {
+            self.max_timestamp = info.max_timestamp;
+            self.offset_of_max_timestamp = info.last;
+        }
+        let mut entries = (None, None);
+        if self.bytes_since_index > self.index_interval_bytes && info.position > 0 {
+            entries.0 = Some(self.index.push(info.last, info.position));
+            entries.1 = self
+                .time_index
+                .maybe_push(self.max_timestamp, self.offset_of_max_timestamp);
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += info.bytes as u64;
+        entries
+    }
+
+    /// Writes both indexes whole and cuts their files to size.
+    pub async fn write_indexes(&self) -> Result<(), StorageError> {
+        for (file, bytes) in [
+            (&self.index_file, self.index.to_bytes()),
+            (&self.time_index_file, self.time_index.to_bytes()),
+        ] {
+            let len = bytes.len() as u64;
+            if !bytes.is_empty() {
+                file.write_at(bytes, 0).await?;
+            }
+            file.truncate(len).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes the segment's data and indexes durable.
+    pub async fn sync(&self) -> Result<(), StorageError> {
+        self.log.fdatasync().await?;
+        self.index_file.fdatasync().await?;
+        self.time_index_file.fdatasync().await?;
+        Ok(())
+    }
+
+    /// Closing the active segment: records the max timestamp in the time index (so retention
+    /// finds it without a scan after a restart) and makes everything durable.
+    pub async fn seal(&mut self) -> Result<(), StorageError> {
+        if self.size_bytes > 0 {
+            if let Some(bytes) = self
+                .time_index
+                .maybe_push(self.max_timestamp, self.offset_of_max_timestamp)
+            {
+                self.time_index_file
+                    .write_at(
+                        bytes.to_vec(),
+                        self.time_index.file_bytes() - bytes.len() as u64,
+                    )
+                    .await?;
+            }
+        }
+        self.sync().await
+    }
+
+    pub fn paths(&self, dir: &Path) -> [PathBuf; 3] {
+        ["log", "index", "timeindex"].map(|extension| path(dir, self.base, extension))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_twenty_digits() {
+        assert_eq!(file_name(Offset(1234), "log"), "00000000000000001234.log");
+        assert_eq!(
+            parse_file_name("00000000000000001234.log", "log"),
+            Some(Offset(1234))
+        );
+        assert_eq!(parse_file_name("00000000000000001234.index", "log"), None);
+        assert_eq!(parse_file_name("1234.log", "log"), None);
+    }
+}
