@@ -1,14 +1,423 @@
-//! Compaction (placeholder filled in below).
-use super::StorageError;
+//! Compaction (`cleanup.policy=compact`): keeps the newest record of each key in the closed
+//! segments, with offsets and timestamps unchanged.
+//!
+//! A pass: (1) pick the cleanable segments — closed, older than `min.compaction.lag.ms`, and only
+//! if the uncleaned share of them reaches `min.cleanable.dirty.ratio`; (2) map each key to its
+//! newest offset; (3) write each segment's survivors to `<base>.<ext>.cleaned` files, re-encoding
+//! a batch (with its own codec, span, producer fields) only where records were dropped, keeping
+//! control and transactional batches whole, dropping tombstones older than `delete.retention.ms`;
+//! (4) swap crash-safely: the marker file `cleaner.swap` listing the bases is the commit point;
+//! then each `.cleaned` file is renamed over its original and the marker removed. On open,
+//! [`finish_interrupted_swap`] completes a swap whose marker exists and deletes `.cleaned` files
+//! of one that never committed — so a crash leaves the old set or the new set, never a mix.
+
+use std::collections::HashMap;
 use std::path::Path;
 
+use bytes::Bytes;
+
+use super::log::Log;
+use super::segment::{self, BatchInfo, Segment, EXTENSIONS};
+use super::StorageError;
+use crate::io;
+use crate::model::records::{self, BatchBuilder, ProducerInfo};
+use crate::model::{BatchView, Offset, TimestampMs, TimestampType};
+
+pub const SWAP_MARKER: &str = "cleaner.swap";
+const CLEANED_SUFFIX: &str = ".cleaned";
+/// Bytes of survivors buffered before a write to the cleaned file.
+const WRITE_CHUNK_BYTES: usize = 1 << 20;
+
+/// Where a cleaning pass stops: `Done` for a real pass; the others simulate a crash at that step
+/// (tests of the swap's crash safety).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CleanerStep {
-    None,
+    /// The `.cleaned` files are written and synced; no marker yet.
+    WroteCleaned,
+    /// The marker is durable; nothing renamed yet.
+    WroteMarker,
+    /// This many files were renamed into place.
+    Renamed(usize),
+    Done,
 }
-#[derive(Debug, Clone, Default)]
-pub struct CleanReport;
 
-pub fn finish_interrupted_swap(_dir: &Path) -> Result<(), StorageError> {
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CleanReport {
+    pub segments_cleaned: usize,
+    pub records_removed: u64,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+/// Completes or discards a swap that a crash interrupted (see the module doc).
+pub fn finish_interrupted_swap(dir: &Path) -> Result<(), StorageError> {
+    let marker = dir.join(SWAP_MARKER);
+    let committed = match std::fs::read_to_string(&marker) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io::with_path(e, &marker).into()),
+    };
+    if let Some(text) = &committed {
+        let bases: Option<Vec<Offset>> = text.lines().map(|l| l.parse().ok().map(Offset)).collect();
+        let Some(bases) = bases else {
+            return Err(StorageError::CorruptFile {
+                path: marker,
+                detail: "not a list of base offsets".into(),
+            });
+        };
+        for base in bases {
+            for extension in EXTENSIONS {
+                let cleaned = segment::path_with_suffix(dir, base, extension, CLEANED_SUFFIX);
+                if cleaned.exists() {
+                    let target = segment::path(dir, base, extension);
+                    std::fs::rename(&cleaned, &target).map_err(|e| io::with_path(e, &target))?;
+                }
+            }
+        }
+        tracing::warn!(dir = %dir.display(), "completed a compaction swap interrupted by a crash");
+    }
+    for entry in std::fs::read_dir(dir).map_err(|e| io::with_path(e, dir))? {
+        let path = entry.map_err(|e| io::with_path(e, dir))?.path();
+        if path.to_str().is_some_and(|p| p.ends_with(CLEANED_SUFFIX)) {
+            tracing::warn!(path = %path.display(), "discarding an uncommitted compaction output");
+            std::fs::remove_file(&path).map_err(|e| io::with_path(e, &path))?;
+        }
+    }
+    if committed.is_some() {
+        std::fs::remove_file(&marker).map_err(|e| io::with_path(e, &marker))?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io::with_path(e, dir))?;
+    }
     Ok(())
+}
+
+impl Log {
+    /// One compaction pass (a no-op unless the policy includes `compact` and the dirty ratio is
+    /// reached). Appends continue meanwhile; only the final swap holds the write lock.
+    pub async fn clean(&self, now: TimestampMs) -> Result<CleanReport, StorageError> {
+        self.clean_until(now, CleanerStep::Done).await
+    }
+
+    /// As [`Log::clean`], stopping at `stop` as if the process died there.
+    pub async fn clean_until(
+        &self,
+        now: TimestampMs,
+        stop: CleanerStep,
+    ) -> Result<CleanReport, StorageError> {
+        let config = self.config();
+        if !config.cleanup_policy.compact {
+            return Ok(CleanReport::default());
+        }
+        let Some(bases) = self.cleanable_segments(now, &config).await? else {
+            return Ok(CleanReport::default());
+        };
+        let segments = self.segment_batches(&bases).await?;
+        let limit_bytes = config.max_message_bytes.max(1 << 20) * 64;
+        let mut newest: HashMap<Bytes, Offset> = HashMap::new();
+        for (_, file, batches) in &segments {
+            for info in batches {
+                let (bytes, decoded) = read_batch(file, info, limit_bytes).await?;
+                let (view, _) = BatchView::parse_header(&bytes).expect("validated");
+                if view.is_control() {
+                    continue;
+                }
+                for record in decoded {
+                    if let Some(key) = record.key {
+                        newest.insert(key, record.offset);
+                    }
+                }
+            }
+        }
+        let tombstone_horizon = TimestampMs(now.0.saturating_sub(config.delete_retention_ms));
+        let mut report = CleanReport::default();
+        let dir = self.dir().to_path_buf();
+        for (base, file, batches) in &segments {
+            let cleaned = Segment::create_with_suffix(
+                &dir,
+                *base,
+                CLEANED_SUFFIX,
+                config.index_interval_bytes,
+                self.faults(),
+            )
+            .await?;
+            let mut writer = CleanedWriter {
+                segment: cleaned,
+                buf: Vec::new(),
+                pending: Vec::new(),
+            };
+            let written = async {
+                for info in batches {
+                    let (bytes, decoded) = read_batch(file, info, limit_bytes).await?;
+                    let (view, _) = BatchView::parse_header(&bytes).expect("validated");
+                    report.bytes_before += view.len() as u64;
+                    if view.is_control() || view.is_transactional() {
+                        writer.push(view.bytes());
+                    } else {
+                        let keep: Vec<_> = decoded
+                            .iter()
+                            .filter(|r| {
+                                let newest_for_key = r
+                                    .key
+                                    .as_ref()
+                                    .is_none_or(|k| newest.get(k) == Some(&r.offset));
+                                let live =
+                                    r.value.is_some() || view.max_timestamp() >= tombstone_horizon;
+                                newest_for_key && live
+                            })
+                            .cloned()
+                            .collect();
+                        report.records_removed += (decoded.len() - keep.len()) as u64;
+                        if keep.len() == decoded.len() {
+                            writer.push(view.bytes());
+                        } else if !keep.is_empty() {
+                            writer.push(&rebuild(&view, &keep));
+                        }
+                    }
+                    if writer.buf.len() >= WRITE_CHUNK_BYTES {
+                        writer.flush().await?;
+                    }
+                }
+                writer.finish().await
+            }
+            .await;
+            if let Err(e) = written {
+                remove_cleaned(&dir, &bases);
+                return Err(e);
+            }
+            report.bytes_after += writer.segment.size_bytes;
+            report.segments_cleaned += 1;
+        }
+        if stop == CleanerStep::WroteCleaned {
+            return Ok(report);
+        }
+        self.swap(&bases, stop, &segments).await?;
+        Ok(report)
+    }
+
+    /// The closed segments a pass may clean, if the dirty ratio calls for a pass.
+    async fn cleanable_segments(
+        &self,
+        now: TimestampMs,
+        config: &super::LogConfig,
+    ) -> Result<Option<Vec<Offset>>, StorageError> {
+        let active = self.active_base();
+        let mut bases = Vec::new();
+        let (mut total_bytes, mut dirty_bytes) = (0u64, 0u64);
+        let first_dirty = self.first_dirty();
+        for base in self.segment_bases().into_iter().filter(|b| *b < active) {
+            self.ensure_loaded(base).await?;
+            let (max_timestamp, size, next_offset) = {
+                let state = self.state.borrow();
+                let segment = state
+                    .segments
+                    .get(&base)
+                    .and_then(Option::as_ref)
+                    .expect("loaded");
+                (
+                    segment.max_timestamp,
+                    segment.size_bytes,
+                    segment.next_offset,
+                )
+            };
+            if max_timestamp.0 > now.0.saturating_sub(config.min_compaction_lag_ms) {
+                break;
+            }
+            total_bytes += size;
+            if next_offset > first_dirty {
+                dirty_bytes += size;
+            }
+            bases.push(base);
+        }
+        if bases.is_empty()
+            || total_bytes == 0
+            || (dirty_bytes as f64) < config.min_cleanable_dirty_ratio * total_bytes as f64
+        {
+            return Ok(None);
+        }
+        Ok(Some(bases))
+    }
+
+    async fn segment_batches(
+        &self,
+        bases: &[Offset],
+    ) -> Result<Vec<(Offset, std::rc::Rc<io::File>, Vec<BatchInfo>)>, StorageError> {
+        let mut out = Vec::with_capacity(bases.len());
+        for base in bases {
+            let (file, size) = {
+                let state = self.state.borrow();
+                let segment = state
+                    .segments
+                    .get(base)
+                    .and_then(Option::as_ref)
+                    .expect("loaded");
+                (segment.log.clone(), segment.size_bytes)
+            };
+            let mut batches = Vec::new();
+            segment::scan(&file, 0, size, true, |info| {
+                batches.push(*info);
+                true
+            })
+            .await?;
+            out.push((*base, file, batches));
+        }
+        Ok(out)
+    }
+
+    async fn swap(
+        &self,
+        bases: &[Offset],
+        stop: CleanerStep,
+        segments: &[(Offset, std::rc::Rc<io::File>, Vec<BatchInfo>)],
+    ) -> Result<(), StorageError> {
+        let _guard = self.write_lock().lock().await;
+        let dir = self.dir().to_path_buf();
+        // Retention or truncation may have changed the segments meanwhile: then drop this pass.
+        let unchanged = {
+            let state = self.state.borrow();
+            segments.iter().all(|(base, _, batches)| {
+                state
+                    .segments
+                    .get(base)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|s| s.size_bytes == batches.last().map_or(0, BatchInfo::end))
+            })
+        };
+        if !unchanged {
+            remove_cleaned(&dir, bases);
+            return Ok(());
+        }
+        let marker: String = bases.iter().map(|b| format!("{b}\n")).collect();
+        io::write_atomically(&dir.join(SWAP_MARKER), marker.into_bytes(), self.faults()).await?;
+        if stop == CleanerStep::WroteMarker {
+            return Ok(());
+        }
+        let mut renamed = 0;
+        for base in bases {
+            for extension in EXTENSIONS {
+                if stop == CleanerStep::Renamed(renamed) {
+                    return Ok(());
+                }
+                let target = segment::path(&dir, *base, extension);
+                let cleaned = segment::path_with_suffix(&dir, *base, extension, CLEANED_SUFFIX);
+                std::fs::rename(&cleaned, &target).map_err(|e| io::with_path(e, &target))?;
+                renamed += 1;
+            }
+        }
+        io::sync_dir(&dir).await?;
+        let marker = dir.join(SWAP_MARKER);
+        std::fs::remove_file(&marker).map_err(|e| io::with_path(e, &marker))?;
+        io::sync_dir(&dir).await?;
+        let mut state = self.state.borrow_mut();
+        for base in bases {
+            if let Some(slot) = state.segments.get_mut(base) {
+                *slot = None; // reopened lazily from the cleaned files
+            }
+        }
+        let last = *bases.last().expect("a pass cleans at least one segment");
+        let first_dirty = state.next_base_of(last);
+        state.first_dirty = state.first_dirty.max(first_dirty);
+        Ok(())
+    }
+}
+
+/// Reads one batch whole and decodes its records (none for a control batch).
+async fn read_batch(
+    file: &io::File,
+    info: &BatchInfo,
+    limit_bytes: usize,
+) -> Result<(Vec<u8>, Vec<records::Record>), StorageError> {
+    let corrupt = |detail: String| StorageError::CorruptFile {
+        path: file.path().to_path_buf(),
+        detail: format!("batch at {}: {detail}", info.position),
+    };
+    let bytes = file
+        .read_exact_at(info.position, info.bytes as usize)
+        .await?;
+    let (view, _) = BatchView::validate(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let decoded = if view.is_control() {
+        Vec::new()
+    } else {
+        records::decode(&view, limit_bytes).map_err(|e| corrupt(e.to_string()))?
+    };
+    Ok((bytes, decoded))
+}
+
+/// Re-encodes a batch with fewer records, keeping its codec, span, timestamps type, producer
+/// fields and leader epoch.
+fn rebuild(view: &BatchView<'_>, keep: &[records::Record]) -> Bytes {
+    let timestamp_type = view.timestamp_type();
+    BatchBuilder {
+        codec: view.codec().expect("validated"),
+        timestamp_type,
+        transactional: view.is_transactional(),
+        control: view.is_control(),
+        producer: ProducerInfo {
+            producer_id: view.producer_id(),
+            producer_epoch: view.producer_epoch(),
+            base_sequence: view.base_sequence(),
+        },
+        partition_leader_epoch: view.header().partition_leader_epoch.get(),
+        span: Some((view.base_offset(), view.header().last_offset_delta.get())),
+        log_append_time: (timestamp_type == TimestampType::LogAppendTime)
+            .then(|| view.max_timestamp()),
+    }
+    .build(keep)
+}
+
+struct CleanedWriter {
+    segment: Segment,
+    buf: Vec<u8>,
+    pending: Vec<BatchInfo>,
+}
+
+impl CleanedWriter {
+    fn push(&mut self, batch: &[u8]) {
+        let (view, _) = BatchView::parse_header(batch).expect("a whole batch");
+        let position = self.segment.size_bytes + self.buf.len() as u64;
+        self.pending.push(BatchInfo {
+            position,
+            bytes: batch.len() as u32,
+            base: view.base_offset(),
+            last: view.last_offset(),
+            max_timestamp: view.max_timestamp(),
+            records: view.records_count(),
+        });
+        self.buf.extend_from_slice(batch);
+    }
+
+    async fn flush(&mut self) -> Result<(), StorageError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut self.buf);
+        self.segment
+            .log
+            .write_at(buf, self.segment.size_bytes)
+            .await?;
+        for info in std::mem::take(&mut self.pending) {
+            self.segment.note_batch(&info);
+            self.segment.size_bytes = info.end();
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> Result<(), StorageError> {
+        self.flush().await?;
+        self.segment.write_indexes().await?;
+        self.segment.seal().await
+    }
+}
+
+fn remove_cleaned(dir: &Path, bases: &[Offset]) {
+    for base in bases {
+        for extension in EXTENSIONS {
+            let _ = std::fs::remove_file(segment::path_with_suffix(
+                dir,
+                *base,
+                extension,
+                CLEANED_SUFFIX,
+            ));
+        }
+    }
 }

@@ -117,6 +117,9 @@ pub(super) struct State {
     unflushed_messages: u64,
     last_flush_ms: i64,
     closed: bool,
+    /// Compaction has cleaned everything below this offset (kept in memory: after a restart the
+    /// first pass treats the whole closed log as dirty).
+    pub(super) first_dirty: Offset,
 }
 
 impl State {
@@ -150,6 +153,11 @@ impl State {
             .next_back()
             .map(|(base, _)| *base)
             .unwrap_or_else(|| *self.segments.keys().next().expect("a log has segments"))
+    }
+
+    /// The base of the segment after `base`, or the log end for the active segment.
+    pub(super) fn next_base_of(&self, base: Offset) -> Offset {
+        self.next_base(base).unwrap_or(self.log_end)
     }
 
     fn next_base(&self, base: Offset) -> Option<Offset> {
@@ -203,6 +211,7 @@ impl Log {
                 unflushed_messages: 0,
                 last_flush_ms: TimestampMs::now().0,
                 closed: false,
+                first_dirty: first_base,
             }),
             write_lock: io::Lock::default(),
             queue: RefCell::new(Vec::new()),
@@ -1150,6 +1159,10 @@ impl Log {
 
     pub(super) fn write_lock(&self) -> &io::Lock {
         &self.write_lock
+    }
+
+    pub(super) fn first_dirty(&self) -> Offset {
+        self.state.borrow().first_dirty
     }
 
     pub(super) fn active_base(&self) -> Offset {

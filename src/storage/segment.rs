@@ -12,6 +12,9 @@ use crate::io;
 use crate::model::batch::{BatchHeader, BatchView, HEADER_BYTES, MAGIC_V2};
 use crate::model::{Offset, TimestampMs};
 
+/// The files of a segment, by extension.
+pub const EXTENSIONS: [&str; 3] = ["log", "index", "timeindex"];
+
 /// Bytes read at a time when only headers are needed.
 const HEADER_SCAN_CHUNK_BYTES: usize = 64 * 1024;
 /// Bytes read at a time when whole batches are checked (recovery, rebuilds).
@@ -23,6 +26,11 @@ pub fn file_name(base: Offset, extension: &str) -> String {
 
 pub fn path(dir: &Path, base: Offset, extension: &str) -> PathBuf {
     dir.join(file_name(base, extension))
+}
+
+/// A segment file's path with a suffix (`.cleaned` while compaction writes it).
+pub fn path_with_suffix(dir: &Path, base: Offset, extension: &str, suffix: &str) -> PathBuf {
+    dir.join(format!("{}{suffix}", file_name(base, extension)))
 }
 
 /// Parses `00000000000000001234.log` (or another extension) into its base offset.
@@ -198,9 +206,25 @@ impl Segment {
         index_interval_bytes: u64,
         faults: &io::Faults,
     ) -> Result<Segment, StorageError> {
+        Self::create_with_suffix(dir, base, "", index_interval_bytes, faults).await
+    }
+
+    /// As [`Segment::create`], with a suffix after each file name.
+    pub async fn create_with_suffix(
+        dir: &Path,
+        base: Offset,
+        suffix: &str,
+        index_interval_bytes: u64,
+        faults: &io::Faults,
+    ) -> Result<Segment, StorageError> {
         let mut files = Vec::with_capacity(3);
-        for extension in ["log", "index", "timeindex"] {
-            let file = io::File::open(&path(dir, base, extension), true, faults).await?;
+        for extension in EXTENSIONS {
+            let file = io::File::open(
+                &path_with_suffix(dir, base, extension, suffix),
+                true,
+                faults,
+            )
+            .await?;
             file.truncate(0).await?;
             files.push(Rc::new(file));
         }
@@ -398,10 +422,6 @@ impl Segment {
             }
         }
         self.sync().await
-    }
-
-    pub fn paths(&self, dir: &Path) -> [PathBuf; 3] {
-        ["log", "index", "timeindex"].map(|extension| path(dir, self.base, extension))
     }
 }
 

@@ -1,0 +1,569 @@
+//! The partition log against its contract: appends, reads, rolls, recovery, faults, truncation,
+//! retention, timestamps. Each test runs the real io_uring executor on a temp directory.
+
+use bytes::Bytes;
+use sluice::io::{self, Fault, Faults};
+use sluice::model::records::{self, BatchBuilder, Record};
+use sluice::model::{BatchView, Codec, Offset, TimestampMs, TimestampType};
+use sluice::storage::{AppendOptions, CleanupPolicy, Durability, Log, LogConfig, StorageError};
+
+fn small_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 2048,
+        index_interval_bytes: 128,
+        ..LogConfig::default()
+    }
+}
+
+/// A batch of `count` records whose values are `tag-i`, timestamps from `timestamp`.
+fn batch(tag: &str, count: usize, timestamp: i64, codec: Codec) -> Bytes {
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            offset: Offset(i as i64),
+            timestamp: TimestampMs(timestamp + i as i64),
+            key: Some(Bytes::from(format!("k{}", i % 3))),
+            value: Some(Bytes::from(format!("{tag}-{i}"))),
+            headers: Vec::new(),
+        })
+        .collect();
+    BatchBuilder {
+        codec,
+        ..BatchBuilder::default()
+    }
+    .build(&records)
+}
+
+/// Every record readable from `from`, as (offset, value).
+async fn read_all(log: &Log, from: Offset) -> Vec<(i64, String)> {
+    let ranges = log
+        .read(from, log.log_end(), u64::MAX / 2, true)
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for range in ranges {
+        let bytes = range.read_bytes().await.unwrap();
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let (view, after) = BatchView::validate(rest).unwrap();
+            for record in records::decode(&view, 1 << 24).unwrap() {
+                out.push((
+                    record.offset.0,
+                    String::from_utf8(record.value.unwrap_or_default().to_vec()).unwrap(),
+                ));
+            }
+            rest = after;
+        }
+    }
+    out
+}
+
+#[test]
+fn appends_get_consecutive_offsets_and_read_back_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    io::block_on(async {
+        let log = Log::open(dir.path(), small_config(), Faults::default())
+            .await
+            .unwrap();
+        let mut expected = Vec::new();
+        for i in 0..40 {
+            let codec = [
+                Codec::None,
+                Codec::Gzip,
+                Codec::Snappy,
+                Codec::Lz4,
+                Codec::Zstd,
+            ][i % 5];
+            let info = log
+                .append(
+                    vec![batch(&format!("b{i}"), 4, 1000, codec)],
+                    AppendOptions::default(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(info.first_offset, Offset(i as i64 * 4));
+            assert_eq!(info.last_offset, Offset(i as i64 * 4 + 3));
+            expected.extend((0..4).map(|r| (i as i64 * 4 + r, format!("b{i}-{r}"))));
+        }
+        assert!(
+            log.segment_count() >= 3,
+            "segment.bytes rolls the log: {}",
+            log.segment_count()
+        );
+        assert_eq!(read_all(&log, Offset(0)).await, expected);
+        // A read that starts inside a batch returns that whole batch.
+        let from_middle = read_all(&log, Offset(42)).await;
+        assert_eq!(from_middle[0].0, 40);
+        assert_eq!(from_middle, expected[40..]);
+        // The files follow Kafka's naming.
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(names.contains(&"00000000000000000000.log".to_string()));
+        assert!(names.contains(&"00000000000000000000.index".to_string()));
+        assert!(names.contains(&"00000000000000000000.timeindex".to_string()));
+    });
+}
+
+#[test]
+fn reads_respect_the_upper_bound_and_the_byte_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    io::block_on(async {
+        let log = Log::open(dir.path(), LogConfig::default(), Faults::default())
+            .await
+            .unwrap();
+        for i in 0..10 {
+            log.append(
+                vec![batch(&format!("b{i}"), 2, 0, Codec::None)],
+                AppendOptions::default(),
+            )
+            .await
+            .unwrap();
+        }
+        let one_batch = BatchView::total_len(&batch("b0", 2, 0, Codec::None)).unwrap() as u64;
+        // Upper bound: stop before the batch that reaches offset 6.
+        let ranges = log.read(Offset(0), Offset(6), 1 << 20, true).await.unwrap();
+        assert_eq!(ranges.last().unwrap().next_offset, Offset(6));
+        assert_eq!(ranges.iter().map(|r| r.bytes).sum::<u64>(), 3 * one_batch);
+        // Byte budget: whole batches only.
+        let ranges = log
+            .read(Offset(0), Offset(20), one_batch * 2 + one_batch / 2, true)
+            .await
+            .unwrap();
+        assert_eq!(ranges.iter().map(|r| r.bytes).sum::<u64>(), 2 * one_batch);
+        // KIP-74: a budget smaller than the first batch still returns it whole, if asked.
+        let ranges = log.read(Offset(4), Offset(20), 10, true).await.unwrap();
+        assert_eq!(ranges.len(), 1);
+        assert_eq!(
+            (ranges[0].bytes, ranges[0].first_offset),
+            (one_batch, Offset(4))
+        );
+        assert!(log
+            .read(Offset(4), Offset(20), 10, false)
+            .await
+            .unwrap()
+            .is_empty());
+        // At the log end: nothing; past it or before the start: out of range.
+        assert!(log
+            .read(Offset(20), Offset(20), 1 << 20, true)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(matches!(
+            log.read(Offset(21), Offset(21), 100, true).await,
+            Err(StorageError::OffsetOutOfRange { .. })
+        ));
+    });
+}
+
+#[test]
+fn corrupt_batches_are_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    io::block_on(async {
+        let config = LogConfig {
+            max_message_bytes: 500,
+            ..LogConfig::default()
+        };
+        let log = Log::open(dir.path(), config, Faults::default())
+            .await
+            .unwrap();
+        let good = batch("ok", 2, 0, Codec::None);
+        let mut bad = good.to_vec();
+        bad[40] ^= 1;
+        let result = log
+            .append(
+                vec![good.clone(), Bytes::from(bad)],
+                AppendOptions::default(),
+            )
+            .await;
+        assert!(
+            matches!(result, Err(StorageError::CorruptBatch { index: 1, .. })),
+            "{result:?}"
+        );
+        let huge = batch(&"x".repeat(600), 1, 0, Codec::None);
+        assert!(matches!(
+            log.append(vec![huge], AppendOptions::default()).await,
+            Err(StorageError::BatchTooLarge { .. })
+        ));
+        assert_eq!(log.log_end(), Offset(0));
+        assert_eq!(
+            log.append(vec![good], AppendOptions::default())
+                .await
+                .unwrap()
+                .first_offset,
+            Offset(0)
+        );
+    });
+}
+
+#[test]
+fn a_full_disk_fails_the_append_leaves_the_log_consistent_and_appends_resume() {
+    for fault in [
+        Fault::FailWrites { errno: 28 },
+        Fault::ShortWrite { bytes: 30 },
+        Fault::FailWrites { errno: 5 },
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        io::block_on(async {
+            let faults = Faults::default();
+            let log = Log::open(dir.path(), LogConfig::default(), faults.clone())
+                .await
+                .unwrap();
+            log.append(
+                vec![batch("a", 3, 0, Codec::None)],
+                AppendOptions::default(),
+            )
+            .await
+            .unwrap();
+            faults.set(Some(fault));
+            let failed = log
+                .append(
+                    vec![batch("lost", 3, 0, Codec::None)],
+                    AppendOptions::default(),
+                )
+                .await;
+            match fault {
+                Fault::FailWrites { errno: 5 } => {
+                    assert!(matches!(failed, Err(StorageError::Io(_))), "{failed:?}")
+                }
+                _ => assert!(
+                    matches!(failed, Err(StorageError::DiskFull(_))),
+                    "{failed:?}"
+                ),
+            }
+            assert_eq!(log.log_end(), Offset(3));
+            assert_eq!(read_all(&log, Offset(0)).await.len(), 3);
+            faults.set(None);
+            let info = log
+                .append(
+                    vec![batch("b", 2, 0, Codec::None)],
+                    AppendOptions::default(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(info.first_offset, Offset(3));
+            drop(log); // a crash: no clean close
+            let log = Log::open(dir.path(), LogConfig::default(), Faults::default())
+                .await
+                .unwrap();
+            let values: Vec<String> = read_all(&log, Offset(0))
+                .await
+                .into_iter()
+                .map(|(_, v)| v)
+                .collect();
+            assert_eq!(values, ["a-0", "a-1", "a-2", "b-0", "b-1"], "{fault:?}");
+        });
+    }
+}
+
+#[test]
+fn a_failed_fdatasync_is_not_acknowledged_as_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    io::block_on(async {
+        let faults = Faults::default();
+        let log = Log::open(dir.path(), LogConfig::default(), faults.clone())
+            .await
+            .unwrap();
+        faults.set(Some(Fault::FailSyncs));
+        let sync = AppendOptions {
+            durability: Durability::Sync,
+            ..AppendOptions::default()
+        };
+        assert!(log
+            .append(vec![batch("a", 1, 0, Codec::None)], sync)
+            .await
+            .is_err());
+        assert_eq!(log.recovery_point(), Offset(0));
+        faults.set(None);
+        log.append(vec![batch("b", 1, 0, Codec::None)], sync)
+            .await
+            .unwrap();
+        assert_eq!(log.recovery_point(), Offset(2));
+    });
+}
+
+#[test]
+fn concurrent_appends_share_writes_and_get_disjoint_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    io::block_on(async {
+        let log = std::rc::Rc::new(
+            Log::open(dir.path(), small_config(), Faults::default())
+                .await
+                .unwrap(),
+        );
+        let queue = io::TaskQueue::new("appenders", 100);
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let log = log.clone();
+                queue.spawn(async move {
+                    let durability = if i % 2 == 0 {
+                        Durability::Sync
+                    } else {
+                        Durability::Policy
+                    };
+                    let options = AppendOptions {
+                        durability,
+                        ..AppendOptions::default()
+                    };
+                    (
+                        i,
+                        log.append(vec![batch(&format!("t{i}"), 3, 0, Codec::None)], options)
+                            .await
+                            .unwrap(),
+                    )
+                })
+            })
+            .collect();
+        let mut infos = Vec::new();
+        for task in tasks {
+            infos.push(task.join().await);
+        }
+        infos.sort_by_key(|(_, info)| info.first_offset);
+        for (n, (_, info)) in infos.iter().enumerate() {
+            assert_eq!(info.first_offset, Offset(n as i64 * 3));
+        }
+        let all = read_all(&log, Offset(0)).await;
+        for (_, info) in &infos {
+            let (tag, _) = infos
+                .iter()
+                .find(|(_, i)| i == info)
+                .map(|(t, i)| (*t, i))
+                .unwrap();
+            assert_eq!(all[info.first_offset.0 as usize].1, format!("t{tag}-0"));
+        }
+        assert_eq!(
+            log.recovery_point().0
+                >= infos
+                    .iter()
+                    .filter(|(t, _)| t % 2 == 0)
+                    .map(|(_, i)| i.last_offset.0 + 1)
+                    .max()
+                    .unwrap(),
+            true
+        );
+    });
+}
+
+#[test]
+fn log_append_time_stamps_the_broker_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    io::block_on(async {
+        let config = LogConfig {
+            message_timestamp_type: TimestampType::LogAppendTime,
+            ..LogConfig::default()
+        };
+        let log = Log::open(dir.path(), config, Faults::default())
+            .await
+            .unwrap();
+        let before = TimestampMs::now();
+        let info = log
+            .append(
+                vec![batch("a", 2, 5, Codec::Zstd)],
+                AppendOptions::default(),
+            )
+            .await
+            .unwrap();
+        let stamped = info.log_append_time.unwrap();
+        assert!(stamped >= before);
+        let ranges = log
+            .read(Offset(0), log.log_end(), 1 << 20, true)
+            .await
+            .unwrap();
+        let bytes = ranges[0].read_bytes().await.unwrap();
+        let (view, _) = BatchView::validate(&bytes).unwrap();
+        assert_eq!(view.timestamp_type(), TimestampType::LogAppendTime);
+        assert_eq!(view.max_timestamp(), stamped);
+    });
+}
+
+#[test]
+fn timestamps_find_the_first_record_at_or_after_them() {
+    let dir = tempfile::tempdir().unwrap();
+    io::block_on(async {
+        let log = Log::open(dir.path(), small_config(), Faults::default())
+            .await
+            .unwrap();
+        for i in 0..30 {
+            log.append(
+                vec![batch("t", 4, 1_000 + i * 100, Codec::Lz4)],
+                AppendOptions::default(),
+            )
+            .await
+            .unwrap();
+        }
+        // Batch i holds timestamps 1000+100i .. 1000+100i+3 at offsets 4i..4i+3.
+        assert_eq!(
+            log.offset_for_timestamp(TimestampMs(0)).await.unwrap(),
+            Some((Offset(0), TimestampMs(1000)))
+        );
+        assert_eq!(
+            log.offset_for_timestamp(TimestampMs(1_702)).await.unwrap(),
+            Some((Offset(30), TimestampMs(1_702)))
+        );
+        assert_eq!(
+            log.offset_for_timestamp(TimestampMs(1_704)).await.unwrap(),
+            Some((Offset(32), TimestampMs(1_800)))
+        );
+        assert_eq!(
+            log.offset_for_timestamp(TimestampMs(9_999)).await.unwrap(),
+            None
+        );
+        log.close().await.unwrap();
+        drop(log);
+        let log = Log::open(dir.path(), small_config(), Faults::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            log.offset_for_timestamp(TimestampMs(2_550)).await.unwrap(),
+            Some((Offset(64), TimestampMs(2_600)))
+        );
+    });
+}
+
+#[test]
+fn truncation_cuts_whole_batches_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    io::block_on(async {
+        let log = Log::open(dir.path(), small_config(), Faults::default())
+            .await
+            .unwrap();
+        for i in 0..30 {
+            log.append(
+                vec![batch(&format!("b{i}"), 3, 0, Codec::None)],
+                AppendOptions::default(),
+            )
+            .await
+            .unwrap();
+        }
+        let segments_before = log.segment_count();
+        // 31 is inside the batch 30..=32: that whole batch goes.
+        assert_eq!(log.truncate_to(Offset(31)).await.unwrap(), Offset(30));
+        assert!(log.segment_count() < segments_before);
+        assert_eq!(read_all(&log, Offset(0)).await.len(), 30);
+        let info = log
+            .append(
+                vec![batch("new", 2, 0, Codec::None)],
+                AppendOptions::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(info.first_offset, Offset(30));
+        drop(log);
+        let log = Log::open(dir.path(), small_config(), Faults::default())
+            .await
+            .unwrap();
+        assert_eq!(log.log_end(), Offset(32));
+        let all = read_all(&log, Offset(0)).await;
+        assert_eq!(all[30], (30, "new-0".to_string()));
+        // Truncating below the start empties the log and starts it there.
+        assert_eq!(log.truncate_to(Offset(0)).await.unwrap(), Offset(0));
+        assert_eq!(
+            (log.log_start(), log.log_end(), log.segment_count()),
+            (Offset(0), Offset(0), 1)
+        );
+    });
+}
+
+#[test]
+fn retention_and_delete_records_move_the_log_start() {
+    let dir = tempfile::tempdir().unwrap();
+    io::block_on(async {
+        let config = LogConfig {
+            retention_ms: 10_000,
+            ..small_config()
+        };
+        let log = Log::open(dir.path(), config.clone(), Faults::default())
+            .await
+            .unwrap();
+        for i in 0..40 {
+            log.append(
+                vec![batch("r", 4, i * 1_000, Codec::None)],
+                AppendOptions::default(),
+            )
+            .await
+            .unwrap();
+        }
+        let segments = log.segment_count();
+        // Everything older than 10 s before t=40 s goes, whole segments only; the active stays.
+        let report = log.enforce_retention(TimestampMs(40_000)).await.unwrap();
+        assert!(
+            report.deleted_segments > 0 && report.deleted_segments < segments,
+            "{report:?}"
+        );
+        let start = log.log_start();
+        assert_eq!(log.segment_bases()[0], start);
+        assert!(matches!(
+            log.read(Offset(0), log.log_end(), 100, true).await,
+            Err(StorageError::OffsetOutOfRange { .. })
+        ));
+        let first = read_all(&log, start).await[0].0;
+        assert_eq!(Offset(first), start);
+        // Nothing newer than the horizon was deleted: the first kept segment holds a record
+        // from within the last 10 s of t=40 s... or is the active one.
+        // retention.bytes keeps at most that many bytes of closed segments.
+        log.set_config(LogConfig {
+            retention_ms: -1,
+            retention_bytes: 3000,
+            ..config.clone()
+        });
+        log.enforce_retention(TimestampMs(40_000)).await.unwrap();
+        let sizes: u64 = log
+            .segment_bases()
+            .iter()
+            .map(|b| {
+                std::fs::metadata(dir.path().join(format!("{:020}.log", b.0)))
+                    .unwrap()
+                    .len()
+            })
+            .sum();
+        assert!(sizes < 3000 + 2048, "{sizes}");
+        // DeleteRecords: the start moves inside a segment; reads below it are out of range.
+        let target = Offset(log.log_end().0 - 2);
+        assert_eq!(log.advance_log_start(target).await.unwrap(), target);
+        assert!(log
+            .read(Offset(target.0 - 1), log.log_end(), 100, true)
+            .await
+            .is_err());
+        drop(log);
+        let log = Log::open(dir.path(), config, Faults::default())
+            .await
+            .unwrap();
+        assert_eq!(log.log_start(), target, "the log start is checkpointed");
+        // The active segment is never deleted, however old.
+        log.enforce_retention(TimestampMs(1 << 50)).await.unwrap();
+        assert_eq!(log.segment_count(), 1);
+        assert!(!read_all(&log, target).await.is_empty());
+    });
+}
+
+#[test]
+fn compaction_policy_without_delete_keeps_old_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    io::block_on(async {
+        let config = LogConfig {
+            retention_ms: 1,
+            cleanup_policy: CleanupPolicy::COMPACT,
+            ..small_config()
+        };
+        let log = Log::open(dir.path(), config, Faults::default())
+            .await
+            .unwrap();
+        for _ in 0..20 {
+            log.append(
+                vec![batch("c", 4, 0, Codec::None)],
+                AppendOptions::default(),
+            )
+            .await
+            .unwrap();
+        }
+        let segments = log.segment_count();
+        assert_eq!(
+            log.enforce_retention(TimestampMs(1 << 40))
+                .await
+                .unwrap()
+                .deleted_segments,
+            0
+        );
+        assert_eq!(log.segment_count(), segments);
+    });
+}
