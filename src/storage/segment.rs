@@ -326,12 +326,33 @@ impl Segment {
         self.bytes_since_index = 0;
         let mut first = true;
         let log = self.log.clone();
-        let mut batches = Vec::new();
-        let (end, stop) = scan(&log, from, self.size_bytes, verify, |info| {
+        let mut batches: Vec<BatchInfo> = Vec::new();
+        let mut out_of_order = None;
+        let base = self.base;
+        // Offsets are outside the CRC: check that they rise and fit the segment's 32-bit range.
+        let (end, mut stop) = scan(&log, from, self.size_bytes, verify, |info| {
+            let floor = batches.last().map_or(
+                if from == 0 { base } else { Offset(0) },
+                BatchInfo::next_offset,
+            );
+            if info.base < floor || info.base > info.last || info.last.0 - base.0 > i32::MAX as i64
+            {
+                out_of_order = Some(*info);
+                return false;
+            }
             batches.push(*info);
             true
         })
         .await?;
+        if let Some(info) = out_of_order {
+            stop = ScanStop::Invalid {
+                position: info.position,
+                reason: format!(
+                    "batch offsets {}..={} do not follow the log",
+                    info.base, info.last
+                ),
+            };
+        }
         for info in &batches {
             if first {
                 self.time_index.truncate_to_offset(info.base);
