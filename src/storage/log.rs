@@ -914,17 +914,6 @@ impl Log {
                 .map(|_| offset.max(Offset::ZERO));
         }
         self.ensure_loaded(base).await?;
-        let later: Vec<Offset> = self
-            .state
-            .borrow()
-            .segments
-            .range(base.plus(1)..)
-            .map(|(b, _)| *b)
-            .collect();
-        for later_base in later.into_iter().rev() {
-            let removed = self.state.borrow_mut().segments.remove(&later_base);
-            remove_segment_files(&self.dir, later_base, removed.flatten())?;
-        }
         let (file, from, size) = {
             let state = self.state.borrow();
             let segment = state
@@ -947,6 +936,22 @@ impl Log {
             true
         })
         .await?;
+        if cut.is_some_and(|info| info.base < log_start) {
+            // The batch holding `offset` starts below the log start: cutting it would leave the
+            // end before the start, so empty the log and start it at `offset` (as Kafka does).
+            return self.reset_to(offset).await.map(|_| offset);
+        }
+        let later: Vec<Offset> = self
+            .state
+            .borrow()
+            .segments
+            .range(base.plus(1)..)
+            .map(|(b, _)| *b)
+            .collect();
+        for later_base in later.into_iter().rev() {
+            let removed = self.state.borrow_mut().segments.remove(&later_base);
+            remove_segment_files(&self.dir, later_base, removed.flatten())?;
+        }
         let (position, new_end) = cut.map_or((size, offset), |info| (info.position, info.base));
         file.truncate(position).await?;
         let mut segment = self
