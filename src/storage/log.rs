@@ -79,6 +79,17 @@ impl ReadRange {
     }
 }
 
+/// Counters of the work a log did (for metrics, and to show group commit at work).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// Appends acknowledged.
+    pub appends: u64,
+    /// Writes to segment files that carried them.
+    pub writes: u64,
+    /// fdatasyncs of the active segment (flushes and rolls).
+    pub syncs: u64,
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RetentionReport {
     pub deleted_segments: usize,
@@ -175,6 +186,7 @@ pub struct Log {
     pub(super) state: RefCell<State>,
     write_lock: io::Lock,
     queue: RefCell<Vec<Pending>>,
+    stats: std::cell::Cell<LogStats>,
 }
 
 impl Log {
@@ -215,6 +227,7 @@ impl Log {
             }),
             write_lock: io::Lock::default(),
             queue: RefCell::new(Vec::new()),
+            stats: std::cell::Cell::new(LogStats::default()),
         };
         let recovery_point = saved.map(|c| c.recovery_point).unwrap_or(first_base);
         log.recover(recovery_point).await?;
@@ -329,6 +342,16 @@ impl Log {
     /// Everything below this offset is durable.
     pub fn recovery_point(&self) -> Offset {
         self.state.borrow().recovery_point
+    }
+
+    pub fn stats(&self) -> LogStats {
+        self.stats.get()
+    }
+
+    fn count(&self, update: impl FnOnce(&mut LogStats)) {
+        let mut stats = self.stats.get();
+        update(&mut stats);
+        self.stats.set(stats);
     }
 
     pub fn segment_count(&self) -> usize {
@@ -447,6 +470,8 @@ impl Log {
                 }
             }
         }
+        let acknowledged = results.iter().filter(|r| matches!(r, Some(Ok(_)))).count() as u64;
+        self.count(|stats| stats.appends += acknowledged);
         for (pending, result) in group.into_iter().zip(results) {
             *pending.ticket.borrow_mut() = Some(result.expect("every append has an answer"));
         }
@@ -566,6 +591,7 @@ impl Log {
             )
         };
         let buf = std::mem::take(&mut chunk.buf);
+        self.count(|stats| stats.writes += 1);
         if let Err(e) = log.write_at(buf, chunk.position).await {
             if let Err(cut) = log.truncate(chunk.position).await {
                 tracing::warn!(file = %log.path().display(), error = %cut, "cannot cut a failed write back; it stays invisible and is overwritten by the next append");
@@ -630,6 +656,7 @@ impl Log {
             let state = self.state.borrow();
             (state.active().log.clone(), state.log_end)
         };
+        self.count(|stats| stats.syncs += 1);
         log.fdatasync().await?;
         let mut state = self.state.borrow_mut();
         state.recovery_point = state.recovery_point.max(end);

@@ -13,7 +13,7 @@ mod segment;
 pub use cleaner::{CleanReport, CleanerStep};
 pub use config::{CleanupPolicy, LogConfig};
 pub use index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
-pub use log::{AppendInfo, AppendOptions, Durability, Log, ReadRange, RetentionReport};
+pub use log::{AppendInfo, AppendOptions, Durability, Log, LogStats, ReadRange, RetentionReport};
 pub use segment::{parse_file_name, BatchInfo};
 
 use std::path::PathBuf;
