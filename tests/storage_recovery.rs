@@ -448,3 +448,46 @@ fn a_compaction_interrupted_at_any_step_recovers_the_old_or_the_new_set() {
         assert!(leftovers.is_empty(), "{step:?} left {leftovers:?}");
     }
 }
+
+#[test]
+fn background_maintenance_compacts_and_checkpoints_on_its_own_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    io::block_on(async {
+        let (log, all) = write_keyed_log(dir.path(), compact_config(), 11).await;
+        let log = std::rc::Rc::new(log);
+        let active = *log.segment_bases().last().unwrap();
+        let queue = io::TaskQueue::new("background", sluice::storage::BACKGROUND_SHARES);
+        let task = sluice::storage::spawn_maintenance(
+            log.clone(),
+            queue,
+            std::time::Duration::from_millis(20),
+        );
+        // Appends keep working while the cleaner runs.
+        for _ in 0..20 {
+            io::sleep(std::time::Duration::from_millis(10)).await;
+            log.append(
+                vec![keyed(
+                    &[("late", Some("x"))],
+                    5_000_000_000_000,
+                    Codec::None,
+                )],
+                AppendOptions::default(),
+            )
+            .await
+            .unwrap();
+        }
+        let now_contents = contents(&log).await;
+        let cleaned: Vec<_> = now_contents
+            .iter()
+            .filter(|r| r.0 < active.0)
+            .cloned()
+            .collect();
+        let expected: Vec<_> = compacted(&all, active.0, true)
+            .into_iter()
+            .filter(|r| r.0 < active.0)
+            .collect();
+        assert_eq!(cleaned, expected);
+        log.close().await.unwrap();
+        task.join().await;
+    });
+}

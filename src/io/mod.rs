@@ -222,6 +222,11 @@ pub async fn sleep(duration: Duration) {
     glommio::timer::sleep(duration).await;
 }
 
+/// Yields to other tasks if this one has used up its time slice (long background loops).
+pub async fn yield_if_needed() {
+    glommio::yield_if_needed().await;
+}
+
 /// A single-permit async lock for work that must not interleave (one writer per log).
 #[derive(Debug)]
 pub struct Lock {

@@ -27,6 +27,8 @@ pub const SWAP_MARKER: &str = "cleaner.swap";
 const CLEANED_SUFFIX: &str = ".cleaned";
 /// Bytes of survivors buffered before a write to the cleaned file.
 const WRITE_CHUNK_BYTES: usize = 1 << 20;
+/// Batches located per scan window while cleaning.
+const SCAN_WINDOW_BATCHES: usize = 256;
 
 /// Where a cleaning pass stops: `Done` for a real pass; the others simulate a crash at that step
 /// (tests of the swap's crash safety).
@@ -112,27 +114,26 @@ impl Log {
         let Some(bases) = self.cleanable_segments(now, &config).await? else {
             return Ok(CleanReport::default());
         };
-        let segments = self.segment_batches(&bases).await?;
         let limit_bytes = config.max_message_bytes.max(1 << 20) * 64;
         let mut newest: HashMap<Bytes, Offset> = HashMap::new();
-        for (_, file, batches) in &segments {
-            for info in batches {
-                let (bytes, decoded) = read_batch(file, info, limit_bytes).await?;
-                let (view, _) = BatchView::parse_header(&bytes).expect("validated");
-                if view.is_control() {
-                    continue;
-                }
-                for record in decoded {
-                    if let Some(key) = record.key {
-                        newest.insert(key, record.offset);
+        for base in &bases {
+            self.for_each_batch(*base, limit_bytes, None, |view, decoded| {
+                if !view.is_control() {
+                    for record in decoded {
+                        if let Some(key) = &record.key {
+                            newest.insert(key.clone(), record.offset);
+                        }
                     }
                 }
-            }
+                Keep::Nothing
+            })
+            .await?;
         }
         let tombstone_horizon = TimestampMs(now.0.saturating_sub(config.delete_retention_ms));
         let mut report = CleanReport::default();
         let dir = self.dir().to_path_buf();
-        for (base, file, batches) in &segments {
+        let mut sizes = Vec::with_capacity(bases.len());
+        for base in &bases {
             let cleaned = Segment::create_with_suffix(
                 &dir,
                 *base,
@@ -147,13 +148,12 @@ impl Log {
                 pending: Vec::new(),
             };
             let written = async {
-                for info in batches {
-                    let (bytes, decoded) = read_batch(file, info, limit_bytes).await?;
-                    let (view, _) = BatchView::parse_header(&bytes).expect("validated");
-                    report.bytes_before += view.len() as u64;
-                    if view.is_control() || view.is_transactional() {
-                        writer.push(view.bytes());
-                    } else {
+                let mut scanned = self
+                    .for_each_batch(*base, limit_bytes, Some(&mut writer), |view, decoded| {
+                        report.bytes_before += view.len() as u64;
+                        if view.is_control() || view.is_transactional() {
+                            return Keep::Whole;
+                        }
                         let keep: Vec<_> = decoded
                             .iter()
                             .filter(|r| {
@@ -169,16 +169,17 @@ impl Log {
                             .collect();
                         report.records_removed += (decoded.len() - keep.len()) as u64;
                         if keep.len() == decoded.len() {
-                            writer.push(view.bytes());
-                        } else if !keep.is_empty() {
-                            writer.push(&rebuild(&view, &keep));
+                            Keep::Whole
+                        } else if keep.is_empty() {
+                            Keep::Nothing
+                        } else {
+                            Keep::Rebuilt(rebuild(view, &keep))
                         }
-                    }
-                    if writer.buf.len() >= WRITE_CHUNK_BYTES {
-                        writer.flush().await?;
-                    }
-                }
-                writer.finish().await
+                    })
+                    .await?;
+                writer.finish().await?;
+                sizes.push(std::mem::take(&mut scanned));
+                Ok::<(), StorageError>(())
             }
             .await;
             if let Err(e) = written {
@@ -191,8 +192,69 @@ impl Log {
         if stop == CleanerStep::WroteCleaned {
             return Ok(report);
         }
-        self.swap(&bases, stop, &segments).await?;
+        self.swap(&bases, &sizes, stop).await?;
         Ok(report)
+    }
+
+    /// Reads every batch of segment `base` in order, decoded, handing each to `visit`; what it
+    /// keeps goes to `writer`, flushed as it fills, so memory stays bounded whatever the
+    /// segment's size. Returns the bytes scanned (the segment's size).
+    async fn for_each_batch(
+        &self,
+        base: Offset,
+        limit_bytes: usize,
+        mut writer: Option<&mut CleanedWriter>,
+        mut visit: impl FnMut(&BatchView<'_>, &[records::Record]) -> Keep,
+    ) -> Result<u64, StorageError> {
+        self.ensure_loaded(base).await?;
+        let (file, size) = {
+            let state = self.state.borrow();
+            let segment = state
+                .segments
+                .get(&base)
+                .and_then(Option::as_ref)
+                .expect("loaded");
+            (segment.log.clone(), segment.size_bytes)
+        };
+        let mut position = 0;
+        while position < size {
+            let mut window = Vec::new();
+            let (next, stop) = segment::scan(&file, position, size, false, |info| {
+                window.push(*info);
+                window.len() < SCAN_WINDOW_BATCHES
+            })
+            .await?;
+            // `scan` stops before the batch the visitor refused; that batch opens the next window.
+            let next = if window.len() == SCAN_WINDOW_BATCHES {
+                window.pop().map_or(next, |b| b.position)
+            } else {
+                next
+            };
+            if let segment::ScanStop::Invalid { position, reason } = stop {
+                return Err(StorageError::CorruptFile {
+                    path: file.path().to_path_buf(),
+                    detail: format!("batch at {position}: {reason}"),
+                });
+            }
+            for info in &window {
+                let (bytes, decoded) = read_batch(&file, info, limit_bytes).await?;
+                let (view, _) = BatchView::parse_header(&bytes).expect("validated");
+                let keep = visit(&view, &decoded);
+                if let Some(writer) = writer.as_deref_mut() {
+                    match keep {
+                        Keep::Whole => writer.push(view.bytes()),
+                        Keep::Rebuilt(bytes) => writer.push(&bytes),
+                        Keep::Nothing => {}
+                    }
+                    if writer.buf.len() >= WRITE_CHUNK_BYTES {
+                        writer.flush().await?;
+                    }
+                }
+                io::yield_if_needed().await;
+            }
+            position = next;
+        }
+        Ok(size)
     }
 
     /// The closed segments a pass may clean, if the dirty ratio calls for a pass.
@@ -238,51 +300,18 @@ impl Log {
         Ok(Some(bases))
     }
 
-    async fn segment_batches(
-        &self,
-        bases: &[Offset],
-    ) -> Result<Vec<(Offset, std::rc::Rc<io::File>, Vec<BatchInfo>)>, StorageError> {
-        let mut out = Vec::with_capacity(bases.len());
-        for base in bases {
-            let (file, size) = {
-                let state = self.state.borrow();
-                let segment = state
-                    .segments
-                    .get(base)
-                    .and_then(Option::as_ref)
-                    .expect("loaded");
-                (segment.log.clone(), segment.size_bytes)
-            };
-            let mut batches = Vec::new();
-            segment::scan(&file, 0, size, true, |info| {
-                batches.push(*info);
-                true
-            })
-            .await?;
-            out.push((*base, file, batches));
-        }
-        Ok(out)
-    }
-
     async fn swap(
         &self,
         bases: &[Offset],
+        sizes: &[u64],
         stop: CleanerStep,
-        segments: &[(Offset, std::rc::Rc<io::File>, Vec<BatchInfo>)],
     ) -> Result<(), StorageError> {
         let _guard = self.write_lock().lock().await;
         let dir = self.dir().to_path_buf();
         // Retention or truncation may have changed the segments meanwhile: then drop this pass.
-        let unchanged = {
-            let state = self.state.borrow();
-            segments.iter().all(|(base, _, batches)| {
-                state
-                    .segments
-                    .get(base)
-                    .and_then(Option::as_ref)
-                    .is_some_and(|s| s.size_bytes == batches.last().map_or(0, BatchInfo::end))
-            })
-        };
+        let unchanged = bases.iter().zip(sizes).all(|(base, size)| {
+            std::fs::metadata(segment::path(&dir, *base, "log")).is_ok_and(|m| m.len() == *size)
+        });
         if !unchanged {
             remove_cleaned(&dir, bases);
             return Ok(());
@@ -363,6 +392,13 @@ fn rebuild(view: &BatchView<'_>, keep: &[records::Record]) -> Bytes {
             .then(|| view.max_timestamp()),
     }
     .build(keep)
+}
+
+/// What a cleaning visitor keeps of a batch.
+enum Keep {
+    Whole,
+    Rebuilt(Bytes),
+    Nothing,
 }
 
 struct CleanedWriter {

@@ -96,6 +96,9 @@ pub struct RetentionReport {
     pub deleted_bytes: u64,
 }
 
+/// Closed segments kept loaded (three open files and their indexes in memory each).
+pub const LOADED_CLOSED_SEGMENTS_MAX: usize = 16;
+
 type Ticket = Rc<RefCell<Option<Result<AppendInfo, StorageError>>>>;
 
 struct Pending {
@@ -164,6 +167,30 @@ impl State {
             .next_back()
             .map(|(base, _)| *base)
             .unwrap_or_else(|| *self.segments.keys().next().expect("a log has segments"))
+    }
+
+    /// Unloads closed segments (closing their files once no read range holds them) while more
+    /// than [`LOADED_CLOSED_SEGMENTS_MAX`] are loaded, oldest first, sparing `keep`. They load
+    /// again on their next use; this bounds open files for logs of thousands of segments.
+    fn trim_loaded(&mut self, keep: Offset) {
+        let active = self.active_base();
+        let mut loaded = self
+            .segments
+            .iter()
+            .filter(|(b, s)| s.is_some() && **b != active)
+            .count();
+        if loaded <= LOADED_CLOSED_SEGMENTS_MAX {
+            return;
+        }
+        for (base, slot) in self.segments.iter_mut() {
+            if loaded <= LOADED_CLOSED_SEGMENTS_MAX || *base == active {
+                break;
+            }
+            if *base != keep && slot.is_some() {
+                *slot = None;
+                loaded -= 1;
+            }
+        }
     }
 
     /// The base of the segment after `base`, or the log end for the active segment.
@@ -291,10 +318,11 @@ impl Log {
             if !is_last {
                 segment.seal().await?;
             }
-            self.state
-                .borrow_mut()
-                .segments
-                .insert(*base, Some(segment));
+            {
+                let mut state = self.state.borrow_mut();
+                state.segments.insert(*base, Some(segment));
+                state.trim_loaded(*base);
+            }
             if is_last {
                 break;
             }
@@ -344,6 +372,10 @@ impl Log {
         self.state.borrow().recovery_point
     }
 
+    pub fn is_closed(&self) -> bool {
+        self.state.borrow().closed
+    }
+
     pub fn stats(&self) -> LogStats {
         self.stats.get()
     }
@@ -352,6 +384,24 @@ impl Log {
         let mut stats = self.stats.get();
         update(&mut stats);
         self.stats.set(stats);
+    }
+
+    /// Bytes of all segments (from the loaded segments, and the files of the others).
+    pub fn size_bytes(&self) -> Result<u64, StorageError> {
+        let state = self.state.borrow();
+        let mut total = 0;
+        for (base, slot) in &state.segments {
+            total += match slot {
+                Some(segment) => segment.size_bytes,
+                None => {
+                    let path = segment::path(&self.dir, *base, "log");
+                    std::fs::metadata(&path)
+                        .map_err(|e| io::with_path(e, &path))?
+                        .len()
+                }
+            };
+        }
+        Ok(total)
     }
 
     pub fn segment_count(&self) -> usize {
@@ -710,6 +760,7 @@ impl Log {
         let mut state = self.state.borrow_mut();
         state.segments.insert(base, Some(segment));
         state.recovery_point = state.recovery_point.max(base);
+        state.trim_loaded(base);
         Ok(())
     }
 
@@ -733,9 +784,11 @@ impl Log {
         };
         let interval = self.config.borrow().index_interval_bytes;
         let segment = Segment::open(&self.dir, base, next_base, interval, &self.faults).await?;
-        if let Some(slot @ None) = self.state.borrow_mut().segments.get_mut(&base) {
+        let mut state = self.state.borrow_mut();
+        if let Some(slot @ None) = state.segments.get_mut(&base) {
             *slot = Some(segment);
         }
+        state.trim_loaded(base);
         Ok(())
     }
 
@@ -1071,19 +1124,7 @@ impl Log {
         {
             return Ok(RetentionReport::default());
         }
-        let bases = self.segment_bases();
-        for base in &bases {
-            self.ensure_loaded(*base).await?;
-        }
-        let mut size_left: i64 = {
-            let state = self.state.borrow();
-            state
-                .segments
-                .values()
-                .flatten()
-                .map(|s| s.size_bytes as i64)
-                .sum()
-        };
+        let mut size_left = self.size_bytes()? as i64;
         self.delete_closed_segments(|max_timestamp, size, _, _| {
             let too_old = config.retention_ms >= 0
                 && max_timestamp.0 >= 0

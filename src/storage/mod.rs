@@ -8,12 +8,19 @@ mod cleaner;
 mod config;
 mod index;
 mod log;
+mod maintenance;
 mod segment;
 
 pub use cleaner::{CleanReport, CleanerStep};
 pub use config::{CleanupPolicy, LogConfig};
 pub use index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
-pub use log::{AppendInfo, AppendOptions, Durability, Log, LogStats, ReadRange, RetentionReport};
+pub use log::{
+    AppendInfo, AppendOptions, Durability, Log, LogStats, ReadRange, RetentionReport,
+    LOADED_CLOSED_SEGMENTS_MAX,
+};
+pub use maintenance::{
+    maintain, spawn_maintenance, MaintenanceReport, BACKGROUND_SHARES, HOT_PATH_SHARES,
+};
 pub use segment::{parse_file_name, BatchInfo};
 
 use std::path::PathBuf;

@@ -1,0 +1,54 @@
+//! The background work of a log: `flush.ms`, retention, compaction and the recovery-point
+//! checkpoint, run periodically on a task queue with fewer shares than produce and fetch, so a
+//! long compaction yields the core to the hot path.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::{CleanReport, Log, RetentionReport, StorageError};
+use crate::io;
+use crate::model::TimestampMs;
+
+/// Shares of the background queue against the hot path's (glommio shares are relative weights).
+pub const BACKGROUND_SHARES: usize = 50;
+/// Shares of the produce/fetch queue.
+pub const HOT_PATH_SHARES: usize = 1000;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    pub retention: RetentionReport,
+    pub cleaning: CleanReport,
+}
+
+/// One pass of background work on `log` as of `now`.
+pub async fn maintain(log: &Log, now: TimestampMs) -> Result<MaintenanceReport, StorageError> {
+    log.flush_if_due().await?;
+    let retention = log.enforce_retention(now).await?;
+    let cleaning = log.clean(now).await?;
+    log.checkpoint().await?;
+    Ok(MaintenanceReport {
+        retention,
+        cleaning,
+    })
+}
+
+/// Runs [`maintain`] on `log` every `period` (Kafka's `log.retention.check.interval.ms`) on
+/// `queue`, until the log is closed. Errors are logged once per pass and the next pass retries.
+pub fn spawn_maintenance(log: Rc<Log>, queue: io::TaskQueue, period: Duration) -> io::Task<()> {
+    queue.spawn(async move {
+        loop {
+            io::sleep(period).await;
+            if log.is_closed() {
+                break;
+            }
+            match maintain(&log, TimestampMs::now()).await {
+                Ok(report) if report != MaintenanceReport::default() => {
+                    tracing::info!(log = %log.dir().display(), ?report, "background maintenance")
+                }
+                Ok(_) => {}
+                Err(StorageError::Closed) => break,
+                Err(e) => tracing::warn!(log = %log.dir().display(), error = %e, "background maintenance failed; retrying next period"),
+            }
+        }
+    })
+}
