@@ -259,10 +259,46 @@ fn a_clean_shutdown_checkpoints_the_whole_log() {
             .is_err());
     });
     let text = std::fs::read_to_string(dir.path().join("partition.checkpoint")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
-        text,
-        format!("0\n2\nrecovery-point {}\nlog-start-offset 0\n", all.len())
+        lines[..4],
+        [
+            "0",
+            "3",
+            &format!("recovery-point {}", all.len()),
+            "log-start-offset 0"
+        ]
     );
+    let listed: Vec<String> = lines[4]
+        .split(' ')
+        .skip(1)
+        .map(|b| format!("{:020}.log", b.parse::<i64>().unwrap()))
+        .collect();
+    let mut on_disk: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".log"))
+        .collect();
+    on_disk.sort();
+    assert_eq!(listed, on_disk, "a clean shutdown lists every segment");
+    // The next open trusts that list and does not read the directory: a stray orphan index
+    // survives it. After a crash the directory is listed and the orphan is removed.
+    let orphan = dir.path().join("00000000000099999999.index");
+    std::fs::write(&orphan, b"").unwrap();
+    io::block_on(async {
+        let log = Log::open(dir.path(), config(), Faults::default())
+            .await
+            .unwrap();
+        assert_eq!(contents(&log).await, all);
+    });
+    assert!(orphan.exists());
+    io::block_on(async {
+        let log = Log::open(dir.path(), config(), Faults::default())
+            .await
+            .unwrap();
+        assert_eq!(contents(&log).await, all);
+    });
+    assert!(!orphan.exists());
 }
 
 /// The compacted view of `writes`: newest value per key, at its original offset.

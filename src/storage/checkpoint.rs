@@ -1,6 +1,8 @@
 //! The per-partition checkpoint file (`partition.checkpoint`), in the text shape of Kafka's
 //! checkpoint files: a version line, an entry count, then `name value` lines. It holds the
-//! recovery point (everything below it is durable and was checked) and the log start offset.
+//! recovery point (everything below it is durable and was checked), the log start offset, and —
+//! written only by a clean shutdown — the list of segment base offsets, so that the next open
+//! neither lists the directory nor scans anything: start-up does not grow with the log.
 
 use std::path::{Path, PathBuf};
 
@@ -11,10 +13,12 @@ use crate::model::Offset;
 pub const FILE_NAME: &str = "partition.checkpoint";
 const VERSION: &str = "0";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checkpoint {
     pub recovery_point: Offset,
     pub log_start: Offset,
+    /// The segments' base offsets, ascending; present only after a clean shutdown.
+    pub clean_segments: Option<Vec<Offset>>,
 }
 
 pub fn path(dir: &Path) -> PathBuf {
@@ -22,29 +26,57 @@ pub fn path(dir: &Path) -> PathBuf {
 }
 
 pub fn encode(checkpoint: &Checkpoint) -> Vec<u8> {
-    format!(
-        "{VERSION}\n2\nrecovery-point {}\nlog-start-offset {}\n",
+    let entries = 2 + usize::from(checkpoint.clean_segments.is_some());
+    let mut text = format!(
+        "{VERSION}\n{entries}\nrecovery-point {}\nlog-start-offset {}\n",
         checkpoint.recovery_point, checkpoint.log_start
-    )
-    .into_bytes()
+    );
+    if let Some(bases) = &checkpoint.clean_segments {
+        text.push_str("clean-segments");
+        for base in bases {
+            text.push(' ');
+            text.push_str(&base.0.to_string());
+        }
+        text.push('\n');
+    }
+    text.into_bytes()
 }
 
 pub fn decode(text: &str) -> Option<Checkpoint> {
     let mut lines = text.lines();
-    if lines.next()? != VERSION || lines.next()? != "2" {
+    if lines.next()? != VERSION {
         return None;
     }
-    let mut value = |name: &str| -> Option<Offset> {
-        let (key, value) = lines.next()?.split_once(' ')?;
-        (key == name)
-            .then(|| value.parse().ok().map(Offset))
-            .flatten()
+    let entries: usize = lines.next()?.parse().ok()?;
+    if !(2..=3).contains(&entries) {
+        return None;
+    }
+    let mut entry = |name: &str| -> Option<&str> {
+        let (key, value) = lines.next()?.split_once(' ').unwrap_or((name, ""));
+        (key == name).then_some(value)
     };
-    let recovery_point = value("recovery-point")?;
-    let log_start = value("log-start-offset")?;
-    (recovery_point.0 >= 0 && log_start.0 >= 0).then_some(Checkpoint {
+    let offset = |value: &str| value.parse().ok().filter(|o| *o >= 0).map(Offset);
+    let recovery_point = offset(entry("recovery-point")?)?;
+    let log_start = offset(entry("log-start-offset")?)?;
+    let clean_segments = if entries == 3 {
+        let bases: Option<Vec<Offset>> = entry("clean-segments")?
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(offset)
+            .collect();
+        let bases = bases?;
+        let ascending = bases.windows(2).all(|w| w[0] < w[1]);
+        (ascending && !bases.is_empty()).then_some(bases)
+    } else {
+        None
+    };
+    if entries == 3 && clean_segments.is_none() {
+        return None;
+    }
+    Some(Checkpoint {
         recovery_point,
         log_start,
+        clean_segments,
     })
 }
 
@@ -82,12 +114,25 @@ mod tests {
 
     #[test]
     fn round_trips_and_refuses_garbage() {
-        let checkpoint = Checkpoint {
+        let mut checkpoint = Checkpoint {
             recovery_point: Offset(1234),
             log_start: Offset(7),
+            clean_segments: None,
         };
         let text = String::from_utf8(encode(&checkpoint)).unwrap();
+        assert_eq!(text, "0\n2\nrecovery-point 1234\nlog-start-offset 7\n");
+        assert_eq!(decode(&text), Some(checkpoint.clone()));
+        checkpoint.clean_segments = Some(vec![Offset(0), Offset(500), Offset(1000)]);
+        let text = String::from_utf8(encode(&checkpoint)).unwrap();
         assert_eq!(decode(&text), Some(checkpoint));
+        assert_eq!(
+            decode("0\n3\nrecovery-point 1\nlog-start-offset 1\nclean-segments 5 2\n"),
+            None
+        );
+        assert_eq!(
+            decode("0\n3\nrecovery-point 1\nlog-start-offset 1\nclean-segments\n"),
+            None
+        );
         assert_eq!(decode("0\n2\nrecovery-point x\nlog-start-offset 1\n"), None);
         assert_eq!(decode("1\n2\nrecovery-point 1\nlog-start-offset 1\n"), None);
         assert_eq!(decode(""), None);

@@ -124,7 +124,7 @@ struct Chunk {
 pub(super) struct State {
     /// Segments by base offset; `None` until a closed segment is first needed (lazy loading keeps
     /// start-up independent of the number of segments).
-    pub(super) segments: BTreeMap<Offset, Option<Segment>>,
+    pub(super) segments: BTreeMap<Offset, Option<Box<Segment>>>,
     pub(super) log_start: Offset,
     pub(super) log_end: Offset,
     pub(super) recovery_point: Offset,
@@ -225,17 +225,33 @@ impl Log {
         faults: io::Faults,
     ) -> Result<Log, StorageError> {
         std::fs::create_dir_all(dir).map_err(|e| io::with_path(e, dir))?;
-        super::cleaner::finish_interrupted_swap(dir)?;
-        let bases = list_segments(dir)?;
         let saved = checkpoint::read(dir);
-        let mut segments: BTreeMap<Offset, Option<Segment>> =
+        // After a clean shutdown the checkpoint lists the segments: no directory listing.
+        let swap_pending = dir.join(super::cleaner::SWAP_MARKER).exists();
+        let listed = saved
+            .as_ref()
+            .and_then(|c| c.clean_segments.clone())
+            .filter(|bases| {
+                !swap_pending
+                    && bases
+                        .last()
+                        .is_some_and(|b| segment::path(dir, *b, "log").exists())
+            });
+        let bases = match listed {
+            Some(bases) => bases,
+            None => {
+                super::cleaner::finish_interrupted_swap(dir)?;
+                list_segments(dir)?
+            }
+        };
+        let mut segments: BTreeMap<Offset, Option<Box<Segment>>> =
             bases.iter().map(|base| (*base, None)).collect();
-        let log_start_saved = saved.map(|c| c.log_start).unwrap_or(Offset::ZERO);
+        let log_start_saved = saved.as_ref().map_or(Offset::ZERO, |c| c.log_start);
         if segments.is_empty() {
             let segment =
                 Segment::create(dir, log_start_saved, config.index_interval_bytes, &faults).await?;
             io::sync_dir(dir).await?;
-            segments.insert(log_start_saved, Some(segment));
+            segments.insert(log_start_saved, Some(Box::new(segment)));
         }
         let first_base = *segments.keys().next().expect("segments");
         let log = Log {
@@ -256,7 +272,7 @@ impl Log {
             queue: RefCell::new(Vec::new()),
             stats: std::cell::Cell::new(LogStats::default()),
         };
-        let recovery_point = saved.map(|c| c.recovery_point).unwrap_or(first_base);
+        let recovery_point = saved.as_ref().map_or(first_base, |c| c.recovery_point);
         log.recover(recovery_point).await?;
         Ok(log)
     }
@@ -320,7 +336,7 @@ impl Log {
             }
             {
                 let mut state = self.state.borrow_mut();
-                state.segments.insert(*base, Some(segment));
+                state.segments.insert(*base, Some(Box::new(segment)));
                 state.trim_loaded(*base);
             }
             if is_last {
@@ -758,7 +774,7 @@ impl Log {
         let segment = Segment::create(&self.dir, base, interval, &self.faults).await?;
         io::sync_dir(&self.dir).await?;
         let mut state = self.state.borrow_mut();
-        state.segments.insert(base, Some(segment));
+        state.segments.insert(base, Some(Box::new(segment)));
         state.recovery_point = state.recovery_point.max(base);
         state.trim_loaded(base);
         Ok(())
@@ -786,7 +802,7 @@ impl Log {
         let segment = Segment::open(&self.dir, base, next_base, interval, &self.faults).await?;
         let mut state = self.state.borrow_mut();
         if let Some(slot @ None) = state.segments.get_mut(&base) {
-            *slot = Some(segment);
+            *slot = Some(Box::new(segment));
         }
         state.trim_loaded(base);
         Ok(())
@@ -1080,7 +1096,7 @@ impl Log {
         io::sync_dir(&self.dir).await?;
         {
             let mut state = self.state.borrow_mut();
-            state.segments.insert(offset, Some(segment));
+            state.segments.insert(offset, Some(Box::new(segment)));
             state.log_start = offset;
             state.log_end = offset;
             state.recovery_point = offset;
@@ -1186,11 +1202,17 @@ impl Log {
     }
 
     async fn write_checkpoint(&self) -> Result<(), StorageError> {
+        self.write_checkpoint_listing(false).await
+    }
+
+    /// Writes the checkpoint; with `clean`, it lists the segments (only a clean shutdown may).
+    async fn write_checkpoint_listing(&self, clean: bool) -> Result<(), StorageError> {
         let saved = {
             let state = self.state.borrow();
             Checkpoint {
                 recovery_point: state.recovery_point,
                 log_start: state.log_start,
+                clean_segments: clean.then(|| state.segments.keys().copied().collect()),
             }
         };
         checkpoint::write(&self.dir, &saved, &self.faults).await
@@ -1223,7 +1245,7 @@ impl Log {
             let mut state = self.state.borrow_mut();
             state.recovery_point = state.log_end;
         }
-        self.write_checkpoint().await
+        self.write_checkpoint_listing(true).await
     }
 
     pub(super) fn faults(&self) -> &io::Faults {
@@ -1306,7 +1328,7 @@ fn list_segments(dir: &Path) -> Result<Vec<Offset>, StorageError> {
 pub(super) fn remove_segment_files(
     dir: &Path,
     base: Offset,
-    _segment: Option<Segment>,
+    _segment: Option<Box<Segment>>,
 ) -> Result<(), StorageError> {
     for extension in ["log", "index", "timeindex"] {
         let path = segment::path(dir, base, extension);
