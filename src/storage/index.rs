@@ -83,8 +83,8 @@ impl OffsetIndex {
         self.entries.is_empty()
     }
 
-    /// Adds an entry; returns its bytes for the file.
-    pub fn push(&mut self, last_offset: Offset, position: u64) -> [u8; OFFSET_ENTRY_BYTES] {
+    /// Adds an entry.
+    pub fn push(&mut self, last_offset: Offset, position: u64) {
         let entry = OffsetEntry {
             relative_offset: U32::new(self.relative(last_offset)),
             position: U32::new(u32::try_from(position).expect("segment positions fit 32 bits")),
@@ -96,9 +96,6 @@ impl OffsetIndex {
             );
         }
         self.entries.push(entry);
-        let mut out = [0; OFFSET_ENTRY_BYTES];
-        out.copy_from_slice(entry.as_bytes());
-        out
     }
 
     fn relative(&self, offset: Offset) -> u32 {
@@ -152,6 +149,13 @@ impl OffsetIndex {
         (self.entries.len() * OFFSET_ENTRY_BYTES) as u64
     }
 
+    /// The bytes of the entries from the `from`-th on.
+    pub fn bytes_from(&self, from: usize) -> Vec<u8> {
+        self.entries[from.min(self.entries.len())..]
+            .as_bytes()
+            .to_vec()
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         self.entries.as_slice().as_bytes().to_vec()
     }
@@ -199,14 +203,10 @@ impl TimeIndex {
         })
     }
 
-    /// Adds an entry if `timestamp` is newer than the last one; returns its bytes for the file.
-    pub fn maybe_push(
-        &mut self,
-        timestamp: TimestampMs,
-        offset: Offset,
-    ) -> Option<[u8; TIME_ENTRY_BYTES]> {
+    /// Adds an entry if `timestamp` is newer than the last one.
+    pub fn maybe_push(&mut self, timestamp: TimestampMs, offset: Offset) {
         if self.last().is_some_and(|(last, _)| timestamp <= last) {
-            return None;
+            return;
         }
         let entry = TimeEntry {
             timestamp: I64::new(timestamp.0),
@@ -215,9 +215,6 @@ impl TimeIndex {
             ),
         };
         self.entries.push(entry);
-        let mut out = [0; TIME_ENTRY_BYTES];
-        out.copy_from_slice(entry.as_bytes());
-        Some(out)
     }
 
     /// The offset to start searching from for the first record with a timestamp >= `timestamp`:
@@ -246,6 +243,21 @@ impl TimeIndex {
         (self.entries.len() * TIME_ENTRY_BYTES) as u64
     }
 
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The bytes of the entries from the `from`-th on.
+    pub fn bytes_from(&self, from: usize) -> Vec<u8> {
+        self.entries[from.min(self.entries.len())..]
+            .as_bytes()
+            .to_vec()
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         self.entries.as_slice().as_bytes().to_vec()
     }
@@ -260,8 +272,9 @@ mod tests {
         let mut index = OffsetIndex::new(Offset(100));
         let mut file = Vec::new();
         for (last, position) in [(104, 4200), (120, 8400), (131, 12_600)] {
-            file.extend_from_slice(&index.push(Offset(last), position));
+            index.push(Offset(last), position);
         }
+        file.extend_from_slice(&index.bytes_from(0));
         let parsed = OffsetIndex::parse(Offset(100), &file, 20_000).unwrap();
         assert_eq!(parsed.to_bytes(), file);
         assert_eq!(parsed.lookup(Offset(100)), 0);
@@ -287,8 +300,9 @@ mod tests {
     fn torn_and_corrupt_index_files_are_told_apart() {
         let mut index = OffsetIndex::new(Offset(0));
         let mut file = Vec::new();
-        file.extend_from_slice(&index.push(Offset(5), 100));
-        file.extend_from_slice(&index.push(Offset(9), 200));
+        index.push(Offset(5), 100);
+        index.push(Offset(9), 200);
+        file.extend_from_slice(&index.bytes_from(0));
         let mut torn = file.clone();
         torn.extend_from_slice(&[1, 2, 3]);
         assert_eq!(OffsetIndex::parse(Offset(0), &torn, 1000).unwrap().len(), 2);
@@ -307,9 +321,11 @@ mod tests {
     #[test]
     fn time_index_keeps_only_newer_timestamps() {
         let mut index = TimeIndex::new(Offset(10));
-        assert!(index.maybe_push(TimestampMs(50), Offset(12)).is_some());
-        assert!(index.maybe_push(TimestampMs(50), Offset(15)).is_none());
-        assert!(index.maybe_push(TimestampMs(70), Offset(20)).is_some());
+        index.maybe_push(TimestampMs(50), Offset(12));
+        index.maybe_push(TimestampMs(50), Offset(15));
+        assert_eq!(index.len(), 1, "an older or equal timestamp adds no entry");
+        index.maybe_push(TimestampMs(70), Offset(20));
+        assert_eq!(index.bytes_from(1).len(), TIME_ENTRY_BYTES);
         assert_eq!(index.lookup(TimestampMs(10)), Offset(10));
         assert_eq!(index.lookup(TimestampMs(60)), Offset(12));
         assert_eq!(index.last(), Some((TimestampMs(70), Offset(20))));

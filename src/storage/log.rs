@@ -96,6 +96,9 @@ pub struct RetentionReport {
     pub deleted_bytes: u64,
 }
 
+/// Index entry bytes held in memory before they are written to the index files.
+const INDEX_WRITE_BYTES: usize = 4096;
+
 /// Closed segments kept loaded (three open files and their indexes in memory each).
 pub const LOADED_CLOSED_SEGMENTS_MAX: usize = 16;
 
@@ -646,15 +649,11 @@ impl Log {
         if chunk.buf.is_empty() {
             return Ok(());
         }
-        let (log, index_file, time_index_file) = {
+        let log = {
             let state = self.state.borrow();
             let active = state.active();
             assert_eq!(active.size_bytes, chunk.position, "one writer at a time");
-            (
-                active.log.clone(),
-                active.index_file.clone(),
-                active.time_index_file.clone(),
-            )
+            active.log.clone()
         };
         let buf = std::mem::take(&mut chunk.buf);
         self.count(|stats| stats.writes += 1);
@@ -668,16 +667,11 @@ impl Log {
             }
             return Err(e);
         }
-        let mut index_bytes = Vec::new();
-        let mut time_bytes = Vec::new();
-        let (index_at, time_at) = {
+        let pending = {
             let mut state = self.state.borrow_mut();
             let active = state.active_mut();
-            let at = (active.index.file_bytes(), active.time_index.file_bytes());
             for info in &chunk.batches {
-                let (entry, time_entry) = active.note_batch(info);
-                index_bytes.extend(entry.iter().flatten());
-                time_bytes.extend(time_entry.iter().flatten());
+                active.note_batch(info);
             }
             active.size_bytes = chunk
                 .batches
@@ -685,20 +679,14 @@ impl Log {
                 .map_or(active.size_bytes, BatchInfo::end);
             active.next_offset = chunk.next_offset;
             active.first_append_ms.get_or_insert(TimestampMs::now().0);
+            let pending = (active.pending_index_bytes() >= INDEX_WRITE_BYTES)
+                .then(|| active.take_pending_indexes());
             state.log_end = chunk.next_offset;
             state.unflushed_messages += chunk.records;
-            at
+            pending
         };
-        for (file, bytes, at) in [
-            (index_file, index_bytes, index_at),
-            (time_index_file, time_bytes, time_at),
-        ] {
-            if bytes.is_empty() {
-                continue;
-            }
-            if let Err(e) = file.write_at(bytes, at).await {
-                tracing::warn!(file = %file.path().display(), error = %e, "index write failed; the index is rebuilt on the next start");
-            }
+        if let Some(pending) = pending {
+            pending.write().await;
         }
         chunk.position = self.state.borrow().active().size_bytes;
         chunk.first_offset = chunk.next_offset;
@@ -718,10 +706,13 @@ impl Log {
 
     /// fdatasyncs the active segment and advances the recovery point.
     pub async fn flush(&self) -> Result<(), StorageError> {
-        let (log, end) = {
-            let state = self.state.borrow();
-            (state.active().log.clone(), state.log_end)
+        let (log, end, pending) = {
+            let mut state = self.state.borrow_mut();
+            let end = state.log_end;
+            let active = state.active_mut();
+            (active.log.clone(), end, active.take_pending_indexes())
         };
+        pending.write().await;
         self.count(|stats| stats.syncs += 1);
         log.fdatasync().await?;
         let mut state = self.state.borrow_mut();
@@ -742,31 +733,20 @@ impl Log {
 
     /// Seals the active segment and starts a new one at the log end. Caller holds the write lock.
     async fn roll(&self) -> Result<(), StorageError> {
-        let (base, time_entry, files) = {
+        let (base, pending, files) = {
             let mut state = self.state.borrow_mut();
             let base = state.log_end;
             let active = state.active_mut();
-            let entry = if active.size_bytes > 0 {
-                active
-                    .time_index
-                    .maybe_push(active.max_timestamp, active.offset_of_max_timestamp)
-                    .map(|bytes| (bytes, active.time_index.file_bytes() - bytes.len() as u64))
-            } else {
-                None
-            };
-            (
-                base,
-                entry,
-                [
-                    active.log.clone(),
-                    active.index_file.clone(),
-                    active.time_index_file.clone(),
-                ],
-            )
+            active.seal_in_memory();
+            let files = [
+                active.log.clone(),
+                active.index_file.clone(),
+                active.time_index_file.clone(),
+            ];
+            (base, active.take_pending_indexes(), files)
         };
-        if let Some((bytes, at)) = time_entry {
-            files[2].write_at(bytes.to_vec(), at).await?;
-        }
+        pending.write().await;
+        self.count(|stats| stats.syncs += 1);
         for file in &files {
             file.fdatasync().await?;
         }
@@ -1229,15 +1209,17 @@ impl Log {
     pub async fn close(&self) -> Result<(), StorageError> {
         let _guard = self.write_lock.lock().await;
         self.state.borrow_mut().closed = true;
-        let active = {
-            let state = self.state.borrow();
-            let active = state.active();
-            [
+        let (active, pending) = {
+            let mut state = self.state.borrow_mut();
+            let active = state.active_mut();
+            let files = [
                 active.log.clone(),
                 active.index_file.clone(),
                 active.time_index_file.clone(),
-            ]
+            ];
+            (files, active.take_pending_indexes())
         };
+        pending.write().await;
         for file in &active {
             file.fdatasync().await?;
         }

@@ -196,6 +196,27 @@ pub struct Segment {
     pub first_append_ms: Option<i64>,
     /// `index.interval.bytes`.
     pub index_interval_bytes: u64,
+    /// Entries of each index already in its file; the rest are written in bulk (see
+    /// [`Segment::take_pending_indexes`]).
+    pub index_entries_in_file: usize,
+    pub time_entries_in_file: usize,
+}
+
+/// Index entries on their way to the files.
+pub struct PendingIndexes {
+    writes: Vec<(Rc<io::File>, Vec<u8>, u64)>,
+}
+
+impl PendingIndexes {
+    /// Writes the entries. A failure is logged, not returned: indexes are derived data, and a
+    /// hole or torn entry makes the next open rebuild the index from the log.
+    pub async fn write(self) {
+        for (file, bytes, at) in self.writes {
+            if let Err(e) = file.write_at(bytes, at).await {
+                tracing::warn!(file = %file.path().display(), error = %e, "index write failed; the index is rebuilt on the next start");
+            }
+        }
+    }
 }
 
 impl Segment {
@@ -245,6 +266,8 @@ impl Segment {
             bytes_since_index: 0,
             first_append_ms: None,
             index_interval_bytes,
+            index_entries_in_file: 0,
+            time_entries_in_file: 0,
         })
     }
 
@@ -290,11 +313,15 @@ impl Segment {
             bytes_since_index: 0,
             first_append_ms: None,
             index_interval_bytes,
+            index_entries_in_file: 0,
+            time_entries_in_file: 0,
         };
         match parsed {
             Ok((index, time_index))
                 if !(index.is_empty() && time_index.last().is_none() && size_bytes > 0) =>
             {
+                segment.index_entries_in_file = index.len();
+                segment.time_entries_in_file = time_index.len();
                 segment.index = index;
                 segment.time_index = time_index;
                 if let Some((timestamp, offset)) = segment.time_index.last() {
@@ -323,6 +350,7 @@ impl Segment {
     /// the caller decides whether to cut it.
     pub async fn rescan_from(&mut self, from: u64, verify: bool) -> Result<ScanStop, StorageError> {
         self.index.truncate_to_position(from);
+        self.index_entries_in_file = self.index_entries_in_file.min(self.index.len());
         self.bytes_since_index = 0;
         let mut first = true;
         let log = self.log.clone();
@@ -356,6 +384,7 @@ impl Segment {
         for info in &batches {
             if first {
                 self.time_index.truncate_to_offset(info.base);
+                self.time_entries_in_file = self.time_entries_in_file.min(self.time_index.len());
                 self.reset_max_timestamp();
                 first = false;
             }
@@ -384,27 +413,63 @@ impl Segment {
     }
 
     /// Accounts a batch appended at `info.position`: an index entry when `index.interval.bytes`
-    /// have passed since the last, and the max timestamp. Returns the bytes to append to the
-    /// `.index` and `.timeindex` files.
-    pub fn note_batch(&mut self, info: &BatchInfo) -> (Option<[u8; 8]>, Option<[u8; 12]>) {
+    /// have passed since the last, and the max timestamp.
+    pub fn note_batch(&mut self, info: &BatchInfo) {
         if info.max_timestamp > self.max_timestamp {
             self.max_timestamp = info.max_timestamp;
             self.offset_of_max_timestamp = info.last;
         }
-        let mut entries = (None, None);
         if self.bytes_since_index > self.index_interval_bytes && info.position > 0 {
-            entries.0 = Some(self.index.push(info.last, info.position));
-            entries.1 = self
-                .time_index
+            self.index.push(info.last, info.position);
+            self.time_index
                 .maybe_push(self.max_timestamp, self.offset_of_max_timestamp);
             self.bytes_since_index = 0;
         }
         self.bytes_since_index += info.bytes as u64;
-        entries
+    }
+
+    /// Bytes of index entries not yet written to the index files.
+    pub fn pending_index_bytes(&self) -> usize {
+        (self.index.len().saturating_sub(self.index_entries_in_file))
+            * super::index::OFFSET_ENTRY_BYTES
+            + (self
+                .time_index
+                .len()
+                .saturating_sub(self.time_entries_in_file))
+                * super::index::TIME_ENTRY_BYTES
+    }
+
+    /// Takes the entries added since the last write, to append to the index files. Appends do
+    /// not write index entries one by one: they go out in bulk, at flushes, rolls and closes,
+    /// or once a few KiB are pending. Recovery never trusts index entries past the recovery
+    /// point, so entries still in memory at a crash cost only a longer scan.
+    pub fn take_pending_indexes(&mut self) -> PendingIndexes {
+        let mut writes = Vec::with_capacity(2);
+        if self.index.len() > self.index_entries_in_file {
+            let at = (self.index_entries_in_file * super::index::OFFSET_ENTRY_BYTES) as u64;
+            writes.push((
+                self.index_file.clone(),
+                self.index.bytes_from(self.index_entries_in_file),
+                at,
+            ));
+            self.index_entries_in_file = self.index.len();
+        }
+        if self.time_index.len() > self.time_entries_in_file {
+            let at = (self.time_entries_in_file * super::index::TIME_ENTRY_BYTES) as u64;
+            writes.push((
+                self.time_index_file.clone(),
+                self.time_index.bytes_from(self.time_entries_in_file),
+                at,
+            ));
+            self.time_entries_in_file = self.time_index.len();
+        }
+        PendingIndexes { writes }
     }
 
     /// Writes both indexes whole and cuts their files to size.
-    pub async fn write_indexes(&self) -> Result<(), StorageError> {
+    pub async fn write_indexes(&mut self) -> Result<(), StorageError> {
+        self.index_entries_in_file = self.index.len();
+        self.time_entries_in_file = self.time_index.len();
         for (file, bytes) in [
             (&self.index_file, self.index.to_bytes()),
             (&self.time_index_file, self.time_index.to_bytes()),
@@ -427,21 +492,19 @@ impl Segment {
     }
 
     /// Closing the active segment: records the max timestamp in the time index (so retention
-    /// finds it without a scan after a restart) and makes everything durable.
-    pub async fn seal(&mut self) -> Result<(), StorageError> {
+    /// finds it without a scan after a restart). The caller writes the pending index entries
+    /// and syncs.
+    pub fn seal_in_memory(&mut self) {
         if self.size_bytes > 0 {
-            if let Some(bytes) = self
-                .time_index
-                .maybe_push(self.max_timestamp, self.offset_of_max_timestamp)
-            {
-                self.time_index_file
-                    .write_at(
-                        bytes.to_vec(),
-                        self.time_index.file_bytes() - bytes.len() as u64,
-                    )
-                    .await?;
-            }
+            self.time_index
+                .maybe_push(self.max_timestamp, self.offset_of_max_timestamp);
         }
+    }
+
+    /// Seals the segment and makes everything durable.
+    pub async fn seal(&mut self) -> Result<(), StorageError> {
+        self.seal_in_memory();
+        self.take_pending_indexes().write().await;
         self.sync().await
     }
 }
