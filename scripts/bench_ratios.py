@@ -22,8 +22,8 @@ def main():
     print("append throughput, log / plain io_uring write of the same bytes (target >= 0.85):")
     for mode in ("policy", "sync"):
         for size in ("1KiB", "16KiB", "1MiB"):
-            log = median_ns("append", "log", mode, size)
-            base = median_ns("append", "baseline-write", mode, size)
+            log = median_ns("append", "log", f"{mode}_{size}")
+            base = median_ns("append", "baseline-write", f"{mode}_{size}")
             if log and base:
                 print(f"  {mode:6} {size:>5}: {base / log:.3f}  (log {log / 1e6:.1f} ms, plain {base / 1e6:.1f} ms per iteration)")
     small = median_ns("open-clean", "10")

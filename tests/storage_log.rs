@@ -564,3 +564,228 @@ fn compaction_policy_without_delete_keeps_old_segments() {
         assert_eq!(log.segment_count(), segments);
     });
 }
+
+#[test]
+fn segments_roll_on_age_and_on_a_full_index() {
+    let dir = tempfile::tempdir().unwrap();
+    io::block_on(async {
+        let config = LogConfig {
+            segment_ms: 5,
+            ..LogConfig::default()
+        };
+        let log = Log::open(dir.path(), config, Faults::default())
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            log.append(
+                vec![batch("age", 1, 0, Codec::None)],
+                AppendOptions::default(),
+            )
+            .await
+            .unwrap();
+            io::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            log.segment_count(),
+            3,
+            "segment.ms rolls a segment whose first append is older"
+        );
+    });
+    let dir = tempfile::tempdir().unwrap();
+    io::block_on(async {
+        // Two index entries fit; an entry every 100 bytes.
+        let config = LogConfig {
+            segment_index_bytes: 16,
+            index_interval_bytes: 100,
+            ..LogConfig::default()
+        };
+        let log = Log::open(dir.path(), config, Faults::default())
+            .await
+            .unwrap();
+        for i in 0..20 {
+            log.append(
+                vec![batch(&format!("{i:0>60}"), 1, 0, Codec::None)],
+                AppendOptions::default(),
+            )
+            .await
+            .unwrap();
+        }
+        assert!(
+            log.segment_count() >= 3,
+            "a full index rolls the segment: {}",
+            log.segment_count()
+        );
+        assert_eq!(read_all(&log, Offset(0)).await.len(), 20);
+    });
+}
+
+#[test]
+fn read_ranges_stay_readable_after_their_segment_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    io::block_on(async {
+        let config = LogConfig {
+            retention_ms: 0,
+            ..small_config()
+        };
+        let log = Log::open(dir.path(), config, Faults::default())
+            .await
+            .unwrap();
+        for i in 0..20 {
+            log.append(
+                vec![batch(&format!("d{i}"), 4, 0, Codec::None)],
+                AppendOptions::default(),
+            )
+            .await
+            .unwrap();
+        }
+        let ranges = log
+            .read(Offset(0), log.log_end(), 1 << 20, true)
+            .await
+            .unwrap();
+        let report = log.enforce_retention(TimestampMs(1 << 40)).await.unwrap();
+        assert!(report.deleted_segments > 0);
+        assert!(
+            !dir.path().join("00000000000000000000.log").exists(),
+            "the first segment is unlinked"
+        );
+        // The ranges taken before the deletion still read their bytes.
+        let first = ranges[0].read_bytes().await.unwrap();
+        let (view, _) = BatchView::validate(&first).unwrap();
+        assert_eq!(view.base_offset(), Offset(0));
+        assert_eq!(
+            records::decode(&view, 1 << 20).unwrap()[0].value.as_deref(),
+            Some(&b"d0-0"[..])
+        );
+    });
+}
+
+#[test]
+fn replica_appends_keep_offsets_and_roll_before_relative_offsets_overflow() {
+    let dir = tempfile::tempdir().unwrap();
+    io::block_on(async {
+        let log = Log::open(dir.path(), LogConfig::default(), Faults::default())
+            .await
+            .unwrap();
+        let replica = AppendOptions {
+            assign_offsets: false,
+            leader_epoch: Some(7),
+            ..AppendOptions::default()
+        };
+        let mut first = batch("r", 2, 0, Codec::None).to_vec();
+        sluice::model::batch::set_base_offset(&mut first, Offset(0));
+        log.append(vec![Bytes::from(first)], replica).await.unwrap();
+        // Offsets below the log end are refused; a gap is allowed (compacted leader data).
+        let mut stale = batch("s", 1, 0, Codec::None).to_vec();
+        sluice::model::batch::set_base_offset(&mut stale, Offset(1));
+        assert!(matches!(
+            log.append(vec![Bytes::from(stale)], replica).await,
+            Err(StorageError::OffsetMismatch { .. })
+        ));
+        let far = (i32::MAX as i64) + 10;
+        let mut jump = batch("j", 3, 0, Codec::None).to_vec();
+        sluice::model::batch::set_base_offset(&mut jump, Offset(far));
+        let info = log.append(vec![Bytes::from(jump)], replica).await.unwrap();
+        assert_eq!(
+            (info.first_offset, info.last_offset),
+            (Offset(far), Offset(far + 2))
+        );
+        assert_eq!(log.log_end(), Offset(far + 3));
+        assert_eq!(
+            log.segment_bases(),
+            vec![Offset(0), Offset(far)],
+            "a relative offset past i32::MAX rolls"
+        );
+        let values: Vec<i64> = read_all(&log, Offset(0))
+            .await
+            .into_iter()
+            .map(|(o, _)| o)
+            .collect();
+        assert_eq!(values, [0, 1, far, far + 1, far + 2]);
+        let ranges = log
+            .read(Offset(far), log.log_end(), 1 << 20, true)
+            .await
+            .unwrap();
+        let bytes = ranges[0].read_bytes().await.unwrap();
+        assert_eq!(
+            BatchView::validate(&bytes)
+                .unwrap()
+                .0
+                .header()
+                .partition_leader_epoch
+                .get(),
+            7
+        );
+    });
+}
+
+#[test]
+fn flush_messages_advances_the_recovery_point() {
+    let dir = tempfile::tempdir().unwrap();
+    io::block_on(async {
+        let config = LogConfig {
+            flush_interval_messages: 10,
+            ..LogConfig::default()
+        };
+        let log = Log::open(dir.path(), config, Faults::default())
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            log.append(
+                vec![batch("f", 3, 0, Codec::None)],
+                AppendOptions::default(),
+            )
+            .await
+            .unwrap();
+        }
+        assert_eq!(log.recovery_point(), Offset(0), "9 messages: no flush yet");
+        log.append(
+            vec![batch("f", 3, 0, Codec::None)],
+            AppendOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(log.recovery_point(), Offset(12));
+        assert_eq!(log.stats().syncs, 1);
+    });
+}
+
+#[test]
+fn a_missing_segment_file_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    io::block_on(async {
+        let log = Log::open(dir.path(), small_config(), Faults::default())
+            .await
+            .unwrap();
+        for i in 0..30 {
+            log.append(
+                vec![batch(&format!("m{i}"), 3, 0, Codec::None)],
+                AppendOptions::default(),
+            )
+            .await
+            .unwrap();
+        }
+        log.close().await.unwrap();
+    });
+    let lost = dir.path().join("00000000000000000000.log");
+    std::fs::remove_file(&lost).unwrap();
+    io::block_on(async {
+        let log = Log::open(dir.path(), small_config(), Faults::default())
+            .await
+            .unwrap();
+        let error = log
+            .read(Offset(0), log.log_end(), 1 << 20, true)
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("00000000000000000000.log"),
+            "{error}"
+        );
+        // The rest of the log still serves.
+        let later = log.segment_bases()[1];
+        assert!(!log
+            .read(later, log.log_end(), 1 << 20, true)
+            .await
+            .unwrap()
+            .is_empty());
+    });
+}

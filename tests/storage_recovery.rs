@@ -527,3 +527,72 @@ fn background_maintenance_compacts_and_checkpoints_on_its_own_queue() {
         task.join().await;
     });
 }
+
+#[test]
+fn compaction_keeps_control_and_transactional_batches_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    io::block_on(async {
+        let log = Log::open(dir.path(), compact_config(), Faults::default())
+            .await
+            .unwrap();
+        let record = |key: &str, value: &str| Record {
+            offset: Offset(0),
+            timestamp: TimestampMs(1),
+            key: Some(Bytes::copy_from_slice(key.as_bytes())),
+            value: Some(Bytes::copy_from_slice(value.as_bytes())),
+            headers: Vec::new(),
+        };
+        let producer = records::ProducerInfo {
+            producer_id: 42,
+            producer_epoch: 1,
+            base_sequence: 0,
+        };
+        let transactional = BatchBuilder {
+            transactional: true,
+            producer,
+            ..BatchBuilder::default()
+        }
+        .build(&[record("k", "in-txn")]);
+        // A COMMIT marker: key = version 0 + type 1, value = version 0 + coordinator epoch.
+        let marker = Record {
+            key: Some(Bytes::from_static(&[0, 0, 0, 1])),
+            value: Some(Bytes::from_static(&[0, 0, 0, 0, 0, 5])),
+            ..record("", "")
+        };
+        let control = BatchBuilder {
+            transactional: true,
+            control: true,
+            producer,
+            ..BatchBuilder::default()
+        }
+        .build(&[marker]);
+        for bytes in [transactional, control] {
+            log.append(vec![bytes], AppendOptions::default())
+                .await
+                .unwrap();
+        }
+        for i in 0..40 {
+            log.append(
+                vec![keyed(&[("k", Some(&format!("plain{i}")))], 1, Codec::Lz4)],
+                AppendOptions::default(),
+            )
+            .await
+            .unwrap();
+        }
+        log.clean(TimestampMs(10_000)).await.unwrap();
+        let ranges = log.read(Offset(0), Offset(2), 1 << 20, true).await.unwrap();
+        let bytes = ranges[0].read_bytes().await.unwrap();
+        let (first, rest) = BatchView::validate(&bytes).unwrap();
+        assert!(first.is_transactional() && !first.is_control());
+        assert_eq!(first.producer_id(), 42);
+        let (second, _) = BatchView::validate(rest).unwrap();
+        assert!(second.is_control());
+        // The plain records of key "k" were compacted down to the newest in the closed segments.
+        let plain: Vec<_> = contents(&log)
+            .await
+            .into_iter()
+            .filter(|r| r.2.as_deref().is_some_and(|v| v.starts_with("plain")))
+            .collect();
+        assert!(plain.len() < 40, "{}", plain.len());
+    });
+}

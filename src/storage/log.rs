@@ -332,9 +332,10 @@ impl Log {
                 segment.next_offset = expected_next;
             }
             segment.write_indexes().await?;
-            segment.sync().await?;
             let is_last = cut_from.is_some() || next_base.is_none();
-            if !is_last {
+            if is_last {
+                segment.sync().await?;
+            } else {
                 segment.seal().await?;
             }
             {
@@ -498,6 +499,12 @@ impl Log {
     }
 
     async fn write_group(&self, group: Vec<Pending>) {
+        if self.state.borrow().closed {
+            for pending in group {
+                *pending.ticket.borrow_mut() = Some(Err(StorageError::Closed));
+            }
+            return;
+        }
         let now = TimestampMs::now();
         let mut results: Vec<Option<Result<AppendInfo, StorageError>>> =
             group.iter().map(|_| None).collect();
@@ -510,7 +517,10 @@ impl Log {
             }
             if self.needs_roll(&chunk, pending, now) {
                 let rolled = match self.commit(&mut chunk, &mut results).await {
-                    Ok(()) => self.roll().await,
+                    Ok(()) => {
+                        self.roll(pending_offsets(pending, chunk.next_offset).0)
+                            .await
+                    }
                     Err(e) => Err(e),
                 };
                 if let Err(e) = rolled {
@@ -522,9 +532,8 @@ impl Log {
             }
             results[i] = Some(self.stage(&mut chunk, pending, i, now));
         }
-        if let Err(e) = self.commit(&mut chunk, &mut results).await {
-            tracing::warn!(log = %self.dir.display(), error = %e, "append failed; the log is unchanged");
-        }
+        // A failure is logged in `commit` and answered to each append it hit.
+        let _ = self.commit(&mut chunk, &mut results).await;
         let wants_sync = group
             .iter()
             .zip(&results)
@@ -564,14 +573,14 @@ impl Log {
         let state = self.state.borrow();
         let active = state.active();
         let size = chunk.position + chunk.buf.len() as u64;
+        // Relative offsets are 32-bit in the indexes; Kafka keeps them below i32::MAX.
+        let (_, last) = pending_offsets(pending, chunk.next_offset);
+        let offsets_overflow = last.0 - active.base.0 > i32::MAX as i64;
         if size == 0 {
-            return false;
+            return offsets_overflow;
         }
         let too_big = size + pending.bytes as u64 > config.segment_bytes;
         let index_full = active.index.len() + chunk.batches.len() >= config.index_entries_max();
-        // Relative offsets are 32-bit in the indexes; Kafka keeps them below i32::MAX.
-        let span_after = chunk.next_offset.0 + pending_span(pending) - active.base.0;
-        let offsets_overflow = span_after > i32::MAX as i64;
         let too_old = active
             .first_append_ms
             .is_some_and(|first| now.0 - first > config.segment_ms);
@@ -589,7 +598,8 @@ impl Log {
         let log_append_time = (self.config.borrow().message_timestamp_type
             == TimestampType::LogAppendTime)
             .then_some(now);
-        let first_offset = chunk.next_offset;
+        let mut first_offset = None;
+        chunk.buf.reserve(pending.bytes);
         let restore = (chunk.buf.len(), chunk.batches.len(), chunk.next_offset);
         for bytes in &pending.batches {
             let mut rest = &bytes[..];
@@ -627,13 +637,14 @@ impl Log {
                     max_timestamp: view.max_timestamp(),
                     records: view.records_count(),
                 });
+                first_offset.get_or_insert(view.base_offset());
                 chunk.next_offset = view.next_offset();
             }
         }
         chunk.members.push(member);
         chunk.records += pending.records;
         Ok(AppendInfo {
-            first_offset,
+            first_offset: first_offset.expect("an append has at least one batch"),
             last_offset: Offset(chunk.next_offset.0 - 1),
             log_append_time,
         })
@@ -662,6 +673,7 @@ impl Log {
                 tracing::warn!(file = %log.path().display(), error = %cut, "cannot cut a failed write back; it stays invisible and is overwritten by the next append");
             }
             let e = StorageError::from(e);
+            tracing::warn!(log = %self.dir.display(), error = %e, appends = chunk.members.len(), "append failed; the log is unchanged");
             for member in chunk.members.drain(..) {
                 results[member] = Some(Err(e.clone()));
             }
@@ -706,13 +718,12 @@ impl Log {
 
     /// fdatasyncs the active segment and advances the recovery point.
     pub async fn flush(&self) -> Result<(), StorageError> {
-        let (log, end, pending) = {
-            let mut state = self.state.borrow_mut();
-            let end = state.log_end;
-            let active = state.active_mut();
-            (active.log.clone(), end, active.take_pending_indexes())
+        // Index entries are not needed on disk for durability (recovery rebuilds them past the
+        // recovery point): they go out in bulk, not with every flush.
+        let (log, end) = {
+            let state = self.state.borrow();
+            (state.active().log.clone(), state.log_end)
         };
-        pending.write().await;
         self.count(|stats| stats.syncs += 1);
         log.fdatasync().await?;
         let mut state = self.state.borrow_mut();
@@ -731,11 +742,15 @@ impl Log {
         Ok(())
     }
 
-    /// Seals the active segment and starts a new one at the log end. Caller holds the write lock.
-    async fn roll(&self) -> Result<(), StorageError> {
+    /// Seals the active segment and starts a new one at `base` (the log end, or a replica's next
+    /// batch past a gap). Caller holds the write lock.
+    async fn roll(&self, base: Offset) -> Result<(), StorageError> {
         let (base, pending, files) = {
             let mut state = self.state.borrow_mut();
-            let base = state.log_end;
+            assert!(
+                base >= state.log_end,
+                "a new segment starts at or after the log end"
+            );
             let active = state.active_mut();
             active.seal_in_memory();
             let files = [
@@ -764,7 +779,8 @@ impl Log {
     pub async fn force_roll(&self) -> Result<(), StorageError> {
         let _guard = self.write_lock.lock().await;
         if self.state.borrow().active().size_bytes > 0 {
-            self.roll().await?;
+            let end = self.log_end();
+            self.roll(end).await?;
         }
         Ok(())
     }
@@ -817,8 +833,11 @@ impl Log {
             self.ensure_loaded(base).await?;
             let (file, start_hint, size, segment_next, next_base) = {
                 let state = self.state.borrow();
-                let Some(Some(segment)) = state.segments.get(&base) else {
-                    break; // deleted meanwhile
+                let Some(slot) = state.segments.get(&base) else {
+                    break; // deleted meanwhile (retention, truncation)
+                };
+                let Some(segment) = slot else {
+                    continue; // unloaded by another task's load meanwhile: load it again
                 };
                 (
                     segment.log.clone(),
@@ -940,15 +959,22 @@ impl Log {
             let Some((file, from, size)) = found else {
                 continue;
             };
-            let mut candidates = Vec::new();
-            segment::scan(&file, from, size, false, |info| {
-                if info.max_timestamp >= timestamp && info.last >= log_start {
-                    candidates.push(*info);
-                }
-                true
-            })
-            .await?;
-            for info in candidates {
+            // The first batch whose max timestamp reaches `timestamp` holds such a record
+            // (unless it lies below the log start): decode batches one at a time from there.
+            let mut from = from;
+            loop {
+                let mut candidate = None;
+                segment::scan(&file, from, size, false, |info| {
+                    if info.max_timestamp >= timestamp && info.last >= log_start {
+                        candidate = Some(*info);
+                        return false;
+                    }
+                    true
+                })
+                .await?;
+                let Some(info) = candidate else {
+                    break;
+                };
                 let bytes = file
                     .read_exact_at(info.position, info.bytes as usize)
                     .await?;
@@ -966,6 +992,7 @@ impl Log {
                 {
                     return Ok(Some((record.offset, record.timestamp)));
                 }
+                from = info.end();
             }
         }
         Ok(None)
@@ -1247,16 +1274,26 @@ impl Log {
     }
 }
 
-fn pending_span(pending: &Pending) -> i64 {
+/// The first and last offsets an append will occupy if it starts at `next` (a leader assigns
+/// offsets from `next`; a replica keeps the batches' own).
+fn pending_offsets(pending: &Pending, next: Offset) -> (Offset, Offset) {
     let mut span = 0;
+    let mut first = None;
+    let mut last = next;
     for bytes in &pending.batches {
         let mut rest = &bytes[..];
         while let Ok((view, after)) = BatchView::parse_header(rest) {
             span += view.header().last_offset_delta.get() as i64 + 1;
+            first.get_or_insert(view.base_offset());
+            last = last.max(view.last_offset());
             rest = after;
         }
     }
-    span
+    if pending.options.assign_offsets {
+        (next, Offset(next.0 + span - 1))
+    } else {
+        (first.unwrap_or(next).max(next), last)
+    }
 }
 
 fn range_of(

@@ -440,8 +440,8 @@ impl Segment {
     }
 
     /// Takes the entries added since the last write, to append to the index files. Appends do
-    /// not write index entries one by one: they go out in bulk, at flushes, rolls and closes,
-    /// or once a few KiB are pending. Recovery never trusts index entries past the recovery
+    /// not write index entries one by one: they go out in bulk, at rolls and closes, or once a
+    /// few KiB are pending. Recovery never trusts index entries past the recovery
     /// point, so entries still in memory at a crash cost only a longer scan.
     pub fn take_pending_indexes(&mut self) -> PendingIndexes {
         let mut writes = Vec::with_capacity(2);
