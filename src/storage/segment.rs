@@ -15,7 +15,8 @@ use crate::model::{Offset, TimestampMs};
 /// The files of a segment, by extension.
 pub const EXTENSIONS: [&str; 3] = ["log", "index", "timeindex"];
 
-/// Bytes read at a time when only headers are needed.
+/// Bytes read at a time when only headers are needed: the first read, and the cap.
+const HEADER_SCAN_CHUNK_BYTES_FIRST: usize = 4 * 1024;
 const HEADER_SCAN_CHUNK_BYTES: usize = 64 * 1024;
 /// Bytes read at a time when whole batches are checked (recovery, rebuilds).
 const VERIFY_SCAN_CHUNK_BYTES: usize = 1 << 20;
@@ -81,10 +82,12 @@ pub async fn scan(
     verify: bool,
     mut visit: impl FnMut(&BatchInfo) -> bool,
 ) -> io::Result<(u64, ScanStop)> {
-    let chunk_bytes = if verify {
+    // Header scans start small (a lookup usually needs a header or two past an index entry)
+    // and double up to the cap when a scan runs long.
+    let mut chunk_bytes = if verify {
         VERIFY_SCAN_CHUNK_BYTES
     } else {
-        HEADER_SCAN_CHUNK_BYTES
+        HEADER_SCAN_CHUNK_BYTES_FIRST
     };
     let mut position = from;
     let mut buf: Vec<u8> = Vec::new();
@@ -106,6 +109,7 @@ pub async fn scan(
                 .read_at(position, chunk_bytes.min(left as usize))
                 .await?;
             buf_position = position;
+            chunk_bytes = (chunk_bytes * 2).min(HEADER_SCAN_CHUNK_BYTES.max(chunk_bytes));
             if buf.len() < HEADER_BYTES {
                 return Ok((
                     position,

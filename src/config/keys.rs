@@ -1,0 +1,192 @@
+//! The declared config keys: Kafka's names, types, bounds and defaults.
+
+/// What values a key takes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Kind {
+    /// An integer within bounds (Kafka's int and long).
+    Int { min: i64, max: i64 },
+    Bool,
+    Double { min: f64, max: f64 },
+    /// One of these words.
+    Enum(&'static [&'static str]),
+    /// `delete`, `compact` or `compact,delete`.
+    CleanupPolicy,
+    /// Non-empty text.
+    Text,
+    /// Comma-separated `NAME://host:port` listeners; empty allowed when `optional`.
+    Listeners { optional: bool },
+}
+
+/// One declared key.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Key {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub default: &'static str,
+    /// For a topic key: the broker key that gives its default (`retention.ms` <- `log.retention.ms`).
+    pub broker_default: Option<&'static str>,
+    pub doc: &'static str,
+}
+
+pub(super) fn parse_i64(text: &str) -> Option<i64> {
+    text.trim().parse().ok()
+}
+
+impl Kind {
+    /// Why `value` is not acceptable, if it is not.
+    pub fn check(&self, value: &str) -> Result<(), String> {
+        let value = value.trim();
+        match *self {
+            Kind::Int { min, max } => match parse_i64(value) {
+                Some(n) if (min..=max).contains(&n) => Ok(()),
+                Some(_) => Err(format!("must be between {min} and {max}")),
+                None => Err("not an integer".into()),
+            },
+            Kind::Bool => match value.to_ascii_lowercase().as_str() {
+                "true" | "false" => Ok(()),
+                _ => Err("must be true or false".into()),
+            },
+            Kind::Double { min, max } => match value.parse::<f64>() {
+                Ok(n) if n >= min && n <= max => Ok(()),
+                Ok(_) => Err(format!("must be between {min} and {max}")),
+                Err(_) => Err("not a number".into()),
+            },
+            Kind::Enum(words) => {
+                if words.contains(&value) {
+                    Ok(())
+                } else {
+                    Err(format!("must be one of {}", words.join(", ")))
+                }
+            }
+            Kind::CleanupPolicy => crate::storage::CleanupPolicy::parse(value)
+                .map(|_| ())
+                .ok_or_else(|| "must be delete, compact or compact,delete".into()),
+            Kind::Text => {
+                if value.is_empty() {
+                    Err("must not be empty".into())
+                } else {
+                    Ok(())
+                }
+            }
+            Kind::Listeners { optional } => {
+                if value.is_empty() {
+                    return if optional { Ok(()) } else { Err("must not be empty".into()) };
+                }
+                for listener in value.split(',').map(str::trim) {
+                    parse_listener(listener).ok_or_else(|| format!("`{listener}` is not NAME://host:port"))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Splits `PLAINTEXT://host:port` into its name, host and port.
+pub fn parse_listener(text: &str) -> Option<(&str, &str, u16)> {
+    let (name, address) = text.split_once("://")?;
+    let (host, port) = address.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = port.parse().ok()?;
+    (!name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')).then_some((name, host, port))
+}
+
+const fn int(min: i64, max: i64) -> Kind {
+    Kind::Int { min, max }
+}
+
+const I32: i64 = i32::MAX as i64;
+const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
+const COMPRESSION_TYPES: &[&str] = &["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"];
+
+const fn broker(name: &'static str, kind: Kind, default: &'static str, doc: &'static str) -> Key {
+    Key {
+        name,
+        kind,
+        default,
+        broker_default: None,
+        doc,
+    }
+}
+
+const fn topic(name: &'static str, kind: Kind, broker_default: &'static str, doc: &'static str) -> Key {
+    Key {
+        name,
+        kind,
+        default: "",
+        broker_default: Some(broker_default),
+        doc,
+    }
+}
+
+/// Broker configs (`--config sluice.toml`, `--set key=value`).
+pub const BROKER_KEYS: &[Key] = &[
+    broker("node.id", int(0, I32), "0", "this broker's id in the cluster"),
+    broker("log.dirs", Kind::Text, "./sluice-data", "the directory holding the partitions' logs"),
+    broker("listeners", Kind::Listeners { optional: false }, "PLAINTEXT://127.0.0.1:9092", "where the Kafka listener binds"),
+    broker("advertised.listeners", Kind::Listeners { optional: true }, "", "what clients are told to connect to (default: listeners)"),
+    broker("num.partitions", int(1, I32), "1", "partitions of an auto-created topic"),
+    broker("default.replication.factor", int(1, i16::MAX as i64), "1", "replicas of an auto-created topic"),
+    broker("auto.create.topics.enable", Kind::Bool, "true", "create unknown topics on Metadata and Produce"),
+    broker("message.max.bytes", int(0, I32), "1048588", "the largest record batch accepted (topic: max.message.bytes)"),
+    broker("socket.request.max.bytes", int(1, I32), "104857600", "the largest request frame accepted"),
+    broker("min.insync.replicas", int(1, I32), "1", "replicas that must have a write for acks=all"),
+    broker("compression.type", Kind::Enum(COMPRESSION_TYPES), "producer", "the codec batches are stored with (producer: as sent)"),
+    broker("log.retention.ms", int(-1, i64::MAX), "604800000", "delete closed segments older than this; -1 keeps them"),
+    broker("log.retention.bytes", int(-1, i64::MAX), "-1", "delete the oldest segments while a partition is larger; -1 keeps them"),
+    broker("log.retention.check.interval.ms", int(1, i64::MAX), "300000", "how often retention and compaction run"),
+    broker("log.segment.bytes", int(14, I32), "1073741824", "roll a segment at this size"),
+    broker("log.roll.ms", int(1, i64::MAX), "604800000", "roll a segment this long after its first append"),
+    broker("log.index.size.max.bytes", int(4, I32), "10485760", "the largest offset index; a full one rolls the segment"),
+    broker("log.index.interval.bytes", int(0, I32), "4096", "bytes between offset index entries"),
+    broker("log.flush.interval.messages", int(1, i64::MAX), "9223372036854775807", "fdatasync after this many messages"),
+    broker("log.flush.interval.ms", int(0, i64::MAX), "9223372036854775807", "fdatasync when unflushed data is this old"),
+    broker("log.cleanup.policy", Kind::CleanupPolicy, "delete", "delete, compact or compact,delete"),
+    broker("log.message.timestamp.type", Kind::Enum(TIMESTAMP_TYPES), "CreateTime", "CreateTime keeps the producer's timestamps; LogAppendTime stamps the broker's"),
+    broker("log.cleaner.min.compaction.lag.ms", int(0, i64::MAX), "0", "records younger than this are not compacted"),
+    broker("log.cleaner.delete.retention.ms", int(0, i64::MAX), "86400000", "how long compaction keeps tombstones"),
+    broker("log.cleaner.min.cleanable.ratio", Kind::Double { min: 0.0, max: 1.0 }, "0.5", "compact when this share of the closed log is uncleaned"),
+];
+
+/// Topic configs (CreateTopics, AlterConfigs); each defaults to a broker key.
+pub const TOPIC_KEYS: &[Key] = &[
+    topic("segment.bytes", int(14, I32), "log.segment.bytes", "roll a segment at this size"),
+    topic("segment.ms", int(1, i64::MAX), "log.roll.ms", "roll a segment this long after its first append"),
+    topic("segment.index.bytes", int(4, I32), "log.index.size.max.bytes", "the largest offset index"),
+    topic("index.interval.bytes", int(0, I32), "log.index.interval.bytes", "bytes between offset index entries"),
+    topic("flush.messages", int(1, i64::MAX), "log.flush.interval.messages", "fdatasync after this many messages"),
+    topic("flush.ms", int(0, i64::MAX), "log.flush.interval.ms", "fdatasync when unflushed data is this old"),
+    topic("retention.ms", int(-1, i64::MAX), "log.retention.ms", "delete closed segments older than this; -1 keeps them"),
+    topic("retention.bytes", int(-1, i64::MAX), "log.retention.bytes", "delete the oldest segments while larger; -1 keeps them"),
+    topic("cleanup.policy", Kind::CleanupPolicy, "log.cleanup.policy", "delete, compact or compact,delete"),
+    topic("message.timestamp.type", Kind::Enum(TIMESTAMP_TYPES), "log.message.timestamp.type", "CreateTime or LogAppendTime"),
+    topic("max.message.bytes", int(0, I32), "message.max.bytes", "the largest record batch accepted"),
+    topic("min.compaction.lag.ms", int(0, i64::MAX), "log.cleaner.min.compaction.lag.ms", "records younger than this are not compacted"),
+    topic("delete.retention.ms", int(0, i64::MAX), "log.cleaner.delete.retention.ms", "how long compaction keeps tombstones"),
+    topic("min.cleanable.dirty.ratio", Kind::Double { min: 0.0, max: 1.0 }, "log.cleaner.min.cleanable.ratio", "compact when this share is uncleaned"),
+    topic("min.insync.replicas", int(1, I32), "min.insync.replicas", "replicas that must have a write for acks=all"),
+    topic("compression.type", Kind::Enum(COMPRESSION_TYPES), "compression.type", "the codec batches are stored with (producer: as sent)"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_default_passes_its_own_check_and_topic_keys_map_to_broker_keys() {
+        for key in BROKER_KEYS {
+            assert_eq!(key.kind.check(key.default), Ok(()), "{}", key.name);
+        }
+        for key in TOPIC_KEYS {
+            let broker = BROKER_KEYS.iter().find(|b| Some(b.name) == key.broker_default).unwrap_or_else(|| panic!("{}", key.name));
+            assert_eq!(key.kind.check(broker.default), Ok(()), "{}", key.name);
+        }
+    }
+
+    #[test]
+    fn listeners_parse() {
+        assert_eq!(parse_listener("PLAINTEXT://127.0.0.1:9092"), Some(("PLAINTEXT", "127.0.0.1", 9092)));
+        assert_eq!(parse_listener("PLAINTEXT://[::1]:19092"), Some(("PLAINTEXT", "::1", 19092)));
+        assert_eq!(parse_listener("127.0.0.1:9092"), None);
+        assert_eq!(parse_listener("PLAINTEXT://host:99999"), None);
+    }
+}
