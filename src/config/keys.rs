@@ -4,9 +4,15 @@
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Kind {
     /// An integer within bounds (Kafka's int and long).
-    Int { min: i64, max: i64 },
+    Int {
+        min: i64,
+        max: i64,
+    },
     Bool,
-    Double { min: f64, max: f64 },
+    Double {
+        min: f64,
+        max: f64,
+    },
     /// One of these words.
     Enum(&'static [&'static str]),
     /// `delete`, `compact` or `compact,delete`.
@@ -14,7 +20,9 @@ pub enum Kind {
     /// Non-empty text.
     Text,
     /// Comma-separated `NAME://host:port` listeners; empty allowed when `optional`.
-    Listeners { optional: bool },
+    Listeners {
+        optional: bool,
+    },
 }
 
 /// One declared key.
@@ -70,10 +78,15 @@ impl Kind {
             }
             Kind::Listeners { optional } => {
                 if value.is_empty() {
-                    return if optional { Ok(()) } else { Err("must not be empty".into()) };
+                    return if optional {
+                        Ok(())
+                    } else {
+                        Err("must not be empty".into())
+                    };
                 }
                 for listener in value.split(',').map(str::trim) {
-                    parse_listener(listener).ok_or_else(|| format!("`{listener}` is not NAME://host:port"))?;
+                    parse_listener(listener)
+                        .ok_or_else(|| format!("`{listener}` is not NAME://host:port"))?;
                 }
                 Ok(())
             }
@@ -87,7 +100,8 @@ pub fn parse_listener(text: &str) -> Option<(&str, &str, u16)> {
     let (host, port) = address.rsplit_once(':')?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let port = port.parse().ok()?;
-    (!name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')).then_some((name, host, port))
+    (!name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        .then_some((name, host, port))
 }
 
 const fn int(min: i64, max: i64) -> Kind {
@@ -108,7 +122,12 @@ const fn broker(name: &'static str, kind: Kind, default: &'static str, doc: &'st
     }
 }
 
-const fn topic(name: &'static str, kind: Kind, broker_default: &'static str, doc: &'static str) -> Key {
+const fn topic(
+    name: &'static str,
+    kind: Kind,
+    broker_default: &'static str,
+    doc: &'static str,
+) -> Key {
     Key {
         name,
         kind,
@@ -120,51 +139,256 @@ const fn topic(name: &'static str, kind: Kind, broker_default: &'static str, doc
 
 /// Broker configs (`--config sluice.toml`, `--set key=value`).
 pub const BROKER_KEYS: &[Key] = &[
-    broker("node.id", int(0, I32), "0", "this broker's id in the cluster"),
-    broker("log.dirs", Kind::Text, "./sluice-data", "the directory holding the partitions' logs"),
-    broker("listeners", Kind::Listeners { optional: false }, "PLAINTEXT://127.0.0.1:9092", "where the Kafka listener binds"),
-    broker("advertised.listeners", Kind::Listeners { optional: true }, "", "what clients are told to connect to (default: listeners)"),
-    broker("num.partitions", int(1, I32), "1", "partitions of an auto-created topic"),
-    broker("default.replication.factor", int(1, i16::MAX as i64), "1", "replicas of an auto-created topic"),
-    broker("auto.create.topics.enable", Kind::Bool, "true", "create unknown topics on Metadata and Produce"),
-    broker("message.max.bytes", int(0, I32), "1048588", "the largest record batch accepted (topic: max.message.bytes)"),
-    broker("socket.request.max.bytes", int(1, I32), "104857600", "the largest request frame accepted"),
-    broker("min.insync.replicas", int(1, I32), "1", "replicas that must have a write for acks=all"),
-    broker("compression.type", Kind::Enum(COMPRESSION_TYPES), "producer", "the codec batches are stored with (producer: as sent)"),
-    broker("log.retention.ms", int(-1, i64::MAX), "604800000", "delete closed segments older than this; -1 keeps them"),
-    broker("log.retention.bytes", int(-1, i64::MAX), "-1", "delete the oldest segments while a partition is larger; -1 keeps them"),
-    broker("log.retention.check.interval.ms", int(1, i64::MAX), "300000", "how often retention and compaction run"),
-    broker("log.segment.bytes", int(14, I32), "1073741824", "roll a segment at this size"),
-    broker("log.roll.ms", int(1, i64::MAX), "604800000", "roll a segment this long after its first append"),
-    broker("log.index.size.max.bytes", int(4, I32), "10485760", "the largest offset index; a full one rolls the segment"),
-    broker("log.index.interval.bytes", int(0, I32), "4096", "bytes between offset index entries"),
-    broker("log.flush.interval.messages", int(1, i64::MAX), "9223372036854775807", "fdatasync after this many messages"),
-    broker("log.flush.interval.ms", int(0, i64::MAX), "9223372036854775807", "fdatasync when unflushed data is this old"),
-    broker("log.cleanup.policy", Kind::CleanupPolicy, "delete", "delete, compact or compact,delete"),
-    broker("log.message.timestamp.type", Kind::Enum(TIMESTAMP_TYPES), "CreateTime", "CreateTime keeps the producer's timestamps; LogAppendTime stamps the broker's"),
-    broker("log.cleaner.min.compaction.lag.ms", int(0, i64::MAX), "0", "records younger than this are not compacted"),
-    broker("log.cleaner.delete.retention.ms", int(0, i64::MAX), "86400000", "how long compaction keeps tombstones"),
-    broker("log.cleaner.min.cleanable.ratio", Kind::Double { min: 0.0, max: 1.0 }, "0.5", "compact when this share of the closed log is uncleaned"),
+    broker(
+        "node.id",
+        int(0, I32),
+        "0",
+        "this broker's id in the cluster",
+    ),
+    broker(
+        "log.dirs",
+        Kind::Text,
+        "./sluice-data",
+        "the directory holding the partitions' logs",
+    ),
+    broker(
+        "listeners",
+        Kind::Listeners { optional: false },
+        "PLAINTEXT://127.0.0.1:9092",
+        "where the Kafka listener binds",
+    ),
+    broker(
+        "advertised.listeners",
+        Kind::Listeners { optional: true },
+        "",
+        "what clients are told to connect to (default: listeners)",
+    ),
+    broker(
+        "num.partitions",
+        int(1, I32),
+        "1",
+        "partitions of an auto-created topic",
+    ),
+    broker(
+        "default.replication.factor",
+        int(1, i16::MAX as i64),
+        "1",
+        "replicas of an auto-created topic",
+    ),
+    broker(
+        "auto.create.topics.enable",
+        Kind::Bool,
+        "true",
+        "create unknown topics on Metadata and Produce",
+    ),
+    broker(
+        "message.max.bytes",
+        int(0, I32),
+        "1048588",
+        "the largest record batch accepted (topic: max.message.bytes)",
+    ),
+    broker(
+        "socket.request.max.bytes",
+        int(1, I32),
+        "104857600",
+        "the largest request frame accepted",
+    ),
+    broker(
+        "min.insync.replicas",
+        int(1, I32),
+        "1",
+        "replicas that must have a write for acks=all",
+    ),
+    broker(
+        "compression.type",
+        Kind::Enum(COMPRESSION_TYPES),
+        "producer",
+        "the codec batches are stored with (producer: as sent)",
+    ),
+    broker(
+        "log.retention.ms",
+        int(-1, i64::MAX),
+        "604800000",
+        "delete closed segments older than this; -1 keeps them",
+    ),
+    broker(
+        "log.retention.bytes",
+        int(-1, i64::MAX),
+        "-1",
+        "delete the oldest segments while a partition is larger; -1 keeps them",
+    ),
+    broker(
+        "log.retention.check.interval.ms",
+        int(1, i64::MAX),
+        "300000",
+        "how often retention and compaction run",
+    ),
+    broker(
+        "log.segment.bytes",
+        int(14, I32),
+        "1073741824",
+        "roll a segment at this size",
+    ),
+    broker(
+        "log.roll.ms",
+        int(1, i64::MAX),
+        "604800000",
+        "roll a segment this long after its first append",
+    ),
+    broker(
+        "log.index.size.max.bytes",
+        int(4, I32),
+        "10485760",
+        "the largest offset index; a full one rolls the segment",
+    ),
+    broker(
+        "log.index.interval.bytes",
+        int(0, I32),
+        "4096",
+        "bytes between offset index entries",
+    ),
+    broker(
+        "log.flush.interval.messages",
+        int(1, i64::MAX),
+        "9223372036854775807",
+        "fdatasync after this many messages",
+    ),
+    broker(
+        "log.flush.interval.ms",
+        int(0, i64::MAX),
+        "9223372036854775807",
+        "fdatasync when unflushed data is this old",
+    ),
+    broker(
+        "log.cleanup.policy",
+        Kind::CleanupPolicy,
+        "delete",
+        "delete, compact or compact,delete",
+    ),
+    broker(
+        "log.message.timestamp.type",
+        Kind::Enum(TIMESTAMP_TYPES),
+        "CreateTime",
+        "CreateTime keeps the producer's timestamps; LogAppendTime stamps the broker's",
+    ),
+    broker(
+        "log.cleaner.min.compaction.lag.ms",
+        int(0, i64::MAX),
+        "0",
+        "records younger than this are not compacted",
+    ),
+    broker(
+        "log.cleaner.delete.retention.ms",
+        int(0, i64::MAX),
+        "86400000",
+        "how long compaction keeps tombstones",
+    ),
+    broker(
+        "log.cleaner.min.cleanable.ratio",
+        Kind::Double { min: 0.0, max: 1.0 },
+        "0.5",
+        "compact when this share of the closed log is uncleaned",
+    ),
 ];
 
 /// Topic configs (CreateTopics, AlterConfigs); each defaults to a broker key.
 pub const TOPIC_KEYS: &[Key] = &[
-    topic("segment.bytes", int(14, I32), "log.segment.bytes", "roll a segment at this size"),
-    topic("segment.ms", int(1, i64::MAX), "log.roll.ms", "roll a segment this long after its first append"),
-    topic("segment.index.bytes", int(4, I32), "log.index.size.max.bytes", "the largest offset index"),
-    topic("index.interval.bytes", int(0, I32), "log.index.interval.bytes", "bytes between offset index entries"),
-    topic("flush.messages", int(1, i64::MAX), "log.flush.interval.messages", "fdatasync after this many messages"),
-    topic("flush.ms", int(0, i64::MAX), "log.flush.interval.ms", "fdatasync when unflushed data is this old"),
-    topic("retention.ms", int(-1, i64::MAX), "log.retention.ms", "delete closed segments older than this; -1 keeps them"),
-    topic("retention.bytes", int(-1, i64::MAX), "log.retention.bytes", "delete the oldest segments while larger; -1 keeps them"),
-    topic("cleanup.policy", Kind::CleanupPolicy, "log.cleanup.policy", "delete, compact or compact,delete"),
-    topic("message.timestamp.type", Kind::Enum(TIMESTAMP_TYPES), "log.message.timestamp.type", "CreateTime or LogAppendTime"),
-    topic("max.message.bytes", int(0, I32), "message.max.bytes", "the largest record batch accepted"),
-    topic("min.compaction.lag.ms", int(0, i64::MAX), "log.cleaner.min.compaction.lag.ms", "records younger than this are not compacted"),
-    topic("delete.retention.ms", int(0, i64::MAX), "log.cleaner.delete.retention.ms", "how long compaction keeps tombstones"),
-    topic("min.cleanable.dirty.ratio", Kind::Double { min: 0.0, max: 1.0 }, "log.cleaner.min.cleanable.ratio", "compact when this share is uncleaned"),
-    topic("min.insync.replicas", int(1, I32), "min.insync.replicas", "replicas that must have a write for acks=all"),
-    topic("compression.type", Kind::Enum(COMPRESSION_TYPES), "compression.type", "the codec batches are stored with (producer: as sent)"),
+    topic(
+        "segment.bytes",
+        int(14, I32),
+        "log.segment.bytes",
+        "roll a segment at this size",
+    ),
+    topic(
+        "segment.ms",
+        int(1, i64::MAX),
+        "log.roll.ms",
+        "roll a segment this long after its first append",
+    ),
+    topic(
+        "segment.index.bytes",
+        int(4, I32),
+        "log.index.size.max.bytes",
+        "the largest offset index",
+    ),
+    topic(
+        "index.interval.bytes",
+        int(0, I32),
+        "log.index.interval.bytes",
+        "bytes between offset index entries",
+    ),
+    topic(
+        "flush.messages",
+        int(1, i64::MAX),
+        "log.flush.interval.messages",
+        "fdatasync after this many messages",
+    ),
+    topic(
+        "flush.ms",
+        int(0, i64::MAX),
+        "log.flush.interval.ms",
+        "fdatasync when unflushed data is this old",
+    ),
+    topic(
+        "retention.ms",
+        int(-1, i64::MAX),
+        "log.retention.ms",
+        "delete closed segments older than this; -1 keeps them",
+    ),
+    topic(
+        "retention.bytes",
+        int(-1, i64::MAX),
+        "log.retention.bytes",
+        "delete the oldest segments while larger; -1 keeps them",
+    ),
+    topic(
+        "cleanup.policy",
+        Kind::CleanupPolicy,
+        "log.cleanup.policy",
+        "delete, compact or compact,delete",
+    ),
+    topic(
+        "message.timestamp.type",
+        Kind::Enum(TIMESTAMP_TYPES),
+        "log.message.timestamp.type",
+        "CreateTime or LogAppendTime",
+    ),
+    topic(
+        "max.message.bytes",
+        int(0, I32),
+        "message.max.bytes",
+        "the largest record batch accepted",
+    ),
+    topic(
+        "min.compaction.lag.ms",
+        int(0, i64::MAX),
+        "log.cleaner.min.compaction.lag.ms",
+        "records younger than this are not compacted",
+    ),
+    topic(
+        "delete.retention.ms",
+        int(0, i64::MAX),
+        "log.cleaner.delete.retention.ms",
+        "how long compaction keeps tombstones",
+    ),
+    topic(
+        "min.cleanable.dirty.ratio",
+        Kind::Double { min: 0.0, max: 1.0 },
+        "log.cleaner.min.cleanable.ratio",
+        "compact when this share is uncleaned",
+    ),
+    topic(
+        "min.insync.replicas",
+        int(1, I32),
+        "min.insync.replicas",
+        "replicas that must have a write for acks=all",
+    ),
+    topic(
+        "compression.type",
+        Kind::Enum(COMPRESSION_TYPES),
+        "compression.type",
+        "the codec batches are stored with (producer: as sent)",
+    ),
 ];
 
 #[cfg(test)]
@@ -177,15 +401,24 @@ mod tests {
             assert_eq!(key.kind.check(key.default), Ok(()), "{}", key.name);
         }
         for key in TOPIC_KEYS {
-            let broker = BROKER_KEYS.iter().find(|b| Some(b.name) == key.broker_default).unwrap_or_else(|| panic!("{}", key.name));
+            let broker = BROKER_KEYS
+                .iter()
+                .find(|b| Some(b.name) == key.broker_default)
+                .unwrap_or_else(|| panic!("{}", key.name));
             assert_eq!(key.kind.check(broker.default), Ok(()), "{}", key.name);
         }
     }
 
     #[test]
     fn listeners_parse() {
-        assert_eq!(parse_listener("PLAINTEXT://127.0.0.1:9092"), Some(("PLAINTEXT", "127.0.0.1", 9092)));
-        assert_eq!(parse_listener("PLAINTEXT://[::1]:19092"), Some(("PLAINTEXT", "::1", 19092)));
+        assert_eq!(
+            parse_listener("PLAINTEXT://127.0.0.1:9092"),
+            Some(("PLAINTEXT", "127.0.0.1", 9092))
+        );
+        assert_eq!(
+            parse_listener("PLAINTEXT://[::1]:19092"),
+            Some(("PLAINTEXT", "::1", 19092))
+        );
         assert_eq!(parse_listener("127.0.0.1:9092"), None);
         assert_eq!(parse_listener("PLAINTEXT://host:99999"), None);
     }

@@ -7,7 +7,7 @@
 
 mod keys;
 
-pub use keys::{Kind, Key, BROKER_KEYS, TOPIC_KEYS};
+pub use keys::{Key, Kind, BROKER_KEYS, TOPIC_KEYS};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,7 +21,11 @@ pub enum ConfigError {
     #[error("unknown config key `{key}`")]
     UnknownKey { key: String },
     #[error("bad value `{value}` for `{key}`: {reason}")]
-    BadValue { key: String, value: String, reason: String },
+    BadValue {
+        key: String,
+        value: String,
+        reason: String,
+    },
     #[error("cannot read the config file {path}: {reason}")]
     File { path: String, reason: String },
 }
@@ -43,16 +47,20 @@ impl Values {
 
     /// Sets `key` to `value` after checking both against the table.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
-        let spec = self
-            .table
-            .iter()
-            .find(|k| k.name == key)
-            .ok_or_else(|| ConfigError::UnknownKey { key: key.to_string() })?;
-        spec.kind.check(value).map_err(|reason| ConfigError::BadValue {
-            key: key.to_string(),
-            value: value.to_string(),
-            reason,
-        })?;
+        let spec =
+            self.table
+                .iter()
+                .find(|k| k.name == key)
+                .ok_or_else(|| ConfigError::UnknownKey {
+                    key: key.to_string(),
+                })?;
+        spec.kind
+            .check(value)
+            .map_err(|reason| ConfigError::BadValue {
+                key: key.to_string(),
+                value: value.to_string(),
+                reason,
+            })?;
         self.set.insert(spec.name, value.trim().to_string());
         Ok(())
     }
@@ -117,7 +125,9 @@ pub fn load_toml(values: &mut Values, path: &Path) -> Result<(), ConfigError> {
         reason,
     };
     let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| file_error(e.to_string()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| file_error(e.to_string()))?;
     let mut flat = Vec::new();
     flatten("", &toml::Value::Table(table), &mut flat);
     for (key, value) in flat {
@@ -159,7 +169,10 @@ pub fn log_config(broker: &Values, topic: &Values) -> LogConfig {
         if topic.is_set(topic_key) {
             return topic.get(topic_key).to_string();
         }
-        let spec = TOPIC_KEYS.iter().find(|k| k.name == topic_key).expect("declared");
+        let spec = TOPIC_KEYS
+            .iter()
+            .find(|k| k.name == topic_key)
+            .expect("declared");
         match spec.broker_default {
             Some(broker_key) => broker.get(broker_key).to_string(),
             None => spec.default.to_string(),
@@ -184,7 +197,9 @@ pub fn log_config(broker: &Values, topic: &Values) -> LogConfig {
         max_message_bytes: int("max.message.bytes") as usize,
         min_compaction_lag_ms: int("min.compaction.lag.ms"),
         delete_retention_ms: int("delete.retention.ms"),
-        min_cleanable_dirty_ratio: pick("min.cleanable.dirty.ratio").parse().expect("checked when set"),
+        min_cleanable_dirty_ratio: pick("min.cleanable.dirty.ratio")
+            .parse()
+            .expect("checked when set"),
     }
 }
 
@@ -197,10 +212,15 @@ mod tests {
         let mut broker = Values::new(BROKER_KEYS);
         assert_eq!(
             broker.set("log.retention.mss", "5"),
-            Err(ConfigError::UnknownKey { key: "log.retention.mss".into() })
+            Err(ConfigError::UnknownKey {
+                key: "log.retention.mss".into()
+            })
         );
         let error = broker.set("num.partitions", "zero").unwrap_err();
-        assert!(error.to_string().contains("num.partitions") && error.to_string().contains("zero"), "{error}");
+        assert!(
+            error.to_string().contains("num.partitions") && error.to_string().contains("zero"),
+            "{error}"
+        );
         assert!(broker.set("num.partitions", "0").is_err(), "at least 1");
         assert!(broker.set("auto.create.topics.enable", "yes").is_err());
         assert!(broker.set_pair("num.partitions").is_err());
@@ -218,7 +238,9 @@ mod tests {
         let mut topic = Values::new(TOPIC_KEYS);
         topic.set("segment.bytes", "4096").unwrap();
         topic.set("cleanup.policy", "compact,delete").unwrap();
-        topic.set("message.timestamp.type", "LogAppendTime").unwrap();
+        topic
+            .set("message.timestamp.type", "LogAppendTime")
+            .unwrap();
         let config = log_config(&broker, &topic);
         assert_eq!(config.retention_ms, 1000, "from log.retention.ms");
         assert_eq!(config.segment_bytes, 4096, "the topic's own");
@@ -246,9 +268,14 @@ mod tests {
         std::fs::write(&path, "[log]\nretention.mss = 1\n").unwrap();
         assert_eq!(
             load_toml(&mut Values::new(BROKER_KEYS), &path),
-            Err(ConfigError::UnknownKey { key: "log.retention.mss".into() })
+            Err(ConfigError::UnknownKey {
+                key: "log.retention.mss".into()
+            })
         );
         std::fs::write(&path, "not toml [").unwrap();
-        assert!(matches!(load_toml(&mut Values::new(BROKER_KEYS), &path), Err(ConfigError::File { .. })));
+        assert!(matches!(
+            load_toml(&mut Values::new(BROKER_KEYS), &path),
+            Err(ConfigError::File { .. })
+        ));
     }
 }
