@@ -596,3 +596,51 @@ fn compaction_keeps_control_and_transactional_batches_whole() {
         assert!(plain.len() < 40, "{}", plain.len());
     });
 }
+
+#[test]
+fn compaction_racing_retention_neither_fails_nor_corrupts() {
+    for delay_ms in [0u64, 1, 3] {
+        let dir = tempfile::tempdir().unwrap();
+        io::block_on(async {
+            let config = LogConfig {
+                cleanup_policy: CleanupPolicy::COMPACT_DELETE,
+                retention_ms: 0,
+                ..compact_config()
+            };
+            let (log, _) = write_keyed_log(dir.path(), config.clone(), 5).await;
+            let log = std::rc::Rc::new(log);
+            let queue = io::TaskQueue::new("cleaner", 10);
+            let cleaner = {
+                let log = log.clone();
+                queue.spawn(async move { log.clean(TimestampMs(1 << 40)).await })
+            };
+            io::sleep(std::time::Duration::from_millis(delay_ms)).await;
+            log.enforce_retention(TimestampMs(1 << 40)).await.unwrap();
+            cleaner.join().await.unwrap();
+            assert_eq!(
+                log.segment_count(),
+                1,
+                "retention left only the active segment"
+            );
+            let end = log.log_end();
+            contents(&log).await;
+            drop(log);
+            let log = Log::open(dir.path(), config, Faults::default())
+                .await
+                .unwrap();
+            assert_eq!(log.log_end(), end);
+            contents(&log).await;
+        });
+        let leftovers = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".cleaned")
+            })
+            .count();
+        assert_eq!(leftovers, 0);
+    }
+}

@@ -117,17 +117,22 @@ impl Log {
         let limit_bytes = config.max_message_bytes.max(1 << 20) * 64;
         let mut newest: HashMap<Bytes, Offset> = HashMap::new();
         for base in &bases {
-            self.for_each_batch(*base, limit_bytes, None, |view, decoded| {
-                if !view.is_control() {
-                    for record in decoded {
-                        if let Some(key) = &record.key {
-                            newest.insert(key.clone(), record.offset);
+            let mapped = self
+                .for_each_batch(*base, limit_bytes, None, |view, decoded| {
+                    if !view.is_control() {
+                        for record in decoded {
+                            if let Some(key) = &record.key {
+                                newest.insert(key.clone(), record.offset);
+                            }
                         }
                     }
-                }
-                Keep::Nothing
-            })
-            .await?;
+                    Keep::Nothing
+                })
+                .await;
+            match mapped {
+                Err(StorageError::SegmentGone { .. }) => return Ok(CleanReport::default()),
+                other => other?,
+            };
         }
         let tombstone_horizon = TimestampMs(now.0.saturating_sub(config.delete_retention_ms));
         let mut report = CleanReport::default();
@@ -184,6 +189,9 @@ impl Log {
             .await;
             if let Err(e) = written {
                 remove_cleaned(&dir, &bases);
+                if let StorageError::SegmentGone { .. } = e {
+                    return Ok(CleanReport::default()); // retention won the race: nothing to clean
+                }
                 return Err(e);
             }
             report.bytes_after += writer.segment.size_bytes;
@@ -206,15 +214,11 @@ impl Log {
         mut writer: Option<&mut CleanedWriter>,
         mut visit: impl FnMut(&BatchView<'_>, &[records::Record]) -> Keep,
     ) -> Result<u64, StorageError> {
-        self.ensure_loaded(base).await?;
-        let (file, size) = {
-            let state = self.state.borrow();
-            let segment = state
-                .segments
-                .get(&base)
-                .and_then(Option::as_ref)
-                .expect("loaded");
-            (segment.log.clone(), segment.size_bytes)
+        let found = self
+            .with_loaded(base, |segment| (segment.log.clone(), segment.size_bytes))
+            .await?;
+        let Some((file, size)) = found else {
+            return Err(StorageError::SegmentGone { base });
         };
         let mut position = 0;
         while position < size {
@@ -268,19 +272,17 @@ impl Log {
         let (mut total_bytes, mut dirty_bytes) = (0u64, 0u64);
         let first_dirty = self.first_dirty();
         for base in self.segment_bases().into_iter().filter(|b| *b < active) {
-            self.ensure_loaded(base).await?;
-            let (max_timestamp, size, next_offset) = {
-                let state = self.state.borrow();
-                let segment = state
-                    .segments
-                    .get(&base)
-                    .and_then(Option::as_ref)
-                    .expect("loaded");
-                (
-                    segment.max_timestamp,
-                    segment.size_bytes,
-                    segment.next_offset,
-                )
+            let found = self
+                .with_loaded(base, |segment| {
+                    (
+                        segment.max_timestamp,
+                        segment.size_bytes,
+                        segment.next_offset,
+                    )
+                })
+                .await?;
+            let Some((max_timestamp, size, next_offset)) = found else {
+                break; // deleted by retention meanwhile
             };
             if max_timestamp.0 > now.0.saturating_sub(config.min_compaction_lag_ms) {
                 break;

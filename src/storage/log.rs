@@ -786,6 +786,23 @@ impl Log {
     }
 
     /// Loads a closed segment's files and indexes on first use.
+    /// Loads segment `base` if needed and reads from it; `None` when the segment is gone
+    /// (retention or truncation deleted it meanwhile).
+    pub(super) async fn with_loaded<T>(
+        &self,
+        base: Offset,
+        read: impl FnOnce(&Segment) -> T,
+    ) -> Result<Option<T>, StorageError> {
+        self.ensure_loaded(base).await?;
+        let state = self.state.borrow();
+        // `ensure_loaded` spares the segment it loaded from trimming, and nothing awaited since.
+        Ok(state
+            .segments
+            .get(&base)
+            .and_then(|slot| slot.as_deref())
+            .map(read))
+    }
+
     pub(super) async fn ensure_loaded(&self, base: Offset) -> Result<(), StorageError> {
         let next_base = {
             let state = self.state.borrow();
@@ -847,15 +864,7 @@ impl Log {
                     state.next_base(base),
                 )
             };
-            let mut first: Option<BatchInfo> = None;
-            segment::scan(&file, start_hint, size, false, |info| {
-                if info.last >= offset {
-                    first = Some(*info);
-                    return false;
-                }
-                true
-            })
-            .await?;
+            let first = segment::find_batch(&file, start_hint, size, offset).await?;
             let Some(first) = first else {
                 // Nothing at or after `offset` here (compaction can leave a gap): next segment.
                 match next_base {
@@ -941,21 +950,19 @@ impl Log {
             )
         };
         for base in bases {
-            self.ensure_loaded(base).await?;
-            let found = {
-                let state = self.state.borrow();
-                match state.segments.get(&base) {
-                    Some(Some(segment)) if segment.max_timestamp >= timestamp => {
+            let found = self
+                .with_loaded(base, |segment| {
+                    (segment.max_timestamp >= timestamp).then(|| {
                         let start = segment.time_index.lookup(timestamp).max(log_start);
-                        Some((
+                        (
                             segment.log.clone(),
                             segment.index.lookup(start),
                             segment.size_bytes,
-                        ))
-                    }
-                    _ => None,
-                }
-            };
+                        )
+                    })
+                })
+                .await?
+                .flatten();
             let Some((file, from, size)) = found else {
                 continue;
             };
@@ -1016,29 +1023,17 @@ impl Log {
                 .await
                 .map(|_| offset.max(Offset::ZERO));
         }
-        self.ensure_loaded(base).await?;
-        let (file, from, size) = {
-            let state = self.state.borrow();
-            let segment = state
-                .segments
-                .get(&base)
-                .and_then(Option::as_ref)
-                .expect("loaded");
-            (
-                segment.log.clone(),
-                segment.index.lookup(offset),
-                segment.size_bytes,
-            )
-        };
-        let mut cut: Option<BatchInfo> = None;
-        segment::scan(&file, from, size, false, |info| {
-            if info.last >= offset {
-                cut = Some(*info);
-                return false;
-            }
-            true
-        })
-        .await?;
+        let found = self
+            .with_loaded(base, |segment| {
+                (
+                    segment.log.clone(),
+                    segment.index.lookup(offset),
+                    segment.size_bytes,
+                )
+            })
+            .await?;
+        let (file, from, size) = found.expect("the write lock keeps segments from being deleted");
+        let cut = segment::find_batch(&file, from, size, offset).await?;
         if cut.is_some_and(|info| info.base < log_start) {
             // The batch holding `offset` starts below the log start: cutting it would leave the
             // end before the start, so empty the log and start it at `offset` (as Kafka does).
@@ -1182,16 +1177,11 @@ impl Log {
             let Some((base, next_base)) = candidate else {
                 break;
             };
-            self.ensure_loaded(base).await?;
-            let (max_timestamp, size) = {
-                let state = self.state.borrow();
-                let segment = state
-                    .segments
-                    .get(&base)
-                    .and_then(Option::as_ref)
-                    .expect("loaded");
-                (segment.max_timestamp, segment.size_bytes)
-            };
+            let found = self
+                .with_loaded(base, |segment| (segment.max_timestamp, segment.size_bytes))
+                .await?;
+            let (max_timestamp, size) =
+                found.expect("the write lock keeps segments from being deleted");
             if !doomed(max_timestamp, size, next_base, base) {
                 break;
             }

@@ -63,6 +63,8 @@ pub enum StorageError {
     CorruptFile { path: PathBuf, detail: String },
     #[error("the log is closed")]
     Closed,
+    #[error("segment {base} was deleted while in use")]
+    SegmentGone { base: Offset },
 }
 
 impl From<std::io::Error> for StorageError {

@@ -179,6 +179,26 @@ pub async fn scan(
     Ok((position, ScanStop::Done))
 }
 
+/// The first batch at or after `from` whose last offset is at least `offset`: the batch that
+/// holds `offset`, or the first one after it.
+pub async fn find_batch(
+    file: &io::File,
+    from: u64,
+    end: u64,
+    offset: Offset,
+) -> io::Result<Option<BatchInfo>> {
+    let mut found = None;
+    scan(file, from, end, false, |info| {
+        if info.last >= offset {
+            found = Some(*info);
+            return false;
+        }
+        true
+    })
+    .await?;
+    Ok(found)
+}
+
 /// The files of a segment and what is known of its contents.
 #[derive(Debug)]
 pub struct Segment {
