@@ -4,7 +4,8 @@
 //! - `append/*`: Log::append of 1 KiB, 16 KiB and 1 MiB batches, without flushes (policy) and with
 //!   an fdatasync before each acknowledgement (sync), against `baseline-write/*`: plain sequential
 //!   io_uring writes (glommio) of the same bytes in the same sizes, with the same fdatasyncs.
-//! - `crc32c/*`, `validate/*`: batch validation.
+//! - `group-commit/*`: 1, 16 and 64 concurrent appenders, each append fdatasync'd.
+//! - `validate/*`: batch validation and CRC32C.
 //! - `index-lookup`: offset index lookups in a full-size index.
 //! - `read-range`: Log::read at random offsets of a 64 MiB log.
 //! - `open-clean/*`: opening a cleanly closed log of 10 and 10,000 segments, up to serving the
@@ -106,6 +107,60 @@ fn append(c: &mut Criterion) {
                 })
             });
         }
+    }
+    group.finish();
+}
+
+/// Group commit: `tasks` concurrent appenders of 1 KiB batches, each acknowledged only after
+/// fdatasync. With one task every append pays its own fdatasync; with many, appends that arrive
+/// while a write or sync is in flight share the next one.
+fn group_commit(c: &mut Criterion) {
+    let mut group = c.benchmark_group("group-commit");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(8))
+        .warm_up_time(Duration::from_secs(1));
+    let batch = batch_of(1 << 10);
+    let appends_total = 1024;
+    group.throughput(Throughput::Bytes((appends_total * batch.len()) as u64));
+    for tasks in [1usize, 16, 64] {
+        group.bench_function(BenchmarkId::new("sync-1KiB-tasks", tasks), |b| {
+            b.iter_custom(|iters| {
+                io::block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let dir = tempfile::tempdir().unwrap();
+                        let log = std::rc::Rc::new(
+                            Log::open(dir.path(), LogConfig::default(), Faults::default())
+                                .await
+                                .unwrap(),
+                        );
+                        let queue = io::TaskQueue::new("producers", 100);
+                        let options = AppendOptions {
+                            durability: Durability::Sync,
+                            ..AppendOptions::default()
+                        };
+                        let start = Instant::now();
+                        let handles: Vec<_> = (0..tasks)
+                            .map(|_| {
+                                let log = log.clone();
+                                let batch = batch.clone();
+                                queue.spawn(async move {
+                                    for _ in 0..appends_total / tasks {
+                                        log.append(vec![batch.clone()], options).await.unwrap();
+                                    }
+                                })
+                            })
+                            .collect();
+                        for handle in handles {
+                            handle.join().await;
+                        }
+                        total += start.elapsed();
+                    }
+                    total
+                })
+            })
+        });
     }
     group.finish();
 }
@@ -251,6 +306,7 @@ fn open_clean(c: &mut Criterion) {
 criterion_group!(
     benches,
     append,
+    group_commit,
     validation,
     index_lookup,
     read_range,

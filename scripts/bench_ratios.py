@@ -26,6 +26,13 @@ def main():
             base = median_ns("append", "baseline-write", f"{mode}_{size}")
             if log and base:
                 print(f"  {mode:6} {size:>5}: {base / log:.3f}  (log {log / 1e6:.1f} ms, plain {base / 1e6:.1f} ms per iteration)")
+    one = median_ns("group-commit", "sync-1KiB-tasks", "1")
+    if one:
+        print("group commit, throughput of N fdatasync'd appenders / 1 appender:")
+        for tasks in ("16", "64"):
+            many = median_ns("group-commit", "sync-1KiB-tasks", tasks)
+            if many:
+                print(f"  {tasks:>2} tasks: {one / many:.2f}x  (1 task: {one / 1e6:.1f} ms, {tasks}: {many / 1e6:.1f} ms for 1024 appends)")
     small = median_ns("open-clean", "10")
     large = median_ns("open-clean", "10000")
     if small and large:

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use glommio::io::{BufferedFile, OpenOptions};
 
+mod lock;
+
 pub type Result<T> = std::io::Result<T>;
 
 /// An injected failure for the next writes (or syncs) of files opened with the same [`Faults`].
@@ -227,34 +229,7 @@ pub async fn yield_if_needed() {
     glommio::yield_if_needed().await;
 }
 
-/// A single-permit async lock for work that must not interleave (one writer per log).
-#[derive(Debug)]
-pub struct Lock {
-    semaphore: glommio::sync::Semaphore,
-}
-
-impl Default for Lock {
-    fn default() -> Self {
-        Lock {
-            semaphore: glommio::sync::Semaphore::new(1),
-        }
-    }
-}
-
-pub struct LockGuard<'a> {
-    _permit: glommio::sync::Permit<'a>,
-}
-
-impl Lock {
-    pub async fn lock(&self) -> LockGuard<'_> {
-        let permit = self
-            .semaphore
-            .acquire_permit(1)
-            .await
-            .expect("the log's write lock is never closed");
-        LockGuard { _permit: permit }
-    }
-}
+pub use lock::{Lock, LockGuard};
 
 /// A queue of tasks with a share of the core. Hot-path work (produce, fetch) runs on queues with
 /// more shares than background work (retention, compaction, index rebuilds).
