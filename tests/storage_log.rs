@@ -836,3 +836,41 @@ fn group_commit_holds_under_sustained_load() {
         assert_eq!(log.recovery_point(), Offset(128));
     });
 }
+
+#[test]
+fn segments_left_below_the_log_start_by_a_crash_are_deleted_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let kept = io::block_on(async {
+        let log = Log::open(dir.path(), small_config(), Faults::default())
+            .await
+            .unwrap();
+        for i in 0..80 {
+            log.append(
+                vec![batch(&format!("c{i}"), 3, 0, Codec::None)],
+                AppendOptions::default(),
+            )
+            .await
+            .unwrap();
+        }
+        let bases = log.segment_bases();
+        assert!(bases.len() >= 4);
+        log.close().await.unwrap();
+        bases
+    });
+    // A crash after the checkpoint moved the log start but before the files were unlinked.
+    let start = kept[2];
+    std::fs::write(
+        dir.path().join("partition.checkpoint"),
+        format!("0\n2\nrecovery-point 240\nlog-start-offset {start}\n"),
+    )
+    .unwrap();
+    io::block_on(async {
+        let log = Log::open(dir.path(), small_config(), Faults::default())
+            .await
+            .unwrap();
+        assert_eq!(log.log_start(), start);
+        assert_eq!(log.segment_bases(), kept[2..]);
+        assert!(!dir.path().join("00000000000000000000.log").exists());
+        assert_eq!(log.log_end(), Offset(240));
+    });
+}

@@ -277,6 +277,19 @@ impl Log {
         };
         let recovery_point = saved.as_ref().map_or(first_base, |c| c.recovery_point);
         log.recover(recovery_point).await?;
+        // Segments wholly below the log start are left over from a deletion a crash cut short.
+        let log_start = log.log_start();
+        let leftovers = log
+            .state
+            .borrow()
+            .segments
+            .keys()
+            .nth(1)
+            .is_some_and(|next| *next <= log_start);
+        if leftovers {
+            log.delete_closed_segments(|_, _, next_base, _| next_base <= log_start)
+                .await?;
+        }
         Ok(log)
     }
 
@@ -1159,24 +1172,17 @@ impl Log {
     }
 
     /// Deletes closed segments from the oldest while `doomed(max_timestamp, size, next_base,
-    /// base)` holds; advances the log start past them. Caller holds the write lock.
+    /// base)` holds. The log start moves past them in one checkpoint before any file goes (a
+    /// crash in between leaves files below the log start, which the next open deletes). Caller
+    /// holds the write lock.
     async fn delete_closed_segments(
         &self,
         mut doomed: impl FnMut(TimestampMs, u64, Offset, Offset) -> bool,
     ) -> Result<RetentionReport, StorageError> {
-        let mut report = RetentionReport::default();
-        loop {
-            let candidate = {
-                let state = self.state.borrow();
-                let mut keys = state.segments.keys();
-                match (keys.next(), keys.next()) {
-                    (Some(base), Some(next_base)) => Some((*base, *next_base)),
-                    _ => None, // only the active segment is left
-                }
-            };
-            let Some((base, next_base)) = candidate else {
-                break;
-            };
+        let bases = self.segment_bases();
+        let mut condemned = Vec::new();
+        for pair in bases.windows(2) {
+            let (base, next_base) = (pair[0], pair[1]);
             let found = self
                 .with_loaded(base, |segment| (segment.max_timestamp, segment.size_bytes))
                 .await?;
@@ -1185,11 +1191,18 @@ impl Log {
             if !doomed(max_timestamp, size, next_base, base) {
                 break;
             }
-            {
-                let mut state = self.state.borrow_mut();
-                state.log_start = state.log_start.max(next_base);
-            }
-            self.write_checkpoint().await?;
+            condemned.push((base, next_base, size));
+        }
+        let mut report = RetentionReport::default();
+        let Some(&(_, new_start, _)) = condemned.last() else {
+            return Ok(report);
+        };
+        {
+            let mut state = self.state.borrow_mut();
+            state.log_start = state.log_start.max(new_start);
+        }
+        self.write_checkpoint().await?;
+        for (base, _, size) in condemned {
             let removed = self.state.borrow_mut().segments.remove(&base);
             remove_segment_files(&self.dir, base, removed.flatten())?;
             report.deleted_segments += 1;
