@@ -21,6 +21,10 @@ enum Op {
     DeleteRecords(f64),
     Restart,
     Crash,
+    /// Retention down to this many bytes.
+    Retention(i64),
+    /// A compaction pass (records are keyless, so it must keep every one).
+    Compact,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -32,6 +36,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0.0..1.0f64).prop_map(Op::DeleteRecords),
         1 => Just(Op::Restart),
         1 => Just(Op::Crash),
+        1 => (0i64..6000).prop_map(Op::Retention),
+        1 => Just(Op::Compact),
     ]
 }
 
@@ -209,6 +215,32 @@ async fn run(ops: Vec<Op>) {
                 let to = at_fraction(&model, fraction);
                 log.advance_log_start(Offset(to)).await.unwrap();
                 model.log_start = model.log_start.max(to);
+            }
+            Op::Retention(bytes) => {
+                log.set_config(LogConfig {
+                    retention_bytes: bytes,
+                    retention_ms: -1,
+                    ..config()
+                });
+                log.enforce_retention(TimestampMs(0)).await.unwrap();
+                log.set_config(config());
+                let start = log.log_start().0;
+                assert!(start >= model.log_start && start <= model.log_end);
+                assert!(
+                    start == model.log_start
+                        || model.batches.iter().any(|(base, _)| *base == start),
+                    "retention starts the log at a batch"
+                );
+                model.log_start = start;
+            }
+            Op::Compact => {
+                log.set_config(LogConfig {
+                    cleanup_policy: sluice::storage::CleanupPolicy::COMPACT,
+                    min_cleanable_dirty_ratio: 0.0,
+                    ..config()
+                });
+                log.clean(TimestampMs(i64::MAX / 2)).await.unwrap();
+                log.set_config(config());
             }
             Op::Restart => {
                 log.close().await.unwrap();
