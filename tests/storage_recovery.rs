@@ -644,3 +644,64 @@ fn compaction_racing_retention_neither_fails_nor_corrupts() {
         assert_eq!(leftovers, 0);
     }
 }
+
+#[test]
+fn a_small_dedupe_buffer_compacts_in_several_passes_to_the_same_result() {
+    let dir = tempfile::tempdir().unwrap();
+    io::block_on(async {
+        // Keys are distinct per batch here, so the map grows with every segment mapped.
+        let log = Log::open(dir.path(), compact_config(), Faults::default())
+            .await
+            .unwrap();
+        for i in 0..120 {
+            let key = format!("key{}", i % 40);
+            let value = format!("v{i}");
+            log.append(
+                vec![keyed(
+                    &[(key.as_str(), Some(value.as_str()))],
+                    1_000,
+                    Codec::None,
+                )],
+                AppendOptions::default(),
+            )
+            .await
+            .unwrap();
+        }
+        let all = contents(&log).await;
+        let active = *log.segment_bases().last().unwrap();
+        let expected = compacted(&all, active.0, true);
+        // Room for no segment's keys: the pass does nothing rather than clean with half a map.
+        log.set_config(LogConfig {
+            cleaner_dedupe_buffer_bytes: 1,
+            ..compact_config()
+        });
+        assert_eq!(
+            log.clean(TimestampMs(10_000))
+                .await
+                .unwrap()
+                .segments_cleaned,
+            0
+        );
+        assert_eq!(contents(&log).await, all);
+        // Room for about 20 keys, a segment and a half: one pass cannot map every dirty segment.
+        log.set_config(LogConfig {
+            cleaner_dedupe_buffer_bytes: 20 * 70,
+            ..compact_config()
+        });
+        let mut passes = 0;
+        while contents(&log).await != expected {
+            let report = log.clean(TimestampMs(10_000)).await.unwrap();
+            passes += 1;
+            assert!(
+                report.segments_cleaned > 0 && passes < 50,
+                "no progress after {passes} passes"
+            );
+            // Whatever a pass did, the newest value of every key is still there.
+            let now: Vec<_> = contents(&log).await;
+            for record in &expected {
+                assert!(now.contains(record), "{record:?} lost after pass {passes}");
+            }
+        }
+        assert!(passes > 1, "the limit split the work into several passes");
+    });
+}

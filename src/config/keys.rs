@@ -284,6 +284,12 @@ pub const BROKER_KEYS: &[Key] = &[
         "how long compaction keeps tombstones",
     ),
     broker(
+        "log.cleaner.dedupe.buffer.size",
+        int(1 << 20, i64::MAX),
+        "134217728",
+        "the most memory a compaction pass's key map may take",
+    ),
+    broker(
         "log.cleaner.min.cleanable.ratio",
         Kind::Double { min: 0.0, max: 1.0 },
         "0.5",

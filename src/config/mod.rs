@@ -200,6 +200,7 @@ pub fn log_config(broker: &Values, topic: &Values) -> LogConfig {
         min_cleanable_dirty_ratio: pick("min.cleanable.dirty.ratio")
             .parse()
             .expect("checked when set"),
+        cleaner_dedupe_buffer_bytes: broker.i64("log.cleaner.dedupe.buffer.size") as usize,
     }
 }
 

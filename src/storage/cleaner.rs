@@ -2,14 +2,17 @@
 //! segments, with offsets and timestamps unchanged.
 //!
 //! A pass: (1) pick the cleanable segments — closed, older than `min.compaction.lag.ms`, and only
-//! if the uncleaned share of them reaches `min.cleanable.dirty.ratio`; (2) map each key to its
-//! newest offset; (3) write each segment's survivors to `<base>.<ext>.cleaned` files, re-encoding
-//! a batch (with its own codec, span, producer fields) only where records were dropped, keeping
-//! control and transactional batches whole, dropping tombstones older than `delete.retention.ms`;
-//! (4) swap crash-safely: the marker file `cleaner.swap` listing the bases is the commit point;
-//! then each `.cleaned` file is renamed over its original and the marker removed. On open,
-//! [`finish_interrupted_swap`] completes a swap whose marker exists and deletes `.cleaned` files
-//! of one that never committed — so a crash leaves the old set or the new set, never a mix.
+//! if the uncleaned share of them reaches `min.cleanable.dirty.ratio`; (2) map each key of the
+//! dirty segments (those past what earlier passes cleaned) to its newest offset, segment by
+//! segment while the map fits `log.cleaner.dedupe.buffer.size`; (3) rewrite every segment up to
+//! the last one mapped into `<base>.<ext>.cleaned` files, dropping records whose key has a newer
+//! mapped record and tombstones older than `delete.retention.ms`, re-encoding a batch (with its
+//! own codec, span, producer fields) only where records were dropped, and keeping control and
+//! transactional batches whole; (4) swap crash-safely: the marker file `cleaner.swap` listing the
+//! bases is the commit point; then each `.cleaned` file is renamed over its original and the
+//! marker removed. On open, [`finish_interrupted_swap`] completes a swap whose marker exists and
+//! deletes `.cleaned` files of one that never committed — so a crash leaves the old set or the
+//! new set, never a mix.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -27,6 +30,8 @@ pub const SWAP_MARKER: &str = "cleaner.swap";
 const CLEANED_SUFFIX: &str = ".cleaned";
 /// Bytes of survivors buffered before a write to the cleaned file.
 const WRITE_CHUNK_BYTES: usize = 1 << 20;
+/// Estimated bytes of a key map entry besides the key (hash table slot, `Bytes`, offset).
+const MAP_ENTRY_OVERHEAD_BYTES: usize = 64;
 /// Batches located per scan window while cleaning.
 const SCAN_WINDOW_BATCHES: usize = 256;
 
@@ -115,14 +120,29 @@ impl Log {
             return Ok(CleanReport::default());
         };
         let limit_bytes = config.max_message_bytes.max(1 << 20) * 64;
+        // Map the dirty segments (those past what earlier passes cleaned), as many as fit the
+        // dedupe buffer; then clean everything up to the last mapped one. A record survives if
+        // no newer record of its key was mapped.
+        let first_dirty = self.first_dirty();
+        let dirty_from = {
+            let state = self.state.borrow();
+            bases
+                .iter()
+                .position(|b| state.next_base_of(*b) > first_dirty)
+                .unwrap_or(bases.len())
+        };
         let mut newest: HashMap<Bytes, Offset> = HashMap::new();
-        for base in &bases {
+        let mut map_bytes = 0usize;
+        let mut mapped_end = dirty_from;
+        for base in &bases[dirty_from..] {
             let mapped = self
                 .for_each_batch(*base, limit_bytes, None, |view, decoded| {
                     if !view.is_control() {
                         for record in decoded {
                             if let Some(key) = &record.key {
-                                newest.insert(key.clone(), record.offset);
+                                if newest.insert(key.clone(), record.offset).is_none() {
+                                    map_bytes += key.len() + MAP_ENTRY_OVERHEAD_BYTES;
+                                }
                             }
                         }
                     }
@@ -133,7 +153,21 @@ impl Log {
                 Err(StorageError::SegmentGone { .. }) => return Ok(CleanReport::default()),
                 other => other?,
             };
+            if map_bytes > config.cleaner_dedupe_buffer_bytes {
+                break; // the next pass goes on from here
+            }
+            mapped_end += 1;
         }
+        if mapped_end == dirty_from && dirty_from < bases.len() {
+            tracing::warn!(log = %self.dir().display(), map_bytes, limit_bytes = config.cleaner_dedupe_buffer_bytes,
+                "the keys of one segment do not fit log.cleaner.dedupe.buffer.size; not compacting");
+            return Ok(CleanReport::default());
+        }
+        let bases = if dirty_from == bases.len() {
+            bases
+        } else {
+            bases[..mapped_end].to_vec()
+        };
         let tombstone_horizon = TimestampMs(now.0.saturating_sub(config.delete_retention_ms));
         let mut report = CleanReport::default();
         let dir = self.dir().to_path_buf();
@@ -165,7 +199,8 @@ impl Log {
                                 let newest_for_key = r
                                     .key
                                     .as_ref()
-                                    .is_none_or(|k| newest.get(k) == Some(&r.offset));
+                                    .and_then(|k| newest.get(k))
+                                    .is_none_or(|newest| *newest == r.offset);
                                 let live =
                                     r.value.is_some() || view.max_timestamp() >= tombstone_horizon;
                                 newest_for_key && live

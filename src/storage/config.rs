@@ -71,6 +71,9 @@ pub struct LogConfig {
     pub delete_retention_ms: i64,
     /// `min.cleanable.dirty.ratio`: compact when this share of the closed log is uncleaned.
     pub min_cleanable_dirty_ratio: f64,
+    /// `log.cleaner.dedupe.buffer.size` (a broker config): the most memory a compaction pass's
+    /// key map may take; a pass cleans only the segments whose keys fit.
+    pub cleaner_dedupe_buffer_bytes: usize,
 }
 
 impl Default for LogConfig {
@@ -90,6 +93,7 @@ impl Default for LogConfig {
             min_compaction_lag_ms: 0,
             delete_retention_ms: 24 * 3_600_000,
             min_cleanable_dirty_ratio: 0.5,
+            cleaner_dedupe_buffer_bytes: 128 << 20,
         }
     }
 }
