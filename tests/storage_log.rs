@@ -861,7 +861,7 @@ fn segments_left_below_the_log_start_by_a_crash_are_deleted_on_open() {
     let start = kept[2];
     std::fs::write(
         dir.path().join("partition.checkpoint"),
-        format!("0\n2\nrecovery-point 240\nlog-start-offset {start}\n"),
+        format!("0\n3\nrecovery-point 240\nlog-start-offset {start}\ncleaner-offset 0\n"),
     )
     .unwrap();
     io::block_on(async {

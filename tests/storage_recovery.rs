@@ -261,15 +261,16 @@ fn a_clean_shutdown_checkpoints_the_whole_log() {
     let text = std::fs::read_to_string(dir.path().join("partition.checkpoint")).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
-        lines[..4],
+        lines[..5],
         [
             "0",
-            "3",
+            "4",
             &format!("recovery-point {}", all.len()),
-            "log-start-offset 0"
+            "log-start-offset 0",
+            "cleaner-offset 0"
         ]
     );
-    let listed: Vec<String> = lines[4]
+    let listed: Vec<String> = lines[5]
         .split(' ')
         .skip(1)
         .map(|b| format!("{:020}.log", b.parse::<i64>().unwrap()))

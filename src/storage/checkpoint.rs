@@ -1,6 +1,7 @@
 //! The per-partition checkpoint file (`partition.checkpoint`), in the text shape of Kafka's
 //! checkpoint files: a version line, an entry count, then `name value` lines. It holds the
-//! recovery point (everything below it is durable and was checked), the log start offset, and —
+//! recovery point (everything below it is durable and was checked), the log start offset, the
+//! offset below which compaction has cleaned, and —
 //! written only by a clean shutdown — the list of segment base offsets, so that the next open
 //! neither lists the directory nor scans anything: start-up does not grow with the log.
 
@@ -17,6 +18,8 @@ const VERSION: &str = "0";
 pub struct Checkpoint {
     pub recovery_point: Offset,
     pub log_start: Offset,
+    /// Compaction has cleaned everything below this offset.
+    pub cleaner_offset: Offset,
     /// The segments' base offsets, ascending; present only after a clean shutdown.
     pub clean_segments: Option<Vec<Offset>>,
 }
@@ -26,10 +29,10 @@ pub fn path(dir: &Path) -> PathBuf {
 }
 
 pub fn encode(checkpoint: &Checkpoint) -> Vec<u8> {
-    let entries = 2 + usize::from(checkpoint.clean_segments.is_some());
+    let entries = 3 + usize::from(checkpoint.clean_segments.is_some());
     let mut text = format!(
-        "{VERSION}\n{entries}\nrecovery-point {}\nlog-start-offset {}\n",
-        checkpoint.recovery_point, checkpoint.log_start
+        "{VERSION}\n{entries}\nrecovery-point {}\nlog-start-offset {}\ncleaner-offset {}\n",
+        checkpoint.recovery_point, checkpoint.log_start, checkpoint.cleaner_offset
     );
     if let Some(bases) = &checkpoint.clean_segments {
         text.push_str("clean-segments");
@@ -48,7 +51,7 @@ pub fn decode(text: &str) -> Option<Checkpoint> {
         return None;
     }
     let entries: usize = lines.next()?.parse().ok()?;
-    if !(2..=3).contains(&entries) {
+    if !(3..=4).contains(&entries) {
         return None;
     }
     let mut entry = |name: &str| -> Option<&str> {
@@ -58,7 +61,8 @@ pub fn decode(text: &str) -> Option<Checkpoint> {
     let offset = |value: &str| value.parse().ok().filter(|o| *o >= 0).map(Offset);
     let recovery_point = offset(entry("recovery-point")?)?;
     let log_start = offset(entry("log-start-offset")?)?;
-    let clean_segments = if entries == 3 {
+    let cleaner_offset = offset(entry("cleaner-offset")?)?;
+    let clean_segments = if entries == 4 {
         let bases: Option<Vec<Offset>> = entry("clean-segments")?
             .split(' ')
             .filter(|s| !s.is_empty())
@@ -70,12 +74,13 @@ pub fn decode(text: &str) -> Option<Checkpoint> {
     } else {
         None
     };
-    if entries == 3 && clean_segments.is_none() {
+    if entries == 4 && clean_segments.is_none() {
         return None;
     }
     Some(Checkpoint {
         recovery_point,
         log_start,
+        cleaner_offset,
         clean_segments,
     })
 }
@@ -117,20 +122,26 @@ mod tests {
         let mut checkpoint = Checkpoint {
             recovery_point: Offset(1234),
             log_start: Offset(7),
+            cleaner_offset: Offset(900),
             clean_segments: None,
         };
         let text = String::from_utf8(encode(&checkpoint)).unwrap();
-        assert_eq!(text, "0\n2\nrecovery-point 1234\nlog-start-offset 7\n");
+        assert_eq!(
+            text,
+            "0\n3\nrecovery-point 1234\nlog-start-offset 7\ncleaner-offset 900\n"
+        );
         assert_eq!(decode(&text), Some(checkpoint.clone()));
         checkpoint.clean_segments = Some(vec![Offset(0), Offset(500), Offset(1000)]);
         let text = String::from_utf8(encode(&checkpoint)).unwrap();
         assert_eq!(decode(&text), Some(checkpoint));
         assert_eq!(
-            decode("0\n3\nrecovery-point 1\nlog-start-offset 1\nclean-segments 5 2\n"),
+            decode("0\n4\nrecovery-point 1\nlog-start-offset 1\ncleaner-offset 0\nclean-segments 5 2\n"),
             None
         );
         assert_eq!(
-            decode("0\n3\nrecovery-point 1\nlog-start-offset 1\nclean-segments\n"),
+            decode(
+                "0\n4\nrecovery-point 1\nlog-start-offset 1\ncleaner-offset 0\nclean-segments\n"
+            ),
             None
         );
         assert_eq!(decode("0\n2\nrecovery-point x\nlog-start-offset 1\n"), None);

@@ -383,7 +383,8 @@ impl Log {
         let last = *bases.last().expect("a pass cleans at least one segment");
         let first_dirty = state.next_base_of(last);
         state.first_dirty = state.first_dirty.max(first_dirty);
-        Ok(())
+        drop(state);
+        self.checkpoint_locked().await
     }
 }
 

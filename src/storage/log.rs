@@ -134,8 +134,7 @@ pub(super) struct State {
     unflushed_messages: u64,
     last_flush_ms: i64,
     closed: bool,
-    /// Compaction has cleaned everything below this offset (kept in memory: after a restart the
-    /// first pass treats the whole closed log as dirty).
+    /// Compaction has cleaned everything below this offset (checkpointed).
     pub(super) first_dirty: Offset,
 }
 
@@ -269,7 +268,10 @@ impl Log {
                 unflushed_messages: 0,
                 last_flush_ms: TimestampMs::now().0,
                 closed: false,
-                first_dirty: first_base,
+                first_dirty: saved
+                    .as_ref()
+                    .map_or(first_base, |c| c.cleaner_offset)
+                    .max(first_base),
             }),
             write_lock: io::Lock::default(),
             queue: RefCell::new(Vec::new()),
@@ -1094,6 +1096,7 @@ impl Log {
             let end = state.active().next_offset;
             state.log_end = end;
             state.recovery_point = state.recovery_point.min(end);
+            state.first_dirty = state.first_dirty.min(end);
         }
         self.write_checkpoint().await?;
         Ok(self.log_end())
@@ -1115,6 +1118,7 @@ impl Log {
             state.log_start = offset;
             state.log_end = offset;
             state.recovery_point = offset;
+            state.first_dirty = offset;
         }
         self.write_checkpoint().await
     }
@@ -1222,10 +1226,16 @@ impl Log {
             Checkpoint {
                 recovery_point: state.recovery_point,
                 log_start: state.log_start,
+                cleaner_offset: state.first_dirty,
                 clean_segments: clean.then(|| state.segments.keys().copied().collect()),
             }
         };
         checkpoint::write(&self.dir, &saved, &self.faults).await
+    }
+
+    /// Writes the checkpoint when the caller already holds the write lock.
+    pub(super) async fn checkpoint_locked(&self) -> Result<(), StorageError> {
+        self.write_checkpoint().await
     }
 
     /// Writes the recovery-point checkpoint (the broker calls this periodically).
