@@ -374,16 +374,17 @@ impl Log {
         let marker = dir.join(SWAP_MARKER);
         std::fs::remove_file(&marker).map_err(|e| io::with_path(e, &marker))?;
         io::sync_dir(&dir).await?;
-        let mut state = self.state.borrow_mut();
-        for base in bases {
-            if let Some(slot) = state.segments.get_mut(base) {
-                *slot = None; // reopened lazily from the cleaned files
+        {
+            let mut state = self.state.borrow_mut();
+            for base in bases {
+                if let Some(slot) = state.segments.get_mut(base) {
+                    *slot = None; // reopened lazily from the cleaned files
+                }
             }
+            let last = *bases.last().expect("a pass cleans at least one segment");
+            let first_dirty = state.next_base_of(last);
+            state.first_dirty = state.first_dirty.max(first_dirty);
         }
-        let last = *bases.last().expect("a pass cleans at least one segment");
-        let first_dirty = state.next_base_of(last);
-        state.first_dirty = state.first_dirty.max(first_dirty);
-        drop(state);
         self.checkpoint_locked().await
     }
 }
