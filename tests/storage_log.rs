@@ -1,6 +1,8 @@
 //! The partition log against its contract: appends, reads, rolls, recovery, faults, truncation,
 //! retention, timestamps. Each test runs the real io_uring executor on a temp directory.
 
+mod common;
+
 use bytes::Bytes;
 use sluice::io::{self, Fault, Faults};
 use sluice::model::records::{self, BatchBuilder, Record};
@@ -35,26 +37,11 @@ fn batch(tag: &str, count: usize, timestamp: i64, codec: Codec) -> Bytes {
 
 /// Every record readable from `from`, as (offset, value).
 async fn read_all(log: &Log, from: Offset) -> Vec<(i64, String)> {
-    let ranges = log
-        .read(from, log.log_end(), u64::MAX / 2, true)
+    common::records_from(log, from)
         .await
-        .unwrap();
-    let mut out = Vec::new();
-    for range in ranges {
-        let bytes = range.read_bytes().await.unwrap();
-        let mut rest = &bytes[..];
-        while !rest.is_empty() {
-            let (view, after) = BatchView::validate(rest).unwrap();
-            for record in records::decode(&view, 1 << 24).unwrap() {
-                out.push((
-                    record.offset.0,
-                    String::from_utf8(record.value.unwrap_or_default().to_vec()).unwrap(),
-                ));
-            }
-            rest = after;
-        }
-    }
-    out
+        .into_iter()
+        .map(|r| (r.offset.0, common::text(r.value).unwrap_or_default()))
+        .collect()
 }
 
 #[test]

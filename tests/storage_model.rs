@@ -1,11 +1,13 @@
 //! Property test: random appends, reads, rolls, truncations, log-start moves, clean restarts and
 //! crashes against a simple model (a vector of records).
 
+mod common;
+
 use bytes::Bytes;
 use proptest::prelude::*;
 use sluice::io::{self, Faults};
-use sluice::model::records::{self, BatchBuilder, Record};
-use sluice::model::{BatchView, Codec, Offset, TimestampMs};
+use sluice::model::records::{BatchBuilder, Record};
+use sluice::model::{Codec, Offset, TimestampMs};
 use sluice::storage::{AppendOptions, Durability, Log, LogConfig};
 
 #[derive(Clone, Debug)]
@@ -64,19 +66,11 @@ fn at_fraction(model: &Model, fraction: f64) -> i64 {
 }
 
 async fn decode_ranges(ranges: &[sluice::storage::ReadRange]) -> Vec<(i64, Bytes)> {
-    let mut out = Vec::new();
-    for range in ranges {
-        let bytes = range.read_bytes().await.unwrap();
-        let mut rest = &bytes[..];
-        while !rest.is_empty() {
-            let (view, after) = BatchView::validate(rest).unwrap();
-            for r in records::decode(&view, 1 << 24).unwrap() {
-                out.push((r.offset.0, r.value.unwrap()));
-            }
-            rest = after;
-        }
-    }
-    out
+    common::records_in(ranges)
+        .await
+        .into_iter()
+        .map(|r| (r.offset.0, r.value.unwrap()))
+        .collect()
 }
 
 async fn run(ops: Vec<Op>) {

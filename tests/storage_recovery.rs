@@ -1,6 +1,8 @@
 //! Recovery and compaction under crashes: cut logs at every byte, flipped bytes, lost indexes,
 //! a compaction interrupted at every step of its swap.
 
+mod common;
+
 use std::path::Path;
 
 use bytes::Bytes;
@@ -17,45 +19,21 @@ fn config() -> LogConfig {
     }
 }
 
-fn keyed(entries: &[(&str, Option<&str>)], timestamp: i64, codec: Codec) -> Bytes {
-    let records: Vec<Record> = entries
-        .iter()
-        .enumerate()
-        .map(|(i, (key, value))| Record {
-            offset: Offset(i as i64),
-            timestamp: TimestampMs(timestamp),
-            key: Some(Bytes::copy_from_slice(key.as_bytes())),
-            value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
-            headers: Vec::new(),
-        })
-        .collect();
-    BatchBuilder {
-        codec,
-        ..BatchBuilder::default()
-    }
-    .build(&records)
-}
+use common::keyed;
 
 /// Every record from the log start: (offset, key, value).
 async fn contents(log: &Log) -> Vec<(i64, String, Option<String>)> {
-    let ranges = log
-        .read(log.log_start(), log.log_end(), u64::MAX / 2, true)
+    common::records_from(log, log.log_start())
         .await
-        .unwrap();
-    let text = |b: Option<Bytes>| b.map(|b| String::from_utf8(b.to_vec()).unwrap());
-    let mut out = Vec::new();
-    for range in ranges {
-        let bytes = range.read_bytes().await.unwrap();
-        let mut rest = &bytes[..];
-        while !rest.is_empty() {
-            let (view, after) = BatchView::validate(rest).unwrap();
-            for r in records::decode(&view, 1 << 24).unwrap() {
-                out.push((r.offset.0, text(r.key).unwrap(), text(r.value)));
-            }
-            rest = after;
-        }
-    }
-    out
+        .into_iter()
+        .map(|r| {
+            (
+                r.offset.0,
+                common::text(r.key).unwrap(),
+                common::text(r.value),
+            )
+        })
+        .collect()
 }
 
 fn copy_dir(from: &Path, to: &Path) {

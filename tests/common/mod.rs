@@ -1,0 +1,55 @@
+//! Helpers shared by the storage tests.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use bytes::Bytes;
+use sluice::model::records::{self, BatchBuilder, Record};
+use sluice::model::{BatchView, Codec, Offset, TimestampMs};
+use sluice::storage::{Log, ReadRange};
+
+/// A batch of records with these keys and values (None: null), all at `timestamp`.
+pub fn keyed(entries: &[(&str, Option<&str>)], timestamp: i64, codec: Codec) -> Bytes {
+    let records: Vec<Record> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            offset: Offset(i as i64),
+            timestamp: TimestampMs(timestamp),
+            key: Some(Bytes::copy_from_slice(key.as_bytes())),
+            value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+            headers: Vec::new(),
+        })
+        .collect();
+    BatchBuilder {
+        codec,
+        ..BatchBuilder::default()
+    }
+    .build(&records)
+}
+
+/// Every record in the ranges, decoded.
+pub async fn records_in(ranges: &[ReadRange]) -> Vec<Record> {
+    let mut out = Vec::new();
+    for range in ranges {
+        let bytes = range.read_bytes().await.unwrap();
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let (view, after) = BatchView::validate(rest).unwrap();
+            out.extend(records::decode(&view, 1 << 24).unwrap());
+            rest = after;
+        }
+    }
+    out
+}
+
+/// Every record readable from `from` up to the log end.
+pub async fn records_from(log: &Log, from: Offset) -> Vec<Record> {
+    let ranges = log
+        .read(from, log.log_end(), u64::MAX / 2, true)
+        .await
+        .unwrap();
+    records_in(&ranges).await
+}
+
+pub fn text(bytes: Option<Bytes>) -> Option<String> {
+    bytes.map(|b| String::from_utf8(b.to_vec()).unwrap())
+}
