@@ -115,9 +115,9 @@ struct Pending {
 /// Bytes staged for one write to the active segment.
 struct Chunk {
     buf: Vec<u8>,
-    /// Where `buf` goes in the active segment, and the offset its first batch gets.
+    /// Where `buf` goes in the active segment.
     position: u64,
-    first_offset: Offset,
+    /// The offset the next staged batch gets.
     next_offset: Offset,
     batches: Vec<BatchInfo>,
     members: Vec<usize>,
@@ -575,7 +575,6 @@ impl Log {
         Chunk {
             buf: Vec::new(),
             position: state.active().size_bytes,
-            first_offset: state.log_end,
             next_offset: state.log_end,
             batches: Vec::new(),
             members: Vec::new(),
@@ -716,7 +715,6 @@ impl Log {
             pending.write().await;
         }
         chunk.position = self.state.borrow().active().size_bytes;
-        chunk.first_offset = chunk.next_offset;
         chunk.batches.clear();
         chunk.members.clear();
         chunk.records = 0;
