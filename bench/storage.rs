@@ -7,7 +7,8 @@
 //! - `group-commit/*`: 1, 16 and 64 concurrent appenders, each append fdatasync'd.
 //! - `validate/*`: batch validation and CRC32C.
 //! - `index-lookup`: offset index lookups in a full-size index.
-//! - `read-range`: Log::read at random offsets of a 64 MiB log.
+//! - `read-range/1MiB-budget`: Log::read at random offsets of a 64 MiB log.
+//! - `read-range/tail`: Log::read near the end of the log (consumers that keep up).
 //! - `open-clean/*`: opening a cleanly closed log of 10 and 10,000 segments, up to serving the
 //!   tail (a read at the log end and an append).
 
@@ -243,6 +244,45 @@ fn read_range(c: &mut Criterion) {
     });
 }
 
+/// Reads at the tail, as consumers that keep up do: 1 KiB batches, reads from 10 batches
+/// before the end of a log of 16 MiB and more that is open and being written.
+fn read_tail(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = batch_of(1 << 10);
+    c.bench_function("read-range/tail", |b| {
+        b.iter_custom(|iters| {
+            io::block_on(async {
+                let log = Log::open(dir.path(), LogConfig::default(), Faults::default())
+                    .await
+                    .unwrap();
+                // The log has been taking appends (as it would while consumers keep up).
+                let appends = if log.log_end() == Offset(0) {
+                    (16 << 20) / batch.len()
+                } else {
+                    100
+                };
+                for _ in 0..appends {
+                    log.append(vec![batch.clone()], AppendOptions::default())
+                        .await
+                        .unwrap();
+                }
+                let end = log.log_end();
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let ranges = log
+                        .read(Offset(end.0 - 10), end, 1 << 20, true)
+                        .await
+                        .unwrap();
+                    std::hint::black_box(ranges);
+                }
+                let elapsed = start.elapsed();
+                log.close().await.unwrap();
+                elapsed
+            })
+        })
+    });
+}
+
 /// A cleanly closed log of `segments` segments of one 1 KiB batch each.
 fn clean_log(segments: usize) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -310,6 +350,7 @@ criterion_group!(
     validation,
     index_lookup,
     read_range,
+    read_tail,
     open_clean
 );
 criterion_main!(benches);

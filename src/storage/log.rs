@@ -861,7 +861,7 @@ impl Log {
         let mut budget = max_bytes;
         while offset < upper {
             self.ensure_loaded(base).await?;
-            let (file, start_hint, size, segment_next, next_base) = {
+            let (file, start_hint, size, segment_next, next_base, recent) = {
                 let state = self.state.borrow();
                 let Some(slot) = state.segments.get(&base) else {
                     break; // deleted meanwhile (retention, truncation)
@@ -875,9 +875,13 @@ impl Log {
                     segment.size_bytes,
                     segment.next_offset,
                     state.next_base(base),
+                    segment.recent_find(offset),
                 )
             };
-            let first = segment::find_batch(&file, start_hint, size, offset).await?;
+            let first = match recent {
+                Some(found) => found,
+                None => segment::find_batch(&file, start_hint, size, offset).await?,
+            };
             let Some(first) = first else {
                 // Nothing at or after `offset` here (compaction can leave a gap): next segment.
                 match next_base {
@@ -907,6 +911,8 @@ impl Log {
             let byte_limit = first.position + budget;
             let (end, next_offset) = if upper >= segment_next && size <= byte_limit {
                 (size, segment_next)
+            } else if let Some(end) = self.recent_end(base, &first, byte_limit, upper) {
+                end
             } else {
                 let hint = {
                     let state = self.state.borrow();
@@ -947,6 +953,18 @@ impl Log {
             }
         }
         Ok(ranges)
+    }
+
+    fn recent_end(
+        &self,
+        base: Offset,
+        first: &BatchInfo,
+        byte_limit: u64,
+        upper: Offset,
+    ) -> Option<(u64, Offset)> {
+        let state = self.state.borrow();
+        let segment = state.segments.get(&base)?.as_deref()?;
+        segment.recent_end(first, byte_limit, upper)
     }
 
     /// The first record at or after `timestamp` (Kafka's offsets-for-times): its offset and

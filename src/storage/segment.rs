@@ -15,6 +15,9 @@ use crate::model::{Offset, TimestampMs};
 /// The files of a segment, by extension.
 pub const EXTENSIONS: [&str; 3] = ["log", "index", "timeindex"];
 
+/// Batches a segment remembers from its tail (see [`Segment::recent`]).
+const RECENT_BATCHES_MAX: usize = 1024;
+
 /// Bytes read at a time when only headers are needed: the first read, and the cap.
 const HEADER_SCAN_CHUNK_BYTES_FIRST: usize = 4 * 1024;
 const HEADER_SCAN_CHUNK_BYTES: usize = 64 * 1024;
@@ -220,6 +223,9 @@ pub struct Segment {
     pub first_append_ms: Option<i64>,
     /// `index.interval.bytes`.
     pub index_interval_bytes: u64,
+    /// The last batches appended or scanned, a contiguous run ending at `size_bytes`: reads near
+    /// the tail (most consumers) find their positions here without reading headers.
+    pub recent: std::collections::VecDeque<BatchInfo>,
     /// Entries of each index already in its file; the rest are written in bulk (see
     /// [`Segment::take_pending_indexes`]).
     pub index_entries_in_file: usize,
@@ -290,6 +296,7 @@ impl Segment {
             bytes_since_index: 0,
             first_append_ms: None,
             index_interval_bytes,
+            recent: std::collections::VecDeque::new(),
             index_entries_in_file: 0,
             time_entries_in_file: 0,
         })
@@ -337,6 +344,7 @@ impl Segment {
             bytes_since_index: 0,
             first_append_ms: None,
             index_interval_bytes,
+            recent: std::collections::VecDeque::new(),
             index_entries_in_file: 0,
             time_entries_in_file: 0,
         };
@@ -375,6 +383,7 @@ impl Segment {
     pub async fn rescan_from(&mut self, from: u64, verify: bool) -> Result<ScanStop, StorageError> {
         self.index.truncate_to_position(from);
         self.index_entries_in_file = self.index_entries_in_file.min(self.index.len());
+        self.recent.clear();
         self.bytes_since_index = 0;
         let mut first = true;
         let log = self.log.clone();
@@ -439,6 +448,17 @@ impl Segment {
     /// Accounts a batch appended at `info.position`: an index entry when `index.interval.bytes`
     /// have passed since the last, and the max timestamp.
     pub fn note_batch(&mut self, info: &BatchInfo) {
+        if self
+            .recent
+            .back()
+            .is_some_and(|last| last.end() != info.position)
+        {
+            self.recent.clear(); // keep the run contiguous
+        }
+        if self.recent.len() == RECENT_BATCHES_MAX {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(*info);
         if info.max_timestamp > self.max_timestamp {
             self.max_timestamp = info.max_timestamp;
             self.offset_of_max_timestamp = info.last;
@@ -450,6 +470,40 @@ impl Segment {
             self.bytes_since_index = 0;
         }
         self.bytes_since_index += info.bytes as u64;
+    }
+
+    /// From the recent batches alone: the first batch whose last offset reaches `offset`
+    /// (`Some(None)`: none in this segment), or `None` when `offset` is older than they cover.
+    pub fn recent_find(&self, offset: Offset) -> Option<Option<BatchInfo>> {
+        let front = self.recent.front()?;
+        if offset < front.base || self.recent.back().map(BatchInfo::end) != Some(self.size_bytes) {
+            return None;
+        }
+        let at = self.recent.partition_point(|b| b.last < offset);
+        Some(self.recent.get(at).copied())
+    }
+
+    /// From the recent batches alone: where a read that starts with `first` ends, taking whole
+    /// batches while they end within `byte_limit` and below `upper`; `None` if `first` is not
+    /// among them.
+    pub fn recent_end(
+        &self,
+        first: &BatchInfo,
+        byte_limit: u64,
+        upper: Offset,
+    ) -> Option<(u64, Offset)> {
+        let at = self.recent.partition_point(|b| b.position < first.position);
+        if self.recent.get(at) != Some(first) {
+            return None;
+        }
+        let mut end = (first.end(), first.next_offset());
+        for batch in self.recent.iter().skip(at + 1) {
+            if batch.end() > byte_limit || batch.next_offset() > upper {
+                break;
+            }
+            end = (batch.end(), batch.next_offset());
+        }
+        Some(end)
     }
 
     /// Bytes of index entries not yet written to the index files.
