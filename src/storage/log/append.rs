@@ -1,0 +1,403 @@
+//! Appends: validation, group commit, offset assignment, flushes, rolls.
+
+use super::*;
+
+type Ticket = Rc<RefCell<Option<Result<AppendInfo, StorageError>>>>;
+
+pub(super) struct Pending {
+    batches: Vec<Bytes>,
+    options: AppendOptions,
+    records: u64,
+    bytes: usize,
+    ticket: Ticket,
+}
+
+/// Bytes staged for one write to the active segment.
+struct Chunk {
+    buf: Vec<u8>,
+    /// Where `buf` goes in the active segment.
+    position: u64,
+    /// The offset the next staged batch gets.
+    next_offset: Offset,
+    batches: Vec<BatchInfo>,
+    members: Vec<usize>,
+    records: u64,
+}
+
+/// Index entry bytes held in memory before they are written to the index files.
+const INDEX_WRITE_BYTES: usize = 4096;
+
+/// The first and last offsets an append will occupy if it starts at `next` (a leader assigns
+/// offsets from `next`; a replica keeps the batches' own).
+fn pending_offsets(pending: &Pending, next: Offset) -> (Offset, Offset) {
+    let mut span = 0;
+    let mut first = None;
+    let mut last = next;
+    for bytes in &pending.batches {
+        let mut rest = &bytes[..];
+        while let Ok((view, after)) = BatchView::parse_header(rest) {
+            span += view.header().last_offset_delta.get() as i64 + 1;
+            first.get_or_insert(view.base_offset());
+            last = last.max(view.last_offset());
+            rest = after;
+        }
+    }
+    if pending.options.assign_offsets {
+        (next, Offset(next.0 + span - 1))
+    } else {
+        (first.unwrap_or(next).max(next), last)
+    }
+}
+
+impl Log {
+    /// Checks the batches (magic, CRC, counts, `max.message.bytes`); returns their record count.
+    fn validate(&self, batches: &[Bytes]) -> Result<u64, StorageError> {
+        let limit_bytes = self.config.borrow().max_message_bytes;
+        let mut records = 0u64;
+        let mut index = 0;
+        if batches.is_empty() {
+            return Err(StorageError::CorruptBatch {
+                index,
+                source: BatchError::Truncated {
+                    need: batch::HEADER_BYTES,
+                    have: 0,
+                },
+            });
+        }
+        for bytes in batches {
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                let (view, after) = BatchView::validate(rest)
+                    .map_err(|source| StorageError::CorruptBatch { index, source })?;
+                if view.len() > limit_bytes {
+                    return Err(StorageError::BatchTooLarge {
+                        index,
+                        bytes: view.len(),
+                        limit_bytes,
+                    });
+                }
+                records += view.records_count() as u64;
+                rest = after;
+                index += 1;
+            }
+        }
+        Ok(records)
+    }
+
+    /// Appends whole batches (each `Bytes` holds one or more), assigning offsets unless
+    /// `options.assign_offsets` is false. Concurrent appends on this shard are written together:
+    /// one write and, if any needs it, one fdatasync for the group. On error nothing of this
+    /// append is visible, now or after a restart.
+    pub async fn append(
+        &self,
+        batches: Vec<Bytes>,
+        options: AppendOptions,
+    ) -> Result<AppendInfo, StorageError> {
+        let records = self.validate(&batches)?;
+        if self.state.borrow().closed {
+            return Err(StorageError::Closed);
+        }
+        let ticket: Ticket = Rc::new(RefCell::new(None));
+        let bytes = batches.iter().map(Bytes::len).sum();
+        self.queue.borrow_mut().push(Pending {
+            batches,
+            options,
+            records,
+            bytes,
+            ticket: ticket.clone(),
+        });
+        let _guard = self.write_lock.lock().await;
+        if let Some(result) = ticket.borrow_mut().take() {
+            return result;
+        }
+        let group = std::mem::take(&mut *self.queue.borrow_mut());
+        self.write_group(group).await;
+        let result = ticket.borrow_mut().take();
+        result.expect("the writer answers every append it takes")
+    }
+
+    async fn write_group(&self, group: Vec<Pending>) {
+        if self.state.borrow().closed {
+            for pending in group {
+                *pending.ticket.borrow_mut() = Some(Err(StorageError::Closed));
+            }
+            return;
+        }
+        let now = TimestampMs::now();
+        let mut results: Vec<Option<Result<AppendInfo, StorageError>>> =
+            group.iter().map(|_| None).collect();
+        let mut chunk = self.new_chunk();
+        let mut failure: Option<StorageError> = None;
+        for (i, pending) in group.iter().enumerate() {
+            if let Some(e) = &failure {
+                results[i] = Some(Err(e.clone()));
+                continue;
+            }
+            if self.needs_roll(&chunk, pending, now) {
+                let rolled = match self.commit(&mut chunk, &mut results).await {
+                    Ok(()) => {
+                        self.roll(pending_offsets(pending, chunk.next_offset).0)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = rolled {
+                    results[i] = Some(Err(e.clone()));
+                    failure = Some(e);
+                    continue;
+                }
+                chunk = self.new_chunk();
+            }
+            results[i] = Some(self.stage(&mut chunk, pending, i, now));
+        }
+        // A failure is logged in `commit` and answered to each append it hit.
+        let _ = self.commit(&mut chunk, &mut results).await;
+        let wants_sync = group
+            .iter()
+            .zip(&results)
+            .any(|(p, r)| p.options.durability == Durability::Sync && matches!(r, Some(Ok(_))));
+        if wants_sync || self.flush_due(now) {
+            if let Err(e) = self.flush().await {
+                tracing::warn!(log = %self.dir.display(), error = %e, "fdatasync failed");
+                for (pending, result) in group.iter().zip(results.iter_mut()) {
+                    if pending.options.durability == Durability::Sync {
+                        *result = Some(Err(e.clone()));
+                    }
+                }
+            }
+        }
+        let acknowledged = results.iter().filter(|r| matches!(r, Some(Ok(_)))).count() as u64;
+        self.count(|stats| stats.appends += acknowledged);
+        for (pending, result) in group.into_iter().zip(results) {
+            *pending.ticket.borrow_mut() = Some(result.expect("every append has an answer"));
+        }
+    }
+
+    fn new_chunk(&self) -> Chunk {
+        let state = self.state.borrow();
+        Chunk {
+            buf: Vec::new(),
+            position: state.active().size_bytes,
+            next_offset: state.log_end,
+            batches: Vec::new(),
+            members: Vec::new(),
+            records: 0,
+        }
+    }
+
+    fn needs_roll(&self, chunk: &Chunk, pending: &Pending, now: TimestampMs) -> bool {
+        let config = self.config.borrow();
+        let state = self.state.borrow();
+        let active = state.active();
+        let size = chunk.position + chunk.buf.len() as u64;
+        // Relative offsets are 32-bit in the indexes; Kafka keeps them below i32::MAX.
+        let (_, last) = pending_offsets(pending, chunk.next_offset);
+        let offsets_overflow = last.0 - active.base.0 > i32::MAX as i64;
+        if size == 0 {
+            return offsets_overflow;
+        }
+        let too_big = size + pending.bytes as u64 > config.segment_bytes;
+        let index_full = active.index.len() + chunk.batches.len() >= config.index_entries_max();
+        let too_old = active
+            .first_append_ms
+            .is_some_and(|first| now.0 - first > config.segment_ms);
+        too_big || index_full || offsets_overflow || too_old
+    }
+
+    /// Copies the append's batches into the chunk, stamping offsets, epoch and LogAppendTime.
+    fn stage(
+        &self,
+        chunk: &mut Chunk,
+        pending: &Pending,
+        member: usize,
+        now: TimestampMs,
+    ) -> Result<AppendInfo, StorageError> {
+        let log_append_time = (self.config.borrow().message_timestamp_type
+            == TimestampType::LogAppendTime)
+            .then_some(now);
+        let mut first_offset = None;
+        chunk.buf.reserve(pending.bytes);
+        let restore = (chunk.buf.len(), chunk.batches.len(), chunk.next_offset);
+        for bytes in &pending.batches {
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                let total = BatchView::total_len(rest).expect("validated");
+                let start = chunk.buf.len();
+                chunk.buf.extend_from_slice(&rest[..total]);
+                rest = &rest[total..];
+                let stamped = &mut chunk.buf[start..];
+                if pending.options.assign_offsets {
+                    batch::set_base_offset(stamped, chunk.next_offset);
+                }
+                if let Some(epoch) = pending.options.leader_epoch {
+                    batch::set_partition_leader_epoch(stamped, epoch);
+                }
+                if let Some(time) = log_append_time {
+                    batch::set_log_append_time(stamped, time);
+                }
+                let (view, _) = BatchView::parse_header(stamped).expect("validated");
+                if view.base_offset() < chunk.next_offset {
+                    let got = view.base_offset();
+                    chunk.buf.truncate(restore.0);
+                    chunk.batches.truncate(restore.1);
+                    chunk.next_offset = restore.2;
+                    return Err(StorageError::OffsetMismatch {
+                        expected: chunk.next_offset,
+                        got,
+                    });
+                }
+                chunk.batches.push(BatchInfo {
+                    position: chunk.position + start as u64,
+                    bytes: total as u32,
+                    base: view.base_offset(),
+                    last: view.last_offset(),
+                    max_timestamp: view.max_timestamp(),
+                    records: view.records_count(),
+                });
+                first_offset.get_or_insert(view.base_offset());
+                chunk.next_offset = view.next_offset();
+            }
+        }
+        chunk.members.push(member);
+        chunk.records += pending.records;
+        Ok(AppendInfo {
+            first_offset: first_offset.expect("an append has at least one batch"),
+            last_offset: Offset(chunk.next_offset.0 - 1),
+            log_append_time,
+        })
+    }
+
+    /// Writes the chunk to the active segment and makes it visible. On failure the file is cut
+    /// back, nothing becomes visible, and every append in the chunk gets the error.
+    async fn commit(
+        &self,
+        chunk: &mut Chunk,
+        results: &mut [Option<Result<AppendInfo, StorageError>>],
+    ) -> Result<(), StorageError> {
+        if chunk.buf.is_empty() {
+            return Ok(());
+        }
+        let log = {
+            let state = self.state.borrow();
+            let active = state.active();
+            assert_eq!(active.size_bytes, chunk.position, "one writer at a time");
+            active.log.clone()
+        };
+        let buf = std::mem::take(&mut chunk.buf);
+        self.count(|stats| stats.writes += 1);
+        if let Err(e) = log.write_at(buf, chunk.position).await {
+            if let Err(cut) = log.truncate(chunk.position).await {
+                tracing::warn!(file = %log.path().display(), error = %cut, "cannot cut a failed write back; it stays invisible and is overwritten by the next append");
+            }
+            let e = StorageError::from(e);
+            tracing::warn!(log = %self.dir.display(), error = %e, appends = chunk.members.len(), "append failed; the log is unchanged");
+            for member in chunk.members.drain(..) {
+                results[member] = Some(Err(e.clone()));
+            }
+            return Err(e);
+        }
+        let pending = {
+            let mut state = self.state.borrow_mut();
+            let active = state.active_mut();
+            for info in &chunk.batches {
+                active.note_batch(info);
+            }
+            active.size_bytes = chunk
+                .batches
+                .last()
+                .map_or(active.size_bytes, BatchInfo::end);
+            active.next_offset = chunk.next_offset;
+            active.first_append_ms.get_or_insert(TimestampMs::now().0);
+            let pending = (active.pending_index_bytes() >= INDEX_WRITE_BYTES)
+                .then(|| active.take_pending_indexes());
+            state.log_end = chunk.next_offset;
+            state.unflushed_messages += chunk.records;
+            pending
+        };
+        if let Some(pending) = pending {
+            pending.write().await;
+        }
+        chunk.position = self.state.borrow().active().size_bytes;
+        chunk.batches.clear();
+        chunk.members.clear();
+        chunk.records = 0;
+        Ok(())
+    }
+
+    fn flush_due(&self, now: TimestampMs) -> bool {
+        let config = self.config.borrow();
+        let state = self.state.borrow();
+        state.recovery_point < state.log_end
+            && (state.unflushed_messages >= config.flush_interval_messages
+                || now.0.saturating_sub(state.last_flush_ms) >= config.flush_interval_ms)
+    }
+
+    /// fdatasyncs the active segment and advances the recovery point.
+    pub async fn flush(&self) -> Result<(), StorageError> {
+        // Index entries are not needed on disk for durability (recovery rebuilds them past the
+        // recovery point): they go out in bulk, not with every flush.
+        let (log, end) = {
+            let state = self.state.borrow();
+            (state.active().log.clone(), state.log_end)
+        };
+        self.count(|stats| stats.syncs += 1);
+        log.fdatasync().await?;
+        let mut state = self.state.borrow_mut();
+        state.recovery_point = state.recovery_point.max(end);
+        state.unflushed_messages = 0;
+        state.last_flush_ms = TimestampMs::now().0;
+        Ok(())
+    }
+
+    /// Flushes if `flush.ms` has passed with unflushed data: the broker calls this on a timer.
+    pub async fn flush_if_due(&self) -> Result<(), StorageError> {
+        if self.flush_due(TimestampMs::now()) {
+            let _guard = self.write_lock.lock().await;
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment and starts a new one at `base` (the log end, or a replica's next
+    /// batch past a gap). Caller holds the write lock.
+    async fn roll(&self, base: Offset) -> Result<(), StorageError> {
+        let (base, pending, files) = {
+            let mut state = self.state.borrow_mut();
+            assert!(
+                base >= state.log_end,
+                "a new segment starts at or after the log end"
+            );
+            let active = state.active_mut();
+            active.seal_in_memory();
+            let files = [
+                active.log.clone(),
+                active.index_file.clone(),
+                active.time_index_file.clone(),
+            ];
+            (base, active.take_pending_indexes(), files)
+        };
+        pending.write().await;
+        self.count(|stats| stats.syncs += 1);
+        for file in &files {
+            file.fdatasync().await?;
+        }
+        let interval = self.config.borrow().index_interval_bytes;
+        let segment = Segment::create(&self.dir, base, interval, &self.faults).await?;
+        io::sync_dir(&self.dir).await?;
+        let mut state = self.state.borrow_mut();
+        state.segments.insert(base, Some(Box::new(segment)));
+        state.recovery_point = state.recovery_point.max(base);
+        state.trim_loaded(base);
+        Ok(())
+    }
+
+    /// Rolls the active segment now (if it holds anything).
+    pub async fn force_roll(&self) -> Result<(), StorageError> {
+        let _guard = self.write_lock.lock().await;
+        if self.state.borrow().active().size_bytes > 0 {
+            let end = self.log_end();
+            self.roll(end).await?;
+        }
+        Ok(())
+    }
+}
