@@ -119,15 +119,8 @@ impl<'a> BatchView<'a> {
     /// Frames and fully validates the first batch of `bytes`: magic, length, CRC32C, codec and
     /// record-count bounds.
     pub fn validate(bytes: &'a [u8]) -> Result<(BatchView<'a>, &'a [u8]), BatchError> {
-        let (view, rest) = Self::validate_except_crc(bytes)?;
-        view.check_crc()?;
-        Ok((view, rest))
-    }
-
-    /// As [`BatchView::validate`] without the CRC, for a caller that checks it while copying
-    /// the batch ([`copy_checked`]).
-    pub fn validate_except_crc(bytes: &'a [u8]) -> Result<(BatchView<'a>, &'a [u8]), BatchError> {
         let (view, rest) = Self::parse_header(bytes)?;
+        view.check_crc()?;
         view.check_counts()?;
         Ok((view, rest))
     }
@@ -250,7 +243,7 @@ impl<'a> BatchView<'a> {
         Ok(())
     }
 
-    pub fn check_counts(&self) -> Result<(), BatchError> {
+    fn check_counts(&self) -> Result<(), BatchError> {
         let header = self.header();
         let count = header.records_count.get();
         let last_offset_delta = header.last_offset_delta.get();
@@ -272,32 +265,6 @@ impl<'a> BatchView<'a> {
         }
         Ok(())
     }
-}
-
-/// Bytes copied (and checksummed) per step by [`copy_checked`]: small enough to stay in L1.
-const COPY_STEP_BYTES: usize = 16 * 1024;
-
-/// Appends the framed batch `batch` to `out` and checks its CRC32C in the same pass, while each
-/// piece is in cache: one read of the record bytes instead of two. This is the produce hot path's
-/// copy into the write buffer, hand-written for that reason. On a CRC mismatch `out` is left as
-/// it was.
-pub fn copy_checked(batch: &BatchView<'_>, out: &mut Vec<u8>) -> Result<(), BatchError> {
-    let bytes = batch.bytes();
-    let start = out.len();
-    out.extend_from_slice(&bytes[..CRC_START]);
-    let mut crc = 0;
-    for piece in bytes[CRC_START..].chunks(COPY_STEP_BYTES) {
-        crc = crc32c::crc32c_append(crc, piece);
-        out.extend_from_slice(piece);
-    }
-    if crc != batch.crc() {
-        out.truncate(start);
-        return Err(BatchError::CrcMismatch {
-            expected: batch.crc(),
-            actual: crc,
-        });
-    }
-    Ok(())
 }
 
 /// Rewrites the base offset of the batch at the start of `bytes`. The CRC does not cover it.

@@ -387,27 +387,3 @@ mod tests {
         assert_eq!(records[1].offset, Offset(43));
     }
 }
-
-#[cfg(test)]
-mod copy_tests {
-    use super::*;
-
-    #[test]
-    fn copy_checked_copies_exactly_and_refuses_a_bad_crc_untouched() {
-        let bytes = simple_batch(200, 300, Codec::None); // ~60 KiB: several copy steps
-        let (view, _) = BatchView::validate(&bytes).unwrap();
-        let mut out = b"prefix".to_vec();
-        batch::copy_checked(&view, &mut out).unwrap();
-        assert_eq!(&out[6..], &bytes[..]);
-        let mut corrupt = bytes.to_vec();
-        let last = corrupt.len() - 1;
-        corrupt[last] ^= 1;
-        let (view, _) = BatchView::validate_except_crc(&corrupt).unwrap();
-        let mut out = b"prefix".to_vec();
-        assert!(matches!(
-            batch::copy_checked(&view, &mut out),
-            Err(batch::BatchError::CrcMismatch { .. })
-        ));
-        assert_eq!(out, b"prefix");
-    }
-}

@@ -67,8 +67,7 @@ impl Log {
         for bytes in batches {
             let mut rest = &bytes[..];
             while !rest.is_empty() {
-                // The CRC is checked while staging, in the same pass as the copy.
-                let (view, after) = BatchView::validate_except_crc(rest)
+                let (view, after) = BatchView::validate(rest)
                     .map_err(|source| StorageError::CorruptBatch { index, source })?;
                 if view.len() > limit_bytes {
                     return Err(StorageError::BatchTooLarge {
@@ -219,21 +218,13 @@ impl Log {
         let mut first_offset = None;
         chunk.buf.reserve(pending.bytes);
         let restore = (chunk.buf.len(), chunk.batches.len(), chunk.next_offset);
-        let mut index = 0;
         for bytes in &pending.batches {
             let mut rest = &bytes[..];
             while !rest.is_empty() {
-                let (source, after) = BatchView::parse_header(rest).expect("validated");
+                let total = BatchView::total_len(rest).expect("validated");
                 let start = chunk.buf.len();
-                if let Err(source) = batch::copy_checked(&source, &mut chunk.buf) {
-                    chunk.buf.truncate(restore.0);
-                    chunk.batches.truncate(restore.1);
-                    chunk.next_offset = restore.2;
-                    return Err(StorageError::CorruptBatch { index, source });
-                }
-                index += 1;
-                let total = source.len();
-                rest = after;
+                chunk.buf.extend_from_slice(&rest[..total]);
+                rest = &rest[total..];
                 let stamped = &mut chunk.buf[start..];
                 if pending.options.assign_offsets {
                     batch::set_base_offset(stamped, chunk.next_offset);
