@@ -279,10 +279,14 @@ impl Segment {
             file.truncate(0).await?;
             files.push(Rc::new(file));
         }
-        let time_index_file = files.pop().expect("three files");
-        let index_file = files.pop().expect("three files");
-        let log = files.pop().expect("three files");
-        Ok(Segment {
+        let files: [Rc<io::File>; 3] = files.try_into().expect("one file per extension");
+        Ok(Segment::empty(base, files, index_interval_bytes))
+    }
+
+    /// A segment over these files (log, index, time index) that knows nothing of its contents yet.
+    fn empty(base: Offset, files: [Rc<io::File>; 3], index_interval_bytes: u64) -> Segment {
+        let [log, index_file, time_index_file] = files;
+        Segment {
             base,
             log,
             index_file,
@@ -299,7 +303,7 @@ impl Segment {
             recent: std::collections::VecDeque::new(),
             index_entries_in_file: 0,
             time_entries_in_file: 0,
-        })
+        }
     }
 
     /// Opens an existing segment and its indexes. Indexes that are missing or fail their checks
@@ -330,24 +334,13 @@ impl Segment {
         let parsed = OffsetIndex::parse(base, &index_bytes, size_bytes).and_then(|index| {
             TimeIndex::parse(base, &time_bytes).map(|time_index| (index, time_index))
         });
-        let mut segment = Segment {
+        let mut segment = Segment::empty(
             base,
-            log,
-            index_file,
-            time_index_file,
-            index: OffsetIndex::new(base),
-            time_index: TimeIndex::new(base),
-            size_bytes,
-            next_offset: next_base.unwrap_or(base),
-            max_timestamp: TimestampMs::NONE,
-            offset_of_max_timestamp: base,
-            bytes_since_index: 0,
-            first_append_ms: None,
+            [log, index_file, time_index_file],
             index_interval_bytes,
-            recent: std::collections::VecDeque::new(),
-            index_entries_in_file: 0,
-            time_entries_in_file: 0,
-        };
+        );
+        segment.size_bytes = size_bytes;
+        segment.next_offset = next_base.unwrap_or(base);
         match parsed {
             Ok((index, time_index))
                 if !(index.is_empty() && time_index.last().is_none() && size_bytes > 0) =>
