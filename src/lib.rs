@@ -4,4 +4,7 @@
 pub mod config;
 pub mod io;
 pub mod model;
+pub mod protocol;
+pub mod server;
+pub mod shard;
 pub mod storage;

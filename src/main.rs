@@ -1,16 +1,18 @@
-//! `sluice`: the command line. Today it inspects partition logs; `serve` (the broker) arrives with
-//! the broker core.
+//! `sluice`: the command line: `serve` runs the broker; `dump-log` inspects a partition directory.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use sluice::config::{load_toml, Values, BROKER_KEYS};
 use sluice::io;
 use sluice::model::{records, BatchView};
 use sluice::storage::{Log, LogConfig};
 
 const USAGE: &str = "usage:
-  sluice dump-log <partition-dir> [--records]   recover a partition directory and print its batches
-  sluice serve                                  run the broker (not built yet: see README.md)";
+  sluice serve [--config FILE] [--set key=value]... [--cores N|LIST]
+                                                run the broker (Kafka listener 127.0.0.1:9092,
+                                                data in ./sluice-data, one shard per core)
+  sluice dump-log <partition-dir> [--records]   recover a partition directory and print its batches";
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -18,6 +20,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -32,15 +35,61 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Some("serve") => {
-            eprintln!("error: the broker (`serve`) is not built yet; only the storage engine is. See README.md.");
-            ExitCode::from(2)
-        }
+        Some("serve") => match serve_options(&args[1..]) {
+            Ok((broker, cores)) => match sluice::server::serve(broker, cores) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(message) => {
+                eprintln!("error: {message}\n{USAGE}");
+                ExitCode::from(2)
+            }
+        },
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(2)
         }
     }
+}
+
+/// Parses `serve`'s options: the config file first, then `--set` overrides in order.
+fn serve_options(args: &[String]) -> Result<(Values, Vec<Option<usize>>), String> {
+    let mut broker = Values::new(BROKER_KEYS);
+    let mut sets = Vec::new();
+    let mut config_file = None;
+    let mut cores = None;
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        let mut value = |name: &str| {
+            iter.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match arg.as_str() {
+            "--config" => config_file = Some(value("--config")?),
+            "--set" => sets.push(value("--set")?),
+            "--cores" => cores = Some(value("--cores")?),
+            other => return Err(format!("unknown option `{other}`")),
+        }
+    }
+    if let Some(path) = config_file {
+        load_toml(&mut broker, std::path::Path::new(&path)).map_err(|e| e.to_string())?;
+    }
+    for pair in &sets {
+        broker.set_pair(pair).map_err(|e| e.to_string())?;
+    }
+    let available = sluice::io::shard::available_cpus();
+    let cores = match cores {
+        Some(text) => sluice::shard::parse_cores(&text, &available)?
+            .into_iter()
+            .map(Some)
+            .collect(),
+        None => available.into_iter().map(Some).collect(),
+    };
+    Ok((broker, cores))
 }
 
 async fn dump_log(dir: PathBuf, with_records: bool) -> Result<(), Box<dyn std::error::Error>> {

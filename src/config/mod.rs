@@ -7,7 +7,7 @@
 
 mod keys;
 
-pub use keys::{Key, Kind, BROKER_KEYS, TOPIC_KEYS};
+pub use keys::{parse_listener, Key, Kind, BROKER_KEYS, TOPIC_KEYS};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -279,4 +279,51 @@ mod tests {
             Err(ConfigError::File { .. })
         ));
     }
+}
+
+/// Where a topic config's effective value comes from, in DescribeConfigs' terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// Set on the topic (DYNAMIC_TOPIC_CONFIG, 1).
+    Topic,
+    /// From the broker's config file or `--set` (STATIC_BROKER_CONFIG, 4).
+    Broker,
+    /// Nobody set it (DEFAULT_CONFIG, 5).
+    Default,
+}
+
+impl ConfigSource {
+    pub fn kafka_code(self) -> i8 {
+        match self {
+            ConfigSource::Topic => 1,
+            ConfigSource::Broker => 4,
+            ConfigSource::Default => 5,
+        }
+    }
+}
+
+/// Every topic config with its effective value and where it comes from.
+pub fn topic_effective(
+    broker: &Values,
+    topic: &Values,
+) -> Vec<(&'static str, String, ConfigSource)> {
+    TOPIC_KEYS
+        .iter()
+        .map(|key| {
+            if topic.is_set(key.name) {
+                return (
+                    key.name,
+                    topic.get(key.name).to_string(),
+                    ConfigSource::Topic,
+                );
+            }
+            match key.broker_default {
+                Some(b) if broker.is_set(b) => {
+                    (key.name, broker.get(b).to_string(), ConfigSource::Broker)
+                }
+                Some(b) => (key.name, broker.get(b).to_string(), ConfigSource::Default),
+                None => (key.name, key.default.to_string(), ConfigSource::Default),
+            }
+        })
+        .collect()
 }

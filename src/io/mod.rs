@@ -16,6 +16,8 @@ use std::time::Duration;
 use glommio::io::{BufferedFile, OpenOptions};
 
 mod lock;
+pub mod net;
+pub mod shard;
 
 pub type Result<T> = std::io::Result<T>;
 

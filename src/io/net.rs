@@ -1,0 +1,262 @@
+//! TCP for the Kafka listener: a per-shard listener on a shared port (SO_REUSEPORT, so the kernel
+//! spreads connections over the shards), connections split into a read half and a write half so
+//! that a connection can read its next request while earlier answers are still being written, and
+//! `sendfile` from a segment file to the socket for the record bytes of a fetch.
+
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+
+use super::Result;
+
+/// A listener bound on this shard. Every shard binds the same address; the kernel balances.
+pub struct Listener {
+    inner: glommio::net::TcpListener,
+}
+
+impl Listener {
+    pub fn bind(addr: SocketAddr) -> Result<Listener> {
+        let inner = glommio::net::TcpListener::bind(addr).map_err(std::io::Error::from)?;
+        Ok(Listener { inner })
+    }
+
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        self.inner.local_addr().map_err(std::io::Error::from)
+    }
+
+    pub async fn accept(&self) -> Result<(ReadHalf, WriteHalf)> {
+        let stream = self.inner.accept().await.map_err(std::io::Error::from)?;
+        stream.set_nodelay(true).map_err(std::io::Error::from)?;
+        split(stream)
+    }
+}
+
+/// Reserves `addr`'s port for the shards without accepting on it: with port 0 the kernel picks
+/// one port, which every shard then binds with SO_REUSEPORT. Drop it once the shards listen.
+pub fn reserve_port(addr: SocketAddr) -> Result<(OwnedFd, SocketAddr)> {
+    let domain = if addr.is_ipv6() {
+        libc::AF_INET6
+    } else {
+        libc::AF_INET
+    };
+    // SAFETY: plain socket(2); the result is checked before it is wrapped.
+    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh socket that nothing else owns.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    // SAFETY: the option value points at a live c_int of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEPORT,
+            &one as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let std_listener = std::net::TcpListener::from(owned);
+    // std has no bind-without-listen; go through the raw address.
+    let (storage, len) = sockaddr(addr);
+    // SAFETY: `storage` holds a valid sockaddr of `len` bytes.
+    let rc = unsafe {
+        libc::bind(
+            std_listener.as_raw_fd(),
+            &storage as *const libc::sockaddr_storage as *const libc::sockaddr,
+            len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let bound = std_listener.local_addr()?;
+    Ok((OwnedFd::from(std_listener), bound))
+}
+
+fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain old data; all zeroes is a valid value.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    match addr {
+        SocketAddr::V4(v4) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: v4.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than sockaddr_in and suitably aligned.
+            unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in, sin) };
+            (
+                storage,
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        }
+        SocketAddr::V6(v6) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: v6.port().to_be(),
+                sin6_flowinfo: v6.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: v6.ip().octets(),
+                },
+                sin6_scope_id: v6.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than sockaddr_in6 and suitably aligned.
+            unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in6, sin6) };
+            (
+                storage,
+                std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+            )
+        }
+    }
+}
+
+/// Splits a connection: the write half is a second descriptor (dup) of the same socket, so the
+/// reader and the writer are separate tasks with no lock between them. The socket is made
+/// non-blocking so that `sendfile` never parks the core; glommio's own reads and writes already
+/// use MSG_DONTWAIT and wait for readiness.
+fn split(stream: glommio::net::TcpStream) -> Result<(ReadHalf, WriteHalf)> {
+    let fd = stream.as_raw_fd();
+    // SAFETY: `fd` is the live socket owned by `stream`; dup gives a new descriptor we own.
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fcntl on a descriptor we own; O_NONBLOCK is shared by both descriptors.
+    let flags = unsafe { libc::fcntl(dup, libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(dup, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        let e = std::io::Error::last_os_error();
+        // SAFETY: `dup` is ours and not yet wrapped.
+        unsafe { libc::close(dup) };
+        return Err(e);
+    }
+    // SAFETY: `dup` is a connected TCP socket that nothing else owns.
+    let writer = unsafe { glommio::net::TcpStream::from_raw_fd(dup) };
+    let peer = stream.peer_addr().ok();
+    Ok((ReadHalf { stream, peer }, WriteHalf { stream: writer }))
+}
+
+pub struct ReadHalf {
+    stream: glommio::net::TcpStream,
+    peer: Option<SocketAddr>,
+}
+
+impl ReadHalf {
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// Fills `buf`; `Ok(false)` when the peer closed before the first byte.
+    pub async fn read_exact_or_eof(&mut self, buf: &mut [u8]) -> Result<bool> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = self.stream.read(&mut buf[filled..]).await?;
+            if n == 0 {
+                if filled == 0 {
+                    return Ok(false);
+                }
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            filled += n;
+        }
+        Ok(true)
+    }
+
+    /// Closes both directions: a writer blocked on this socket fails.
+    pub async fn shutdown(&self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both).await;
+    }
+}
+
+pub struct WriteHalf {
+    stream: glommio::net::TcpStream,
+}
+
+/// How long one wait for room in the socket's send buffer lasts before it is retried.
+const WRITABLE_WAIT_MS: i32 = 200;
+
+impl WriteHalf {
+    pub async fn write_all(&mut self, buf: &[u8]) -> Result<()> {
+        self.stream.write_all(buf).await
+    }
+
+    pub async fn flush(&mut self) -> Result<()> {
+        self.stream.flush().await
+    }
+
+    /// Sends `len` bytes of `file` from `position` with sendfile(2): page cache to socket, no copy
+    /// through user space. When the send buffer is full, waits for room off the core.
+    pub async fn sendfile(&mut self, file: RawFd, position: u64, len: u64) -> Result<()> {
+        let socket = self.stream.as_raw_fd();
+        let mut offset = position as libc::off_t;
+        let end = position + len;
+        while (offset as u64) < end {
+            let want = (end - offset as u64).min(1 << 30) as usize;
+            // SAFETY: both descriptors are open for the duration of the call; `offset` is a
+            // live off_t that sendfile advances.
+            let sent = unsafe { libc::sendfile(socket, file, &mut offset, want) };
+            if sent > 0 {
+                continue;
+            }
+            if sent == 0 {
+                // The file is shorter than the range: it was truncated under us.
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "segment file shorter than the read range",
+                ));
+            }
+            let e = std::io::Error::last_os_error();
+            match e.kind() {
+                std::io::ErrorKind::WouldBlock => wait_writable(socket).await?,
+                std::io::ErrorKind::Interrupted => {}
+                _ => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Waits until `socket` can take more bytes. glommio has no public readiness wait, so the poll(2)
+/// runs on its blocking thread pool; it is only reached when the send buffer is full.
+async fn wait_writable(socket: RawFd) -> Result<()> {
+    let ready = glommio::executor()
+        .spawn_blocking(move || {
+            let mut pollfd = libc::pollfd {
+                fd: socket,
+                events: libc::POLLOUT,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd; the descriptor stays open while the writer awaits this.
+            let rc = unsafe { libc::poll(&mut pollfd, 1, WRITABLE_WAIT_MS) };
+            if rc < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if pollfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+                return Err(std::io::ErrorKind::BrokenPipe.into());
+            }
+            Ok(())
+        })
+        .await;
+    ready
+}
+
+/// A timeout for a future: `None` if `duration` passed first.
+pub async fn timeout<T>(
+    duration: Duration,
+    future: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    futures_lite::future::or(async { Some(future.await) }, async {
+        super::sleep(duration).await;
+        None
+    })
+    .await
+}

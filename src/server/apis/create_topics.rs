@@ -1,0 +1,119 @@
+//! CreateTopics v0-v7, with configs and validate-only. One node: a replication factor above 1 is
+//! refused; an explicit assignment may only name this broker.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse};
+
+use super::{str_bytes, Answer, Api, Request};
+use crate::config::topic_effective;
+use crate::protocol::ResponseError as E;
+use crate::server::metadata::{Change, MetadataError};
+use crate::server::Shard;
+
+pub const API: Api = Api {
+    key: ApiKey::CreateTopics,
+    min_version: 0,
+    max_version: 7,
+    handle: |shard, request| Box::pin(handle(shard, request)),
+};
+
+async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
+    let body: CreateTopicsRequest = request.decode("CreateTopicsRequest")?;
+    let mut response = CreateTopicsResponse::default();
+    for topic in body.topics {
+        let name = topic.name.0.to_string();
+        let mut result = CreatableTopicResult::default();
+        result.name = topic.name.clone();
+        result.num_partitions = -1;
+        result.replication_factor = -1;
+        match create(&shard, &topic, body.validate_only).await {
+            Ok(meta) => {
+                result.topic_id = meta.id;
+                result.num_partitions = meta.partitions;
+                result.replication_factor = 1;
+                let effective = topic_effective(&shard.broker, &meta.config_values());
+                result.configs = Some(
+                    effective
+                        .into_iter()
+                        .map(|(key, value, source)| {
+                            let mut c = CreatableTopicConfigs::default();
+                            c.name = str_bytes(key);
+                            c.value = Some(str_bytes(value));
+                            c.config_source = source.kafka_code();
+                            c
+                        })
+                        .collect(),
+                );
+            }
+            Err(e) => {
+                tracing::debug!(topic = %name, code = e.code, message = %e.message, "create refused");
+                result.error_code = e.code;
+                result.error_message = Some(str_bytes(e.message));
+            }
+        }
+        response.topics.push(result);
+    }
+    request.answer(&response)
+}
+
+async fn create(
+    shard: &Shard,
+    topic: &kafka_protocol::messages::create_topics_request::CreatableTopic,
+    validate_only: bool,
+) -> Result<crate::server::metadata::TopicMeta, MetadataError> {
+    let node = shard.node_id;
+    if topic.replication_factor > 1 {
+        return Err(MetadataError::new(
+            E::InvalidReplicationFactor.code(),
+            format!(
+                "replication factor {} is larger than the 1 available broker",
+                topic.replication_factor
+            ),
+        ));
+    }
+    let partitions = if !topic.assignments.is_empty() {
+        if topic.num_partitions != -1 || topic.replication_factor != -1 {
+            return Err(MetadataError::new(
+                E::InvalidRequest.code(),
+                "give either an assignment or a partition count and replication factor",
+            ));
+        }
+        let valid = topic.assignments.iter().enumerate().all(|(i, a)| {
+            a.partition_index == i as i32 && a.broker_ids.iter().map(|b| b.0).eq([node])
+        });
+        if !valid {
+            return Err(MetadataError::new(
+                E::InvalidReplicaAssignment.code(),
+                format!(
+                    "assignments must list partitions 0.. in order, each on broker {node} only"
+                ),
+            ));
+        }
+        topic.assignments.len() as i32
+    } else if topic.num_partitions == -1 {
+        shard.broker.i32("num.partitions")
+    } else {
+        topic.num_partitions
+    };
+    let mut configs = BTreeMap::new();
+    for config in &topic.configs {
+        let Some(value) = &config.value else {
+            continue;
+        };
+        configs.insert(config.name.to_string(), value.to_string());
+    }
+    let change = Change::CreateTopic {
+        name: topic.name.0.to_string(),
+        partitions,
+        configs,
+    };
+    shard
+        .change(change, validate_only)
+        .await?
+        .ok_or_else(|| MetadataError::new(E::UnknownServerError.code(), "created topic vanished"))
+}

@@ -1,0 +1,105 @@
+//! Metadata v0-v12: this broker, and the topics asked for (all of them when none are named), with
+//! topic ids (v10+) so that clients can fetch by id. Unknown topics are created when both the
+//! request and `auto.create.topics.enable` allow it.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{ApiKey, BrokerId, MetadataRequest, MetadataResponse};
+use uuid::Uuid;
+
+use super::{str_bytes, topic_name, Answer, Api, Request};
+use crate::protocol::ResponseError as E;
+use crate::server::metadata::{validate_topic_name, TopicMeta};
+use crate::server::Shard;
+
+pub const API: Api = Api {
+    key: ApiKey::Metadata,
+    min_version: 0,
+    max_version: 12,
+    handle: |shard, request| Box::pin(handle(shard, request)),
+};
+
+/// "Authorized operations not requested / not computed" in Kafka's encoding.
+const AUTHORIZED_OPERATIONS_UNKNOWN: i32 = i32::MIN;
+
+async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
+    let body: MetadataRequest = request.decode("MetadataRequest")?;
+    let all = match &body.topics {
+        None => true,
+        Some(topics) => request.version == 0 && topics.is_empty(),
+    };
+    let auto_create = request.version < 4 || body.allow_auto_topic_creation;
+    let mut topics = Vec::new();
+    if all {
+        for (name, meta) in shard.image().topics.iter() {
+            topics.push(topic_entry(&shard, name, Some(meta)));
+        }
+    } else {
+        for wanted in body.topics.iter().flatten() {
+            let name = match (&wanted.name, wanted.topic_id) {
+                (Some(name), _) => name.0.to_string(),
+                (None, id) if id != Uuid::nil() => match shard.image().topic_by_id(id) {
+                    Some((name, _)) => name.to_string(),
+                    None => {
+                        let mut entry = MetadataResponseTopic::default();
+                        entry.error_code = E::UnknownTopicId.code();
+                        entry.topic_id = id;
+                        entry.topic_authorized_operations = AUTHORIZED_OPERATIONS_UNKNOWN;
+                        topics.push(entry);
+                        continue;
+                    }
+                },
+                (None, _) => String::new(),
+            };
+            if let Err(e) = validate_topic_name(&name) {
+                let mut entry = topic_entry(&shard, &name, None);
+                entry.error_code = e.code;
+                topics.push(entry);
+                continue;
+            }
+            let meta = match shard.topic(&name) {
+                Some(meta) => Some(meta),
+                None if auto_create => shard.auto_create(&name).await,
+                None => None,
+            };
+            topics.push(topic_entry(&shard, &name, meta.as_ref()));
+        }
+    }
+    let mut broker = MetadataResponseBroker::default();
+    broker.node_id = BrokerId(shard.node_id);
+    broker.host = str_bytes(shard.advertised_host.clone());
+    broker.port = shard.advertised_port as i32;
+    let mut response = MetadataResponse::default();
+    response.brokers = vec![broker];
+    response.cluster_id = Some(str_bytes(shard.cluster_id.clone()));
+    response.controller_id = BrokerId(shard.node_id);
+    response.topics = topics;
+    response.cluster_authorized_operations = AUTHORIZED_OPERATIONS_UNKNOWN;
+    request.answer(&response)
+}
+
+fn topic_entry(shard: &Shard, name: &str, meta: Option<&TopicMeta>) -> MetadataResponseTopic {
+    let mut entry = MetadataResponseTopic::default();
+    entry.name = Some(topic_name(name));
+    entry.topic_authorized_operations = AUTHORIZED_OPERATIONS_UNKNOWN;
+    let Some(meta) = meta else {
+        entry.error_code = E::UnknownTopicOrPartition.code();
+        return entry;
+    };
+    entry.topic_id = meta.id;
+    entry.partitions = (0..meta.partitions)
+        .map(|index| {
+            let mut p = MetadataResponsePartition::default();
+            p.partition_index = index;
+            p.leader_id = BrokerId(shard.node_id);
+            p.leader_epoch = 0;
+            p.replica_nodes = vec![BrokerId(shard.node_id)];
+            p.isr_nodes = vec![BrokerId(shard.node_id)];
+            p
+        })
+        .collect();
+    entry
+}

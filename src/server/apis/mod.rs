@@ -1,0 +1,112 @@
+//! One file per Kafka API, each declaring its version range and handler once; [`APIS`] is both
+//! the dispatch table and the source of the ApiVersions answer, so the two cannot disagree.
+
+mod api_versions;
+mod create_topics;
+mod delete_topics;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, TopicName};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+use super::connection::Close;
+use super::Shard;
+use crate::protocol::{self, ProtocolError, Response};
+
+pub type Answer = Result<Option<Response>, ProtocolError>;
+pub type AnswerFuture = Pin<Box<dyn Future<Output = Answer>>>;
+
+/// A request, routed and with its header decoded; `body` is the rest of the frame.
+pub struct Request {
+    pub api_key: ApiKey,
+    pub version: i16,
+    pub correlation_id: i32,
+    pub body: Bytes,
+}
+
+impl Request {
+    pub fn decode<M: Decodable>(&self, what: &'static str) -> Result<M, ProtocolError> {
+        protocol::decode_body(what, self.body.clone(), self.version)
+    }
+
+    pub fn answer<M: Encodable>(&self, body: &M) -> Answer {
+        protocol::encode_response(self.api_key, self.version, self.correlation_id, body).map(Some)
+    }
+}
+
+pub struct Api {
+    pub key: ApiKey,
+    pub min_version: i16,
+    pub max_version: i16,
+    pub handle: fn(Rc<Shard>, Request) -> AnswerFuture,
+}
+
+/// Every API this broker answers, with exactly the versions it implements in full.
+pub const APIS: &[Api] = &[
+    produce::API,
+    fetch::API,
+    list_offsets::API,
+    metadata::API,
+    api_versions::API,
+    create_topics::API,
+    delete_topics::API,
+];
+
+pub enum Dispatch {
+    Run(AnswerFuture),
+    Close(Close),
+}
+
+/// Routes a frame: the future that answers it, or why the connection closes instead.
+pub fn dispatch(shard: &Rc<Shard>, mut frame: Bytes) -> Dispatch {
+    let prefix = match protocol::parse_prefix(&frame) {
+        Ok(prefix) => prefix,
+        Err(e) => return Dispatch::Close(Close::Protocol(e)),
+    };
+    let api = ApiKey::try_from(prefix.api_key)
+        .ok()
+        .and_then(|key| APIS.iter().find(|api| api.key == key));
+    let Some(api) = api else {
+        return Dispatch::Close(Close::UnknownApi {
+            api_key: prefix.api_key,
+        });
+    };
+    if !(api.min_version..=api.max_version).contains(&prefix.api_version) {
+        if api.key == ApiKey::ApiVersions {
+            // KIP-511: answer in v0 with UNSUPPORTED_VERSION and our ranges.
+            return Dispatch::Run(Box::pin(api_versions::unsupported(prefix.correlation_id)));
+        }
+        return Dispatch::Close(Close::UnsupportedVersion {
+            api_key: prefix.api_key,
+            version: prefix.api_version,
+        });
+    }
+    // The header's client id and tagged fields are not used yet; decoding checks them.
+    match protocol::decode_header(api.key, prefix.api_version, &mut frame) {
+        Ok(_) => {}
+        Err(e) => return Dispatch::Close(Close::Protocol(e)),
+    };
+    let request = Request {
+        api_key: api.key,
+        version: prefix.api_version,
+        correlation_id: prefix.correlation_id,
+        body: frame,
+    };
+    Dispatch::Run((api.handle)(shard.clone(), request))
+}
+
+pub fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+pub fn str_bytes(text: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(text.into())
+}

@@ -1,0 +1,98 @@
+//! Produce v3-v9 (record batch v2 only): each partition's batches go to the owning shard as the
+//! `Bytes` slice of the request frame they arrived in; the answers come back per partition.
+//! acks=0 gets no answer; acks=1 and acks=all (the same on one node) answer once the append is
+//! done under the flush policy.
+
+use std::rc::Rc;
+
+use futures::future::join_all;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
+
+use super::{str_bytes, Answer, Api, Request};
+use crate::model::TopicPartition;
+use crate::protocol::ResponseError as E;
+use crate::server::metadata::validate_topic_name;
+use crate::server::{AppendReply, Shard};
+
+pub const API: Api = Api {
+    key: ApiKey::Produce,
+    min_version: 3,
+    max_version: 9,
+    handle: |shard, request| Box::pin(handle(shard, request)),
+};
+
+fn failed(code: i16) -> AppendReply {
+    AppendReply {
+        error_code: code,
+        error_message: None,
+        base_offset: -1,
+        log_append_time_ms: -1,
+        log_start_offset: -1,
+    }
+}
+
+async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
+    let body: ProduceRequest = request.decode("ProduceRequest")?;
+    let acks = body.acks;
+    let acks_valid = matches!(acks, -1..=1);
+    let mut topics = Vec::new();
+    for topic in body.topic_data {
+        let name = topic.name.0.to_string();
+        let meta = if !acks_valid || validate_topic_name(&name).is_err() {
+            None
+        } else {
+            shard.auto_create(&name).await
+        };
+        let name_error = if !acks_valid {
+            E::InvalidRequiredAcks.code()
+        } else if validate_topic_name(&name).is_err() {
+            E::InvalidTopicException.code()
+        } else {
+            E::UnknownTopicOrPartition.code()
+        };
+        let appends = topic.partition_data.into_iter().map(|partition| {
+            let shard = shard.clone();
+            let tp = TopicPartition::new(name.clone(), partition.index);
+            let exists = meta
+                .as_ref()
+                .is_some_and(|m| (0..m.partitions).contains(&partition.index));
+            async move {
+                let reply = match (exists, partition.records) {
+                    (false, _) => failed(name_error),
+                    (true, None) => failed(E::CorruptMessage.code()),
+                    (true, Some(records)) => shard.append(&tp, records).await,
+                };
+                (tp.partition, reply)
+            }
+        });
+        let replies = join_all(appends).await;
+        topics.push((name, replies));
+    }
+    if acks == 0 {
+        return Ok(None);
+    }
+    let mut response = ProduceResponse::default();
+    response.responses = topics
+        .into_iter()
+        .map(|(name, partitions)| {
+            let mut topic = TopicProduceResponse::default();
+            topic.name = super::topic_name(&name);
+            topic.partition_responses = partitions
+                .into_iter()
+                .map(|(index, reply)| {
+                    let mut p = PartitionProduceResponse::default();
+                    p.index = index;
+                    p.error_code = reply.error_code;
+                    p.base_offset = reply.base_offset;
+                    p.log_append_time_ms = reply.log_append_time_ms;
+                    p.log_start_offset = reply.log_start_offset;
+                    p.error_message = reply.error_message.map(str_bytes);
+                    p
+                })
+                .collect();
+            topic
+        })
+        .collect();
+    request.answer(&response)
+}

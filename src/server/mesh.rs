@@ -1,0 +1,180 @@
+//! The messages between shards and the routing of partition work to its owner: a call to the
+//! shard that owns a partition runs in place when that is this shard, and otherwise crosses the
+//! mesh as a typed message with a one-shot reply. Record bytes cross as `Bytes` handles; read
+//! ranges cross as duplicated file descriptors, so the serving shard sends them itself.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::channel::oneshot;
+
+use super::metadata::{Change, Image, MetadataError, TopicMeta};
+use super::partitions::{AppendReply, ListOffsetReply, OffsetSpec, ReadReply};
+use super::Shard;
+use crate::io;
+use crate::model::TopicPartition;
+use crate::protocol::FileSlice;
+use crate::storage::ReadRange;
+
+/// How many messages may wait in each shard-to-shard channel.
+pub const MESH_CHANNEL_CAPACITY: usize = 1024;
+
+/// A read range whose file descriptor was duplicated for another shard.
+pub struct SentRange {
+    pub fd: OwnedFd,
+    pub position: u64,
+    pub bytes: u64,
+}
+
+pub enum ShardMessage {
+    Append {
+        tp: TopicPartition,
+        records: Bytes,
+        reply: oneshot::Sender<AppendReply>,
+    },
+    Read {
+        tp: TopicPartition,
+        offset: i64,
+        max_bytes: u64,
+        min_one_batch: bool,
+        reply: oneshot::Sender<ReadReply<Vec<SentRange>>>,
+    },
+    /// Answers once the partition's log end passes `offset` (a long-polling fetch).
+    Watch {
+        tp: TopicPartition,
+        offset: i64,
+        reply: oneshot::Sender<()>,
+    },
+    ListOffset {
+        tp: TopicPartition,
+        spec: OffsetSpec,
+        reply: oneshot::Sender<ListOffsetReply>,
+    },
+    DeleteRecords {
+        tp: TopicPartition,
+        offset: i64,
+        reply: oneshot::Sender<Result<i64, i16>>,
+    },
+    /// To the controller (shard 0).
+    Change {
+        change: Change,
+        validate_only: bool,
+        reply: oneshot::Sender<Result<Option<TopicMeta>, MetadataError>>,
+    },
+    /// From the controller: the new image; the reply says this shard holds it.
+    Image {
+        image: Arc<Image>,
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// Moves read ranges to another shard: one dup per range.
+pub fn send_ranges(ranges: Vec<ReadRange>) -> std::io::Result<Vec<SentRange>> {
+    ranges
+        .into_iter()
+        .map(|range| {
+            // SAFETY: the file is open (we hold its Rc); F_DUPFD_CLOEXEC returns a new descriptor.
+            let fd = unsafe { libc::fcntl(range.file.raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(SentRange {
+                // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+                fd: unsafe { OwnedFd::from_raw_fd(fd) },
+                position: range.position,
+                bytes: range.bytes,
+            })
+        })
+        .collect()
+}
+
+pub fn local_slices(ranges: Vec<ReadRange>) -> Vec<FileSlice> {
+    ranges
+        .into_iter()
+        .map(|range| FileSlice {
+            fd: range.file.raw_fd(),
+            position: range.position,
+            len: range.bytes,
+            keep: range.file as Rc<dyn std::any::Any>,
+        })
+        .collect()
+}
+
+pub fn remote_slices(ranges: Vec<SentRange>) -> Vec<FileSlice> {
+    ranges
+        .into_iter()
+        .map(|range| FileSlice {
+            fd: range.fd.as_raw_fd(),
+            position: range.position,
+            len: range.bytes,
+            keep: Rc::new(range.fd) as Rc<dyn std::any::Any>,
+        })
+        .collect()
+}
+
+/// Runs the messages arriving from one other shard, each in its own task on the hot queue.
+pub async fn receive_loop(shard: Rc<Shard>, receiver: io::shard::MeshReceiver<ShardMessage>) {
+    while let Some(message) = receiver.recv().await {
+        let shard = shard.clone();
+        shard.hot.spawn(handle(shard.clone(), message)).detach();
+    }
+}
+
+async fn handle(shard: Rc<Shard>, message: ShardMessage) {
+    match message {
+        ShardMessage::Append { tp, records, reply } => {
+            let _ = reply.send(shard.append_local(&tp, records).await);
+        }
+        ShardMessage::Read {
+            tp,
+            offset,
+            max_bytes,
+            min_one_batch,
+            reply,
+        } => {
+            let result = shard
+                .read_local(&tp, offset, max_bytes, min_one_batch)
+                .await;
+            let sent = match result.ranges.map(send_ranges) {
+                Some(Ok(ranges)) => ReadReply {
+                    header: result.header,
+                    ranges: Some(ranges),
+                },
+                Some(Err(e)) => {
+                    tracing::warn!(%tp, error = %e, "cannot hand a read range to another shard");
+                    ReadReply {
+                        header: result
+                            .header
+                            .with_error(crate::protocol::ResponseError::KafkaStorageError.code()),
+                        ranges: None,
+                    }
+                }
+                None => ReadReply {
+                    header: result.header,
+                    ranges: None,
+                },
+            };
+            let _ = reply.send(sent);
+        }
+        ShardMessage::Watch { tp, offset, reply } => shard.watch_local(&tp, offset, reply),
+        ShardMessage::ListOffset { tp, spec, reply } => {
+            let _ = reply.send(shard.list_offset_local(&tp, spec).await);
+        }
+        ShardMessage::DeleteRecords { tp, offset, reply } => {
+            let _ = reply.send(shard.delete_records_local(&tp, offset).await);
+        }
+        ShardMessage::Change {
+            change,
+            validate_only,
+            reply,
+        } => {
+            let _ = reply.send(shard.change_local(change, validate_only).await);
+        }
+        ShardMessage::Image { image, reply } => {
+            shard.apply_image(image).await;
+            let _ = reply.send(());
+        }
+    }
+}

@@ -1,0 +1,653 @@
+//! `sluice serve`: one executor per shard, pinned to its core, each with its own listener on the
+//! shared port; connections are served on the shard that accepted them and partition work goes to
+//! the owning shard over the mesh. This is the only module that turns Kafka requests into calls on
+//! storage and storage outcomes into Kafka error codes.
+
+mod apis;
+mod connection;
+mod mesh;
+pub mod metadata;
+mod partitions;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::channel::oneshot;
+
+use crate::config::{parse_listener, Values};
+use crate::io;
+use crate::model::TopicPartition;
+use crate::protocol::{FileSlice, ResponseError as E};
+use mesh::ShardMessage;
+use metadata::{Change, Image, MetadataError, TopicMeta};
+pub use partitions::{AppendReply, ListOffsetReply, OffsetSpec, ReadHeader, ReadReply};
+
+/// How long shutdown waits for in-flight requests before closing the logs anyway.
+const SHUTDOWN_DRAIN_MS_MAX: u64 = 10_000;
+/// How often a shard looks at the process-wide stop flag.
+const STOP_POLL_MS: u64 = 50;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("shard {shard} failed: {reason}")]
+    Shard { shard: usize, reason: String },
+}
+
+fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
+    let what = what.into();
+    move |source| ServeError::Io { what, source }
+}
+
+/// What every shard is started with.
+#[derive(Clone)]
+struct Common {
+    broker: Values,
+    data_dir: PathBuf,
+    cluster_id: String,
+    listen: SocketAddr,
+    advertised_host: String,
+    advertised_port: u16,
+    image: Arc<Image>,
+    shards: usize,
+    stop: Arc<AtomicBool>,
+    drained: Arc<AtomicUsize>,
+}
+
+/// The state of one shard. `!Send`: it lives and dies on its core.
+pub struct Shard {
+    pub id: usize,
+    pub shards: usize,
+    pub node_id: i32,
+    pub broker: Values,
+    pub data_dir: PathBuf,
+    pub cluster_id: String,
+    pub advertised_host: String,
+    pub advertised_port: u16,
+    image: RefCell<Arc<Image>>,
+    partitions: RefCell<HashMap<TopicPartition, Rc<partitions::Partition>>>,
+    open_lock: io::Lock,
+    controller_lock: io::Lock,
+    mesh: io::shard::MeshSenders<ShardMessage>,
+    pub hot: io::TaskQueue,
+    pub background: io::TaskQueue,
+    stopping: Cell<bool>,
+    stop_waiters: RefCell<Vec<oneshot::Sender<()>>>,
+    in_flight: Cell<usize>,
+}
+
+/// Counts a request as in flight until dropped.
+pub struct InFlight {
+    shard: Rc<Shard>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.shard.in_flight.set(self.shard.in_flight.get() - 1);
+    }
+}
+
+impl Shard {
+    pub fn owner(&self, tp: &TopicPartition) -> usize {
+        crate::shard::owner(tp, self.shards)
+    }
+
+    pub fn image(&self) -> Arc<Image> {
+        self.image.borrow().clone()
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.get()
+    }
+
+    pub fn begin_request(self: &Rc<Self>) -> InFlight {
+        self.in_flight.set(self.in_flight.get() + 1);
+        InFlight {
+            shard: self.clone(),
+        }
+    }
+
+    /// Resolves when the shard begins to stop.
+    pub fn stopped(&self) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        if self.stopping.get() {
+            let _ = tx.send(());
+        } else {
+            let mut waiters = self.stop_waiters.borrow_mut();
+            waiters.retain(|w| !w.is_canceled());
+            waiters.push(tx);
+        }
+        rx
+    }
+
+    async fn call<T>(
+        &self,
+        peer: usize,
+        make: impl FnOnce(oneshot::Sender<T>) -> ShardMessage,
+    ) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        if self.mesh.send_to(peer, make(tx)).await.is_err() {
+            return None;
+        }
+        rx.await.ok()
+    }
+
+    pub async fn append(&self, tp: &TopicPartition, records: Bytes) -> AppendReply {
+        let owner = self.owner(tp);
+        if owner == self.id {
+            return self.append_local(tp, records).await;
+        }
+        let tp_sent = tp.clone();
+        self.call(owner, |reply| ShardMessage::Append {
+            tp: tp_sent,
+            records,
+            reply,
+        })
+        .await
+        .unwrap_or_else(|| AppendReply {
+            error_code: E::NotLeaderOrFollower.code(),
+            base_offset: -1,
+            log_append_time_ms: -1,
+            log_start_offset: -1,
+            ..Default::default()
+        })
+    }
+
+    pub async fn read(
+        &self,
+        tp: &TopicPartition,
+        offset: i64,
+        max_bytes: u64,
+        min_one_batch: bool,
+    ) -> ReadReply<Vec<FileSlice>> {
+        let owner = self.owner(tp);
+        if owner == self.id {
+            let reply = self.read_local(tp, offset, max_bytes, min_one_batch).await;
+            return ReadReply {
+                header: reply.header,
+                ranges: reply.ranges.map(mesh::local_slices),
+            };
+        }
+        let tp_sent = tp.clone();
+        match self
+            .call(owner, |reply| ShardMessage::Read {
+                tp: tp_sent,
+                offset,
+                max_bytes,
+                min_one_batch,
+                reply,
+            })
+            .await
+        {
+            Some(reply) => ReadReply {
+                header: reply.header,
+                ranges: reply.ranges.map(mesh::remote_slices),
+            },
+            None => ReadReply {
+                header: ReadHeader {
+                    error_code: E::NotLeaderOrFollower.code(),
+                    high_watermark: -1,
+                    log_start_offset: -1,
+                },
+                ranges: None,
+            },
+        }
+    }
+
+    /// Resolves when `tp`'s log end passes `offset` (or the partition goes away).
+    pub async fn watch(&self, tp: &TopicPartition, offset: i64) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        let owner = self.owner(tp);
+        if owner == self.id {
+            self.watch_local(tp, offset, tx);
+        } else {
+            let _ = self
+                .mesh
+                .send_to(
+                    owner,
+                    ShardMessage::Watch {
+                        tp: tp.clone(),
+                        offset,
+                        reply: tx,
+                    },
+                )
+                .await;
+        }
+        rx
+    }
+
+    pub async fn list_offset(&self, tp: &TopicPartition, spec: OffsetSpec) -> ListOffsetReply {
+        let owner = self.owner(tp);
+        if owner == self.id {
+            return self.list_offset_local(tp, spec).await;
+        }
+        let tp_sent = tp.clone();
+        self.call(owner, |reply| ShardMessage::ListOffset {
+            tp: tp_sent,
+            spec,
+            reply,
+        })
+        .await
+        .unwrap_or(ListOffsetReply {
+            error_code: E::NotLeaderOrFollower.code(),
+            offset: -1,
+            timestamp: -1,
+        })
+    }
+
+    pub async fn delete_records(&self, tp: &TopicPartition, offset: i64) -> Result<i64, i16> {
+        let owner = self.owner(tp);
+        if owner == self.id {
+            return self.delete_records_local(tp, offset).await;
+        }
+        let tp_sent = tp.clone();
+        self.call(owner, |reply| ShardMessage::DeleteRecords {
+            tp: tp_sent,
+            offset,
+            reply,
+        })
+        .await
+        .unwrap_or(Err(E::NotLeaderOrFollower.code()))
+    }
+
+    /// A metadata change, made by the controller (shard 0); returns once every shard holds the
+    /// new image. The topic's metadata after the change, if it still exists.
+    pub async fn change(
+        &self,
+        change: Change,
+        validate_only: bool,
+    ) -> Result<Option<TopicMeta>, MetadataError> {
+        if self.id == 0 {
+            return self.change_local(change, validate_only).await;
+        }
+        self.call(0, |reply| ShardMessage::Change {
+            change,
+            validate_only,
+            reply,
+        })
+        .await
+        .unwrap_or_else(|| {
+            Err(MetadataError::new(
+                E::NotController.code(),
+                "the controller shard is not running",
+            ))
+        })
+    }
+
+    /// Creates `topic` with the broker's defaults if auto-creation is on and it does not exist.
+    pub async fn auto_create(&self, topic: &str) -> Option<TopicMeta> {
+        if let Some(meta) = self.topic(topic) {
+            return Some(meta);
+        }
+        if !self.broker.bool("auto.create.topics.enable") {
+            return None;
+        }
+        let change = Change::CreateTopic {
+            name: topic.to_string(),
+            partitions: self.broker.i32("num.partitions"),
+            configs: Default::default(),
+        };
+        match self.change(change, false).await {
+            Ok(meta) => meta,
+            Err(e) if e.code == E::TopicAlreadyExists.code() => self.topic(topic),
+            Err(e) => {
+                tracing::debug!(topic, error = %e.message, "auto-creation refused");
+                None
+            }
+        }
+    }
+
+    async fn change_local(
+        &self,
+        change: Change,
+        validate_only: bool,
+    ) -> Result<Option<TopicMeta>, MetadataError> {
+        assert_eq!(self.id, 0, "only shard 0 is the controller");
+        let _guard = self.controller_lock.lock().await;
+        let current = self.image();
+        let next = metadata::apply(&current, &change)?;
+        let name = match &change {
+            Change::CreateTopic { name, .. }
+            | Change::DeleteTopic { name }
+            | Change::CreatePartitions { name, .. }
+            | Change::SetTopicConfigs { name, .. } => name.clone(),
+        };
+        let meta = next.topics.get(&name).cloned();
+        if validate_only {
+            return Ok(meta);
+        }
+        metadata::persist(&self.data_dir, &next, &io::Faults::default())
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot write the metadata image");
+                MetadataError::new(E::KafkaStorageError.code(), e.to_string())
+            })?;
+        let next = Arc::new(next);
+        for peer in 1..self.shards {
+            let image = next.clone();
+            let held = self
+                .call(peer, |reply| ShardMessage::Image { image, reply })
+                .await;
+            if held.is_none() {
+                tracing::warn!(peer, "a shard did not take the new metadata image");
+            }
+        }
+        self.apply_image(next).await;
+        tracing::info!(?change, "metadata changed");
+        Ok(meta)
+    }
+
+    async fn apply_image(&self, image: Arc<Image>) {
+        if image.revision <= self.image.borrow().revision {
+            return;
+        }
+        *self.image.borrow_mut() = image;
+        self.reconcile_partitions().await;
+    }
+}
+
+/// Reads `meta.properties` (Kafka's name for it) or writes a new one with a fresh cluster id.
+fn cluster_id(data_dir: &Path, node_id: i32) -> Result<String, ServeError> {
+    let path = data_dir.join("meta.properties");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let id = text
+            .lines()
+            .find_map(|line| line.strip_prefix("cluster.id="))
+            .map(str::trim)
+            .filter(|id| !id.is_empty());
+        return match id {
+            Some(id) => Ok(id.to_string()),
+            None => Err(ServeError::Config(format!(
+                "{} has no cluster.id",
+                path.display()
+            ))),
+        };
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string()[..22].to_string();
+    let text = format!("version=1\ncluster.id={id}\nnode.id={node_id}\n");
+    std::fs::write(&path, text).map_err(io_error(format!("writing {}", path.display())))?;
+    Ok(id)
+}
+
+/// Takes an exclusive lock on the data directory so that two brokers never share it.
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, ServeError> {
+    use std::os::fd::AsRawFd;
+    let path = data_dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_error(format!("opening {}", path.display())))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(ServeError::Config(format!(
+            "{} is in use by another broker (locked {})",
+            data_dir.display(),
+            path.display()
+        )));
+    }
+    Ok(file)
+}
+
+fn block_stop_signals() -> libc::sigset_t {
+    // SAFETY: sigset manipulation on a local set; pthread_sigmask on this thread only. Threads
+    // started afterwards inherit the mask, so only the signal thread receives SIGINT/SIGTERM.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+enum Event {
+    Listening,
+    Signal(i32),
+    Failed(usize, String),
+    Exited,
+}
+
+/// Runs the broker until SIGINT or SIGTERM; returns after a clean shutdown.
+pub fn serve(broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeError> {
+    let signals = block_stop_signals();
+    let data_dir = PathBuf::from(
+        broker
+            .get("log.dirs")
+            .split(',')
+            .next()
+            .unwrap_or("")
+            .trim(),
+    );
+    std::fs::create_dir_all(&data_dir)
+        .map_err(io_error(format!("creating {}", data_dir.display())))?;
+    let _lock = lock_data_dir(&data_dir)?;
+    let node_id = broker.i32("node.id");
+    let cluster_id = cluster_id(&data_dir, node_id)?;
+    let image = Image::load(&data_dir).map_err(ServeError::Config)?;
+
+    let listener_text = broker
+        .get("listeners")
+        .split(',')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let (_, host, port) = parse_listener(&listener_text)
+        .ok_or_else(|| ServeError::Config(format!("listeners: bad listener `{listener_text}`")))?;
+    let listen = (host, port)
+        .to_socket_addrs()
+        .map_err(io_error(format!("resolving {host}")))?
+        .next()
+        .ok_or_else(|| ServeError::Config(format!("listeners: `{host}` has no address")))?;
+    let (reserved, listen) =
+        io::net::reserve_port(listen).map_err(io_error(format!("binding {listen}")))?;
+    let (advertised_host, advertised_port) = if broker.is_set("advertised.listeners") {
+        let text = broker
+            .get("advertised.listeners")
+            .split(',')
+            .next()
+            .unwrap_or("");
+        let (_, h, p) = parse_listener(text)
+            .ok_or_else(|| ServeError::Config(format!("advertised.listeners: bad `{text}`")))?;
+        (h.to_string(), p)
+    } else if listen.ip().is_unspecified() {
+        ("localhost".to_string(), listen.port())
+    } else {
+        (listen.ip().to_string(), listen.port())
+    };
+
+    let shards = cores.len();
+    let common = Common {
+        broker,
+        data_dir,
+        cluster_id,
+        listen,
+        advertised_host,
+        advertised_port,
+        image: Arc::new(image),
+        shards,
+        stop: Arc::new(AtomicBool::new(false)),
+        drained: Arc::new(AtomicUsize::new(0)),
+    };
+    let (events_tx, events) = mpsc::channel::<Event>();
+    let mesh = io::shard::MeshBuilder::<ShardMessage>::new(shards, mesh::MESH_CHANNEL_CAPACITY);
+    let mut handles = Vec::new();
+    for (id, cpu) in cores.into_iter().enumerate() {
+        let common = common.clone();
+        let mesh = mesh.clone();
+        let events = events_tx.clone();
+        let handle = io::shard::spawn_shard(id, cpu, move || async move {
+            let failed = events.clone();
+            if let Err(reason) = run_shard(id, common, mesh, events.clone()).await {
+                let _ = failed.send(Event::Failed(id, reason));
+            }
+            let _ = events.send(Event::Exited);
+        })
+        .map_err(io_error(format!("starting shard {id}")))?;
+        handles.push(handle);
+    }
+    {
+        let events = events_tx.clone();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || loop {
+                let mut signal: libc::c_int = 0;
+                // SAFETY: `signals` is the set blocked above; sigwait writes one int.
+                if unsafe { libc::sigwait(&signals, &mut signal) } == 0
+                    && events.send(Event::Signal(signal)).is_err()
+                {
+                    break;
+                }
+            })
+            .map_err(io_error("starting the signal thread"))?;
+    }
+    drop(events_tx);
+
+    let mut reserved = Some(reserved);
+    let mut listening = 0;
+    let mut exited = 0;
+    let mut failure: Option<ServeError> = None;
+    while let Ok(event) = events.recv() {
+        match event {
+            Event::Listening => {
+                listening += 1;
+                if listening == shards {
+                    // Every shard listens now; the reservation (never listening) can go.
+                    reserved.take();
+                    tracing::info!(
+                        %listen, shards, cluster_id = %common.cluster_id,
+                        data_dir = %common.data_dir.display(), "serving"
+                    );
+                    println!("sluice: serving on {listen} with {shards} shards");
+                }
+            }
+            Event::Signal(signal) => {
+                tracing::info!(signal, "stopping: finishing in-flight requests");
+                common.stop.store(true, Ordering::SeqCst);
+            }
+            Event::Failed(shard, reason) => {
+                tracing::error!(shard, %reason, "shard failed; stopping");
+                failure.get_or_insert(ServeError::Shard { shard, reason });
+                common.stop.store(true, Ordering::SeqCst);
+            }
+            Event::Exited => {
+                exited += 1;
+                if exited == shards {
+                    break;
+                }
+            }
+        }
+    }
+    for handle in handles {
+        let _ = handle.join();
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => {
+            tracing::info!("stopped cleanly");
+            Ok(())
+        }
+    }
+}
+
+async fn run_shard(
+    id: usize,
+    common: Common,
+    mesh: io::shard::MeshBuilder<ShardMessage>,
+    events: mpsc::Sender<Event>,
+) -> Result<(), String> {
+    let (senders, receivers) = mesh.join().await.map_err(|e| e.to_string())?;
+    let shard = Rc::new(Shard {
+        id,
+        shards: common.shards,
+        node_id: common.broker.i32("node.id"),
+        broker: common.broker.clone(),
+        data_dir: common.data_dir.clone(),
+        cluster_id: common.cluster_id.clone(),
+        advertised_host: common.advertised_host.clone(),
+        advertised_port: common.advertised_port,
+        image: RefCell::new(common.image.clone()),
+        partitions: RefCell::new(HashMap::new()),
+        open_lock: io::Lock::default(),
+        controller_lock: io::Lock::default(),
+        mesh: senders,
+        hot: io::TaskQueue::new("hot", crate::storage::HOT_PATH_SHARES),
+        background: io::TaskQueue::new("background", crate::storage::BACKGROUND_SHARES),
+        stopping: Cell::new(false),
+        stop_waiters: RefCell::new(Vec::new()),
+        in_flight: Cell::new(0),
+    });
+    for receiver in receivers {
+        shard
+            .hot
+            .spawn(mesh::receive_loop(shard.clone(), receiver))
+            .detach();
+    }
+    shard.reconcile_partitions().await;
+    let listener = io::net::Listener::bind(common.listen)
+        .map_err(|e| format!("binding {}: {e}", common.listen))?;
+    let _ = events.send(Event::Listening);
+
+    let accept_loop = {
+        let shard = shard.clone();
+        async move {
+            loop {
+                match listener.accept().await {
+                    Ok((reader, writer)) => {
+                        let shard2 = shard.clone();
+                        shard
+                            .hot
+                            .spawn(connection::serve(shard2, reader, writer))
+                            .detach();
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        io::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+        }
+    };
+    let watch_stop = async {
+        while !common.stop.load(Ordering::SeqCst) {
+            io::sleep(Duration::from_millis(STOP_POLL_MS)).await;
+        }
+    };
+    futures_lite::future::or(accept_loop, watch_stop).await;
+
+    // Stop: no new connections or requests; let in-flight requests finish everywhere before any
+    // shard closes its logs (they may be appending to partitions owned here).
+    shard.stopping.set(true);
+    for waiter in shard.stop_waiters.borrow_mut().drain(..) {
+        let _ = waiter.send(());
+    }
+    let deadline = std::time::Instant::now() + Duration::from_millis(SHUTDOWN_DRAIN_MS_MAX);
+    while shard.in_flight.get() > 0 && std::time::Instant::now() < deadline {
+        io::sleep(Duration::from_millis(5)).await;
+    }
+    common.drained.fetch_add(1, Ordering::SeqCst);
+    while common.drained.load(Ordering::SeqCst) < common.shards
+        && std::time::Instant::now() < deadline
+    {
+        io::sleep(Duration::from_millis(5)).await;
+    }
+    shard.close_partitions().await;
+    Ok(())
+}

@@ -1,0 +1,387 @@
+//! The owner side of partition work: every change to a partition happens on the shard that owns
+//! it (one writer per partition). Appends, read ranges, long-poll watches, offsets by time, and
+//! the Kafka error code for each storage outcome.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use futures::channel::oneshot;
+
+use super::metadata::TopicMeta;
+use super::Shard;
+use crate::io;
+use crate::model::{Offset, TimestampMs, TopicPartition};
+use crate::protocol::ResponseError as E;
+use crate::storage::{AppendOptions, Log, ReadRange, StorageError};
+
+/// Background maintenance (retention, compaction) runs at this period when the broker's
+/// `log.retention.check.interval.ms` is larger than it.
+pub struct Partition {
+    pub log: Rc<Log>,
+    pub topic_id: uuid::Uuid,
+    waiters: RefCell<Vec<oneshot::Sender<()>>>,
+    maintenance: RefCell<Option<io::Task<()>>>,
+}
+
+impl Partition {
+    pub fn new(log: Rc<Log>, topic_id: uuid::Uuid) -> Partition {
+        Partition {
+            log,
+            topic_id,
+            waiters: RefCell::new(Vec::new()),
+            maintenance: RefCell::new(None),
+        }
+    }
+
+    pub fn set_maintenance(&self, task: io::Task<()>) {
+        *self.maintenance.borrow_mut() = Some(task);
+    }
+
+    /// Wakes every long-polling fetch waiting on this partition.
+    pub fn wake_waiters(&self) {
+        for waiter in self.waiters.borrow_mut().drain(..) {
+            let _ = waiter.send(());
+        }
+    }
+}
+
+/// The answer to an append, per partition.
+#[derive(Clone, Debug, Default)]
+pub struct AppendReply {
+    pub error_code: i16,
+    pub error_message: Option<String>,
+    pub base_offset: i64,
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+}
+
+/// The fixed part of a read's answer.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReadHeader {
+    pub error_code: i16,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+impl ReadHeader {
+    pub fn with_error(self, error_code: i16) -> ReadHeader {
+        ReadHeader { error_code, ..self }
+    }
+}
+
+pub struct ReadReply<R> {
+    pub header: ReadHeader,
+    pub ranges: Option<R>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OffsetSpec {
+    Earliest,
+    Latest,
+    Timestamp(i64),
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ListOffsetReply {
+    pub error_code: i16,
+    pub offset: i64,
+    pub timestamp: i64,
+}
+
+/// The Kafka error code a client understands for a storage outcome.
+pub fn error_code(error: &StorageError) -> i16 {
+    match error {
+        StorageError::CorruptBatch { .. } => E::CorruptMessage.code(),
+        StorageError::BatchTooLarge { .. } => E::MessageTooLarge.code(),
+        StorageError::OffsetOutOfRange { .. } => E::OffsetOutOfRange.code(),
+        StorageError::DiskFull(_) | StorageError::Io(_) => E::KafkaStorageError.code(),
+        StorageError::Closed => E::NotLeaderOrFollower.code(),
+        _ => E::KafkaStorageError.code(),
+    }
+}
+
+impl Shard {
+    /// The partition if this shard owns it and it exists, opening its log on first use.
+    pub async fn partition(&self, tp: &TopicPartition) -> Result<Rc<Partition>, i16> {
+        if let Some(partition) = self.partitions.borrow().get(tp) {
+            return Ok(partition.clone());
+        }
+        let meta = self
+            .topic(&tp.topic)
+            .filter(|meta| tp.partition >= 0 && tp.partition < meta.partitions)
+            .ok_or(E::UnknownTopicOrPartition.code())?;
+        if self.owner(tp) != self.id {
+            return Err(E::NotLeaderOrFollower.code());
+        }
+        self.open_partition(tp, &meta).await.map_err(|e| {
+            tracing::error!(%tp, error = %e, "cannot open the partition's log");
+            E::KafkaStorageError.code()
+        })
+    }
+
+    pub fn topic(&self, name: &str) -> Option<TopicMeta> {
+        self.image.borrow().topics.get(name).cloned()
+    }
+
+    /// Opens (recovering) the log of an owned partition; one opening at a time per shard.
+    pub async fn open_partition(
+        &self,
+        tp: &TopicPartition,
+        meta: &TopicMeta,
+    ) -> Result<Rc<Partition>, StorageError> {
+        let _guard = self.open_lock.lock().await;
+        if let Some(partition) = self.partitions.borrow().get(tp) {
+            return Ok(partition.clone());
+        }
+        let config = super::metadata::log_config(&self.broker, meta);
+        let dir = self.data_dir.join(tp.dir_name());
+        let log = Rc::new(Log::open(&dir, config, io::Faults::default()).await?);
+        let partition = Rc::new(Partition::new(log.clone(), meta.id));
+        let period = std::time::Duration::from_millis(
+            self.broker.i64("log.retention.check.interval.ms").max(10) as u64,
+        );
+        partition.set_maintenance(crate::storage::spawn_maintenance(
+            log,
+            self.background,
+            period,
+        ));
+        self.partitions
+            .borrow_mut()
+            .insert(tp.clone(), partition.clone());
+        Ok(partition)
+    }
+
+    pub async fn append_local(&self, tp: &TopicPartition, records: Bytes) -> AppendReply {
+        let partition = match self.partition(tp).await {
+            Ok(p) => p,
+            Err(code) => {
+                return AppendReply {
+                    error_code: code,
+                    base_offset: -1,
+                    log_append_time_ms: -1,
+                    log_start_offset: -1,
+                    ..Default::default()
+                }
+            }
+        };
+        let result = partition
+            .log
+            .append(vec![records], AppendOptions::default())
+            .await;
+        match result {
+            Ok(info) => {
+                partition.wake_waiters();
+                AppendReply {
+                    error_code: 0,
+                    error_message: None,
+                    base_offset: info.first_offset.0,
+                    log_append_time_ms: info.log_append_time.map_or(-1, |t| t.0),
+                    log_start_offset: partition.log.log_start().0,
+                }
+            }
+            Err(e) => {
+                if !matches!(
+                    e,
+                    StorageError::CorruptBatch { .. } | StorageError::BatchTooLarge { .. }
+                ) {
+                    tracing::error!(%tp, error = %e, "append failed");
+                }
+                AppendReply {
+                    error_code: error_code(&e),
+                    error_message: Some(e.to_string()),
+                    base_offset: -1,
+                    log_append_time_ms: -1,
+                    log_start_offset: partition.log.log_start().0,
+                }
+            }
+        }
+    }
+
+    pub async fn read_local(
+        &self,
+        tp: &TopicPartition,
+        offset: i64,
+        max_bytes: u64,
+        min_one_batch: bool,
+    ) -> ReadReply<Vec<ReadRange>> {
+        let partition = match self.partition(tp).await {
+            Ok(p) => p,
+            Err(code) => {
+                return ReadReply {
+                    header: ReadHeader {
+                        error_code: code,
+                        high_watermark: -1,
+                        log_start_offset: -1,
+                    },
+                    ranges: None,
+                }
+            }
+        };
+        let log = &partition.log;
+        let high_watermark = log.log_end();
+        let header = ReadHeader {
+            error_code: 0,
+            high_watermark: high_watermark.0,
+            log_start_offset: log.log_start().0,
+        };
+        match log
+            .read(Offset(offset), high_watermark, max_bytes, min_one_batch)
+            .await
+        {
+            Ok(ranges) => ReadReply {
+                header,
+                ranges: Some(ranges),
+            },
+            Err(e) => {
+                if !matches!(e, StorageError::OffsetOutOfRange { .. }) {
+                    tracing::error!(%tp, offset, error = %e, "read failed");
+                }
+                ReadReply {
+                    header: header.with_error(error_code(&e)),
+                    ranges: None,
+                }
+            }
+        }
+    }
+
+    /// Answers `reply` once the log end passes `offset` (at once if it already has, or if the
+    /// partition is gone). Waiters whose fetch gave up are dropped here.
+    pub fn watch_local(&self, tp: &TopicPartition, offset: i64, reply: oneshot::Sender<()>) {
+        let partitions = self.partitions.borrow();
+        let Some(partition) = partitions.get(tp) else {
+            let _ = reply.send(());
+            return;
+        };
+        if partition.log.log_end().0 > offset {
+            let _ = reply.send(());
+            return;
+        }
+        let mut waiters = partition.waiters.borrow_mut();
+        waiters.retain(|w| !w.is_canceled());
+        waiters.push(reply);
+    }
+
+    pub async fn list_offset_local(
+        &self,
+        tp: &TopicPartition,
+        spec: OffsetSpec,
+    ) -> ListOffsetReply {
+        let partition = match self.partition(tp).await {
+            Ok(p) => p,
+            Err(code) => {
+                return ListOffsetReply {
+                    error_code: code,
+                    offset: -1,
+                    timestamp: -1,
+                }
+            }
+        };
+        let log = &partition.log;
+        let found = |offset: Offset| ListOffsetReply {
+            error_code: 0,
+            offset: offset.0,
+            timestamp: -1,
+        };
+        match spec {
+            OffsetSpec::Earliest => found(log.log_start()),
+            OffsetSpec::Latest => found(log.log_end()),
+            OffsetSpec::Timestamp(ts) => match log.offset_for_timestamp(TimestampMs(ts)).await {
+                Ok(Some((offset, timestamp))) => ListOffsetReply {
+                    error_code: 0,
+                    offset: offset.0,
+                    timestamp: timestamp.0,
+                },
+                Ok(None) => ListOffsetReply {
+                    error_code: 0,
+                    offset: -1,
+                    timestamp: -1,
+                },
+                Err(e) => {
+                    tracing::error!(%tp, error = %e, "offsets for times failed");
+                    ListOffsetReply {
+                        error_code: error_code(&e),
+                        offset: -1,
+                        timestamp: -1,
+                    }
+                }
+            },
+        }
+    }
+
+    /// DeleteRecords: moves the log start to `offset` (-1: the high watermark); the new low
+    /// watermark, or the error code.
+    pub async fn delete_records_local(&self, tp: &TopicPartition, offset: i64) -> Result<i64, i16> {
+        let partition = self.partition(tp).await?;
+        let log = &partition.log;
+        let target = if offset == -1 {
+            log.log_end().0
+        } else {
+            offset
+        };
+        if target < 0 || target > log.log_end().0 {
+            return Err(E::OffsetOutOfRange.code());
+        }
+        log.advance_log_start(Offset(target))
+            .await
+            .map(|o| o.0)
+            .map_err(|e| error_code(&e))
+    }
+
+    /// Closes and forgets the partitions of topics that left the image (deleting their data),
+    /// reconfigures those whose configs changed, and opens the new ones this shard owns.
+    pub async fn reconcile_partitions(&self) {
+        let image = self.image.borrow().clone();
+        let current: Vec<(TopicPartition, Rc<Partition>)> = self
+            .partitions
+            .borrow()
+            .iter()
+            .map(|(tp, p)| (tp.clone(), p.clone()))
+            .collect();
+        for (tp, partition) in current {
+            match image.topics.get(&tp.topic) {
+                Some(meta) if meta.id == partition.topic_id && tp.partition < meta.partitions => {
+                    partition
+                        .log
+                        .set_config(super::metadata::log_config(&self.broker, meta));
+                }
+                _ => {
+                    self.partitions.borrow_mut().remove(&tp);
+                    partition.wake_waiters();
+                    if let Err(e) = partition.log.close().await {
+                        tracing::warn!(%tp, error = %e, "closing a deleted partition");
+                    }
+                    let dir = partition.log.dir().to_path_buf();
+                    if let Err(e) = std::fs::remove_dir_all(&dir) {
+                        tracing::error!(%tp, dir = %dir.display(), error = %e, "cannot delete the partition's data");
+                    } else {
+                        tracing::info!(%tp, "deleted partition");
+                    }
+                }
+            }
+        }
+        for (name, meta) in &image.topics {
+            for partition in 0..meta.partitions {
+                let tp = TopicPartition::new(name.clone(), partition);
+                if self.owner(&tp) != self.id || self.partitions.borrow().contains_key(&tp) {
+                    continue;
+                }
+                if let Err(e) = self.open_partition(&tp, meta).await {
+                    tracing::error!(%tp, error = %e, "cannot open the partition's log");
+                }
+            }
+        }
+    }
+
+    /// Flushes and checkpoints every owned log (shutdown).
+    pub async fn close_partitions(&self) {
+        let all: Vec<(TopicPartition, Rc<Partition>)> =
+            self.partitions.borrow_mut().drain().collect();
+        for (tp, partition) in all {
+            partition.wake_waiters();
+            if let Err(e) = partition.log.close().await {
+                tracing::error!(%tp, error = %e, "closing the log");
+            }
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! A real `sluice serve` process for integration tests: a temp data dir, an ephemeral port, and
+//! the address read from the line it prints once every shard listens.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Broker {
+    child: Option<Child>,
+    pub addr: String,
+    pub data_dir: PathBuf,
+    args: Vec<String>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Broker {
+    /// Starts a broker with `--set` overrides (`key=value`).
+    pub fn start(sets: &[&str]) -> Broker {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let data_dir = temp.path().join("data");
+        let mut args = vec![
+            "--set".to_string(),
+            format!("log.dirs={}", data_dir.display()),
+            "--set".to_string(),
+            "listeners=PLAINTEXT://127.0.0.1:0".to_string(),
+        ];
+        for set in sets {
+            args.push("--set".into());
+            args.push(set.to_string());
+        }
+        let mut broker = Broker {
+            child: None,
+            addr: String::new(),
+            data_dir,
+            args,
+            _temp: Some(temp),
+        };
+        broker.spawn();
+        broker
+    }
+
+    fn spawn(&mut self) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("serve")
+            .args(&self.args)
+            .env(
+                "RUST_LOG",
+                std::env::var("SLUICE_TEST_LOG").unwrap_or("warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start sluice");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = lines
+            .next()
+            .expect("sluice printed nothing")
+            .expect("read sluice's stdout");
+        let addr = line
+            .strip_prefix("sluice: serving on ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .to_string();
+        // Keep draining stdout so the broker never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        self.addr = addr;
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    /// SIGTERM and wait: the exit status must be success.
+    pub fn stop(&mut self) {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = wait_timeout(&mut child, Duration::from_secs(30));
+        assert!(status.success(), "sluice exited with {status}");
+    }
+
+    /// SIGKILL: no chance to flush or checkpoint.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("kill -9");
+        child.wait().expect("reap");
+    }
+
+    /// Starts again on the same data directory (a new port).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop or kill first");
+        // The new process binds a fresh ephemeral port.
+        self.spawn();
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+fn wait_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("sluice did not stop within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
