@@ -41,3 +41,187 @@ fn acks_0_1_and_all_read_back_exactly_in_order() {
         assert!(got.iter().enumerate().all(|(i, g)| g.offset == i as i64));
     }
 }
+
+#[test]
+fn every_codec_passes_through() {
+    let broker = Broker::start(&[]);
+    for codec in ["gzip", "snappy", "lz4", "zstd"] {
+        let topic = format!("codec-{codec}");
+        create_topic(&broker.addr, &topic, 1, &[]);
+        let producer = producer(&broker.addr, &[("compression.type", codec)]);
+        let sent = records(300, codec);
+        produce(&producer, &topic, Some(0), &sent).expect("produce");
+        let got: Vec<Sent> = consume(&broker.addr, &topic, 0, Offset::Beginning, 300)
+            .into_iter()
+            .map(|g| g.sent)
+            .collect();
+        assert_eq!(got, sent, "{codec}");
+    }
+}
+
+#[test]
+fn create_time_and_log_append_time() {
+    let broker = Broker::start(&[]);
+    create_topic(&broker.addr, "create-time", 1, &[]);
+    create_topic(
+        &broker.addr,
+        "append-time",
+        1,
+        &[("message.timestamp.type", "LogAppendTime")],
+    );
+    let producer = producer(&broker.addr, &[]);
+    let sent = records(10, "ts");
+    produce(&producer, "create-time", Some(0), &sent).unwrap();
+    let before = now_ms();
+    produce(&producer, "append-time", Some(0), &sent).unwrap();
+    let after = now_ms();
+    let create = consume(&broker.addr, "create-time", 0, Offset::Beginning, 10);
+    for (g, s) in create.iter().zip(&sent) {
+        assert!(matches!(g.timestamp, rdkafka::Timestamp::CreateTime(t) if Some(t) == s.timestamp));
+    }
+    let append = consume(&broker.addr, "append-time", 0, Offset::Beginning, 10);
+    for g in &append {
+        match g.timestamp {
+            rdkafka::Timestamp::LogAppendTime(t) => {
+                assert!(t >= before && t <= after, "{t} not in [{before}, {after}]")
+            }
+            other => panic!("expected LogAppendTime, got {other:?}"),
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[test]
+fn a_batch_near_message_max_bytes_is_taken_and_one_over_is_refused() {
+    let limit = 200_000;
+    let broker = Broker::start(&[&format!("message.max.bytes={limit}")]);
+    create_topic(&broker.addr, "big", 1, &[]);
+    // The client's own limit is higher, so the broker is the one that decides.
+    let producer = producer(
+        &broker.addr,
+        &[("message.max.bytes", "1000000"), ("linger.ms", "0")],
+    );
+    let near = Sent::new("near", &"n".repeat(limit - 1_000));
+    assert_eq!(
+        produce(&producer, "big", Some(0), &[near.clone()]).unwrap(),
+        vec![(0, 0)]
+    );
+    let over = Sent::new("over", &"o".repeat(limit + 1_000));
+    let err = produce(&producer, "big", Some(0), &[over]).unwrap_err();
+    assert!(
+        format!("{err:?}").contains("MessageSizeTooLarge"),
+        "expected MESSAGE_TOO_LARGE, got {err:?}"
+    );
+    let after = Sent::new("after", "small");
+    assert_eq!(
+        produce(&producer, "big", Some(0), &[after.clone()]).unwrap(),
+        vec![(0, 1)]
+    );
+    let got = consume(&broker.addr, "big", 0, Offset::Beginning, 2);
+    assert_eq!(got[0].sent.value, near.value);
+    assert_eq!(got[1].sent.value, after.value);
+}
+
+#[test]
+fn sixteen_partitions_spread_over_all_shards() {
+    let broker = Broker::start(&[]);
+    create_topic(&broker.addr, "wide", 16, &[]);
+    let producer = producer(&broker.addr, &[]);
+    for partition in 0..16 {
+        let sent: Vec<Sent> = (0..20)
+            .map(|i| Sent::new(&format!("p{partition}"), &format!("v{i}")))
+            .collect();
+        let offsets = produce(&producer, "wide", Some(partition), &sent).unwrap();
+        assert_eq!(offsets.last(), Some(&(partition, 19)));
+    }
+    for partition in 0..16 {
+        let got = consume(&broker.addr, "wide", partition, Offset::Beginning, 20);
+        assert!(got.iter().all(|g| g.partition == partition));
+        assert!(got
+            .iter()
+            .enumerate()
+            .all(|(i, g)| g.sent.value == Some(format!("v{i}").into_bytes())));
+        assert!(broker.data_dir().join(format!("wide-{partition}")).is_dir());
+    }
+    // Every shard owns some of them (the shard count is the machine's core count).
+    let shards = sluice::io::shard::available_cpus().len();
+    let owners: std::collections::BTreeSet<usize> = (0..16)
+        .map(|p| sluice::shard::owner(&sluice::model::TopicPartition::new("wide", p), shards))
+        .collect();
+    assert_eq!(owners.len(), shards.min(16));
+}
+
+#[test]
+fn list_offsets_offsets_for_times_and_seek() {
+    let broker = Broker::start(&[]);
+    create_topic(&broker.addr, "times", 1, &[]);
+    let producer = producer(&broker.addr, &[("linger.ms", "0")]);
+    let sent: Vec<Sent> = (0..50)
+        .map(|i| Sent {
+            timestamp: Some(1_000_000 + i * 1_000),
+            ..Sent::new("k", &format!("v{i}"))
+        })
+        .collect();
+    produce(&producer, "times", Some(0), &sent).unwrap();
+    let consumer = consumer(&broker.addr, &[]);
+    use rdkafka::consumer::Consumer;
+    let (low, high) = consumer
+        .fetch_watermarks("times", 0, TIMEOUT)
+        .expect("watermarks");
+    assert_eq!((low, high), (0, 50));
+    let mut query = rdkafka::TopicPartitionList::new();
+    query
+        .add_partition_offset("times", 0, Offset::Offset(1_000_000 + 20_500))
+        .unwrap();
+    let found = consumer
+        .offsets_for_times(query, TIMEOUT)
+        .expect("offsets for times");
+    assert_eq!(found.elements()[0].offset(), Offset::Offset(21));
+    let mut late = rdkafka::TopicPartitionList::new();
+    late.add_partition_offset("times", 0, Offset::Offset(9_000_000))
+        .unwrap();
+    let found = consumer.offsets_for_times(late, TIMEOUT).unwrap();
+    assert_eq!(found.elements()[0].offset(), Offset::End);
+    // Seek: read from 40, then from 10.
+    let got = consume(&broker.addr, "times", 0, Offset::Offset(40), 10);
+    assert_eq!(got.first().map(|g| g.offset), Some(40));
+    let got = consume(&broker.addr, "times", 0, Offset::Offset(10), 5);
+    assert_eq!(
+        got.iter().map(|g| g.offset).collect::<Vec<_>>(),
+        vec![10, 11, 12, 13, 14]
+    );
+    let got = consume(&broker.addr, "times", 0, Offset::End, 0);
+    assert!(got.is_empty());
+}
+
+#[test]
+fn a_waiting_consumer_gets_records_produced_later() {
+    let broker = Broker::start(&[]);
+    create_topic(&broker.addr, "later", 2, &[]);
+    let consumer = consumer(&broker.addr, &[("fetch.wait.max.ms", "5000")]);
+    use rdkafka::consumer::Consumer;
+    let mut list = rdkafka::TopicPartitionList::new();
+    list.add_partition_offset("later", 1, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&list).unwrap();
+    assert!(consumer
+        .poll(std::time::Duration::from_millis(500))
+        .is_none());
+    let started = std::time::Instant::now();
+    let producer = producer(&broker.addr, &[("linger.ms", "0")]);
+    produce(&producer, "later", Some(1), &[Sent::new("k", "late")]).unwrap();
+    let got = read_n(&consumer, 1);
+    assert_eq!(got[0].sent.value.as_deref(), Some(&b"late"[..]));
+    // The long poll answered on the append, not at fetch.wait.max.ms (5 s).
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
