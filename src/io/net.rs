@@ -193,6 +193,12 @@ impl WriteHalf {
         self.stream.flush().await
     }
 
+    /// Closes both directions of the socket, so that a reader blocked on it wakes up.
+    pub fn shutdown(&self) {
+        // SAFETY: shutdown(2) on the socket this half owns.
+        unsafe { libc::shutdown(self.stream.as_raw_fd(), libc::SHUT_RDWR) };
+    }
+
     /// Sends `len` bytes of `file` from `position` with sendfile(2): page cache to socket, no copy
     /// through user space. When the send buffer is full, waits for room off the core.
     pub async fn sendfile(&mut self, file: RawFd, position: u64, len: u64) -> Result<()> {

@@ -60,7 +60,8 @@ pub fn decode_header(
     })
 }
 
-/// Decodes a request body of the given version; every byte must be used.
+/// Decodes a request body of the given version. Bytes after the message are ignored, as Kafka
+/// ignores them (librdkafka sends a few after some Metadata requests).
 pub fn decode_body<M: Decodable>(
     what: &'static str,
     mut body: Bytes,
@@ -71,10 +72,7 @@ pub fn decode_body<M: Decodable>(
         reason: e.to_string(),
     })?;
     if !body.is_empty() {
-        return Err(ProtocolError::Malformed {
-            what,
-            reason: format!("{} bytes left after the message", body.len()),
-        });
+        tracing::trace!(what, bytes = body.len(), "ignoring bytes after the request");
     }
     Ok(message)
 }

@@ -29,6 +29,8 @@ pub enum Close {
     Io(std::io::Error),
     #[error("frame of {bytes} bytes is over socket.request.max.bytes {limit}")]
     FrameTooLarge { bytes: i64, limit: i64 },
+    #[error("frame length {bytes} is negative")]
+    NegativeLength { bytes: i64 },
     #[error("malformed request: {0}")]
     Protocol(protocol::ProtocolError),
     #[error("unknown API key {api_key}")]
@@ -48,6 +50,9 @@ pub async fn serve(shard: Rc<Shard>, mut reader: ReadHalf, writer: WriteHalf) {
     let written = writer_task.join().await;
     match (&close, written) {
         (Close::PeerClosed | Close::Stopping, Ok(())) => {}
+        (_, Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+            tracing::warn!(?peer, error = %e, "closing the connection: the request has no answer");
+        }
         (_, Err(e)) => {
             tracing::debug!(?peer, error = %e, "connection closed while writing");
         }
@@ -83,7 +88,10 @@ async fn read_loop(
             Some(Err(e)) => return Close::Io(e),
         }
         let len = i32::from_be_bytes(prefix) as i64;
-        if len < 0 || len > limit {
+        if len < 0 {
+            return Close::NegativeLength { bytes: len };
+        }
+        if len > limit {
             return Close::FrameTooLarge { bytes: len, limit };
         }
         let mut frame = BytesMut::zeroed(len as usize);
@@ -112,15 +120,28 @@ async fn read_loop(
 
 async fn write_loop(
     mut writer: WriteHalf,
+    rx: mpsc::Receiver<Task<Answer>>,
+) -> std::io::Result<()> {
+    let result = write_answers(&mut writer, rx).await;
+    if result.is_err() {
+        // Nothing more can be answered in order: end the reader too.
+        writer.shutdown();
+    }
+    result
+}
+
+async fn write_answers(
+    writer: &mut WriteHalf,
     mut rx: mpsc::Receiver<Task<Answer>>,
 ) -> std::io::Result<()> {
+    let writer = &mut *writer;
     let mut pending = BytesMut::new();
     while let Some(task) = rx.next().await {
         let response = match task.join().await {
             Ok(Some(response)) => response,
             Ok(None) => continue, // acks=0 produce: no answer
             Err(e) => {
-                flush(&mut writer, &mut pending).await?;
+                flush(writer, &mut pending).await?;
                 return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
             }
         };
@@ -130,21 +151,21 @@ async fn write_loop(
                     pending.extend_from_slice(&bytes)
                 }
                 Part::Bytes(bytes) => {
-                    flush(&mut writer, &mut pending).await?;
+                    flush(writer, &mut pending).await?;
                     writer.write_all(&bytes).await?;
                 }
                 Part::File(slice) => {
-                    flush(&mut writer, &mut pending).await?;
+                    flush(writer, &mut pending).await?;
                     writer.sendfile(slice.fd, slice.position, slice.len).await?;
                     drop(slice.keep);
                 }
             }
         }
         // Answer now unless the next answer is already done and can share the write.
-        flush(&mut writer, &mut pending).await?;
+        flush(writer, &mut pending).await?;
         io::yield_if_needed().await;
     }
-    flush(&mut writer, &mut pending).await?;
+    flush(writer, &mut pending).await?;
     writer.flush().await
 }
 

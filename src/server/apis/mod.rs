@@ -2,12 +2,14 @@
 //! the dispatch table and the source of the ApiVersions answer, so the two cannot disagree.
 
 mod api_versions;
+mod configs;
 mod create_topics;
 mod delete_topics;
 mod fetch;
 mod list_offsets;
 mod metadata;
 mod produce;
+mod topics_admin;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -58,6 +60,12 @@ pub const APIS: &[Api] = &[
     api_versions::API,
     create_topics::API,
     delete_topics::API,
+    configs::DESCRIBE,
+    configs::ALTER,
+    configs::INCREMENTAL_ALTER,
+    topics_admin::CREATE_PARTITIONS,
+    topics_admin::DELETE_RECORDS,
+    topics_admin::DESCRIBE_CLUSTER,
 ];
 
 pub enum Dispatch {

@@ -1,0 +1,316 @@
+//! DescribeConfigs v0-v4, AlterConfigs v0-v2 and IncrementalAlterConfigs v0-v1 for topics and
+//! this broker. Topic configs change through the controller and take effect on every partition at
+//! once; broker configs are static (the file and `--set` at start): altering one is refused with a
+//! message that says so.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
+use kafka_protocol::messages::{
+    alter_configs_response::AlterConfigsResourceResponse, AlterConfigsRequest,
+    AlterConfigsResponse, ApiKey, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+};
+
+use super::{str_bytes, Answer, Api, Request};
+use crate::config::{topic_effective, ConfigSource, Key, Kind, BROKER_KEYS, TOPIC_KEYS};
+use crate::protocol::ResponseError as E;
+use crate::server::metadata::{Change, MetadataError};
+use crate::server::Shard;
+
+pub const DESCRIBE: Api = Api {
+    key: ApiKey::DescribeConfigs,
+    min_version: 0,
+    max_version: 4,
+    handle: |shard, request| Box::pin(describe(shard, request)),
+};
+
+pub const ALTER: Api = Api {
+    key: ApiKey::AlterConfigs,
+    min_version: 0,
+    max_version: 2,
+    handle: |shard, request| Box::pin(alter(shard, request)),
+};
+
+pub const INCREMENTAL_ALTER: Api = Api {
+    key: ApiKey::IncrementalAlterConfigs,
+    min_version: 0,
+    max_version: 1,
+    handle: |shard, request| Box::pin(incremental_alter(shard, request)),
+};
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+
+/// DescribeConfigs' config_type codes.
+fn config_type(kind: Kind) -> i8 {
+    match kind {
+        Kind::Bool => 1,
+        Kind::Text | Kind::Enum(_) => 2,
+        Kind::Int { max, .. } if max <= i32::MAX as i64 => 3,
+        Kind::Int { .. } => 5,
+        Kind::Double { .. } => 6,
+        Kind::CleanupPolicy | Kind::Listeners { .. } => 7,
+    }
+}
+
+fn entry(
+    key: &Key,
+    value: String,
+    source: ConfigSource,
+    version: i16,
+) -> DescribeConfigsResourceResult {
+    let mut c = DescribeConfigsResourceResult::default();
+    c.name = str_bytes(key.name);
+    c.value = Some(str_bytes(value));
+    c.read_only = false;
+    if version == 0 {
+        c.is_default = source == ConfigSource::Default;
+    } else {
+        c.config_source = source.kafka_code();
+    }
+    if version >= 3 {
+        c.config_type = config_type(key.kind);
+        c.documentation = Some(str_bytes(key.doc));
+    }
+    c
+}
+
+async fn describe(shard: Rc<Shard>, request: Request) -> Answer {
+    let body: DescribeConfigsRequest = request.decode("DescribeConfigsRequest")?;
+    let mut response = DescribeConfigsResponse::default();
+    for resource in body.resources {
+        let mut result = DescribeConfigsResult::default();
+        result.resource_type = resource.resource_type;
+        result.resource_name = resource.resource_name.clone();
+        let wanted = |name: &str| {
+            resource
+                .configuration_keys
+                .as_ref()
+                .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
+        };
+        let name = resource.resource_name.to_string();
+        match resource.resource_type {
+            RESOURCE_TOPIC => match shard.topic(&name) {
+                Some(meta) => {
+                    let effective = topic_effective(&shard.broker, &meta.config_values());
+                    for (key_name, value, source) in effective {
+                        let key = TOPIC_KEYS
+                            .iter()
+                            .find(|k| k.name == key_name)
+                            .expect("declared");
+                        if wanted(key_name) {
+                            result
+                                .configs
+                                .push(entry(key, value, source, request.version));
+                        }
+                    }
+                }
+                None => {
+                    result.error_code = E::UnknownTopicOrPartition.code();
+                    result.error_message =
+                        Some(str_bytes(format!("topic `{name}` does not exist")));
+                }
+            },
+            RESOURCE_BROKER if name.is_empty() || name == shard.node_id.to_string() => {
+                for key in BROKER_KEYS.iter().filter(|k| wanted(k.name)) {
+                    let source = if shard.broker.is_set(key.name) {
+                        ConfigSource::Broker
+                    } else {
+                        ConfigSource::Default
+                    };
+                    let value = shard.broker.get(key.name).to_string();
+                    result
+                        .configs
+                        .push(entry(key, value, source, request.version));
+                }
+            }
+            RESOURCE_BROKER => {
+                result.error_code = E::InvalidRequest.code();
+                result.error_message = Some(str_bytes(format!("this is broker {}", shard.node_id)));
+            }
+            other => {
+                result.error_code = E::InvalidRequest.code();
+                result.error_message =
+                    Some(str_bytes(format!("resource type {other} is not served")));
+            }
+        }
+        response.results.push(result);
+    }
+    request.answer(&response)
+}
+
+/// Validates and applies new overrides for a topic (or a broker: refused).
+async fn set_configs(
+    shard: &Shard,
+    resource_type: i8,
+    name: &str,
+    edit: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), MetadataError>,
+    validate_only: bool,
+) -> Result<(), MetadataError> {
+    match resource_type {
+        RESOURCE_TOPIC => {
+            let meta = shard.topic(name).ok_or_else(|| {
+                MetadataError::new(
+                    E::UnknownTopicOrPartition.code(),
+                    format!("topic `{name}` does not exist"),
+                )
+            })?;
+            let mut configs = meta.configs.clone();
+            edit(&mut configs)?;
+            let change = Change::SetTopicConfigs {
+                name: name.to_string(),
+                configs,
+            };
+            shard.change(change, validate_only).await.map(|_| ())
+        }
+        RESOURCE_BROKER => Err(MetadataError::new(
+            E::InvalidRequest.code(),
+            "broker configs are static: set them in the config file or with --set and restart",
+        )),
+        other => Err(MetadataError::new(
+            E::InvalidRequest.code(),
+            format!("resource type {other} is not served"),
+        )),
+    }
+}
+
+async fn alter(shard: Rc<Shard>, request: Request) -> Answer {
+    let body: AlterConfigsRequest = request.decode("AlterConfigsRequest")?;
+    let mut response = AlterConfigsResponse::default();
+    for resource in body.resources {
+        let name = resource.resource_name.to_string();
+        // AlterConfigs replaces the whole set of overrides.
+        let replacement: BTreeMap<String, String> = resource
+            .configs
+            .iter()
+            .filter_map(|c| {
+                c.value
+                    .as_ref()
+                    .map(|v| (c.name.to_string(), v.to_string()))
+            })
+            .collect();
+        let outcome = set_configs(
+            &shard,
+            resource.resource_type,
+            &name,
+            |configs| {
+                *configs = replacement;
+                Ok(())
+            },
+            body.validate_only,
+        )
+        .await;
+        tracing::debug!(resource = %name, ?outcome, "AlterConfigs");
+        let mut result = AlterConfigsResourceResponse::default();
+        result.resource_type = resource.resource_type;
+        result.resource_name = resource.resource_name;
+        if let Err(e) = outcome {
+            result.error_code = e.code;
+            result.error_message = Some(str_bytes(e.message));
+        }
+        response.responses.push(result);
+    }
+    request.answer(&response)
+}
+
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
+
+async fn incremental_alter(shard: Rc<Shard>, request: Request) -> Answer {
+    let body: IncrementalAlterConfigsRequest = request.decode("IncrementalAlterConfigsRequest")?;
+    let mut response = IncrementalAlterConfigsResponse::default();
+    for resource in body.resources {
+        let name = resource.resource_name.to_string();
+        let ops: Vec<(String, i8, Option<String>)> = resource
+            .configs
+            .iter()
+            .map(|c| {
+                (
+                    c.name.to_string(),
+                    c.config_operation,
+                    c.value.as_ref().map(|v| v.to_string()),
+                )
+            })
+            .collect();
+        let broker = shard.broker.clone();
+        let edit = move |configs: &mut BTreeMap<String, String>| {
+            for (key, op, value) in ops {
+                let list = |configs: &BTreeMap<String, String>| -> Vec<String> {
+                    let current = configs.get(&key).cloned().unwrap_or_else(|| {
+                        let meta = crate::server::metadata::TopicMeta {
+                            id: uuid::Uuid::nil(),
+                            partitions: 1,
+                            configs: configs.clone(),
+                        };
+                        topic_effective(&broker, &meta.config_values())
+                            .into_iter()
+                            .find(|(k, _, _)| *k == key)
+                            .map(|(_, v, _)| v)
+                            .unwrap_or_default()
+                    });
+                    current
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
+                };
+                match (op, value) {
+                    (OP_SET, Some(value)) => {
+                        configs.insert(key, value);
+                    }
+                    (OP_DELETE, _) => {
+                        configs.remove(&key);
+                    }
+                    (OP_APPEND, Some(value)) => {
+                        let mut items = list(configs);
+                        for v in value.split(',').map(str::trim) {
+                            if !items.iter().any(|i| i == v) {
+                                items.push(v.to_string());
+                            }
+                        }
+                        configs.insert(key, items.join(","));
+                    }
+                    (OP_SUBTRACT, Some(value)) => {
+                        let remove: Vec<&str> = value.split(',').map(str::trim).collect();
+                        let items: Vec<String> = list(configs)
+                            .into_iter()
+                            .filter(|i| !remove.contains(&i.as_str()))
+                            .collect();
+                        configs.insert(key, items.join(","));
+                    }
+                    (op, _) => {
+                        return Err(MetadataError::new(
+                            E::InvalidRequest.code(),
+                            format!("config operation {op} on `{key}` needs a value or is unknown"),
+                        ))
+                    }
+                }
+            }
+            Ok(())
+        };
+        let outcome = set_configs(
+            &shard,
+            resource.resource_type,
+            &name,
+            edit,
+            body.validate_only,
+        )
+        .await;
+        let mut result = kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse::default();
+        result.resource_type = resource.resource_type;
+        result.resource_name = resource.resource_name;
+        if let Err(e) = outcome {
+            result.error_code = e.code;
+            result.error_message = Some(str_bytes(e.message));
+        }
+        response.responses.push(result);
+    }
+    request.answer(&response)
+}

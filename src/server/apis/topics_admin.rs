@@ -1,0 +1,125 @@
+//! CreatePartitions v0-v3, DeleteRecords v0-v2 and DescribeCluster v0-v1.
+
+use std::rc::Rc;
+
+use futures::future::join_all;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, DeleteRecordsRequest,
+    DeleteRecordsResponse, DescribeClusterRequest, DescribeClusterResponse,
+};
+
+use super::{str_bytes, Answer, Api, Request};
+use crate::model::TopicPartition;
+use crate::protocol::ResponseError as E;
+use crate::server::metadata::Change;
+use crate::server::Shard;
+
+pub const CREATE_PARTITIONS: Api = Api {
+    key: ApiKey::CreatePartitions,
+    min_version: 0,
+    max_version: 3,
+    handle: |shard, request| Box::pin(create_partitions(shard, request)),
+};
+
+pub const DELETE_RECORDS: Api = Api {
+    key: ApiKey::DeleteRecords,
+    min_version: 0,
+    max_version: 2,
+    handle: |shard, request| Box::pin(delete_records(shard, request)),
+};
+
+pub const DESCRIBE_CLUSTER: Api = Api {
+    key: ApiKey::DescribeCluster,
+    min_version: 0,
+    max_version: 1,
+    handle: |shard, request| Box::pin(describe_cluster(shard, request)),
+};
+
+async fn create_partitions(shard: Rc<Shard>, request: Request) -> Answer {
+    let body: CreatePartitionsRequest = request.decode("CreatePartitionsRequest")?;
+    let mut response = CreatePartitionsResponse::default();
+    for topic in body.topics {
+        let mut result = CreatePartitionsTopicResult::default();
+        result.name = topic.name.clone();
+        let foreign = topic
+            .assignments
+            .iter()
+            .flatten()
+            .any(|a| a.broker_ids.iter().map(|b| b.0).ne([shard.node_id]));
+        let outcome = if foreign {
+            Err(crate::server::metadata::MetadataError::new(
+                E::InvalidReplicaAssignment.code(),
+                format!("new partitions can only be on broker {}", shard.node_id),
+            ))
+        } else {
+            let change = Change::CreatePartitions {
+                name: topic.name.0.to_string(),
+                count: topic.count,
+            };
+            shard.change(change, body.validate_only).await.map(|_| ())
+        };
+        if let Err(e) = outcome {
+            result.error_code = e.code;
+            result.error_message = Some(str_bytes(e.message));
+        }
+        response.results.push(result);
+    }
+    request.answer(&response)
+}
+
+async fn delete_records(shard: Rc<Shard>, request: Request) -> Answer {
+    let body: DeleteRecordsRequest = request.decode("DeleteRecordsRequest")?;
+    let mut response = DeleteRecordsResponse::default();
+    for topic in body.topics {
+        let name = topic.name.0.to_string();
+        let meta = shard.topic(&name);
+        let results = topic.partitions.iter().map(|p| {
+            let shard = shard.clone();
+            let tp = TopicPartition::new(name.clone(), p.partition_index);
+            let exists = meta
+                .as_ref()
+                .is_some_and(|m| (0..m.partitions).contains(&p.partition_index));
+            let offset = p.offset;
+            async move {
+                let mut out = DeleteRecordsPartitionResult::default();
+                out.partition_index = tp.partition;
+                out.low_watermark = -1;
+                if !exists {
+                    out.error_code = E::UnknownTopicOrPartition.code();
+                    return out;
+                }
+                match shard.delete_records(&tp, offset).await {
+                    Ok(low) => out.low_watermark = low,
+                    Err(code) => out.error_code = code,
+                }
+                out
+            }
+        });
+        let mut entry = DeleteRecordsTopicResult::default();
+        entry.name = topic.name.clone();
+        entry.partitions = join_all(results).await;
+        response.topics.push(entry);
+    }
+    request.answer(&response)
+}
+
+async fn describe_cluster(shard: Rc<Shard>, request: Request) -> Answer {
+    let body: DescribeClusterRequest = request.decode("DescribeClusterRequest")?;
+    let mut response = DescribeClusterResponse::default();
+    // v1: endpoint type 1 is brokers; 2 (controllers) is answered with the same single node.
+    response.endpoint_type = body.endpoint_type;
+    response.cluster_id = str_bytes(shard.cluster_id.clone());
+    response.controller_id = BrokerId(shard.node_id);
+    let mut broker = DescribeClusterBroker::default();
+    broker.broker_id = BrokerId(shard.node_id);
+    broker.host = str_bytes(shard.advertised_host.clone());
+    broker.port = shard.advertised_port as i32;
+    response.brokers = vec![broker];
+    response.cluster_authorized_operations = i32::MIN;
+    request.answer(&response)
+}

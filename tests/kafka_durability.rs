@@ -1,0 +1,117 @@
+//! Restarts: a clean stop keeps everything; `kill -9` during acks=all production keeps every
+//! acknowledged record.
+
+#[path = "kafka/broker.rs"]
+#[allow(dead_code)]
+mod broker;
+#[path = "kafka/client.rs"]
+#[allow(dead_code)]
+mod client;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use broker::Broker;
+use client::*;
+use rdkafka::Offset;
+
+#[test]
+fn a_clean_restart_keeps_topics_and_records() {
+    let mut broker = Broker::start(&[]);
+    create_topic(&broker.addr, "kept", 4, &[("retention.ms", "86400000")]);
+    let producer = producer(&broker.addr, &[("acks", "all")]);
+    let sent: Vec<Sent> = (0..100).map(|i| Sent::new("k", &format!("v{i}"))).collect();
+    for p in 0..4 {
+        produce(&producer, "kept", Some(p), &sent).unwrap();
+    }
+    drop(producer);
+    broker.stop();
+    broker.restart();
+    for p in 0..4 {
+        let got: Vec<Sent> = consume(&broker.addr, "kept", p, Offset::Beginning, 100)
+            .into_iter()
+            .map(|g| g.sent)
+            .collect();
+        assert_eq!(got.len(), 100);
+        assert_eq!(
+            got.iter().map(|g| g.value.clone()).collect::<Vec<_>>(),
+            sent.iter().map(|s| s.value.clone()).collect::<Vec<_>>()
+        );
+    }
+    // New records continue the offsets.
+    let again = client::producer(&broker.addr, &[]);
+    assert_eq!(
+        produce(&again, "kept", Some(0), &[Sent::new("k", "after")]).unwrap(),
+        vec![(0, 100)]
+    );
+}
+
+#[test]
+fn kill_9_during_acks_all_production_loses_no_acknowledged_record() {
+    let mut broker = Broker::start(&[]);
+    create_topic(&broker.addr, "crash", 2, &[]);
+    let acked: Arc<Mutex<Vec<(i32, i64, Vec<u8>)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let addr = broker.addr.clone();
+        let acked = acked.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let producer = producer(
+                &addr,
+                &[
+                    ("acks", "all"),
+                    ("linger.ms", "1"),
+                    ("message.timeout.ms", "3000"),
+                ],
+            );
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let batch: Vec<Sent> = (0..20)
+                    .map(|j| Sent::new("k", &format!("m{}", i * 20 + j)))
+                    .collect();
+                i += 1;
+                let partition = (i % 2) as i32;
+                match produce(&producer, "crash", Some(partition), &batch) {
+                    Ok(offsets) => {
+                        let mut acked = acked.lock().unwrap();
+                        for ((p, o), s) in offsets.into_iter().zip(&batch) {
+                            acked.push((p, o, s.value.clone().unwrap()));
+                        }
+                    }
+                    Err(_) => break, // the broker is gone
+                }
+            }
+        })
+    };
+    while acked.lock().unwrap().len() < 2_000 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    broker.kill9();
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    broker.restart();
+    let acked = acked.lock().unwrap().clone();
+    for partition in 0..2 {
+        let mine: Vec<&(i32, i64, Vec<u8>)> = acked.iter().filter(|a| a.0 == partition).collect();
+        let Some(last) = mine.iter().map(|a| a.1).max() else {
+            continue;
+        };
+        let got = consume(
+            &broker.addr,
+            "crash",
+            partition,
+            Offset::Beginning,
+            last as usize + 1,
+        );
+        for (_, offset, value) in mine {
+            let g = &got[*offset as usize];
+            assert_eq!(g.offset, *offset);
+            assert_eq!(
+                g.sent.value.as_ref(),
+                Some(value),
+                "partition {partition} offset {offset}"
+            );
+        }
+    }
+}
