@@ -100,7 +100,7 @@ fn produce_error(stream: &mut TcpStream, correlation_id: i32, records: Bytes) ->
     let mut response = read_response(stream).expect("a produce response");
     let got = i32::from_be_bytes(response[..4].try_into().unwrap());
     assert_eq!(got, correlation_id);
-    let _ = bytes::Buf::advance(&mut response, 4);
+    bytes::Buf::advance(&mut response, 4);
     let decoded = ProduceResponse::decode(&mut response, 8).unwrap();
     decoded.responses[0].partition_responses[0].error_code
 }
@@ -212,7 +212,7 @@ fn api_versions_answers_an_unknown_version_in_v0() {
     s.write_all(&request).unwrap();
     let mut response = read_response(&mut s).expect("an ApiVersions answer");
     assert_eq!(i32::from_be_bytes(response[..4].try_into().unwrap()), 42);
-    let _ = bytes::Buf::advance(&mut response, 4);
+    bytes::Buf::advance(&mut response, 4);
     let decoded = ApiVersionsResponse::decode(&mut response, 0).unwrap();
     assert_eq!(decoded.error_code, 35, "UNSUPPORTED_VERSION");
     let produce = decoded.api_keys.iter().find(|k| k.api_key == 0).unwrap();
@@ -225,7 +225,7 @@ fn api_versions_answers_an_unknown_version_in_v0() {
     versions.encode(&mut body, 3).unwrap();
     s.write_all(&frame(18, 3, 43, &body)).unwrap();
     let mut response = read_response(&mut s).expect("a second answer");
-    let _ = bytes::Buf::advance(&mut response, 4);
+    bytes::Buf::advance(&mut response, 4);
     assert_eq!(
         ApiVersionsResponse::decode(&mut response, 3)
             .unwrap()

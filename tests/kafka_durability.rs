@@ -12,6 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use broker::Broker;
+
+/// (partition, offset, value) of each acknowledged record.
+type Acked = Arc<Mutex<Vec<(i32, i64, Vec<u8>)>>>;
 use client::*;
 use rdkafka::Offset;
 
@@ -50,7 +53,7 @@ fn a_clean_restart_keeps_topics_and_records() {
 fn kill_9_during_acks_all_production_loses_no_acknowledged_record() {
     let mut broker = Broker::start(&[]);
     create_topic(&broker.addr, "crash", 2, &[]);
-    let acked: Arc<Mutex<Vec<(i32, i64, Vec<u8>)>>> = Arc::default();
+    let acked: Acked = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let addr = broker.addr.clone();

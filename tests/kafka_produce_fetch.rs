@@ -109,7 +109,7 @@ fn a_batch_near_message_max_bytes_is_taken_and_one_over_is_refused() {
     );
     let near = Sent::new("near", &"n".repeat(limit - 1_000));
     assert_eq!(
-        produce(&producer, "big", Some(0), &[near.clone()]).unwrap(),
+        produce(&producer, "big", Some(0), std::slice::from_ref(&near)).unwrap(),
         vec![(0, 0)]
     );
     let over = Sent::new("over", &"o".repeat(limit + 1_000));
@@ -120,7 +120,7 @@ fn a_batch_near_message_max_bytes_is_taken_and_one_over_is_refused() {
     );
     let after = Sent::new("after", "small");
     assert_eq!(
-        produce(&producer, "big", Some(0), &[after.clone()]).unwrap(),
+        produce(&producer, "big", Some(0), std::slice::from_ref(&after)).unwrap(),
         vec![(0, 1)]
     );
     let got = consume(&broker.addr, "big", 0, Offset::Beginning, 2);

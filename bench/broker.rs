@@ -1,0 +1,363 @@
+//! Broker CPU cost per GB, each as a ratio to a floor measured in the same run:
+//! - ingest: `sluice serve` taking 1 KiB messages on 16 partitions from an rdkafka producer on
+//!   loopback, vs a minimal process that receives the same number of bytes over TCP and appends
+//!   them to a file;
+//! - fetch: an rdkafka consumer reading it all back, vs a minimal process that sendfile()s the same
+//!   segment files to a socket.
+//!
+//! `cargo bench --bench broker` (SLUICE_BENCH_MB sets the volume, default 256). Output: one
+//! `name value` line per figure. CPU time is user+system of the serving process only.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+
+const PARTITIONS: i32 = 16;
+const MESSAGE_BYTES: usize = 1024;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("floor-ingest") => return floor_ingest(Path::new(&args[2])),
+        Some("floor-fetch") => return floor_fetch(&args[2..]),
+        _ => {}
+    }
+    let megabytes: u64 = std::env::var("SLUICE_BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let messages = megabytes * 1024 * 1024 / MESSAGE_BYTES as u64;
+    let temp = tempfile::tempdir().expect("temp dir");
+    let data_dir = temp.path().join("data");
+    let (mut broker, addr) = start_broker(&data_dir);
+    let pid = broker_pid(broker.id() as i32);
+
+    create_topic(&addr);
+    let cpu_before = process_cpu_seconds(pid);
+    let started = Instant::now();
+    produce(&addr, messages);
+    let ingest_wall = started.elapsed().as_secs_f64();
+    let ingest_cpu = process_cpu_seconds(pid) - cpu_before;
+    let segment_files = segment_files(&data_dir);
+    let stored_bytes: u64 = segment_files
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    let gb = stored_bytes as f64 / 1e9;
+
+    let floor_ingest_cpu = run_floor_ingest(stored_bytes, temp.path());
+
+    let cpu_before = process_cpu_seconds(pid);
+    let fetch_wall = consume(&addr, messages);
+    let fetch_cpu = process_cpu_seconds(pid) - cpu_before;
+    let floor_fetch_cpu = run_floor_fetch(&segment_files);
+
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let _ = broker.wait();
+
+    println!("messages {messages}");
+    println!("stored_bytes {stored_bytes}");
+    println!(
+        "ingest_mb_per_s {:.1}",
+        stored_bytes as f64 / 1e6 / ingest_wall
+    );
+    println!("ingest_msgs_per_s {:.0}", messages as f64 / ingest_wall);
+    println!("ingest_cpu_s_per_gb {:.3}", ingest_cpu / gb);
+    println!("floor_ingest_cpu_s_per_gb {:.3}", floor_ingest_cpu / gb);
+    println!(
+        "ingest_ratio {:.2}",
+        ingest_cpu / floor_ingest_cpu.max(1e-9)
+    );
+    println!(
+        "fetch_mb_per_s {:.1}",
+        stored_bytes as f64 / 1e6 / fetch_wall
+    );
+    println!("fetch_cpu_s_per_gb {:.3}", fetch_cpu / gb);
+    println!("floor_fetch_cpu_s_per_gb {:.3}", floor_fetch_cpu / gb);
+    println!("fetch_ratio {:.2}", fetch_cpu / floor_fetch_cpu.max(1e-9));
+}
+
+fn start_broker(data_dir: &Path) -> (Child, String) {
+    // SLUICE_BENCH_WRAP runs the broker under another program (scripts/zero_copy.sh: strace).
+    let wrap = std::env::var("SLUICE_BENCH_WRAP").unwrap_or_default();
+    let mut words: Vec<String> = wrap.split_whitespace().map(String::from).collect();
+    words.push(env!("CARGO_BIN_EXE_sluice").to_string());
+    let mut child = Command::new(&words[0])
+        .args(&words[1..])
+        .args([
+            "serve",
+            "--set",
+            &format!("log.dirs={}", data_dir.display()),
+            "--set",
+            "listeners=PLAINTEXT://127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start sluice (build it with --release)");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().unwrap().unwrap();
+    let addr = line
+        .strip_prefix("sluice: serving on ")
+        .and_then(|r| r.split_whitespace().next())
+        .expect("serving line")
+        .to_string();
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+/// The broker's pid: the child itself, or the sluice process under a wrapper.
+fn broker_pid(child: i32) -> i32 {
+    for _ in 0..100 {
+        let comm = std::fs::read_to_string(format!("/proc/{child}/comm")).unwrap_or_default();
+        if comm.trim() == "sluice" {
+            return child;
+        }
+        let children = std::fs::read_to_string(format!("/proc/{child}/task/{child}/children"))
+            .unwrap_or_default();
+        if let Some(pid) = children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+        {
+            return pid;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
+/// user + system CPU seconds of a process, all threads.
+fn process_cpu_seconds(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5), counted after the command name (which is field 2).
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+fn self_cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct we pass.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+fn create_topic(addr: &str) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<_> = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .create()
+        .unwrap();
+    let topic = NewTopic::new("bench", PARTITIONS, TopicReplication::Fixed(1));
+    let results =
+        futures_lite::future::block_on(admin.create_topics(&[topic], &AdminOptions::new()))
+            .unwrap();
+    results[0].as_ref().expect("created");
+}
+
+struct Counting {
+    failed: Arc<AtomicU64>,
+}
+
+impl ClientContext for Counting {}
+
+impl ProducerContext for Counting {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if result.is_err() {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn produce(addr: &str, messages: u64) {
+    let failed = Arc::new(AtomicU64::new(0));
+    let producer: BaseProducer<Counting> = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("acks", "1")
+        .set("linger.ms", "5")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .create_with_context(Counting {
+            failed: failed.clone(),
+        })
+        .unwrap();
+    let payload = vec![b'x'; MESSAGE_BYTES];
+    for i in 0..messages {
+        let partition = (i % PARTITIONS as u64) as i32;
+        let mut record = BaseRecord::<(), [u8]>::to("bench")
+            .payload(&payload[..])
+            .partition(partition);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(1));
+                }
+            }
+        }
+        if i % 1024 == 0 {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer.flush(Duration::from_secs(120)).expect("flush");
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "deliveries failed");
+}
+
+fn consume(addr: &str, messages: u64) -> f64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("group.id", "bench")
+        .set("enable.auto.commit", "false")
+        .set("fetch.max.bytes", "52428800")
+        .set("max.partition.fetch.bytes", "4194304")
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        list.add_partition_offset("bench", p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&list).unwrap();
+    let started = Instant::now();
+    let mut got = 0u64;
+    while got < messages {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message.expect("consume");
+            assert_eq!(message.payload().map(<[u8]>::len), Some(MESSAGE_BYTES));
+            got += 1;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "fetch too slow"
+        );
+    }
+    started.elapsed().as_secs_f64()
+}
+
+fn segment_files(data_dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for p in 0..PARTITIONS {
+        for entry in std::fs::read_dir(data_dir.join(format!("bench-{p}"))).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "log") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Runs a child of this binary with `args`, reading the port it prints, then its CPU seconds.
+fn spawn_floor(args: &[&str]) -> (Child, u16, BufReader<std::process::ChildStdout>) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    (child, line.trim().parse().unwrap(), out)
+}
+
+fn finish_floor(mut child: Child, mut out: BufReader<std::process::ChildStdout>) -> f64 {
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    child.wait().unwrap();
+    line.trim().parse().unwrap()
+}
+
+fn run_floor_ingest(bytes: u64, dir: &Path) -> f64 {
+    let target = dir.join("floor-ingest.bin");
+    let (child, port, out) = spawn_floor(&["floor-ingest", target.to_str().unwrap()]);
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        stream.write_all(&chunk[..n]).unwrap();
+        left -= n as u64;
+    }
+    drop(stream);
+    finish_floor(child, out)
+}
+
+/// The ingest floor: receive bytes over TCP and append them to a file, nothing else.
+fn floor_ingest(target: &Path) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    println!("{}", listener.local_addr().unwrap().port());
+    std::io::stdout().flush().unwrap();
+    let (mut stream, _) = listener.accept().unwrap();
+    let mut file = std::fs::File::create(target).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let start = self_cpu_seconds();
+    loop {
+        let n = stream.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        file.write_all(&buf[..n]).unwrap();
+    }
+    println!("{}", self_cpu_seconds() - start);
+}
+
+fn run_floor_fetch(files: &[PathBuf]) -> f64 {
+    let mut args = vec!["floor-fetch".to_string()];
+    args.extend(files.iter().map(|p| p.display().to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (child, port, out) = spawn_floor(&refs);
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    while stream.read(&mut buf).unwrap() > 0 {}
+    finish_floor(child, out)
+}
+
+/// The fetch floor: sendfile() each segment file whole to one socket.
+fn floor_fetch(files: &[String]) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    println!("{}", listener.local_addr().unwrap().port());
+    std::io::stdout().flush().unwrap();
+    let (stream, _) = listener.accept().unwrap();
+    let start = self_cpu_seconds();
+    for path in files {
+        let file = std::fs::File::open(path).unwrap();
+        let len = file.metadata().unwrap().len();
+        let mut offset: libc::off_t = 0;
+        while (offset as u64) < len {
+            // SAFETY: both descriptors are open; sendfile advances `offset`.
+            let n = unsafe {
+                libc::sendfile(
+                    stream.as_raw_fd(),
+                    file.as_raw_fd(),
+                    &mut offset,
+                    (len - offset as u64) as usize,
+                )
+            };
+            assert!(n > 0, "sendfile: {}", std::io::Error::last_os_error());
+        }
+    }
+    drop(stream);
+    println!("{}", self_cpu_seconds() - start);
+}
