@@ -110,12 +110,18 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
         if total >= min_bytes || errors || now >= deadline || shard.is_stopping() {
             break;
         }
-        let watches = join_all(
-            wanted
-                .iter()
-                .filter_map(|w| w.tp.as_ref().map(|tp| shard.watch(tp, w.offset))),
-        )
-        .await;
+        // Wait for data past what this read already saw (the high watermark), not past the fetch
+        // offset: otherwise a fetch short of min_bytes would wake at once and spin.
+        let seen: Vec<i64> = data
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.high_watermark))
+            .collect();
+        let watches =
+            join_all(wanted.iter().zip(seen).filter_map(|(w, seen)| {
+                w.tp.as_ref().map(|tp| shard.watch(tp, w.offset.max(seen)))
+            }))
+            .await;
         if watches.is_empty() {
             io::sleep(deadline - now).await;
             break;
