@@ -44,6 +44,7 @@ fn main() {
     let pid = broker_pid(broker.id() as i32);
 
     create_topic(&addr);
+    settle();
     let cpu_before = process_cpu_seconds(pid);
     let started = Instant::now();
     produce(&addr, messages);
@@ -56,11 +57,14 @@ fn main() {
         .sum();
     let gb = stored_bytes as f64 / 1e9;
 
+    settle();
     let floor_ingest_cpu = run_floor_ingest(stored_bytes, temp.path());
 
+    settle();
     let cpu_before = process_cpu_seconds(pid);
     let fetch_wall = consume(&addr, messages);
     let fetch_cpu = process_cpu_seconds(pid) - cpu_before;
+    settle();
     let floor_fetch_cpu = run_floor_fetch(&segment_files);
 
     // SAFETY: kill(2) on our own child.
@@ -137,6 +141,14 @@ fn broker_pid(child: i32) -> i32 {
         std::thread::sleep(Duration::from_millis(10));
     }
     child
+}
+
+/// Writes back dirty pages before a measured phase, so that neither side pays for the other's
+/// writeback (it made the ingest floor swing 3x between runs).
+fn settle() {
+    // SAFETY: sync(2) has no preconditions.
+    unsafe { libc::sync() };
+    std::thread::sleep(Duration::from_millis(200));
 }
 
 /// user + system CPU seconds of a process, all threads.

@@ -418,6 +418,20 @@ fn block_stop_signals() -> libc::sigset_t {
     }
 }
 
+/// Request frames and write chunks are often over glibc's default mmap threshold (128 KiB), so
+/// each one would be a fresh mmap: page faults, zeroed pages and an munmap per request (a fifth
+/// of the broker's CPU in `perf` during the ingest bench). Serving them from the heap, and keeping
+/// up to 64 MiB of freed heap per arena, lets the shards reuse the same memory.
+fn keep_large_buffers_in_the_heap() {
+    const MMAP_THRESHOLD_BYTES: libc::c_int = 32 << 20;
+    const TRIM_THRESHOLD_BYTES: libc::c_int = 64 << 20;
+    // SAFETY: mallopt only changes allocator tuning; called before any shard thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES);
+    }
+}
+
 enum Event {
     Listening,
     Signal(i32),
@@ -428,6 +442,7 @@ enum Event {
 /// Runs the broker until SIGINT or SIGTERM; returns after a clean shutdown.
 pub fn serve(broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeError> {
     let signals = block_stop_signals();
+    keep_large_buffers_in_the_heap();
     let data_dir = PathBuf::from(
         broker
             .get("log.dirs")

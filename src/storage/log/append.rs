@@ -127,6 +127,8 @@ impl Log {
         let mut results: Vec<Option<Result<AppendInfo, StorageError>>> =
             group.iter().map(|_| None).collect();
         let mut chunk = self.new_chunk();
+        // One allocation for the group's bytes, not a doubling per batch.
+        chunk.buf.reserve(group.iter().map(|p| p.bytes).sum());
         let mut failure: Option<StorageError> = None;
         for (i, pending) in group.iter().enumerate() {
             if let Some(e) = &failure {
