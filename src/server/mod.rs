@@ -5,6 +5,7 @@
 
 mod apis;
 mod connection;
+mod fetch_sessions;
 mod mesh;
 pub mod metadata;
 mod partitions;
@@ -86,6 +87,7 @@ pub struct Shard {
     mesh: io::shard::MeshSenders<ShardMessage>,
     pub hot: io::TaskQueue,
     pub background: io::TaskQueue,
+    fetch_sessions: RefCell<fetch_sessions::Sessions>,
     stopping: Cell<bool>,
     stop_waiters: RefCell<Vec<oneshot::Sender<()>>>,
     in_flight: Cell<usize>,
@@ -605,6 +607,7 @@ async fn run_shard(
         mesh: senders,
         hot: io::TaskQueue::new("hot", crate::storage::HOT_PATH_SHARES),
         background: io::TaskQueue::new("background", crate::storage::BACKGROUND_SHARES),
+        fetch_sessions: RefCell::new(fetch_sessions::Sessions::new(id, common.shards)),
         stopping: Cell::new(false),
         stop_waiters: RefCell::new(Vec::new()),
         in_flight: Cell::new(0),

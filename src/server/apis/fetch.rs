@@ -4,8 +4,7 @@
 //! first non-empty partition returns at least one whole batch (KIP-74). A fetch with fewer than
 //! `min_bytes` waits for appends, up to `max_wait_ms`.
 //!
-//! Fetch sessions (KIP-227) are not kept yet: every answer has session id 0, which tells clients
-//! that no session was created, so they keep sending full fetch requests.
+//! Fetch sessions (KIP-227, v7+): see crate::server::fetch_sessions.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -19,6 +18,7 @@ use crate::io;
 use crate::model::TopicPartition;
 use crate::protocol::fetch::{self as encoder, FetchResponseData, PartitionData, TopicData};
 use crate::protocol::ResponseError as E;
+use crate::server::fetch_sessions::{Entry, Plan, Sent};
 use crate::server::Shard;
 
 pub const API: Api = Api {
@@ -40,61 +40,117 @@ struct Wanted {
 
 async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
     let body: FetchRequest = request.decode("FetchRequest")?;
-    let mut data = FetchResponseData::default();
-    if request.version >= 7 && body.session_id != 0 {
-        // We never hand out sessions, so a client naming one is confused: tell it so.
-        data.error_code = E::FetchSessionIdNotFound.code();
-        return Ok(Some(encoder::encode(
-            request.version,
-            request.correlation_id,
-            &data,
-        )));
-    }
+    let version = request.version;
     let image = shard.image();
-    let mut wanted = Vec::new();
-    for topic in &body.topics {
-        let (name, id, known) = if request.version >= 13 {
-            match image.topic_by_id(topic.topic_id) {
-                Some((name, meta)) => (name.to_string(), meta.id, true),
-                None => (String::new(), topic.topic_id, false),
+    let entry = |name: String, id: Uuid, partition: i32, offset: i64, max_bytes: i32| Entry {
+        name,
+        id,
+        partition,
+        fetch_offset: offset,
+        max_bytes: max_bytes.max(0) as u64,
+    };
+    let resolve = |name: &kafka_protocol::messages::TopicName, id: Uuid| -> (String, Uuid) {
+        if version >= 13 {
+            match image.topic_by_id(id) {
+                Some((name, meta)) => (name.to_string(), meta.id),
+                None => (String::new(), id),
             }
         } else {
-            let name = topic.topic.0.to_string();
-            let meta = image.topics.get(&name);
-            (name, meta.map_or(Uuid::nil(), |m| m.id), meta.is_some())
-        };
-        let topic_index = data.topics.len();
-        data.topics.push(TopicData {
-            name: name.clone(),
-            id,
-            partitions: Vec::new(),
-        });
+            let name = name.0.to_string();
+            let id = image.topics.get(&name).map_or(Uuid::nil(), |m| m.id);
+            (name, id)
+        }
+    };
+    let mut requested = Vec::new();
+    for topic in &body.topics {
+        let (name, id) = resolve(&topic.topic, topic.topic_id);
         for p in &topic.partitions {
-            let unknown = if request.version >= 13 {
-                E::UnknownTopicId.code()
-            } else {
-                E::UnknownTopicOrPartition.code()
-            };
-            let exists = known
-                && image
-                    .topics
-                    .get(&name)
-                    .is_some_and(|m| (0..m.partitions).contains(&p.partition));
-            wanted.push(Wanted {
-                tp: exists.then(|| TopicPartition::new(name.clone(), p.partition)),
-                error_code: if exists { 0 } else { unknown },
-                offset: p.fetch_offset,
-                partition_max_bytes: p.partition_max_bytes.max(0) as u64,
+            requested.push(entry(
+                name.clone(),
+                id,
+                p.partition,
+                p.fetch_offset,
+                p.partition_max_bytes,
+            ));
+        }
+    }
+    let mut forgotten = Vec::new();
+    for topic in &body.forgotten_topics_data {
+        let (name, id) = resolve(&topic.topic, topic.topic_id);
+        for &partition in &topic.partitions {
+            forgotten.push(entry(name.clone(), id, partition, 0, 0));
+        }
+    }
+    let plan = if version >= 7 {
+        shard.fetch_sessions.borrow_mut().resolve(
+            body.session_id,
+            body.session_epoch,
+            requested,
+            &forgotten,
+            Instant::now(),
+        )
+    } else {
+        Ok(Plan::Sessionless(requested))
+    };
+    let mut data = FetchResponseData::default();
+    let (session_id, entries, previously_sent) = match plan {
+        Err(code) => {
+            data.error_code = code;
+            return Ok(Some(encoder::encode(
+                version,
+                request.correlation_id,
+                &data,
+            )));
+        }
+        Ok(Plan::Sessionless(entries)) => (0, entries, None),
+        Ok(Plan::New { id, entries }) => (id, entries, None),
+        Ok(Plan::Incremental { id, entries }) => {
+            let (entries, sent): (Vec<Entry>, Vec<Option<Sent>>) = entries.into_iter().unzip();
+            (id, entries, Some(sent))
+        }
+    };
+    data.session_id = session_id;
+    let mut wanted = Vec::new();
+    for e in &entries {
+        let unknown = if version >= 13 {
+            E::UnknownTopicId.code()
+        } else {
+            E::UnknownTopicOrPartition.code()
+        };
+        let exists = !e.name.is_empty()
+            && image
+                .topics
+                .get(&e.name)
+                .is_some_and(|m| m.id == e.id && (0..m.partitions).contains(&e.partition));
+        wanted.push(Wanted {
+            tp: exists.then(|| TopicPartition::new(e.name.clone(), e.partition)),
+            error_code: if exists { 0 } else { unknown },
+            offset: e.fetch_offset,
+            partition_max_bytes: e.max_bytes,
+        });
+        if data
+            .topics
+            .last()
+            .is_none_or(|t| t.name != e.name || t.id != e.id)
+        {
+            data.topics.push(TopicData {
+                name: e.name.clone(),
+                id: e.id,
+                partitions: Vec::new(),
             });
-            data.topics[topic_index].partitions.push(PartitionData {
-                partition: p.partition,
+        }
+        data.topics
+            .last_mut()
+            .expect("pushed above")
+            .partitions
+            .push(PartitionData {
+                partition: e.partition,
                 error_code: if exists { 0 } else { unknown },
                 high_watermark: -1,
                 last_stable_offset: -1,
                 log_start_offset: -1,
                 records: Vec::new(),
             });
-        }
     }
     let max_bytes = if body.max_bytes > 0 {
         body.max_bytes as u64
@@ -141,11 +197,48 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
             break;
         }
     }
+    if session_id != 0 {
+        answer_session(&shard, session_id, &entries, previously_sent, &mut data);
+    }
     Ok(Some(encoder::encode(
-        request.version,
+        version,
         request.correlation_id,
         &data,
     )))
+}
+
+/// Remembers what this answer tells the client; in an incremental answer, leaves out the
+/// partitions with no records, no error and nothing changed since the last answer.
+fn answer_session(
+    shard: &Shard,
+    session_id: i32,
+    entries: &[Entry],
+    previously_sent: Option<Vec<Option<Sent>>>,
+    data: &mut FetchResponseData,
+) {
+    let mut sent_now = Vec::new();
+    let mut index = 0;
+    for topic in &mut data.topics {
+        topic.partitions.retain(|p| {
+            let entry = &entries[index];
+            let before = previously_sent.as_ref().and_then(|s| s[index]);
+            index += 1;
+            let now = Sent {
+                high_watermark: p.high_watermark,
+                log_start_offset: p.log_start_offset,
+            };
+            let news = p.error_code != 0 || !p.records.is_empty() || before != Some(now);
+            if news {
+                sent_now.push((entry.clone(), now));
+            }
+            news || previously_sent.is_none()
+        });
+    }
+    data.topics.retain(|t| !t.partitions.is_empty());
+    shard
+        .fetch_sessions
+        .borrow_mut()
+        .answered(session_id, &sent_now);
 }
 
 /// Reads every wanted partition (concurrently, from their owners), then trims to `max_bytes` in

@@ -1,0 +1,45 @@
+//! Raw Kafka frames over a plain socket, for what a well-behaved client never sends.
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::protocol::{Encodable, StrBytes};
+
+use super::broker::Broker;
+
+pub fn connect(broker: &Broker) -> TcpStream {
+    let stream = TcpStream::connect(&broker.addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+}
+
+pub fn frame(api_key: i16, version: i16, correlation_id: i32, body: &[u8]) -> Vec<u8> {
+    let mut header = RequestHeader::default();
+    header.request_api_key = api_key;
+    header.request_api_version = version;
+    header.correlation_id = correlation_id;
+    header.client_id = Some(StrBytes::from_static_str("raw"));
+    let mut buf = BytesMut::new();
+    let header_version = ApiKey::try_from(api_key)
+        .map(|k| k.request_header_version(version))
+        .unwrap_or(1);
+    header.encode(&mut buf, header_version).unwrap();
+    buf.put_slice(body);
+    let mut out = (buf.len() as i32).to_be_bytes().to_vec();
+    out.extend_from_slice(&buf);
+    out
+}
+
+/// Reads one response frame; `None` if the broker closed the connection.
+pub fn read_response(stream: &mut TcpStream) -> Option<Bytes> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).ok()?;
+    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut body).ok()?;
+    Some(Bytes::from(body))
+}
