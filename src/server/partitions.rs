@@ -80,6 +80,7 @@ pub enum OffsetSpec {
     Earliest,
     Latest,
     Timestamp(i64),
+    MaxTimestamp,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -286,6 +287,26 @@ impl Shard {
         match spec {
             OffsetSpec::Earliest => found(log.log_start()),
             OffsetSpec::Latest => found(log.log_end()),
+            OffsetSpec::MaxTimestamp => match log.offset_of_max_timestamp().await {
+                Ok(Some((offset, timestamp))) => ListOffsetReply {
+                    error_code: 0,
+                    offset: offset.0,
+                    timestamp: timestamp.0,
+                },
+                Ok(None) => ListOffsetReply {
+                    error_code: 0,
+                    offset: -1,
+                    timestamp: -1,
+                },
+                Err(e) => {
+                    tracing::error!(%tp, error = %e, "max timestamp lookup failed");
+                    ListOffsetReply {
+                        error_code: error_code(&e),
+                        offset: -1,
+                        timestamp: -1,
+                    }
+                }
+            },
             OffsetSpec::Timestamp(ts) => match log.offset_for_timestamp(TimestampMs(ts)).await {
                 Ok(Some((offset, timestamp))) => ListOffsetReply {
                     error_code: 0,

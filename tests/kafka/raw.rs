@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
-use kafka_protocol::protocol::{Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use super::broker::Broker;
 
@@ -42,4 +42,25 @@ pub fn read_response(stream: &mut TcpStream) -> Option<Bytes> {
     let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
     stream.read_exact(&mut body).ok()?;
     Some(Bytes::from(body))
+}
+
+/// Sends `request` as `api_key` v`version` and decodes the answer (header v0, or v1 if flexible).
+pub fn call<Req: Encodable, Resp: kafka_protocol::protocol::Decodable>(
+    stream: &mut TcpStream,
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    request: &Req,
+) -> Resp {
+    use std::io::Write;
+    let mut body = BytesMut::new();
+    request.encode(&mut body, version).unwrap();
+    stream
+        .write_all(&frame(api_key as i16, version, correlation_id, &body))
+        .unwrap();
+    let mut response = read_response(stream).expect("an answer");
+    let header = api_key.response_header_version(version);
+    let header = kafka_protocol::messages::ResponseHeader::decode(&mut response, header).unwrap();
+    assert_eq!(header.correlation_id, correlation_id);
+    Resp::decode(&mut response, version).unwrap()
 }

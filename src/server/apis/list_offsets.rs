@@ -1,5 +1,6 @@
-//! ListOffsets v1-v6: the earliest (-2) or latest (-1) offset of a partition, or the first offset
-//! whose record timestamp is at or after a given time (offsets-for-times).
+//! ListOffsets v1-v7: the earliest (-2) or latest (-1) offset of a partition, the first offset
+//! whose record timestamp is at or after a given time (offsets-for-times), or from v7 the record
+//! with the largest timestamp (-3, KIP-734).
 
 use std::rc::Rc;
 
@@ -17,15 +18,17 @@ use crate::server::{OffsetSpec, Shard};
 pub const API: Api = Api {
     key: ApiKey::ListOffsets,
     min_version: 1,
-    max_version: 6,
+    max_version: 7,
     handle: |shard, request| Box::pin(handle(shard, request)),
 };
 
 const LATEST_TIMESTAMP: i64 = -1;
 const EARLIEST_TIMESTAMP: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
 
 async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
     let body: ListOffsetsRequest = request.decode("ListOffsetsRequest")?;
+    let version = request.version;
     let mut response = ListOffsetsResponse::default();
     for topic in body.topics {
         let name = topic.name.0.to_string();
@@ -39,8 +42,9 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
             let spec = match p.timestamp {
                 LATEST_TIMESTAMP => Some(OffsetSpec::Latest),
                 EARLIEST_TIMESTAMP => Some(OffsetSpec::Earliest),
+                MAX_TIMESTAMP if version >= 7 => Some(OffsetSpec::MaxTimestamp),
                 ts if ts >= 0 => Some(OffsetSpec::Timestamp(ts)),
-                _ => None, // max timestamp (-3) and tiered specs: not served in v1-v6
+                _ => None, // -3 before v7, and the tiered-storage specs (-4, -5): not served
             };
             async move {
                 let mut out = ListOffsetsPartitionResponse::default();

@@ -220,4 +220,23 @@ impl Log {
         }
         Ok(None)
     }
+
+    /// The first record with the log's largest timestamp (ListOffsets' max timestamp, KIP-734):
+    /// its offset and timestamp, or `None` for an empty log.
+    pub async fn offset_of_max_timestamp(
+        &self,
+    ) -> Result<Option<(Offset, TimestampMs)>, StorageError> {
+        let bases: Vec<Offset> = self.state.borrow().segments.keys().copied().collect();
+        let mut max = TimestampMs::NONE;
+        for base in bases {
+            let segment_max = self.with_loaded(base, |s| s.max_timestamp).await?;
+            if let Some(t) = segment_max {
+                max = max.max(t);
+            }
+        }
+        if max == TimestampMs::NONE {
+            return Ok(None);
+        }
+        self.offset_for_timestamp(max).await
+    }
 }

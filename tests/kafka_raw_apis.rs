@@ -1,0 +1,254 @@
+//! What librdkafka does not exercise, on a raw socket: incremental fetch sessions (KIP-227, used by
+//! the Java client and franz-go), ListOffsets' max timestamp (KIP-734), DescribeCluster and
+//! IncrementalAlterConfigs.
+
+#[path = "kafka/broker.rs"]
+#[allow(dead_code)]
+mod broker;
+#[path = "kafka/client.rs"]
+#[allow(dead_code)]
+mod client;
+#[path = "kafka/raw.rs"]
+#[allow(dead_code)]
+mod raw;
+
+use std::io::Write;
+
+use broker::Broker;
+use bytes::BytesMut;
+use client::*;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use raw::{call, connect, frame, read_response};
+
+const VERSION: i16 = 12;
+
+fn fetch(
+    stream: &mut std::net::TcpStream,
+    correlation_id: i32,
+    session_id: i32,
+    epoch: i32,
+    partitions: &[(i32, i64)],
+) -> FetchResponse {
+    let mut request = FetchRequest::default();
+    request.max_wait_ms = 0;
+    request.min_bytes = 0;
+    request.max_bytes = 1 << 20;
+    request.session_id = session_id;
+    request.session_epoch = epoch;
+    request.replica_id = kafka_protocol::messages::BrokerId(-1);
+    if !partitions.is_empty() {
+        let mut topic = FetchTopic::default();
+        topic.topic = TopicName(StrBytes::from_static_str("sessions"));
+        topic.partitions = partitions
+            .iter()
+            .map(|&(partition, offset)| {
+                let mut p = FetchPartition::default();
+                p.partition = partition;
+                p.fetch_offset = offset;
+                p.partition_max_bytes = 1 << 20;
+                p.log_start_offset = -1;
+                p
+            })
+            .collect();
+        request.topics = vec![topic];
+    }
+    let mut body = BytesMut::new();
+    request.encode(&mut body, VERSION).unwrap();
+    stream
+        .write_all(&frame(1, VERSION, correlation_id, &body))
+        .unwrap();
+    let mut response = read_response(stream).expect("a fetch answer");
+    bytes::Buf::advance(&mut response, 5); // correlation id and the header's tagged fields
+    FetchResponse::decode(&mut response, VERSION).unwrap()
+}
+
+fn partitions_in(response: &FetchResponse) -> Vec<(i32, usize)> {
+    response
+        .responses
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| (p.partition_index, p.records.as_ref().map_or(0, |r| r.len())))
+        .collect()
+}
+
+#[test]
+fn an_incremental_session_answers_only_what_changed() {
+    let broker = Broker::start(&[]);
+    create_topic(&broker.addr, "sessions", 3, &[]);
+    let producer = producer(&broker.addr, &[("linger.ms", "0")]);
+    produce(&producer, "sessions", Some(0), &[Sent::new("k", "first")]).unwrap();
+
+    let mut s = connect(&broker);
+    // Epoch 0: a new session, a full answer.
+    let full = fetch(&mut s, 1, 0, 0, &[(0, 0), (1, 0), (2, 0)]);
+    assert_eq!(full.error_code, 0);
+    assert_ne!(full.session_id, 0, "a session was created");
+    let id = full.session_id;
+    let got = partitions_in(&full);
+    assert_eq!(got.len(), 3);
+    assert!(got[0].1 > 0, "partition 0 has the record");
+
+    // Epoch 1, the client moved partition 0 past its record: nothing has changed anywhere.
+    let quiet = fetch(&mut s, 2, id, 1, &[(0, 1)]);
+    assert_eq!(quiet.error_code, 0);
+    assert_eq!(quiet.session_id, id);
+    assert_eq!(partitions_in(&quiet), vec![]);
+
+    // A record on partition 2: only partition 2 comes back.
+    produce(&producer, "sessions", Some(2), &[Sent::new("k", "second")]).unwrap();
+    let news = fetch(&mut s, 3, id, 2, &[]);
+    let got = partitions_in(&news);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].0, 2);
+    assert!(got[0].1 > 0);
+
+    // A stale epoch and an unknown session are refused with their errors.
+    assert_eq!(
+        fetch(&mut s, 4, id, 2, &[]).error_code,
+        71,
+        "INVALID_FETCH_SESSION_EPOCH"
+    );
+    assert_eq!(
+        fetch(&mut s, 5, id ^ 0x10000, 1, &[]).error_code,
+        70,
+        "FETCH_SESSION_ID_NOT_FOUND"
+    );
+    // The final epoch closes the session; it is gone afterwards.
+    assert_eq!(fetch(&mut s, 6, id, -1, &[(0, 1)]).session_id, 0);
+    assert_eq!(fetch(&mut s, 7, id, 3, &[]).error_code, 70);
+}
+
+#[test]
+fn list_offsets_max_timestamp() {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
+    let broker = Broker::start(&[]);
+    create_topic(&broker.addr, "maxts", 1, &[]);
+    let producer = producer(&broker.addr, &[("linger.ms", "5")]);
+    // The largest timestamp sits in the middle of a batch.
+    let stamps = [5_000, 9_000, 7_000, 20_000, 8_000, 6_000];
+    let sent: Vec<Sent> = stamps
+        .iter()
+        .map(|&t| Sent {
+            timestamp: Some(t),
+            ..Sent::new("k", &format!("at {t}"))
+        })
+        .collect();
+    produce(&producer, "maxts", Some(0), &sent).unwrap();
+    let mut s = connect(&broker);
+    let ask = |s: &mut std::net::TcpStream, version: i16, timestamp: i64| {
+        let mut partition = ListOffsetsPartition::default();
+        partition.partition_index = 0;
+        partition.timestamp = timestamp;
+        partition.current_leader_epoch = -1;
+        let mut topic = ListOffsetsTopic::default();
+        topic.name = TopicName(StrBytes::from_static_str("maxts"));
+        topic.partitions = vec![partition];
+        let mut request = ListOffsetsRequest::default();
+        request.replica_id = kafka_protocol::messages::BrokerId(-1);
+        request.topics = vec![topic];
+        let response: ListOffsetsResponse = call(s, ApiKey::ListOffsets, version, 1, &request);
+        let p = &response.topics[0].partitions[0];
+        (p.error_code, p.offset, p.timestamp)
+    };
+    assert_eq!(ask(&mut s, 7, -3), (0, 3, 20_000));
+    assert_eq!(
+        ask(&mut s, 7, 8_500),
+        (0, 1, 9_000),
+        "offsets for times still works"
+    );
+    assert_eq!(ask(&mut s, 6, -3).0, 42, "INVALID_REQUEST before v7");
+}
+
+#[test]
+fn describe_cluster_and_incremental_alter_configs() {
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    use kafka_protocol::messages::{
+        ApiKey, DescribeClusterRequest, DescribeClusterResponse, IncrementalAlterConfigsRequest,
+        IncrementalAlterConfigsResponse,
+    };
+    let broker = Broker::start(&[]);
+    create_topic(&broker.addr, "inc", 1, &[("retention.ms", "1000")]);
+    let mut s = connect(&broker);
+    let cluster: DescribeClusterResponse = call(
+        &mut s,
+        ApiKey::DescribeCluster,
+        0,
+        1,
+        &DescribeClusterRequest::default(),
+    );
+    assert_eq!(cluster.error_code, 0);
+    assert_eq!(cluster.brokers.len(), 1);
+    assert_eq!(
+        format!(
+            "{}:{}",
+            cluster.brokers[0].host.as_str(),
+            cluster.brokers[0].port
+        ),
+        broker.addr
+    );
+    let alter = |s: &mut std::net::TcpStream,
+                 resource_type: i8,
+                 name: &str,
+                 ops: &[(&str, i8, Option<&str>)]| {
+        let mut resource = AlterConfigsResource::default();
+        resource.resource_type = resource_type;
+        resource.resource_name = StrBytes::from_string(name.to_string());
+        resource.configs = ops
+            .iter()
+            .map(|(key, op, value)| {
+                let mut c = AlterableConfig::default();
+                c.name = StrBytes::from_string(key.to_string());
+                c.config_operation = *op;
+                c.value = value.map(|v| StrBytes::from_string(v.to_string()));
+                c
+            })
+            .collect();
+        let mut request = IncrementalAlterConfigsRequest::default();
+        request.resources = vec![resource];
+        let response: IncrementalAlterConfigsResponse =
+            call(s, ApiKey::IncrementalAlterConfigs, 1, 2, &request);
+        response.responses[0].error_code
+    };
+    // SET one key, APPEND to a list, DELETE another: the others stay.
+    assert_eq!(
+        alter(
+            &mut s,
+            2,
+            "inc",
+            &[
+                ("segment.ms", 0, Some("60000")),
+                ("cleanup.policy", 2, Some("compact"))
+            ]
+        ),
+        0
+    );
+    assert_eq!(alter(&mut s, 2, "inc", &[("retention.ms", 1, None)]), 0);
+    let configs = std::fs::read_to_string(
+        broker
+            .data_dir()
+            .join("__cluster_metadata")
+            .join("topics.toml"),
+    )
+    .unwrap();
+    assert!(configs.contains("\"segment.ms\" = \"60000\""), "{configs}");
+    assert!(
+        configs.contains("\"cleanup.policy\" = \"delete,compact\""),
+        "{configs}"
+    );
+    assert!(!configs.contains("retention.ms"), "{configs}");
+    // A bad value is refused (INVALID_CONFIG) and changes nothing; broker configs are static.
+    assert_eq!(
+        alter(&mut s, 2, "inc", &[("segment.ms", 0, Some("never"))]),
+        40
+    );
+    assert_eq!(alter(&mut s, 2, "nope", &[("segment.ms", 0, Some("1"))]), 3);
+    assert_eq!(
+        alter(&mut s, 4, "0", &[("log.retention.ms", 0, Some("1"))]),
+        42
+    );
+}
