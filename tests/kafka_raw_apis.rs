@@ -252,3 +252,45 @@ fn describe_cluster_and_incremental_alter_configs() {
         42
     );
 }
+
+#[test]
+fn offset_for_leader_epoch() {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    use kafka_protocol::messages::{
+        ApiKey, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
+    };
+    let broker = Broker::start(&[]);
+    create_topic(&broker.addr, "epochs", 1, &[]);
+    let producer = producer(&broker.addr, &[("linger.ms", "0")]);
+    produce(
+        &producer,
+        "epochs",
+        Some(0),
+        &[Sent::new("k", "a"), Sent::new("k", "b")],
+    )
+    .unwrap();
+    let mut s = connect(&broker);
+    let ask = |s: &mut std::net::TcpStream, partition: i32, current: i32, epoch: i32| {
+        let mut p = OffsetForLeaderPartition::default();
+        p.partition = partition;
+        p.current_leader_epoch = current;
+        p.leader_epoch = epoch;
+        let mut topic = OffsetForLeaderTopic::default();
+        topic.topic = TopicName(StrBytes::from_static_str("epochs"));
+        topic.partitions = vec![p];
+        let mut request = OffsetForLeaderEpochRequest::default();
+        request.replica_id = kafka_protocol::messages::BrokerId(-1);
+        request.topics = vec![topic];
+        let response: OffsetForLeaderEpochResponse =
+            call(s, ApiKey::OffsetForLeaderEpoch, 4, 1, &request);
+        let p = &response.topics[0].partitions[0];
+        (p.error_code, p.leader_epoch, p.end_offset)
+    };
+    assert_eq!(ask(&mut s, 0, 0, 0), (0, 0, 2));
+    assert_eq!(ask(&mut s, 0, -1, 0), (0, 0, 2));
+    assert_eq!(ask(&mut s, 0, 0, 5), (0, -1, -1), "an epoch that never was");
+    assert_eq!(ask(&mut s, 0, 3, 0).0, 75, "UNKNOWN_LEADER_EPOCH");
+    assert_eq!(ask(&mut s, 9, 0, 0).0, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+}

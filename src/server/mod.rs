@@ -28,7 +28,9 @@ use crate::model::TopicPartition;
 use crate::protocol::{FileSlice, ResponseError as E};
 use mesh::ShardMessage;
 use metadata::{Change, Image, MetadataError, TopicMeta};
-pub use partitions::{AppendReply, ListOffsetReply, OffsetSpec, ReadHeader, ReadReply};
+pub use partitions::{
+    AppendReply, ListOffsetReply, OffsetSpec, ReadHeader, ReadReply, LEADER_EPOCH,
+};
 
 /// How long shutdown waits for in-flight requests before closing the logs anyway.
 const SHUTDOWN_DRAIN_MS_MAX: u64 = 10_000;

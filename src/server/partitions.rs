@@ -15,8 +15,10 @@ use crate::model::{Offset, TimestampMs, TopicPartition};
 use crate::protocol::ResponseError as E;
 use crate::storage::{AppendOptions, Log, ReadRange, StorageError};
 
-/// Background maintenance (retention, compaction) runs at this period when the broker's
-/// `log.retention.check.interval.ms` is larger than it.
+/// The leader epoch of every partition on a single node: it never changes leader. Stamped into
+/// each appended batch (as Kafka does), answered in Metadata and OffsetForLeaderEpoch.
+pub const LEADER_EPOCH: i32 = 0;
+
 pub struct Partition {
     pub log: Rc<Log>,
     pub topic_id: uuid::Uuid,
@@ -166,10 +168,11 @@ impl Shard {
                 }
             }
         };
-        let result = partition
-            .log
-            .append(vec![records], AppendOptions::default())
-            .await;
+        let options = AppendOptions {
+            leader_epoch: Some(LEADER_EPOCH),
+            ..AppendOptions::default()
+        };
+        let result = partition.log.append(vec![records], options).await;
         match result {
             Ok(info) => {
                 partition.wake_waiters();

@@ -95,7 +95,7 @@ fn topic_entry(shard: &Shard, name: &str, meta: Option<&TopicMeta>) -> MetadataR
             let mut p = MetadataResponsePartition::default();
             p.partition_index = index;
             p.leader_id = BrokerId(shard.node_id);
-            p.leader_epoch = 0;
+            p.leader_epoch = crate::server::LEADER_EPOCH;
             p.replica_nodes = vec![BrokerId(shard.node_id)];
             p.isr_nodes = vec![BrokerId(shard.node_id)];
             p

@@ -6,6 +6,7 @@ mod configs;
 mod create_topics;
 mod delete_topics;
 mod fetch;
+mod leader_epoch;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -66,6 +67,7 @@ pub const APIS: &[Api] = &[
     topics_admin::CREATE_PARTITIONS,
     topics_admin::DELETE_RECORDS,
     topics_admin::DESCRIBE_CLUSTER,
+    leader_epoch::API,
 ];
 
 pub enum Dispatch {
