@@ -5,8 +5,9 @@
 //! - fetch: an rdkafka consumer reading it all back, vs a minimal process that sendfile()s the same
 //!   segment files to a socket.
 //!
-//! `cargo bench --bench broker` (SLUICE_BENCH_MB sets the volume, default 256). Output: one
-//! `name value` line per figure. CPU time is user+system of the serving process only.
+//! `cargo bench --bench broker` (SLUICE_BENCH_MB sets the volume, default 256; SLUICE_BENCH_CORES
+//! passes `--cores`; SLUICE_BENCH_ROUNDS, default 3). Output: a line per round, then the median
+//! ratios. CPU time is user+system of the serving process only.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -38,59 +39,71 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(256);
     let messages = megabytes * 1024 * 1024 / MESSAGE_BYTES as u64;
+    let rounds: usize = std::env::var("SLUICE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     let temp = tempfile::tempdir().expect("temp dir");
     let data_dir = temp.path().join("data");
     let (mut broker, addr) = start_broker(&data_dir);
     let pid = broker_pid(broker.id() as i32);
+    println!("messages_per_round {messages}");
+    let mut ingest_ratios = Vec::new();
+    let mut fetch_ratios = Vec::new();
+    // Broker and floor alternate within each round, so that both see the same machine.
+    for round in 0..rounds {
+        let topic = format!("bench-{round}");
+        create_topic(&addr, &topic);
+        settle();
+        let cpu_before = process_cpu_seconds(pid);
+        let started = Instant::now();
+        produce(&addr, &topic, messages);
+        let ingest_wall = started.elapsed().as_secs_f64();
+        let ingest_cpu = process_cpu_seconds(pid) - cpu_before;
+        let segment_files = segment_files(&data_dir, &topic);
+        let stored_bytes: u64 = segment_files
+            .iter()
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .sum();
+        let gb = stored_bytes as f64 / 1e9;
+        settle();
+        let floor_ingest_cpu = run_floor_ingest(stored_bytes, temp.path());
 
-    create_topic(&addr);
-    settle();
-    let cpu_before = process_cpu_seconds(pid);
-    let started = Instant::now();
-    produce(&addr, messages);
-    let ingest_wall = started.elapsed().as_secs_f64();
-    let ingest_cpu = process_cpu_seconds(pid) - cpu_before;
-    let segment_files = segment_files(&data_dir);
-    let stored_bytes: u64 = segment_files
-        .iter()
-        .map(|p| std::fs::metadata(p).unwrap().len())
-        .sum();
-    let gb = stored_bytes as f64 / 1e9;
+        settle();
+        let cpu_before = process_cpu_seconds(pid);
+        let fetch_wall = consume(&addr, &topic, messages);
+        let fetch_cpu = process_cpu_seconds(pid) - cpu_before;
+        settle();
+        let floor_fetch_cpu = run_floor_fetch(&segment_files);
+        delete_topic(&addr, &topic);
 
-    settle();
-    let floor_ingest_cpu = run_floor_ingest(stored_bytes, temp.path());
-
-    settle();
-    let cpu_before = process_cpu_seconds(pid);
-    let fetch_wall = consume(&addr, messages);
-    let fetch_cpu = process_cpu_seconds(pid) - cpu_before;
-    settle();
-    let floor_fetch_cpu = run_floor_fetch(&segment_files);
-
+        let ingest_ratio = ingest_cpu / floor_ingest_cpu.max(1e-9);
+        let fetch_ratio = fetch_cpu / floor_fetch_cpu.max(1e-9);
+        println!(
+            "round {round}: stored_bytes {stored_bytes} ingest {:.0} MB/s {:.0} msgs/s, \
+             cpu s/GB {:.3} (floor {:.3}) ratio {ingest_ratio:.2}; \
+             fetch {:.0} MB/s, cpu s/GB {:.3} (floor {:.3}) ratio {fetch_ratio:.2}",
+            stored_bytes as f64 / 1e6 / ingest_wall,
+            messages as f64 / ingest_wall,
+            ingest_cpu / gb,
+            floor_ingest_cpu / gb,
+            stored_bytes as f64 / 1e6 / fetch_wall,
+            fetch_cpu / gb,
+            floor_fetch_cpu / gb,
+        );
+        ingest_ratios.push(ingest_ratio);
+        fetch_ratios.push(fetch_ratio);
+    }
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let _ = broker.wait();
+    println!("ingest_ratio_median {:.2}", median(&mut ingest_ratios));
+    println!("fetch_ratio_median {:.2}", median(&mut fetch_ratios));
+}
 
-    println!("messages {messages}");
-    println!("stored_bytes {stored_bytes}");
-    println!(
-        "ingest_mb_per_s {:.1}",
-        stored_bytes as f64 / 1e6 / ingest_wall
-    );
-    println!("ingest_msgs_per_s {:.0}", messages as f64 / ingest_wall);
-    println!("ingest_cpu_s_per_gb {:.3}", ingest_cpu / gb);
-    println!("floor_ingest_cpu_s_per_gb {:.3}", floor_ingest_cpu / gb);
-    println!(
-        "ingest_ratio {:.2}",
-        ingest_cpu / floor_ingest_cpu.max(1e-9)
-    );
-    println!(
-        "fetch_mb_per_s {:.1}",
-        stored_bytes as f64 / 1e6 / fetch_wall
-    );
-    println!("fetch_cpu_s_per_gb {:.3}", fetch_cpu / gb);
-    println!("floor_fetch_cpu_s_per_gb {:.3}", floor_fetch_cpu / gb);
-    println!("fetch_ratio {:.2}", fetch_cpu / floor_fetch_cpu.max(1e-9));
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 fn start_broker(data_dir: &Path) -> (Child, String) {
@@ -107,6 +120,11 @@ fn start_broker(data_dir: &Path) -> (Child, String) {
             "--set",
             "listeners=PLAINTEXT://127.0.0.1:0",
         ])
+        .args(
+            std::env::var("SLUICE_BENCH_CORES")
+                .map(|cores| vec!["--cores".to_string(), cores])
+                .unwrap_or_default(),
+        )
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
@@ -173,13 +191,25 @@ fn self_cpu_seconds() -> f64 {
     seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
-fn create_topic(addr: &str) {
+fn delete_topic(addr: &str, topic: &str) {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    let admin: AdminClient<_> = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .create()
+        .unwrap();
+    let results =
+        futures_lite::future::block_on(admin.delete_topics(&[topic], &AdminOptions::new()))
+            .unwrap();
+    results[0].as_ref().expect("deleted");
+}
+
+fn create_topic(addr: &str, topic: &str) {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     let admin: AdminClient<_> = ClientConfig::new()
         .set("bootstrap.servers", addr)
         .create()
         .unwrap();
-    let topic = NewTopic::new("bench", PARTITIONS, TopicReplication::Fixed(1));
+    let topic = NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1));
     let results =
         futures_lite::future::block_on(admin.create_topics(&[topic], &AdminOptions::new()))
             .unwrap();
@@ -201,7 +231,7 @@ impl ProducerContext for Counting {
     }
 }
 
-fn produce(addr: &str, messages: u64) {
+fn produce(addr: &str, topic: &str, messages: u64) {
     let failed = Arc::new(AtomicU64::new(0));
     let producer: BaseProducer<Counting> = ClientConfig::new()
         .set("bootstrap.servers", addr)
@@ -216,7 +246,7 @@ fn produce(addr: &str, messages: u64) {
     let payload = vec![b'x'; MESSAGE_BYTES];
     for i in 0..messages {
         let partition = (i % PARTITIONS as u64) as i32;
-        let mut record = BaseRecord::<(), [u8]>::to("bench")
+        let mut record = BaseRecord::<(), [u8]>::to(topic)
             .payload(&payload[..])
             .partition(partition);
         loop {
@@ -236,7 +266,7 @@ fn produce(addr: &str, messages: u64) {
     assert_eq!(failed.load(Ordering::Relaxed), 0, "deliveries failed");
 }
 
-fn consume(addr: &str, messages: u64) -> f64 {
+fn consume(addr: &str, topic: &str, messages: u64) -> f64 {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", addr)
         .set("group.id", "bench")
@@ -247,7 +277,7 @@ fn consume(addr: &str, messages: u64) -> f64 {
         .unwrap();
     let mut list = TopicPartitionList::new();
     for p in 0..PARTITIONS {
-        list.add_partition_offset("bench", p, Offset::Beginning)
+        list.add_partition_offset(topic, p, Offset::Beginning)
             .unwrap();
     }
     consumer.assign(&list).unwrap();
@@ -267,10 +297,10 @@ fn consume(addr: &str, messages: u64) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
-fn segment_files(data_dir: &Path) -> Vec<PathBuf> {
+fn segment_files(data_dir: &Path, topic: &str) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for p in 0..PARTITIONS {
-        for entry in std::fs::read_dir(data_dir.join(format!("bench-{p}"))).unwrap() {
+        for entry in std::fs::read_dir(data_dir.join(format!("{topic}-{p}"))).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "log") {
                 files.push(path);
@@ -313,7 +343,9 @@ fn run_floor_ingest(bytes: u64, dir: &Path) -> f64 {
         left -= n as u64;
     }
     drop(stream);
-    finish_floor(child, out)
+    let cpu = finish_floor(child, out);
+    let _ = std::fs::remove_file(&target);
+    cpu
 }
 
 /// The ingest floor: receive bytes over TCP and append them to a file, nothing else.

@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 mb="${1:-64}"
 trace="$(mktemp -d)/trace"
 cargo build --release --quiet
-SLUICE_BENCH_MB="$mb" SLUICE_BENCH_WRAP="strace -f -qq -e trace=sendfile,write,writev,sendto,sendmsg,read,pread64,recvfrom -o $trace" \
-  cargo bench --quiet --bench broker | grep -E "stored_bytes|fetch_mb"
+SLUICE_BENCH_ROUNDS=1 SLUICE_BENCH_MB="$mb" SLUICE_BENCH_WRAP="strace -f -qq -e trace=sendfile,write,writev,sendto,sendmsg,read,pread64,recvfrom -o $trace" \
+  cargo bench --quiet --bench broker | grep -E "round|median"
 python3 - "$trace" <<'PY'
 import re, sys, collections
 calls = collections.Counter(); bytes_ = collections.Counter()
