@@ -294,3 +294,59 @@ fn offset_for_leader_epoch() {
     assert_eq!(ask(&mut s, 0, 3, 0).0, 75, "UNKNOWN_LEADER_EPOCH");
     assert_eq!(ask(&mut s, 9, 0, 0).0, 3, "UNKNOWN_TOPIC_OR_PARTITION");
 }
+
+#[test]
+fn an_lz4_batch_passes_through_untouched() {
+    use bytes::Bytes;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
+    use sluice::model::records::{BatchBuilder, Record};
+    use sluice::model::{Codec, Offset as LogOffset, TimestampMs};
+    let broker = Broker::start(&[]);
+    create_topic(&broker.addr, "lz4", 1, &[]);
+    let records: Vec<Record> = (0..50)
+        .map(|i| Record {
+            offset: LogOffset(i),
+            timestamp: TimestampMs(1_000 + i),
+            key: Some(Bytes::from(format!("k{i}"))),
+            value: Some(Bytes::from(format!("lz4 value {i} {}", "z".repeat(40)))),
+            headers: Vec::new(),
+        })
+        .collect();
+    let batch = BatchBuilder {
+        codec: Codec::Lz4,
+        ..BatchBuilder::default()
+    }
+    .build(&records);
+    let mut partition = PartitionProduceData::default();
+    partition.index = 0;
+    partition.records = Some(batch.clone());
+    let mut topic = TopicProduceData::default();
+    topic.name = TopicName(StrBytes::from_static_str("lz4"));
+    topic.partition_data = vec![partition];
+    let mut request = ProduceRequest::default();
+    request.acks = -1;
+    request.timeout_ms = 5_000;
+    request.topic_data = vec![topic];
+    let mut s = connect(&broker);
+    let response: ProduceResponse = call(&mut s, ApiKey::Produce, 9, 1, &request);
+    assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+    // Stored byte for byte, but for the base offset and leader epoch the broker writes.
+    let stored = std::fs::read(
+        broker
+            .data_dir()
+            .join("lz4-0")
+            .join(format!("{:020}.log", 0)),
+    )
+    .unwrap();
+    assert_eq!(stored.len(), batch.len());
+    assert_eq!(
+        &stored[21..],
+        &batch[21..],
+        "from the magic byte on, nothing changed"
+    );
+    let got = consume(&broker.addr, "lz4", 0, rdkafka::Offset::Beginning, 50);
+    for (g, r) in got.iter().zip(&records) {
+        assert_eq!(g.sent.value.as_deref(), r.value.as_deref());
+    }
+}

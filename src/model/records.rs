@@ -1,6 +1,7 @@
 //! The records inside a v2 batch (zigzag varints, as Kafka's `DefaultRecord`), and a builder that
 //! encodes records into a complete batch. Used where the broker must look inside a batch:
-//! compaction, timestamp lookups, tests and benchmarks — never on the produce or fetch path.
+//! compaction, timestamp lookups, a topic whose `compression.type` differs from the producer's,
+//! tests and benchmarks; never on the default produce path or on the fetch path.
 
 use bytes::{Bytes, BytesMut};
 
@@ -282,6 +283,61 @@ pub fn simple_batch(count: usize, value_bytes: usize, codec: Codec) -> Bytes {
         ..BatchBuilder::default()
     }
     .build(&records)
+}
+
+/// Re-encodes a batch with `records` (all of them, or fewer) and `codec`, keeping its span,
+/// timestamp type, transactional and control flags, producer fields and leader epoch.
+pub fn rebuild(view: &BatchView<'_>, records: &[Record], codec: Codec) -> Bytes {
+    let timestamp_type = view.timestamp_type();
+    BatchBuilder {
+        codec,
+        timestamp_type,
+        transactional: view.is_transactional(),
+        control: view.is_control(),
+        producer: ProducerInfo {
+            producer_id: view.producer_id(),
+            producer_epoch: view.producer_epoch(),
+            base_sequence: view.base_sequence(),
+        },
+        partition_leader_epoch: view.header().partition_leader_epoch.get(),
+        span: Some((view.base_offset(), view.header().last_offset_delta.get())),
+        log_append_time: (timestamp_type == TimestampType::LogAppendTime)
+            .then(|| view.max_timestamp()),
+    }
+    .build(records)
+}
+
+/// Re-encodes every data batch in `bytes` whose codec is not `codec` (a topic's
+/// `compression.type`); control batches and batches already in `codec` are copied as they are.
+/// Each batch is checked (CRC included) before it is opened. `None` if nothing needed it.
+pub fn recompress(
+    bytes: &[u8],
+    codec: Codec,
+    limit_bytes: usize,
+) -> Result<Option<Bytes>, RecordsError> {
+    let mut rest = bytes;
+    let mut needed = false;
+    while !rest.is_empty() {
+        let (view, after) = BatchView::validate(rest)?;
+        needed |= !view.is_control() && view.codec()? != codec;
+        rest = after;
+    }
+    if !needed {
+        return Ok(None);
+    }
+    let mut out = BytesMut::with_capacity(bytes.len());
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let (view, after) = BatchView::validate(rest)?;
+        if view.is_control() || view.codec()? == codec {
+            out.extend_from_slice(view.bytes());
+        } else {
+            let records = decode(&view, limit_bytes)?;
+            out.extend_from_slice(&rebuild(&view, &records, codec));
+        }
+        rest = after;
+    }
+    Ok(Some(out.freeze()))
 }
 
 #[cfg(test)]

@@ -292,6 +292,25 @@ pub fn log_config(broker: &Values, topic: &TopicMeta) -> crate::storage::LogConf
     config::log_config(broker, &topic.config_values())
 }
 
+/// The codec a topic stores batches with, or `None` for `producer` (as sent): the topic's
+/// `compression.type`, else the broker's.
+pub fn topic_codec(broker: &Values, topic: &TopicMeta) -> Option<crate::model::Codec> {
+    use crate::model::Codec;
+    let name = topic
+        .configs
+        .get("compression.type")
+        .map(String::as_str)
+        .unwrap_or_else(|| broker.get("compression.type"));
+    match name {
+        "uncompressed" => Some(Codec::None),
+        "gzip" => Some(Codec::Gzip),
+        "snappy" => Some(Codec::Snappy),
+        "lz4" => Some(Codec::Lz4),
+        "zstd" => Some(Codec::Zstd),
+        _ => None,
+    }
+}
+
 /// Writes the image durably (temp file, fsync, rename, fsync of the directory).
 pub async fn persist(
     data_dir: &Path,

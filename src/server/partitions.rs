@@ -2,7 +2,7 @@
 //! it (one writer per partition). Appends, read ranges, long-poll watches, offsets by time, and
 //! the Kafka error code for each storage outcome.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -11,7 +11,7 @@ use futures::channel::oneshot;
 use super::metadata::TopicMeta;
 use super::Shard;
 use crate::io;
-use crate::model::{Offset, TimestampMs, TopicPartition};
+use crate::model::{records, Codec, Offset, TimestampMs, TopicPartition};
 use crate::protocol::ResponseError as E;
 use crate::storage::{AppendOptions, Log, ReadRange, StorageError};
 
@@ -22,15 +22,18 @@ pub const LEADER_EPOCH: i32 = 0;
 pub struct Partition {
     pub log: Rc<Log>,
     pub topic_id: uuid::Uuid,
+    /// The topic's `compression.type` when it is not `producer`: batches are re-encoded to it.
+    codec: Cell<Option<Codec>>,
     waiters: RefCell<Vec<oneshot::Sender<()>>>,
     maintenance: RefCell<Option<io::Task<()>>>,
 }
 
 impl Partition {
-    pub fn new(log: Rc<Log>, topic_id: uuid::Uuid) -> Partition {
+    pub fn new(log: Rc<Log>, topic_id: uuid::Uuid, codec: Option<Codec>) -> Partition {
         Partition {
             log,
             topic_id,
+            codec: Cell::new(codec),
             waiters: RefCell::new(Vec::new()),
             maintenance: RefCell::new(None),
         }
@@ -104,6 +107,23 @@ pub fn error_code(error: &StorageError) -> i16 {
     }
 }
 
+/// Re-encodes batches to the topic's codec (the only place the produce path opens a batch, and
+/// only when an operator set `compression.type`). A batch that fails its checks is CORRUPT_MESSAGE.
+fn recompress(log: &Log, records: &Bytes, codec: Codec) -> Result<Bytes, AppendReply> {
+    let limit = log.config().max_message_bytes.max(1 << 20) * 64;
+    match records::recompress(records, codec, limit) {
+        Ok(Some(recoded)) => Ok(recoded),
+        Ok(None) => Ok(records.clone()),
+        Err(e) => Err(AppendReply {
+            error_code: E::CorruptMessage.code(),
+            error_message: Some(e.to_string()),
+            base_offset: -1,
+            log_append_time_ms: -1,
+            log_start_offset: log.log_start().0,
+        }),
+    }
+}
+
 impl Shard {
     /// The partition if this shard owns it and it exists, opening its log on first use.
     pub async fn partition(&self, tp: &TopicPartition) -> Result<Rc<Partition>, i16> {
@@ -140,7 +160,8 @@ impl Shard {
         let config = super::metadata::log_config(&self.broker, meta);
         let dir = self.data_dir.join(tp.dir_name());
         let log = Rc::new(Log::open(&dir, config, io::Faults::default()).await?);
-        let partition = Rc::new(Partition::new(log.clone(), meta.id));
+        let codec = super::metadata::topic_codec(&self.broker, meta);
+        let partition = Rc::new(Partition::new(log.clone(), meta.id, codec));
         let period = std::time::Duration::from_millis(
             self.broker.i64("log.retention.check.interval.ms").max(10) as u64,
         );
@@ -167,6 +188,13 @@ impl Shard {
                     ..Default::default()
                 }
             }
+        };
+        let records = match partition.codec.get() {
+            None => records,
+            Some(codec) => match recompress(&partition.log, &records, codec) {
+                Ok(records) => records,
+                Err(reply) => return reply,
+            },
         };
         let options = AppendOptions {
             leader_epoch: Some(LEADER_EPOCH),
@@ -368,6 +396,9 @@ impl Shard {
                     partition
                         .log
                         .set_config(super::metadata::log_config(&self.broker, meta));
+                    partition
+                        .codec
+                        .set(super::metadata::topic_codec(&self.broker, meta));
                 }
                 _ => {
                     self.partitions.borrow_mut().remove(&tp);

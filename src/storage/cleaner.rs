@@ -23,8 +23,8 @@ use super::log::Log;
 use super::segment::{self, BatchInfo, Segment, EXTENSIONS};
 use super::StorageError;
 use crate::io;
-use crate::model::records::{self, BatchBuilder, ProducerInfo};
-use crate::model::{BatchView, Offset, TimestampMs, TimestampType};
+use crate::model::records;
+use crate::model::{BatchView, Offset, TimestampMs};
 
 pub const SWAP_MARKER: &str = "cleaner.swap";
 const CLEANED_SUFFIX: &str = ".cleaned";
@@ -213,7 +213,11 @@ impl Log {
                         } else if keep.is_empty() {
                             Keep::Nothing
                         } else {
-                            Keep::Rebuilt(rebuild(view, &keep))
+                            Keep::Rebuilt(records::rebuild(
+                                view,
+                                &keep,
+                                view.codec().expect("validated"),
+                            ))
                         }
                     })
                     .await?;
@@ -409,28 +413,6 @@ async fn read_batch(
         records::decode(&view, limit_bytes).map_err(|e| corrupt(e.to_string()))?
     };
     Ok((bytes, decoded))
-}
-
-/// Re-encodes a batch with fewer records, keeping its codec, span, timestamps type, producer
-/// fields and leader epoch.
-fn rebuild(view: &BatchView<'_>, keep: &[records::Record]) -> Bytes {
-    let timestamp_type = view.timestamp_type();
-    BatchBuilder {
-        codec: view.codec().expect("validated"),
-        timestamp_type,
-        transactional: view.is_transactional(),
-        control: view.is_control(),
-        producer: ProducerInfo {
-            producer_id: view.producer_id(),
-            producer_epoch: view.producer_epoch(),
-            base_sequence: view.base_sequence(),
-        },
-        partition_leader_epoch: view.header().partition_leader_epoch.get(),
-        span: Some((view.base_offset(), view.header().last_offset_delta.get())),
-        log_append_time: (timestamp_type == TimestampType::LogAppendTime)
-            .then(|| view.max_timestamp()),
-    }
-    .build(keep)
 }
 
 /// What a cleaning visitor keeps of a batch.
