@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use glommio::io::{BufferedFile, OpenOptions};
 
+mod budget;
 mod lock;
 pub mod net;
 pub mod shard;
@@ -231,6 +232,7 @@ pub async fn yield_if_needed() {
     glommio::yield_if_needed().await;
 }
 
+pub use budget::{Budget, Grant};
 pub use lock::{Lock, LockGuard};
 
 /// A queue of tasks with a share of the core. Hot-path work (produce, fetch) runs on queues with

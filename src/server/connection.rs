@@ -1,7 +1,8 @@
 //! One client connection: a reader task that frames and dispatches requests (each runs as its own
 //! task, so a connection may pipeline), and a writer that sends the answers strictly in request
-//! order. At most `CONNECTION_IN_FLIGHT_MAX` requests per connection are outstanding; the reader
-//! waits for room before it reads the next frame.
+//! order. At most `CONNECTION_IN_FLIGHT_MAX` requests per connection are outstanding, and their
+//! frames count against the shard's `SHARD_REQUEST_MEMORY_BYTES`; the reader waits for room
+//! before it reads the next frame.
 
 use std::rc::Rc;
 
@@ -94,6 +95,9 @@ async fn read_loop(
         if len > limit {
             return Close::FrameTooLarge { bytes: len, limit };
         }
+        // Reserve the frame's memory on this shard first: many connections sending large requests
+        // wait here instead of exhausting memory.
+        let grant = shard.request_memory.acquire(len as usize).await;
         let mut frame = BytesMut::zeroed(len as usize);
         match reader.read_exact_or_eof(&mut frame).await {
             Ok(true) => {}
@@ -106,11 +110,14 @@ async fn read_loop(
                 let guard = shard.begin_request();
                 shard.hot.spawn(async move {
                     let response = future.await;
-                    drop(guard);
+                    drop((guard, grant));
                     response
                 })
             }
-            Dispatch::Close(close) => return close,
+            Dispatch::Close(close) => {
+                drop(grant);
+                return close;
+            }
         };
         if tx.send(task).await.is_err() {
             return Close::Io(std::io::ErrorKind::BrokenPipe.into());

@@ -34,6 +34,9 @@ pub use partitions::{
 
 /// How long shutdown waits for in-flight requests before closing the logs anyway.
 const SHUTDOWN_DRAIN_MS_MAX: u64 = 10_000;
+/// Request bytes one shard may hold at once (frames read but not yet handled), over all its
+/// connections: past it, connections wait before reading their next frame.
+pub const SHARD_REQUEST_MEMORY_BYTES: usize = 256 << 20;
 /// How often a shard looks at the process-wide stop flag.
 const STOP_POLL_MS: u64 = 50;
 
@@ -90,6 +93,7 @@ pub struct Shard {
     pub hot: io::TaskQueue,
     pub background: io::TaskQueue,
     fetch_sessions: RefCell<fetch_sessions::Sessions>,
+    pub request_memory: io::Budget,
     stopping: Cell<bool>,
     stop_waiters: RefCell<Vec<oneshot::Sender<()>>>,
     in_flight: Cell<usize>,
@@ -610,6 +614,7 @@ async fn run_shard(
         hot: io::TaskQueue::new("hot", crate::storage::HOT_PATH_SHARES),
         background: io::TaskQueue::new("background", crate::storage::BACKGROUND_SHARES),
         fetch_sessions: RefCell::new(fetch_sessions::Sessions::new(id, common.shards)),
+        request_memory: io::Budget::new(SHARD_REQUEST_MEMORY_BYTES),
         stopping: Cell::new(false),
         stop_waiters: RefCell::new(Vec::new()),
         in_flight: Cell::new(0),
