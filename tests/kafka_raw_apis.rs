@@ -241,16 +241,51 @@ fn describe_cluster_and_incremental_alter_configs() {
         "{configs}"
     );
     assert!(!configs.contains("retention.ms"), "{configs}");
-    // A bad value is refused (INVALID_CONFIG) and changes nothing; broker configs are static.
+    // A bad value is refused (INVALID_CONFIG) and changes nothing; an unknown topic too.
     assert_eq!(
         alter(&mut s, 2, "inc", &[("segment.ms", 0, Some("never"))]),
         40
     );
     assert_eq!(alter(&mut s, 2, "nope", &[("segment.ms", 0, Some("1"))]), 3);
+    // Broker configs: the runtime ones change (and reach the topics that take their default),
+    // the others need a restart.
+    create_topic(&broker.addr, "follows-broker", 1, &[]);
     assert_eq!(
-        alter(&mut s, 4, "0", &[("log.retention.ms", 0, Some("1"))]),
-        42
+        alter(&mut s, 4, "0", &[("log.retention.ms", 0, Some("7200000"))]),
+        0
     );
+    assert_eq!(
+        alter(
+            &mut s,
+            4,
+            "0",
+            &[("listeners", 0, Some("PLAINTEXT://127.0.0.1:1"))]
+        ),
+        40
+    );
+    assert_eq!(
+        alter(&mut s, 4, "7", &[("log.retention.ms", 0, Some("1"))]),
+        42,
+        "another broker"
+    );
+    use rdkafka::admin::{AdminOptions, ResourceSpecifier};
+    let described = futures_lite::future::block_on(admin(&broker.addr).describe_configs(
+        &[
+            ResourceSpecifier::Topic("follows-broker"),
+            ResourceSpecifier::Broker(0),
+        ],
+        &AdminOptions::new(),
+    ))
+    .unwrap();
+    let topic = described[0].as_ref().unwrap();
+    assert_eq!(
+        topic.get("retention.ms").and_then(|e| e.value.as_deref()),
+        Some("7200000")
+    );
+    let node = described[1].as_ref().unwrap();
+    let entry = node.get("log.retention.ms").unwrap();
+    assert_eq!(entry.value.as_deref(), Some("7200000"));
+    assert_eq!(entry.source, rdkafka::admin::ConfigSource::DynamicBroker);
 }
 
 #[test]

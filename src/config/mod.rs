@@ -83,6 +83,15 @@ impl Values {
         }
     }
 
+    /// The value of `key` if it is declared in this table, else empty.
+    pub fn get_or_default(&self, key: &str) -> String {
+        if self.table.iter().any(|k| k.name == key) {
+            self.get(key).to_string()
+        } else {
+            String::new()
+        }
+    }
+
     /// Whether `key` was set explicitly (not its default).
     pub fn is_set(&self, key: &str) -> bool {
         self.set.contains_key(key)
@@ -286,6 +295,8 @@ mod tests {
 pub enum ConfigSource {
     /// Set on the topic (DYNAMIC_TOPIC_CONFIG, 1).
     Topic,
+    /// Changed on the running broker (DYNAMIC_BROKER_CONFIG, 2).
+    Dynamic,
     /// From the broker's config file or `--set` (STATIC_BROKER_CONFIG, 4).
     Broker,
     /// Nobody set it (DEFAULT_CONFIG, 5).
@@ -296,6 +307,7 @@ impl ConfigSource {
     pub fn kafka_code(self) -> i8 {
         match self {
             ConfigSource::Topic => 1,
+            ConfigSource::Dynamic => 2,
             ConfigSource::Broker => 4,
             ConfigSource::Default => 5,
         }

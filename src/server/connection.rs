@@ -70,7 +70,7 @@ async fn read_loop(
     reader: &mut ReadHalf,
     mut tx: mpsc::Sender<Task<Answer>>,
 ) -> Close {
-    let limit = shard.broker.i64("socket.request.max.bytes");
+    let limit = shard.broker().i64("socket.request.max.bytes");
     loop {
         let mut prefix = [0u8; 4];
         let stopped = shard.stopped();

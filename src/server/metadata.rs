@@ -44,6 +44,45 @@ impl TopicMeta {
 pub struct Image {
     pub revision: u64,
     pub topics: BTreeMap<String, TopicMeta>,
+    /// Broker configs changed at runtime (IncrementalAlterConfigs / AlterConfigs on the broker):
+    /// they override the config file and `--set`.
+    pub broker_configs: BTreeMap<String, String>,
+}
+
+/// The broker keys that may change while the broker runs; the others (listeners, log.dirs,
+/// node.id, socket and cleaner sizes) take a restart.
+pub const DYNAMIC_BROKER_KEYS: &[&str] = &[
+    "num.partitions",
+    "default.replication.factor",
+    "auto.create.topics.enable",
+    "message.max.bytes",
+    "min.insync.replicas",
+    "compression.type",
+    "log.retention.ms",
+    "log.retention.bytes",
+    "log.segment.bytes",
+    "log.roll.ms",
+    "log.index.interval.bytes",
+    "log.flush.interval.messages",
+    "log.flush.interval.ms",
+    "log.cleanup.policy",
+    "log.message.timestamp.type",
+    "log.cleaner.min.compaction.lag.ms",
+    "log.cleaner.delete.retention.ms",
+    "log.cleaner.min.cleanable.ratio",
+];
+
+impl Image {
+    /// The broker's effective configs: the static ones with this image's runtime changes on top.
+    pub fn broker_values(&self, static_values: &Values) -> Values {
+        let mut values = static_values.clone();
+        for (key, value) in &self.broker_configs {
+            values
+                .set(key, value)
+                .expect("broker configs are validated before they enter the image");
+        }
+        values
+    }
 }
 
 impl Image {
@@ -108,7 +147,22 @@ impl Image {
                 );
             }
         }
-        Ok(Image { revision, topics })
+        let mut broker_configs = BTreeMap::new();
+        if let Some(table) = table.get("broker_configs").and_then(toml::Value::as_table) {
+            for (key, value) in table {
+                let value = value
+                    .as_str()
+                    .ok_or_else(|| bad(&format!("broker config {key}")))?;
+                validate_broker_configs(&[(key.clone(), value.to_string())].into())
+                    .map_err(|e| bad(&e.message))?;
+                broker_configs.insert(key.clone(), value.to_string());
+            }
+        }
+        Ok(Image {
+            revision,
+            topics,
+            broker_configs,
+        })
     }
 
     pub fn to_toml(&self) -> String {
@@ -128,6 +182,12 @@ impl Image {
         let mut root = toml::Table::new();
         root.insert("revision".into(), (self.revision as i64).into());
         root.insert("topics".into(), topics.into());
+        let broker: toml::Table = self
+            .broker_configs
+            .iter()
+            .map(|(k, v)| (k.clone(), toml::Value::from(v.as_str())))
+            .collect();
+        root.insert("broker_configs".into(), broker.into());
         format!(
             "# Sluice topic metadata, written by the controller. Do not edit while it runs.\n{root}"
         )
@@ -185,6 +245,26 @@ pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<(), 
     Ok(())
 }
 
+/// Checks runtime broker config changes: known, changeable at runtime, and valid.
+pub fn validate_broker_configs(configs: &BTreeMap<String, String>) -> Result<(), MetadataError> {
+    let invalid = |message: String| {
+        MetadataError::new(
+            crate::protocol::ResponseError::InvalidConfig.code(),
+            message,
+        )
+    };
+    let mut values = Values::new(crate::config::BROKER_KEYS);
+    for (key, value) in configs {
+        values.set(key, value).map_err(|e| invalid(e.to_string()))?;
+        if !DYNAMIC_BROKER_KEYS.contains(&key.as_str()) {
+            return Err(invalid(format!(
+                "`{key}` cannot change while the broker runs: set it in the config file or with --set and restart"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A change the controller makes to the image.
 #[derive(Clone, Debug)]
 pub enum Change {
@@ -202,6 +282,10 @@ pub enum Change {
     },
     SetTopicConfigs {
         name: String,
+        configs: BTreeMap<String, String>,
+    },
+    /// Replaces the runtime broker config overrides.
+    SetBrokerConfigs {
         configs: BTreeMap<String, String>,
     },
 }
@@ -276,6 +360,10 @@ pub fn apply(image: &Image, change: &Change) -> Result<Image, MetadataError> {
                 .ok_or_else(|| unknown_topic(name))?;
             meta.configs = configs.clone();
         }
+        Change::SetBrokerConfigs { configs } => {
+            validate_broker_configs(configs)?;
+            next.broker_configs = configs.clone();
+        }
     }
     Ok(next)
 }
@@ -337,6 +425,14 @@ mod tests {
             configs: [("retention.ms".to_string(), "1000".to_string())].into(),
         };
         image = apply(&image, &create).unwrap();
+        let runtime = Change::SetBrokerConfigs {
+            configs: [("log.retention.ms".to_string(), "5000".to_string())].into(),
+        };
+        image = apply(&image, &runtime).unwrap();
+        let static_only = Change::SetBrokerConfigs {
+            configs: [("log.dirs".to_string(), "/elsewhere".to_string())].into(),
+        };
+        assert!(apply(&image, &static_only).is_err());
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join(METADATA_DIR)).unwrap();
         std::fs::write(Image::path(dir.path()), image.to_toml()).unwrap();

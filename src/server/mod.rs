@@ -80,7 +80,10 @@ pub struct Shard {
     pub id: usize,
     pub shards: usize,
     pub node_id: i32,
-    pub broker: Values,
+    /// The configs the broker started with (file and `--set`).
+    pub static_broker: Values,
+    /// Those with the image's runtime changes on top.
+    broker: RefCell<Rc<Values>>,
     pub data_dir: PathBuf,
     pub cluster_id: String,
     pub advertised_host: String,
@@ -113,6 +116,11 @@ impl Drop for InFlight {
 impl Shard {
     pub fn owner(&self, tp: &TopicPartition) -> usize {
         crate::shard::owner(tp, self.shards)
+    }
+
+    /// The broker's effective configs now.
+    pub fn broker(&self) -> Rc<Values> {
+        self.broker.borrow().clone()
     }
 
     pub fn image(&self) -> Arc<Image> {
@@ -302,12 +310,12 @@ impl Shard {
         if let Some(meta) = self.topic(topic) {
             return Some(meta);
         }
-        if !self.broker.bool("auto.create.topics.enable") {
+        if !self.broker().bool("auto.create.topics.enable") {
             return None;
         }
         let change = Change::CreateTopic {
             name: topic.to_string(),
-            partitions: self.broker.i32("num.partitions"),
+            partitions: self.broker().i32("num.partitions"),
             configs: Default::default(),
         };
         match self.change(change, false).await {
@@ -334,6 +342,7 @@ impl Shard {
             | Change::DeleteTopic { name }
             | Change::CreatePartitions { name, .. }
             | Change::SetTopicConfigs { name, .. } => name.clone(),
+            Change::SetBrokerConfigs { .. } => String::new(),
         };
         let meta = next.topics.get(&name).cloned();
         if validate_only {
@@ -364,6 +373,7 @@ impl Shard {
         if image.revision <= self.image.borrow().revision {
             return;
         }
+        *self.broker.borrow_mut() = Rc::new(image.broker_values(&self.static_broker));
         *self.image.borrow_mut() = image;
         self.reconcile_partitions().await;
     }
@@ -601,7 +611,8 @@ async fn run_shard(
         id,
         shards: common.shards,
         node_id: common.broker.i32("node.id"),
-        broker: common.broker.clone(),
+        static_broker: common.broker.clone(),
+        broker: RefCell::new(Rc::new(common.image.broker_values(&common.broker))),
         data_dir: common.data_dir.clone(),
         cluster_id: common.cluster_id.clone(),
         advertised_host: common.advertised_host.clone(),

@@ -157,13 +157,13 @@ impl Shard {
         if let Some(partition) = self.partitions.borrow().get(tp) {
             return Ok(partition.clone());
         }
-        let config = super::metadata::log_config(&self.broker, meta);
+        let config = super::metadata::log_config(&self.broker(), meta);
         let dir = self.data_dir.join(tp.dir_name());
         let log = Rc::new(Log::open(&dir, config, io::Faults::default()).await?);
-        let codec = super::metadata::topic_codec(&self.broker, meta);
+        let codec = super::metadata::topic_codec(&self.broker(), meta);
         let partition = Rc::new(Partition::new(log.clone(), meta.id, codec));
         let period = std::time::Duration::from_millis(
-            self.broker.i64("log.retention.check.interval.ms").max(10) as u64,
+            self.broker().i64("log.retention.check.interval.ms").max(10) as u64,
         );
         partition.set_maintenance(crate::storage::spawn_maintenance(
             log,
@@ -395,10 +395,10 @@ impl Shard {
                 Some(meta) if meta.id == partition.topic_id && tp.partition < meta.partitions => {
                     partition
                         .log
-                        .set_config(super::metadata::log_config(&self.broker, meta));
+                        .set_config(super::metadata::log_config(&self.broker(), meta));
                     partition
                         .codec
-                        .set(super::metadata::topic_codec(&self.broker, meta));
+                        .set(super::metadata::topic_codec(&self.broker(), meta));
                 }
                 _ => {
                     self.partitions.borrow_mut().remove(&tp);

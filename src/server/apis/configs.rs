@@ -1,7 +1,8 @@
 //! DescribeConfigs v0-v4, AlterConfigs v0-v2 and IncrementalAlterConfigs v0-v1 for topics and
-//! this broker. Topic configs change through the controller and take effect on every partition at
-//! once; broker configs are static (the file and `--set` at start): altering one is refused with a
-//! message that says so.
+//! this broker. Changes go through the controller and take effect on every shard and partition at
+//! once. Broker configs changed at runtime (metadata::DYNAMIC_BROKER_KEYS, the `log.*` defaults
+//! among them) override the config file and `--set` and survive restarts; the others (listeners,
+//! log.dirs, ...) are refused with a message that says to restart.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -96,7 +97,7 @@ async fn describe(shard: Rc<Shard>, request: Request) -> Answer {
         match resource.resource_type {
             RESOURCE_TOPIC => match shard.topic(&name) {
                 Some(meta) => {
-                    let effective = topic_effective(&shard.broker, &meta.config_values());
+                    let effective = topic_effective(&shard.broker(), &meta.config_values());
                     for (key_name, value, source) in effective {
                         let key = TOPIC_KEYS
                             .iter()
@@ -117,12 +118,14 @@ async fn describe(shard: Rc<Shard>, request: Request) -> Answer {
             },
             RESOURCE_BROKER if name.is_empty() || name == shard.node_id.to_string() => {
                 for key in BROKER_KEYS.iter().filter(|k| wanted(k.name)) {
-                    let source = if shard.broker.is_set(key.name) {
+                    let source = if shard.image().broker_configs.contains_key(key.name) {
+                        ConfigSource::Dynamic
+                    } else if shard.static_broker.is_set(key.name) {
                         ConfigSource::Broker
                     } else {
                         ConfigSource::Default
                     };
-                    let value = shard.broker.get(key.name).to_string();
+                    let value = shard.broker().get(key.name).to_string();
                     result
                         .configs
                         .push(entry(key, value, source, request.version));
@@ -167,9 +170,15 @@ async fn set_configs(
             };
             shard.change(change, validate_only).await.map(|_| ())
         }
+        RESOURCE_BROKER if name.is_empty() || name == shard.node_id.to_string() => {
+            let mut configs = shard.image().broker_configs.clone();
+            edit(&mut configs)?;
+            let change = Change::SetBrokerConfigs { configs };
+            shard.change(change, validate_only).await.map(|_| ())
+        }
         RESOURCE_BROKER => Err(MetadataError::new(
             E::InvalidRequest.code(),
-            "broker configs are static: set them in the config file or with --set and restart",
+            format!("this is broker {}", shard.node_id),
         )),
         other => Err(MetadataError::new(
             E::InvalidRequest.code(),
@@ -238,11 +247,16 @@ async fn incremental_alter(shard: Rc<Shard>, request: Request) -> Answer {
                 )
             })
             .collect();
-        let broker = shard.broker.clone();
+        let broker = shard.broker();
+        let static_broker = shard.static_broker.clone();
+        let resource_type = resource.resource_type;
         let edit = move |configs: &mut BTreeMap<String, String>| {
             for (key, op, value) in ops {
                 let list = |configs: &BTreeMap<String, String>| -> Vec<String> {
                     let current = configs.get(&key).cloned().unwrap_or_else(|| {
+                        if resource_type == RESOURCE_BROKER {
+                            return static_broker.get_or_default(&key);
+                        }
                         let meta = crate::server::metadata::TopicMeta {
                             id: uuid::Uuid::nil(),
                             partitions: 1,

@@ -36,7 +36,7 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                 result.topic_id = meta.id;
                 result.num_partitions = meta.partitions;
                 result.replication_factor = 1;
-                let effective = topic_effective(&shard.broker, &meta.config_values());
+                let effective = topic_effective(&shard.broker(), &meta.config_values());
                 result.configs = Some(
                     effective
                         .into_iter()
@@ -96,7 +96,7 @@ async fn create(
         }
         topic.assignments.len() as i32
     } else if topic.num_partitions == -1 {
-        shard.broker.i32("num.partitions")
+        shard.broker().i32("num.partitions")
     } else {
         topic.num_partitions
     };
