@@ -1,4 +1,4 @@
-//! The `sluice` binary: `dump-log` reads a real partition directory.
+//! The `sluice` binary: `dump-log` reads a real partition directory; `serve` refuses bad configs.
 
 use std::process::Command;
 
@@ -51,4 +51,34 @@ fn dump_log_prints_every_batch_and_record() {
         .unwrap();
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("is not a directory"));
+}
+
+fn serve_refuses(args: &[&str], expected: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("serve")
+        .args(["--set", &format!("log.dirs={}", dir.path().display())])
+        .args(["--set", "listeners=PLAINTEXT://127.0.0.1:0"])
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(
+        stderr.contains(expected),
+        "{args:?}: expected `{expected}` in: {stderr}"
+    );
+}
+
+#[test]
+fn serve_refuses_bad_configs_at_start_naming_them() {
+    serve_refuses(&["--set", "no.such.key=1"], "no.such.key");
+    serve_refuses(&["--set", "log.retention.ms=soon"], "log.retention.ms");
+    serve_refuses(&["--set", "listeners=nonsense"], "listeners");
+    serve_refuses(&["--cores", "4096"], "--cores");
+    serve_refuses(&["--bogus"], "--bogus");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sluice.toml");
+    std::fs::write(&file, "[log]\nretention.ms = \"forever\"\n").unwrap();
+    serve_refuses(&["--config", file.to_str().unwrap()], "log.retention.ms");
 }

@@ -28,7 +28,7 @@ fn a_clean_restart_keeps_topics_and_records() {
         produce(&producer, "kept", Some(p), &sent).unwrap();
     }
     drop(producer);
-    broker.stop();
+    broker.stop_with(libc::SIGINT);
     broker.restart();
     for p in 0..4 {
         let got: Vec<Sent> = consume(&broker.addr, "kept", p, Offset::Beginning, 100)

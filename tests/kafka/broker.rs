@@ -75,9 +75,14 @@ impl Broker {
 
     /// SIGTERM and wait: the exit status must be success.
     pub fn stop(&mut self) {
+        self.stop_with(libc::SIGTERM);
+    }
+
+    /// `signal` (SIGTERM or SIGINT) and wait: the exit status must be success.
+    pub fn stop_with(&mut self, signal: i32) {
         let mut child = self.child.take().expect("running");
         // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        unsafe { libc::kill(child.id() as i32, signal) };
         let status = wait_timeout(&mut child, Duration::from_secs(30));
         assert!(status.success(), "sluice exited with {status}");
     }
