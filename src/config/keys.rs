@@ -295,6 +295,42 @@ pub const BROKER_KEYS: &[Key] = &[
         "0.5",
         "compact when this share of the closed log is uncleaned",
     ),
+    broker(
+        "offsets.topic.num.partitions",
+        int(1, 1000),
+        "50",
+        "partitions of __consumer_offsets (fixed once the topic exists)",
+    ),
+    broker(
+        "offsets.retention.minutes",
+        int(1, I32),
+        "10080",
+        "how long an empty group's committed offsets are kept",
+    ),
+    broker(
+        "group.min.session.timeout.ms",
+        int(0, I32),
+        "6000",
+        "the shortest session timeout a consumer may ask for",
+    ),
+    broker(
+        "group.max.session.timeout.ms",
+        int(0, I32),
+        "1800000",
+        "the longest session timeout a consumer may ask for",
+    ),
+    broker(
+        "group.initial.rebalance.delay.ms",
+        int(0, I32),
+        "3000",
+        "how long the first rebalance of an empty group waits for more members",
+    ),
+    broker(
+        "group.max.size",
+        int(1, I32),
+        "2147483647",
+        "the most members a group may have",
+    ),
 ];
 
 /// Topic configs (CreateTopics, AlterConfigs); each defaults to a broker key.

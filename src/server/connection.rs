@@ -105,7 +105,7 @@ async fn read_loop(
             Ok(false) => return Close::PeerClosed,
             Err(e) => return Close::Io(e),
         }
-        let task = match apis::dispatch(shard, frame.freeze()) {
+        let task = match apis::dispatch(shard, frame.freeze(), reader.peer()) {
             Dispatch::Run(future) => {
                 let guard = shard.begin_request();
                 shard.hot.spawn(async move {

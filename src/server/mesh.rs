@@ -63,6 +63,11 @@ pub enum ShardMessage {
         validate_only: bool,
         reply: oneshot::Sender<Result<Option<TopicMeta>, MetadataError>>,
     },
+    /// To a group's coordinator shard.
+    Group {
+        call: super::groups::GroupCall,
+        reply: oneshot::Sender<super::groups::GroupAnswer>,
+    },
     /// From the controller: the new image; the reply says this shard holds it.
     Image {
         image: Arc<Image>,
@@ -171,6 +176,9 @@ async fn handle(shard: Rc<Shard>, message: ShardMessage) {
             reply,
         } => {
             let _ = reply.send(shard.change_local(change, validate_only).await);
+        }
+        ShardMessage::Group { call, reply } => {
+            let _ = reply.send(shard.group_local(call).await);
         }
         ShardMessage::Image { image, reply } => {
             shard.apply_image(image).await;

@@ -6,6 +6,7 @@
 mod apis;
 mod connection;
 mod fetch_sessions;
+mod groups;
 mod mesh;
 pub mod metadata;
 mod partitions;
@@ -97,6 +98,8 @@ pub struct Shard {
     pub background: io::TaskQueue,
     fetch_sessions: RefCell<fetch_sessions::Sessions>,
     pub request_memory: io::Budget,
+    /// The consumer groups whose `__consumer_offsets` partition this shard owns.
+    groups: crate::group::Coordinator,
     stopping: Cell<bool>,
     stop_waiters: RefCell<Vec<oneshot::Sender<()>>>,
     in_flight: Cell<usize>,
@@ -379,6 +382,39 @@ impl Shard {
     }
 }
 
+/// Creates `__consumer_offsets` (compacted, `offsets.topic.num.partitions`) on first start.
+fn with_offsets_topic(image: Image, broker: &Values, data_dir: &Path) -> Result<Image, ServeError> {
+    use crate::group::OFFSETS_TOPIC;
+    if image.topics.contains_key(OFFSETS_TOPIC) {
+        return Ok(image);
+    }
+    let change = Change::CreateTopic {
+        name: OFFSETS_TOPIC.to_string(),
+        partitions: broker.i32("offsets.topic.num.partitions"),
+        configs: [
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            ("segment.bytes".to_string(), (100 << 20).to_string()),
+        ]
+        .into(),
+    };
+    let next = metadata::apply(&image, &change)
+        .map_err(|e| ServeError::Config(format!("creating {OFFSETS_TOPIC}: {}", e.message)))?;
+    let dir = data_dir.join(metadata::METADATA_DIR);
+    std::fs::create_dir_all(&dir).map_err(io_error(format!("creating {}", dir.display())))?;
+    let path = Image::path(data_dir);
+    let temp = path.with_extension("toml.tmp");
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(next.to_toml().as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temp, &path)?;
+        std::fs::File::open(&dir)?.sync_all()
+    };
+    write().map_err(io_error(format!("writing {}", path.display())))?;
+    Ok(next)
+}
+
 /// Reads `meta.properties` (Kafka's name for it) or writes a new one with a fresh cluster id.
 fn cluster_id(data_dir: &Path, node_id: i32) -> Result<String, ServeError> {
     let path = data_dir.join("meta.properties");
@@ -475,6 +511,7 @@ pub fn serve(broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeError
     let node_id = broker.i32("node.id");
     let cluster_id = cluster_id(&data_dir, node_id)?;
     let image = Image::load(&data_dir).map_err(ServeError::Config)?;
+    let image = with_offsets_topic(image, &broker, &data_dir)?;
 
     let listener_text = broker
         .get("listeners")
@@ -607,7 +644,8 @@ async fn run_shard(
     events: mpsc::Sender<Event>,
 ) -> Result<(), String> {
     let (senders, receivers) = mesh.join().await.map_err(|e| e.to_string())?;
-    let shard = Rc::new(Shard {
+    let group_config = groups::group_config(&common.image.broker_values(&common.broker));
+    let shard = Rc::new_cyclic(|weak| Shard {
         id,
         shards: common.shards,
         node_id: common.broker.i32("node.id"),
@@ -626,6 +664,7 @@ async fn run_shard(
         background: io::TaskQueue::new("background", crate::storage::BACKGROUND_SHARES),
         fetch_sessions: RefCell::new(fetch_sessions::Sessions::new(id, common.shards)),
         request_memory: io::Budget::new(SHARD_REQUEST_MEMORY_BYTES),
+        groups: groups::coordinator(weak.clone(), group_config),
         stopping: Cell::new(false),
         stop_waiters: RefCell::new(Vec::new()),
         in_flight: Cell::new(0),
@@ -637,6 +676,8 @@ async fn run_shard(
             .detach();
     }
     shard.reconcile_partitions().await;
+    shard.load_groups().await;
+    shard.spawn_group_ticker();
     let listener = io::net::Listener::bind(common.listen)
         .map_err(|e| format!("binding {}: {e}", common.listen))?;
     let _ = events.send(Event::Listening);

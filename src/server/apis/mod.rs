@@ -6,6 +6,7 @@ mod configs;
 mod create_topics;
 mod delete_topics;
 mod fetch;
+mod groups;
 mod leader_epoch;
 mod list_offsets;
 mod metadata;
@@ -32,6 +33,10 @@ pub struct Request {
     pub api_key: ApiKey,
     pub version: i16,
     pub correlation_id: i32,
+    /// The header's client id ("" when null).
+    pub client_id: String,
+    /// The peer, as Kafka reports it in group descriptions (`/127.0.0.1`).
+    pub client_host: String,
     pub body: Bytes,
 }
 
@@ -68,6 +73,17 @@ pub const APIS: &[Api] = &[
     topics_admin::DELETE_RECORDS,
     topics_admin::DESCRIBE_CLUSTER,
     leader_epoch::API,
+    groups::FIND_COORDINATOR,
+    groups::JOIN,
+    groups::SYNC,
+    groups::HEARTBEAT,
+    groups::LEAVE,
+    groups::OFFSET_COMMIT,
+    groups::OFFSET_FETCH,
+    groups::DESCRIBE,
+    groups::LIST,
+    groups::DELETE,
+    groups::OFFSET_DELETE,
 ];
 
 pub enum Dispatch {
@@ -76,7 +92,11 @@ pub enum Dispatch {
 }
 
 /// Routes a frame: the future that answers it, or why the connection closes instead.
-pub fn dispatch(shard: &Rc<Shard>, mut frame: Bytes) -> Dispatch {
+pub fn dispatch(
+    shard: &Rc<Shard>,
+    mut frame: Bytes,
+    peer: Option<std::net::SocketAddr>,
+) -> Dispatch {
     let prefix = match protocol::parse_prefix(&frame) {
         Ok(prefix) => prefix,
         Err(e) => return Dispatch::Close(Close::Protocol(e)),
@@ -99,15 +119,16 @@ pub fn dispatch(shard: &Rc<Shard>, mut frame: Bytes) -> Dispatch {
             version: prefix.api_version,
         });
     }
-    // The header's client id and tagged fields are not used yet; decoding checks them.
-    match protocol::decode_header(api.key, prefix.api_version, &mut frame) {
-        Ok(_) => {}
+    let header = match protocol::decode_header(api.key, prefix.api_version, &mut frame) {
+        Ok(header) => header,
         Err(e) => return Dispatch::Close(Close::Protocol(e)),
     };
     let request = Request {
         api_key: api.key,
         version: prefix.api_version,
         correlation_id: prefix.correlation_id,
+        client_id: header.client_id.map(|c| c.to_string()).unwrap_or_default(),
+        client_host: peer.map(|p| format!("/{}", p.ip())).unwrap_or_default(),
         body: frame,
     };
     Dispatch::Run((api.handle)(shard.clone(), request))

@@ -1,0 +1,627 @@
+//! The consumer-group APIs: FindCoordinator v0-v4, JoinGroup v0-v9, SyncGroup v0-v5, Heartbeat
+//! v0-v4, LeaveGroup v0-v5, OffsetCommit v0-v8, OffsetFetch v0-v8, DescribeGroups v0-v5,
+//! ListGroups v0-v4, DeleteGroups v0-v2 and OffsetDelete v0. Each request goes to the shard
+//! whose coordinator holds the group (crate::server::groups); this file only translates.
+
+use std::rc::Rc;
+
+use futures::future::join_all;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest,
+    DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
+    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest,
+    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{str_bytes, topic_name, Answer, Api, Request};
+use crate::group::{CommittedOffset, JoinParams, TopicPartitions};
+use crate::model::TimestampMs;
+use crate::protocol::ResponseError as E;
+use crate::server::groups::{FetchedOffsets, GroupAnswer, GroupCall};
+use crate::server::Shard;
+
+macro_rules! api {
+    ($name:ident, $key:ident, $min:expr, $max:expr, $handler:ident) => {
+        pub const $name: Api = Api {
+            key: ApiKey::$key,
+            min_version: $min,
+            max_version: $max,
+            handle: |shard, request| Box::pin($handler(shard, request)),
+        };
+    };
+}
+
+api!(FIND_COORDINATOR, FindCoordinator, 0, 4, find_coordinator);
+api!(JOIN, JoinGroup, 0, 9, join);
+api!(SYNC, SyncGroup, 0, 5, sync);
+api!(HEARTBEAT, Heartbeat, 0, 4, heartbeat);
+api!(LEAVE, LeaveGroup, 0, 5, leave);
+api!(OFFSET_COMMIT, OffsetCommit, 0, 8, offset_commit);
+api!(OFFSET_FETCH, OffsetFetch, 0, 8, offset_fetch);
+api!(DESCRIBE, DescribeGroups, 0, 5, describe);
+api!(LIST, ListGroups, 0, 4, list);
+api!(DELETE, DeleteGroups, 0, 2, delete);
+api!(OFFSET_DELETE, OffsetDelete, 0, 0, offset_delete);
+
+const KEY_TYPE_GROUP: i8 = 0;
+/// "Not computed" in Kafka's encoding of authorized operations.
+const AUTHORIZED_OPERATIONS_UNKNOWN: i32 = i32::MIN;
+
+fn text(s: &StrBytes) -> String {
+    s.to_string()
+}
+
+fn opt(s: &Option<StrBytes>) -> Option<String> {
+    s.as_ref().map(text)
+}
+
+fn group_id(name: &str) -> GroupId {
+    GroupId(str_bytes(name))
+}
+
+async fn find_coordinator(shard: Rc<Shard>, request: Request) -> Answer {
+    let body: FindCoordinatorRequest = request.decode("FindCoordinatorRequest")?;
+    let keys: Vec<String> = if request.version >= 4 {
+        body.coordinator_keys.iter().map(text).collect()
+    } else {
+        vec![text(&body.key)]
+    };
+    let coordinators: Vec<Coordinator> = keys
+        .into_iter()
+        .map(|key| {
+            let mut c = Coordinator::default();
+            c.key = str_bytes(key.clone());
+            if body.key_type != KEY_TYPE_GROUP {
+                // Transaction coordinators arrive with exactly-once.
+                c.error_code = E::CoordinatorNotAvailable.code();
+                c.error_message = Some(str_bytes("no transaction coordinator on this broker yet"));
+                c.node_id = BrokerId(-1);
+                c.port = -1;
+            } else if key.is_empty() {
+                c.error_code = E::InvalidGroupId.code();
+                c.node_id = BrokerId(-1);
+                c.port = -1;
+            } else {
+                c.node_id = BrokerId(shard.node_id);
+                c.host = str_bytes(shard.advertised_host.clone());
+                c.port = shard.advertised_port as i32;
+            }
+            c
+        })
+        .collect();
+    let mut response = FindCoordinatorResponse::default();
+    if request.version >= 4 {
+        response.coordinators = coordinators;
+    } else {
+        let c = &coordinators[0];
+        response.error_code = c.error_code;
+        response.error_message = c.error_message.clone();
+        response.node_id = c.node_id;
+        response.host = c.host.clone();
+        response.port = c.port;
+    }
+    request.answer(&response)
+}
+
+async fn join(shard: Rc<Shard>, request: Request) -> Answer {
+    let body: JoinGroupRequest = request.decode("JoinGroupRequest")?;
+    let group = body.group_id.0.to_string();
+    let params = JoinParams {
+        group: group.clone(),
+        member_id: text(&body.member_id),
+        instance_id: opt(&body.group_instance_id),
+        client_id: request.client_id.clone(),
+        client_host: request.client_host.clone(),
+        session_timeout_ms: body.session_timeout_ms,
+        // v0 has no rebalance timeout: Kafka uses the session timeout.
+        rebalance_timeout_ms: if request.version >= 1 {
+            body.rebalance_timeout_ms
+        } else {
+            body.session_timeout_ms
+        },
+        protocol_type: text(&body.protocol_type),
+        protocols: body
+            .protocols
+            .iter()
+            .map(|p| (text(&p.name), p.metadata.clone()))
+            .collect(),
+        require_known_member: request.version >= 4,
+    };
+    let outcome = match shard.group_call(&group, GroupCall::Join(params)).await {
+        GroupAnswer::Join(outcome) => outcome,
+        GroupAnswer::Code(code) => crate::group::JoinOutcome {
+            error_code: code,
+            generation: -1,
+            ..Default::default()
+        },
+        _ => unreachable!("a join is answered with a join outcome"),
+    };
+    let mut response = JoinGroupResponse::default();
+    response.error_code = outcome.error_code;
+    response.generation_id = outcome.generation;
+    if request.version >= 7 {
+        response.protocol_type = outcome.protocol_type.map(str_bytes);
+        response.protocol_name = outcome.protocol.map(str_bytes);
+    } else {
+        response.protocol_name = Some(str_bytes(outcome.protocol.unwrap_or_default()));
+    }
+    response.leader = str_bytes(outcome.leader);
+    response.member_id = str_bytes(outcome.member_id);
+    response.members = outcome
+        .members
+        .into_iter()
+        .map(|(id, instance, metadata)| {
+            let mut m = JoinGroupResponseMember::default();
+            m.member_id = str_bytes(id);
+            if request.version >= 5 {
+                m.group_instance_id = instance.map(str_bytes);
+            }
+            m.metadata = metadata;
+            m
+        })
+        .collect();
+    request.answer(&response)
+}
+
+async fn sync(shard: Rc<Shard>, request: Request) -> Answer {
+    let body: SyncGroupRequest = request.decode("SyncGroupRequest")?;
+    let group = body.group_id.0.to_string();
+    let call = GroupCall::Sync {
+        group: group.clone(),
+        generation: body.generation_id,
+        member_id: text(&body.member_id),
+        instance_id: opt(&body.group_instance_id),
+        assignments: body
+            .assignments
+            .iter()
+            .map(|a| (text(&a.member_id), a.assignment.clone()))
+            .collect(),
+    };
+    let outcome = match shard.group_call(&group, call).await {
+        GroupAnswer::Sync(outcome) => outcome,
+        GroupAnswer::Code(code) => crate::group::SyncOutcome {
+            error_code: code,
+            ..Default::default()
+        },
+        _ => unreachable!("a sync is answered with a sync outcome"),
+    };
+    let mut response = SyncGroupResponse::default();
+    response.error_code = outcome.error_code;
+    if request.version >= 5 {
+        response.protocol_type = outcome.protocol_type.map(str_bytes);
+        response.protocol_name = outcome.protocol.map(str_bytes);
+    }
+    response.assignment = outcome.assignment;
+    request.answer(&response)
+}
+
+fn code(answer: GroupAnswer) -> i16 {
+    match answer {
+        GroupAnswer::Code(code) => code,
+        _ => unreachable!("answered with a code"),
+    }
+}
+
+async fn heartbeat(shard: Rc<Shard>, request: Request) -> Answer {
+    let body: HeartbeatRequest = request.decode("HeartbeatRequest")?;
+    let group = body.group_id.0.to_string();
+    let call = GroupCall::Heartbeat {
+        group: group.clone(),
+        generation: body.generation_id,
+        member_id: text(&body.member_id),
+        instance_id: opt(&body.group_instance_id),
+    };
+    let mut response = HeartbeatResponse::default();
+    response.error_code = code(shard.group_call(&group, call).await);
+    request.answer(&response)
+}
+
+async fn leave(shard: Rc<Shard>, request: Request) -> Answer {
+    let body: LeaveGroupRequest = request.decode("LeaveGroupRequest")?;
+    let group = body.group_id.0.to_string();
+    let members: Vec<(String, Option<String>)> = if request.version >= 3 {
+        body.members
+            .iter()
+            .map(|m| (text(&m.member_id), opt(&m.group_instance_id)))
+            .collect()
+    } else {
+        vec![(text(&body.member_id), None)]
+    };
+    let call = GroupCall::Leave {
+        group: group.clone(),
+        members: members.clone(),
+    };
+    let codes = shard.group_call(&group, call).await.codes();
+    let mut response = LeaveGroupResponse::default();
+    match codes {
+        Err(code) => response.error_code = code,
+        Ok(codes) if request.version >= 3 => {
+            response.members = members
+                .into_iter()
+                .zip(codes)
+                .map(|((id, instance), code)| {
+                    let mut m = MemberResponse::default();
+                    m.member_id = str_bytes(id);
+                    m.group_instance_id = instance.map(str_bytes);
+                    m.error_code = code;
+                    m
+                })
+                .collect();
+        }
+        Ok(codes) => response.error_code = codes.first().copied().unwrap_or(0),
+    }
+    request.answer(&response)
+}
+
+async fn offset_commit(shard: Rc<Shard>, request: Request) -> Answer {
+    let body: OffsetCommitRequest = request.decode("OffsetCommitRequest")?;
+    let group = body.group_id.0.to_string();
+    let now = TimestampMs::now().0;
+    let image = shard.image();
+    let mut offsets = Vec::new();
+    let mut unknown = Vec::new();
+    for topic in &body.topics {
+        let name = topic.name.0.to_string();
+        let meta = image.topics.get(&name);
+        for p in &topic.partitions {
+            if !meta.is_some_and(|m| (0..m.partitions).contains(&p.partition_index)) {
+                unknown.push((name.clone(), p.partition_index));
+                continue;
+            }
+            offsets.push((
+                name.clone(),
+                p.partition_index,
+                CommittedOffset {
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata: opt(&p.committed_metadata).unwrap_or_default(),
+                    commit_timestamp: if request.version == 1 && p.commit_timestamp >= 0 {
+                        p.commit_timestamp
+                    } else {
+                        now
+                    },
+                },
+            ));
+        }
+    }
+    let (generation, member_id) = if request.version == 0 {
+        (-1, String::new())
+    } else {
+        (body.generation_id_or_member_epoch, text(&body.member_id))
+    };
+    let committed: Vec<(String, i32)> = offsets.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
+    let result = if offsets.is_empty() {
+        Ok(())
+    } else {
+        let call = GroupCall::Commit {
+            group: group.clone(),
+            generation,
+            member_id,
+            instance_id: opt(&body.group_instance_id),
+            offsets,
+        };
+        match shard.group_call(&group, call).await {
+            GroupAnswer::Commit(result) => result,
+            GroupAnswer::Code(code) => Err(code),
+            _ => unreachable!("a commit is answered with a commit result"),
+        }
+    };
+    let code = result.err().unwrap_or(0);
+    let mut response = OffsetCommitResponse::default();
+    for topic in &body.topics {
+        let mut out = OffsetCommitResponseTopic::default();
+        out.name = topic.name.clone();
+        let name = topic.name.0.to_string();
+        out.partitions = topic
+            .partitions
+            .iter()
+            .map(|p| {
+                let mut r = OffsetCommitResponsePartition::default();
+                r.partition_index = p.partition_index;
+                r.error_code = if unknown.contains(&(name.clone(), p.partition_index)) {
+                    E::UnknownTopicOrPartition.code()
+                } else {
+                    debug_assert!(committed.contains(&(name.clone(), p.partition_index)));
+                    code
+                };
+                r
+            })
+            .collect();
+        response.topics.push(out);
+    }
+    request.answer(&response)
+}
+
+async fn fetch_group_offsets(
+    shard: &Shard,
+    group: &str,
+    topics: Option<TopicPartitions>,
+) -> FetchedOffsets {
+    let call = GroupCall::FetchOffsets {
+        group: group.to_string(),
+        topics,
+    };
+    match shard.group_call(group, call).await {
+        GroupAnswer::Offsets(result) => result,
+        GroupAnswer::Code(code) => Err(code),
+        _ => unreachable!("an offset fetch is answered with offsets"),
+    }
+}
+
+/// Groups consecutive (topic, partition, offset) rows by topic, keeping their order.
+fn by_topic<T>(
+    rows: Vec<(String, i32, Option<CommittedOffset>)>,
+    mut partition: impl FnMut(i32, Option<CommittedOffset>) -> T,
+) -> Vec<(String, Vec<T>)> {
+    let mut out: Vec<(String, Vec<T>)> = Vec::new();
+    for (topic, p, offset) in rows {
+        if out.last().is_none_or(|(t, _)| *t != topic) {
+            out.push((topic.clone(), Vec::new()));
+        }
+        out.last_mut().expect("pushed").1.push(partition(p, offset));
+    }
+    out
+}
+
+async fn offset_fetch(shard: Rc<Shard>, request: Request) -> Answer {
+    let body: OffsetFetchRequest = request.decode("OffsetFetchRequest")?;
+    let version = request.version;
+    let mut response = OffsetFetchResponse::default();
+    if version >= 8 {
+        for g in &body.groups {
+            let group = g.group_id.0.to_string();
+            let topics = g.topics.as_ref().map(|ts| {
+                ts.iter()
+                    .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
+                    .collect()
+            });
+            let mut out = OffsetFetchResponseGroup::default();
+            out.group_id = g.group_id.clone();
+            match fetch_group_offsets(&shard, &group, topics).await {
+                Err(code) => out.error_code = code,
+                Ok(rows) => {
+                    out.topics = by_topic(rows, |index, offset| {
+                        let mut p = OffsetFetchResponsePartitions::default();
+                        p.partition_index = index;
+                        fill(
+                            &mut p.committed_offset,
+                            &mut p.committed_leader_epoch,
+                            &mut p.metadata,
+                            offset,
+                        );
+                        p
+                    })
+                    .into_iter()
+                    .map(|(name, partitions)| {
+                        let mut t = OffsetFetchResponseTopics::default();
+                        t.name = topic_name(&name);
+                        t.partitions = partitions;
+                        t
+                    })
+                    .collect();
+                }
+            }
+            response.groups.push(out);
+        }
+        return request.answer(&response);
+    }
+    let group = body.group_id.0.to_string();
+    let topics = body.topics.as_ref().map(|ts| {
+        ts.iter()
+            .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
+            .collect()
+    });
+    match fetch_group_offsets(&shard, &group, topics).await {
+        Err(code) => {
+            response.error_code = if version >= 2 { code } else { 0 };
+        }
+        Ok(rows) => {
+            response.topics = by_topic(rows, |index, offset| {
+                let mut p = OffsetFetchResponsePartition::default();
+                p.partition_index = index;
+                fill(
+                    &mut p.committed_offset,
+                    &mut p.committed_leader_epoch,
+                    &mut p.metadata,
+                    offset,
+                );
+                if version < 5 {
+                    p.committed_leader_epoch = -1;
+                }
+                p
+            })
+            .into_iter()
+            .map(|(name, partitions)| {
+                let mut t = OffsetFetchResponseTopic::default();
+                t.name = topic_name(&name);
+                t.partitions = partitions;
+                t
+            })
+            .collect();
+        }
+    }
+    request.answer(&response)
+}
+
+/// An offset fetch answer for one partition: -1 and no metadata when nothing is committed.
+fn fill(
+    offset_out: &mut i64,
+    epoch_out: &mut i32,
+    metadata_out: &mut Option<StrBytes>,
+    offset: Option<CommittedOffset>,
+) {
+    match offset {
+        Some(o) => {
+            *offset_out = o.offset;
+            *epoch_out = o.leader_epoch;
+            *metadata_out = Some(str_bytes(o.metadata));
+        }
+        None => {
+            *offset_out = -1;
+            *epoch_out = -1;
+            *metadata_out = Some(str_bytes(""));
+        }
+    }
+}
+
+async fn describe(shard: Rc<Shard>, request: Request) -> Answer {
+    let body: DescribeGroupsRequest = request.decode("DescribeGroupsRequest")?;
+    let mut response = DescribeGroupsResponse::default();
+    let described = join_all(body.groups.iter().map(|g| {
+        let shard = shard.clone();
+        let group = g.0.to_string();
+        async move {
+            let call = GroupCall::Describe {
+                group: group.clone(),
+            };
+            (group.clone(), shard.group_call(&group, call).await)
+        }
+    }))
+    .await;
+    for (group, answer) in described {
+        let mut out = DescribedGroup::default();
+        out.group_id = group_id(&group);
+        out.authorized_operations = AUTHORIZED_OPERATIONS_UNKNOWN;
+        match answer {
+            GroupAnswer::Describe(d) => {
+                out.error_code = d.error_code;
+                out.group_state = str_bytes(d.state);
+                out.protocol_type = str_bytes(d.protocol_type);
+                out.protocol_data = str_bytes(d.protocol);
+                out.members = d
+                    .members
+                    .into_iter()
+                    .map(|m| {
+                        let mut member = DescribedGroupMember::default();
+                        member.member_id = str_bytes(m.member_id);
+                        if request.version >= 4 {
+                            member.group_instance_id = m.instance_id.map(str_bytes);
+                        }
+                        member.client_id = str_bytes(m.client_id);
+                        member.client_host = str_bytes(m.client_host);
+                        member.member_metadata = m.metadata;
+                        member.member_assignment = m.assignment;
+                        member
+                    })
+                    .collect();
+            }
+            GroupAnswer::Code(code) => out.error_code = code,
+            _ => unreachable!("a describe is answered with a description"),
+        }
+        response.groups.push(out);
+    }
+    request.answer(&response)
+}
+
+async fn list(shard: Rc<Shard>, request: Request) -> Answer {
+    let body: ListGroupsRequest = request.decode("ListGroupsRequest")?;
+    let answers = join_all((0..shard.shards).map(|peer| {
+        let shard = shard.clone();
+        async move { shard.group_call_on(peer, GroupCall::List).await }
+    }))
+    .await;
+    let filter: Vec<String> = body
+        .states_filter
+        .iter()
+        .map(|s| s.to_string().to_ascii_lowercase())
+        .collect();
+    let mut response = ListGroupsResponse::default();
+    for answer in answers {
+        match answer {
+            GroupAnswer::List(groups) => {
+                for (id, protocol_type, state) in groups {
+                    if !filter.is_empty() && !filter.contains(&state.to_ascii_lowercase()) {
+                        continue;
+                    }
+                    let mut g = ListedGroup::default();
+                    g.group_id = group_id(&id);
+                    g.protocol_type = str_bytes(protocol_type);
+                    if request.version >= 4 {
+                        g.group_state = str_bytes(state);
+                    }
+                    response.groups.push(g);
+                }
+            }
+            GroupAnswer::Code(code) => response.error_code = code,
+            _ => unreachable!("a list is answered with groups"),
+        }
+    }
+    request.answer(&response)
+}
+
+async fn delete(shard: Rc<Shard>, request: Request) -> Answer {
+    let body: DeleteGroupsRequest = request.decode("DeleteGroupsRequest")?;
+    let mut response = DeleteGroupsResponse::default();
+    for g in &body.groups_names {
+        let group = g.0.to_string();
+        let call = GroupCall::Delete {
+            group: group.clone(),
+        };
+        let mut result =
+            kafka_protocol::messages::delete_groups_response::DeletableGroupResult::default();
+        result.group_id = g.clone();
+        result.error_code = code(shard.group_call(&group, call).await);
+        response.results.push(result);
+    }
+    request.answer(&response)
+}
+
+async fn offset_delete(shard: Rc<Shard>, request: Request) -> Answer {
+    let body: OffsetDeleteRequest = request.decode("OffsetDeleteRequest")?;
+    let group = body.group_id.0.to_string();
+    let partitions: Vec<(String, i32)> = body
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| (t.name.0.to_string(), p.partition_index))
+        })
+        .collect();
+    let call = GroupCall::DeleteOffsets {
+        group: group.clone(),
+        partitions: partitions.clone(),
+    };
+    let codes = shard.group_call(&group, call).await.codes();
+    let mut response = OffsetDeleteResponse::default();
+    match codes {
+        Err(code) => response.error_code = code,
+        Ok(codes) => {
+            let mut codes = codes.into_iter();
+            for t in &body.topics {
+                let mut topic = OffsetDeleteResponseTopic::default();
+                topic.name = t.name.clone();
+                topic.partitions = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let mut r = OffsetDeleteResponsePartition::default();
+                        r.partition_index = p.partition_index;
+                        r.error_code = codes.next().unwrap_or(0);
+                        r
+                    })
+                    .collect();
+                response.topics.push(topic);
+            }
+        }
+    }
+    request.answer(&response)
+}

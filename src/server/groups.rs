@@ -1,0 +1,278 @@
+//! Consumer groups on the shards: each shard runs a `group::Coordinator` for the groups whose
+//! `__consumer_offsets` partition it owns; a group request is routed to that shard like partition
+//! work. On start a shard reads its offsets partitions and rebuilds its groups; a ticker expires
+//! sessions and completes rebalances.
+
+use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::mesh::ShardMessage;
+use super::Shard;
+use crate::config::Values;
+use crate::group::{
+    self, CommittedOffset, Coordinator, GroupConfig, GroupDescription, JoinOutcome, JoinParams,
+    SyncOutcome, TopicPartitions, OFFSETS_TOPIC,
+};
+use crate::io;
+use crate::model::{records, BatchView, TopicPartition};
+use crate::protocol::ResponseError as E;
+
+/// How often a shard's coordinator looks for expired sessions and due rebalances.
+const GROUP_TICK_MS: u64 = 100;
+
+/// A group operation, sent to the coordinator's shard.
+pub enum GroupCall {
+    Join(JoinParams),
+    Sync {
+        group: String,
+        generation: i32,
+        member_id: String,
+        instance_id: Option<String>,
+        assignments: Vec<(String, Bytes)>,
+    },
+    Heartbeat {
+        group: String,
+        generation: i32,
+        member_id: String,
+        instance_id: Option<String>,
+    },
+    Leave {
+        group: String,
+        members: Vec<(String, Option<String>)>,
+    },
+    Commit {
+        group: String,
+        generation: i32,
+        member_id: String,
+        instance_id: Option<String>,
+        offsets: Vec<(String, i32, CommittedOffset)>,
+    },
+    FetchOffsets {
+        group: String,
+        topics: Option<TopicPartitions>,
+    },
+    Describe {
+        group: String,
+    },
+    List,
+    Delete {
+        group: String,
+    },
+    DeleteOffsets {
+        group: String,
+        partitions: Vec<(String, i32)>,
+    },
+}
+
+pub type FetchedOffsets = Result<Vec<(String, i32, Option<CommittedOffset>)>, i16>;
+
+pub enum GroupAnswer {
+    Join(JoinOutcome),
+    Sync(SyncOutcome),
+    Code(i16),
+    Codes(Result<Vec<i16>, i16>),
+    Commit(Result<(), i16>),
+    Offsets(FetchedOffsets),
+    Describe(GroupDescription),
+    List(Vec<(String, String, &'static str)>),
+}
+
+impl GroupAnswer {
+    /// The per-item codes of a call answered with `Codes` (or one code for the whole call).
+    pub fn codes(self) -> Result<Vec<i16>, i16> {
+        match self {
+            GroupAnswer::Codes(codes) => codes,
+            GroupAnswer::Code(code) => Err(code),
+            _ => unreachable!("a call answered per item"),
+        }
+    }
+}
+
+pub fn group_config(broker: &Values) -> GroupConfig {
+    GroupConfig {
+        offsets_partitions: broker.i32("offsets.topic.num.partitions"),
+        session_timeout_ms_min: broker.i32("group.min.session.timeout.ms"),
+        session_timeout_ms_max: broker.i32("group.max.session.timeout.ms"),
+        initial_rebalance_delay_ms: broker.i32("group.initial.rebalance.delay.ms"),
+        group_size_max: broker.i32("group.max.size").max(1) as usize,
+        offsets_retention_ms: broker.i64("offsets.retention.minutes") * 60_000,
+    }
+}
+
+/// The coordinator of a shard, writing through that shard's own offsets partitions.
+pub fn coordinator(shard: Weak<Shard>, config: GroupConfig) -> Coordinator {
+    let persist: group::Persist = Rc::new(move |partition, batch| {
+        let shard = shard.clone();
+        Box::pin(async move {
+            let Some(shard) = shard.upgrade() else {
+                return Err(E::CoordinatorNotAvailable.code());
+            };
+            let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
+            let reply = shard.append_local(&tp, batch).await;
+            match reply.error_code {
+                0 => Ok(()),
+                code => Err(code),
+            }
+        })
+    });
+    Coordinator::new(config, persist)
+}
+
+impl Shard {
+    /// The shard whose coordinator holds `group`.
+    pub fn group_shard(&self, group: &str) -> usize {
+        let partition = group::offsets_partition(group, self.groups.config().offsets_partitions);
+        self.owner(&TopicPartition::new(OFFSETS_TOPIC, partition))
+    }
+
+    pub async fn group_call_on(&self, shard: usize, call: GroupCall) -> GroupAnswer {
+        if shard == self.id {
+            return self.group_local(call).await;
+        }
+        self.call(shard, |reply| ShardMessage::Group { call, reply })
+            .await
+            .unwrap_or(GroupAnswer::Code(E::CoordinatorNotAvailable.code()))
+    }
+
+    pub async fn group_call(&self, group: &str, call: GroupCall) -> GroupAnswer {
+        self.group_call_on(self.group_shard(group), call).await
+    }
+
+    pub async fn group_local(&self, call: GroupCall) -> GroupAnswer {
+        let groups = &self.groups;
+        match call {
+            GroupCall::Join(params) => GroupAnswer::Join(groups.join(params).await),
+            GroupCall::Sync {
+                group,
+                generation,
+                member_id,
+                instance_id,
+                assignments,
+            } => GroupAnswer::Sync(
+                groups
+                    .sync(
+                        &group,
+                        generation,
+                        &member_id,
+                        instance_id.as_deref(),
+                        assignments,
+                    )
+                    .await,
+            ),
+            GroupCall::Heartbeat {
+                group,
+                generation,
+                member_id,
+                instance_id,
+            } => GroupAnswer::Code(groups.heartbeat(
+                &group,
+                generation,
+                &member_id,
+                instance_id.as_deref(),
+            )),
+            GroupCall::Leave { group, members } => {
+                GroupAnswer::Codes(groups.leave(&group, members).await)
+            }
+            GroupCall::Commit {
+                group,
+                generation,
+                member_id,
+                instance_id,
+                offsets,
+            } => GroupAnswer::Commit(
+                groups
+                    .commit(
+                        &group,
+                        generation,
+                        &member_id,
+                        instance_id.as_deref(),
+                        offsets,
+                    )
+                    .await,
+            ),
+            GroupCall::FetchOffsets { group, topics } => {
+                GroupAnswer::Offsets(groups.fetch_offsets(&group, topics))
+            }
+            GroupCall::Describe { group } => GroupAnswer::Describe(groups.describe(&group)),
+            GroupCall::List => GroupAnswer::List(groups.list()),
+            GroupCall::Delete { group } => GroupAnswer::Code(groups.delete(&group).await),
+            GroupCall::DeleteOffsets { group, partitions } => {
+                GroupAnswer::Codes(groups.delete_offsets(&group, partitions).await)
+            }
+        }
+    }
+
+    /// Reads this shard's `__consumer_offsets` partitions and rebuilds their groups.
+    pub async fn load_groups(&self) {
+        let started = Instant::now();
+        let mut entries = Vec::new();
+        let partitions = self.groups.config().offsets_partitions;
+        for partition in 0..partitions {
+            let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
+            if self.owner(&tp) != self.id {
+                continue;
+            }
+            let Ok(p) = self.partition(&tp).await else {
+                continue;
+            };
+            if let Err(e) = read_records(&p.log, &mut entries).await {
+                tracing::error!(%tp, error = %e, "cannot read the group records");
+            }
+        }
+        let count = entries.len();
+        self.groups.load(entries);
+        tracing::debug!(shard = self.id, records = count, elapsed = ?started.elapsed(), "groups loaded");
+    }
+
+    pub fn spawn_group_ticker(self: &Rc<Self>) {
+        let shard = Rc::downgrade(self);
+        self.background
+            .spawn(async move {
+                loop {
+                    io::sleep(Duration::from_millis(GROUP_TICK_MS)).await;
+                    let Some(shard) = shard.upgrade() else {
+                        break;
+                    };
+                    if shard.is_stopping() {
+                        break;
+                    }
+                    shard.groups.tick(Instant::now()).await;
+                }
+            })
+            .detach();
+    }
+}
+
+/// Every (key, value) in a log, oldest first.
+async fn read_records(
+    log: &crate::storage::Log,
+    out: &mut Vec<(Bytes, Option<Bytes>)>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut offset = log.log_start();
+    let end = log.log_end();
+    while offset < end {
+        let ranges = log.read(offset, end, 1 << 20, true).await?;
+        if ranges.is_empty() {
+            break;
+        }
+        for range in ranges {
+            let bytes = range.read_bytes().await?;
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                let (view, after) = BatchView::validate(rest)?;
+                if !view.is_control() {
+                    for record in records::decode(&view, 1 << 30)? {
+                        if let Some(key) = record.key {
+                            out.push((key, record.value));
+                        }
+                    }
+                }
+                offset = view.next_offset();
+                rest = after;
+            }
+        }
+    }
+    Ok(())
+}
