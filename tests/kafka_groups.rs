@@ -294,3 +294,203 @@ fn a_hundred_groups_spread_over_the_shards() {
         "every shard coordinates some of the groups"
     );
 }
+
+/// Raw JoinGroup v5 for topic `shared` with the range protocol.
+fn raw_join(
+    s: &mut std::net::TcpStream,
+    group: &str,
+    member: &str,
+    instance: Option<&str>,
+    session_timeout_ms: i32,
+) -> kafka_protocol::messages::JoinGroupResponse {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::{ApiKey, GroupId, JoinGroupRequest};
+    use kafka_protocol::protocol::StrBytes;
+    let mut protocol = JoinGroupRequestProtocol::default();
+    protocol.name = StrBytes::from_static_str("range");
+    protocol.metadata = bytes::Bytes::from_static(&[
+        0, 0, 0, 0, 0, 1, 0, 6, b's', b'h', b'a', b'r', b'e', b'd', 0, 0, 0, 0,
+    ]);
+    let mut request = JoinGroupRequest::default();
+    request.group_id = GroupId(StrBytes::from_string(group.to_string()));
+    request.session_timeout_ms = session_timeout_ms;
+    request.rebalance_timeout_ms = 5_000;
+    request.member_id = StrBytes::from_string(member.to_string());
+    request.group_instance_id = instance.map(|i| StrBytes::from_string(i.to_string()));
+    request.protocol_type = StrBytes::from_static_str("consumer");
+    request.protocols = vec![protocol];
+    raw::call(s, ApiKey::JoinGroup, 5, 1, &request)
+}
+
+fn raw_heartbeat(
+    s: &mut std::net::TcpStream,
+    group: &str,
+    generation: i32,
+    member: &str,
+    instance: Option<&str>,
+) -> i16 {
+    use kafka_protocol::messages::{ApiKey, GroupId, HeartbeatRequest, HeartbeatResponse};
+    use kafka_protocol::protocol::StrBytes;
+    let mut request = HeartbeatRequest::default();
+    request.group_id = GroupId(StrBytes::from_string(group.to_string()));
+    request.generation_id = generation;
+    request.member_id = StrBytes::from_string(member.to_string());
+    request.group_instance_id = instance.map(|i| StrBytes::from_string(i.to_string()));
+    let response: HeartbeatResponse = raw::call(s, ApiKey::Heartbeat, 4, 2, &request);
+    response.error_code
+}
+
+#[test]
+fn the_coordinator_answers_with_kafka_error_codes() {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::{
+        OffsetFetchRequestGroup, OffsetFetchRequestTopics,
+    };
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    let mut settings = GROUP_SETTINGS.to_vec();
+    settings.push("group.max.size=1");
+    let broker = Broker::start(&settings);
+    create_topic(&broker.addr, "shared", 2, &[]);
+    let mut s = raw::connect(&broker);
+
+    assert_eq!(
+        raw_join(&mut s, "g", "", None, 500).error_code,
+        26,
+        "INVALID_SESSION_TIMEOUT below group.min.session.timeout.ms"
+    );
+    let first = raw_join(&mut s, "g", "", None, 10_000);
+    assert_eq!(first.error_code, 79, "MEMBER_ID_REQUIRED");
+    assert_eq!(
+        raw_join(&mut s, "g", "made-up", None, 10_000).error_code,
+        25,
+        "UNKNOWN_MEMBER_ID for an id the coordinator never gave"
+    );
+    let joined = raw_join(&mut s, "g", first.member_id.as_str(), None, 10_000);
+    assert_eq!(joined.error_code, 0);
+    let (me, generation) = (joined.member_id.to_string(), joined.generation_id);
+    assert_eq!(
+        raw_join(&mut s, "g", "", None, 10_000).error_code,
+        81,
+        "GROUP_MAX_SIZE_REACHED with group.max.size=1"
+    );
+    let mut sync = SyncGroupRequest::default();
+    sync.group_id = GroupId(StrBytes::from_static_str("g"));
+    sync.generation_id = generation + 1;
+    sync.member_id = StrBytes::from_string(me.clone());
+    let stale: SyncGroupResponse = raw::call(&mut s, ApiKey::SyncGroup, 3, 3, &sync);
+    assert_eq!(stale.error_code, 22, "ILLEGAL_GENERATION on sync");
+    sync.generation_id = generation;
+    let synced: SyncGroupResponse = raw::call(&mut s, ApiKey::SyncGroup, 3, 3, &sync);
+    assert_eq!(synced.error_code, 0);
+    assert_eq!(raw_heartbeat(&mut s, "g", generation, &me, None), 0);
+    assert_eq!(raw_heartbeat(&mut s, "g", generation - 1, &me, None), 22);
+    assert_eq!(raw_heartbeat(&mut s, "g", generation, "stranger", None), 25);
+    assert_eq!(raw_heartbeat(&mut s, "nogroup", 1, "stranger", None), 25);
+
+    // Commits check the member and generation; metadata and leader epoch come back.
+    let commit = |s: &mut std::net::TcpStream, generation: i32, member: &str| {
+        let mut p = OffsetCommitRequestPartition::default();
+        p.partition_index = 1;
+        p.committed_offset = 42;
+        p.committed_leader_epoch = 0;
+        p.committed_metadata = Some(StrBytes::from_static_str("note"));
+        let mut t = OffsetCommitRequestTopic::default();
+        t.name = TopicName(StrBytes::from_static_str("shared"));
+        t.partitions = vec![p];
+        let mut request = OffsetCommitRequest::default();
+        request.group_id = GroupId(StrBytes::from_static_str("g"));
+        request.generation_id_or_member_epoch = generation;
+        request.member_id = StrBytes::from_string(member.to_string());
+        request.topics = vec![t];
+        let r: OffsetCommitResponse = raw::call(s, ApiKey::OffsetCommit, 8, 4, &request);
+        r.topics[0].partitions[0].error_code
+    };
+    assert_eq!(commit(&mut s, generation + 3, &me), 22);
+    assert_eq!(commit(&mut s, generation, "stranger"), 25);
+    assert_eq!(commit(&mut s, generation, &me), 0);
+
+    // OffsetFetch v8, two groups in one request; partitions never committed answer -1.
+    let mut topics = OffsetFetchRequestTopics::default();
+    topics.name = TopicName(StrBytes::from_static_str("shared"));
+    topics.partition_indexes = vec![0, 1];
+    let mut mine = OffsetFetchRequestGroup::default();
+    mine.group_id = GroupId(StrBytes::from_static_str("g"));
+    mine.topics = Some(vec![topics]);
+    let mut other = OffsetFetchRequestGroup::default();
+    other.group_id = GroupId(StrBytes::from_static_str("never-seen"));
+    let mut fetch = OffsetFetchRequest::default();
+    fetch.groups = vec![mine, other];
+    let fetched: OffsetFetchResponse = raw::call(&mut s, ApiKey::OffsetFetch, 8, 5, &fetch);
+    assert_eq!(fetched.groups.len(), 2);
+    let parts = &fetched.groups[0].topics[0].partitions;
+    let by_index = |i: i32| parts.iter().find(|p| p.partition_index == i).unwrap();
+    assert_eq!(by_index(0).committed_offset, -1);
+    assert_eq!(by_index(1).committed_offset, 42);
+    assert_eq!(by_index(1).committed_leader_epoch, 0);
+    assert_eq!(by_index(1).metadata.as_deref(), Some("note"));
+    assert_eq!(fetched.groups[1].error_code, 0);
+    assert!(fetched.groups[1].topics.is_empty());
+
+    // Static membership (KIP-345): a rejoin with the same group.instance.id fences the old id.
+    let static_one = raw_join(&mut s, "st", "", Some("i-1"), 10_000);
+    assert_eq!(
+        static_one.error_code, 0,
+        "static members skip MEMBER_ID_REQUIRED"
+    );
+    let replaced = raw_join(&mut s, "st", "", Some("i-1"), 10_000);
+    assert_eq!(replaced.error_code, 0);
+    assert_ne!(replaced.member_id, static_one.member_id);
+    assert_eq!(
+        raw_heartbeat(
+            &mut s,
+            "st",
+            replaced.generation_id,
+            static_one.member_id.as_str(),
+            Some("i-1")
+        ),
+        82,
+        "FENCED_INSTANCE_ID"
+    );
+    assert_eq!(
+        raw_join(
+            &mut s,
+            "st",
+            static_one.member_id.as_str(),
+            Some("i-1"),
+            10_000
+        )
+        .error_code,
+        82
+    );
+
+    // ListGroups v4 filters by state; FindCoordinator v4 answers batched keys.
+    let mut list = ListGroupsRequest::default();
+    list.states_filter = vec![StrBytes::from_static_str("CompletingRebalance")];
+    let listed: ListGroupsResponse = raw::call(&mut s, ApiKey::ListGroups, 4, 6, &list);
+    let names: BTreeSet<String> = listed
+        .groups
+        .iter()
+        .map(|g| g.group_id.to_string())
+        .collect();
+    assert_eq!(names, BTreeSet::from(["st".to_string()]), "g is Stable");
+    let mut find = FindCoordinatorRequest::default();
+    find.coordinator_keys = vec![
+        StrBytes::from_static_str("g"),
+        StrBytes::from_static_str("st"),
+    ];
+    let found: FindCoordinatorResponse = raw::call(&mut s, ApiKey::FindCoordinator, 4, 7, &find);
+    assert_eq!(found.coordinators.len(), 2);
+    assert!(found
+        .coordinators
+        .iter()
+        .all(|c| c.error_code == 0 && c.node_id == 0));
+    find.key_type = 1;
+    let txn: FindCoordinatorResponse = raw::call(&mut s, ApiKey::FindCoordinator, 4, 8, &find);
+    assert!(
+        txn.coordinators.iter().all(|c| c.error_code == 15),
+        "COORDINATOR_NOT_AVAILABLE for transactions until they exist"
+    );
+}

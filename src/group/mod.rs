@@ -171,6 +171,9 @@ struct Group {
     /// The initial rebalance delay of a group that was empty: no completion before this.
     join_not_before: Option<Instant>,
     offsets: HashMap<(String, i32), CommittedOffset>,
+    /// Since when (wall clock, ms) the group has been Empty: the retention of a consumer group's
+    /// offsets counts from here (KIP-211), not from each commit.
+    empty_since_ms: Option<i64>,
 }
 
 impl Group {
@@ -188,6 +191,7 @@ impl Group {
             rebalance_deadline: None,
             join_not_before: None,
             offsets: HashMap::new(),
+            empty_since_ms: None,
         }
     }
 
@@ -1025,7 +1029,13 @@ impl Coordinator {
         let due: Vec<String> = {
             let mut groups = self.groups.borrow_mut();
             let mut due = Vec::new();
+            let now_ms = TimestampMs::now().0;
             for group in groups.values_mut() {
+                match (group.state, group.empty_since_ms) {
+                    (State::Empty, None) => group.empty_since_ms = Some(now_ms),
+                    (State::Empty, Some(_)) => {}
+                    _ => group.empty_since_ms = None,
+                }
                 group.pending.retain(|_, expires| *expires > now);
                 let expired: Vec<String> = group
                     .members
@@ -1066,7 +1076,15 @@ impl Coordinator {
                 let old: Vec<(String, i32)> = g
                     .offsets
                     .iter()
-                    .filter(|(_, o)| o.commit_timestamp + retention < now_ms)
+                    .filter(|(_, o)| {
+                        // A consumer group's offsets live until it has been empty for the
+                        // retention; a standalone committer's count from each commit.
+                        let since = match (&g.protocol_type, g.empty_since_ms) {
+                            (Some(_), Some(empty)) => empty.max(o.commit_timestamp),
+                            _ => o.commit_timestamp,
+                        };
+                        since + retention < now_ms
+                    })
                     .map(|(k, _)| k.clone())
                     .collect();
                 (g.id.clone(), old)
@@ -1122,6 +1140,8 @@ fn restore(group: &mut Group, stored: StoredGroup, now: Instant) {
     } else {
         State::Stable
     };
+    group.empty_since_ms = (group.state == State::Empty && stored.state_timestamp >= 0)
+        .then_some(stored.state_timestamp);
 }
 
 fn remove_member(group: &mut Group, id: &str) {
@@ -1266,6 +1286,126 @@ mod tests {
         // Java: Math.abs("my-group".hashCode()) % 50, hashCode = -1906497762.
         assert_eq!(offsets_partition("my-group", 50), 12);
         assert!((0..50).contains(&offsets_partition("", 50)));
+    }
+
+    type Written = Rc<RefCell<Vec<(i32, Bytes)>>>;
+
+    fn coordinator(retention_ms: i64) -> (Coordinator, Written) {
+        let written: Written = Rc::default();
+        let sink = written.clone();
+        let persist: Persist = Rc::new(move |partition, bytes| {
+            sink.borrow_mut().push((partition, bytes));
+            Box::pin(async { Ok(()) })
+        });
+        let config = GroupConfig {
+            offsets_partitions: 50,
+            session_timeout_ms_min: 1_000,
+            session_timeout_ms_max: 60_000,
+            initial_rebalance_delay_ms: 0,
+            group_size_max: 10,
+            offsets_retention_ms: retention_ms,
+        };
+        (Coordinator::new(config, persist), written)
+    }
+
+    fn offset(offset: i64, commit_timestamp: i64) -> CommittedOffset {
+        CommittedOffset {
+            offset,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp,
+        }
+    }
+
+    fn committed(c: &Coordinator, group: &str) -> Option<i64> {
+        let topics = vec![("t".to_string(), vec![0])];
+        let fetched = c.fetch_offsets(group, Some(topics)).unwrap();
+        fetched[0].2.as_ref().map(|o| o.offset)
+    }
+
+    #[test]
+    fn nothing_is_served_before_the_groups_are_loaded() {
+        let (c, written) = coordinator(60_000);
+        let code = E::CoordinatorLoadInProgress.code();
+        assert_eq!(c.fetch_offsets("g", None).unwrap_err(), code);
+        assert_eq!(c.heartbeat("g", 1, "m", None), code);
+        let commit = c.commit("g", -1, "", None, vec![("t".into(), 0, offset(5, 0))]);
+        assert_eq!(futures_lite::future::block_on(commit), Err(code));
+        assert!(written.borrow().is_empty());
+        c.load(Vec::new());
+        assert_eq!(committed(&c, "g"), None);
+    }
+
+    #[test]
+    fn offsets_expire_by_retention_and_are_rebuilt_from_the_log() {
+        futures_lite::future::block_on(async {
+            let day = 86_400_000;
+            let now = TimestampMs::now().0;
+            let (c, written) = coordinator(day);
+            c.load(Vec::new());
+            // A standalone committer: retention counts from each commit.
+            let stale = vec![("t".to_string(), 0, offset(7, now - 2 * day))];
+            let fresh = vec![("t".to_string(), 0, offset(9, now))];
+            c.commit("old", -1, "", None, stale).await.unwrap();
+            c.commit("new", -1, "", None, fresh).await.unwrap();
+            c.tick(Instant::now()).await;
+            assert_eq!(committed(&c, "old"), None);
+            assert_eq!(committed(&c, "new"), Some(9));
+            // A fresh coordinator replaying what was written agrees: the tombstone wins.
+            let (replayed, _) = coordinator(day);
+            let written = written.borrow();
+            let records = written.iter().flat_map(|(_, bytes)| {
+                let view = crate::model::BatchView::validate(bytes).unwrap().0;
+                let records: Vec<_> = crate::model::records::decode(&view, usize::MAX)
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| (r.key.unwrap(), r.value))
+                    .collect();
+                records
+            });
+            replayed.load(records.collect::<Vec<_>>());
+            assert_eq!(committed(&replayed, "old"), None);
+            assert_eq!(committed(&replayed, "new"), Some(9));
+        });
+    }
+
+    #[test]
+    fn a_consumer_groups_offsets_count_from_when_it_became_empty() {
+        futures_lite::future::block_on(async {
+            let day = 86_400_000;
+            let (c, _) = coordinator(day);
+            c.load(Vec::new());
+            let joined = c
+                .join(JoinParams {
+                    group: "g".into(),
+                    member_id: String::new(),
+                    instance_id: None,
+                    client_id: "test".into(),
+                    client_host: "/127.0.0.1".into(),
+                    session_timeout_ms: 10_000,
+                    rebalance_timeout_ms: 10_000,
+                    protocol_type: "consumer".into(),
+                    protocols: vec![("range".into(), Bytes::new())],
+                    require_known_member: false,
+                })
+                .await;
+            assert_eq!(joined.error_code, 0);
+            let old = TimestampMs::now().0 - 2 * day;
+            let offsets = vec![("t".to_string(), 0, offset(3, old))];
+            let member = joined.member_id.as_str();
+            c.commit("g", joined.generation, member, None, offsets)
+                .await
+                .unwrap();
+            c.tick(Instant::now()).await;
+            assert_eq!(committed(&c, "g"), Some(3), "the group is not empty");
+            c.leave("g", vec![(joined.member_id.clone(), None)])
+                .await
+                .unwrap();
+            c.tick(Instant::now()).await;
+            c.tick(Instant::now()).await;
+            assert_eq!(c.describe("g").state, "Empty");
+            assert_eq!(committed(&c, "g"), Some(3), "empty for less than a day");
+        });
     }
 
     #[test]
