@@ -380,7 +380,7 @@ impl Coordinator {
         self.loaded.set(true);
     }
 
-    async fn write(&self, group: &str, records: Vec<(Key, Option<Bytes>)>) -> Result<(), i16> {
+    async fn write(&self, group: &str, records: Vec<(Bytes, Option<Bytes>)>) -> Result<(), i16> {
         if records.is_empty() {
             return Ok(());
         }
@@ -391,7 +391,7 @@ impl Coordinator {
             .map(|(i, (key, value))| Record {
                 offset: Offset(i as i64),
                 timestamp: now,
-                key: Some(key.encode()),
+                key: Some(key),
                 value,
                 headers: Vec::new(),
             })
@@ -410,7 +410,8 @@ impl Coordinator {
             (
                 Key::Group {
                     group: group_id.to_string(),
-                },
+                }
+                .encode(),
                 Some(group.stored().encode()),
             )
         };
@@ -818,11 +819,7 @@ impl Coordinator {
             .iter()
             .map(|(topic, partition, offset)| {
                 (
-                    Key::Offset {
-                        group: group_id.to_string(),
-                        topic: topic.clone(),
-                        partition: *partition,
-                    },
+                    Key::offset(group_id, topic, *partition),
                     Some(offset.encode()),
                 )
             })
@@ -945,24 +942,16 @@ impl Coordinator {
             if !group.members.is_empty() || group.state != State::Empty {
                 return E::NonEmptyGroup.code();
             }
-            let mut records: Vec<(Key, Option<Bytes>)> = group
+            let mut records: Vec<(Bytes, Option<Bytes>)> = group
                 .offsets
                 .keys()
-                .map(|(topic, partition)| {
-                    (
-                        Key::Offset {
-                            group: group_id.to_string(),
-                            topic: topic.clone(),
-                            partition: *partition,
-                        },
-                        None,
-                    )
-                })
+                .map(|(topic, partition)| (Key::offset(group_id, topic, *partition), None))
                 .collect();
             records.push((
                 Key::Group {
                     group: group_id.to_string(),
-                },
+                }
+                .encode(),
                 None,
             ));
             records
@@ -1000,14 +989,7 @@ impl Coordinator {
                 }
                 codes.push(0);
                 if group.offsets.contains_key(&(topic.clone(), *partition)) {
-                    records.push((
-                        Key::Offset {
-                            group: group_id.to_string(),
-                            topic: topic.clone(),
-                            partition: *partition,
-                        },
-                        None,
-                    ));
+                    records.push((Key::offset(group_id, topic, *partition), None));
                 }
             }
             (codes, records)

@@ -128,23 +128,28 @@ impl Key {
     }
 
     pub fn encode(&self) -> Bytes {
-        let mut buf = BytesMut::new();
         match self {
             Key::Offset {
                 group,
                 topic,
                 partition,
-            } => {
-                buf.put_i16(OFFSET_KEY_VERSION);
-                put_string(&mut buf, group);
-                put_string(&mut buf, topic);
-                buf.put_i32(*partition);
-            }
+            } => Key::offset(group, topic, *partition),
             Key::Group { group } => {
+                let mut buf = BytesMut::with_capacity(4 + group.len());
                 buf.put_i16(GROUP_KEY_VERSION);
                 put_string(&mut buf, group);
+                buf.freeze()
             }
         }
+    }
+
+    /// The encoded key of a committed offset, without building a `Key` (the commit path).
+    pub fn offset(group: &str, topic: &str, partition: i32) -> Bytes {
+        let mut buf = BytesMut::with_capacity(10 + group.len() + topic.len());
+        buf.put_i16(OFFSET_KEY_VERSION);
+        put_string(&mut buf, group);
+        put_string(&mut buf, topic);
+        buf.put_i32(partition);
         buf.freeze()
     }
 
@@ -166,7 +171,7 @@ impl Key {
 
 impl CommittedOffset {
     pub fn encode(&self) -> Bytes {
-        let mut buf = BytesMut::new();
+        let mut buf = BytesMut::with_capacity(24 + self.metadata.len());
         buf.put_i16(OFFSET_VALUE_VERSION);
         buf.put_i64(self.offset);
         buf.put_i32(self.leader_epoch);
