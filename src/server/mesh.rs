@@ -63,6 +63,10 @@ pub enum ShardMessage {
         validate_only: bool,
         reply: oneshot::Sender<Result<Option<TopicMeta>, MetadataError>>,
     },
+    /// To the controller (shard 0): a new producer id.
+    ProducerId {
+        reply: oneshot::Sender<Result<i64, i16>>,
+    },
     /// To a group's coordinator shard.
     Group {
         call: super::groups::GroupCall,
@@ -176,6 +180,9 @@ async fn handle(shard: Rc<Shard>, message: ShardMessage) {
             reply,
         } => {
             let _ = reply.send(shard.change_local(change, validate_only).await);
+        }
+        ShardMessage::ProducerId { reply } => {
+            let _ = reply.send(shard.new_producer_id_local().await);
         }
         ShardMessage::Group { call, reply } => {
             let _ = reply.send(shard.group_local(call).await);

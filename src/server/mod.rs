@@ -10,6 +10,7 @@ mod groups;
 mod mesh;
 pub mod metadata;
 mod partitions;
+mod producer_ids;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -93,6 +94,8 @@ pub struct Shard {
     partitions: RefCell<HashMap<TopicPartition, Rc<partitions::Partition>>>,
     open_lock: io::Lock,
     controller_lock: io::Lock,
+    /// Used on shard 0 only.
+    producer_ids: producer_ids::ProducerIds,
     mesh: io::shard::MeshSenders<ShardMessage>,
     pub hot: io::TaskQueue,
     pub background: io::TaskQueue,
@@ -305,6 +308,23 @@ impl Shard {
                 E::NotController.code(),
                 "the controller shard is not running",
             ))
+        })
+    }
+
+    /// A new producer id from the controller (shard 0).
+    pub async fn new_producer_id(&self) -> Result<i64, i16> {
+        if self.id == 0 {
+            return self.new_producer_id_local().await;
+        }
+        self.call(0, |reply| ShardMessage::ProducerId { reply })
+            .await
+            .unwrap_or(Err(E::CoordinatorNotAvailable.code()))
+    }
+
+    pub async fn new_producer_id_local(&self) -> Result<i64, i16> {
+        self.producer_ids.allocate().await.map_err(|e| {
+            tracing::error!(error = %e, "cannot persist a producer id block");
+            E::CoordinatorNotAvailable.code()
         })
     }
 
@@ -659,6 +679,7 @@ async fn run_shard(
         partitions: RefCell::new(HashMap::new()),
         open_lock: io::Lock::default(),
         controller_lock: io::Lock::default(),
+        producer_ids: producer_ids::ProducerIds::new(&common.data_dir.join(metadata::METADATA_DIR)),
         mesh: senders,
         hot: io::TaskQueue::new("hot", crate::storage::HOT_PATH_SHARES),
         background: io::TaskQueue::new("background", crate::storage::BACKGROUND_SHARES),
@@ -674,6 +695,9 @@ async fn run_shard(
             .hot
             .spawn(mesh::receive_loop(shard.clone(), receiver))
             .detach();
+    }
+    if id == 0 {
+        shard.producer_ids.load()?;
     }
     shard.reconcile_partitions().await;
     shard.load_groups().await;

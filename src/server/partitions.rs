@@ -13,7 +13,7 @@ use super::Shard;
 use crate::io;
 use crate::model::{records, Codec, Offset, TimestampMs, TopicPartition};
 use crate::protocol::ResponseError as E;
-use crate::storage::{AppendOptions, Log, ReadRange, StorageError};
+use crate::storage::{AppendOptions, Log, ReadRange, SequenceError, StorageError};
 
 /// The leader epoch of every partition on a single node: it never changes leader. Stamped into
 /// each appended batch (as Kafka does), answered in Metadata and OffsetForLeaderEpoch.
@@ -103,6 +103,10 @@ pub fn error_code(error: &StorageError) -> i16 {
         StorageError::OffsetOutOfRange { .. } => E::OffsetOutOfRange.code(),
         StorageError::DiskFull(_) | StorageError::Io(_) => E::KafkaStorageError.code(),
         StorageError::Closed => E::NotLeaderOrFollower.code(),
+        StorageError::Sequence { source, .. } => match source {
+            SequenceError::OutOfOrder { .. } => E::OutOfOrderSequenceNumber.code(),
+            SequenceError::StaleEpoch { .. } => E::InvalidProducerEpoch.code(),
+        },
         _ => E::KafkaStorageError.code(),
     }
 }
@@ -203,6 +207,9 @@ impl Shard {
         let result = partition.log.append(vec![records], options).await;
         match result {
             Ok(info) => {
+                if info.duplicate {
+                    tracing::debug!(%tp, offset = info.first_offset.0, "an idempotent producer's retry: answered with the original offsets");
+                }
                 partition.wake_waiters();
                 AppendReply {
                     error_code: 0,
@@ -215,7 +222,9 @@ impl Shard {
             Err(e) => {
                 if !matches!(
                     e,
-                    StorageError::CorruptBatch { .. } | StorageError::BatchTooLarge { .. }
+                    StorageError::CorruptBatch { .. }
+                        | StorageError::BatchTooLarge { .. }
+                        | StorageError::Sequence { .. }
                 ) {
                     tracing::error!(%tp, error = %e, "append failed");
                 }

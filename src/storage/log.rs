@@ -12,6 +12,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use super::checkpoint::{self, Checkpoint};
+use super::producers::Producers;
 use super::segment::{self, BatchInfo, ScanStop, Segment};
 use super::{LogConfig, StorageError};
 use crate::io;
@@ -55,6 +56,9 @@ pub struct AppendInfo {
     pub last_offset: Offset,
     /// The broker's timestamp when the log uses LogAppendTime.
     pub log_append_time: Option<TimestampMs>,
+    /// The batch was a retry of an idempotent producer's batch already in the log: nothing was
+    /// written and the offsets are the original's.
+    pub duplicate: bool,
 }
 
 /// A run of whole batches in a segment file: what a fetch sends with sendfile/splice. The file
@@ -112,6 +116,8 @@ pub(super) struct State {
     closed: bool,
     /// Compaction has cleaned everything below this offset (checkpointed).
     pub(super) first_dirty: Offset,
+    /// Idempotent producers' sequences, up to the log end.
+    pub(super) producers: Producers,
 }
 
 impl State {
@@ -196,6 +202,7 @@ pub struct Log {
 
 mod append;
 use append::Pending;
+mod idempotence;
 mod read;
 mod retention;
 
@@ -253,6 +260,7 @@ impl Log {
                     .as_ref()
                     .map_or(first_base, |c| c.cleaner_offset)
                     .max(first_base),
+                producers: Producers::default(),
             }),
             write_lock: io::Lock::default(),
             queue: RefCell::new(Vec::new()),
@@ -273,6 +281,7 @@ impl Log {
             log.delete_closed_segments(|_, _, next_base, _| next_base <= log_start)
                 .await?;
         }
+        log.rebuild_producers().await?;
         Ok(log)
     }
 
@@ -512,10 +521,12 @@ impl Log {
         for file in &active {
             file.fdatasync().await?;
         }
-        {
+        let log_end = {
             let mut state = self.state.borrow_mut();
             state.recovery_point = state.log_end;
-        }
+            state.log_end
+        };
+        self.write_producer_snapshot(log_end).await?;
         self.write_checkpoint_listing(true).await
     }
 

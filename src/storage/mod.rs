@@ -9,6 +9,7 @@ mod config;
 mod index;
 mod log;
 mod maintenance;
+mod producers;
 mod segment;
 
 pub use cleaner::{CleanReport, CleanerStep};
@@ -21,6 +22,7 @@ pub use log::{
 pub use maintenance::{
     maintain, spawn_maintenance, MaintenanceReport, BACKGROUND_SHARES, HOT_PATH_SHARES,
 };
+pub use producers::{ProducerBatch, ProducerEntry, Producers, SequenceError};
 pub use segment::{parse_file_name, BatchInfo};
 
 use std::path::PathBuf;
@@ -65,6 +67,13 @@ pub enum StorageError {
     Closed,
     #[error("segment {base} was deleted while in use")]
     SegmentGone { base: Offset },
+    /// An idempotent producer's batch out of sequence or from a fenced epoch; nothing written.
+    #[error("batch {index} of the append: {source}")]
+    Sequence {
+        index: usize,
+        #[source]
+        source: SequenceError,
+    },
 }
 
 impl From<std::io::Error> for StorageError {

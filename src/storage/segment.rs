@@ -85,6 +85,17 @@ pub async fn scan(
     verify: bool,
     mut visit: impl FnMut(&BatchInfo) -> bool,
 ) -> io::Result<(u64, ScanStop)> {
+    scan_headers(file, from, end, verify, |info, _| visit(info)).await
+}
+
+/// [`scan`], handing `visit` each batch's whole header too (producer fields, attributes).
+pub async fn scan_headers(
+    file: &io::File,
+    from: u64,
+    end: u64,
+    verify: bool,
+    mut visit: impl FnMut(&BatchInfo, &BatchHeader) -> bool,
+) -> io::Result<(u64, ScanStop)> {
     // Header scans start small (a lookup usually needs a header or two past an index entry)
     // and double up to the cap when a scan runs long.
     let mut chunk_bytes = if verify {
@@ -174,7 +185,7 @@ pub async fn scan(
             max_timestamp: TimestampMs(header.max_timestamp.get()),
             records: header.records_count.get(),
         };
-        if !visit(&info) {
+        if !visit(&info, header) {
             return Ok((position, ScanStop::Done));
         }
         position += total;

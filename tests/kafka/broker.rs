@@ -17,13 +17,26 @@ pub struct Broker {
 impl Broker {
     /// Starts a broker with `--set` overrides (`key=value`).
     pub fn start(sets: &[&str]) -> Broker {
+        Broker::start_on(0, sets)
+    }
+
+    /// Starts a broker that keeps one port across restarts, so that clients reconnect to it.
+    pub fn start_on_fixed_port(sets: &[&str]) -> Broker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        Broker::start_on(port, sets)
+    }
+
+    fn start_on(port: u16, sets: &[&str]) -> Broker {
         let temp = tempfile::tempdir().expect("temp dir");
         let data_dir = temp.path().join("data");
         let mut args = vec![
             "--set".to_string(),
             format!("log.dirs={}", data_dir.display()),
             "--set".to_string(),
-            "listeners=PLAINTEXT://127.0.0.1:0".to_string(),
+            format!("listeners=PLAINTEXT://127.0.0.1:{port}"),
         ];
         for set in sets {
             args.push("--set".into());

@@ -7,6 +7,7 @@ mod create_topics;
 mod delete_topics;
 mod fetch;
 mod groups;
+mod init_producer_id;
 mod leader_epoch;
 mod list_offsets;
 mod metadata;
@@ -73,6 +74,7 @@ pub const APIS: &[Api] = &[
     topics_admin::DELETE_RECORDS,
     topics_admin::DESCRIBE_CLUSTER,
     leader_epoch::API,
+    init_producer_id::API,
     groups::FIND_COORDINATOR,
     groups::JOIN,
     groups::SYNC,

@@ -1,6 +1,9 @@
 //! Appends: validation, group commit, offset assignment, flushes, rolls.
 
+use std::collections::HashMap;
+
 use super::*;
+use crate::storage::producers::{self, ProducerBatch, ProducerEntry, Sequence};
 
 type Ticket = Rc<RefCell<Option<Result<AppendInfo, StorageError>>>>;
 
@@ -22,6 +25,13 @@ struct Chunk {
     batches: Vec<BatchInfo>,
     members: Vec<usize>,
     records: u64,
+    /// Producers whose state the staged batches change; merged into the log's on commit.
+    producers: HashMap<i64, ProducerEntry>,
+}
+
+enum Checked {
+    Append(HashMap<i64, ProducerEntry>),
+    Duplicate(ProducerBatch),
 }
 
 /// Index entry bytes held in memory before they are written to the index files.
@@ -184,6 +194,7 @@ impl Log {
             batches: Vec::new(),
             members: Vec::new(),
             records: 0,
+            producers: HashMap::new(),
         }
     }
 
@@ -217,6 +228,18 @@ impl Log {
         let log_append_time = (self.config.borrow().message_timestamp_type
             == TimestampType::LogAppendTime)
             .then_some(now);
+        let touched = match self.check_sequences(chunk, pending) {
+            Ok(Checked::Append(touched)) => touched,
+            Ok(Checked::Duplicate(batch)) => {
+                return Ok(AppendInfo {
+                    first_offset: batch.first_offset,
+                    last_offset: batch.last_offset,
+                    log_append_time: None,
+                    duplicate: true,
+                })
+            }
+            Err(e) => return Err(e),
+        };
         let mut first_offset = None;
         chunk.buf.reserve(pending.bytes);
         let restore = (chunk.buf.len(), chunk.batches.len(), chunk.next_offset);
@@ -262,11 +285,89 @@ impl Log {
         }
         chunk.members.push(member);
         chunk.records += pending.records;
+        chunk.producers.extend(touched);
         Ok(AppendInfo {
             first_offset: first_offset.expect("an append has at least one batch"),
             last_offset: Offset(chunk.next_offset.0 - 1),
             log_append_time,
+            duplicate: false,
         })
+    }
+
+    /// Checks the idempotent producers' batches of `pending` against the log's state and what
+    /// the chunk already staged, at the offsets they would get; returns the producers' new
+    /// entries (applied to the chunk only once the batches are staged). A replica's batches keep
+    /// their offsets and are applied unchecked.
+    fn check_sequences(&self, chunk: &Chunk, pending: &Pending) -> Result<Checked, StorageError> {
+        let state = self.state.borrow();
+        let mut touched: HashMap<i64, ProducerEntry> = HashMap::new();
+        let mut next = chunk.next_offset;
+        let mut index = 0;
+        let single = pending.batches.len() == 1
+            && BatchView::total_len(&pending.batches[0]).ok() == Some(pending.batches[0].len());
+        for bytes in &pending.batches {
+            let mut rest = &bytes[..];
+            while let Ok((view, after)) = BatchView::parse_header(rest) {
+                rest = after;
+                let header = view.header();
+                let base = if pending.options.assign_offsets {
+                    next
+                } else {
+                    view.base_offset()
+                };
+                next = Offset(base.0 + header.last_offset_delta.get() as i64 + 1);
+                let Some((producer_id, epoch, first_seq, last_seq)) =
+                    producers::producer_of(header)
+                else {
+                    index += 1;
+                    continue;
+                };
+                let entry = touched.entry(producer_id).or_insert_with(|| {
+                    chunk
+                        .producers
+                        .get(&producer_id)
+                        .or_else(|| state.producers.entries.get(&producer_id))
+                        .cloned()
+                        .unwrap_or(ProducerEntry {
+                            epoch,
+                            batches: Default::default(),
+                            last_timestamp: i64::MIN,
+                        })
+                });
+                if pending.options.assign_offsets {
+                    match entry.check(producer_id, epoch, first_seq, last_seq) {
+                        Ok(Sequence::Next) => {}
+                        Ok(Sequence::Duplicate(batch)) if single => {
+                            return Ok(Checked::Duplicate(batch))
+                        }
+                        // A retry is one batch; a duplicate among others is out of order.
+                        Ok(Sequence::Duplicate(_)) => {
+                            return Err(StorageError::Sequence {
+                                index,
+                                source: producers::SequenceError::OutOfOrder {
+                                    producer_id,
+                                    expected: entry.next_seq(),
+                                    got: first_seq,
+                                },
+                            })
+                        }
+                        Err(source) => return Err(StorageError::Sequence { index, source }),
+                    }
+                }
+                entry.push(
+                    epoch,
+                    ProducerBatch {
+                        first_seq,
+                        last_seq,
+                        first_offset: base,
+                        last_offset: Offset(next.0 - 1),
+                    },
+                    header.max_timestamp.get(),
+                );
+                index += 1;
+            }
+        }
+        Ok(Checked::Append(touched))
     }
 
     /// Writes the chunk to the active segment and makes it visible. On failure the file is cut
@@ -296,6 +397,7 @@ impl Log {
             for member in chunk.members.drain(..) {
                 results[member] = Some(Err(e.clone()));
             }
+            chunk.producers.clear();
             return Err(e);
         }
         let pending = {
@@ -314,6 +416,7 @@ impl Log {
                 .then(|| active.take_pending_indexes());
             state.log_end = chunk.next_offset;
             state.unflushed_messages += chunk.records;
+            state.producers.entries.extend(chunk.producers.drain());
             pending
         };
         if let Some(pending) = pending {
@@ -385,6 +488,8 @@ impl Log {
         }
         let interval = self.config.borrow().index_interval_bytes;
         let segment = Segment::create(&self.dir, base, interval, &self.faults).await?;
+        // The producers' state as of the new segment's base: recovery scans from here.
+        self.write_producer_snapshot(base).await?;
         io::sync_dir(&self.dir).await?;
         let mut state = self.state.borrow_mut();
         state.segments.insert(base, Some(Box::new(segment)));

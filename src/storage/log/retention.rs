@@ -82,6 +82,8 @@ impl Log {
             state.first_dirty = state.first_dirty.min(end);
         }
         self.write_checkpoint().await?;
+        // Producers' batches past the new end are gone: rebuild from a snapshot below it.
+        self.rebuild_producers().await?;
         Ok(self.log_end())
     }
 
