@@ -119,6 +119,14 @@ fn sequences_are_checked_and_retries_get_their_offsets() {
         )
         .await;
         assert_eq!((a.unwrap(), b.unwrap()), ((14, 16, false), (17, 19, false)));
+        // `producer.id.expiration.ms`: idle producers are forgotten, then start anywhere.
+        let later = TimestampMs(TimestampMs::now().0 + 2 * 86_400_000);
+        assert_eq!(log.expire_producers(later, 86_400_000), 3);
+        assert!(log.producer(7).is_none());
+        assert_eq!(
+            append(&log, batch(7, 0, 500, 1)).await.unwrap(),
+            (20, 20, false)
+        );
     });
 }
 

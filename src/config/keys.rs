@@ -284,6 +284,12 @@ pub const BROKER_KEYS: &[Key] = &[
         "how long compaction keeps tombstones",
     ),
     broker(
+        "producer.id.expiration.ms",
+        int(1, I32),
+        "86400000",
+        "an idempotent producer idle this long is forgotten by each partition",
+    ),
+    broker(
         "log.cleaner.dedupe.buffer.size",
         int(1 << 20, i64::MAX),
         "134217728",

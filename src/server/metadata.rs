@@ -58,6 +58,7 @@ pub const DYNAMIC_BROKER_KEYS: &[&str] = &[
     "message.max.bytes",
     "min.insync.replicas",
     "compression.type",
+    "producer.id.expiration.ms",
     "log.retention.ms",
     "log.retention.bytes",
     "log.segment.bytes",

@@ -74,6 +74,8 @@ pub struct LogConfig {
     /// `log.cleaner.dedupe.buffer.size` (a broker config): the most memory a compaction pass's
     /// key map may take; a pass cleans only the segments whose keys fit.
     pub cleaner_dedupe_buffer_bytes: usize,
+    /// `producer.id.expiration.ms` (a broker config): idle idempotent producers are forgotten.
+    pub producer_id_expiration_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -94,6 +96,7 @@ impl Default for LogConfig {
             delete_retention_ms: 24 * 3_600_000,
             min_cleanable_dirty_ratio: 0.5,
             cleaner_dedupe_buffer_bytes: 128 << 20,
+            producer_id_expiration_ms: 86_400_000,
         }
     }
 }

@@ -25,6 +25,11 @@ pub async fn maintain(log: &Log, now: TimestampMs) -> Result<MaintenanceReport, 
     log.flush_if_due().await?;
     let retention = log.enforce_retention(now).await?;
     let cleaning = log.clean(now).await?;
+    let expiration_ms = log.config().producer_id_expiration_ms;
+    let expired = log.expire_producers(now, expiration_ms);
+    if expired > 0 {
+        tracing::info!(log = %log.dir().display(), expired, "idle idempotent producers forgotten");
+    }
     log.checkpoint().await?;
     Ok(MaintenanceReport {
         retention,
