@@ -238,4 +238,24 @@ fn producer_ids_never_repeat_and_sequences_are_enforced() {
         third > first.max(second),
         "{third} after {first} and {second}"
     );
+
+    // DescribeProducers shows what the partition remembers.
+    use kafka_protocol::messages::describe_producers_request::TopicRequest;
+    use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse};
+    let mut topic = TopicRequest::default();
+    topic.name = TopicName(StrBytes::from_static_str("seq"));
+    topic.partition_indexes = vec![0, 7];
+    let mut request = DescribeProducersRequest::default();
+    request.topics = vec![topic];
+    let described: DescribeProducersResponse =
+        raw::call(&mut s, ApiKey::DescribeProducers, 0, 4, &request);
+    let partitions = &described.topics[0].partitions;
+    assert_eq!(partitions[0].error_code, 0);
+    let states: Vec<(i64, i32, i32)> = partitions[0]
+        .active_producers
+        .iter()
+        .map(|p| (p.producer_id.0, p.producer_epoch, p.last_sequence))
+        .collect();
+    assert_eq!(states, vec![(first, 1, 1)]);
+    assert_eq!(partitions[1].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
 }

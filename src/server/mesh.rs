@@ -63,6 +63,11 @@ pub enum ShardMessage {
         validate_only: bool,
         reply: oneshot::Sender<Result<Option<TopicMeta>, MetadataError>>,
     },
+    /// The idempotent producers of a partition.
+    Producers {
+        tp: TopicPartition,
+        reply: oneshot::Sender<Result<Vec<(i64, crate::storage::ProducerEntry)>, i16>>,
+    },
     /// To the controller (shard 0): a new producer id.
     ProducerId {
         reply: oneshot::Sender<Result<i64, i16>>,
@@ -180,6 +185,9 @@ async fn handle(shard: Rc<Shard>, message: ShardMessage) {
             reply,
         } => {
             let _ = reply.send(shard.change_local(change, validate_only).await);
+        }
+        ShardMessage::Producers { tp, reply } => {
+            let _ = reply.send(shard.producers_local(&tp).await);
         }
         ShardMessage::ProducerId { reply } => {
             let _ = reply.send(shard.new_producer_id_local().await);

@@ -272,6 +272,20 @@ impl Shard {
         })
     }
 
+    pub async fn producers(
+        &self,
+        tp: &TopicPartition,
+    ) -> Result<Vec<(i64, crate::storage::ProducerEntry)>, i16> {
+        let owner = self.owner(tp);
+        if owner == self.id {
+            return self.producers_local(tp).await;
+        }
+        let tp = tp.clone();
+        self.call(owner, |reply| ShardMessage::Producers { tp, reply })
+            .await
+            .unwrap_or(Err(E::NotLeaderOrFollower.code()))
+    }
+
     pub async fn delete_records(&self, tp: &TopicPartition, offset: i64) -> Result<i64, i16> {
         let owner = self.owner(tp);
         if owner == self.id {

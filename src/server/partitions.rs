@@ -303,6 +303,14 @@ impl Shard {
         waiters.push(reply);
     }
 
+    /// The idempotent producers a partition remembers (DescribeProducers).
+    pub async fn producers_local(
+        &self,
+        tp: &TopicPartition,
+    ) -> Result<Vec<(i64, crate::storage::ProducerEntry)>, i16> {
+        Ok(self.partition(tp).await?.log.producers())
+    }
+
     pub async fn list_offset_local(
         &self,
         tp: &TopicPartition,

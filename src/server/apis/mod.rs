@@ -5,6 +5,7 @@ mod api_versions;
 mod configs;
 mod create_topics;
 mod delete_topics;
+mod describe_producers;
 mod fetch;
 mod groups;
 mod init_producer_id;
@@ -75,6 +76,7 @@ pub const APIS: &[Api] = &[
     topics_admin::DESCRIBE_CLUSTER,
     leader_epoch::API,
     init_producer_id::API,
+    describe_producers::API,
     groups::FIND_COORDINATOR,
     groups::JOIN,
     groups::SYNC,

@@ -116,7 +116,20 @@ impl Log {
             .expire(now.0, expiration_ms)
     }
 
-    /// The state of one producer (tests, DescribeProducers).
+    /// Every producer this partition remembers, by id.
+    pub fn producers(&self) -> Vec<(i64, crate::storage::ProducerEntry)> {
+        let state = self.state.borrow();
+        let mut all: Vec<_> = state
+            .producers
+            .entries
+            .iter()
+            .map(|(id, e)| (*id, e.clone()))
+            .collect();
+        all.sort_by_key(|(id, _)| *id);
+        all
+    }
+
+    /// The state of one producer.
     pub fn producer(&self, producer_id: i64) -> Option<crate::storage::ProducerEntry> {
         self.state
             .borrow()

@@ -1,0 +1,68 @@
+//! DescribeProducers v0: the idempotent producers each partition remembers (KIP-664), for
+//! operators. No transactions yet: coordinator epoch and transaction start are -1.
+
+use std::rc::Rc;
+
+use futures::future::join_all;
+use kafka_protocol::messages::describe_producers_response::{
+    PartitionResponse, ProducerState, TopicResponse,
+};
+use kafka_protocol::messages::{
+    ApiKey, DescribeProducersRequest, DescribeProducersResponse, ProducerId,
+};
+
+use super::{Answer, Api, Request};
+use crate::model::TopicPartition;
+use crate::server::Shard;
+
+pub const API: Api = Api {
+    key: ApiKey::DescribeProducers,
+    min_version: 0,
+    max_version: 0,
+    handle: |shard, request| Box::pin(describe_producers(shard, request)),
+};
+
+async fn describe_producers(shard: Rc<Shard>, request: Request) -> Answer {
+    let body: DescribeProducersRequest = request.decode("DescribeProducersRequest")?;
+    let mut response = DescribeProducersResponse::default();
+    for topic in &body.topics {
+        let name = topic.name.0.to_string();
+        let answers = join_all(topic.partition_indexes.iter().map(|&index| {
+            let shard = shard.clone();
+            let tp = TopicPartition::new(&name, index);
+            async move { (index, shard.producers(&tp).await) }
+        }))
+        .await;
+        let mut out = TopicResponse::default();
+        out.name = topic.name.clone();
+        out.partitions = answers
+            .into_iter()
+            .map(|(index, answer)| {
+                let mut p = PartitionResponse::default();
+                p.partition_index = index;
+                match answer {
+                    Ok(producers) => {
+                        p.active_producers = producers
+                            .into_iter()
+                            .map(|(id, entry)| {
+                                let mut state = ProducerState::default();
+                                state.producer_id = ProducerId(id);
+                                state.producer_epoch = entry.epoch as i32;
+                                state.last_sequence =
+                                    entry.batches.back().map_or(-1, |b| b.last_seq);
+                                state.last_timestamp = entry.last_timestamp;
+                                state.coordinator_epoch = -1;
+                                state.current_txn_start_offset = -1;
+                                state
+                            })
+                            .collect()
+                    }
+                    Err(code) => p.error_code = code,
+                }
+                p
+            })
+            .collect();
+        response.topics.push(out);
+    }
+    request.answer(&response)
+}
