@@ -159,8 +159,16 @@ fn corrupt_batches_get_corrupt_message_and_nothing_is_written() {
         "CORRUPT_MESSAGE"
     );
 
+    // Two batches for one partition: Kafka allows exactly one per partition from v3.
+    let two = [batch("one of two"), batch("two of two")].concat();
+    assert_eq!(
+        produce_error(&mut s, 5, Bytes::from(two)),
+        87,
+        "INVALID_RECORD"
+    );
+
     // The same connection still works, and only the good batches are in the log.
-    assert_eq!(produce_error(&mut s, 5, batch("second")), 0);
+    assert_eq!(produce_error(&mut s, 6, batch("second")), 0);
     let got = consume(&broker.addr, "raw", 0, Offset::Beginning, 2);
     assert_eq!(got[0].sent.value.as_deref(), Some(&b"first"[..]));
     assert_eq!(

@@ -32,6 +32,20 @@ fn failed(code: i16) -> AppendReply {
     }
 }
 
+/// Batches in a partition's records, by their headers (the owner checks each one whole).
+fn batch_count(records: &[u8]) -> usize {
+    let mut rest = records;
+    let mut count = 0;
+    while let Ok(total) = crate::model::BatchView::total_len(rest) {
+        if total == 0 || total > rest.len() {
+            break;
+        }
+        count += 1;
+        rest = &rest[total..];
+    }
+    count
+}
+
 async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
     let body: ProduceRequest = request.decode("ProduceRequest")?;
     let acks = body.acks;
@@ -61,6 +75,11 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                 let reply = match (exists, partition.records) {
                     (false, _) => failed(name_error),
                     (true, None) => failed(E::CorruptMessage.code()),
+                    // As Kafka: Produce v3+ carries exactly one batch per partition (an
+                    // idempotent producer's retry is recognised batch by batch).
+                    (true, Some(records)) if batch_count(&records) > 1 => {
+                        failed(E::InvalidRecord.code())
+                    }
                     (true, Some(records)) => shard.append(&tp, records).await,
                 };
                 (tp.partition, reply)
