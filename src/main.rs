@@ -27,6 +27,10 @@ fn main() -> ExitCode {
         Some("dump-log") if args.len() >= 2 => {
             let dir = PathBuf::from(&args[1]);
             let with_records = args.iter().any(|a| a == "--records");
+            if let Err(message) = io::probe_io_uring() {
+                eprintln!("error: {message}");
+                return ExitCode::FAILURE;
+            }
             match io::block_on(dump_log(dir, with_records)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -82,3 +82,73 @@ fn serve_refuses_bad_configs_at_start_naming_them() {
     std::fs::write(&file, "[log]\nretention.ms = \"forever\"\n").unwrap();
     serve_refuses(&["--config", file.to_str().unwrap()], "log.retention.ms");
 }
+
+/// A container that blocks io_uring (Docker's default seccomp profile does): `serve` must say so
+/// and what to do, not fail somewhere inside the executor. The child gets a seccomp filter that
+/// answers io_uring_setup with EPERM, as such a profile does.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn serve_explains_a_blocked_io_uring() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command
+        .arg("serve")
+        .args(["--set", &format!("log.dirs={}", dir.path().display())])
+        .args(["--set", "listeners=PLAINTEXT://127.0.0.1:0"]);
+    // SAFETY: between fork and exec the closure only calls prctl(2) with data on its own stack.
+    unsafe {
+        command.pre_exec(|| {
+            let nr_offset = 0; // seccomp_data.nr
+            let filter = [
+                libc::sock_filter {
+                    code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+                    jt: 0,
+                    jf: 0,
+                    k: nr_offset,
+                },
+                libc::sock_filter {
+                    code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+                    jt: 0,
+                    jf: 1,
+                    k: libc::SYS_io_uring_setup as u32,
+                },
+                libc::sock_filter {
+                    code: (libc::BPF_RET | libc::BPF_K) as u16,
+                    jt: 0,
+                    jf: 0,
+                    k: libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+                },
+                libc::sock_filter {
+                    code: (libc::BPF_RET | libc::BPF_K) as u16,
+                    jt: 0,
+                    jf: 0,
+                    k: libc::SECCOMP_RET_ALLOW,
+                },
+            ];
+            let program = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr() as *mut libc::sock_filter,
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &program as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("io_uring is blocked"), "{stderr}");
+    assert!(stderr.contains("seccomp=unconfined"), "{stderr}");
+    assert!(
+        !dir.path().join("__cluster_metadata").exists(),
+        "it stopped before touching the data directory"
+    );
+}

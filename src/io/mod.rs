@@ -286,3 +286,43 @@ pub fn block_on<T>(future: impl Future<Output = T>) -> T {
         .expect("cannot start an io_uring executor: is io_uring allowed here?");
     executor.run(future)
 }
+
+/// Checks that this process may create an io_uring, before any executor tries: a container
+/// runtime's seccomp profile (Docker's default blocks io_uring) or `kernel.io_uring_disabled`
+/// would otherwise surface as an obscure executor failure. The error says what to do.
+pub fn probe_io_uring() -> std::result::Result<(), String> {
+    // struct io_uring_params is 120 bytes; zeroed asks for the defaults.
+    let mut params = [0u8; 120];
+    // SAFETY: io_uring_setup(2) reads and writes `params`, which is as large as the kernel's
+    // struct; a returned descriptor is ours and closed at once.
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 1u32, params.as_mut_ptr()) };
+    if fd >= 0 {
+        // SAFETY: `fd` is the ring just created and owned by nothing else.
+        unsafe { libc::close(fd as i32) };
+        return Ok(());
+    }
+    Err(io_uring_advice(std::io::Error::last_os_error()))
+}
+
+/// What to tell an operator whose io_uring_setup failed with `error`.
+pub fn io_uring_advice(error: std::io::Error) -> String {
+    let cause = match error.raw_os_error() {
+        Some(libc::EPERM) => {
+            "io_uring is blocked. In a container this is the runtime's seccomp profile (Docker's \
+             default blocks io_uring): run with `--security-opt seccomp=unconfined` or a profile \
+             that allows io_uring_setup, io_uring_enter and io_uring_register. On a host, check \
+             `sysctl kernel.io_uring_disabled` (0 allows everyone; 1 only members of \
+             kernel.io_uring_group)."
+        }
+        Some(libc::ENOSYS) => {
+            "this kernel has no io_uring: Sluice needs Linux 5.8 or later built with \
+             CONFIG_IO_URING."
+        }
+        Some(libc::ENOMEM) => {
+            "the kernel refused the ring's memory: raise the locked-memory limit (`ulimit -l`, \
+             LimitMEMLOCK= in a systemd unit)."
+        }
+        _ => "io_uring is not available to this process.",
+    };
+    format!("cannot create an io_uring (io_uring_setup: {error}): {cause}")
+}

@@ -529,6 +529,7 @@ enum Event {
 
 /// Runs the broker until SIGINT or SIGTERM; returns after a clean shutdown.
 pub fn serve(broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeError> {
+    io::probe_io_uring().map_err(ServeError::Config)?;
     let signals = block_stop_signals();
     keep_large_buffers_in_the_heap();
     let data_dir = PathBuf::from(
