@@ -12,7 +12,11 @@ const USAGE: &str = "usage:
   sluice serve [--config FILE] [--set key=value]... [--cores N|LIST]
                                                 run the broker (Kafka listener 127.0.0.1:9092,
                                                 data in ./sluice-data, one shard per core)
-  sluice dump-log <partition-dir> [--records]   recover a partition directory and print its batches";
+  sluice dump-log <partition-dir> [--records]   recover a partition directory and print its batches
+  sluice tune list                              the tuning profiles and their settings
+  sluice tune check|apply|revert [--profile P]... [--device DEV] [--iface IF] [--root DIR] [--dry-run]
+                                                compare the host with profiles, apply them (root;
+                                                records what it replaced), or restore that";
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -39,6 +43,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some("tune") => match tune(&args[1..]) {
+            Ok(code) => code,
+            Err(message) => {
+                eprintln!("error: {message}\n{USAGE}");
+                ExitCode::from(2)
+            }
+        },
         Some("serve") => match serve_options(&args[1..]) {
             Ok((broker, cores)) => match sluice::server::serve(broker, cores) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -56,6 +67,115 @@ fn main() -> ExitCode {
             eprintln!("{USAGE}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// `sluice tune ...`: exit 0 when the host matches (check) or everything applied, 1 otherwise.
+fn tune(args: &[String]) -> Result<ExitCode, String> {
+    use sluice::tune::{self, Outcome, State, Target};
+    let command = args.first().map(String::as_str).unwrap_or("");
+    let mut names = Vec::new();
+    let mut target = Target {
+        root: PathBuf::from("/"),
+        device: None,
+        iface: None,
+    };
+    let mut dry_run = false;
+    let mut iter = args.iter().skip(1);
+    while let Some(arg) = iter.next() {
+        let mut value = |name: &str| {
+            iter.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match arg.as_str() {
+            "--profile" => names.push(value("--profile")?),
+            "--device" => target.device = Some(value("--device")?),
+            "--iface" => target.iface = Some(value("--iface")?),
+            "--root" => target.root = PathBuf::from(value("--root")?),
+            "--dry-run" => dry_run = true,
+            other => return Err(format!("unknown option `{other}`")),
+        }
+    }
+    let needs_privilege = (command == "apply" && !dry_run) || command == "revert";
+    // SAFETY: geteuid(2) has no preconditions.
+    if needs_privilege && tune::is_real_root(&target.root) && unsafe { libc::geteuid() } != 0 {
+        return Err(format!(
+            "`tune {command}` writes /proc and /sys: run it as root"
+        ));
+    }
+    match command {
+        "list" => {
+            for (name, _) in tune::PROFILES {
+                let profile = tune::profile(name)?;
+                println!("{name}: {}", profile.description);
+                for s in &profile.settings {
+                    let what = s.boot.as_deref().unwrap_or(&s.value);
+                    println!("  {} = {what}  ({})", s.name, s.reason);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        "check" | "apply" => {
+            if names.is_empty() {
+                return Err("name at least one --profile (see `sluice tune list`)".into());
+            }
+            let profiles = names
+                .iter()
+                .map(|n| tune::profile(n))
+                .collect::<Result<Vec<_>, _>>()?;
+            let rows = tune::check(&profiles, &target)?;
+            if command == "check" {
+                print!("{}", tune::table(&rows));
+                let all_ok = rows.iter().all(|r| r.state == State::Ok);
+                return Ok(if all_ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                });
+            }
+            let outcomes = tune::apply(&rows, &target, dry_run);
+            let mut failed = false;
+            for (i, outcome) in outcomes.iter().enumerate() {
+                let name = rows.get(i).map_or("revert record", |r| r.name.as_str());
+                match outcome {
+                    Outcome::AlreadySet => println!("{name}: already set"),
+                    Outcome::Written { previous } => {
+                        println!("{name}: {previous} -> {}", rows[i].wanted)
+                    }
+                    Outcome::WouldRun(command) => println!("{name}: {command}"),
+                    Outcome::Printed(what) => println!("{name}: {what}"),
+                    Outcome::Failed(why) => {
+                        failed = true;
+                        println!("{name}: NOT APPLIED: {why}")
+                    }
+                }
+            }
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        "revert" => {
+            let results = tune::revert(&target)?;
+            let mut failed = false;
+            for (path, result) in results {
+                match result {
+                    Ok(value) => println!("{path}: restored {value}"),
+                    Err(why) => {
+                        failed = true;
+                        println!("{path}: NOT RESTORED: {why}")
+                    }
+                }
+            }
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        other => Err(format!("unknown tune command `{other}`")),
     }
 }
 

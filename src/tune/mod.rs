@@ -1,0 +1,426 @@
+//! `sluice tune`: host tuning profiles (data in `tuning/`, embedded in the binary) checked against
+//! /proc and /sys, applied with a record of what they replaced, and reverted from that record.
+//! Every path is read under a root (`/`, or a fake tree in tests).
+
+use std::path::{Path, PathBuf};
+
+/// The profiles, as shipped in `tuning/`.
+pub const PROFILES: &[(&str, &str)] = &[
+    (
+        "os/production",
+        include_str!("../../tuning/os/production.toml"),
+    ),
+    (
+        "os/development",
+        include_str!("../../tuning/os/development.toml"),
+    ),
+    ("disk/nvme", include_str!("../../tuning/disk/nvme.toml")),
+    ("disk/ssd", include_str!("../../tuning/disk/ssd.toml")),
+    ("disk/hdd", include_str!("../../tuning/disk/hdd.toml")),
+    (
+        "cpu/performance",
+        include_str!("../../tuning/cpu/performance.toml"),
+    ),
+];
+
+/// Where `apply` records what it replaced, under the root.
+pub const REVERT_FILE: &str = "var/lib/sluice/tune.revert";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Setting {
+    pub name: String,
+    /// The file under /proc or /sys, with `{device}`, `{iface}`, `{cpu}` placeholders.
+    pub path: Option<String>,
+    pub value: String,
+    /// A kernel boot parameter instead of a file: printed, never applied.
+    pub boot: Option<String>,
+    pub reason: String,
+    /// `{cpu}` runs over every CPU.
+    pub each_cpu: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Profile {
+    pub name: String,
+    pub description: String,
+    pub settings: Vec<Setting>,
+}
+
+pub fn profile(name: &str) -> Result<Profile, String> {
+    let text = PROFILES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, text)| *text)
+        .ok_or_else(|| {
+            let names: Vec<&str> = PROFILES.iter().map(|(n, _)| *n).collect();
+            format!("no profile `{name}` (there are: {})", names.join(", "))
+        })?;
+    parse(name, text)
+}
+
+fn parse(name: &str, text: &str) -> Result<Profile, String> {
+    let table: toml::Table = text.parse().map_err(|e| format!("profile {name}: {e}"))?;
+    let text_of =
+        |t: &toml::Table, key: &str| t.get(key).and_then(|v| v.as_str()).map(String::from);
+    let mut settings = Vec::new();
+    for entry in table
+        .get("setting")
+        .and_then(|s| s.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let t = entry
+            .as_table()
+            .ok_or_else(|| format!("profile {name}: a setting is not a table"))?;
+        let setting = Setting {
+            name: text_of(t, "name")
+                .ok_or_else(|| format!("profile {name}: a setting has no name"))?,
+            path: text_of(t, "path"),
+            value: text_of(t, "value").unwrap_or_default(),
+            boot: text_of(t, "boot"),
+            reason: text_of(t, "reason").unwrap_or_default(),
+            each_cpu: t.get("each_cpu").and_then(|v| v.as_bool()).unwrap_or(false),
+        };
+        if setting.path.is_none() == setting.boot.is_none() {
+            return Err(format!(
+                "profile {name}: setting {} needs exactly one of path and boot",
+                setting.name
+            ));
+        }
+        settings.push(setting);
+    }
+    Ok(Profile {
+        name: name.to_string(),
+        description: text_of(&table, "description").unwrap_or_default(),
+        settings,
+    })
+}
+
+/// The machine a command runs against.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub root: PathBuf,
+    pub device: Option<String>,
+    pub iface: Option<String>,
+}
+
+impl Target {
+    fn under(&self, path: &str) -> PathBuf {
+        self.root.join(path.trim_start_matches('/'))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum State {
+    Ok,
+    Differs,
+    /// The file is missing or unreadable (no such device, a kernel without the knob).
+    Unavailable(String),
+    /// A boot parameter not on the kernel command line: needs a reboot.
+    NeedsReboot,
+}
+
+/// One concrete setting on this machine.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub name: String,
+    /// The real path (not under the root); `None` for boot parameters.
+    pub path: Option<String>,
+    pub current: Option<String>,
+    /// The current value as it can be written back (raw text; of a choice list, the choice).
+    pub restorable: Option<String>,
+    pub wanted: String,
+    pub reason: String,
+    pub state: State,
+}
+
+/// Normalises a value as /proc and /sys show it: whitespace collapsed, and of a choice list
+/// (`[none] mq-deadline`) the selected entry.
+pub fn normalise(text: &str) -> String {
+    if let (Some(open), Some(close)) = (text.find('['), text.find(']')) {
+        if open < close {
+            return text[open + 1..close].trim().to_string();
+        }
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn cpus(target: &Target) -> Vec<String> {
+    let mut cpus: Vec<u32> = std::fs::read_dir(target.under("/sys/devices/system/cpu"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("cpu")?.parse().ok())
+        .collect();
+    cpus.sort();
+    cpus.into_iter().map(|c| c.to_string()).collect()
+}
+
+/// The settings of `profiles` on `target`, each read now.
+pub fn check(profiles: &[Profile], target: &Target) -> Result<Vec<Row>, String> {
+    let cmdline = std::fs::read_to_string(target.under("/proc/cmdline")).unwrap_or_default();
+    let mut rows = Vec::new();
+    for profile in profiles {
+        for setting in &profile.settings {
+            if let Some(boot) = &setting.boot {
+                let present = boot
+                    .split_whitespace()
+                    .all(|p| cmdline.split_whitespace().any(|c| c == p));
+                rows.push(Row {
+                    name: setting.name.clone(),
+                    path: None,
+                    current: Some(if present { boot.clone() } else { "-".into() }),
+                    restorable: None,
+                    wanted: boot.clone(),
+                    reason: setting.reason.clone(),
+                    state: if present {
+                        State::Ok
+                    } else {
+                        State::NeedsReboot
+                    },
+                });
+                continue;
+            }
+            let template = setting.path.as_deref().expect("a path or boot");
+            let mut paths = vec![template.to_string()];
+            for (key, value) in [("{device}", &target.device), ("{iface}", &target.iface)] {
+                if template.contains(key) {
+                    let value = value.as_ref().ok_or_else(|| {
+                        format!(
+                            "profile {} needs --{}",
+                            profile.name,
+                            key.trim_matches(|c| c == '{' || c == '}')
+                        )
+                    })?;
+                    paths = paths.iter().map(|p| p.replace(key, value)).collect();
+                }
+            }
+            if setting.each_cpu {
+                paths = cpus(target)
+                    .iter()
+                    .flat_map(|cpu| paths.iter().map(move |p| p.replace("{cpu}", cpu)))
+                    .collect();
+            }
+            for path in paths {
+                let read = std::fs::read_to_string(target.under(&path));
+                let (current, restorable, state) = match read {
+                    Ok(text) => {
+                        let current = normalise(&text);
+                        let state = if current == normalise(&setting.value) {
+                            State::Ok
+                        } else {
+                            State::Differs
+                        };
+                        let restorable = if text.contains('[') {
+                            current.clone()
+                        } else {
+                            text.trim_end_matches('\n').to_string()
+                        };
+                        (Some(current), Some(restorable), state)
+                    }
+                    Err(e) => (None, None, State::Unavailable(e.to_string())),
+                };
+                let name = match (&target.device, path.contains("/block/")) {
+                    (Some(device), true) => format!("{} ({device})", setting.name),
+                    _ if setting.each_cpu => format!("{} ({})", setting.name, cpu_of(&path)),
+                    _ => setting.name.clone(),
+                };
+                rows.push(Row {
+                    name,
+                    path: Some(path),
+                    current,
+                    restorable,
+                    wanted: setting.value.clone(),
+                    reason: setting.reason.clone(),
+                    state,
+                });
+            }
+        }
+    }
+    Ok(rows)
+}
+
+fn cpu_of(path: &str) -> &str {
+    path.split('/')
+        .find(|part| part.starts_with("cpu") && part[3..].parse::<u32>().is_ok())
+        .unwrap_or("cpu")
+}
+
+/// What `apply` did with one row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    AlreadySet,
+    Written {
+        previous: String,
+    },
+    /// `--dry-run`: the command that would run.
+    WouldRun(String),
+    /// A boot parameter: the operator adds it and reboots.
+    Printed(String),
+    Failed(String),
+}
+
+/// Writes every differing setting; records each replaced value (the first one, if a path was
+/// already recorded) in the revert file, so that `revert` restores the machine as it was.
+pub fn apply(rows: &[Row], target: &Target, dry_run: bool) -> Vec<Outcome> {
+    let mut record = read_revert(target).unwrap_or_default();
+    let mut outcomes = Vec::new();
+    for row in rows {
+        let outcome = match (&row.state, &row.path) {
+            (State::Ok, _) => Outcome::AlreadySet,
+            (State::NeedsReboot, _) => Outcome::Printed(format!(
+                "add `{}` to the kernel command line and reboot",
+                row.wanted
+            )),
+            (State::Unavailable(why), _) => Outcome::Failed(why.clone()),
+            (State::Differs, Some(path)) if dry_run => {
+                Outcome::WouldRun(format!("echo '{}' > {path}", row.wanted))
+            }
+            (State::Differs, Some(path)) => {
+                let previous = row.current.clone().unwrap_or_default();
+                let restorable = row.restorable.clone().unwrap_or_default();
+                match std::fs::write(target.under(path), format!("{}\n", row.wanted)) {
+                    Ok(()) => {
+                        if !record.iter().any(|(p, _)| p == path) {
+                            record.push((path.clone(), restorable));
+                        }
+                        Outcome::Written { previous }
+                    }
+                    Err(e) => Outcome::Failed(e.to_string()),
+                }
+            }
+            (State::Differs, None) => Outcome::Failed("no path".into()),
+        };
+        outcomes.push(outcome);
+    }
+    if !dry_run {
+        if let Err(e) = write_revert(target, &record) {
+            outcomes.push(Outcome::Failed(format!(
+                "cannot record the replaced values in {}: {e}",
+                target.under(REVERT_FILE).display()
+            )));
+        }
+    }
+    outcomes
+}
+
+/// A path and the value written back to it, or why it could not be.
+pub type Restored = (String, Result<String, String>);
+
+/// Restores every value `apply` replaced, newest first; returns (path, result) per value. The
+/// record is removed once everything was restored.
+pub fn revert(target: &Target) -> Result<Vec<Restored>, String> {
+    let record = read_revert(target).map_err(|e| {
+        format!(
+            "nothing to revert ({}: {e})",
+            target.under(REVERT_FILE).display()
+        )
+    })?;
+    let mut results = Vec::new();
+    for (path, previous) in record.iter().rev() {
+        let written = std::fs::write(target.under(path), format!("{previous}\n"))
+            .map(|()| previous.clone())
+            .map_err(|e| e.to_string());
+        results.push((path.clone(), written));
+    }
+    if results.iter().all(|(_, r)| r.is_ok()) {
+        let _ = std::fs::remove_file(target.under(REVERT_FILE));
+    }
+    Ok(results)
+}
+
+/// The revert file: one `path<TAB>previous value` per line, in the order applied.
+fn read_revert(target: &Target) -> std::io::Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(target.under(REVERT_FILE))?;
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let (path, value) = line.split_once('\t')?;
+            Some((path.to_string(), value.to_string()))
+        })
+        .collect())
+}
+
+fn write_revert(target: &Target, record: &[(String, String)]) -> std::io::Result<()> {
+    if record.is_empty() {
+        return Ok(());
+    }
+    let path = target.under(REVERT_FILE);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let text: String = record.iter().map(|(p, v)| format!("{p}\t{v}\n")).collect();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, &path)
+}
+
+/// The table `check` prints.
+pub fn table(rows: &[Row]) -> String {
+    let cells: Vec<[String; 4]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.name.clone(),
+                r.current.clone().unwrap_or_else(|| "-".into()),
+                r.wanted.clone(),
+                match &r.state {
+                    State::Ok => "ok".into(),
+                    State::Differs => "DIFFERS".into(),
+                    State::Unavailable(why) => format!("unavailable: {why}"),
+                    State::NeedsReboot => "boot parameter: needs a reboot".into(),
+                },
+            ]
+        })
+        .collect();
+    let header = ["setting", "current", "wanted", "ok?"].map(String::from);
+    let widths: Vec<usize> = (0..4)
+        .map(|i| {
+            cells
+                .iter()
+                .chain(std::iter::once(&header))
+                .map(|c| c[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&cells) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Whether `root` is the real machine (where writing needs root privileges).
+pub fn is_real_root(root: &Path) -> bool {
+    root == Path::new("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shipped_profile_parses_with_reasons() {
+        for (name, _) in PROFILES {
+            let p = profile(name).unwrap();
+            assert!(!p.settings.is_empty(), "{name}");
+            assert!(p.settings.iter().all(|s| !s.reason.is_empty()), "{name}");
+        }
+        assert!(profile("os/nope").unwrap_err().contains("os/production"));
+    }
+
+    #[test]
+    fn values_are_compared_as_the_kernel_shows_them() {
+        assert_eq!(normalise("[none] mq-deadline kyber\n"), "none");
+        assert_eq!(normalise("mq-deadline [kyber]"), "kyber");
+        assert_eq!(normalise("4096\t87380   16777216\n"), "4096 87380 16777216");
+        assert_eq!(normalise("always madvise [never]"), "never");
+    }
+}
