@@ -152,3 +152,42 @@ fn serve_explains_a_blocked_io_uring() {
         "it stopped before touching the data directory"
     );
 }
+
+/// The shipped `deploy/sluice.toml` (`mode = "production"`) loads; production mode checks the
+/// real host at start and warns per setting off the profile; it still serves.
+#[test]
+fn production_mode_warns_about_the_host_and_serves() {
+    use std::io::{BufRead, BufReader, Read};
+    let dir = tempfile::tempdir().unwrap();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/sluice.toml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--config", config])
+        .args(["--set", &format!("log.dirs={}", dir.path().display())])
+        .args(["--set", "listeners=PLAINTEXT://127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("sluice: serving on"), "{first}");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let swappiness = std::fs::read_to_string("/proc/sys/vm/swappiness").unwrap();
+    assert_eq!(
+        stderr.contains("host off the production profile: vm.swappiness"),
+        swappiness.trim() != "1",
+        "swappiness {swappiness}: {stderr}"
+    );
+}

@@ -189,3 +189,37 @@ fn tune_explains_what_it_needs() {
         text(&boot)
     );
 }
+
+/// The client profiles are real client configuration: librdkafka accepts every key and value.
+#[test]
+fn client_profiles_configure_librdkafka() {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::BaseConsumer;
+    use rdkafka::producer::BaseProducer;
+    for name in ["throughput", "latency", "balanced"] {
+        let path = format!(
+            "{}/tuning/client/{name}.properties",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", "127.0.0.1:1");
+        let mut keys = 0;
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (key, value) = line.split_once('=').expect("key=value");
+            config.set(key, value);
+            keys += 1;
+        }
+        assert!(keys >= 7, "{name}");
+        config
+            .create::<BaseProducer>()
+            .unwrap_or_else(|e| panic!("{name} as a producer: {e}"));
+        config.set("group.id", "profile-check");
+        config
+            .create::<BaseConsumer>()
+            .unwrap_or_else(|e| panic!("{name} as a consumer: {e}"));
+    }
+}

@@ -200,6 +200,12 @@ pub const BROKER_KEYS: &[Key] = &[
         "replicas that must have a write for acks=all",
     ),
     broker(
+        "mode",
+        Kind::Enum(&["development", "production"]),
+        "development",
+        "production: check the host against tuning/os/production at start and warn per setting",
+    ),
+    broker(
         "compression.type",
         Kind::Enum(COMPRESSION_TYPES),
         "producer",

@@ -530,6 +530,18 @@ enum Event {
 /// Runs the broker until SIGINT or SIGTERM; returns after a clean shutdown.
 pub fn serve(broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeError> {
     io::probe_io_uring().map_err(ServeError::Config)?;
+    if broker.get("mode") == "production" {
+        let warnings = crate::tune::production_warnings(std::path::Path::new("/"));
+        for warning in &warnings {
+            tracing::warn!("host off the production profile: {warning}");
+        }
+        if !warnings.is_empty() {
+            tracing::warn!(
+                settings = warnings.len(),
+                "`sluice tune check --profile os/production` shows them; `sluice tune apply` sets them"
+            );
+        }
+    }
     let signals = block_stop_signals();
     keep_large_buffers_in_the_heap();
     let data_dir = PathBuf::from(

@@ -397,6 +397,31 @@ pub fn table(rows: &[Row]) -> String {
     out
 }
 
+/// For `serve` with `mode=production`: one line per setting of `os/production` that the host
+/// under `root` does not match.
+pub fn production_warnings(root: &Path) -> Vec<String> {
+    let target = Target {
+        root: root.to_path_buf(),
+        device: None,
+        iface: None,
+    };
+    let profile = profile("os/production").expect("shipped");
+    let rows = check(&[profile], &target).unwrap_or_default();
+    rows.into_iter()
+        .filter(|r| r.state != State::Ok)
+        .map(|r| match r.state {
+            State::Unavailable(why) => format!("{}: cannot read it ({why})", r.name),
+            _ => format!(
+                "{} is {}, the production profile wants {} ({})",
+                r.name,
+                r.current.unwrap_or_default(),
+                r.wanted,
+                r.reason
+            ),
+        })
+        .collect()
+}
+
 /// Whether `root` is the real machine (where writing needs root privileges).
 pub fn is_real_root(root: &Path) -> bool {
     root == Path::new("/")
@@ -414,6 +439,26 @@ mod tests {
             assert!(p.settings.iter().all(|s| !s.reason.is_empty()), "{name}");
         }
         assert!(profile("os/nope").unwrap_err().contains("os/production"));
+    }
+
+    #[test]
+    fn production_mode_names_each_setting_off_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        let put = |path: &str, value: &str| {
+            let file = dir.path().join(path);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, value).unwrap();
+        };
+        put("proc/sys/vm/swappiness", "60\n");
+        put("proc/sys/net/core/somaxconn", "4096\n");
+        let warnings = production_warnings(dir.path());
+        assert!(warnings
+            .iter()
+            .any(|w| w.starts_with("vm.swappiness is 60, the production profile wants 1")));
+        assert!(!warnings.iter().any(|w| w.starts_with("net.core.somaxconn")));
+        assert!(warnings
+            .iter()
+            .any(|w| w.starts_with("fs.aio-max-nr: cannot read it")));
     }
 
     #[test]
