@@ -141,10 +141,8 @@ fn an_idempotent_producer_leaves_no_duplicate_and_no_gap_across_a_kill_9() {
 #[test]
 fn producer_ids_never_repeat_and_sequences_are_enforced() {
     use bytes::Bytes;
-    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::messages::{
-        ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse,
-        TopicName, TransactionalId,
+        ApiKey, InitProducerIdRequest, InitProducerIdResponse, TopicName, TransactionalId,
     };
     use kafka_protocol::protocol::StrBytes;
     use sluice::model::records::{BatchBuilder, ProducerInfo, Record};
@@ -193,19 +191,7 @@ fn producer_ids_never_repeat_and_sequences_are_enforced() {
             ..BatchBuilder::default()
         }
         .build(&records);
-        let mut data = PartitionProduceData::default();
-        data.index = 0;
-        data.records = Some(batch);
-        let mut topic = TopicProduceData::default();
-        topic.name = TopicName(StrBytes::from_static_str("seq"));
-        topic.partition_data = vec![data];
-        let mut request = ProduceRequest::default();
-        request.acks = -1;
-        request.timeout_ms = 5_000;
-        request.topic_data = vec![topic];
-        let r: ProduceResponse = raw::call(s, ApiKey::Produce, 9, 3, &request);
-        let p = &r.responses[0].partition_responses[0];
-        (p.error_code, p.base_offset)
+        raw::produce(s, "seq", batch)
     };
     assert_eq!(produce(&mut s, 0, 0, 3), (0, 0));
     assert_eq!(produce(&mut s, 0, 3, 2), (0, 3));

@@ -19,6 +19,10 @@ fn config() -> LogConfig {
 
 /// A batch of `count` records from producer `id` (epoch `epoch`) starting at sequence `seq`.
 fn batch(id: i64, epoch: i16, seq: i32, count: usize) -> Bytes {
+    build(id, epoch, seq, count, false)
+}
+
+fn build(id: i64, epoch: i16, seq: i32, count: usize, transactional: bool) -> Bytes {
     let records: Vec<Record> = (0..count)
         .map(|i| Record {
             offset: Offset(i as i64),
@@ -29,6 +33,7 @@ fn batch(id: i64, epoch: i16, seq: i32, count: usize) -> Bytes {
         })
         .collect();
     BatchBuilder {
+        transactional,
         producer: ProducerInfo {
             producer_id: id,
             producer_epoch: epoch,
@@ -193,4 +198,90 @@ fn the_state_survives_a_clean_close_a_crash_and_a_truncation() {
         })
         .count();
     assert!((1..=2).contains(&snapshots), "{snapshots} snapshots kept");
+}
+
+/// A batch of `count` records in producer `id`'s transaction.
+fn txn_batch(id: i64, epoch: i16, seq: i32, count: usize) -> Bytes {
+    build(id, epoch, seq, count, true)
+}
+
+/// A COMMIT or ABORT marker for producer `id`, as the transaction coordinator writes it.
+fn marker(id: i64, epoch: i16, commit: bool) -> Bytes {
+    sluice::model::records::marker_batch(id, epoch, commit, 0, TimestampMs::now())
+}
+
+#[test]
+fn transactions_hold_the_last_stable_offset_and_aborts_are_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || LogConfig {
+        segment_bytes: 400,
+        ..config()
+    };
+    io::block_on(async {
+        let log = Log::open(dir.path(), config(), Faults::default())
+            .await
+            .unwrap();
+        append(&log, txn_batch(1, 0, 0, 3)).await.unwrap(); // 0..=2, open
+        append(&log, batch(2, 0, 0, 2)).await.unwrap(); // 3..=4, not transactional
+        append(&log, txn_batch(1, 0, 3, 1)).await.unwrap(); // 5
+        assert_eq!(log.last_stable_offset(), Offset(0));
+        append(&log, marker(1, 0, true)).await.unwrap(); // 6: commit
+        assert_eq!(log.last_stable_offset(), Offset(7));
+        append(&log, txn_batch(3, 0, 0, 2)).await.unwrap(); // 7..=8
+        assert_eq!(log.last_stable_offset(), Offset(7));
+        append(&log, marker(3, 0, false)).await.unwrap(); // 9: abort
+        append(&log, txn_batch(4, 0, 0, 1)).await.unwrap(); // 10, left open
+        assert_eq!(log.last_stable_offset(), Offset(10));
+        assert_eq!(
+            log.aborted_transactions(Offset(0), Offset(11)),
+            vec![(3, Offset(7))]
+        );
+        assert!(log.aborted_transactions(Offset(10), Offset(11)).is_empty());
+        assert!(log.aborted_transactions(Offset(0), Offset(7)).is_empty());
+        // A marker from a fenced (older) epoch is refused.
+        append(&log, marker(3, 1, false)).await.unwrap();
+        assert!(matches!(
+            sequence_error(append(&log, marker(3, 0, true)).await),
+            SequenceError::StaleEpoch { .. }
+        ));
+        for i in 0..6 {
+            append(&log, batch(5, 0, i * 4, 4)).await.unwrap();
+        }
+        assert!(
+            *log.segment_bases().last().unwrap() > Offset(9),
+            "the abort sits in a sealed segment: {:?}",
+            log.segment_bases()
+        );
+        log.close().await.unwrap();
+
+        // Clean restart, then a crash: the same stable offset and the same aborted list.
+        for clean in [true, false] {
+            let log = Log::open(dir.path(), config(), Faults::default())
+                .await
+                .unwrap();
+            assert_eq!(log.last_stable_offset(), Offset(10), "clean {clean}");
+            assert!(log.log_end() > Offset(30));
+            assert_eq!(
+                log.aborted_transactions(Offset(0), Offset(20)),
+                vec![(3, Offset(7))],
+                "clean {clean}"
+            );
+            if clean {
+                log.close().await.unwrap();
+            }
+        }
+        // Truncating the abort marker away reopens that transaction.
+        let log = Log::open(dir.path(), config(), Faults::default())
+            .await
+            .unwrap();
+        log.truncate_to(Offset(9)).await.unwrap();
+        assert_eq!(log.last_stable_offset(), Offset(7));
+        assert!(log.aborted_transactions(Offset(0), Offset(20)).is_empty());
+        log.close().await.unwrap();
+        let log = Log::open(dir.path(), config(), Faults::default())
+            .await
+            .unwrap();
+        assert!(log.aborted_transactions(Offset(0), Offset(20)).is_empty());
+        assert_eq!(log.last_stable_offset(), Offset(7));
+    });
 }

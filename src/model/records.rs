@@ -340,6 +340,38 @@ pub fn recompress(
     Ok(Some(out.freeze()))
 }
 
+/// A transaction marker as the coordinator writes it: a control batch of one record whose key
+/// is version 0 and type (0 ABORT, 1 COMMIT) and whose value is version 0 and the coordinator
+/// epoch.
+pub fn marker_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+    timestamp: TimestampMs,
+) -> Bytes {
+    let mut value = vec![0, 0];
+    value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    let record = Record {
+        offset: Offset(0),
+        timestamp,
+        key: Some(Bytes::from(vec![0, 0, 0, commit as u8])),
+        value: Some(Bytes::from(value)),
+        headers: Vec::new(),
+    };
+    BatchBuilder {
+        transactional: true,
+        control: true,
+        producer: ProducerInfo {
+            producer_id,
+            producer_epoch,
+            base_sequence: -1,
+        },
+        ..BatchBuilder::default()
+    }
+    .build(&[record])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

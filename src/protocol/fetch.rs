@@ -18,6 +18,9 @@ pub struct PartitionData {
     pub high_watermark: i64,
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
+    /// read_committed: the aborted transactions (producer id, first offset) in the records;
+    /// `None` (a null array) for read_uncommitted.
+    pub aborted: Option<Vec<(i64, i64)>>,
     pub records: Vec<FileSlice>,
 }
 
@@ -149,7 +152,17 @@ pub fn encode(version: i16, correlation_id: i32, data: &FetchResponseData) -> Re
             if version >= 5 {
                 w.buf.put_i64(p.log_start_offset);
             }
-            w.null_array(); // aborted transactions: none outside read_committed
+            match &p.aborted {
+                None => w.null_array(),
+                Some(aborted) => {
+                    w.array_len(aborted.len());
+                    for (producer_id, first_offset) in aborted {
+                        w.buf.put_i64(*producer_id);
+                        w.buf.put_i64(*first_offset);
+                        w.no_tagged_fields();
+                    }
+                }
+            }
             if version >= 11 {
                 w.buf.put_i32(-1); // preferred read replica
             }
@@ -214,8 +227,9 @@ mod tests {
                         partition: 3,
                         error_code: 1,
                         high_watermark: 5,
-                        last_stable_offset: 5,
+                        last_stable_offset: 3,
                         log_start_offset: 0,
+                        aborted: Some(vec![(42, 1), (43, 2)]),
                         records: vec![],
                     },
                 ],
@@ -262,8 +276,21 @@ mod tests {
             if version >= 7 {
                 assert_eq!(decoded.session_id, 7);
             }
+            assert!(
+                p0.aborted_transactions.is_none(),
+                "v{version}: read_uncommitted"
+            );
             let p3 = &topic.partitions[1];
             assert_eq!((p3.partition_index, p3.error_code), (3, 1));
+            assert_eq!(p3.last_stable_offset, 3);
+            let aborted: Vec<(i64, i64)> = p3
+                .aborted_transactions
+                .as_ref()
+                .expect("read_committed lists aborted transactions")
+                .iter()
+                .map(|a| (a.producer_id.0, a.first_offset))
+                .collect();
+            assert_eq!(aborted, vec![(42, 1), (43, 2)], "v{version}");
             assert_eq!(p3.records.as_deref().map(<[u8]>::len), Some(0));
         }
     }

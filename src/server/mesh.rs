@@ -39,6 +39,7 @@ pub enum ShardMessage {
         offset: i64,
         max_bytes: u64,
         min_one_batch: bool,
+        read_committed: bool,
         reply: oneshot::Sender<ReadReply<Vec<SentRange>>>,
     },
     /// Answers once the partition's log end passes `offset` (a long-polling fetch).
@@ -146,15 +147,18 @@ async fn handle(shard: Rc<Shard>, message: ShardMessage) {
             offset,
             max_bytes,
             min_one_batch,
+            read_committed,
             reply,
         } => {
             let result = shard
-                .read_local(&tp, offset, max_bytes, min_one_batch)
+                .read_local(&tp, offset, max_bytes, min_one_batch, read_committed)
                 .await;
+            let aborted = result.aborted;
             let sent = match result.ranges.map(send_ranges) {
                 Some(Ok(ranges)) => ReadReply {
                     header: result.header,
                     ranges: Some(ranges),
+                    aborted,
                 },
                 Some(Err(e)) => {
                     tracing::warn!(%tp, error = %e, "cannot hand a read range to another shard");
@@ -163,11 +167,13 @@ async fn handle(shard: Rc<Shard>, message: ShardMessage) {
                             .header
                             .with_error(crate::protocol::ResponseError::KafkaStorageError.code()),
                         ranges: None,
+                        aborted: None,
                     }
                 }
                 None => ReadReply {
                     header: result.header,
                     ranges: None,
+                    aborted,
                 },
             };
             let _ = reply.send(sent);

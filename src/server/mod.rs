@@ -196,13 +196,17 @@ impl Shard {
         offset: i64,
         max_bytes: u64,
         min_one_batch: bool,
+        read_committed: bool,
     ) -> ReadReply<Vec<FileSlice>> {
         let owner = self.owner(tp);
         if owner == self.id {
-            let reply = self.read_local(tp, offset, max_bytes, min_one_batch).await;
+            let reply = self
+                .read_local(tp, offset, max_bytes, min_one_batch, read_committed)
+                .await;
             return ReadReply {
                 header: reply.header,
                 ranges: reply.ranges.map(mesh::local_slices),
+                aborted: reply.aborted,
             };
         }
         let tp_sent = tp.clone();
@@ -212,6 +216,7 @@ impl Shard {
                 offset,
                 max_bytes,
                 min_one_batch,
+                read_committed,
                 reply,
             })
             .await
@@ -219,14 +224,17 @@ impl Shard {
             Some(reply) => ReadReply {
                 header: reply.header,
                 ranges: reply.ranges.map(mesh::remote_slices),
+                aborted: reply.aborted,
             },
             None => ReadReply {
                 header: ReadHeader {
                     error_code: E::NotLeaderOrFollower.code(),
                     high_watermark: -1,
+                    last_stable_offset: -1,
                     log_start_offset: -1,
                 },
                 ranges: None,
+                aborted: None,
             },
         }
     }

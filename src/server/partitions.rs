@@ -66,6 +66,7 @@ pub struct AppendReply {
 pub struct ReadHeader {
     pub error_code: i16,
     pub high_watermark: i64,
+    pub last_stable_offset: i64,
     pub log_start_offset: i64,
 }
 
@@ -78,12 +79,16 @@ impl ReadHeader {
 pub struct ReadReply<R> {
     pub header: ReadHeader,
     pub ranges: Option<R>,
+    /// For read_committed: the aborted transactions (producer id, first offset) the ranges
+    /// overlap.
+    pub aborted: Option<Vec<(i64, i64)>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OffsetSpec {
     Earliest,
     Latest,
+    LastStable,
     Timestamp(i64),
     MaxTimestamp,
 }
@@ -193,7 +198,11 @@ impl Shard {
                 }
             }
         };
+        let control = crate::model::BatchView::parse_header(&records)
+            .is_ok_and(|(view, _)| view.is_control());
         let records = match partition.codec.get() {
+            // Markers stay as the coordinator built them (uncompressed, as Kafka keeps them).
+            _ if control => records,
             None => records,
             Some(codec) => match recompress(&partition.log, &records, codec) {
                 Ok(records) => records,
@@ -245,6 +254,7 @@ impl Shard {
         offset: i64,
         max_bytes: u64,
         min_one_batch: bool,
+        read_committed: bool,
     ) -> ReadReply<Vec<ReadRange>> {
         let partition = match self.partition(tp).await {
             Ok(p) => p,
@@ -253,27 +263,47 @@ impl Shard {
                     header: ReadHeader {
                         error_code: code,
                         high_watermark: -1,
+                        last_stable_offset: -1,
                         log_start_offset: -1,
                     },
                     ranges: None,
+                    aborted: None,
                 }
             }
         };
         let log = &partition.log;
         let high_watermark = log.log_end();
+        let last_stable = log.last_stable_offset();
         let header = ReadHeader {
             error_code: 0,
             high_watermark: high_watermark.0,
+            last_stable_offset: last_stable.0,
             log_start_offset: log.log_start().0,
         };
+        // read_committed stops at the last stable offset: nothing of an open transaction.
+        let upper = if read_committed {
+            last_stable
+        } else {
+            high_watermark
+        };
         match log
-            .read(Offset(offset), high_watermark, max_bytes, min_one_batch)
+            .read(Offset(offset), upper, max_bytes, min_one_batch)
             .await
         {
-            Ok(ranges) => ReadReply {
-                header,
-                ranges: Some(ranges),
-            },
+            Ok(ranges) => {
+                let aborted = read_committed.then(|| {
+                    let end = ranges.last().map_or(Offset(offset), |r| r.next_offset);
+                    log.aborted_transactions(Offset(offset), end)
+                        .into_iter()
+                        .map(|(id, first)| (id, first.0))
+                        .collect()
+                });
+                ReadReply {
+                    header,
+                    ranges: Some(ranges),
+                    aborted,
+                }
+            }
             Err(e) => {
                 if !matches!(e, StorageError::OffsetOutOfRange { .. }) {
                     tracing::error!(%tp, offset, error = %e, "read failed");
@@ -281,6 +311,7 @@ impl Shard {
                 ReadReply {
                     header: header.with_error(error_code(&e)),
                     ranges: None,
+                    aborted: None,
                 }
             }
         }
@@ -335,6 +366,7 @@ impl Shard {
         match spec {
             OffsetSpec::Earliest => found(log.log_start()),
             OffsetSpec::Latest => found(log.log_end()),
+            OffsetSpec::LastStable => found(log.last_stable_offset()),
             OffsetSpec::MaxTimestamp => match log.offset_of_max_timestamp().await {
                 Ok(Some((offset, timestamp))) => ListOffsetReply {
                     error_code: 0,

@@ -118,6 +118,8 @@ pub(super) struct State {
     pub(super) first_dirty: Offset,
     /// Idempotent producers' sequences, up to the log end.
     pub(super) producers: Producers,
+    /// Aborted transactions by the offset of their ABORT marker.
+    pub(super) aborted: BTreeMap<Offset, super::producers::AbortedTxn>,
 }
 
 impl State {
@@ -261,6 +263,7 @@ impl Log {
                     .map_or(first_base, |c| c.cleaner_offset)
                     .max(first_base),
                 producers: Producers::default(),
+                aborted: BTreeMap::new(),
             }),
             write_lock: io::Lock::default(),
             queue: RefCell::new(Vec::new()),
@@ -584,7 +587,7 @@ pub(super) fn remove_segment_files(
     base: Offset,
     _segment: Option<Box<Segment>>,
 ) -> Result<(), StorageError> {
-    for extension in ["log", "index", "timeindex"] {
+    for extension in ["log", "index", "timeindex", "txnindex"] {
         let path = segment::path(dir, base, extension);
         match std::fs::remove_file(&path) {
             Ok(()) => {}

@@ -3,10 +3,11 @@
 //! a duplicate of a recent batch, or out of order / fenced); the state is rebuilt on open from a
 //! snapshot file and the batch headers after it.
 //!
-//! Snapshot file `<20-digit offset>.snapshot` (the state with every batch below that offset
-//! applied), big-endian: version i16 (1), crc32c u32 of what follows, offset i64, count i32, then
-//! per producer: id i64, epoch i16, last timestamp i64, batch count u8, and per batch first
-//! sequence i32, last sequence i32, first offset i64, last offset i64.
+//! Transactions: a producer's first transactional batch opens its transaction (its offset holds
+//! the last stable offset back); a control batch (COMMIT or ABORT marker) closes it. Aborted
+//! transactions are listed for read_committed fetches (`.txnindex`, see FORMAT.md).
+//!
+//! The snapshot format is in FORMAT.md.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -30,6 +31,65 @@ pub struct ProducerEntry {
     pub batches: VecDeque<ProducerBatch>,
     /// The newest batch's max timestamp (wall clock of the producer), for expiry.
     pub last_timestamp: i64,
+    /// The first offset of the producer's open transaction.
+    pub txn_first_offset: Option<Offset>,
+}
+
+/// An aborted transaction, as Kafka's `.txnindex` holds it: fetches in read_committed tell
+/// clients to drop the producer's records from `first_offset` up to the marker at `last_offset`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    pub first_offset: Offset,
+    pub last_offset: Offset,
+    /// The last stable offset once this transaction ended.
+    pub last_stable_offset: Offset,
+}
+
+/// Bytes of one `.txnindex` entry.
+pub const ABORTED_TXN_BYTES: usize = 34;
+
+impl AbortedTxn {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&0i16.to_be_bytes());
+        out.extend_from_slice(&self.producer_id.to_be_bytes());
+        out.extend_from_slice(&self.first_offset.0.to_be_bytes());
+        out.extend_from_slice(&self.last_offset.0.to_be_bytes());
+        out.extend_from_slice(&self.last_stable_offset.0.to_be_bytes());
+    }
+
+    /// The whole entries of a `.txnindex` file (a torn tail is ignored).
+    pub fn decode_all(bytes: &[u8]) -> Vec<AbortedTxn> {
+        let i64_at = |c: &[u8], at: usize| i64::from_be_bytes(c[at..at + 8].try_into().unwrap());
+        bytes
+            .chunks_exact(ABORTED_TXN_BYTES)
+            .filter(|c| i16::from_be_bytes([c[0], c[1]]) == 0)
+            .map(|c| AbortedTxn {
+                producer_id: i64_at(c, 2),
+                first_offset: Offset(i64_at(c, 10)),
+                last_offset: Offset(i64_at(c, 18)),
+                last_stable_offset: Offset(i64_at(c, 26)),
+            })
+            .collect()
+    }
+}
+
+/// Whether a control batch is a COMMIT (true) or ABORT (false) marker: its one record's key is
+/// version i16, type i16 (0 abort, 1 commit). `None` for anything else.
+pub fn marker_of(view: &crate::model::BatchView<'_>) -> Option<bool> {
+    if !view.is_control() {
+        return None;
+    }
+    let records = crate::model::records::decode(view, 1 << 20).ok()?;
+    let key = records.first()?.key.as_ref()?;
+    if key.len() < 4 {
+        return None;
+    }
+    match i16::from_be_bytes([key[2], key[3]]) {
+        0 => Some(false),
+        1 => Some(true),
+        _ => None,
+    }
 }
 
 /// What a batch with a producer id is, against the state.
@@ -87,6 +147,25 @@ fn next_seq(seq: i32, n: i32) -> i32 {
 }
 
 impl ProducerEntry {
+    pub fn new(epoch: i16) -> ProducerEntry {
+        ProducerEntry {
+            epoch,
+            batches: VecDeque::new(),
+            last_timestamp: i64::MIN,
+            txn_first_offset: None,
+        }
+    }
+
+    /// A marker of `epoch` closes the open transaction, if any: its first offset. A newer epoch
+    /// (the coordinator fenced the producer) restarts the sequences.
+    pub fn end_txn(&mut self, epoch: i16) -> Option<Offset> {
+        if epoch > self.epoch {
+            self.epoch = epoch;
+            self.batches.clear();
+        }
+        self.txn_first_offset.take()
+    }
+
     /// Checks a batch of `epoch` with sequences `first_seq..=last_seq`.
     pub fn check(
         &self,
@@ -158,26 +237,51 @@ pub struct Producers {
 }
 
 impl Producers {
-    /// Applies a batch already in the log (rebuild, or a replica's append): no checks.
-    pub fn apply(&mut self, header: &BatchHeader) {
-        let Some((producer_id, epoch, first_seq, last_seq)) = producer_of(header) else {
-            return;
-        };
+    /// Applies a batch already in the log (rebuild, or a replica's append): no checks. `marker`
+    /// is the control batch's marker (see [`marker_of`]). Returns the transaction a marker
+    /// closed: (producer id, first offset, committed).
+    pub fn apply(
+        &mut self,
+        header: &BatchHeader,
+        marker: Option<bool>,
+    ) -> Option<(i64, Offset, bool)> {
+        let producer_id = header.producer_id.get();
+        if producer_id < 0 {
+            return None;
+        }
+        let epoch = header.producer_epoch.get();
         let base = Offset(header.base_offset.get());
+        let entry = self
+            .entries
+            .entry(producer_id)
+            .or_insert_with(|| ProducerEntry::new(epoch));
+        if header.attributes.get() & 0x20 != 0 {
+            let commit = marker?;
+            return entry
+                .end_txn(epoch)
+                .map(|first| (producer_id, first, commit));
+        }
+        let (_, epoch, first_seq, last_seq) = producer_of(header)?;
         let batch = ProducerBatch {
             first_seq,
             last_seq,
             first_offset: base,
             last_offset: Offset(base.0 + header.last_offset_delta.get() as i64),
         };
+        entry.push(epoch, batch, header.max_timestamp.get());
+        if header.attributes.get() & 0x10 != 0 {
+            entry.txn_first_offset.get_or_insert(base);
+        }
+        None
+    }
+
+    /// The first offset of the oldest open transaction, if any (the last stable offset is the
+    /// smaller of it and the high watermark).
+    pub fn first_open_txn(&self) -> Option<Offset> {
         self.entries
-            .entry(producer_id)
-            .or_insert_with(|| ProducerEntry {
-                epoch,
-                batches: VecDeque::new(),
-                last_timestamp: i64::MIN,
-            })
-            .push(epoch, batch, header.max_timestamp.get());
+            .values()
+            .filter_map(|e| e.txn_first_offset)
+            .min()
     }
 
     /// Forgets producers whose newest batch is older than `expiration_ms` before `now_ms`
@@ -200,6 +304,7 @@ impl Producers {
             body.extend_from_slice(&id.to_be_bytes());
             body.extend_from_slice(&e.epoch.to_be_bytes());
             body.extend_from_slice(&e.last_timestamp.to_be_bytes());
+            body.extend_from_slice(&e.txn_first_offset.map_or(-1, |o| o.0).to_be_bytes());
             body.push(e.batches.len() as u8);
             for b in &e.batches {
                 body.extend_from_slice(&b.first_seq.to_be_bytes());
@@ -209,7 +314,7 @@ impl Producers {
             }
         }
         let mut out = Vec::with_capacity(6 + body.len());
-        out.extend_from_slice(&1i16.to_be_bytes());
+        out.extend_from_slice(&2i16.to_be_bytes());
         out.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
         out.extend_from_slice(&body);
         out
@@ -230,7 +335,7 @@ impl Producers {
         }
         let mut r = Reader(bytes);
         let version = i16::from_be_bytes(r.take()?);
-        if version != 1 {
+        if !(1..=2).contains(&version) {
             return Err(format!("unknown version {version}"));
         }
         let crc = u32::from_be_bytes(r.take()?);
@@ -244,6 +349,13 @@ impl Producers {
             let id = i64::from_be_bytes(r.take()?);
             let epoch = i16::from_be_bytes(r.take()?);
             let last_timestamp = i64::from_be_bytes(r.take()?);
+            let txn_first_offset = if version >= 2 {
+                Some(i64::from_be_bytes(r.take()?))
+                    .filter(|o| *o >= 0)
+                    .map(Offset)
+            } else {
+                None
+            };
             let n = r.take::<1>()?[0] as usize;
             let mut batches = VecDeque::with_capacity(n);
             for _ in 0..n {
@@ -260,6 +372,7 @@ impl Producers {
                     epoch,
                     batches,
                     last_timestamp,
+                    txn_first_offset,
                 },
             );
         }
@@ -272,11 +385,8 @@ mod tests {
     use super::*;
 
     fn entry(epoch: i16, seqs: &[(i32, i32)]) -> ProducerEntry {
-        let mut e = ProducerEntry {
-            epoch,
-            batches: VecDeque::new(),
-            last_timestamp: 0,
-        };
+        let mut e = ProducerEntry::new(epoch);
+        e.last_timestamp = 0;
         for (i, (first, last)) in seqs.iter().enumerate() {
             let offset = Offset(i as i64 * 10);
             e.push(
@@ -339,7 +449,9 @@ mod tests {
     fn snapshots_round_trip_and_reject_damage() {
         let mut p = Producers::default();
         p.entries.insert(5, entry(1, &[(0, 4), (5, 9)]));
-        p.entries.insert(-0x1234_5678, entry(0, &[]));
+        let mut open = entry(0, &[]);
+        open.txn_first_offset = Some(Offset(17));
+        p.entries.insert(-0x1234_5678, open);
         let bytes = p.encode(Offset(42));
         assert_eq!(Producers::decode(&bytes), Ok((Offset(42), p.clone())));
         let mut bad = bytes.clone();

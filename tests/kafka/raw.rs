@@ -64,3 +64,22 @@ pub fn call<Req: Encodable, Resp: kafka_protocol::protocol::Decodable>(
     assert_eq!(header.correlation_id, correlation_id);
     Resp::decode(&mut response, version).unwrap()
 }
+
+/// Produce v9 (acks=all) of `records` to partition 0 of `topic`: (error code, base offset).
+pub fn produce(stream: &mut TcpStream, topic: &'static str, records: Bytes) -> (i16, i64) {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+    let mut data = PartitionProduceData::default();
+    data.index = 0;
+    data.records = Some(records);
+    let mut topic_data = TopicProduceData::default();
+    topic_data.name = TopicName(StrBytes::from_static_str(topic));
+    topic_data.partition_data = vec![data];
+    let mut request = ProduceRequest::default();
+    request.acks = -1;
+    request.timeout_ms = 5_000;
+    request.topic_data = vec![topic_data];
+    let r: ProduceResponse = call(stream, ApiKey::Produce, 9, 1, &request);
+    let p = &r.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}

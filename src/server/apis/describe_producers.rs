@@ -1,5 +1,5 @@
 //! DescribeProducers v0: the idempotent producers each partition remembers (KIP-664), for
-//! operators. No transactions yet: coordinator epoch and transaction start are -1.
+//! operators, with the first offset of each one's open transaction (coordinator epoch: -1).
 
 use std::rc::Rc;
 
@@ -52,7 +52,8 @@ async fn describe_producers(shard: Rc<Shard>, request: Request) -> Answer {
                                     entry.batches.back().map_or(-1, |b| b.last_seq);
                                 state.last_timestamp = entry.last_timestamp;
                                 state.coordinator_epoch = -1;
-                                state.current_txn_start_offset = -1;
+                                state.current_txn_start_offset =
+                                    entry.txn_first_offset.map_or(-1, |o| o.0);
                                 state
                             })
                             .collect()

@@ -149,6 +149,7 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                 high_watermark: -1,
                 last_stable_offset: -1,
                 log_start_offset: -1,
+                aborted: None,
                 records: Vec::new(),
             });
     }
@@ -158,10 +159,12 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
         i32::MAX as u64
     };
     let min_bytes = body.min_bytes.max(0) as u64;
+    // isolation_level 1: read_committed (from v4).
+    let read_committed = body.isolation_level == 1;
     let wait = Duration::from_millis(body.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX) as u64);
     let deadline = Instant::now() + wait;
     loop {
-        let (total, errors) = read_all(&shard, &wanted, max_bytes, &mut data).await;
+        let (total, errors) = read_all(&shard, &wanted, max_bytes, read_committed, &mut data).await;
         let now = Instant::now();
         if total >= min_bytes || errors || now >= deadline || shard.is_stopping() {
             break;
@@ -193,7 +196,7 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
         );
         if io::net::timeout(deadline - now, woken).await.is_none() {
             // Timed out: answer with what the last read found (re-read for appends that raced).
-            read_all(&shard, &wanted, max_bytes, &mut data).await;
+            read_all(&shard, &wanted, max_bytes, read_committed, &mut data).await;
             break;
         }
     }
@@ -247,13 +250,18 @@ async fn read_all(
     shard: &Rc<Shard>,
     wanted: &[Wanted],
     max_bytes: u64,
+    read_committed: bool,
     data: &mut FetchResponseData,
 ) -> (u64, bool) {
     let replies = join_all(wanted.iter().map(|w| {
         let shard = shard.clone();
         async move {
             match &w.tp {
-                Some(tp) => Some(shard.read(tp, w.offset, w.partition_max_bytes, true).await),
+                Some(tp) => Some(
+                    shard
+                        .read(tp, w.offset, w.partition_max_bytes, true, read_committed)
+                        .await,
+                ),
                 None => None,
             }
         }
@@ -274,7 +282,8 @@ async fn read_all(
         };
         slot.error_code = reply.header.error_code;
         slot.high_watermark = reply.header.high_watermark;
-        slot.last_stable_offset = reply.header.high_watermark;
+        slot.last_stable_offset = reply.header.last_stable_offset;
+        slot.aborted = reply.aborted;
         slot.log_start_offset = reply.header.log_start_offset;
         slot.records.clear();
         if reply.header.error_code != 0 {

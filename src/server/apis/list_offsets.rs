@@ -40,6 +40,8 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                 .as_ref()
                 .is_some_and(|m| (0..m.partitions).contains(&p.partition_index));
             let spec = match p.timestamp {
+                // read_committed (isolation level 1, from v2): the last stable offset.
+                LATEST_TIMESTAMP if body.isolation_level == 1 => Some(OffsetSpec::LastStable),
                 LATEST_TIMESTAMP => Some(OffsetSpec::Latest),
                 EARLIEST_TIMESTAMP => Some(OffsetSpec::Earliest),
                 MAX_TIMESTAMP if version >= 7 => Some(OffsetSpec::MaxTimestamp),

@@ -14,6 +14,7 @@ mod list_offsets;
 mod metadata;
 mod produce;
 mod topics_admin;
+mod write_txn_markers;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -77,6 +78,7 @@ pub const APIS: &[Api] = &[
     leader_epoch::API,
     init_producer_id::API,
     describe_producers::API,
+    write_txn_markers::API,
     groups::FIND_COORDINATOR,
     groups::JOIN,
     groups::SYNC,

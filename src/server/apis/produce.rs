@@ -46,6 +46,10 @@ fn batch_count(records: &[u8]) -> usize {
     count
 }
 
+fn is_control(records: &[u8]) -> bool {
+    crate::model::BatchView::parse_header(records).is_ok_and(|(view, _)| view.is_control())
+}
+
 async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
     let body: ProduceRequest = request.decode("ProduceRequest")?;
     let acks = body.acks;
@@ -78,6 +82,10 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                     // As Kafka: Produce v3+ carries exactly one batch per partition (an
                     // idempotent producer's retry is recognised batch by batch).
                     (true, Some(records)) if batch_count(&records) > 1 => {
+                        failed(E::InvalidRecord.code())
+                    }
+                    // Control batches (transaction markers) come only from the coordinator.
+                    (true, Some(records)) if is_control(&records) => {
                         failed(E::InvalidRecord.code())
                     }
                     (true, Some(records)) => shard.append(&tp, records).await,

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use super::*;
-use crate::storage::producers::{self, ProducerBatch, ProducerEntry, Sequence};
+use crate::storage::producers::{self, AbortedTxn, ProducerBatch, ProducerEntry, Sequence};
 
 type Ticket = Rc<RefCell<Option<Result<AppendInfo, StorageError>>>>;
 
@@ -27,11 +27,21 @@ struct Chunk {
     records: u64,
     /// Producers whose state the staged batches change; merged into the log's on commit.
     producers: HashMap<i64, ProducerEntry>,
+    /// Transactions the staged markers end.
+    ended: Vec<EndedTxn>,
 }
 
 enum Checked {
-    Append(HashMap<i64, ProducerEntry>),
+    Append(HashMap<i64, ProducerEntry>, Vec<EndedTxn>),
     Duplicate(ProducerBatch),
+}
+
+/// A transaction a staged marker ends.
+struct EndedTxn {
+    producer_id: i64,
+    first_offset: Offset,
+    marker_offset: Offset,
+    commit: bool,
 }
 
 /// Index entry bytes held in memory before they are written to the index files.
@@ -195,6 +205,7 @@ impl Log {
             members: Vec::new(),
             records: 0,
             producers: HashMap::new(),
+            ended: Vec::new(),
         }
     }
 
@@ -228,8 +239,8 @@ impl Log {
         let log_append_time = (self.config.borrow().message_timestamp_type
             == TimestampType::LogAppendTime)
             .then_some(now);
-        let touched = match self.check_sequences(chunk, pending) {
-            Ok(Checked::Append(touched)) => touched,
+        let (touched, ended) = match self.check_sequences(chunk, pending) {
+            Ok(Checked::Append(touched, ended)) => (touched, ended),
             Ok(Checked::Duplicate(batch)) => {
                 return Ok(AppendInfo {
                     first_offset: batch.first_offset,
@@ -286,6 +297,7 @@ impl Log {
         chunk.members.push(member);
         chunk.records += pending.records;
         chunk.producers.extend(touched);
+        chunk.ended.extend(ended);
         Ok(AppendInfo {
             first_offset: first_offset.expect("an append has at least one batch"),
             last_offset: Offset(chunk.next_offset.0 - 1),
@@ -301,6 +313,7 @@ impl Log {
     fn check_sequences(&self, chunk: &Chunk, pending: &Pending) -> Result<Checked, StorageError> {
         let state = self.state.borrow();
         let mut touched: HashMap<i64, ProducerEntry> = HashMap::new();
+        let mut ended: Vec<EndedTxn> = Vec::new();
         let mut next = chunk.next_offset;
         let mut index = 0;
         let single = pending.batches.len() == 1
@@ -316,24 +329,57 @@ impl Log {
                     view.base_offset()
                 };
                 next = Offset(base.0 + header.last_offset_delta.get() as i64 + 1);
+                let producer_id = header.producer_id.get();
+                let epoch = header.producer_epoch.get();
+                let entry_of = |touched: &mut HashMap<i64, ProducerEntry>| {
+                    touched
+                        .entry(producer_id)
+                        .or_insert_with(|| {
+                            chunk
+                                .producers
+                                .get(&producer_id)
+                                .or_else(|| state.producers.entries.get(&producer_id))
+                                .cloned()
+                                .unwrap_or_else(|| ProducerEntry::new(epoch))
+                        })
+                        .clone()
+                };
+                if producer_id >= 0 && view.is_control() {
+                    // A transaction marker: it closes the producer's open transaction.
+                    let Some(commit) = producers::marker_of(&view) else {
+                        index += 1;
+                        continue;
+                    };
+                    let mut entry = entry_of(&mut touched);
+                    if pending.options.assign_offsets && epoch < entry.epoch {
+                        return Err(StorageError::Sequence {
+                            index,
+                            source: producers::SequenceError::StaleEpoch {
+                                producer_id,
+                                epoch,
+                                current: entry.epoch,
+                            },
+                        });
+                    }
+                    if let Some(first) = entry.end_txn(epoch) {
+                        ended.push(EndedTxn {
+                            producer_id,
+                            first_offset: first,
+                            marker_offset: base,
+                            commit,
+                        });
+                    }
+                    touched.insert(producer_id, entry);
+                    index += 1;
+                    continue;
+                }
                 let Some((producer_id, epoch, first_seq, last_seq)) =
                     producers::producer_of(header)
                 else {
                     index += 1;
                     continue;
                 };
-                let entry = touched.entry(producer_id).or_insert_with(|| {
-                    chunk
-                        .producers
-                        .get(&producer_id)
-                        .or_else(|| state.producers.entries.get(&producer_id))
-                        .cloned()
-                        .unwrap_or(ProducerEntry {
-                            epoch,
-                            batches: Default::default(),
-                            last_timestamp: i64::MIN,
-                        })
-                });
+                let mut entry = entry_of(&mut touched);
                 if pending.options.assign_offsets {
                     match entry.check(producer_id, epoch, first_seq, last_seq) {
                         Ok(Sequence::Next) => {}
@@ -364,10 +410,14 @@ impl Log {
                     },
                     header.max_timestamp.get(),
                 );
+                if view.is_transactional() {
+                    entry.txn_first_offset.get_or_insert(base);
+                }
+                touched.insert(producer_id, entry);
                 index += 1;
             }
         }
-        Ok(Checked::Append(touched))
+        Ok(Checked::Append(touched, ended))
     }
 
     /// Writes the chunk to the active segment and makes it visible. On failure the file is cut
@@ -398,8 +448,10 @@ impl Log {
                 results[member] = Some(Err(e.clone()));
             }
             chunk.producers.clear();
+            chunk.ended.clear();
             return Err(e);
         }
+        let mut new_aborted = Vec::new();
         let pending = {
             let mut state = self.state.borrow_mut();
             let active = state.active_mut();
@@ -417,10 +469,28 @@ impl Log {
             state.log_end = chunk.next_offset;
             state.unflushed_messages += chunk.records;
             state.producers.entries.extend(chunk.producers.drain());
+            for txn in chunk.ended.drain(..).filter(|t| !t.commit) {
+                let last_stable_offset = state
+                    .producers
+                    .first_open_txn()
+                    .unwrap_or(state.log_end)
+                    .min(state.log_end);
+                let aborted = AbortedTxn {
+                    producer_id: txn.producer_id,
+                    first_offset: txn.first_offset,
+                    last_offset: txn.marker_offset,
+                    last_stable_offset,
+                };
+                state.aborted.insert(aborted.last_offset, aborted);
+                new_aborted.push(aborted);
+            }
             pending
         };
         if let Some(pending) = pending {
             pending.write().await;
+        }
+        if !new_aborted.is_empty() {
+            self.append_txn_index(&new_aborted);
         }
         chunk.position = self.state.borrow().active().size_bytes;
         chunk.batches.clear();
@@ -486,6 +556,9 @@ impl Log {
         for file in &files {
             file.fdatasync().await?;
         }
+        // The sealed segment's aborted transactions, durable before the next segment begins.
+        let sealed = self.active_base();
+        self.write_txn_index(sealed).await?;
         let interval = self.config.borrow().index_interval_bytes;
         let segment = Segment::create(&self.dir, base, interval, &self.faults).await?;
         // The producers' state as of the new segment's base: recovery scans from here.
