@@ -128,11 +128,7 @@ fn tune(args: &[String]) -> Result<ExitCode, String> {
             if command == "check" {
                 print!("{}", tune::table(&rows));
                 let all_ok = rows.iter().all(|r| r.state == State::Ok);
-                return Ok(if all_ok {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                });
+                return Ok(exit_code(all_ok));
             }
             let outcomes = tune::apply(&rows, &target, dry_run);
             let mut failed = false;
@@ -151,11 +147,7 @@ fn tune(args: &[String]) -> Result<ExitCode, String> {
                     }
                 }
             }
-            Ok(if failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
+            Ok(exit_code(!failed))
         }
         "revert" => {
             let results = tune::revert(&target)?;
@@ -169,13 +161,17 @@ fn tune(args: &[String]) -> Result<ExitCode, String> {
                     }
                 }
             }
-            Ok(if failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
+            Ok(exit_code(!failed))
         }
         other => Err(format!("unknown tune command `{other}`")),
+    }
+}
+
+fn exit_code(success: bool) -> ExitCode {
+    if success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -129,6 +129,11 @@ impl Log {
         self.write_checkpoint().await?;
         self.delete_closed_segments(|_, _, next_base, _| next_base <= offset)
             .await?;
+        {
+            let mut state = self.state.borrow_mut();
+            let first_base = state.floor_base(offset);
+            state.aborted = state.aborted.split_off(&first_base);
+        }
         Ok(offset)
     }
 
@@ -189,6 +194,8 @@ impl Log {
         {
             let mut state = self.state.borrow_mut();
             state.log_start = state.log_start.max(new_start);
+            // The deleted segments' aborted transactions go with their `.txnindex` files.
+            state.aborted = state.aborted.split_off(&new_start);
         }
         self.write_checkpoint().await?;
         for (base, _, size) in condemned {
