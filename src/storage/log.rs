@@ -529,6 +529,9 @@ impl Log {
             state.recovery_point = state.log_end;
             state.log_end
         };
+        // The active segment's aborted transactions were appended unsynced: make them durable
+        // with the snapshot that says nothing after it needs scanning.
+        self.write_txn_index(self.active_base()).await?;
         self.write_producer_snapshot(log_end).await?;
         self.write_checkpoint_listing(true).await
     }
