@@ -9,20 +9,19 @@
 //! passes `--cores`; SLUICE_BENCH_ROUNDS, default 3). Output: a line per round, then the median
 //! ratios. CPU time is user+system of the serving process only.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{bulk_producer, create_topic, delete_topic, median, send_all};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::DeliveryResult;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
-use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 
 const PARTITIONS: i32 = 16;
 const MESSAGE_BYTES: usize = 1024;
@@ -45,7 +44,7 @@ fn main() {
         .unwrap_or(3);
     let temp = tempfile::tempdir().expect("temp dir");
     let data_dir = temp.path().join("data");
-    let (mut broker, addr) = start_broker(&data_dir);
+    let (broker, addr) = common::start_broker(&data_dir, &[]);
     let pid = broker_pid(broker.id() as i32);
     println!("messages_per_round {messages}");
     let mut ingest_ratios = Vec::new();
@@ -53,7 +52,7 @@ fn main() {
     // Broker and floor alternate within each round, so that both see the same machine.
     for round in 0..rounds {
         let topic = format!("bench-{round}");
-        create_topic(&addr, &topic);
+        create_topic(&addr, &topic, PARTITIONS);
         settle();
         let cpu_before = process_cpu_seconds(pid);
         let started = Instant::now();
@@ -94,50 +93,9 @@ fn main() {
         ingest_ratios.push(ingest_ratio);
         fetch_ratios.push(fetch_ratio);
     }
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    let _ = broker.wait();
+    common::stop_broker(broker, pid);
     println!("ingest_ratio_median {:.2}", median(&mut ingest_ratios));
     println!("fetch_ratio_median {:.2}", median(&mut fetch_ratios));
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-fn start_broker(data_dir: &Path) -> (Child, String) {
-    // SLUICE_BENCH_WRAP runs the broker under another program (scripts/zero_copy.sh: strace).
-    let wrap = std::env::var("SLUICE_BENCH_WRAP").unwrap_or_default();
-    let mut words: Vec<String> = wrap.split_whitespace().map(String::from).collect();
-    words.push(env!("CARGO_BIN_EXE_sluice").to_string());
-    let mut child = Command::new(&words[0])
-        .args(&words[1..])
-        .args([
-            "serve",
-            "--set",
-            &format!("log.dirs={}", data_dir.display()),
-            "--set",
-            "listeners=PLAINTEXT://127.0.0.1:0",
-        ])
-        .args(
-            std::env::var("SLUICE_BENCH_CORES")
-                .map(|cores| vec!["--cores".to_string(), cores])
-                .unwrap_or_default(),
-        )
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start sluice (build it with --release)");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines.next().unwrap().unwrap();
-    let addr = line
-        .strip_prefix("sluice: serving on ")
-        .and_then(|r| r.split_whitespace().next())
-        .expect("serving line")
-        .to_string();
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
 }
 
 /// The broker's pid: the child itself, or the sluice process under a wrapper.
@@ -191,79 +149,15 @@ fn self_cpu_seconds() -> f64 {
     seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
-fn delete_topic(addr: &str, topic: &str) {
-    use rdkafka::admin::{AdminClient, AdminOptions};
-    let admin: AdminClient<_> = ClientConfig::new()
-        .set("bootstrap.servers", addr)
-        .create()
-        .unwrap();
-    let results =
-        futures_lite::future::block_on(admin.delete_topics(&[topic], &AdminOptions::new()))
-            .unwrap();
-    results[0].as_ref().expect("deleted");
-}
-
-fn create_topic(addr: &str, topic: &str) {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    let admin: AdminClient<_> = ClientConfig::new()
-        .set("bootstrap.servers", addr)
-        .create()
-        .unwrap();
-    let topic = NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1));
-    let results =
-        futures_lite::future::block_on(admin.create_topics(&[topic], &AdminOptions::new()))
-            .unwrap();
-    results[0].as_ref().expect("created");
-}
-
-struct Counting {
-    failed: Arc<AtomicU64>,
-}
-
-impl ClientContext for Counting {}
-
-impl ProducerContext for Counting {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if result.is_err() {
-            self.failed.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
 fn produce(addr: &str, topic: &str, messages: u64) {
-    let failed = Arc::new(AtomicU64::new(0));
-    let producer: BaseProducer<Counting> = ClientConfig::new()
-        .set("bootstrap.servers", addr)
-        .set("acks", "1")
-        .set("linger.ms", "5")
-        .set("batch.size", "1000000")
-        .set("queue.buffering.max.kbytes", "1048576")
-        .create_with_context(Counting {
-            failed: failed.clone(),
-        })
-        .unwrap();
-    let payload = vec![b'x'; MESSAGE_BYTES];
-    for i in 0..messages {
-        let partition = (i % PARTITIONS as u64) as i32;
-        let mut record = BaseRecord::<(), [u8]>::to(topic)
-            .payload(&payload[..])
-            .partition(partition);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(1));
-                }
-            }
-        }
-        if i % 1024 == 0 {
-            producer.poll(Duration::ZERO);
-        }
-    }
-    producer.flush(Duration::from_secs(120)).expect("flush");
-    assert_eq!(failed.load(Ordering::Relaxed), 0, "deliveries failed");
+    let producer = bulk_producer(addr, &[("acks", "1")]);
+    send_all(
+        &producer,
+        topic,
+        messages,
+        PARTITIONS,
+        &[b'x'; MESSAGE_BYTES],
+    );
 }
 
 fn consume(addr: &str, topic: &str, messages: u64) -> f64 {

@@ -13,10 +13,10 @@
 //! phase, default 3; SLUICE_BENCH_CORES passes `--cores`). Output: a line per round and phase,
 //! then medians.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -35,24 +35,23 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use sluice::model::records::{BatchBuilder, Record};
 use sluice::model::{Offset, TimestampMs};
 
+use common::{create_topic, env_or, median};
+
 const MEMBERS: usize = 10;
 const PARTITIONS: i32 = 100;
 const HEARTBEAT_MS: u64 = 250;
 const CONNECTIONS: usize = 4;
 const IN_FLIGHT: usize = 8;
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
     let rounds = env_or("SLUICE_BENCH_ROUNDS", 3) as usize;
     let seconds = env_or("SLUICE_BENCH_SECONDS", 3);
     let temp = tempfile::tempdir().expect("temp dir");
-    let (mut broker, addr) = start_broker(&temp.path().join("data"));
+    let (broker, addr) = common::start_broker(
+        &temp.path().join("data"),
+        &["group.initial.rebalance.delay.ms=0"],
+    );
+    let pid = broker.id() as i32;
     create_topic(&addr, "rebalance", PARTITIONS);
     create_topic(&addr, "baseline", CONNECTIONS as i32);
     println!("heartbeat.interval.ms {HEARTBEAT_MS}");
@@ -107,9 +106,7 @@ fn main() {
             }
         }
     }
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(broker.id() as i32, libc::SIGTERM) };
-    let _ = broker.wait();
+    common::stop_broker(broker, pid);
     for (name, mut v) in times {
         println!("median {name}: {:.3} s", median(&mut v));
     }
@@ -120,53 +117,6 @@ fn main() {
             median(&mut r)
         );
     }
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-fn start_broker(data_dir: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args([
-            "serve",
-            "--set",
-            &format!("log.dirs={}", data_dir.display()),
-        ])
-        .args(["--set", "listeners=PLAINTEXT://127.0.0.1:0"])
-        .args(["--set", "group.initial.rebalance.delay.ms=0"])
-        .args(
-            std::env::var("SLUICE_BENCH_CORES")
-                .map(|cores| vec!["--cores".to_string(), cores])
-                .unwrap_or_default(),
-        )
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start sluice (build it with --release)");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines.next().unwrap().unwrap();
-    let addr = line
-        .strip_prefix("sluice: serving on ")
-        .and_then(|r| r.split_whitespace().next())
-        .expect("serving line")
-        .to_string();
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
-}
-
-fn create_topic(addr: &str, topic: &str, partitions: i32) {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    let admin: AdminClient<_> = ClientConfig::new()
-        .set("bootstrap.servers", addr)
-        .create()
-        .unwrap();
-    let topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    let results =
-        futures_lite::future::block_on(admin.create_topics(&[topic], &AdminOptions::new()))
-            .unwrap();
-    results[0].as_ref().expect("created");
 }
 
 /// One member: polls its consumer in a thread and publishes how many partitions it holds.

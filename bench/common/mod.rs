@@ -1,0 +1,164 @@
+//! What the broker benches share: starting `sluice serve`, topics, a counting librdkafka
+//! producer, medians and environment knobs.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::ClientContext;
+
+/// A numeric environment setting, or `default`.
+pub fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Starts the release `sluice serve` on a free loopback port with data in `data_dir` and the
+/// extra `--set` pairs; returns it and its address. SLUICE_BENCH_CORES passes `--cores`;
+/// SLUICE_BENCH_WRAP runs it under another program (scripts/zero_copy.sh: strace).
+pub fn start_broker(data_dir: &Path, sets: &[&str]) -> (Child, String) {
+    let wrap = std::env::var("SLUICE_BENCH_WRAP").unwrap_or_default();
+    let mut words: Vec<String> = wrap.split_whitespace().map(String::from).collect();
+    words.push(env!("CARGO_BIN_EXE_sluice").to_string());
+    let mut command = Command::new(&words[0]);
+    command
+        .args(&words[1..])
+        .args([
+            "serve",
+            "--set",
+            &format!("log.dirs={}", data_dir.display()),
+        ])
+        .args(["--set", "listeners=PLAINTEXT://127.0.0.1:0"]);
+    for set in sets {
+        command.args(["--set", set]);
+    }
+    if let Ok(cores) = std::env::var("SLUICE_BENCH_CORES") {
+        command.args(["--cores", &cores]);
+    }
+    let mut child = command
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start sluice (build it with --release)");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().unwrap().unwrap();
+    let addr = line
+        .strip_prefix("sluice: serving on ")
+        .and_then(|r| r.split_whitespace().next())
+        .expect("serving line")
+        .to_string();
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+/// SIGTERM and wait.
+pub fn stop_broker(mut broker: Child, pid: i32) {
+    // SAFETY: kill(2) on our own child (or the broker under its wrapper).
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let _ = broker.wait();
+}
+
+fn admin(addr: &str) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .create()
+        .unwrap()
+}
+
+pub fn create_topic(addr: &str, topic: &str, partitions: i32) {
+    let topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let results =
+        futures_lite::future::block_on(admin(addr).create_topics(&[topic], &AdminOptions::new()))
+            .unwrap();
+    results[0].as_ref().expect("created");
+}
+
+pub fn delete_topic(addr: &str, topic: &str) {
+    let results =
+        futures_lite::future::block_on(admin(addr).delete_topics(&[topic], &AdminOptions::new()))
+            .unwrap();
+    results[0].as_ref().expect("deleted");
+}
+
+/// A producer context that counts failed deliveries.
+pub struct Counting {
+    pub failed: Arc<AtomicU64>,
+}
+
+impl ClientContext for Counting {}
+
+impl ProducerContext for Counting {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if result.is_err() {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A producer for bulk sends: large batches and queue, plus `settings`.
+pub fn bulk_producer(addr: &str, settings: &[(&str, &str)]) -> BaseProducer<Counting> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", addr)
+        .set("linger.ms", "5")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.kbytes", "1048576");
+    for (key, value) in settings {
+        config.set(*key, *value);
+    }
+    config
+        .create_with_context(Counting {
+            failed: Arc::new(AtomicU64::new(0)),
+        })
+        .unwrap()
+}
+
+/// Sends `messages` copies of `payload` round-robin over `partitions`, waits for every
+/// acknowledgement, and checks that none failed.
+pub fn send_all(
+    producer: &BaseProducer<Counting>,
+    topic: &str,
+    messages: u64,
+    partitions: i32,
+    payload: &[u8],
+) {
+    for i in 0..messages {
+        let partition = (i % partitions as u64) as i32;
+        let mut record = BaseRecord::<(), [u8]>::to(topic)
+            .payload(payload)
+            .partition(partition);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(1));
+                }
+            }
+        }
+        if i % 1024 == 0 {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer.flush(Duration::from_secs(300)).expect("flush");
+    let failed = producer.context().failed.load(Ordering::Relaxed);
+    assert_eq!(failed, 0, "deliveries failed");
+}
