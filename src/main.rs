@@ -83,11 +83,7 @@ fn tune(args: &[String]) -> Result<ExitCode, String> {
     let mut dry_run = false;
     let mut iter = args.iter().skip(1);
     while let Some(arg) = iter.next() {
-        let mut value = |name: &str| {
-            iter.next()
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
+        let mut value = |name: &str| option_value(&mut iter, name);
         match arg.as_str() {
             "--profile" => names.push(value("--profile")?),
             "--device" => target.device = Some(value("--device")?),
@@ -167,6 +163,16 @@ fn tune(args: &[String]) -> Result<ExitCode, String> {
     }
 }
 
+/// The value after option `name`.
+fn option_value<'a>(
+    iter: &mut impl Iterator<Item = &'a String>,
+    name: &str,
+) -> Result<String, String> {
+    iter.next()
+        .cloned()
+        .ok_or_else(|| format!("{name} needs a value"))
+}
+
 fn exit_code(success: bool) -> ExitCode {
     if success {
         ExitCode::SUCCESS
@@ -183,11 +189,7 @@ fn serve_options(args: &[String]) -> Result<(Values, Vec<Option<usize>>), String
     let mut cores = None;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
-        let mut value = |name: &str| {
-            iter.next()
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
+        let mut value = |name: &str| option_value(&mut iter, name);
         match arg.as_str() {
             "--config" => config_file = Some(value("--config")?),
             "--set" => sets.push(value("--set")?),

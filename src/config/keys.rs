@@ -320,6 +320,12 @@ pub const BROKER_KEYS: &[Key] = &[
         "how long an empty group's committed offsets are kept",
     ),
     broker(
+        "offsets.retention.check.interval.ms",
+        int(1, i64::MAX),
+        "600000",
+        "how often expired committed offsets are looked for",
+    ),
+    broker(
         "group.min.session.timeout.ms",
         int(0, I32),
         "6000",

@@ -48,6 +48,9 @@ pub struct GroupConfig {
     pub initial_rebalance_delay_ms: i32,
     pub group_size_max: usize,
     pub offsets_retention_ms: i64,
+    /// `offsets.retention.check.interval.ms`: the ticker runs every 100 ms, the offset expiry
+    /// (a pass over every empty group's offsets) only this often.
+    pub offsets_retention_check_ms: i64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -280,6 +283,8 @@ pub struct Coordinator {
     persist: Persist,
     groups: RefCell<HashMap<String, Group>>,
     loaded: Cell<bool>,
+    /// When the ticker last looked for expired offsets.
+    expiry_checked: Cell<Option<Instant>>,
 }
 
 fn error_join(code: i16, member_id: &str) -> JoinOutcome {
@@ -305,6 +310,7 @@ impl Coordinator {
             persist,
             groups: RefCell::new(HashMap::new()),
             loaded: Cell::new(false),
+            expiry_checked: Cell::new(None),
         }
     }
 
@@ -1043,7 +1049,15 @@ impl Coordinator {
         for group in due {
             self.try_complete_join(&group, now).await;
         }
-        self.expire_offsets().await;
+        let interval = Duration::from_millis(self.config.offsets_retention_check_ms.max(0) as u64);
+        if self
+            .expiry_checked
+            .get()
+            .is_none_or(|last| now.saturating_duration_since(last) >= interval)
+        {
+            self.expiry_checked.set(Some(now));
+            self.expire_offsets().await;
+        }
     }
 
     async fn expire_offsets(&self) {
@@ -1286,6 +1300,7 @@ mod tests {
             initial_rebalance_delay_ms: 0,
             group_size_max: 10,
             offsets_retention_ms: retention_ms,
+            offsets_retention_check_ms: 0,
         };
         (Coordinator::new(config, persist), written)
     }

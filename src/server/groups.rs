@@ -98,6 +98,7 @@ pub fn group_config(broker: &Values) -> GroupConfig {
         initial_rebalance_delay_ms: broker.i32("group.initial.rebalance.delay.ms"),
         group_size_max: broker.i32("group.max.size").max(1) as usize,
         offsets_retention_ms: broker.i64("offsets.retention.minutes") * 60_000,
+        offsets_retention_check_ms: broker.i64("offsets.retention.check.interval.ms"),
     }
 }
 

@@ -198,11 +198,8 @@ impl Shard {
                 }
             }
         };
-        let control = crate::model::BatchView::parse_header(&records)
-            .is_ok_and(|(view, _)| view.is_control());
+        // `records::recompress` leaves control batches (markers) as they are.
         let records = match partition.codec.get() {
-            // Markers stay as the coordinator built them (uncompressed, as Kafka keeps them).
-            _ if control => records,
             None => records,
             Some(codec) => match recompress(&partition.log, &records, codec) {
                 Ok(records) => records,

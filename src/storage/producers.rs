@@ -9,7 +9,7 @@
 //!
 //! The snapshot format is in FORMAT.md.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use crate::model::batch::BatchHeader;
 use crate::model::Offset;
@@ -217,6 +217,21 @@ impl ProducerEntry {
         self.batches.back().map_or(0, |b| next_seq(b.last_seq, 1))
     }
 
+    /// A data batch in the log: remembered, and, if transactional, opening the producer's
+    /// transaction at its first offset unless one is open.
+    pub fn record(
+        &mut self,
+        epoch: i16,
+        batch: ProducerBatch,
+        timestamp: i64,
+        transactional: bool,
+    ) {
+        self.push(epoch, batch, timestamp);
+        if transactional {
+            self.txn_first_offset.get_or_insert(batch.first_offset);
+        }
+    }
+
     pub fn push(&mut self, epoch: i16, batch: ProducerBatch, timestamp: i64) {
         if epoch != self.epoch {
             self.epoch = epoch;
@@ -233,10 +248,45 @@ impl ProducerEntry {
 /// Every producer of one partition.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Producers {
-    pub entries: HashMap<i64, ProducerEntry>,
+    entries: HashMap<i64, ProducerEntry>,
+    /// (first offset, producer id) of every open transaction: the last stable offset without a
+    /// pass over every producer (fetches ask for it each time).
+    open: BTreeSet<(Offset, i64)>,
 }
 
 impl Producers {
+    pub fn get(&self, producer_id: i64) -> Option<&ProducerEntry> {
+        self.entries.get(&producer_id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&i64, &ProducerEntry)> {
+        self.entries.iter()
+    }
+
+    /// Sets a producer's state (keeping the open transactions in step).
+    pub fn insert(&mut self, producer_id: i64, entry: ProducerEntry) {
+        if let Some(first) = entry.txn_first_offset {
+            self.open.insert((first, producer_id));
+        }
+        let old_first = self
+            .entries
+            .insert(producer_id, entry)
+            .and_then(|old| old.txn_first_offset);
+        if let Some(old_first) = old_first {
+            if self.entries[&producer_id].txn_first_offset != Some(old_first) {
+                self.open.remove(&(old_first, producer_id));
+            }
+        }
+    }
+
     /// Applies a batch already in the log (rebuild, or a replica's append): no checks. `marker`
     /// is the control batch's marker (see [`marker_of`]). Returns the transaction a marker
     /// closed: (producer id, first offset, committed).
@@ -251,45 +301,50 @@ impl Producers {
         }
         let epoch = header.producer_epoch.get();
         let base = Offset(header.base_offset.get());
-        let entry = self
+        let mut entry = self
             .entries
-            .entry(producer_id)
-            .or_insert_with(|| ProducerEntry::new(epoch));
-        if header.attributes.get() & 0x20 != 0 {
+            .get(&producer_id)
+            .cloned()
+            .unwrap_or_else(|| ProducerEntry::new(epoch));
+        let ended = if header.attributes.get() & 0x20 != 0 {
             let commit = marker?;
-            return entry
+            entry
                 .end_txn(epoch)
-                .map(|first| (producer_id, first, commit));
-        }
-        let (_, epoch, first_seq, last_seq) = producer_of(header)?;
-        let batch = ProducerBatch {
-            first_seq,
-            last_seq,
-            first_offset: base,
-            last_offset: Offset(base.0 + header.last_offset_delta.get() as i64),
+                .map(|first| (producer_id, first, commit))
+        } else {
+            let (_, epoch, first_seq, last_seq) = producer_of(header)?;
+            let batch = ProducerBatch {
+                first_seq,
+                last_seq,
+                first_offset: base,
+                last_offset: Offset(base.0 + header.last_offset_delta.get() as i64),
+            };
+            let transactional = header.attributes.get() & 0x10 != 0;
+            entry.record(epoch, batch, header.max_timestamp.get(), transactional);
+            None
         };
-        entry.push(epoch, batch, header.max_timestamp.get());
-        if header.attributes.get() & 0x10 != 0 {
-            entry.txn_first_offset.get_or_insert(base);
-        }
-        None
+        self.insert(producer_id, entry);
+        ended
     }
 
     /// The first offset of the oldest open transaction, if any (the last stable offset is the
     /// smaller of it and the high watermark).
     pub fn first_open_txn(&self) -> Option<Offset> {
-        self.entries
-            .values()
-            .filter_map(|e| e.txn_first_offset)
-            .min()
+        self.open.first().map(|(first, _)| *first)
     }
 
     /// Forgets producers whose newest batch is older than `expiration_ms` before `now_ms`
     /// (`producer.id.expiration.ms`); returns how many.
     pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
         let before = self.entries.len();
-        self.entries
-            .retain(|_, e| e.last_timestamp.saturating_add(expiration_ms) >= now_ms);
+        let open = &mut self.open;
+        self.entries.retain(|id, e| {
+            let keep = e.last_timestamp.saturating_add(expiration_ms) >= now_ms;
+            if let (false, Some(first)) = (keep, e.txn_first_offset) {
+                open.remove(&(first, *id));
+            }
+            keep
+        });
         before - self.entries.len()
     }
 
@@ -366,7 +421,7 @@ impl Producers {
                     last_offset: Offset(i64::from_be_bytes(r.take()?)),
                 });
             }
-            producers.entries.insert(
+            producers.insert(
                 id,
                 ProducerEntry {
                     epoch,
@@ -448,10 +503,10 @@ mod tests {
     #[test]
     fn snapshots_round_trip_and_reject_damage() {
         let mut p = Producers::default();
-        p.entries.insert(5, entry(1, &[(0, 4), (5, 9)]));
+        p.insert(5, entry(1, &[(0, 4), (5, 9)]));
         let mut open = entry(0, &[]);
         open.txn_first_offset = Some(Offset(17));
-        p.entries.insert(-0x1234_5678, open);
+        p.insert(-0x1234_5678, open);
         let bytes = p.encode(Offset(42));
         assert_eq!(Producers::decode(&bytes), Ok((Offset(42), p.clone())));
         let mut bad = bytes.clone();

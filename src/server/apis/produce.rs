@@ -32,22 +32,18 @@ fn failed(code: i16) -> AppendReply {
     }
 }
 
-/// Batches in a partition's records, by their headers (the owner checks each one whole).
-fn batch_count(records: &[u8]) -> usize {
-    let mut rest = records;
-    let mut count = 0;
-    while let Ok(total) = crate::model::BatchView::total_len(rest) {
-        if total == 0 || total > rest.len() {
-            break;
+/// What Kafka refuses before looking inside a partition's records, by their first header (the
+/// owner checks every batch whole): more than one batch (Produce v3+ carries exactly one, and an
+/// idempotent producer's retry is recognised batch by batch), or a control batch (transaction
+/// markers come only from the coordinator). Both get INVALID_RECORD.
+fn refused(records: &[u8]) -> bool {
+    match crate::model::BatchView::parse_header(records) {
+        Ok((view, after)) => {
+            view.is_control() || crate::model::BatchView::parse_header(after).is_ok()
         }
-        count += 1;
-        rest = &rest[total..];
+        // Malformed: the owner's validation answers CORRUPT_MESSAGE.
+        Err(_) => false,
     }
-    count
-}
-
-fn is_control(records: &[u8]) -> bool {
-    crate::model::BatchView::parse_header(records).is_ok_and(|(view, _)| view.is_control())
 }
 
 async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
@@ -79,15 +75,7 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                 let reply = match (exists, partition.records) {
                     (false, _) => failed(name_error),
                     (true, None) => failed(E::CorruptMessage.code()),
-                    // As Kafka: Produce v3+ carries exactly one batch per partition (an
-                    // idempotent producer's retry is recognised batch by batch).
-                    (true, Some(records)) if batch_count(&records) > 1 => {
-                        failed(E::InvalidRecord.code())
-                    }
-                    // Control batches (transaction markers) come only from the coordinator.
-                    (true, Some(records)) if is_control(&records) => {
-                        failed(E::InvalidRecord.code())
-                    }
+                    (true, Some(records)) if refused(&records) => failed(E::InvalidRecord.code()),
                     (true, Some(records)) => shard.append(&tp, records).await,
                 };
                 (tp.partition, reply)

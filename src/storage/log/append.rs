@@ -331,26 +331,29 @@ impl Log {
                 next = Offset(base.0 + header.last_offset_delta.get() as i64 + 1);
                 let producer_id = header.producer_id.get();
                 let epoch = header.producer_epoch.get();
-                let entry_of = |touched: &mut HashMap<i64, ProducerEntry>| {
-                    touched
-                        .entry(producer_id)
-                        .or_insert_with(|| {
-                            chunk
-                                .producers
-                                .get(&producer_id)
-                                .or_else(|| state.producers.entries.get(&producer_id))
-                                .cloned()
-                                .unwrap_or_else(|| ProducerEntry::new(epoch))
-                        })
-                        .clone()
+                // A marker (COMMIT or ABORT), or a data batch with its sequences; anything
+                // else (no producer id, no sequence) leaves the producers alone.
+                let (marker, sequences) = if producer_id < 0 {
+                    (None, None)
+                } else if view.is_control() {
+                    (producers::marker_of(&view), None)
+                } else {
+                    (None, producers::producer_of(header))
                 };
-                if producer_id >= 0 && view.is_control() {
+                if marker.is_none() && sequences.is_none() {
+                    index += 1;
+                    continue;
+                }
+                let entry = touched.entry(producer_id).or_insert_with(|| {
+                    chunk
+                        .producers
+                        .get(&producer_id)
+                        .or_else(|| state.producers.get(producer_id))
+                        .cloned()
+                        .unwrap_or_else(|| ProducerEntry::new(epoch))
+                });
+                if let Some(commit) = marker {
                     // A transaction marker: it closes the producer's open transaction.
-                    let Some(commit) = producers::marker_of(&view) else {
-                        index += 1;
-                        continue;
-                    };
-                    let mut entry = entry_of(&mut touched);
                     if pending.options.assign_offsets && epoch < entry.epoch {
                         return Err(StorageError::Sequence {
                             index,
@@ -369,17 +372,11 @@ impl Log {
                             commit,
                         });
                     }
-                    touched.insert(producer_id, entry);
                     index += 1;
                     continue;
                 }
-                let Some((producer_id, epoch, first_seq, last_seq)) =
-                    producers::producer_of(header)
-                else {
-                    index += 1;
-                    continue;
-                };
-                let mut entry = entry_of(&mut touched);
+                let (_, epoch, first_seq, last_seq) =
+                    sequences.expect("a data batch with sequences");
                 if pending.options.assign_offsets {
                     match entry.check(producer_id, epoch, first_seq, last_seq) {
                         Ok(Sequence::Next) => {}
@@ -400,7 +397,7 @@ impl Log {
                         Err(source) => return Err(StorageError::Sequence { index, source }),
                     }
                 }
-                entry.push(
+                entry.record(
                     epoch,
                     ProducerBatch {
                         first_seq,
@@ -409,11 +406,8 @@ impl Log {
                         last_offset: Offset(next.0 - 1),
                     },
                     header.max_timestamp.get(),
+                    view.is_transactional(),
                 );
-                if view.is_transactional() {
-                    entry.txn_first_offset.get_or_insert(base);
-                }
-                touched.insert(producer_id, entry);
                 index += 1;
             }
         }
@@ -468,7 +462,9 @@ impl Log {
                 .then(|| active.take_pending_indexes());
             state.log_end = chunk.next_offset;
             state.unflushed_messages += chunk.records;
-            state.producers.entries.extend(chunk.producers.drain());
+            for (producer_id, entry) in chunk.producers.drain() {
+                state.producers.insert(producer_id, entry);
+            }
             for txn in chunk.ended.drain(..).filter(|t| !t.commit) {
                 let last_stable_offset = state
                     .producers

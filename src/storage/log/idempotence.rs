@@ -1,10 +1,7 @@
 //! Idempotent producers' state: rebuilt on open from the newest snapshot at or below the log end
 //! and the batch headers after it; snapshots written when a segment rolls and on a clean close.
 
-use zerocopy::{FromBytes, IntoBytes};
-
 use super::*;
-use crate::model::BatchHeader;
 use crate::storage::producers::{self, AbortedTxn, Producers};
 
 /// Snapshots kept: the newest two (the older one covers a crash while the newer is written).
@@ -89,47 +86,60 @@ impl Log {
                     continue;
                 }
             };
-            // Headers first; control batches are read whole afterwards for their marker.
-            let mut batches: Vec<(BatchInfo, Vec<u8>)> = Vec::new();
-            let scan = segment::scan_headers(&file, start, size, false, |info, header| {
-                if info.base >= from && header.producer_id.get() >= 0 {
-                    batches.push((*info, header.as_bytes().to_vec()));
-                }
-                true
-            });
-            if let Err(e) = scan.await {
-                tracing::warn!(log = %self.dir.display(), %base, error = %e, "producer state: a segment could not be scanned");
-            }
-            for (info, header_bytes) in batches {
-                let header =
-                    BatchHeader::ref_from_bytes(&header_bytes[..]).expect("a whole header");
-                let marker = if header.attributes.get() & 0x20 != 0 {
-                    let bytes = file.read_at(info.position, info.bytes as usize).await?;
-                    BatchView::validate(&bytes)
-                        .ok()
-                        .and_then(|(view, _)| producers::marker_of(&view))
-                } else {
-                    None
-                };
-                if let Some((producer_id, first_offset, commit)) = producers.apply(header, marker) {
-                    if !commit {
-                        let last_stable_offset =
-                            producers.first_open_txn().unwrap_or(info.next_offset());
-                        aborted.insert(
-                            info.base,
-                            AbortedTxn {
-                                producer_id,
-                                first_offset,
-                                last_offset: info.base,
-                                last_stable_offset: last_stable_offset.min(info.next_offset()),
-                            },
-                        );
+            // Data batches are applied from their headers as the scan passes them; the scan
+            // stops at each control batch, which is read whole for its marker, then goes on.
+            let mut position = start;
+            loop {
+                let mut control: Option<BatchInfo> = None;
+                let scan = segment::scan_headers(&file, position, size, false, |info, header| {
+                    if info.base < from || header.producer_id.get() < 0 {
+                        return true;
                     }
+                    if header.attributes.get() & 0x20 != 0 {
+                        control = Some(*info);
+                        return false;
+                    }
+                    producers.apply(header, None);
+                    scanned += 1;
+                    true
+                });
+                if let Err(e) = scan.await {
+                    tracing::warn!(log = %self.dir.display(), %base, error = %e, "producer state: a segment could not be scanned");
+                    break;
                 }
+                let Some(info) = control else {
+                    break;
+                };
+                position = info.end();
                 scanned += 1;
+                let bytes = file.read_at(info.position, info.bytes as usize).await?;
+                let Ok((view, _)) = BatchView::validate(&bytes) else {
+                    continue;
+                };
+                let marker = producers::marker_of(&view);
+                let Some((producer_id, first_offset, commit)) =
+                    producers.apply(view.header(), marker)
+                else {
+                    continue;
+                };
+                if !commit {
+                    let last_stable_offset = producers
+                        .first_open_txn()
+                        .unwrap_or(info.next_offset())
+                        .min(info.next_offset());
+                    aborted.insert(
+                        info.base,
+                        AbortedTxn {
+                            producer_id,
+                            first_offset,
+                            last_offset: info.base,
+                            last_stable_offset,
+                        },
+                    );
+                }
             }
         }
-        tracing::debug!(log = %self.dir.display(), %from, scanned, producers = producers.entries.len(), aborted = aborted.len(), "producer state rebuilt");
+        tracing::debug!(log = %self.dir.display(), %from, scanned, producers = producers.len(), aborted = aborted.len(), "producer state rebuilt");
         {
             let mut state = self.state.borrow_mut();
             state.producers = producers;
@@ -258,7 +268,6 @@ impl Log {
         let state = self.state.borrow();
         let mut all: Vec<_> = state
             .producers
-            .entries
             .iter()
             .map(|(id, e)| (*id, e.clone()))
             .collect();
@@ -268,11 +277,6 @@ impl Log {
 
     /// The state of one producer.
     pub fn producer(&self, producer_id: i64) -> Option<crate::storage::ProducerEntry> {
-        self.state
-            .borrow()
-            .producers
-            .entries
-            .get(&producer_id)
-            .cloned()
+        self.state.borrow().producers.get(producer_id).cloned()
     }
 }
