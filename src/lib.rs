@@ -10,3 +10,4 @@ pub mod server;
 pub mod shard;
 pub mod storage;
 pub mod tune;
+pub mod txn;

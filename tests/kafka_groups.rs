@@ -490,7 +490,15 @@ fn the_coordinator_answers_with_kafka_error_codes() {
     find.key_type = 1;
     let txn: FindCoordinatorResponse = raw::call(&mut s, ApiKey::FindCoordinator, 4, 8, &find);
     assert!(
-        txn.coordinators.iter().all(|c| c.error_code == 15),
-        "COORDINATOR_NOT_AVAILABLE for transactions until they exist"
+        txn.coordinators
+            .iter()
+            .all(|c| c.error_code == 0 && c.node_id == 0),
+        "transaction coordinators are found too"
+    );
+    find.key_type = 2;
+    let unknown: FindCoordinatorResponse = raw::call(&mut s, ApiKey::FindCoordinator, 4, 9, &find);
+    assert!(
+        unknown.coordinators.iter().all(|c| c.error_code == 42),
+        "INVALID_REQUEST for an unknown key type"
     );
 }

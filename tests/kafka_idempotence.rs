@@ -168,9 +168,30 @@ fn producer_ids_never_repeat_and_sequences_are_enforced() {
     let refused: InitProducerIdResponse =
         raw::call(&mut s, ApiKey::InitProducerId, 4, 2, &transactional);
     assert_eq!(
-        refused.error_code, 15,
-        "COORDINATOR_NOT_AVAILABLE until transactions exist"
+        refused.error_code, 50,
+        "INVALID_TRANSACTION_TIMEOUT for 0 ms"
     );
+    // A transactional id keeps its producer id and gets a new epoch per initialisation.
+    transactional.transaction_timeout_ms = 60_000;
+    let t1: InitProducerIdResponse =
+        raw::call(&mut s, ApiKey::InitProducerId, 4, 3, &transactional);
+    assert_eq!((t1.error_code, t1.producer_epoch), (0, 0));
+    assert!(![first, second].contains(&t1.producer_id.0));
+    let t2: InitProducerIdResponse =
+        raw::call(&mut s, ApiKey::InitProducerId, 4, 4, &transactional);
+    assert_eq!(
+        (t2.error_code, t2.producer_id, t2.producer_epoch),
+        (0, t1.producer_id, 1)
+    );
+    // KIP-360: naming an epoch that is neither current nor the one before it is fenced
+    // (PRODUCER_FENCED from v4, INVALID_PRODUCER_EPOCH before).
+    transactional.producer_id = t1.producer_id;
+    transactional.producer_epoch = 7;
+    for (version, code) in [(4, 90), (3, 47)] {
+        let r: InitProducerIdResponse =
+            raw::call(&mut s, ApiKey::InitProducerId, version, 5, &transactional);
+        assert_eq!(r.error_code, code, "v{version}");
+    }
 
     let produce = |s: &mut std::net::TcpStream, epoch: i16, seq: i32, count: usize| {
         let records: Vec<Record> = (0..count)

@@ -314,6 +314,36 @@ pub const BROKER_KEYS: &[Key] = &[
         "partitions of __consumer_offsets (fixed once the topic exists)",
     ),
     broker(
+        "transaction.state.log.num.partitions",
+        int(1, 1000),
+        "50",
+        "partitions of __transaction_state (fixed once the topic exists)",
+    ),
+    broker(
+        "transaction.max.timeout.ms",
+        int(1, I32),
+        "900000",
+        "the longest transaction timeout a producer may ask for",
+    ),
+    broker(
+        "transactional.id.expiration.ms",
+        int(1, I32),
+        "604800000",
+        "a transactional id with no transaction for this long is forgotten",
+    ),
+    broker(
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+        int(1, I32),
+        "10000",
+        "how often transactions past their timeout are looked for and aborted",
+    ),
+    broker(
+        "transaction.remove.expired.transaction.cleanup.interval.ms",
+        int(1, I32),
+        "3600000",
+        "how often expired transactional ids are looked for",
+    ),
+    broker(
         "offsets.retention.minutes",
         int(1, I32),
         "10080",

@@ -13,7 +13,7 @@
 pub mod records;
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::channel::oneshot;
 
-use crate::model::records::{BatchBuilder, Record};
+use crate::model::records::{BatchBuilder, ProducerInfo, Record};
 use crate::model::{Offset, TimestampMs};
 use crate::protocol::ResponseError as E;
 pub use records::{CommittedOffset, Key, StoredGroup, StoredMember};
@@ -177,6 +177,56 @@ struct Group {
     /// Since when (wall clock, ms) the group has been Empty: the retention of a consumer group's
     /// offsets counts from here (KIP-211), not from each commit.
     empty_since_ms: Option<i64>,
+    /// Offsets committed inside transactions (TxnOffsetCommit), by producer id: applied when
+    /// the producer's COMMIT marker reaches this group's offsets partition, dropped on ABORT.
+    pending_txn: HashMap<i64, PendingTxn>,
+}
+
+#[derive(Debug, Default)]
+struct PendingTxn {
+    epoch: i16,
+    offsets: HashMap<(String, i32), CommittedOffset>,
+}
+
+/// What the coordinator rebuilds from, per record of a `__consumer_offsets` partition.
+#[derive(Debug)]
+pub enum LogEntry {
+    /// A record; `producer_id` when it is part of a transaction (a TxnOffsetCommit).
+    Record {
+        key: Bytes,
+        value: Option<Bytes>,
+        producer_id: Option<i64>,
+    },
+    /// A COMMIT (true) or ABORT marker.
+    Marker { producer_id: i64, commit: bool },
+}
+
+/// The entries of one batch of `__consumer_offsets` (or another internal topic), as
+/// [`Coordinator::load`] takes them.
+pub fn batch_entries(
+    view: &crate::model::BatchView<'_>,
+    out: &mut impl FnMut(LogEntry),
+) -> Result<(), crate::model::records::RecordsError> {
+    if view.is_control() {
+        if let Some(commit) = crate::storage::marker_of(view) {
+            out(LogEntry::Marker {
+                producer_id: view.producer_id(),
+                commit,
+            });
+        }
+        return Ok(());
+    }
+    let producer_id = view.is_transactional().then(|| view.producer_id());
+    for record in crate::model::records::decode(view, 1 << 30)? {
+        if let Some(key) = record.key {
+            out(LogEntry::Record {
+                key,
+                value: record.value,
+                producer_id,
+            });
+        }
+    }
+    Ok(())
 }
 
 impl Group {
@@ -195,6 +245,7 @@ impl Group {
             join_not_before: None,
             offsets: HashMap::new(),
             empty_since_ms: None,
+            pending_txn: HashMap::new(),
         }
     }
 
@@ -285,6 +336,8 @@ pub struct Coordinator {
     loaded: Cell<bool>,
     /// When the ticker last looked for expired offsets.
     expiry_checked: Cell<Option<Instant>>,
+    /// The groups holding pending transactional offsets of each producer.
+    txn_groups: RefCell<HashMap<i64, BTreeSet<String>>>,
 }
 
 fn error_join(code: i16, member_id: &str) -> JoinOutcome {
@@ -311,6 +364,7 @@ impl Coordinator {
             groups: RefCell::new(HashMap::new()),
             loaded: Cell::new(false),
             expiry_checked: Cell::new(None),
+            txn_groups: RefCell::new(HashMap::new()),
         }
     }
 
@@ -329,11 +383,26 @@ impl Coordinator {
     }
 
     /// Rebuilds the groups from the records of this shard's `__consumer_offsets` partitions, in
-    /// log order (later records win; a null value deletes).
-    pub fn load(&self, records: impl IntoIterator<Item = (Bytes, Option<Bytes>)>) {
+    /// log order per partition (later records win; a null value deletes; transactional offsets
+    /// wait for their producer's marker).
+    pub fn load(&self, entries: impl IntoIterator<Item = (i32, LogEntry)>) {
         let mut groups = self.groups.borrow_mut();
         let now = Instant::now();
-        for (key, value) in records {
+        for (partition, entry) in entries {
+            let (key, value, producer_id) = match entry {
+                LogEntry::Record {
+                    key,
+                    value,
+                    producer_id,
+                } => (key, value, producer_id),
+                LogEntry::Marker {
+                    producer_id,
+                    commit,
+                } => {
+                    self.settle_txn(&mut groups, partition, producer_id, commit);
+                    continue;
+                }
+            };
             let key = match Key::decode(key) {
                 Ok(Some(key)) => key,
                 Ok(None) => continue,
@@ -360,9 +429,24 @@ impl Coordinator {
                     },
                     Some(value),
                 ) => match CommittedOffset::decode(value) {
-                    Ok(offset) => {
-                        group.offsets.insert((topic, partition), offset);
-                    }
+                    Ok(offset) => match producer_id {
+                        Some(producer_id) => {
+                            group
+                                .pending_txn
+                                .entry(producer_id)
+                                .or_default()
+                                .offsets
+                                .insert((topic, partition), offset);
+                            self.txn_groups
+                                .borrow_mut()
+                                .entry(producer_id)
+                                .or_default()
+                                .insert(group.id.clone());
+                        }
+                        None => {
+                            group.offsets.insert((topic, partition), offset);
+                        }
+                    },
                     Err(e) => tracing::warn!(error = %e, "skipping an offset record"),
                 },
                 (Key::Group { .. }, None) => {
@@ -377,7 +461,9 @@ impl Coordinator {
                 },
             }
         }
-        groups.retain(|_, g| g.state != State::Dead || !g.offsets.is_empty());
+        groups.retain(|_, g| {
+            g.state != State::Dead || !g.offsets.is_empty() || !g.pending_txn.is_empty()
+        });
         for group in groups.values_mut() {
             if group.state == State::Dead {
                 group.state = State::Empty;
@@ -387,6 +473,15 @@ impl Coordinator {
     }
 
     async fn write(&self, group: &str, records: Vec<(Bytes, Option<Bytes>)>) -> Result<(), i16> {
+        self.write_as(group, records, BatchBuilder::default()).await
+    }
+
+    async fn write_as(
+        &self,
+        group: &str,
+        records: Vec<(Bytes, Option<Bytes>)>,
+        builder: BatchBuilder,
+    ) -> Result<(), i16> {
         if records.is_empty() {
             return Ok(());
         }
@@ -402,7 +497,7 @@ impl Coordinator {
                 headers: Vec::new(),
             })
             .collect();
-        let bytes = BatchBuilder::default().build(&batch);
+        let bytes = builder.build(&batch);
         let partition = offsets_partition(group, self.config.offsets_partitions);
         (self.persist)(partition, bytes).await
     }
@@ -821,16 +916,8 @@ impl Coordinator {
                 }
             }
         }
-        let records = offsets
-            .iter()
-            .map(|(topic, partition, offset)| {
-                (
-                    Key::offset(group_id, topic, *partition),
-                    Some(offset.encode()),
-                )
-            })
-            .collect();
-        self.write(group_id, records).await?;
+        self.write(group_id, offset_records(group_id, &offsets))
+            .await?;
         let mut groups = self.groups.borrow_mut();
         let group = groups
             .entry(group_id.to_string())
@@ -839,6 +926,116 @@ impl Coordinator {
             group.offsets.insert((topic, partition), offset);
         }
         Ok(())
+    }
+
+    /// TxnOffsetCommit: offsets committed inside a producer's transaction, written to the log
+    /// as part of it and applied when its COMMIT marker lands here ([`Coordinator::settle`]).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn txn_commit(
+        &self,
+        group_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        offsets: Vec<(String, i32, CommittedOffset)>,
+    ) -> Result<(), i16> {
+        self.ready(group_id)?;
+        {
+            let mut groups = self.groups.borrow_mut();
+            let group = groups
+                .entry(group_id.to_string())
+                .or_insert_with(|| Group::new(group_id));
+            if !member_id.is_empty() || instance_id.is_some() {
+                group.check_member(member_id, instance_id)?;
+            }
+            if generation >= 0 && generation != group.generation {
+                return Err(E::IllegalGeneration.code());
+            }
+            if group
+                .pending_txn
+                .get(&producer_id)
+                .is_some_and(|p| epoch < p.epoch)
+            {
+                return Err(E::InvalidProducerEpoch.code());
+            }
+        }
+        let records = offset_records(group_id, &offsets);
+        let builder = BatchBuilder {
+            transactional: true,
+            producer: ProducerInfo {
+                producer_id,
+                producer_epoch: epoch,
+                // Written by the coordinator: no sequence to check (as Kafka's coordinator).
+                base_sequence: -1,
+            },
+            ..BatchBuilder::default()
+        };
+        self.write_as(group_id, records, builder).await?;
+        let mut groups = self.groups.borrow_mut();
+        let group = groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| Group::new(group_id));
+        let pending = group.pending_txn.entry(producer_id).or_default();
+        if pending.epoch != epoch {
+            pending.epoch = epoch;
+            pending.offsets.clear();
+        }
+        for (topic, partition, offset) in offsets {
+            pending.offsets.insert((topic, partition), offset);
+        }
+        self.txn_groups
+            .borrow_mut()
+            .entry(producer_id)
+            .or_default()
+            .insert(group_id.to_string());
+        Ok(())
+    }
+
+    /// A COMMIT or ABORT marker of `producer_id` reached offsets partition `partition`: its
+    /// pending transactional offsets there become committed, or are dropped.
+    pub fn settle(&self, partition: i32, producer_id: i64, commit: bool) {
+        let mut groups = self.groups.borrow_mut();
+        self.settle_txn(&mut groups, partition, producer_id, commit);
+    }
+
+    fn settle_txn(
+        &self,
+        groups: &mut HashMap<String, Group>,
+        partition: i32,
+        producer_id: i64,
+        commit: bool,
+    ) {
+        let mut txn_groups = self.txn_groups.borrow_mut();
+        let Some(ids) = txn_groups.get_mut(&producer_id) else {
+            return;
+        };
+        ids.retain(|id| {
+            if offsets_partition(id, self.config.offsets_partitions) != partition {
+                return true;
+            }
+            if let Some(group) = groups.get_mut(id) {
+                if let Some(pending) = group.pending_txn.remove(&producer_id) {
+                    if commit {
+                        group.offsets.extend(pending.offsets);
+                    }
+                }
+            }
+            false
+        });
+        if ids.is_empty() {
+            txn_groups.remove(&producer_id);
+        }
+    }
+
+    /// Whether any offset of the group waits for a transaction's outcome (OffsetFetch with
+    /// require_stable answers UNSTABLE_OFFSET_COMMIT for it).
+    pub fn is_unstable(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        self.groups.borrow().get(group_id).is_some_and(|g| {
+            let key = (topic.to_string(), partition);
+            g.pending_txn.values().any(|p| p.offsets.contains_key(&key))
+        })
     }
 
     /// Committed offsets of `topics` (all of them when `None`); `None` for a partition with none.
@@ -1094,6 +1291,22 @@ impl Coordinator {
     }
 }
 
+/// The `__consumer_offsets` records of committed offsets.
+fn offset_records(
+    group_id: &str,
+    offsets: &[(String, i32, CommittedOffset)],
+) -> Vec<(Bytes, Option<Bytes>)> {
+    offsets
+        .iter()
+        .map(|(topic, partition, offset)| {
+            (
+                Key::offset(group_id, topic, *partition),
+                Some(offset.encode()),
+            )
+        })
+        .collect()
+}
+
 async fn wait_sync(receiver: oneshot::Receiver<SyncOutcome>) -> SyncOutcome {
     receiver
         .await
@@ -1305,6 +1518,15 @@ mod tests {
         (Coordinator::new(config, persist), written)
     }
 
+    fn replay(written: &[(i32, Bytes)]) -> Vec<(i32, LogEntry)> {
+        let mut entries = Vec::new();
+        for (partition, bytes) in written {
+            let view = crate::model::BatchView::validate(bytes).unwrap().0;
+            batch_entries(&view, &mut |e| entries.push((*partition, e))).unwrap();
+        }
+        entries
+    }
+
     fn offset(offset: i64, commit_timestamp: i64) -> CommittedOffset {
         CommittedOffset {
             offset,
@@ -1351,16 +1573,7 @@ mod tests {
             // A fresh coordinator replaying what was written agrees: the tombstone wins.
             let (replayed, _) = coordinator(day);
             let written = written.borrow();
-            let records = written.iter().flat_map(|(_, bytes)| {
-                let view = crate::model::BatchView::validate(bytes).unwrap().0;
-                let records: Vec<_> = crate::model::records::decode(&view, usize::MAX)
-                    .unwrap()
-                    .into_iter()
-                    .map(|r| (r.key.unwrap(), r.value))
-                    .collect();
-                records
-            });
-            replayed.load(records.collect::<Vec<_>>());
+            replayed.load(replay(&written));
             assert_eq!(committed(&replayed, "old"), None);
             assert_eq!(committed(&replayed, "new"), Some(9));
         });
@@ -1414,5 +1627,48 @@ mod tests {
         }
         assert_eq!(subscription_topics(&m), vec!["a", "bc"]);
         assert!(subscription_topics(&[1]).is_empty());
+    }
+
+    #[test]
+    fn transactional_offsets_wait_for_their_marker() {
+        futures_lite::future::block_on(async {
+            let (c, written) = coordinator(86_400_000);
+            c.load(Vec::new());
+            let partition = offsets_partition("g", 50);
+            let commit = |pid: i64, epoch: i16, at: i64| {
+                c.txn_commit(
+                    "g",
+                    pid,
+                    epoch,
+                    -1,
+                    "",
+                    None,
+                    vec![("t".into(), 0, offset(at, 0))],
+                )
+            };
+            commit(7, 0, 10).await.unwrap();
+            assert_eq!(committed(&c, "g"), None, "pending until the marker");
+            assert!(c.is_unstable("g", "t", 0));
+            c.settle(partition + 1, 7, true);
+            assert_eq!(committed(&c, "g"), None, "a marker on another partition");
+            c.settle(partition, 7, true);
+            assert_eq!(committed(&c, "g"), Some(10));
+            assert!(!c.is_unstable("g", "t", 0));
+            commit(7, 1, 20).await.unwrap();
+            assert_eq!(commit(7, 0, 30).await, Err(E::InvalidProducerEpoch.code()));
+            c.settle(partition, 7, false);
+            assert_eq!(committed(&c, "g"), Some(10), "aborted offsets are dropped");
+            // A pending commit, then a replay of the log: pending again until its marker.
+            commit(8, 0, 40).await.unwrap();
+            let mut log = written.borrow().clone();
+            let (replayed, _) = coordinator(86_400_000);
+            replayed.load(replay(&log));
+            assert_eq!(committed(&replayed, "g"), None);
+            let marker = crate::model::records::marker_batch(8, 0, true, 0, TimestampMs(0));
+            log.push((partition, marker));
+            let (replayed, _) = coordinator(86_400_000);
+            replayed.load(replay(&log));
+            assert_eq!(committed(&replayed, "g"), Some(40));
+        });
     }
 }

@@ -52,27 +52,28 @@ const OFFSET_VALUE_VERSION: i16 = 3;
 const GROUP_VALUE_VERSION: i16 = 3;
 
 #[derive(Debug, thiserror::Error)]
-#[error("malformed __consumer_offsets record: {0}")]
-pub struct Malformed(&'static str);
+/// A record of an internal topic (`__consumer_offsets`, `__transaction_state`) that does not parse.
+#[error("malformed internal record: {0}")]
+pub struct Malformed(pub &'static str);
 
-fn put_string(buf: &mut BytesMut, s: &str) {
+pub(crate) fn put_string(buf: &mut BytesMut, s: &str) {
     buf.put_i16(s.len() as i16);
     buf.put_slice(s.as_bytes());
 }
 
-fn put_nullable(buf: &mut BytesMut, s: Option<&str>) {
+pub(crate) fn put_nullable(buf: &mut BytesMut, s: Option<&str>) {
     match s {
         Some(s) => put_string(buf, s),
         None => buf.put_i16(-1),
     }
 }
 
-fn put_bytes(buf: &mut BytesMut, b: &[u8]) {
+pub(crate) fn put_bytes(buf: &mut BytesMut, b: &[u8]) {
     buf.put_i32(b.len() as i32);
     buf.put_slice(b);
 }
 
-fn need(buf: &Bytes, n: usize) -> Result<(), Malformed> {
+pub(crate) fn need(buf: &Bytes, n: usize) -> Result<(), Malformed> {
     if buf.remaining() < n {
         Err(Malformed("truncated"))
     } else {
@@ -80,22 +81,22 @@ fn need(buf: &Bytes, n: usize) -> Result<(), Malformed> {
     }
 }
 
-fn get_i16(buf: &mut Bytes) -> Result<i16, Malformed> {
+pub(crate) fn get_i16(buf: &mut Bytes) -> Result<i16, Malformed> {
     need(buf, 2)?;
     Ok(buf.get_i16())
 }
 
-fn get_i32(buf: &mut Bytes) -> Result<i32, Malformed> {
+pub(crate) fn get_i32(buf: &mut Bytes) -> Result<i32, Malformed> {
     need(buf, 4)?;
     Ok(buf.get_i32())
 }
 
-fn get_i64(buf: &mut Bytes) -> Result<i64, Malformed> {
+pub(crate) fn get_i64(buf: &mut Bytes) -> Result<i64, Malformed> {
     need(buf, 8)?;
     Ok(buf.get_i64())
 }
 
-fn get_nullable(buf: &mut Bytes) -> Result<Option<String>, Malformed> {
+pub(crate) fn get_nullable(buf: &mut Bytes) -> Result<Option<String>, Malformed> {
     let len = get_i16(buf)?;
     if len < 0 {
         return Ok(None);
@@ -107,11 +108,11 @@ fn get_nullable(buf: &mut Bytes) -> Result<Option<String>, Malformed> {
         .map_err(|_| Malformed("string is not UTF-8"))
 }
 
-fn get_string(buf: &mut Bytes) -> Result<String, Malformed> {
+pub(crate) fn get_string(buf: &mut Bytes) -> Result<String, Malformed> {
     get_nullable(buf)?.ok_or(Malformed("null string"))
 }
 
-fn get_bytes(buf: &mut Bytes) -> Result<Bytes, Malformed> {
+pub(crate) fn get_bytes(buf: &mut Bytes) -> Result<Bytes, Malformed> {
     let len = get_i32(buf)?;
     if len < 0 {
         return Ok(Bytes::new());

@@ -11,12 +11,13 @@ use bytes::Bytes;
 use super::mesh::ShardMessage;
 use super::Shard;
 use crate::config::Values;
+pub use crate::group::LogEntry;
 use crate::group::{
     self, CommittedOffset, Coordinator, GroupConfig, GroupDescription, JoinOutcome, JoinParams,
     SyncOutcome, TopicPartitions, OFFSETS_TOPIC,
 };
 use crate::io;
-use crate::model::{records, BatchView, TopicPartition};
+use crate::model::{BatchView, TopicPartition};
 use crate::protocol::ResponseError as E;
 
 /// How often a shard's coordinator looks for expired sessions and due rebalances.
@@ -41,6 +42,20 @@ pub enum GroupCall {
     Leave {
         group: String,
         members: Vec<(String, Option<String>)>,
+    },
+    TxnCommit {
+        group: String,
+        producer_id: i64,
+        epoch: i16,
+        generation: i32,
+        member_id: String,
+        instance_id: Option<String>,
+        offsets: Vec<(String, i32, CommittedOffset)>,
+    },
+    /// Which of `partitions` have offsets waiting for a transaction's outcome.
+    Unstable {
+        group: String,
+        partitions: Vec<(String, i32)>,
     },
     Commit {
         group: String,
@@ -77,6 +92,7 @@ pub enum GroupAnswer {
     Offsets(FetchedOffsets),
     Describe(GroupDescription),
     List(Vec<(String, String, &'static str)>),
+    Unstable(Vec<bool>),
 }
 
 impl GroupAnswer {
@@ -122,6 +138,11 @@ pub fn coordinator(shard: Weak<Shard>, config: GroupConfig) -> Coordinator {
 }
 
 impl Shard {
+    /// Partitions of `__consumer_offsets`.
+    pub fn group_partitions(&self) -> i32 {
+        self.groups.config().offsets_partitions
+    }
+
     /// The shard whose coordinator holds `group`.
     pub fn group_shard(&self, group: &str) -> usize {
         let partition = group::offsets_partition(group, self.groups.config().offsets_partitions);
@@ -193,6 +214,33 @@ impl Shard {
                     )
                     .await,
             ),
+            GroupCall::TxnCommit {
+                group,
+                producer_id,
+                epoch,
+                generation,
+                member_id,
+                instance_id,
+                offsets,
+            } => GroupAnswer::Commit(
+                groups
+                    .txn_commit(
+                        &group,
+                        producer_id,
+                        epoch,
+                        generation,
+                        &member_id,
+                        instance_id.as_deref(),
+                        offsets,
+                    )
+                    .await,
+            ),
+            GroupCall::Unstable { group, partitions } => GroupAnswer::Unstable(
+                partitions
+                    .iter()
+                    .map(|(t, p)| groups.is_unstable(&group, t, *p))
+                    .collect(),
+            ),
             GroupCall::FetchOffsets { group, topics } => {
                 GroupAnswer::Offsets(groups.fetch_offsets(&group, topics))
             }
@@ -210,21 +258,33 @@ impl Shard {
         let started = Instant::now();
         let mut entries = Vec::new();
         let partitions = self.groups.config().offsets_partitions;
+        self.read_internal(OFFSETS_TOPIC, partitions, |p, e| entries.push((p, e)))
+            .await;
+        let count = entries.len();
+        self.groups.load(entries);
+        tracing::debug!(shard = self.id, records = count, elapsed = ?started.elapsed(), "groups loaded");
+    }
+
+    /// Every entry of the partitions of internal topic `topic` this shard owns, oldest first
+    /// per partition, with the partition.
+    pub async fn read_internal(
+        &self,
+        topic: &str,
+        partitions: i32,
+        mut out: impl FnMut(i32, LogEntry),
+    ) {
         for partition in 0..partitions {
-            let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
+            let tp = TopicPartition::new(topic, partition);
             if self.owner(&tp) != self.id {
                 continue;
             }
             let Ok(p) = self.partition(&tp).await else {
                 continue;
             };
-            if let Err(e) = read_records(&p.log, &mut entries).await {
-                tracing::error!(%tp, error = %e, "cannot read the group records");
+            if let Err(e) = read_log(&p.log, |e| out(partition, e)).await {
+                tracing::error!(%tp, error = %e, "cannot read an internal topic's records");
             }
         }
-        let count = entries.len();
-        self.groups.load(entries);
-        tracing::debug!(shard = self.id, records = count, elapsed = ?started.elapsed(), "groups loaded");
     }
 
     pub fn spawn_group_ticker(self: &Rc<Self>) {
@@ -246,10 +306,10 @@ impl Shard {
     }
 }
 
-/// Every (key, value) in a log, oldest first.
-async fn read_records(
+/// Every entry of an internal topic's log (records and transaction markers), oldest first.
+pub async fn read_log(
     log: &crate::storage::Log,
-    out: &mut Vec<(Bytes, Option<Bytes>)>,
+    mut out: impl FnMut(LogEntry),
 ) -> Result<(), Box<dyn std::error::Error>> {
     let mut offset = log.log_start();
     let end = log.log_end();
@@ -263,13 +323,7 @@ async fn read_records(
             let mut rest = &bytes[..];
             while !rest.is_empty() {
                 let (view, after) = BatchView::validate(rest)?;
-                if !view.is_control() {
-                    for record in records::decode(&view, 1 << 30)? {
-                        if let Some(key) = record.key {
-                            out.push((key, record.value));
-                        }
-                    }
-                }
+                group::batch_entries(&view, &mut out)?;
                 offset = view.next_offset();
                 rest = after;
             }

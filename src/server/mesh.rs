@@ -78,6 +78,11 @@ pub enum ShardMessage {
         call: super::groups::GroupCall,
         reply: oneshot::Sender<super::groups::GroupAnswer>,
     },
+    /// To a transactional id's coordinator shard.
+    Txn {
+        call: super::transactions::TxnCall,
+        reply: oneshot::Sender<super::transactions::TxnAnswer>,
+    },
     /// From the controller: the new image; the reply says this shard holds it.
     Image {
         image: Arc<Image>,
@@ -200,6 +205,9 @@ async fn handle(shard: Rc<Shard>, message: ShardMessage) {
         }
         ShardMessage::Group { call, reply } => {
             let _ = reply.send(shard.group_local(call).await);
+        }
+        ShardMessage::Txn { call, reply } => {
+            let _ = reply.send(shard.txn_local(call).await);
         }
         ShardMessage::Image { image, reply } => {
             shard.apply_image(image).await;

@@ -11,6 +11,7 @@ mod mesh;
 pub mod metadata;
 mod partitions;
 mod producer_ids;
+mod transactions;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -103,6 +104,8 @@ pub struct Shard {
     pub request_memory: io::Budget,
     /// The consumer groups whose `__consumer_offsets` partition this shard owns.
     groups: crate::group::Coordinator,
+    /// The transactional ids whose `__transaction_state` partition this shard owns.
+    txns: crate::txn::Coordinator,
     stopping: Cell<bool>,
     stop_waiters: RefCell<Vec<oneshot::Sender<()>>>,
     in_flight: Cell<usize>,
@@ -700,6 +703,7 @@ async fn run_shard(
 ) -> Result<(), String> {
     let (senders, receivers) = mesh.join().await.map_err(|e| e.to_string())?;
     let group_config = groups::group_config(&common.image.broker_values(&common.broker));
+    let txn_config = transactions::txn_config(&common.image.broker_values(&common.broker));
     let shard = Rc::new_cyclic(|weak| Shard {
         id,
         shards: common.shards,
@@ -721,6 +725,7 @@ async fn run_shard(
         fetch_sessions: RefCell::new(fetch_sessions::Sessions::new(id, common.shards)),
         request_memory: io::Budget::new(SHARD_REQUEST_MEMORY_BYTES),
         groups: groups::coordinator(weak.clone(), group_config),
+        txns: transactions::coordinator(weak.clone(), txn_config),
         stopping: Cell::new(false),
         stop_waiters: RefCell::new(Vec::new()),
         in_flight: Cell::new(0),
@@ -737,6 +742,8 @@ async fn run_shard(
     shard.reconcile_partitions().await;
     shard.load_groups().await;
     shard.spawn_group_ticker();
+    shard.load_txns().await;
+    shard.spawn_txn_ticker();
     let listener = io::net::Listener::bind(common.listen)
         .map_err(|e| format!("binding {}: {e}", common.listen))?;
     let _ = events.send(Event::Listening);

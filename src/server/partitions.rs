@@ -210,13 +210,16 @@ impl Shard {
             leader_epoch: Some(LEADER_EPOCH),
             ..AppendOptions::default()
         };
-        let result = partition.log.append(vec![records], options).await;
+        let result = partition.log.append(vec![records.clone()], options).await;
         match result {
             Ok(info) => {
                 if info.duplicate {
                     tracing::debug!(%tp, offset = info.first_offset.0, "an idempotent producer's retry: answered with the original offsets");
                 }
                 partition.wake_waiters();
+                if tp.topic == crate::group::OFFSETS_TOPIC {
+                    self.settle_group_txn(tp.partition, &records);
+                }
                 AppendReply {
                     error_code: 0,
                     error_message: None,
@@ -242,6 +245,20 @@ impl Shard {
                     log_start_offset: partition.log.log_start().0,
                 }
             }
+        }
+    }
+
+    /// A transaction marker written to a `__consumer_offsets` partition settles the producer's
+    /// pending transactional offsets of the groups there.
+    fn settle_group_txn(&self, partition: i32, records: &Bytes) {
+        let Ok((view, _)) = crate::model::BatchView::parse_header(records) else {
+            return;
+        };
+        if !view.is_control() {
+            return;
+        }
+        if let Some(commit) = crate::storage::marker_of(&view) {
+            self.groups.settle(partition, view.producer_id(), commit);
         }
     }
 

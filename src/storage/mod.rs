@@ -22,7 +22,7 @@ pub use log::{
 pub use maintenance::{
     maintain, spawn_maintenance, MaintenanceReport, BACKGROUND_SHARES, HOT_PATH_SHARES,
 };
-pub use producers::{ProducerBatch, ProducerEntry, Producers, SequenceError};
+pub use producers::{marker_of, ProducerBatch, ProducerEntry, Producers, SequenceError};
 pub use segment::{parse_file_name, BatchInfo};
 
 use std::path::PathBuf;

@@ -22,7 +22,7 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest,
+    BrokerId, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest,
     DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
     HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
     LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
@@ -35,19 +35,8 @@ use super::{str_bytes, topic_name, Answer, Api, Request};
 use crate::group::{CommittedOffset, JoinParams, TopicPartitions};
 use crate::model::TimestampMs;
 use crate::protocol::ResponseError as E;
-use crate::server::groups::{FetchedOffsets, GroupAnswer, GroupCall};
+use crate::server::groups::{GroupAnswer, GroupCall};
 use crate::server::Shard;
-
-macro_rules! api {
-    ($name:ident, $key:ident, $min:expr, $max:expr, $handler:ident) => {
-        pub const $name: Api = Api {
-            key: ApiKey::$key,
-            min_version: $min,
-            max_version: $max,
-            handle: |shard, request| Box::pin($handler(shard, request)),
-        };
-    };
-}
 
 api!(FIND_COORDINATOR, FindCoordinator, 0, 4, find_coordinator);
 api!(JOIN, JoinGroup, 0, 9, join);
@@ -62,6 +51,7 @@ api!(DELETE, DeleteGroups, 0, 2, delete);
 api!(OFFSET_DELETE, OffsetDelete, 0, 0, offset_delete);
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 /// "Not computed" in Kafka's encoding of authorized operations.
 const AUTHORIZED_OPERATIONS_UNKNOWN: i32 = i32::MIN;
 
@@ -84,19 +74,32 @@ async fn find_coordinator(shard: Rc<Shard>, request: Request) -> Answer {
     } else {
         vec![text(&body.key)]
     };
+    // The transaction coordinators' topic exists once a producer looks for one.
+    let txn_topic = if body.key_type == KEY_TYPE_TRANSACTION {
+        shard.ensure_txn_topic().await
+    } else {
+        Ok(())
+    };
     let coordinators: Vec<Coordinator> = keys
         .into_iter()
         .map(|key| {
             let mut c = Coordinator::default();
             c.key = str_bytes(key.clone());
-            if body.key_type != KEY_TYPE_GROUP {
-                // Transaction coordinators arrive with exactly-once.
-                c.error_code = E::CoordinatorNotAvailable.code();
-                c.error_message = Some(str_bytes("no transaction coordinator on this broker yet"));
+            if body.key_type != KEY_TYPE_GROUP && body.key_type != KEY_TYPE_TRANSACTION {
+                c.error_code = E::InvalidRequest.code();
+                c.error_message = Some(str_bytes("unknown coordinator key type"));
+                c.node_id = BrokerId(-1);
+                c.port = -1;
+            } else if let (true, Err(code)) = (body.key_type == KEY_TYPE_TRANSACTION, &txn_topic) {
+                c.error_code = *code;
                 c.node_id = BrokerId(-1);
                 c.port = -1;
             } else if key.is_empty() {
-                c.error_code = E::InvalidGroupId.code();
+                c.error_code = if body.key_type == KEY_TYPE_GROUP {
+                    E::InvalidGroupId.code()
+                } else {
+                    E::InvalidRequest.code()
+                };
                 c.node_id = BrokerId(-1);
                 c.port = -1;
             } else {
@@ -351,33 +354,64 @@ async fn offset_commit(shard: Rc<Shard>, request: Request) -> Answer {
     request.answer(&response)
 }
 
+/// A partition's answer: its committed offset, or an error code for it.
+type FetchedRow = (String, i32, Option<CommittedOffset>, i16);
+
 async fn fetch_group_offsets(
     shard: &Shard,
     group: &str,
     topics: Option<TopicPartitions>,
-) -> FetchedOffsets {
+    require_stable: bool,
+) -> Result<Vec<FetchedRow>, i16> {
     let call = GroupCall::FetchOffsets {
         group: group.to_string(),
         topics,
     };
-    match shard.group_call(group, call).await {
-        GroupAnswer::Offsets(result) => result,
-        GroupAnswer::Code(code) => Err(code),
+    let rows = match shard.group_call(group, call).await {
+        GroupAnswer::Offsets(result) => result?,
+        GroupAnswer::Code(code) => return Err(code),
         _ => unreachable!("an offset fetch is answered with offsets"),
-    }
+    };
+    let unstable = if require_stable && !rows.is_empty() {
+        let call = GroupCall::Unstable {
+            group: group.to_string(),
+            partitions: rows.iter().map(|(t, p, _)| (t.clone(), *p)).collect(),
+        };
+        match shard.group_call(group, call).await {
+            GroupAnswer::Unstable(flags) => flags,
+            _ => vec![false; rows.len()],
+        }
+    } else {
+        vec![false; rows.len()]
+    };
+    Ok(rows
+        .into_iter()
+        .zip(unstable)
+        .map(|((topic, p, offset), unstable)| {
+            if unstable {
+                // An offset committed inside an open transaction: the client retries.
+                (topic, p, None, E::UnstableOffsetCommit.code())
+            } else {
+                (topic, p, offset, 0)
+            }
+        })
+        .collect())
 }
 
-/// Groups consecutive (topic, partition, offset) rows by topic, keeping their order.
+/// Groups consecutive rows by topic, keeping their order.
 fn by_topic<T>(
-    rows: Vec<(String, i32, Option<CommittedOffset>)>,
-    mut partition: impl FnMut(i32, Option<CommittedOffset>) -> T,
+    rows: Vec<FetchedRow>,
+    mut partition: impl FnMut(i32, Option<CommittedOffset>, i16) -> T,
 ) -> Vec<(String, Vec<T>)> {
     let mut out: Vec<(String, Vec<T>)> = Vec::new();
-    for (topic, p, offset) in rows {
+    for (topic, p, offset, code) in rows {
         if out.last().is_none_or(|(t, _)| *t != topic) {
             out.push((topic.clone(), Vec::new()));
         }
-        out.last_mut().expect("pushed").1.push(partition(p, offset));
+        out.last_mut()
+            .expect("pushed")
+            .1
+            .push(partition(p, offset, code));
     }
     out
 }
@@ -396,12 +430,13 @@ async fn offset_fetch(shard: Rc<Shard>, request: Request) -> Answer {
             });
             let mut out = OffsetFetchResponseGroup::default();
             out.group_id = g.group_id.clone();
-            match fetch_group_offsets(&shard, &group, topics).await {
+            match fetch_group_offsets(&shard, &group, topics, body.require_stable).await {
                 Err(code) => out.error_code = code,
                 Ok(rows) => {
-                    out.topics = by_topic(rows, |index, offset| {
+                    out.topics = by_topic(rows, |index, offset, code| {
                         let mut p = OffsetFetchResponsePartitions::default();
                         p.partition_index = index;
+                        p.error_code = code;
                         fill(
                             &mut p.committed_offset,
                             &mut p.committed_leader_epoch,
@@ -430,14 +465,16 @@ async fn offset_fetch(shard: Rc<Shard>, request: Request) -> Answer {
             .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
             .collect()
     });
-    match fetch_group_offsets(&shard, &group, topics).await {
+    let require_stable = version >= 7 && body.require_stable;
+    match fetch_group_offsets(&shard, &group, topics, require_stable).await {
         Err(code) => {
             response.error_code = if version >= 2 { code } else { 0 };
         }
         Ok(rows) => {
-            response.topics = by_topic(rows, |index, offset| {
+            response.topics = by_topic(rows, |index, offset, code| {
                 let mut p = OffsetFetchResponsePartition::default();
                 p.partition_index = index;
+                p.error_code = code;
                 fill(
                     &mut p.committed_offset,
                     &mut p.committed_leader_epoch,

@@ -1,13 +1,15 @@
-//! InitProducerId v0-v5 for idempotent producers: every call gets a fresh producer id at epoch 0
-//! (as Kafka does without a transactional id, including the KIP-360 re-initialisation that
-//! names the old id and epoch). Transactional ids wait for the transaction coordinator.
+//! InitProducerId v0-v5. Without a transactional id every call gets a fresh producer id at epoch 0
+//! (as Kafka does, including the KIP-360 re-initialisation that names the old id and epoch); with
+//! one, the transaction coordinator of that id answers (crate::txn), bumping its epoch.
 
 use std::rc::Rc;
 
 use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
+use super::transactions::fenced_for;
 use super::{Answer, Api, Request};
 use crate::protocol::ResponseError as E;
+use crate::server::transactions::{TxnAnswer, TxnCall};
 use crate::server::Shard;
 
 pub const API: Api = Api {
@@ -30,7 +32,32 @@ async fn init_producer_id(shard: Rc<Shard>, request: Request) -> Answer {
             return request.answer(&response);
         }
         Some(false) => {
-            response.error_code = E::CoordinatorNotAvailable.code();
+            let id = body.transactional_id.as_ref().map(|t| t.0.to_string());
+            let id = id.unwrap_or_default();
+            let expected = (request.version >= 3 && body.producer_id.0 >= 0)
+                .then_some((body.producer_id.0, body.producer_epoch));
+            let answer = match shard.ensure_txn_topic().await {
+                Err(code) => Err(code),
+                Ok(()) => {
+                    let call = TxnCall::InitProducerId {
+                        id: id.clone(),
+                        timeout_ms: body.transaction_timeout_ms,
+                        expected,
+                    };
+                    match shard.txn_call(&id, call).await {
+                        TxnAnswer::Producer(result) => result,
+                        TxnAnswer::Code(Err(code)) => Err(code),
+                        _ => unreachable!("init answers Producer"),
+                    }
+                }
+            };
+            match answer {
+                Ok((producer_id, epoch)) => {
+                    response.producer_id = ProducerId(producer_id);
+                    response.producer_epoch = epoch;
+                }
+                Err(code) => response.error_code = fenced_for(request.version, 4, code),
+            }
             return request.answer(&response);
         }
     }

@@ -90,7 +90,7 @@ fn topic_entry(shard: &Shard, name: &str, meta: Option<&TopicMeta>) -> MetadataR
         return entry;
     };
     entry.topic_id = meta.id;
-    entry.is_internal = name == crate::group::OFFSETS_TOPIC;
+    entry.is_internal = name == crate::group::OFFSETS_TOPIC || name == crate::txn::TXN_TOPIC;
     entry.partitions = (0..meta.partitions)
         .map(|index| {
             let mut p = MetadataResponsePartition::default();

@@ -1,6 +1,18 @@
 //! One file per Kafka API, each declaring its version range and handler once; [`APIS`] is both
 //! the dispatch table and the source of the ApiVersions answer, so the two cannot disagree.
 
+/// Declares an [`Api`] for a handler: `api!(NAME, ApiKeyVariant, min, max, handler)`.
+macro_rules! api {
+    ($name:ident, $key:ident, $min:expr, $max:expr, $handler:ident) => {
+        pub const $name: Api = Api {
+            key: kafka_protocol::messages::ApiKey::$key,
+            min_version: $min,
+            max_version: $max,
+            handle: |shard, request| Box::pin($handler(shard, request)),
+        };
+    };
+}
+
 mod api_versions;
 mod configs;
 mod create_topics;
@@ -14,6 +26,7 @@ mod list_offsets;
 mod metadata;
 mod produce;
 mod topics_admin;
+mod transactions;
 mod write_txn_markers;
 
 use std::future::Future;
@@ -79,6 +92,12 @@ pub const APIS: &[Api] = &[
     init_producer_id::API,
     describe_producers::API,
     write_txn_markers::API,
+    transactions::ADD_PARTITIONS,
+    transactions::ADD_OFFSETS,
+    transactions::END_TXN,
+    transactions::TXN_OFFSET_COMMIT,
+    transactions::DESCRIBE,
+    transactions::LIST,
     groups::FIND_COORDINATOR,
     groups::JOIN,
     groups::SYNC,

@@ -1,0 +1,382 @@
+//! The transaction APIs: AddPartitionsToTxn v0-v4 (v4: the batched broker form, with
+//! verify_only), AddOffsetsToTxn v0-v3, EndTxn v0-v3, TxnOffsetCommit v0-v3,
+//! DescribeTransactions v0 and ListTransactions v0-v1. Each goes to the shard whose coordinator
+//! holds the transactional id (crate::server::transactions) or, for TxnOffsetCommit, the group;
+//! this file only translates.
+
+use std::rc::Rc;
+
+use futures::future::join_all;
+use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+use kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
+};
+use kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
+use kafka_protocol::messages::list_transactions_response::TransactionState as ListedState;
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
+    AddPartitionsToTxnResponse, DescribeTransactionsRequest, DescribeTransactionsResponse,
+    EndTxnRequest, EndTxnResponse, ListTransactionsRequest, ListTransactionsResponse, ProducerId,
+    TransactionalId, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+};
+
+use super::{str_bytes, topic_name, Answer, Api, Request};
+use crate::group::{offsets_partition, CommittedOffset, OFFSETS_TOPIC};
+use crate::model::TimestampMs;
+use crate::protocol::ResponseError as E;
+use crate::server::groups::{GroupAnswer, GroupCall};
+use crate::server::transactions::{TxnAnswer, TxnCall};
+use crate::server::Shard;
+use crate::txn::TxnState;
+
+api!(ADD_PARTITIONS, AddPartitionsToTxn, 0, 4, add_partitions);
+api!(ADD_OFFSETS, AddOffsetsToTxn, 0, 3, add_offsets);
+api!(END_TXN, EndTxn, 0, 3, end_txn);
+api!(TXN_OFFSET_COMMIT, TxnOffsetCommit, 0, 3, txn_offset_commit);
+api!(DESCRIBE, DescribeTransactions, 0, 0, describe);
+api!(LIST, ListTransactions, 0, 1, list);
+
+/// Before KIP-588 clients knew no PRODUCER_FENCED: they get INVALID_PRODUCER_EPOCH (as Kafka).
+pub fn fenced_for(version: i16, first_with_fenced: i16, code: i16) -> i16 {
+    if code == E::ProducerFenced.code() && version < first_with_fenced {
+        E::InvalidProducerEpoch.code()
+    } else {
+        code
+    }
+}
+
+fn code_of(result: Result<(), i16>) -> i16 {
+    result.err().unwrap_or(0)
+}
+
+/// One transaction's AddPartitionsToTxn: the code for each of its partitions.
+async fn add_one(
+    shard: &Rc<Shard>,
+    id: &str,
+    producer_id: i64,
+    epoch: i16,
+    topics: &[AddPartitionsToTxnTopic],
+    verify_only: bool,
+    version: i16,
+) -> Vec<AddPartitionsToTxnTopicResult> {
+    let mut partitions = Vec::new();
+    let mut unknown = Vec::new();
+    for topic in topics {
+        let name = topic.name.0.to_string();
+        let count = shard.topic(&name).map_or(0, |m| m.partitions);
+        for &p in &topic.partitions {
+            if (0..count).contains(&p) {
+                partitions.push((name.clone(), p));
+            } else {
+                unknown.push((name.clone(), p));
+            }
+        }
+    }
+    let codes: Vec<((String, i32), i16)> = if !unknown.is_empty() {
+        // As Kafka: nothing is added when a partition is unknown.
+        let skipped = E::OperationNotAttempted.code();
+        let unknown_code = E::UnknownTopicOrPartition.code();
+        partitions
+            .into_iter()
+            .map(|p| (p, skipped))
+            .chain(unknown.into_iter().map(|p| (p, unknown_code)))
+            .collect()
+    } else if verify_only {
+        let call = TxnCall::Verify {
+            id: id.to_string(),
+            producer_id,
+            epoch,
+            partitions: partitions.clone(),
+        };
+        match shard.txn_call(id, call).await {
+            TxnAnswer::Verified(Ok(added)) => partitions
+                .into_iter()
+                .zip(added)
+                .map(|(p, ok)| (p, if ok { 0 } else { E::InvalidTxnState.code() }))
+                .collect(),
+            TxnAnswer::Verified(Err(code)) | TxnAnswer::Code(Err(code)) => {
+                partitions.into_iter().map(|p| (p, code)).collect()
+            }
+            _ => unreachable!("verify answers Verified"),
+        }
+    } else {
+        let call = TxnCall::AddPartitions {
+            id: id.to_string(),
+            producer_id,
+            epoch,
+            partitions: partitions.clone(),
+        };
+        let code = match shard.txn_call(id, call).await {
+            TxnAnswer::Code(result) => fenced_for(version, 2, code_of(result)),
+            _ => unreachable!("add answers Code"),
+        };
+        partitions.into_iter().map(|p| (p, code)).collect()
+    };
+    let mut out: Vec<AddPartitionsToTxnTopicResult> = Vec::new();
+    for ((topic, partition), code) in codes {
+        let mut result = AddPartitionsToTxnPartitionResult::default();
+        result.partition_index = partition;
+        result.partition_error_code = code;
+        match out.iter_mut().find(|t| t.name.0.as_str() == topic) {
+            Some(t) => t.results_by_partition.push(result),
+            None => {
+                let mut t = AddPartitionsToTxnTopicResult::default();
+                t.name = topic_name(&topic);
+                t.results_by_partition.push(result);
+                out.push(t);
+            }
+        }
+    }
+    out
+}
+
+async fn add_partitions(shard: Rc<Shard>, request: Request) -> Answer {
+    let body: AddPartitionsToTxnRequest = request.decode("AddPartitionsToTxnRequest")?;
+    let mut response = AddPartitionsToTxnResponse::default();
+    if request.version >= 4 {
+        let results = body.transactions.iter().map(|txn| {
+            let shard = shard.clone();
+            async move {
+                let mut result = AddPartitionsToTxnResult::default();
+                result.transactional_id = txn.transactional_id.clone();
+                result.topic_results = add_one(
+                    &shard,
+                    txn.transactional_id.0.as_str(),
+                    txn.producer_id.0,
+                    txn.producer_epoch,
+                    &txn.topics,
+                    txn.verify_only,
+                    request.version,
+                )
+                .await;
+                result
+            }
+        });
+        response.results_by_transaction = join_all(results).await;
+    } else {
+        response.results_by_topic_v3_and_below = add_one(
+            &shard,
+            body.v3_and_below_transactional_id.0.as_str(),
+            body.v3_and_below_producer_id.0,
+            body.v3_and_below_producer_epoch,
+            &body.v3_and_below_topics,
+            false,
+            request.version,
+        )
+        .await;
+    }
+    request.answer(&response)
+}
+
+async fn add_offsets(shard: Rc<Shard>, request: Request) -> Answer {
+    let body: AddOffsetsToTxnRequest = request.decode("AddOffsetsToTxnRequest")?;
+    let id = body.transactional_id.0.to_string();
+    let group = body.group_id.0.to_string();
+    let mut response = AddOffsetsToTxnResponse::default();
+    response.error_code = if group.is_empty() {
+        E::InvalidGroupId.code()
+    } else {
+        let partition = offsets_partition(&group, shard.group_partitions());
+        let call = TxnCall::AddPartitions {
+            id: id.clone(),
+            producer_id: body.producer_id.0,
+            epoch: body.producer_epoch,
+            partitions: vec![(OFFSETS_TOPIC.to_string(), partition)],
+        };
+        match shard.txn_call(&id, call).await {
+            TxnAnswer::Code(result) => fenced_for(request.version, 2, code_of(result)),
+            _ => unreachable!("add answers Code"),
+        }
+    };
+    request.answer(&response)
+}
+
+async fn end_txn(shard: Rc<Shard>, request: Request) -> Answer {
+    let body: EndTxnRequest = request.decode("EndTxnRequest")?;
+    let id = body.transactional_id.0.to_string();
+    let call = TxnCall::End {
+        id: id.clone(),
+        producer_id: body.producer_id.0,
+        epoch: body.producer_epoch,
+        commit: body.committed,
+    };
+    let mut response = EndTxnResponse::default();
+    response.error_code = match shard.txn_call(&id, call).await {
+        TxnAnswer::Code(result) => fenced_for(request.version, 2, code_of(result)),
+        _ => unreachable!("end answers Code"),
+    };
+    request.answer(&response)
+}
+
+async fn txn_offset_commit(shard: Rc<Shard>, request: Request) -> Answer {
+    let body: TxnOffsetCommitRequest = request.decode("TxnOffsetCommitRequest")?;
+    let group = body.group_id.0.to_string();
+    let now = TimestampMs::now().0;
+    let offsets: Vec<(String, i32, CommittedOffset)> = body
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| {
+                (
+                    t.name.0.to_string(),
+                    p.partition_index,
+                    CommittedOffset {
+                        offset: p.committed_offset,
+                        leader_epoch: if request.version >= 2 {
+                            p.committed_leader_epoch
+                        } else {
+                            -1
+                        },
+                        metadata: p
+                            .committed_metadata
+                            .as_ref()
+                            .map(|m| m.to_string())
+                            .unwrap_or_default(),
+                        commit_timestamp: now,
+                    },
+                )
+            })
+        })
+        .collect();
+    let code = if group.is_empty() {
+        E::InvalidGroupId.code()
+    } else {
+        let call = GroupCall::TxnCommit {
+            group: group.clone(),
+            producer_id: body.producer_id.0,
+            epoch: body.producer_epoch,
+            generation: if request.version >= 3 {
+                body.generation_id
+            } else {
+                -1
+            },
+            member_id: body.member_id.to_string(),
+            instance_id: body.group_instance_id.as_ref().map(|i| i.to_string()),
+            offsets,
+        };
+        match shard.group_call(&group, call).await {
+            GroupAnswer::Commit(result) => code_of(result),
+            GroupAnswer::Code(code) => code,
+            _ => unreachable!("a commit answers Commit"),
+        }
+    };
+    let mut response = TxnOffsetCommitResponse::default();
+    for topic in &body.topics {
+        let mut t = TxnOffsetCommitResponseTopic::default();
+        t.name = topic.name.clone();
+        for p in &topic.partitions {
+            let mut out = TxnOffsetCommitResponsePartition::default();
+            out.partition_index = p.partition_index;
+            out.error_code = code;
+            t.partitions.push(out);
+        }
+        response.topics.push(t);
+    }
+    request.answer(&response)
+}
+
+async fn describe(shard: Rc<Shard>, request: Request) -> Answer {
+    let body: DescribeTransactionsRequest = request.decode("DescribeTransactionsRequest")?;
+    let exists = shard.topic(crate::txn::TXN_TOPIC).is_some();
+    let states = body.transactional_ids.iter().map(|id| {
+        let shard = shard.clone();
+        async move {
+            let mut state = TransactionState::default();
+            state.transactional_id = id.clone();
+            state.producer_id = ProducerId(-1);
+            state.producer_epoch = -1;
+            state.transaction_start_time_ms = -1;
+            state.transaction_state = str_bytes("");
+            let text = id.0.to_string();
+            let answer = if exists {
+                let call = TxnCall::Describe { id: text.clone() };
+                match shard.txn_call(&text, call).await {
+                    TxnAnswer::Described(result) => result,
+                    TxnAnswer::Code(Err(code)) => Err(code),
+                    _ => unreachable!("describe answers Described"),
+                }
+            } else {
+                Err(E::TransactionalIdNotFound.code())
+            };
+            match answer {
+                Err(code) => state.error_code = code,
+                Ok(txn) => {
+                    state.transaction_state = str_bytes(txn.state.name());
+                    state.transaction_timeout_ms = txn.timeout_ms;
+                    state.transaction_start_time_ms = txn.start_ms;
+                    state.producer_id = ProducerId(txn.producer_id);
+                    state.producer_epoch = txn.producer_epoch;
+                    for (topic, partition) in txn.partitions {
+                        match state
+                            .topics
+                            .iter_mut()
+                            .find(|t| t.topic.0.as_str() == topic)
+                        {
+                            Some(t) => t.partitions.push(partition),
+                            None => {
+                                let mut t = TopicData::default();
+                                t.topic = topic_name(&topic);
+                                t.partitions.push(partition);
+                                state.topics.push(t);
+                            }
+                        }
+                    }
+                }
+            }
+            state
+        }
+    });
+    let mut response = DescribeTransactionsResponse::default();
+    response.transaction_states = join_all(states).await;
+    request.answer(&response)
+}
+
+async fn list(shard: Rc<Shard>, request: Request) -> Answer {
+    let body: ListTransactionsRequest = request.decode("ListTransactionsRequest")?;
+    let mut response = ListTransactionsResponse::default();
+    let mut states = Vec::new();
+    for name in &body.state_filters {
+        match TxnState::from_name(name.as_str()) {
+            Some(state) => states.push(state),
+            None => response.unknown_state_filters.push(name.clone()),
+        }
+    }
+    if !body.state_filters.is_empty() && states.is_empty() {
+        // Every filter names an unknown state: nothing can match.
+        return request.answer(&response);
+    }
+    let producer_ids: Vec<i64> = body.producer_id_filters.iter().map(|p| p.0).collect();
+    let min_duration_ms = if request.version >= 1 {
+        body.duration_filter
+    } else {
+        -1
+    };
+    let calls = (0..shard.shards).map(|target| {
+        let shard = shard.clone();
+        let call = TxnCall::List {
+            states: states.clone(),
+            producer_ids: producer_ids.clone(),
+            min_duration_ms,
+        };
+        async move { shard.txn_call_on(target, call).await }
+    });
+    for answer in join_all(calls).await {
+        match answer {
+            TxnAnswer::Listed(listed) => {
+                for (id, producer_id, state) in listed {
+                    let mut out = ListedState::default();
+                    out.transactional_id = TransactionalId(str_bytes(id));
+                    out.producer_id = ProducerId(producer_id);
+                    out.transaction_state = str_bytes(state.name());
+                    response.transaction_states.push(out);
+                }
+            }
+            TxnAnswer::Code(Err(code)) => response.error_code = code,
+            _ => unreachable!("list answers Listed"),
+        }
+    }
+    request.answer(&response)
+}
