@@ -11,7 +11,8 @@
 //! transactions/s, and the ratios txn-N / idempotent and txn-N / flushed-N (the coordinator's
 //! own share).
 //!
-//! `cargo build --release && cargo bench --bench transactions` (SLUICE_BENCH_ROUNDS, default 3).
+//! `cargo build --release && cargo bench --bench transactions` (SLUICE_BENCH_ROUNDS, default 3;
+//! SLUICE_BENCH_LINGER_MS, default 5, the producers' linger.ms).
 
 mod common;
 
@@ -98,7 +99,12 @@ fn main() {
 /// Messages per second from the first send to the last acknowledgement (or commit).
 fn run(addr: &str, topic: &str, messages: u64, mode: Mode, round: usize) -> f64 {
     let payload = vec![b'x'; MESSAGE_BYTES];
-    let base = [("acks", "all"), ("enable.idempotence", "true")];
+    let linger = env_or("SLUICE_BENCH_LINGER_MS", 5).to_string();
+    let base = [
+        ("acks", "all"),
+        ("enable.idempotence", "true"),
+        ("linger.ms", linger.as_str()),
+    ];
     match mode {
         Mode::Idempotent => {
             let producer = bulk_producer(addr, &base);
