@@ -128,6 +128,18 @@ fn tune(args: &[String]) -> Result<ExitCode, String> {
             }
             let outcomes = tune::apply(&rows, &target, dry_run);
             let mut failed = false;
+            if !dry_run && names.iter().any(|n| n.starts_with("nic/")) {
+                match tune::record_nic_cpus(&target) {
+                    Ok(cpus) => println!(
+                        "NIC interrupts on CPUs {cpus}: `sluice serve` pins its shards to the \
+                         others (--cores overrides)"
+                    ),
+                    Err(e) => {
+                        failed = true;
+                        println!("cannot record the NIC interrupt CPUs: {e}");
+                    }
+                }
+            }
             for (i, outcome) in outcomes.iter().enumerate() {
                 let name = rows.get(i).map_or("revert record", |r| r.name.as_str());
                 match outcome {
@@ -181,6 +193,28 @@ fn exit_code(success: bool) -> ExitCode {
     }
 }
 
+/// The CPUs for shards when `--cores` is not given: the available ones less those `sluice tune
+/// apply --profile nic/...` gave to NIC interrupts (when any are left).
+fn avoid_nic_cpus(available: Vec<usize>) -> Vec<usize> {
+    let Some(nic) = sluice::tune::nic::recorded_nic_cpus(std::path::Path::new("/")) else {
+        return available;
+    };
+    let rest: Vec<usize> = available
+        .iter()
+        .copied()
+        .filter(|c| !nic.contains(&(*c as u32)))
+        .collect();
+    if rest.is_empty() || rest.len() == available.len() {
+        return available;
+    }
+    eprintln!(
+        "sluice: shards avoid CPUs {} (NIC interrupts, /{}); --cores overrides",
+        sluice::tune::nic::list(&nic),
+        sluice::tune::nic::NIC_CPUS_FILE
+    );
+    rest
+}
+
 /// Parses `serve`'s options: the config file first, then `--set` overrides in order.
 fn serve_options(args: &[String]) -> Result<(Values, Vec<Option<usize>>), String> {
     let mut broker = Values::new(BROKER_KEYS);
@@ -209,7 +243,7 @@ fn serve_options(args: &[String]) -> Result<(Values, Vec<Option<usize>>), String
             .into_iter()
             .map(Some)
             .collect(),
-        None => available.into_iter().map(Some).collect(),
+        None => avoid_nic_cpus(available).into_iter().map(Some).collect(),
     };
     Ok((broker, cores))
 }

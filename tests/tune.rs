@@ -223,3 +223,172 @@ fn client_profiles_configure_librdkafka() {
             .unwrap_or_else(|e| panic!("{name} as a consumer: {e}"));
     }
 }
+
+/// A 16-CPU host with a two-queue NIC `eth0` (interrupts 40 and 41) and a fake `ethtool` that
+/// keeps its settings in files.
+fn fake_nic(root: &Path) {
+    for cpu in 0..16 {
+        std::fs::create_dir_all(root.join(format!("sys/devices/system/cpu/cpu{cpu}"))).unwrap();
+    }
+    for (path, value) in [
+        ("/sys/class/net/eth0/device/msi_irqs/40", "msix"),
+        ("/sys/class/net/eth0/device/msi_irqs/41", "msix"),
+        ("/proc/irq/40/smp_affinity_list", "0-15"),
+        ("/proc/irq/41/smp_affinity_list", "0-15"),
+        ("/sys/class/net/eth0/queues/rx-0/rps_cpus", "0000"),
+        ("/sys/class/net/eth0/queues/rx-1/rps_cpus", "0000"),
+        ("/sys/class/net/eth0/queues/rx-0/rps_flow_cnt", "0"),
+        ("/sys/class/net/eth0/queues/rx-1/rps_flow_cnt", "0"),
+        ("/sys/class/net/eth0/queues/tx-0/xps_cpus", "0000"),
+        ("/sys/class/net/eth0/queues/tx-1/xps_cpus", "0000"),
+        ("/proc/sys/net/core/rps_sock_flow_entries", "0"),
+        ("/ethtool-state/rx", "256"),
+        ("/ethtool-state/tx", "4096"),
+        ("/ethtool-state/adaptive-rx", "off"),
+        ("/ethtool-state/gro", "on"),
+        ("/ethtool-state/gso", "off"),
+        ("/ethtool-state/tso", "on"),
+    ] {
+        put(root, path, value);
+    }
+    let script = r#"#!/bin/sh
+d="$(dirname "$0")/../../ethtool-state"
+[ "$2" = eth0 ] || { echo "no such device $2" >&2; exit 1; }
+case "$1" in
+  -g) printf 'Ring parameters for eth0:\nPre-set maximums:\nRX:\t\t4096\nTX:\t\t4096\nCurrent hardware settings:\nRX:\t\t%s\nTX:\t\t%s\n' "$(cat $d/rx)" "$(cat $d/tx)" ;;
+  -c) printf 'Coalesce parameters for eth0:\nAdaptive RX: %s  TX: off\n' "$(cat $d/adaptive-rx)" ;;
+  -k) printf 'Features for eth0:\ngeneric-receive-offload: %s\ngeneric-segmentation-offload: %s\ntcp-segmentation-offload: %s\n' "$(cat $d/gro)" "$(cat $d/gso)" "$(cat $d/tso)" ;;
+  -G|-C|-K) echo "$4" > "$d/$3" ;;
+  *) exit 1 ;;
+esac
+"#;
+    put(root, "/usr/sbin/ethtool", script);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        root.join("usr/sbin/ethtool"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+}
+
+#[test]
+fn the_nic_profile_splits_interrupts_from_shards_and_reverts_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fake_nic(root);
+    let r = root.to_str().unwrap();
+    let files = [
+        "/proc/irq/40/smp_affinity_list",
+        "/sys/class/net/eth0/queues/rx-1/rps_cpus",
+        "/sys/class/net/eth0/queues/tx-1/xps_cpus",
+        "/sys/class/net/eth0/queues/rx-0/rps_flow_cnt",
+        "/ethtool-state/rx",
+        "/ethtool-state/adaptive-rx",
+        "/ethtool-state/gso",
+    ];
+    let before: Vec<String> = files.iter().map(|f| get(root, f)).collect();
+    let args = ["--profile", "nic/split", "--iface", "eth0", "--root", r];
+
+    let check = tune(&[&["check"], &args[..]].concat());
+    let table = text(&check);
+    assert_eq!(check.status.code(), Some(1), "{table}");
+    for line in [
+        "irq affinity (irq 40)",
+        "rx ring (eth0)",
+        "gro (eth0)",
+        "xps_cpus (tx-1)",
+    ] {
+        assert!(table.contains(line), "{line} in:\n{table}");
+    }
+    let row = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} in:\n{table}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(
+        row("irq affinity (irq 41)"),
+        "irq affinity (irq 41) 0-15 0 DIFFERS"
+    );
+    assert_eq!(row("rx ring (eth0)"), "rx ring (eth0) 256 4096 DIFFERS");
+    assert_eq!(row("tx ring (eth0)"), "tx ring (eth0) 4096 4096 ok");
+    assert_eq!(row("gro (eth0)"), "gro (eth0) on on ok");
+
+    let dry = tune(&[&["apply", "--dry-run"], &args[..]].concat());
+    assert!(
+        text(&dry).contains("ethtool -G eth0 rx 4096"),
+        "{}",
+        text(&dry)
+    );
+    assert_eq!(
+        get(root, "/ethtool-state/rx"),
+        "256",
+        "a dry run writes nothing"
+    );
+
+    let apply = tune(&[&["apply"], &args[..]].concat());
+    assert_eq!(apply.status.code(), Some(0), "{}", text(&apply));
+    // One interrupt CPU on 16; packet steering to the other 15; each transmit queue to every
+    // other CPU; RFS shared over two receive queues; ethtool settings through ethtool.
+    assert_eq!(get(root, "/proc/irq/40/smp_affinity_list"), "0");
+    assert_eq!(
+        get(root, "/sys/class/net/eth0/queues/rx-1/rps_cpus"),
+        "0000fffe"
+    );
+    assert_eq!(
+        get(root, "/sys/class/net/eth0/queues/tx-0/xps_cpus"),
+        "00005555"
+    );
+    assert_eq!(
+        get(root, "/sys/class/net/eth0/queues/tx-1/xps_cpus"),
+        "0000aaaa"
+    );
+    assert_eq!(
+        get(root, "/sys/class/net/eth0/queues/rx-0/rps_flow_cnt"),
+        "16384"
+    );
+    assert_eq!(get(root, "/ethtool-state/rx"), "4096");
+    assert_eq!(get(root, "/ethtool-state/adaptive-rx"), "on");
+    assert_eq!(get(root, "/ethtool-state/gso"), "on");
+    assert_eq!(get(root, "/var/lib/sluice/nic-cpus"), "0");
+    assert_eq!(
+        tune(&[&["check"], &args[..]].concat()).status.code(),
+        Some(0)
+    );
+
+    let revert = tune(&["revert", "--root", r]);
+    assert_eq!(revert.status.code(), Some(0), "{}", text(&revert));
+    let after: Vec<String> = files.iter().map(|f| get(root, f)).collect();
+    assert_eq!(after, before);
+    assert!(!root.join("var/lib/sluice/nic-cpus").exists());
+
+    // Without the interface, the profile says what it needs; with a wrong one, each ethtool
+    // setting is reported unavailable.
+    let missing = tune(&["check", "--profile", "nic/split", "--root", r]);
+    assert!(
+        text(&missing).contains("needs --iface"),
+        "{}",
+        text(&missing)
+    );
+    let wrong = tune(&[
+        "check",
+        "--profile",
+        "nic/split",
+        "--iface",
+        "eth9",
+        "--root",
+        r,
+    ]);
+    let wrong = text(&wrong);
+    assert!(
+        wrong.contains("unavailable: ethtool -g eth9 failed: no such device"),
+        "{wrong}"
+    );
+    assert!(
+        wrong.contains("rps_cpus") && wrong.contains("unavailable: No such file"),
+        "{wrong}"
+    );
+}

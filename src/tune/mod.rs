@@ -2,6 +2,8 @@
 //! /proc and /sys, applied with a record of what they replaced, and reverted from that record.
 //! Every path is read under a root (`/`, or a fake tree in tests).
 
+pub mod nic;
+
 use std::path::{Path, PathBuf};
 
 /// The profiles, as shipped in `tuning/`.
@@ -21,10 +23,13 @@ pub const PROFILES: &[(&str, &str)] = &[
         "cpu/performance",
         include_str!("../../tuning/cpu/performance.toml"),
     ),
+    ("nic/split", include_str!("../../tuning/nic/split.toml")),
 ];
 
 /// Where `apply` records what it replaced, under the root.
 pub const REVERT_FILE: &str = "var/lib/sluice/tune.revert";
+/// Marks a revert entry that is an ethtool command (`{value}` to fill in), not a file.
+const ETHTOOL_PREFIX: &str = "ethtool ";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Setting {
@@ -37,6 +42,20 @@ pub struct Setting {
     pub reason: String,
     /// `{cpu}` runs over every CPU.
     pub each_cpu: bool,
+    /// The value is a CPU mask: compared as the CPUs it names, not as text.
+    pub mask: bool,
+    /// A NIC setting read and written with ethtool instead of a file.
+    pub ethtool: Option<EthtoolSetting>,
+}
+
+/// `ethtool <read> <iface>` reports the setting as `key: value`; `ethtool <write>` (with `{iface}`
+/// and `{value}` filled in) sets it. A wanted value of `max` is the first value the report gives
+/// for the key (`ethtool -g` lists the maximums before the current settings).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EthtoolSetting {
+    pub read: String,
+    pub key: String,
+    pub write: String,
 }
 
 #[derive(Clone, Debug)]
@@ -80,10 +99,24 @@ fn parse(name: &str, text: &str) -> Result<Profile, String> {
             boot: text_of(t, "boot"),
             reason: text_of(t, "reason").unwrap_or_default(),
             each_cpu: t.get("each_cpu").and_then(|v| v.as_bool()).unwrap_or(false),
+            mask: t.get("mask").and_then(|v| v.as_bool()).unwrap_or(false),
+            ethtool: t
+                .get("ethtool")
+                .and_then(|v| v.as_table())
+                .map(|e| EthtoolSetting {
+                    read: text_of(e, "read").unwrap_or_default(),
+                    key: text_of(e, "key").unwrap_or_default(),
+                    write: text_of(e, "write").unwrap_or_default(),
+                }),
         };
-        if setting.path.is_none() == setting.boot.is_none() {
+        let kinds = [
+            setting.path.is_some(),
+            setting.boot.is_some(),
+            setting.ethtool.is_some(),
+        ];
+        if kinds.iter().filter(|k| **k).count() != 1 {
             return Err(format!(
-                "profile {name}: setting {} needs exactly one of path and boot",
+                "profile {name}: setting {} needs exactly one of path, boot and ethtool",
                 setting.name
             ));
         }
@@ -132,6 +165,8 @@ pub struct Row {
     pub wanted: String,
     pub reason: String,
     pub state: State,
+    /// For an ethtool setting: its write command, `{value}` still to fill in.
+    pub command: Option<String>,
 }
 
 /// Normalises a value as /proc and /sys show it: whitespace collapsed, and of a choice list
@@ -145,7 +180,7 @@ pub fn normalise(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn cpus(target: &Target) -> Vec<String> {
+fn cpu_ids(target: &Target) -> Vec<u32> {
     let mut cpus: Vec<u32> = std::fs::read_dir(target.under("/sys/devices/system/cpu"))
         .into_iter()
         .flatten()
@@ -153,7 +188,102 @@ fn cpus(target: &Target) -> Vec<String> {
         .filter_map(|e| e.file_name().to_str()?.strip_prefix("cpu")?.parse().ok())
         .collect();
     cpus.sort();
-    cpus.into_iter().map(|c| c.to_string()).collect()
+    cpus
+}
+
+fn cpus(target: &Target) -> Vec<String> {
+    cpu_ids(target).into_iter().map(|c| c.to_string()).collect()
+}
+
+/// Expands `{irq}` (the interrupts of `--iface`), `{rxq}` and `{txq}` (its queues) in `path`,
+/// with the value each expanded path wants (`{nic_cpus}`, `{shard_cpus_mask}`, `{xps_mask}` and
+/// `{rps_flow_cnt}` computed from the CPUs and queues).
+fn expand_nic(target: &Target, path: &str, value: &str) -> Vec<(String, String)> {
+    let cpus = cpu_ids(target);
+    let iface = target.iface.clone().unwrap_or_default();
+    let queues = target.under(&format!("/sys/class/net/{iface}/queues"));
+    let rx = nic::entries(&queues, "rx-");
+    let tx = nic::entries(&queues, "tx-");
+    let fill = |v: &str, tx_index: Option<usize>| {
+        v.replace("{nic_cpus}", &nic::list(&nic::nic_cpus(&cpus)))
+            .replace("{shard_cpus_mask}", &nic::mask(&nic::shard_cpus(&cpus)))
+            .replace("{rps_flow_cnt}", &(32768 / rx.len().max(1)).to_string())
+            .replace(
+                "{xps_mask}",
+                &nic::mask(&nic::xps_cpus(&cpus, tx_index.unwrap_or(0), tx.len())),
+            )
+    };
+    // No interrupts or queues found (no such interface): one row, reported unavailable.
+    let none = |list: &[String]| {
+        list.is_empty()
+            .then(|| vec![(path.to_string(), fill(value, None))])
+    };
+    if path.contains("{irq}") {
+        let irqs = nic::entries(
+            &target.under(&format!("/sys/class/net/{iface}/device/msi_irqs")),
+            "",
+        );
+        if let Some(row) = none(&irqs) {
+            return row;
+        }
+        return irqs
+            .iter()
+            .map(|irq| (path.replace("{irq}", irq), fill(value, None)))
+            .collect();
+    }
+    if path.contains("{rxq}") {
+        if let Some(row) = none(&rx) {
+            return row;
+        }
+        return rx
+            .iter()
+            .map(|q| (path.replace("{rxq}", q), fill(value, None)))
+            .collect();
+    }
+    if path.contains("{txq}") {
+        if let Some(row) = none(&tx) {
+            return row;
+        }
+        return tx
+            .iter()
+            .enumerate()
+            .map(|(i, q)| (path.replace("{txq}", q), fill(value, Some(i))))
+            .collect();
+    }
+    vec![(path.to_string(), fill(value, None))]
+}
+
+/// An ethtool setting of `--iface`, read now.
+fn check_ethtool(setting: &Setting, spec: &EthtoolSetting, target: &Target) -> Row {
+    let iface = target.iface.clone().unwrap_or_default();
+    let report = nic::run_ethtool(&target.root, &[spec.read.as_str(), iface.as_str()]);
+    let (first, last) = match &report {
+        Ok(text) => nic::ethtool_values(text, &spec.key),
+        Err(_) => (None, None),
+    };
+    let wanted = if setting.value == "max" {
+        first.clone().unwrap_or_else(|| "max".into())
+    } else {
+        setting.value.clone()
+    };
+    let state = match (&report, &last) {
+        (Err(e), _) => State::Unavailable(e.clone()),
+        (Ok(_), None) => {
+            State::Unavailable(format!("ethtool {} shows no `{}`", spec.read, spec.key))
+        }
+        (Ok(_), Some(current)) if *current == wanted => State::Ok,
+        (Ok(_), Some(_)) => State::Differs,
+    };
+    Row {
+        name: format!("{} ({iface})", setting.name),
+        path: None,
+        current: last.clone(),
+        restorable: last,
+        wanted,
+        reason: setting.reason.clone(),
+        state,
+        command: Some(spec.write.replace("{iface}", &iface)),
+    }
 }
 
 /// The settings of `profiles` on `target`, each read now.
@@ -178,10 +308,18 @@ pub fn check(profiles: &[Profile], target: &Target) -> Result<Vec<Row>, String> 
                     } else {
                         State::NeedsReboot
                     },
+                    command: None,
                 });
                 continue;
             }
-            let template = setting.path.as_deref().expect("a path or boot");
+            if let Some(spec) = &setting.ethtool {
+                if target.iface.is_none() {
+                    return Err(format!("profile {} needs --iface", profile.name));
+                }
+                rows.push(check_ethtool(setting, spec, target));
+                continue;
+            }
+            let template = setting.path.as_deref().expect("a path, boot or ethtool");
             let mut paths = vec![template.to_string()];
             for (key, value) in [("{device}", &target.device), ("{iface}", &target.iface)] {
                 if template.contains(key) {
@@ -201,16 +339,21 @@ pub fn check(profiles: &[Profile], target: &Target) -> Result<Vec<Row>, String> 
                     .flat_map(|cpu| paths.iter().map(move |p| p.replace("{cpu}", cpu)))
                     .collect();
             }
-            for path in paths {
+            let paths: Vec<(String, String)> = paths
+                .iter()
+                .flat_map(|p| expand_nic(target, p, &setting.value))
+                .collect();
+            for (path, wanted) in paths {
                 let read = std::fs::read_to_string(target.under(&path));
                 let (current, restorable, state) = match read {
                     Ok(text) => {
                         let current = normalise(&text);
-                        let state = if current == normalise(&setting.value) {
-                            State::Ok
+                        let same = if setting.mask {
+                            nic::same_mask(&current, &wanted)
                         } else {
-                            State::Differs
+                            current == normalise(&wanted)
                         };
+                        let state = if same { State::Ok } else { State::Differs };
                         let restorable = if text.contains('[') {
                             current.clone()
                         } else {
@@ -223,6 +366,9 @@ pub fn check(profiles: &[Profile], target: &Target) -> Result<Vec<Row>, String> 
                 let name = match (&target.device, path.contains("/block/")) {
                     (Some(device), true) => format!("{} ({device})", setting.name),
                     _ if setting.each_cpu => format!("{} ({})", setting.name, cpu_of(&path)),
+                    _ if path.contains("/queues/") || path.starts_with("/proc/irq/") => {
+                        format!("{} ({})", setting.name, nic_part_of(&path))
+                    }
                     _ => setting.name.clone(),
                 };
                 rows.push(Row {
@@ -230,14 +376,28 @@ pub fn check(profiles: &[Profile], target: &Target) -> Result<Vec<Row>, String> 
                     path: Some(path),
                     current,
                     restorable,
-                    wanted: setting.value.clone(),
+                    wanted,
                     reason: setting.reason.clone(),
                     state,
+                    command: None,
                 });
             }
         }
     }
     Ok(rows)
+}
+
+/// `rx-0` of a queue path, `irq 42` of an interrupt's.
+fn nic_part_of(path: &str) -> String {
+    let parts: Vec<&str> = path.split('/').collect();
+    if let Some(i) = parts.iter().position(|p| *p == "irq") {
+        return format!("irq {}", parts.get(i + 1).unwrap_or(&""));
+    }
+    parts
+        .iter()
+        .find(|p| p.starts_with("rx-") || p.starts_with("tx-"))
+        .unwrap_or(&"")
+        .to_string()
 }
 
 fn cpu_of(path: &str) -> &str {
@@ -273,6 +433,27 @@ pub fn apply(rows: &[Row], target: &Target, dry_run: bool) -> Vec<Outcome> {
                 row.wanted
             )),
             (State::Unavailable(why), _) => Outcome::Failed(why.clone()),
+            (State::Differs, None) if row.command.is_some() => {
+                let template = row.command.clone().unwrap_or_default();
+                let command = template.replace("{value}", &row.wanted);
+                if dry_run {
+                    Outcome::WouldRun(format!("ethtool {command}"))
+                } else {
+                    let args: Vec<&str> = command.split_whitespace().collect();
+                    match nic::run_ethtool(&target.root, &args) {
+                        Ok(_) => {
+                            let key = format!("{ETHTOOL_PREFIX}{template}");
+                            if !record.iter().any(|(p, _)| *p == key) {
+                                record.push((key, row.restorable.clone().unwrap_or_default()));
+                            }
+                            Outcome::Written {
+                                previous: row.current.clone().unwrap_or_default(),
+                            }
+                        }
+                        Err(e) => Outcome::Failed(e),
+                    }
+                }
+            }
             (State::Differs, Some(path)) if dry_run => {
                 Outcome::WouldRun(format!("echo '{}' > {path}", row.wanted))
             }
@@ -318,13 +499,21 @@ pub fn revert(target: &Target) -> Result<Vec<Restored>, String> {
     })?;
     let mut results = Vec::new();
     for (path, previous) in record.iter().rev() {
-        let written = std::fs::write(target.under(path), format!("{previous}\n"))
-            .map(|()| previous.clone())
-            .map_err(|e| e.to_string());
+        let written = match path.strip_prefix(ETHTOOL_PREFIX) {
+            Some(template) => {
+                let command = template.replace("{value}", previous);
+                let args: Vec<&str> = command.split_whitespace().collect();
+                nic::run_ethtool(&target.root, &args).map(|_| previous.clone())
+            }
+            None => std::fs::write(target.under(path), format!("{previous}\n"))
+                .map(|()| previous.clone())
+                .map_err(|e| e.to_string()),
+        };
         results.push((path.clone(), written));
     }
     if results.iter().all(|(_, r)| r.is_ok()) {
         let _ = std::fs::remove_file(target.under(REVERT_FILE));
+        let _ = std::fs::remove_file(target.under(nic::NIC_CPUS_FILE));
     }
     Ok(results)
 }
@@ -353,6 +542,19 @@ fn write_revert(target: &Target, record: &[(String, String)]) -> std::io::Result
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, &path)
+}
+
+/// After a nic profile is applied: records its interrupt CPUs for `serve`, which pins its shards
+/// to the other CPUs (unless `--cores` says otherwise).
+pub fn record_nic_cpus(target: &Target) -> std::io::Result<String> {
+    let cpus = nic::nic_cpus(&cpu_ids(target));
+    let text = nic::list(&cpus);
+    let path = target.under(nic::NIC_CPUS_FILE);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&path, format!("{text}\n"))?;
+    Ok(text)
 }
 
 /// The table `check` prints.
