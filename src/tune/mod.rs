@@ -199,6 +199,9 @@ fn cpus(target: &Target) -> Vec<String> {
 /// with the value each expanded path wants (`{nic_cpus}`, `{shard_cpus_mask}`, `{xps_mask}` and
 /// `{rps_flow_cnt}` computed from the CPUs and queues).
 fn expand_nic(target: &Target, path: &str, value: &str) -> Vec<(String, String)> {
+    if !path.contains('{') && !value.contains('{') {
+        return vec![(path.to_string(), value.to_string())];
+    }
     let cpus = cpu_ids(target);
     let iface = target.iface.clone().unwrap_or_default();
     let queues = target.under(&format!("/sys/class/net/{iface}/queues"));

@@ -327,7 +327,10 @@ impl Coordinator {
                 // which fences that producer everywhere the markers land.
                 let fenced = self.fence_and_abort(id, current).await?;
                 drop(busy);
-                self.complete(id).await?;
+                if self.complete(id).await.is_err() {
+                    // Markers still to write (the ticker retries): the client retries too.
+                    return Err(E::ConcurrentTransactions.code());
+                }
                 let (busy, current, _) = self.take(id, |_| Ok(()))?;
                 if current.state != TxnState::CompleteAbort || current.producer_epoch != fenced {
                     return Err(E::ConcurrentTransactions.code());
