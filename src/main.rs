@@ -16,7 +16,9 @@ const USAGE: &str = "usage:
   sluice tune list                              the tuning profiles and their settings
   sluice tune check|apply|revert [--profile P]... [--device DEV] [--iface IF] [--root DIR] [--dry-run]
                                                 compare the host with profiles, apply them (root;
-                                                records what it replaced), or restore that";
+                                                records what it replaced), or restore that
+  sluice iotune --dir DIR [--seconds N]         measure the disk under DIR (default 20 s) and write
+                                                DIR/io-properties.toml, which serve reads";
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -43,6 +45,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some("iotune") => match iotune(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("error: {message}\n{USAGE}");
+                ExitCode::from(2)
+            }
+        },
         Some("tune") => match tune(&args[1..]) {
             Ok(code) => code,
             Err(message) => {
@@ -173,6 +182,53 @@ fn tune(args: &[String]) -> Result<ExitCode, String> {
         }
         other => Err(format!("unknown tune command `{other}`")),
     }
+}
+
+/// `sluice iotune --dir DIR [--seconds N]`: measures, prints, writes DIR/io-properties.toml.
+fn iotune(args: &[String]) -> Result<(), String> {
+    use sluice::tune::iotune;
+    let mut dir = None;
+    let mut seconds: u64 = 20;
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        let mut value = |name: &str| option_value(&mut iter, name);
+        match arg.as_str() {
+            "--dir" => dir = Some(PathBuf::from(value("--dir")?)),
+            "--seconds" => {
+                seconds = value("--seconds")?
+                    .parse()
+                    .ok()
+                    .filter(|s| *s >= 1)
+                    .ok_or("--seconds takes a whole number of seconds, at least 1")?
+            }
+            other => return Err(format!("unknown option `{other}`")),
+        }
+    }
+    let dir = dir.ok_or("iotune needs --dir (the directory of log.dirs)")?;
+    io::probe_io_uring()?;
+    println!("measuring {} for about {seconds} s", dir.display());
+    let found = iotune::measure(&dir, std::time::Duration::from_secs(seconds))
+        .map_err(|e| format!("measuring {}: {e}", dir.display()))?;
+    let mib = |b: f64| b / (1 << 20) as f64;
+    println!(
+        "sequential write {:.0} MiB/s, sequential read {:.0} MiB/s, fdatasync p50 {:.0} us p99 \
+         {:.0} us, random 4 KiB reads {:.0} IOPS: disk profile `disk/{}`",
+        mib(found.write_bytes_per_sec),
+        mib(found.read_bytes_per_sec),
+        found.fdatasync_p50_us,
+        found.fdatasync_p99_us,
+        found.random_read_iops,
+        found.disk_profile
+    );
+    let path = dir.join(iotune::FILE_NAME);
+    std::fs::write(&path, found.to_toml(&dir))
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    println!(
+        "wrote {}; check the device with `sluice tune check --profile disk/{} --device <dev>`",
+        path.display(),
+        found.disk_profile
+    );
+    Ok(())
 }
 
 /// The value after option `name`.

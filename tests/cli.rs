@@ -191,3 +191,72 @@ fn production_mode_warns_about_the_host_and_serves() {
         "swappiness {swappiness}: {stderr}"
     );
 }
+
+/// `iotune` measures a directory for a bounded time and writes io-properties that `serve` reads
+/// (and refuses to start on when they do not parse).
+#[test]
+fn iotune_measures_a_directory_and_serve_reads_the_result() {
+    use sluice::tune::iotune::{IoProperties, FILE_NAME};
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "iotune",
+            "--dir",
+            dir.path().to_str().unwrap(),
+            "--seconds",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "bounded"
+    );
+    assert!(stdout.contains("disk profile `disk/"), "{stdout}");
+    let text = std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
+    let props = IoProperties::parse(&text).unwrap();
+    assert!(
+        props.write_bytes_per_sec > 0.0 && props.read_bytes_per_sec > 0.0,
+        "{text}"
+    );
+    assert!(props.fdatasync_p50_us > 0.0 && props.fdatasync_p99_us >= props.fdatasync_p50_us);
+    assert!(props.random_read_iops > 0.0, "{text}");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+    assert_eq!(leftovers.len(), 1, "only the properties file stays");
+
+    // serve logs what it took from them.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("serve")
+        .args(["--set", &format!("log.dirs={}", dir.path().display())])
+        .args(["--set", "listeners=PLAINTEXT://127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    child.kill().unwrap();
+    let log = String::from_utf8_lossy(&child.wait_with_output().unwrap().stderr).into_owned();
+    assert!(log.contains("io-properties from sluice iotune"), "{log}");
+
+    let bad = tempfile::tempdir().unwrap();
+    std::fs::write(bad.path().join(FILE_NAME), "disk_profile = \"tape\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("serve")
+        .args(["--set", &format!("log.dirs={}", bad.path().display())])
+        .args(["--set", "listeners=PLAINTEXT://127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("io-properties") && stderr.contains("disk_profile"),
+        "{stderr}"
+    );
+}

@@ -76,6 +76,8 @@ struct Common {
     shards: usize,
     stop: Arc<AtomicBool>,
     drained: Arc<AtomicUsize>,
+    /// The background task queue's shares, from `sluice iotune`'s io-properties when present.
+    background_shares: usize,
 }
 
 /// The state of one shard. `!Send`: it lives and dies on its core.
@@ -566,6 +568,19 @@ pub fn serve(broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeError
     std::fs::create_dir_all(&data_dir)
         .map_err(io_error(format!("creating {}", data_dir.display())))?;
     let _lock = lock_data_dir(&data_dir)?;
+    let background_shares = match crate::tune::iotune::IoProperties::load(&data_dir) {
+        Ok(Some(props)) => {
+            tracing::info!(
+                disk = %props.disk_profile,
+                fdatasync_p50_us = props.fdatasync_p50_us,
+                shares = props.background_shares(),
+                "io-properties from sluice iotune: background I/O share sized for the disk"
+            );
+            props.background_shares()
+        }
+        Ok(None) => crate::storage::BACKGROUND_SHARES,
+        Err(e) => return Err(ServeError::Config(format!("io-properties: {e}"))),
+    };
     let node_id = broker.i32("node.id");
     let cluster_id = cluster_id(&data_dir, node_id)?;
     let image = Image::load(&data_dir).map_err(ServeError::Config)?;
@@ -613,6 +628,7 @@ pub fn serve(broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeError
         shards,
         stop: Arc::new(AtomicBool::new(false)),
         drained: Arc::new(AtomicUsize::new(0)),
+        background_shares,
     };
     let (events_tx, events) = mpsc::channel::<Event>();
     let mesh = io::shard::MeshBuilder::<ShardMessage>::new(shards, mesh::MESH_CHANNEL_CAPACITY);
@@ -721,7 +737,7 @@ async fn run_shard(
         producer_ids: producer_ids::ProducerIds::new(&common.data_dir.join(metadata::METADATA_DIR)),
         mesh: senders,
         hot: io::TaskQueue::new("hot", crate::storage::HOT_PATH_SHARES),
-        background: io::TaskQueue::new("background", crate::storage::BACKGROUND_SHARES),
+        background: io::TaskQueue::new("background", common.background_shares),
         fetch_sessions: RefCell::new(fetch_sessions::Sessions::new(id, common.shards)),
         request_memory: io::Budget::new(SHARD_REQUEST_MEMORY_BYTES),
         groups: groups::coordinator(weak.clone(), group_config),

@@ -2,6 +2,7 @@
 //! /proc and /sys, applied with a record of what they replaced, and reverted from that record.
 //! Every path is read under a root (`/`, or a fake tree in tests).
 
+pub mod iotune;
 pub mod nic;
 
 use std::path::{Path, PathBuf};
