@@ -217,7 +217,8 @@ fn expand_nic(target: &Target, path: &str, value: &str) -> Vec<(String, String)>
                 &nic::mask(&nic::xps_cpus(&cpus, tx_index.unwrap_or(0), tx.len())),
             )
     };
-    // No interrupts or queues found (no such interface): one row, reported unavailable.
+    // No interrupts or queues found (a virtual NIC, no such interface): one row, left with its
+    // placeholder, which `check` reports unavailable.
     let none = |list: &[String]| {
         list.is_empty()
             .then(|| vec![(path.to_string(), fill(value, None))])
@@ -348,6 +349,20 @@ pub fn check(profiles: &[Profile], target: &Target) -> Result<Vec<Row>, String> 
                 .flat_map(|p| expand_nic(target, p, &setting.value))
                 .collect();
             for (path, wanted) in paths {
+                if let Some(what) = unexpanded(&path) {
+                    let iface = target.iface.as_deref().unwrap_or("");
+                    rows.push(Row {
+                        name: setting.name.clone(),
+                        path: None,
+                        current: None,
+                        restorable: None,
+                        wanted,
+                        reason: setting.reason.clone(),
+                        state: State::Unavailable(format!("{iface} has no {what}")),
+                        command: None,
+                    });
+                    continue;
+                }
                 let read = std::fs::read_to_string(target.under(&path));
                 let (current, restorable, state) = match read {
                     Ok(text) => {
@@ -389,6 +404,19 @@ pub fn check(profiles: &[Profile], target: &Target) -> Result<Vec<Row>, String> 
         }
     }
     Ok(rows)
+}
+
+/// What a path left with a placeholder found none of (an interface without MSI interrupts or
+/// queues in sysfs, as virtual NICs are).
+fn unexpanded(path: &str) -> Option<&'static str> {
+    [
+        ("{irq}", "MSI interrupts in sysfs"),
+        ("{rxq}", "receive queues in sysfs"),
+        ("{txq}", "transmit queues in sysfs"),
+    ]
+    .iter()
+    .find(|(token, _)| path.contains(token))
+    .map(|(_, what)| *what)
 }
 
 /// `rx-0` of a queue path, `irq 42` of an interrupt's.
