@@ -11,7 +11,7 @@ use bytes::Bytes;
 use super::mesh::ShardMessage;
 use super::Shard;
 use crate::config::Values;
-pub use crate::group::LogEntry;
+use crate::group::LogEntry;
 use crate::group::{
     self, CommittedOffset, Coordinator, GroupConfig, GroupDescription, JoinOutcome, JoinParams,
     SyncOutcome, TopicPartitions, OFFSETS_TOPIC,
@@ -52,11 +52,6 @@ pub enum GroupCall {
         instance_id: Option<String>,
         offsets: Vec<(String, i32, CommittedOffset)>,
     },
-    /// Which of `partitions` have offsets waiting for a transaction's outcome.
-    Unstable {
-        group: String,
-        partitions: Vec<(String, i32)>,
-    },
     Commit {
         group: String,
         generation: i32,
@@ -67,6 +62,9 @@ pub enum GroupCall {
     FetchOffsets {
         group: String,
         topics: Option<TopicPartitions>,
+        /// OffsetFetch v7+: an offset waiting for a transaction's outcome is answered with
+        /// UNSTABLE_OFFSET_COMMIT instead.
+        require_stable: bool,
     },
     Describe {
         group: String,
@@ -81,7 +79,9 @@ pub enum GroupCall {
     },
 }
 
-pub type FetchedOffsets = Result<Vec<(String, i32, Option<CommittedOffset>)>, i16>;
+/// A partition's answer to an offset fetch: its committed offset, or an error code for it.
+pub type FetchedRow = (String, i32, Option<CommittedOffset>, i16);
+pub type FetchedOffsets = Result<Vec<FetchedRow>, i16>;
 
 pub enum GroupAnswer {
     Join(JoinOutcome),
@@ -92,7 +92,6 @@ pub enum GroupAnswer {
     Offsets(FetchedOffsets),
     Describe(GroupDescription),
     List(Vec<(String, String, &'static str)>),
-    Unstable(Vec<bool>),
 }
 
 impl GroupAnswer {
@@ -145,7 +144,7 @@ impl Shard {
 
     /// The shard whose coordinator holds `group`.
     pub fn group_shard(&self, group: &str) -> usize {
-        let partition = group::offsets_partition(group, self.groups.config().offsets_partitions);
+        let partition = group::offsets_partition(group, self.group_partitions());
         self.owner(&TopicPartition::new(OFFSETS_TOPIC, partition))
     }
 
@@ -235,15 +234,21 @@ impl Shard {
                     )
                     .await,
             ),
-            GroupCall::Unstable { group, partitions } => GroupAnswer::Unstable(
-                partitions
-                    .iter()
-                    .map(|(t, p)| groups.is_unstable(&group, t, *p))
-                    .collect(),
-            ),
-            GroupCall::FetchOffsets { group, topics } => {
-                GroupAnswer::Offsets(groups.fetch_offsets(&group, topics))
-            }
+            GroupCall::FetchOffsets {
+                group,
+                topics,
+                require_stable,
+            } => GroupAnswer::Offsets(groups.fetch_offsets(&group, topics).map(|rows| {
+                rows.into_iter()
+                    .map(|(topic, p, offset)| {
+                        if require_stable && groups.is_unstable(&group, &topic, p) {
+                            (topic, p, None, E::UnstableOffsetCommit.code())
+                        } else {
+                            (topic, p, offset, 0)
+                        }
+                    })
+                    .collect()
+            })),
             GroupCall::Describe { group } => GroupAnswer::Describe(groups.describe(&group)),
             GroupCall::List => GroupAnswer::List(groups.list()),
             GroupCall::Delete { group } => GroupAnswer::Code(groups.delete(&group).await),
@@ -257,7 +262,7 @@ impl Shard {
     pub async fn load_groups(&self) {
         let started = Instant::now();
         let mut entries = Vec::new();
-        let partitions = self.groups.config().offsets_partitions;
+        let partitions = self.group_partitions();
         self.read_internal(OFFSETS_TOPIC, partitions, |p, e| entries.push((p, e)))
             .await;
         let count = entries.len();
@@ -307,7 +312,7 @@ impl Shard {
 }
 
 /// Every entry of an internal topic's log (records and transaction markers), oldest first.
-pub async fn read_log(
+async fn read_log(
     log: &crate::storage::Log,
     mut out: impl FnMut(LogEntry),
 ) -> Result<(), Box<dyn std::error::Error>> {

@@ -11,16 +11,16 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use futures::FutureExt;
 
-use super::groups::LogEntry;
 use super::mesh::ShardMessage;
 use super::metadata::Change;
 use super::Shard;
 use crate::config::Values;
+use crate::group::LogEntry;
 use crate::io;
 use crate::model::records::marker_batch;
 use crate::model::{TimestampMs, TopicPartition};
 use crate::protocol::ResponseError as E;
-use crate::txn::{self, Coordinator, Described, MarkerWrite, TxnConfig, TxnState, TXN_TOPIC};
+use crate::txn::{self, Coordinator, MarkerWrite, TxnConfig, TxnState, TXN_TOPIC};
 
 /// How often a shard's transaction coordinator runs its ticker.
 const TXN_TICK_MS: u64 = 100;
@@ -64,7 +64,7 @@ pub enum TxnAnswer {
     Producer(Result<(i64, i16), i16>),
     Code(Result<(), i16>),
     Verified(Result<Vec<bool>, i16>),
-    Described(Result<Described, i16>),
+    Described(Result<crate::txn::TxnRecord, i16>),
     Listed(Vec<(String, i64, TxnState)>),
 }
 

@@ -187,7 +187,7 @@ async fn run(path: PathBuf, phase: Duration) -> std::io::Result<IoProperties> {
     let mut reads_done: u64 = 0;
     while started.elapsed() < phase {
         let reads = (0..READERS).map(|_| file.read_at(next_block() * SMALL as u64, SMALL));
-        for result in join_all(reads.collect::<Vec<_>>()).await {
+        for result in join_all(reads).await {
             result?;
             reads_done += 1;
         }

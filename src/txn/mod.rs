@@ -81,9 +81,6 @@ struct Txn {
     busy: bool,
 }
 
-/// A transaction as operators see it (DescribeTransactions, ListTransactions).
-pub type Described = TxnRecord;
-
 pub struct Coordinator {
     config: TxnConfig,
     io: Io,
@@ -213,15 +210,11 @@ impl Coordinator {
         }
         check(txn)?;
         txn.busy = true;
-        let taken = (txn.record.clone(), txn.last_epoch);
-        Ok((
-            Busy {
-                coordinator: self,
-                id: id.to_string(),
-            },
-            taken.0,
-            taken.1,
-        ))
+        let busy = Busy {
+            coordinator: self,
+            id: id.to_string(),
+        };
+        Ok((busy, txn.record.clone(), txn.last_epoch))
     }
 
     /// Writes `record` as the id's state and installs it once durable.
@@ -565,7 +558,7 @@ impl Coordinator {
         Ok(())
     }
 
-    pub fn describe(&self, id: &str) -> Result<Described, i16> {
+    pub fn describe(&self, id: &str) -> Result<TxnRecord, i16> {
         self.ready(id)?;
         self.txns
             .borrow()

@@ -35,7 +35,7 @@ use super::{str_bytes, topic_name, Answer, Api, Request};
 use crate::group::{CommittedOffset, JoinParams, TopicPartitions};
 use crate::model::TimestampMs;
 use crate::protocol::ResponseError as E;
-use crate::server::groups::{GroupAnswer, GroupCall};
+use crate::server::groups::{FetchedOffsets, FetchedRow, GroupAnswer, GroupCall};
 use crate::server::Shard;
 
 api!(FIND_COORDINATOR, FindCoordinator, 0, 4, find_coordinator);
@@ -354,48 +354,22 @@ async fn offset_commit(shard: Rc<Shard>, request: Request) -> Answer {
     request.answer(&response)
 }
 
-/// A partition's answer: its committed offset, or an error code for it.
-type FetchedRow = (String, i32, Option<CommittedOffset>, i16);
-
 async fn fetch_group_offsets(
     shard: &Shard,
     group: &str,
     topics: Option<TopicPartitions>,
     require_stable: bool,
-) -> Result<Vec<FetchedRow>, i16> {
+) -> FetchedOffsets {
     let call = GroupCall::FetchOffsets {
         group: group.to_string(),
         topics,
+        require_stable,
     };
-    let rows = match shard.group_call(group, call).await {
-        GroupAnswer::Offsets(result) => result?,
-        GroupAnswer::Code(code) => return Err(code),
+    match shard.group_call(group, call).await {
+        GroupAnswer::Offsets(result) => result,
+        GroupAnswer::Code(code) => Err(code),
         _ => unreachable!("an offset fetch is answered with offsets"),
-    };
-    let unstable = if require_stable && !rows.is_empty() {
-        let call = GroupCall::Unstable {
-            group: group.to_string(),
-            partitions: rows.iter().map(|(t, p, _)| (t.clone(), *p)).collect(),
-        };
-        match shard.group_call(group, call).await {
-            GroupAnswer::Unstable(flags) => flags,
-            _ => vec![false; rows.len()],
-        }
-    } else {
-        vec![false; rows.len()]
-    };
-    Ok(rows
-        .into_iter()
-        .zip(unstable)
-        .map(|((topic, p, offset), unstable)| {
-            if unstable {
-                // An offset committed inside an open transaction: the client retries.
-                (topic, p, None, E::UnstableOffsetCommit.code())
-            } else {
-                (topic, p, offset, 0)
-            }
-        })
-        .collect())
+    }
 }
 
 /// Groups consecutive rows by topic, keeping their order.
