@@ -224,8 +224,12 @@ fn iotune(args: &[String]) -> Result<(), String> {
     std::fs::write(&path, found.to_toml(&dir))
         .map_err(|e| format!("writing {}: {e}", path.display()))?;
     println!(
-        "wrote {}; check the device with `sluice tune check --profile disk/{} --device <dev>`",
+        "wrote {}: serve gives background I/O {} shares and writes concurrent appends in groups \
+         of up to {} KiB (log.write.group.max.bytes); check the device with `sluice tune check \
+         --profile disk/{} --device <dev>`",
         path.display(),
+        found.background_shares(),
+        found.write_group_bytes() / 1024,
         found.disk_profile
     );
     Ok(())

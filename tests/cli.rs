@@ -244,6 +244,12 @@ fn iotune_measures_a_directory_and_serve_reads_the_result() {
     child.kill().unwrap();
     let log = String::from_utf8_lossy(&child.wait_with_output().unwrap().stderr).into_owned();
     assert!(log.contains("io-properties from sluice iotune"), "{log}");
+    let group = props.write_group_bytes();
+    assert!(
+        log.contains(&format!("write_group_max_bytes={group}"))
+            || log.contains(&format!("write_group_max_bytes=\"{group}\"")),
+        "{log}"
+    );
 
     let bad = tempfile::tempdir().unwrap();
     std::fs::write(bad.path().join(FILE_NAME), "disk_profile = \"tape\"\n").unwrap();

@@ -271,10 +271,43 @@ fn a_failed_fdatasync_is_not_acknowledged_as_durable() {
 
 #[test]
 fn concurrent_appends_share_writes_and_get_disjoint_offsets() {
+    let stats = concurrent_appends(small_config());
+    // Group commit: the 64 appends (32 of them asking for fdatasync) shared writes and syncs.
+    assert_eq!(stats.appends, 64);
+    assert!(stats.writes < 64, "{stats:?}");
+    assert!(stats.syncs < 32, "{stats:?}");
+}
+
+/// `log.write.group.max.bytes` caps a group write: with a cap below one batch every append is a
+/// write of its own, still in queue order with the same offsets; with room for two, no write
+/// carries more than two.
+#[test]
+fn write_groups_stop_at_their_byte_cap() {
+    let one_each = concurrent_appends(LogConfig {
+        write_group_max_bytes: 1,
+        ..small_config()
+    });
+    assert_eq!(
+        (one_each.appends, one_each.writes),
+        (64, 64),
+        "{one_each:?}"
+    );
+    let batch_bytes = batch("t10", 3, 0, Codec::None).len();
+    let pairs = concurrent_appends(LogConfig {
+        write_group_max_bytes: 2 * batch_bytes,
+        ..small_config()
+    });
+    assert_eq!(pairs.appends, 64);
+    assert!(pairs.writes >= 32 && pairs.writes < 64, "{pairs:?}");
+}
+
+/// 64 concurrent appends, half of them asking for fdatasync; checks offsets and contents and
+/// returns the log's counters.
+fn concurrent_appends(config: LogConfig) -> sluice::storage::LogStats {
     let dir = tempfile::tempdir().unwrap();
     io::block_on(async {
         let log = std::rc::Rc::new(
-            Log::open(dir.path(), small_config(), Faults::default())
+            Log::open(dir.path(), config, Faults::default())
                 .await
                 .unwrap(),
         );
@@ -320,12 +353,8 @@ fn concurrent_appends_share_writes_and_get_disjoint_offsets() {
             .max()
             .unwrap();
         assert!(log.recovery_point().0 >= synced_end);
-        // Group commit: the 64 appends (32 of them asking for fdatasync) shared writes and syncs.
-        let stats = log.stats();
-        assert_eq!(stats.appends, 64);
-        assert!(stats.writes < 64, "{stats:?}");
-        assert!(stats.syncs < 32, "{stats:?}");
-    });
+        log.stats()
+    })
 }
 
 #[test]

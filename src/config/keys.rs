@@ -290,6 +290,12 @@ pub const BROKER_KEYS: &[Key] = &[
         "how long compaction keeps tombstones",
     ),
     broker(
+        "log.write.group.max.bytes",
+        int(4096, I32),
+        "4194304",
+        "the most bytes of concurrent appends one write to a segment carries; `sluice iotune` sizes it for the disk",
+    ),
+    broker(
         "producer.id.expiration.ms",
         int(1, I32),
         "86400000",

@@ -211,6 +211,7 @@ pub fn log_config(broker: &Values, topic: &Values) -> LogConfig {
             .expect("checked when set"),
         cleaner_dedupe_buffer_bytes: broker.i64("log.cleaner.dedupe.buffer.size") as usize,
         producer_id_expiration_ms: broker.i64("producer.id.expiration.ms"),
+        write_group_max_bytes: broker.i64("log.write.group.max.bytes") as usize,
     }
 }
 

@@ -541,7 +541,7 @@ enum Event {
 }
 
 /// Runs the broker until SIGINT or SIGTERM; returns after a clean shutdown.
-pub fn serve(broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeError> {
+pub fn serve(mut broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeError> {
     io::probe_io_uring().map_err(ServeError::Config)?;
     if broker.get("mode") == "production" {
         let warnings = crate::tune::production_warnings(std::path::Path::new("/"));
@@ -570,11 +570,18 @@ pub fn serve(broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeError
     let _lock = lock_data_dir(&data_dir)?;
     let background_shares = match crate::tune::iotune::IoProperties::load(&data_dir) {
         Ok(Some(props)) => {
+            const GROUP: &str = "log.write.group.max.bytes";
+            if !broker.is_set(GROUP) {
+                broker
+                    .set(GROUP, &props.write_group_bytes().to_string())
+                    .map_err(|e| ServeError::Config(format!("io-properties: {e}")))?;
+            }
             tracing::info!(
                 disk = %props.disk_profile,
                 fdatasync_p50_us = props.fdatasync_p50_us,
                 shares = props.background_shares(),
-                "io-properties from sluice iotune: background I/O share sized for the disk"
+                write_group_max_bytes = broker.get(GROUP),
+                "io-properties from sluice iotune: background I/O share and write groups sized for the disk"
             );
             props.background_shares()
         }

@@ -76,6 +76,10 @@ pub struct LogConfig {
     pub cleaner_dedupe_buffer_bytes: usize,
     /// `producer.id.expiration.ms` (a broker config): idle idempotent producers are forgotten.
     pub producer_id_expiration_ms: i64,
+    /// `log.write.group.max.bytes` (a broker config): concurrent appends are written together up
+    /// to this many bytes a write (at least one append each), so that one large group does not
+    /// hold back the appends queued first.
+    pub write_group_max_bytes: usize,
 }
 
 impl Default for LogConfig {
@@ -97,6 +101,7 @@ impl Default for LogConfig {
             min_cleanable_dirty_ratio: 0.5,
             cleaner_dedupe_buffer_bytes: 128 << 20,
             producer_id_expiration_ms: 86_400_000,
+            write_group_max_bytes: 4 << 20,
         }
     }
 }

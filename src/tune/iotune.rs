@@ -56,6 +56,15 @@ impl IoProperties {
         }
     }
 
+    /// `log.write.group.max.bytes` for this disk: what it writes in one fdatasync's time (the
+    /// bandwidth-delay product), so that a full group's write costs about what its sync does;
+    /// between 256 KiB and 16 MiB, in whole 4 KiB pages.
+    pub fn write_group_bytes(&self) -> usize {
+        let product = self.write_bytes_per_sec * self.fdatasync_p50_us / 1e6;
+        let bytes = product.clamp(256.0 * 1024.0, 16.0 * 1024.0 * 1024.0) as usize;
+        bytes / 4096 * 4096
+    }
+
     pub fn to_toml(&self, dir: &Path) -> String {
         format!(
             "# Written by `sluice iotune --dir {}`; `sluice serve` reads it from log.dirs.\n\
@@ -229,6 +238,20 @@ mod tests {
         };
         assert_eq!(p.disk_profile, "nvme");
         assert_eq!(p.background_shares(), 100);
+        // 2 GB/s x 50 us = 100 kB: raised to the 256 KiB floor.
+        assert_eq!(p.write_group_bytes(), 256 << 10);
+        let hdd = IoProperties {
+            write_bytes_per_sec: 150e6,
+            fdatasync_p50_us: 8_000.0,
+            ..p.clone()
+        };
+        assert_eq!(hdd.write_group_bytes(), 1_200_000 / 4096 * 4096);
+        let slow_sync = IoProperties {
+            write_bytes_per_sec: 4e9,
+            fdatasync_p50_us: 10_000.0,
+            ..p.clone()
+        };
+        assert_eq!(slow_sync.write_group_bytes(), 16 << 20);
         assert_eq!(IoProperties::parse(&p.to_toml(Path::new("/d"))).unwrap(), p);
         assert_eq!(IoProperties::pick_profile(900.0, 40_000.0), "ssd");
         assert_eq!(IoProperties::pick_profile(8_000.0, 150.0), "hdd");

@@ -127,13 +127,33 @@ impl Log {
             ticket: ticket.clone(),
         });
         let _guard = self.write_lock.lock().await;
-        if let Some(result) = ticket.borrow_mut().take() {
-            return result;
+        // Whoever holds the lock writes the queue in order, a group at a time, until its own
+        // append is answered; appends queued behind it wait for the next holder.
+        loop {
+            if let Some(result) = ticket.borrow_mut().take() {
+                return result;
+            }
+            let group = self.next_group();
+            debug_assert!(!group.is_empty(), "an unanswered append is queued");
+            self.write_group(group).await;
         }
-        let group = std::mem::take(&mut *self.queue.borrow_mut());
-        self.write_group(group).await;
-        let result = ticket.borrow_mut().take();
-        result.expect("the writer answers every append it takes")
+    }
+
+    /// The appends at the head of the queue that fit `log.write.group.max.bytes` together (the
+    /// first always does).
+    fn next_group(&self) -> Vec<Pending> {
+        let limit = self.config.borrow().write_group_max_bytes;
+        let mut queue = self.queue.borrow_mut();
+        let mut bytes = 0;
+        let take = queue
+            .iter()
+            .take_while(|pending| {
+                let first = bytes == 0;
+                bytes += pending.bytes;
+                first || bytes <= limit
+            })
+            .count();
+        queue.drain(..take).collect()
     }
 
     async fn write_group(&self, group: Vec<Pending>) {
