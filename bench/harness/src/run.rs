@@ -438,7 +438,6 @@ fn start_consumers(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 fn start_producers(
     clients: &mut Clients,
     w: &Workload,
@@ -656,8 +655,7 @@ fn drive(
     bar.set_message("warm-up");
     std::thread::sleep(Duration::from_secs_f64(w.warmup_duration_minutes * 60.0));
     for stats in clients.producers.iter().chain(&clients.consumers) {
-        stats.latency.reset();
-        stats.delay.reset();
+        stats.reset_latencies();
     }
 
     let proc = options.broker_pid.map(ProcReader::new);

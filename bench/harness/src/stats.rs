@@ -75,10 +75,9 @@ impl ClientStats {
         self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
-    pub fn reset(&self) {
-        for counter in [&self.attempted, &self.messages, &self.bytes, &self.errors] {
-            counter.store(0, Ordering::Relaxed);
-        }
+    /// Forgets the latencies recorded (the end of the warm-up); the counters go on, so that
+    /// the backlog stays right.
+    pub fn reset_latencies(&self) {
         self.latency.reset();
         self.delay.reset();
     }
