@@ -22,6 +22,8 @@ use rdkafka::ClientContext;
 
 use crate::resources::{ProcReader, Reading};
 use crate::result::{period_line, Resources, TestResult};
+use hdrhistogram::Histogram;
+
 use crate::stats::{histogram, quantiles, ClientStats, Percentiles, Totals};
 use crate::workload::{set, DriverFile, KeyDistributor, Workload};
 
@@ -285,6 +287,23 @@ impl Clients {
             .max(0)
     }
 
+    /// Every client's latencies since the last take, merged: publish, publish delay and end to
+    /// end; each also added to `totals`.
+    fn take_periods(&self, totals: &mut [Histogram<u64>; 3]) -> [Histogram<u64>; 3] {
+        let mut period = [histogram(), histogram(), histogram()];
+        for s in &self.producers {
+            s.latency.take_period(&mut period[0]);
+            s.delay.take_period(&mut period[1]);
+        }
+        for s in &self.consumers {
+            s.latency.take_period(&mut period[2]);
+        }
+        for (total, h) in totals.iter_mut().zip(&period) {
+            total.add(h).expect("same bounds");
+        }
+        period
+    }
+
     /// Messages handed to producers and not yet acknowledged (or failed).
     fn in_flight(&self) -> u64 {
         let p = self.published();
@@ -384,11 +403,11 @@ fn start_consumers(
     options: &RunOptions,
     topics: &[String],
     settings: &[(String, String)],
-    id: u64,
 ) -> Result<(), String> {
     for topic in topics {
         for subscription in 0..w.subscriptions_per_topic {
-            let group = format!("sluice-bench-{id:06}-{topic}-sub-{subscription}");
+            // Topic names are unique to the run, and so are these.
+            let group = format!("{topic}-sub-{subscription}");
             for _ in 0..w.consumer_per_subscription {
                 let mut config = client_config(&options.bootstrap, settings);
                 config.set("group.id", &group);
@@ -571,7 +590,6 @@ fn run_on_topics(
     producer_settings: &[(String, String)],
     consumer_settings: &[(String, String)],
 ) -> Result<TestResult, String> {
-    let id = random_u64() % 1_000_000;
     let mut clients = Clients {
         producers: Vec::new(),
         consumers: Vec::new(),
@@ -588,7 +606,6 @@ fn run_on_topics(
         topics,
         producer_settings,
         consumer_settings,
-        id,
     );
     clients.producer_stop.store(true, Ordering::Relaxed);
     clients.consumer_stop.store(true, Ordering::Relaxed);
@@ -605,11 +622,10 @@ fn drive(
     topics: &[String],
     producer_settings: &[(String, String)],
     consumer_settings: &[(String, String)],
-    id: u64,
 ) -> Result<TestResult, String> {
     let backlog_bytes = (w.consumer_backlog_gb * 1e9) as u64;
     if backlog_bytes == 0 {
-        start_consumers(clients, w, options, topics, consumer_settings, id)?;
+        start_consumers(clients, w, options, topics, consumer_settings)?;
     }
     let search = w.producer_rate == 0.0;
     let rate: SharedRate = Arc::new(AtomicU64::new(0));
@@ -650,7 +666,7 @@ fn drive(
         while clients.published().bytes < backlog_bytes {
             std::thread::sleep(Duration::from_millis(100));
         }
-        start_consumers(clients, w, options, topics, consumer_settings, id)?;
+        start_consumers(clients, w, options, topics, consumer_settings)?;
     }
     bar.set_message("warm-up");
     std::thread::sleep(Duration::from_secs_f64(w.warmup_duration_minutes * 60.0));
@@ -667,6 +683,8 @@ fn drive(
     let start = Instant::now();
     let (start_pub, start_cons) = (clients.published(), clients.consumed());
     let (mut last_pub, mut last_cons, mut last_at) = (start_pub, start_cons, start);
+    // The whole measured run: every period's histograms added up.
+    let mut totals = [histogram(), histogram(), histogram()];
     let mut result = TestResult {
         workload: w.name.clone(),
         driver: options.driver.name.clone(),
@@ -705,14 +723,7 @@ fn drive(
             p.bytes as f64 / seconds / 1e6,
             c.bytes as f64 / seconds / 1e6,
         );
-        let (mut publish, mut delay, mut e2e) = (histogram(), histogram(), histogram());
-        for s in &clients.producers {
-            s.latency.take_period(&mut publish);
-            s.delay.take_period(&mut delay);
-        }
-        for s in &clients.consumers {
-            s.latency.take_period(&mut e2e);
-        }
+        let [publish, delay, e2e] = clients.take_periods(&mut totals);
         let (publish, delay, e2e) = (
             Percentiles::of(&publish, 1000.0),
             Percentiles::of(&delay, 1.0),
@@ -747,22 +758,17 @@ fn drive(
     result.aggregated_consume_rate = c.messages as f64 / window;
     result.aggregated_publish_mbps = p.bytes as f64 / window / 1e6;
     result.aggregated_consume_mbps = c.bytes as f64 / window / 1e6;
-    let (mut publish, mut delay, mut e2e) = (histogram(), histogram(), histogram());
-    for s in &clients.producers {
-        s.latency.add_total(&mut publish);
-        s.delay.add_total(&mut delay);
-    }
-    for s in &clients.consumers {
-        s.latency.add_total(&mut e2e);
-    }
+    // What was recorded after the last period (the drain) counts in the totals too.
+    clients.take_periods(&mut totals);
+    let [publish, delay, e2e] = &totals;
     result.set_aggregated(
-        &Percentiles::of(&publish, 1000.0),
-        &Percentiles::of(&delay, 1.0),
-        &Percentiles::of(&e2e, 1000.0),
+        &Percentiles::of(publish, 1000.0),
+        &Percentiles::of(delay, 1.0),
+        &Percentiles::of(e2e, 1000.0),
     );
-    result.aggregated_publish_latency_quantiles = quantiles(&publish, 1000.0);
-    result.aggregated_publish_delay_latency_quantiles = quantiles(&delay, 1.0);
-    result.aggregated_end_to_end_latency_quantiles = quantiles(&e2e, 1000.0);
+    result.aggregated_publish_latency_quantiles = quantiles(publish, 1000.0);
+    result.aggregated_publish_delay_latency_quantiles = quantiles(delay, 1.0);
+    result.aggregated_end_to_end_latency_quantiles = quantiles(e2e, 1000.0);
     if let (Some(pid), Some(a), Some(b)) = (options.broker_pid, proc_start, proc_end) {
         result.resources = Some(resources(pid, a, b, peak_rss, p.bytes, c.bytes));
     }

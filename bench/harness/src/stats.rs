@@ -14,26 +14,22 @@ pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, HIGHEST_US, 3).expect("valid bounds")
 }
 
-/// A latency recorded twice: into the current period and into the whole run.
+/// The latencies of the current period (the sampler adds the periods up into the run's).
 pub struct Recorder {
     period: Mutex<Histogram<u64>>,
-    total: Mutex<Histogram<u64>>,
 }
 
 impl Default for Recorder {
     fn default() -> Self {
         Recorder {
             period: Mutex::new(histogram()),
-            total: Mutex::new(histogram()),
         }
     }
 }
 
 impl Recorder {
     pub fn record(&self, micros: u64) {
-        let micros = micros.max(1);
-        self.period.lock().unwrap().saturating_record(micros);
-        self.total.lock().unwrap().saturating_record(micros);
+        self.period.lock().unwrap().saturating_record(micros.max(1));
     }
 
     /// Adds this period's values into `into` and starts a new period.
@@ -43,14 +39,9 @@ impl Recorder {
         period.reset();
     }
 
-    pub fn add_total(&self, into: &mut Histogram<u64>) {
-        into.add(&*self.total.lock().unwrap()).expect("same bounds");
-    }
-
     /// Forgets everything recorded (the end of the warm-up).
     pub fn reset(&self) {
         self.period.lock().unwrap().reset();
-        self.total.lock().unwrap().reset();
     }
 }
 
@@ -203,9 +194,10 @@ mod tests {
             assert_eq!(this.len(), 1010);
             merged_periods.add(&this).unwrap();
         }
-        let mut total = histogram();
-        a.add_total(&mut total);
-        b.add_total(&mut total);
+        // The run's total is its periods added up; nothing is left after the last take.
+        let mut total = merged_periods.clone();
+        a.take_period(&mut total);
+        b.take_period(&mut total);
         assert_eq!(total.len(), 3030);
         assert_eq!(Percentiles::of(&total, 1.0), Percentiles::of(&all, 1.0));
         assert_eq!(
@@ -222,9 +214,10 @@ mod tests {
         assert_eq!(q["50"], p.p50);
         assert_eq!(q["99.9"], p.p999);
         assert_eq!(q["100"], p.max);
+        a.record(5);
         a.reset();
         let mut empty = histogram();
-        a.add_total(&mut empty);
+        a.take_period(&mut empty);
         assert!(empty.is_empty());
     }
 }
