@@ -2,6 +2,7 @@
 //! The module map and the dependency rules are in DESIGN.md.
 
 pub mod config;
+pub mod fuzzing;
 pub mod group;
 pub mod io;
 pub mod model;

@@ -243,6 +243,22 @@ impl<'a> BatchView<'a> {
         Ok(())
     }
 
+    /// What Kafka asks of a batch a client produces, beyond [`Self::validate`]: at least one
+    /// record, and exactly one per offset of its span (only compaction leaves gaps).
+    pub fn check_produced(&self) -> Result<(), BatchError> {
+        let header = self.header();
+        let count = header.records_count.get();
+        let last_offset_delta = header.last_offset_delta.get();
+        if count <= 0 || count as i64 != last_offset_delta as i64 + 1 {
+            return Err(BatchError::BadRecordCount {
+                count,
+                last_offset_delta,
+                records_bytes: self.records_bytes().len(),
+            });
+        }
+        Ok(())
+    }
+
     fn check_counts(&self) -> Result<(), BatchError> {
         let header = self.header();
         let count = header.records_count.get();
@@ -284,6 +300,11 @@ pub fn set_log_append_time(bytes: &mut [u8], now: TimestampMs) {
     let attributes = header.attributes.get() | ATTR_TIMESTAMP_TYPE;
     header.attributes.set(attributes);
     header.max_timestamp.set(now.0);
+    set_crc(bytes);
+}
+
+/// Sets the CRC of the framed batch `bytes` (no more, no less) to what its contents give.
+pub fn set_crc(bytes: &mut [u8]) {
     let crc = crc32c::crc32c(&bytes[CRC_START..]);
     header_mut(bytes).crc.set(crc);
 }

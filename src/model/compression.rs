@@ -107,7 +107,7 @@ fn read_bounded(
 ) -> Result<Vec<u8>, CompressionError> {
     let mut out = Vec::new();
     let read = reader
-        .take(limit_bytes as u64 + 1)
+        .take((limit_bytes as u64).saturating_add(1))
         .read_to_end(&mut out)
         .map_err(|e| CompressionError::Corrupt {
             codec,

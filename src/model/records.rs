@@ -43,6 +43,7 @@ pub fn decode(view: &BatchView<'_>, limit_bytes: usize) -> Result<Vec<Record>, R
     let base_offset = view.base_offset();
     let base_timestamp = view.base_timestamp();
     let log_append_time = view.timestamp_type() == TimestampType::LogAppendTime;
+    let last_offset_delta = view.header().last_offset_delta.get();
     let count = view.records_count().max(0) as usize;
     let mut records = Vec::with_capacity(count.min(data.len() / batch::RECORD_BYTES_MIN + 1));
     let mut reader = Reader { data, at: 0 };
@@ -58,6 +59,9 @@ pub fn decode(view: &BatchView<'_>, limit_bytes: usize) -> Result<Vec<Record>, R
         let _attributes = reader.byte().ok_or(malformed("attributes"))?;
         let timestamp_delta = reader.varlong().ok_or(malformed("timestamp delta"))?;
         let offset_delta = reader.varint().ok_or(malformed("offset delta"))?;
+        if !(0..=last_offset_delta).contains(&offset_delta) {
+            return Err(malformed("offset delta outside the batch's span"));
+        }
         let key = reader.nullable_bytes().ok_or(malformed("key"))?;
         let value = reader.nullable_bytes().ok_or(malformed("value"))?;
         let header_count = reader.varint().ok_or(malformed("header count"))?;
@@ -333,6 +337,12 @@ pub fn recompress(
             out.extend_from_slice(view.bytes());
         } else {
             let records = decode(&view, limit_bytes)?;
+            if records.is_empty() {
+                return Err(RecordsError::Malformed {
+                    index: 0,
+                    detail: "a batch with no records",
+                });
+            }
             out.extend_from_slice(&rebuild(&view, &records, codec));
         }
         rest = after;

@@ -3,7 +3,9 @@
 //! message schemas, and hand-written encoders where the bytes are ours to shape (the fetch
 //! response, whose record bytes never pass through user space).
 
+pub mod bounded;
 pub mod fetch;
+pub mod schema;
 
 use std::os::fd::RawFd;
 use std::rc::Rc;
@@ -32,6 +34,13 @@ pub enum ProtocolError {
     Truncated { bytes: usize },
     #[error("cannot decode {what}: {reason}")]
     Malformed { what: &'static str, reason: String },
+    #[error("refused {api:?} v{version} before decoding: {source}")]
+    Bounded {
+        api: ApiKey,
+        version: i16,
+        #[source]
+        source: bounded::Malformed,
+    },
     #[error("cannot encode {what}: {reason}")]
     Encode { what: &'static str, reason: String },
 }
@@ -47,16 +56,43 @@ pub fn parse_prefix(frame: &[u8]) -> Result<RequestPrefix, ProtocolError> {
     })
 }
 
+/// A frame the bounded walk accepted: how much memory its body takes decoded. Only
+/// [`check_request`] makes one, and the decoders below take one, so that nothing from the wire
+/// is decoded before it has been bounded.
+#[derive(Debug)]
+pub struct Checked {
+    pub decoded_bytes: u64,
+}
+
+/// Walks a whole frame (header and body) for `prefix`'s API and version; see [`bounded`].
+pub fn check_request(
+    api: ApiKey,
+    prefix: RequestPrefix,
+    frame: &[u8],
+    limits: bounded::Limits,
+) -> Result<Checked, ProtocolError> {
+    match bounded::walk_request(prefix.api_key, prefix.api_version, frame, limits) {
+        Ok((_, walked)) => Ok(Checked {
+            decoded_bytes: walked.decoded_bytes,
+        }),
+        Err(source) => Err(ProtocolError::Bounded {
+            api,
+            version: prefix.api_version,
+            source,
+        }),
+    }
+}
+
 /// Decodes the request header, leaving `frame` at the start of the request body.
 pub fn decode_header(
     api_key: ApiKey,
     api_version: i16,
     frame: &mut Bytes,
+    _checked: &Checked,
 ) -> Result<RequestHeader, ProtocolError> {
     let header_version = api_key.request_header_version(api_version);
-    RequestHeader::decode(frame, header_version).map_err(|e| ProtocolError::Malformed {
-        what: "request header",
-        reason: e.to_string(),
+    decode_guarded("request header", || {
+        RequestHeader::decode(frame, header_version)
     })
 }
 
@@ -66,15 +102,32 @@ pub fn decode_body<M: Decodable>(
     what: &'static str,
     mut body: Bytes,
     version: i16,
+    _checked: &Checked,
 ) -> Result<M, ProtocolError> {
-    let message = M::decode(&mut body, version).map_err(|e| ProtocolError::Malformed {
-        what,
-        reason: e.to_string(),
-    })?;
+    let message = decode_guarded(what, || M::decode(&mut body, version))?;
     if !body.is_empty() {
         tracing::trace!(what, bytes = body.len(), "ignoring bytes after the request");
     }
     Ok(message)
+}
+
+/// Runs a decoder of the crate. After the bounded walk it cannot meet anything it does not
+/// expect; should it panic all the same, that is this request's error, not the shard's end.
+fn decode_guarded<M, E: std::fmt::Display>(
+    what: &'static str,
+    decode: impl FnOnce() -> Result<M, E>,
+) -> Result<M, ProtocolError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)) {
+        Ok(Ok(message)) => Ok(message),
+        Ok(Err(e)) => Err(ProtocolError::Malformed {
+            what,
+            reason: e.to_string(),
+        }),
+        Err(_) => Err(ProtocolError::Malformed {
+            what,
+            reason: "the decoder panicked".into(),
+        }),
+    }
 }
 
 /// A slice of an open file, sent with sendfile. `keep` holds the file open until it is sent.

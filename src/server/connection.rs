@@ -106,11 +106,13 @@ async fn read_loop(
             Err(e) => return Close::Io(e),
         }
         let task = match apis::dispatch(shard, frame.freeze(), reader.peer()) {
-            Dispatch::Run(future) => {
+            Dispatch::Run(future, decoded_bytes) => {
+                // What the request takes decoded counts too, before it is decoded.
+                let decoded = shard.request_memory.acquire(decoded_bytes as usize).await;
                 let guard = shard.begin_request();
                 shard.hot.spawn(async move {
                     let response = future.await;
-                    drop((guard, grant));
+                    drop((guard, grant, decoded));
                     response
                 })
             }

@@ -29,6 +29,7 @@ use crate::config::{parse_listener, Values};
 use crate::io;
 use crate::model::TopicPartition;
 use crate::protocol::{FileSlice, ResponseError as E};
+pub use apis::served as served_apis;
 use mesh::ShardMessage;
 use metadata::{Change, Image, MetadataError, TopicMeta};
 pub use partitions::{

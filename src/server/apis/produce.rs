@@ -34,12 +34,15 @@ fn failed(code: i16) -> AppendReply {
 
 /// What Kafka refuses before looking inside a partition's records, by their first header (the
 /// owner checks every batch whole): more than one batch (Produce v3+ carries exactly one, and an
-/// idempotent producer's retry is recognised batch by batch), or a control batch (transaction
-/// markers come only from the coordinator). Both get INVALID_RECORD.
+/// idempotent producer's retry is recognised batch by batch), a control batch (transaction
+/// markers come only from the coordinator), or a record count that is not one per offset of
+/// the batch's span (none at all included). All get INVALID_RECORD.
 fn refused(records: &[u8]) -> bool {
     match crate::model::BatchView::parse_header(records) {
         Ok((view, after)) => {
-            view.is_control() || crate::model::BatchView::parse_header(after).is_ok()
+            view.is_control()
+                || view.check_produced().is_err()
+                || crate::model::BatchView::parse_header(after).is_ok()
         }
         // Malformed: the owner's validation answers CORRUPT_MESSAGE.
         Err(_) => false,
