@@ -194,6 +194,30 @@ pub const BROKER_KEYS: &[Key] = &[
         "the largest request frame accepted",
     ),
     broker(
+        "socket.request.read.timeout.ms",
+        int(1, I32),
+        "30000",
+        "how long a request frame may take to arrive once its length is read (Sluice's own)",
+    ),
+    broker(
+        "connections.max.idle.ms",
+        int(1, i64::MAX),
+        "600000",
+        "close a connection that sends nothing and is owed nothing for this long",
+    ),
+    broker(
+        "max.connections",
+        int(0, I32),
+        "2147483647",
+        "client connections held at once; at the limit new ones wait in the listen queue",
+    ),
+    broker(
+        "max.connections.per.ip",
+        int(0, I32),
+        "2147483647",
+        "client connections from one address; one past it is closed at once",
+    ),
+    broker(
         "min.insync.replicas",
         int(1, I32),
         "1",

@@ -1,17 +1,25 @@
 //! One client connection: a reader task that frames and dispatches requests (each runs as its own
 //! task, so a connection may pipeline), and a writer that sends the answers strictly in request
 //! order. At most `CONNECTION_IN_FLIGHT_MAX` requests per connection are outstanding, and their
-//! frames count against the shard's `SHARD_REQUEST_MEMORY_BYTES`; the reader waits for room
-//! before it reads the next frame.
+//! frames (and what their requests take decoded) count against the shard's
+//! `SHARD_REQUEST_MEMORY_BYTES`; the reader waits for room before it reads the next frame.
+//! What a connection may cost before it sends a valid request is bounded too: a frame over
+//! `socket.request.max.bytes` closes it, so does a frame that takes longer than
+//! `socket.request.read.timeout.ms` to arrive, or a malformed one (the bounded walk,
+//! `protocol::bounded`); a connection owed nothing that sends nothing for
+//! `connections.max.idle.ms` is closed; `admission` caps how many there are.
 
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::channel::mpsc;
 use futures::{SinkExt, StreamExt};
 
+use super::admission::Admitted;
 use super::apis::{self, Answer, Dispatch};
-use super::Shard;
+use super::{Shard, Throttled};
 use crate::io::net::{ReadHalf, WriteHalf};
 use crate::io::{self, Task};
 use crate::protocol::{self, Part};
@@ -40,29 +48,102 @@ pub enum Close {
     UnsupportedVersion { api_key: i16, version: i16 },
     #[error("the broker is stopping")]
     Stopping,
+    #[error("idle for connections.max.idle.ms ({ms} ms) with nothing owed")]
+    Idle { ms: u64 },
+    #[error(
+        "a frame of {bytes} bytes did not arrive within socket.request.read.timeout.ms ({ms} ms)"
+    )]
+    FrameTimeout { bytes: i64, ms: u64 },
 }
 
-pub async fn serve(shard: Rc<Shard>, mut reader: ReadHalf, writer: WriteHalf) {
+pub async fn serve(shard: Rc<Shard>, mut reader: ReadHalf, writer: WriteHalf, admitted: Admitted) {
     let peer = reader.peer();
     let (tx, rx) = mpsc::channel::<Task<Answer>>(CONNECTION_IN_FLIGHT_MAX);
     let writer_task = shard.hot.spawn(write_loop(writer, rx));
     let close = read_loop(&shard, &mut reader, tx).await;
     // The writer finishes the answers already owed, then ends when the channel closes.
     let written = writer_task.join().await;
+    // Warnings about a client's input are throttled per shard: a flood of bad requests must
+    // not become a flood of log lines.
+    let warn = |error: &dyn std::fmt::Display| {
+        CLOSE_WARNINGS.with(|throttle| {
+            throttle.borrow_mut().note(|count| {
+                tracing::warn!(?peer, %error, count, "closing the connection: the request has no answer")
+            })
+        })
+    };
     match (&close, written) {
         (Close::PeerClosed | Close::Stopping, Ok(())) => {}
-        (_, Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
-            tracing::warn!(?peer, error = %e, "closing the connection: the request has no answer");
-        }
+        (_, Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => warn(&e),
         (_, Err(e)) => {
             tracing::debug!(?peer, error = %e, "connection closed while writing");
         }
         (Close::Io(e), Ok(())) => tracing::debug!(?peer, error = %e, "connection read failed"),
-        (reason, Ok(())) => {
-            tracing::warn!(?peer, %reason, "closing the connection: the request has no answer")
-        }
+        (Close::Idle { .. }, Ok(())) => tracing::debug!(?peer, %close, "closing the connection"),
+        (reason, Ok(())) => warn(reason),
     }
     reader.shutdown().await;
+    drop(admitted);
+}
+
+thread_local! {
+    /// This shard's closes for bad input, logged at most once a second.
+    static CLOSE_WARNINGS: RefCell<Throttled> = RefCell::new(Throttled::default());
+}
+
+/// How a wait for the next frame ended.
+enum Next {
+    Prefix([u8; 4]),
+    Closed(Close),
+}
+
+/// Waits for the next frame's length prefix. While requests are outstanding the connection is
+/// not idle; once nothing is owed and nothing arrives for `idle`, it is closed. The read is
+/// never dropped half-way (a partial prefix would be lost): the same read future is awaited
+/// again after each idle check.
+async fn next_prefix(
+    shard: &Shard,
+    reader: &mut ReadHalf,
+    outstanding: &Cell<usize>,
+    idle: Duration,
+) -> Next {
+    let mut prefix = [0u8; 4];
+    let outcome = {
+        let stopped = shard.stopped();
+        let read = reader.read_exact_or_eof(&mut prefix);
+        futures::pin_mut!(read, stopped);
+        loop {
+            let woke = futures_lite::future::or(
+                async { Some(Some(read.as_mut().await)) },
+                futures_lite::future::or(
+                    async {
+                        let _ = stopped.as_mut().await;
+                        Some(None)
+                    },
+                    async {
+                        io::sleep(idle).await;
+                        None
+                    },
+                ),
+            )
+            .await;
+            match woke {
+                Some(read) => break read,
+                None if outstanding.get() == 0 => {
+                    return Next::Closed(Close::Idle {
+                        ms: idle.as_millis() as u64,
+                    })
+                }
+                None => {}
+            }
+        }
+    };
+    match outcome {
+        Some(Ok(true)) => Next::Prefix(prefix),
+        Some(Ok(false)) => Next::Closed(Close::PeerClosed),
+        Some(Err(e)) => Next::Closed(Close::Io(e)),
+        None => Next::Closed(Close::Stopping),
+    }
 }
 
 async fn read_loop(
@@ -70,24 +151,17 @@ async fn read_loop(
     reader: &mut ReadHalf,
     mut tx: mpsc::Sender<Task<Answer>>,
 ) -> Close {
-    let limit = shard.broker().i64("socket.request.max.bytes");
+    let broker = shard.broker();
+    let limit = broker.i64("socket.request.max.bytes");
+    let idle = Duration::from_millis(broker.i64("connections.max.idle.ms") as u64);
+    let frame_timeout = Duration::from_millis(broker.i64("socket.request.read.timeout.ms") as u64);
+    drop(broker);
+    let outstanding = Rc::new(Cell::new(0usize));
     loop {
-        let mut prefix = [0u8; 4];
-        let stopped = shard.stopped();
-        let read = futures_lite::future::or(
-            async { Some(reader.read_exact_or_eof(&mut prefix).await) },
-            async {
-                let _ = stopped.await;
-                None
-            },
-        )
-        .await;
-        match read {
-            None => return Close::Stopping,
-            Some(Ok(true)) => {}
-            Some(Ok(false)) => return Close::PeerClosed,
-            Some(Err(e)) => return Close::Io(e),
-        }
+        let prefix = match next_prefix(shard, reader, &outstanding, idle).await {
+            Next::Prefix(prefix) => prefix,
+            Next::Closed(close) => return close,
+        };
         let len = i32::from_be_bytes(prefix) as i64;
         if len < 0 {
             return Close::NegativeLength { bytes: len };
@@ -99,20 +173,30 @@ async fn read_loop(
         // wait here instead of exhausting memory.
         let grant = shard.request_memory.acquire(len as usize).await;
         let mut frame = BytesMut::zeroed(len as usize);
-        match reader.read_exact_or_eof(&mut frame).await {
-            Ok(true) => {}
-            Ok(false) if len == 0 => {}
-            Ok(false) => return Close::PeerClosed,
-            Err(e) => return Close::Io(e),
+        // The frame must arrive in time: a peer trickling a large frame holds its memory.
+        match io::net::timeout(frame_timeout, reader.read_exact_or_eof(&mut frame)).await {
+            None => {
+                return Close::FrameTimeout {
+                    bytes: len,
+                    ms: frame_timeout.as_millis() as u64,
+                }
+            }
+            Some(Ok(true)) => {}
+            Some(Ok(false)) if len == 0 => {}
+            Some(Ok(false)) => return Close::PeerClosed,
+            Some(Err(e)) => return Close::Io(e),
         }
         let task = match apis::dispatch(shard, frame.freeze(), reader.peer()) {
             Dispatch::Run(future, decoded_bytes) => {
                 // What the request takes decoded counts too, before it is decoded.
                 let decoded = shard.request_memory.acquire(decoded_bytes as usize).await;
                 let guard = shard.begin_request();
+                let outstanding = outstanding.clone();
+                outstanding.set(outstanding.get() + 1);
                 shard.hot.spawn(async move {
                     let response = future.await;
                     drop((guard, grant, decoded));
+                    outstanding.set(outstanding.get() - 1);
                     response
                 })
             }
