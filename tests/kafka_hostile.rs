@@ -153,6 +153,33 @@ fn batches_that_once_panicked_recompression_are_refused() {
     assert_alive(&broker, pid);
 }
 
+#[test]
+fn clients_may_not_write_the_internal_topics() {
+    // A zstd batch that inflates a thousandfold, aimed at the coordinator's own topic: it would
+    // be opened when the broker loads its groups.
+    let broker = Broker::start(&[]);
+    create_topic(&broker.addr, "good", 1, &[]);
+    let mut s = connect(&broker);
+    let bomb = BatchBuilder {
+        codec: sluice::model::Codec::Zstd,
+        ..Default::default()
+    }
+    .build(&[Record {
+        value: Some(Bytes::from(vec![0u8; 4 << 20])),
+        ..record(0, "")
+    }]);
+    assert!(bomb.len() < 4096, "{} bytes", bomb.len());
+    for topic in ["__consumer_offsets", "__transaction_state"] {
+        assert_eq!(
+            raw::produce(&mut s, topic, bomb.clone()).0,
+            17,
+            "INVALID_TOPIC_EXCEPTION"
+        );
+    }
+    let mut next = 0;
+    still_serving(&broker, &mut next);
+}
+
 fn api_versions_answered(s: &mut TcpStream, correlation_id: i32) -> bool {
     if s.write_all(&frame(18, 0, correlation_id, &[])).is_err() {
         return false;

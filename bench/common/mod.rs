@@ -32,11 +32,14 @@ pub fn median(values: &mut [f64]) -> f64 {
 
 /// Starts the release `sluice serve` on a free loopback port with data in `data_dir` and the
 /// extra `--set` pairs; returns it and its address. SLUICE_BENCH_CORES passes `--cores`;
-/// SLUICE_BENCH_WRAP runs it under another program (scripts/zero_copy.sh: strace).
+/// SLUICE_BENCH_WRAP runs it under another program (scripts/zero_copy.sh: strace);
+/// SLUICE_BENCH_BIN runs another build of `sluice` (an older commit's, for a before/after).
 pub fn start_broker(data_dir: &Path, sets: &[&str]) -> (Child, String) {
     let wrap = std::env::var("SLUICE_BENCH_WRAP").unwrap_or_default();
     let mut words: Vec<String> = wrap.split_whitespace().map(String::from).collect();
-    words.push(env!("CARGO_BIN_EXE_sluice").to_string());
+    words.push(
+        std::env::var("SLUICE_BENCH_BIN").unwrap_or(env!("CARGO_BIN_EXE_sluice").to_string()),
+    );
     let mut command = Command::new(&words[0]);
     command
         .args(&words[1..])

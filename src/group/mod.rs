@@ -28,6 +28,9 @@ use crate::protocol::ResponseError as E;
 pub use records::{CommittedOffset, Key, StoredGroup, StoredMember};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// The most one batch of `__consumer_offsets` may inflate to when it is loaded: the
+/// coordinator writes it, and a group of 10,000 members with 1 KiB of metadata each is 10 MiB.
+const RECORDS_INFLATED_BYTES_MAX: usize = 64 << 20;
 
 /// Kafka's `partitionFor`: Java's String.hashCode of the group id, made non-negative, modulo the
 /// partition count, so a group lands on the partition Kafka would pick.
@@ -217,7 +220,7 @@ pub fn batch_entries(
         return Ok(());
     }
     let producer_id = view.is_transactional().then(|| view.producer_id());
-    for record in crate::model::records::decode(view, 1 << 30)? {
+    for record in crate::model::records::decode(view, RECORDS_INFLATED_BYTES_MAX)? {
         if let Some(key) = record.key {
             out(LogEntry::Record {
                 key,

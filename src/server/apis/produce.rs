@@ -56,14 +56,18 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
     let mut topics = Vec::new();
     for topic in body.topic_data {
         let name = topic.name.0.to_string();
-        let meta = if !acks_valid || validate_topic_name(&name).is_err() {
+        // Clients may not write the coordinators' internal topics (Kafka: "Cannot append to
+        // internal topic"); only the coordinators do, without this API.
+        let internal = name == crate::group::OFFSETS_TOPIC || name == crate::txn::TXN_TOPIC;
+        let name_valid = validate_topic_name(&name).is_ok() && !internal;
+        let meta = if !acks_valid || !name_valid {
             None
         } else {
             shard.auto_create(&name).await
         };
         let name_error = if !acks_valid {
             E::InvalidRequiredAcks.code()
-        } else if validate_topic_name(&name).is_err() {
+        } else if !name_valid {
             E::InvalidTopicException.code()
         } else {
             E::UnknownTopicOrPartition.code()
