@@ -288,3 +288,44 @@ fn a_topic_compression_type_recodes_batches() {
         .iter()
         .all(|c| *c == Codec::Gzip));
 }
+
+#[test]
+fn a_new_user_in_a_fresh_directory_with_the_default_data_dir() {
+    // No log.dirs: the default ./sluice-data, relative to where serve was started.
+    let broker = Broker::start_as_new_user();
+    let producer = producer(&broker.addr, &[]);
+    let sent = records(20, "new-user");
+    // Auto-created on the first produce, as `kcat -P -t greetings` does.
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let offsets = loop {
+        match produce(&producer, "greetings", Some(0), &sent) {
+            Ok(offsets) => break offsets,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("retrying the first produce: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Err(e) => panic!("produce to an auto-created topic: {e}"),
+        }
+    };
+    assert_eq!(offsets.len(), 20);
+    // A consumer group (the coordinator's __consumer_offsets lives in the same directory).
+    let consumer = consumer(
+        &broker.addr,
+        &[("group.id", "new-user"), ("auto.offset.reset", "earliest")],
+    );
+    rdkafka::consumer::Consumer::subscribe(&consumer, &["greetings"]).unwrap();
+    let got = read_n(&consumer, offsets.len());
+    let values: Vec<_> = got.iter().map(|g| g.sent.value.clone()).collect();
+    let expected: Vec<_> = sent[..offsets.len()]
+        .iter()
+        .map(|s| s.value.clone())
+        .collect();
+    assert_eq!(values, expected);
+    rdkafka::consumer::Consumer::commit_consumer_state(
+        &consumer,
+        rdkafka::consumer::CommitMode::Sync,
+    )
+    .unwrap();
+    assert!(broker.data_dir().join("greetings-0").is_dir());
+    assert!(broker.data_dir().join("__consumer_offsets-0").is_dir());
+}

@@ -573,6 +573,11 @@ pub fn serve(mut broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeE
     );
     std::fs::create_dir_all(&data_dir)
         .map_err(io_error(format!("creating {}", data_dir.display())))?;
+    // Resolved once: a relative `log.dirs` (the default `./sluice-data`) must mean the same
+    // directory to every file the shards open, whatever they open it relative to.
+    let data_dir = data_dir
+        .canonicalize()
+        .map_err(io_error(format!("resolving {}", data_dir.display())))?;
     let _lock = lock_data_dir(&data_dir)?;
     let background_shares = match crate::tune::iotune::IoProperties::load(&data_dir) {
         Ok(Some(props)) => {

@@ -11,6 +11,8 @@ pub struct Broker {
     pub addr: String,
     pub data_dir: PathBuf,
     args: Vec<String>,
+    /// The working directory `serve` runs in (the test's own when `None`).
+    cwd: Option<PathBuf>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -27,6 +29,25 @@ impl Broker {
             .expect("a free port")
             .port();
         Broker::start_on(port, sets)
+    }
+
+    /// Starts a broker as a new user does: in a fresh working directory, with no `log.dirs`
+    /// (the default, relative `./sluice-data`); only the port is chosen by the kernel.
+    pub fn start_as_new_user() -> Broker {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut broker = Broker {
+            child: None,
+            addr: String::new(),
+            data_dir: temp.path().join("sluice-data"),
+            args: vec![
+                "--set".to_string(),
+                "listeners=PLAINTEXT://127.0.0.1:0".to_string(),
+            ],
+            cwd: Some(temp.path().to_path_buf()),
+            _temp: Some(temp),
+        };
+        broker.spawn();
+        broker
     }
 
     fn start_on(port: u16, sets: &[&str]) -> Broker {
@@ -47,6 +68,7 @@ impl Broker {
             addr: String::new(),
             data_dir,
             args,
+            cwd: None,
             _temp: Some(temp),
         };
         broker.spawn();
@@ -54,7 +76,11 @@ impl Broker {
     }
 
     fn spawn(&mut self) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        if let Some(cwd) = &self.cwd {
+            command.current_dir(cwd);
+        }
+        let mut child = command
             .arg("serve")
             .args(&self.args)
             .env(
