@@ -38,7 +38,7 @@ pub fn request(frame: &[u8], allocated: &dyn Fn() -> u64) {
     };
     let checked = protocol::check_request(api, prefix, frame, limits)
         .expect("check_request agrees with walk_request");
-    assert_eq!(checked.decoded_bytes, walked.decoded_bytes);
+    assert_eq!(checked.decoded_bytes(), walked.decoded_bytes);
     let mut rest = Bytes::copy_from_slice(frame);
     let header = protocol::decode_header(api, prefix.api_version, &mut rest, &checked)
         .unwrap_or_else(|e| panic!("the walk accepted a header the crate refuses: {e}"));

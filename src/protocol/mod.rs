@@ -61,7 +61,14 @@ pub fn parse_prefix(frame: &[u8]) -> Result<RequestPrefix, ProtocolError> {
 /// is decoded before it has been bounded.
 #[derive(Debug)]
 pub struct Checked {
-    pub decoded_bytes: u64,
+    decoded_bytes: u64,
+}
+
+impl Checked {
+    /// What the request's body will take in memory once decoded (the walk's upper estimate).
+    pub fn decoded_bytes(&self) -> u64 {
+        self.decoded_bytes
+    }
 }
 
 /// Walks a whole frame (header and body) for `prefix`'s API and version; see [`bounded`].

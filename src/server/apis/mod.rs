@@ -180,7 +180,7 @@ pub fn dispatch(
         body: frame,
         checked,
     };
-    let decoded_bytes = request.checked.decoded_bytes;
+    let decoded_bytes = request.checked.decoded_bytes();
     Dispatch::Run((api.handle)(shard.clone(), request), decoded_bytes)
 }
 
