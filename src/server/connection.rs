@@ -19,7 +19,8 @@ use futures::{SinkExt, StreamExt};
 
 use super::admission::Admitted;
 use super::apis::{self, Answer, Dispatch};
-use super::{Shard, Throttled};
+use super::listener::Throttled;
+use super::Shard;
 use crate::io::net::{ReadHalf, WriteHalf};
 use crate::io::{self, Task};
 use crate::protocol::{self, Part};

@@ -8,6 +8,7 @@ mod apis;
 mod connection;
 mod fetch_sessions;
 mod groups;
+mod listener;
 mod mesh;
 pub mod metadata;
 mod partitions;
@@ -42,9 +43,6 @@ const SHUTDOWN_DRAIN_MS_MAX: u64 = 10_000;
 /// Request bytes one shard may hold at once (frames read but not yet handled), over all its
 /// connections: past it, connections wait before reading their next frame.
 pub const SHARD_REQUEST_MEMORY_BYTES: usize = 256 << 20;
-/// How long the accept loop waits before it looks again for room under `max.connections`, or
-/// after a failed accept.
-const ACCEPT_WAIT_MS: u64 = 10;
 /// How often a shard looks at the process-wide stop flag.
 const STOP_POLL_MS: u64 = 50;
 
@@ -734,75 +732,6 @@ pub fn serve(mut broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeE
     }
 }
 
-/// Accepts connections while `max.connections` has room (at the limit they wait in the
-/// listen queue, or, one per shard, accepted and unserved), closing at once one over
-/// `max.connections.per.ip`. Refusals and accept
-/// failures are logged at most once a second, with how many there were.
-async fn accept_loop(
-    shard: Rc<Shard>,
-    listener: io::net::Listener,
-    admission: Arc<admission::Admission>,
-) {
-    let mut refusals = Throttled::default();
-    loop {
-        while !admission.has_room() {
-            io::sleep(Duration::from_millis(ACCEPT_WAIT_MS)).await;
-        }
-        let (reader, writer) = match listener.accept().await {
-            Ok(halves) => halves,
-            Err(e) => {
-                refusals.note(|count| tracing::warn!(error = %e, count, "accept failed"));
-                io::sleep(Duration::from_millis(ACCEPT_WAIT_MS)).await;
-                continue;
-            }
-        };
-        let ip = reader.peer().map(|p| p.ip());
-        let mut admitted = admission.admit(ip);
-        // Accepted while another shard took the last place: it waits here, unserved (this
-        // shard accepts nothing more meanwhile), as the ones still in the listen queue wait.
-        while let Err(admission::Refused::Total { .. }) = admitted {
-            io::sleep(Duration::from_millis(ACCEPT_WAIT_MS)).await;
-            admitted = admission.admit(ip);
-        }
-        match admitted {
-            Ok(admitted) => {
-                let connection = connection::serve(shard.clone(), reader, writer, admitted);
-                shard.hot.spawn(connection).detach();
-            }
-            Err(refused) => {
-                let peer = reader.peer();
-                let connections = admission.connections();
-                refusals.note(|count| {
-                    tracing::warn!(?peer, %refused, connections, count, "connection refused")
-                });
-                writer.shutdown();
-            }
-        }
-    }
-}
-
-/// A log line at most once a second, counting the occasions in between.
-#[derive(Default)]
-pub(crate) struct Throttled {
-    last: Option<std::time::Instant>,
-    count: u64,
-}
-
-impl Throttled {
-    pub(crate) fn note(&mut self, log: impl FnOnce(u64)) {
-        self.count += 1;
-        let now = std::time::Instant::now();
-        if self
-            .last
-            .is_none_or(|last| now.duration_since(last) >= Duration::from_secs(1))
-        {
-            log(self.count);
-            self.last = Some(now);
-            self.count = 0;
-        }
-    }
-}
-
 async fn run_shard(
     id: usize,
     common: Common,
@@ -856,7 +785,7 @@ async fn run_shard(
         .map_err(|e| format!("binding {}: {e}", common.listen))?;
     let _ = events.send(Event::Listening);
 
-    let accept_loop = accept_loop(shard.clone(), listener, common.admission.clone());
+    let accept_loop = listener::accept_loop(shard.clone(), listener, common.admission.clone());
     let watch_stop = async {
         while !common.stop.load(Ordering::SeqCst) {
             io::sleep(Duration::from_millis(STOP_POLL_MS)).await;

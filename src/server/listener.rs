@@ -1,0 +1,82 @@
+//! The accept loop of a shard's listener: admission (`admission.rs`) before a connection is
+//! served, and log lines about refusals that cannot flood.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{admission, connection, Shard};
+use crate::io;
+
+/// How long the accept loop waits before it looks again for room under `max.connections`, or
+/// after a failed accept.
+const ACCEPT_WAIT_MS: u64 = 10;
+
+/// Accepts connections while `max.connections` has room (at the limit they wait in the
+/// listen queue, or, one per shard, accepted and unserved), closing at once one over
+/// `max.connections.per.ip`. Refusals and accept failures are logged at most once a second,
+/// with how many there were.
+pub(super) async fn accept_loop(
+    shard: Rc<Shard>,
+    listener: io::net::Listener,
+    admission: Arc<admission::Admission>,
+) {
+    let mut refusals = Throttled::default();
+    loop {
+        while !admission.has_room() {
+            io::sleep(Duration::from_millis(ACCEPT_WAIT_MS)).await;
+        }
+        let (reader, writer) = match listener.accept().await {
+            Ok(halves) => halves,
+            Err(e) => {
+                refusals.note(|count| tracing::warn!(error = %e, count, "accept failed"));
+                io::sleep(Duration::from_millis(ACCEPT_WAIT_MS)).await;
+                continue;
+            }
+        };
+        let ip = reader.peer().map(|p| p.ip());
+        let mut admitted = admission.admit(ip);
+        // Accepted while another shard took the last place: it waits here, unserved (this
+        // shard accepts nothing more meanwhile), as the ones still in the listen queue wait.
+        while let Err(admission::Refused::Total { .. }) = admitted {
+            io::sleep(Duration::from_millis(ACCEPT_WAIT_MS)).await;
+            admitted = admission.admit(ip);
+        }
+        match admitted {
+            Ok(admitted) => {
+                let connection = connection::serve(shard.clone(), reader, writer, admitted);
+                shard.hot.spawn(connection).detach();
+            }
+            Err(refused) => {
+                let peer = reader.peer();
+                let connections = admission.connections();
+                refusals.note(|count| {
+                    tracing::warn!(?peer, %refused, connections, count, "connection refused")
+                });
+                writer.shutdown();
+            }
+        }
+    }
+}
+
+/// A log line at most once a second, counting the occasions in between.
+#[derive(Default)]
+pub(crate) struct Throttled {
+    last: Option<std::time::Instant>,
+    count: u64,
+}
+
+impl Throttled {
+    pub(crate) fn note(&mut self, log: impl FnOnce(u64)) {
+        self.count += 1;
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_none_or(|last| now.duration_since(last) >= Duration::from_secs(1))
+        {
+            log(self.count);
+            self.last = Some(now);
+            self.count = 0;
+        }
+    }
+}
