@@ -93,6 +93,8 @@ pub struct JoinParams {
     pub protocols: Vec<(String, Bytes)>,
     /// JoinGroup v4+: a new member first gets MEMBER_ID_REQUIRED and its id (KIP-394).
     pub require_known_member: bool,
+    /// JoinGroup v9+: the client understands `skip_assignment` (KIP-814).
+    pub skip_assignment_supported: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -105,6 +107,9 @@ pub struct JoinOutcome {
     pub member_id: String,
     /// For the leader only: every member's id, instance id and metadata for the chosen protocol.
     pub members: Vec<(String, Option<String>, Bytes)>,
+    /// KIP-814: a static leader that rejoined without a rebalance keeps the current assignment;
+    /// it gets the members but must not compute a new one.
+    pub skip_assignment: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -254,6 +259,22 @@ impl Group {
 
     fn all_joined(&self) -> bool {
         self.members.values().all(|m| m.join_waiter.is_some()) && self.pending.is_empty()
+    }
+
+    /// Every member's id, instance id and metadata for the group's protocol: what the leader
+    /// gets in its JoinGroup answer.
+    fn member_metadata(&self) -> Vec<(String, Option<String>, Bytes)> {
+        let protocol = self.protocol.clone().unwrap_or_default();
+        self.members
+            .values()
+            .map(|m| {
+                (
+                    m.id.clone(),
+                    m.instance_id.clone(),
+                    m.metadata_for(&protocol),
+                )
+            })
+            .collect()
     }
 
     /// The protocol every member supports that most members prefer (Kafka's vote).
@@ -575,6 +596,8 @@ impl Coordinator {
             }
         }
         let mut member_id = member_id;
+        let mut static_rejoin = false;
+        let leader_before = group.leader.clone();
         if member_id.is_empty() {
             let fresh = format!("{}-{}", params.client_id, uuid::Uuid::new_v4());
             match &params.instance_id {
@@ -590,6 +613,7 @@ impl Coordinator {
                                 group.leader = Some(fresh.clone());
                             }
                             group.members.insert(fresh.clone(), member);
+                            static_rejoin = true;
                         }
                     }
                     group.static_members.insert(instance.clone(), fresh.clone());
@@ -651,6 +675,38 @@ impl Coordinator {
         }
         let is_leader = group.leader.as_deref() == Some(member_id.as_str());
         match group.state {
+            // KIP-814: a static member back under a new id, with the same protocols, in a stable
+            // group: the generation and assignment stand; a leader learns the members but keeps
+            // the assignment (skip_assignment).
+            State::Stable if static_rejoin && !changed => {
+                // Before v9 the client cannot be told to skip the assignment: it is told the
+                // leader's old id instead, so that it does not think itself the leader (Kafka).
+                let (leader, members, skip_assignment) = if !params.skip_assignment_supported {
+                    (leader_before, Vec::new(), false)
+                } else if is_leader {
+                    (group.leader.clone(), group.member_metadata(), true)
+                } else {
+                    (group.leader.clone(), Vec::new(), false)
+                };
+                let waiter = group
+                    .members
+                    .get_mut(&member_id)
+                    .and_then(|m| m.join_waiter.take());
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(JoinOutcome {
+                        error_code: 0,
+                        generation: group.generation,
+                        protocol_type: group.protocol_type.clone(),
+                        protocol: group.protocol.clone(),
+                        leader: leader.unwrap_or_default(),
+                        member_id: member_id.clone(),
+                        members,
+                        skip_assignment,
+                    });
+                }
+            }
+            // The old id may already be in the assignment being synced: rebalance (as Kafka).
+            State::CompletingRebalance if static_rejoin => prepare_rebalance(group, now),
             State::Stable | State::CompletingRebalance if !changed && !is_leader && !is_new => {
                 // Nothing new from a follower: answer with the current generation, no rebalance.
                 let waiter = group
@@ -666,6 +722,7 @@ impl Coordinator {
                         leader: group.leader.clone().unwrap_or_default(),
                         member_id: member_id.clone(),
                         members: Vec::new(),
+                        skip_assignment: false,
                     });
                 }
             }
@@ -911,7 +968,10 @@ impl Coordinator {
                 if generation != group.generation {
                     return Err(E::IllegalGeneration.code());
                 }
-                if group.state == State::PreparingRebalance {
+                // As Kafka: a current member may commit while the group prepares a rebalance
+                // (the commits consumers make as they give partitions up); only while the new
+                // generation's assignment is being synced is it refused.
+                if group.state == State::CompletingRebalance {
                     return Err(E::RebalanceInProgress.code());
                 }
                 if let Some(member) = group.members.get_mut(member_id) {
@@ -1423,19 +1483,8 @@ fn complete_join(group: &mut Group) {
         group.leader = group.members.keys().next().cloned();
     }
     group.state = State::CompletingRebalance;
-    let protocol = group.protocol.clone().unwrap_or_default();
     let leader = group.leader.clone().unwrap_or_default();
-    let all: Vec<(String, Option<String>, Bytes)> = group
-        .members
-        .values()
-        .map(|m| {
-            (
-                m.id.clone(),
-                m.instance_id.clone(),
-                m.metadata_for(&protocol),
-            )
-        })
-        .collect();
+    let all = group.member_metadata();
     for member in group.members.values_mut() {
         member.assignment = Bytes::new();
         if let Some(waiter) = member.join_waiter.take() {
@@ -1451,6 +1500,7 @@ fn complete_join(group: &mut Group) {
                 } else {
                     Vec::new()
                 },
+                skip_assignment: false,
             });
         }
     }
@@ -1600,12 +1650,17 @@ mod tests {
                     protocol_type: "consumer".into(),
                     protocols: vec![("range".into(), Bytes::new())],
                     require_known_member: false,
+                    skip_assignment_supported: true,
                 })
                 .await;
             assert_eq!(joined.error_code, 0);
             let old = TimestampMs::now().0 - 2 * day;
             let offsets = vec![("t".to_string(), 0, offset(3, old))];
             let member = joined.member_id.as_str();
+            let synced = c
+                .sync("g", joined.generation, member, None, Vec::new())
+                .await;
+            assert_eq!(synced.error_code, 0);
             c.commit("g", joined.generation, member, None, offsets)
                 .await
                 .unwrap();
@@ -1618,6 +1673,103 @@ mod tests {
             c.tick(Instant::now()).await;
             assert_eq!(c.describe("g").state, "Empty");
             assert_eq!(committed(&c, "g"), Some(3), "empty for less than a day");
+        });
+    }
+
+    fn join_params(member_id: &str, instance_id: Option<&str>) -> JoinParams {
+        JoinParams {
+            group: "g".into(),
+            member_id: member_id.into(),
+            instance_id: instance_id.map(String::from),
+            client_id: "test".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 10_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::new())],
+            require_known_member: false,
+            skip_assignment_supported: true,
+        }
+    }
+
+    #[test]
+    fn members_commit_while_a_rebalance_is_prepared_not_while_it_completes() {
+        futures_lite::future::block_on(async {
+            let (c, _) = coordinator(86_400_000);
+            c.load(Vec::new());
+            let a = c.join(join_params("", None)).await;
+            assert_eq!(a.error_code, 0);
+            let offsets = |o| vec![("t".to_string(), 0, offset(o, TimestampMs::now().0))];
+            let commit = |o| c.commit("g", a.generation, &a.member_id, None, offsets(o));
+            // Joined, not yet synced: the assignment is being completed (Kafka refuses here).
+            assert_eq!(c.describe("g").state, "CompletingRebalance");
+            assert_eq!(commit(1).await, Err(E::RebalanceInProgress.code()));
+            let synced = c
+                .sync("g", a.generation, &a.member_id, None, Vec::new())
+                .await;
+            assert_eq!(synced.error_code, 0);
+            assert_eq!(commit(2).await, Ok(()));
+            // A second consumer joins: the group prepares a rebalance, and the first member
+            // commits what it processed before it gives its partitions up.
+            let b = c.join(join_params("", None));
+            futures::pin_mut!(b);
+            assert!(futures::poll!(b.as_mut()).is_pending());
+            assert_eq!(c.describe("g").state, "PreparingRebalance");
+            assert_eq!(commit(3).await, Ok(()));
+            assert_eq!(committed(&c, "g"), Some(3));
+        });
+    }
+
+    #[test]
+    fn a_static_leader_rejoins_a_stable_group_without_a_rebalance() {
+        futures_lite::future::block_on(async {
+            let (c, _) = coordinator(86_400_000);
+            c.load(Vec::new());
+            let first = c.join(join_params("", Some("i1"))).await;
+            assert_eq!(
+                (first.error_code, first.leader.as_str()),
+                (0, first.member_id.as_str())
+            );
+            let assignment = vec![(first.member_id.clone(), Bytes::from_static(b"p0"))];
+            let synced = c
+                .sync("g", first.generation, &first.member_id, None, assignment)
+                .await;
+            assert_eq!(synced.error_code, 0);
+            assert_eq!(c.describe("g").state, "Stable");
+
+            // The same instance restarts (no member id), same protocols: answered at once.
+            let again = c.join(join_params("", Some("i1"))).await;
+            assert_eq!(again.error_code, 0);
+            assert_eq!(again.generation, first.generation, "no new generation");
+            assert_ne!(again.member_id, first.member_id);
+            assert_eq!(again.leader, again.member_id);
+            assert!(again.skip_assignment);
+            assert_eq!(again.members.len(), 1);
+            assert_eq!(c.describe("g").state, "Stable");
+            // Its assignment stands; the old id is fenced.
+            let synced = c
+                .sync(
+                    "g",
+                    again.generation,
+                    &again.member_id,
+                    Some("i1"),
+                    Vec::new(),
+                )
+                .await;
+            assert_eq!(synced.assignment, Bytes::from_static(b"p0"));
+            let fenced = c.heartbeat("g", first.generation, &first.member_id, Some("i1"));
+            assert_eq!(fenced, E::FencedInstanceId.code());
+
+            // A client before JoinGroup v9 is told the previous leader, so it assigns nothing.
+            let old_client = c
+                .join(JoinParams {
+                    skip_assignment_supported: false,
+                    ..join_params("", Some("i1"))
+                })
+                .await;
+            assert_eq!(old_client.generation, first.generation);
+            assert_eq!(old_client.leader, again.member_id);
+            assert!(old_client.members.is_empty() && !old_client.skip_assignment);
         });
     }
 

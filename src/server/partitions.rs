@@ -59,6 +59,8 @@ pub struct AppendReply {
     pub base_offset: i64,
     pub log_append_time_ms: i64,
     pub log_start_offset: i64,
+    /// Produce v8+: the records (index in their batch) that made the batch fail, with why.
+    pub record_errors: Vec<(i32, String)>,
 }
 
 /// The fixed part of a read's answer.
@@ -116,6 +118,63 @@ pub fn error_code(error: &StorageError) -> i16 {
     }
 }
 
+/// A compacted topic keeps the newest record per key, so a record without a key has no place in
+/// it: Kafka refuses the whole batch with INVALID_RECORD and names each keyless record, so that
+/// the client fails those and retries the others. Opens every data batch (compacted topics only).
+fn require_keys(log: &Log, tp: &TopicPartition, records: &Bytes) -> Result<(), AppendReply> {
+    let failed = |code: E, message: String, record_errors| AppendReply {
+        error_code: code.code(),
+        error_message: Some(message),
+        base_offset: -1,
+        log_append_time_ms: -1,
+        log_start_offset: log.log_start().0,
+        record_errors,
+    };
+    let limit = log.config().max_message_bytes.max(1 << 20) * 64;
+    let mut rest = &records[..];
+    let mut keyless = Vec::new();
+    while !rest.is_empty() {
+        let (view, after) = match crate::model::BatchView::validate(rest) {
+            Ok(framed) => framed,
+            // The append's own validation answers a corrupt batch.
+            Err(_) => return Ok(()),
+        };
+        if !view.is_control() {
+            let decoded = records::decode(&view, limit)
+                .map_err(|e| failed(E::CorruptMessage, e.to_string(), Vec::new()))?;
+            // Produce carries one batch per partition: an index is the record's in it.
+            keyless.extend(
+                decoded
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.key.is_none())
+                    .map(|(index, _)| index as i32),
+            );
+        }
+        rest = after;
+    }
+    if keyless.is_empty() {
+        return Ok(());
+    }
+    let each =
+        format!("Compacted topic cannot accept message without key in topic partition {tp}.");
+    let shown: Vec<String> = keyless
+        .iter()
+        .take(3)
+        .map(|index| format!("RecordError(batchIndex={index}, message='{each}')"))
+        .collect();
+    let message = format!(
+        "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: [{}]",
+        keyless.len(),
+        shown.join(", ")
+    );
+    let errors = keyless
+        .into_iter()
+        .map(|index| (index, each.clone()))
+        .collect();
+    Err(failed(E::InvalidRecord, message, errors))
+}
+
 /// Re-encodes batches to the topic's codec (the only place the produce path opens a batch, and
 /// only when an operator set `compression.type`). A batch that fails its checks is CORRUPT_MESSAGE.
 fn recompress(log: &Log, records: &Bytes, codec: Codec) -> Result<Bytes, AppendReply> {
@@ -129,6 +188,7 @@ fn recompress(log: &Log, records: &Bytes, codec: Codec) -> Result<Bytes, AppendR
             base_offset: -1,
             log_append_time_ms: -1,
             log_start_offset: log.log_start().0,
+            record_errors: Vec::new(),
         }),
     }
 }
@@ -198,6 +258,11 @@ impl Shard {
                 }
             }
         };
+        if partition.log.config().cleanup_policy.compact {
+            if let Err(reply) = require_keys(&partition.log, tp, &records) {
+                return reply;
+            }
+        }
         // `records::recompress` leaves control batches (markers) as they are.
         let records = match partition.codec.get() {
             None => records,
@@ -226,6 +291,7 @@ impl Shard {
                     base_offset: info.first_offset.0,
                     log_append_time_ms: info.log_append_time.map_or(-1, |t| t.0),
                     log_start_offset: partition.log.log_start().0,
+                    record_errors: Vec::new(),
                 }
             }
             Err(e) => {
@@ -243,6 +309,7 @@ impl Shard {
                     base_offset: -1,
                     log_append_time_ms: -1,
                     log_start_offset: partition.log.log_start().0,
+                    record_errors: Vec::new(),
                 }
             }
         }

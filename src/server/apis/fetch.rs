@@ -257,9 +257,18 @@ async fn read_all(
         let shard = shard.clone();
         async move {
             match &w.tp {
+                // No partition may bring more than the whole response may hold (its first
+                // batch aside, KIP-74): a 20 MB partition limit under a 1 MB request limit
+                // reads 1 MB.
                 Some(tp) => Some(
                     shard
-                        .read(tp, w.offset, w.partition_max_bytes, true, read_committed)
+                        .read(
+                            tp,
+                            w.offset,
+                            w.partition_max_bytes.min(max_bytes),
+                            true,
+                            read_committed,
+                        )
                         .await,
                 ),
                 None => None,

@@ -147,6 +147,7 @@ async fn join(shard: Rc<Shard>, request: Request) -> Answer {
             .map(|p| (text(&p.name), p.metadata.clone()))
             .collect(),
         require_known_member: request.version >= 4,
+        skip_assignment_supported: request.version >= 9,
     };
     let outcome = match shard.group_call(&group, GroupCall::Join(params)).await {
         GroupAnswer::Join(outcome) => outcome,
@@ -167,6 +168,9 @@ async fn join(shard: Rc<Shard>, request: Request) -> Answer {
         response.protocol_name = Some(str_bytes(outcome.protocol.unwrap_or_default()));
     }
     response.leader = str_bytes(outcome.leader);
+    if request.version >= 9 {
+        response.skip_assignment = outcome.skip_assignment;
+    }
     response.member_id = str_bytes(outcome.member_id);
     response.members = outcome
         .members

@@ -6,7 +6,9 @@
 use std::rc::Rc;
 
 use futures::future::join_all;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 
 use super::{str_bytes, Answer, Api, Request};
@@ -29,6 +31,7 @@ fn failed(code: i16) -> AppendReply {
         base_offset: -1,
         log_append_time_ms: -1,
         log_start_offset: -1,
+        record_errors: Vec::new(),
     }
 }
 
@@ -110,6 +113,18 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                     p.log_append_time_ms = reply.log_append_time_ms;
                     p.log_start_offset = reply.log_start_offset;
                     p.error_message = reply.error_message.map(str_bytes);
+                    if request.version >= 8 {
+                        p.record_errors = reply
+                            .record_errors
+                            .into_iter()
+                            .map(|(index, message)| {
+                                let mut error = BatchIndexAndErrorMessage::default();
+                                error.batch_index = index;
+                                error.batch_index_error_message = Some(str_bytes(message));
+                                error
+                            })
+                            .collect();
+                    }
                     p
                 })
                 .collect();

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Runs librdkafka's own integration tests (tests/test-runner) against Sluice, one test number at
+# a time, each against a fresh `sluice serve` (a temp data dir, `num.partitions=4` as the suite's
+# default scenario expects, auto-creation on), and writes one line per test:
+# number, name, PASSED / FAILED / SKIPPED / TIMEOUT, seconds. docs/COMPATIBILITY.md is the table
+# made from it, with the reason for every test that does not pass.
+#
+#   scripts/librdkafka_suite.sh LIBRDKAFKA_DIR [TEST_NUMBER...]
+#
+# LIBRDKAFKA_DIR: a librdkafka checkout (v2.15.0 or newer; nothing of it is kept here), built
+# here if its tests/test-runner is missing: `./configure && make libs && make -C tests build`,
+# which needs Debian's libssl-dev libsasl2-dev libzstd-dev liblz4-dev zlib1g-dev rapidjson-dev.
+# Environment: SLUICE (default target/release/sluice), TEST_TIMEOUT (seconds per test, default
+# 600), TEST_KAFKA_VERSION (the broker version the suite assumes, default 3.9.0), QUICK=1 (the
+# runner's quick mode), OUT (default target/librdkafka-suite.tsv).
+set -uo pipefail
+rdk=$(cd "${1:?usage: scripts/librdkafka_suite.sh LIBRDKAFKA_DIR [TEST...]}" && pwd)
+shift
+here=$(cd "$(dirname "$0")/.." && pwd)
+sluice=${SLUICE:-$here/target/release/sluice}
+out=${OUT:-$here/target/librdkafka-suite.tsv}
+timeout_s=${TEST_TIMEOUT:-600}
+export TEST_KAFKA_VERSION=${TEST_KAFKA_VERSION:-3.9.0}
+[ -x "$sluice" ] || { echo "build Sluice first: cargo build --release" >&2; exit 2; }
+
+if [ ! -x "$rdk/tests/test-runner" ]; then
+  (cd "$rdk" && ./configure && make -j"$(nproc)" libs && make -C tests -j"$(nproc)" build) \
+    || { echo "building librdkafka's tests failed" >&2; exit 2; }
+fi
+export LD_LIBRARY_PATH="$rdk/src:$rdk/src-cpp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+tests=("$@")
+if [ ${#tests[@]} -eq 0 ]; then
+  mapfile -t tests < <(cd "$rdk/tests" && ls 0[0-9][0-9][0-9]-*.c* | cut -c1-4 | sort -u)
+fi
+flags=(-L)  # broker tests only: the local ones do not talk to a broker
+[ "${QUICK:-}" = 1 ] && flags+=(-Q)
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+mkdir -p "$(dirname "$out")"
+: >"$out"
+for test in "${tests[@]}"; do
+  work=$(mktemp -d)
+  port=$(free_port)
+  "$sluice" serve --set "log.dirs=$work/data" --set "listeners=PLAINTEXT://127.0.0.1:$port" \
+    --set num.partitions=4 >"$work/serve.out" 2>"$work/serve.log" &
+  broker=$!
+  for _ in $(seq 1 100); do grep -q "serving on" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
+  echo "metadata.broker.list=127.0.0.1:$port" >"$work/test.conf"
+  started=$(date +%s)
+  (cd "$rdk/tests" && RDKAFKA_TEST_CONF="$work/test.conf" TESTS="$test" \
+    timeout "$timeout_s" ./test-runner "${flags[@]}" >"$work/test.log" 2>&1)
+  rc=$?
+  seconds=$(($(date +%s) - started))
+  kill -TERM "$broker" 2>/dev/null; wait "$broker" 2>/dev/null
+  # The runner's summary: "| 0001_multiobj   |     PASSED |   1.060s |".
+  line=$(sed 's/\x1b\[[0-9;]*m//g' "$work/test.log" | grep -E "^\| *${test}_" | tail -1)
+  name=$(echo "$line" | awk -F'|' '{gsub(/ /,"",$2); print $2}')
+  status=$(echo "$line" | awk -F'|' '{gsub(/ /,"",$3); print $3}')
+  if [ "$rc" = 124 ]; then status=TIMEOUT; fi
+  if [ -z "$status" ]; then status=NOT-RUN; name=$test; fi  # local-only or not for this version
+  printf '%s\t%s\t%s\t%s\n' "$test" "${name:-$test}" "$status" "$seconds" | tee -a "$out"
+  if [ "$status" != PASSED ] && [ "$status" != NOT-RUN ]; then
+    mkdir -p "$out.logs" && cp "$work/test.log" "$out.logs/$test.log" && cp "$work/serve.log" "$out.logs/$test.serve.log"
+  fi
+  rm -rf "$work"
+done
+echo "passed $(grep -c $'\tPASSED\t' "$out") of $(grep -vc $'\tNOT-RUN\t' "$out") run; results in $out"
