@@ -54,16 +54,25 @@ for test in "${tests[@]}"; do
   rc=$?
   seconds=$(($(date +%s) - started))
   kill -TERM "$broker" 2>/dev/null; wait "$broker" 2>/dev/null
-  # The runner's summary: "| 0001_multiobj   |     PASSED |   1.060s |".
-  line=$(sed 's/\x1b\[[0-9;]*m//g' "$work/test.log" | grep -E "^\| *${test}_" | tail -1)
-  name=$(echo "$line" | awk -F'|' '{gsub(/ /,"",$2); print $2}')
-  status=$(echo "$line" | awk -F'|' '{gsub(/ /,"",$3); print $3}')
-  if [ "$rc" = 124 ]; then status=TIMEOUT; fi
-  if [ -z "$status" ]; then status=NOT-RUN; name=$test; fi  # local-only or not for this version
-  printf '%s\t%s\t%s\t%s\n' "$test" "${name:-$test}" "$status" "$seconds" | tee -a "$out"
-  if [ "$status" != PASSED ] && [ "$status" != NOT-RUN ]; then
-    mkdir -p "$out.logs" && cp "$work/test.log" "$out.logs/$test.log" && cp "$work/serve.log" "$out.logs/$test.serve.log"
+  # The runner's summary, a line per test of that number (some files hold several):
+  # "| 0001_multiobj   |     PASSED |   1.060s |".
+  summary=$(sed 's/\x1b\[[0-9;]*m//g' "$work/test.log" | grep -E "^\| *${test}_" |
+    awk -F'|' '{gsub(/ /,"",$2); gsub(/ /,"",$3); print $2 "\t" $3}')
+  if [ "$rc" = 124 ]; then
+    summary=$(printf '%s\tTIMEOUT' "$test")
+  elif [ -z "$summary" ] && [ "$rc" != 0 ]; then
+    summary=$(printf '%s\tERROR-%s' "$test" "$rc")   # crashed before its summary
+  elif [ -z "$summary" ]; then
+    summary=$(printf '%s\tNOT-RUN' "$test")        # not for this broker version
+  fi
+  while IFS=$'\t' read -r name status; do
+    printf '%s\t%s\t%s\t%s\n' "$test" "$name" "$status" "$seconds" | tee -a "$out"
+  done <<<"$summary"
+  if [ "$rc" != 0 ]; then
+    mkdir -p "$out.logs"
+    cp "$work/test.log" "$out.logs/$test.log"
+    cp "$work/serve.log" "$out.logs/$test.serve.log"
   fi
   rm -rf "$work"
 done
-echo "passed $(grep -c $'\tPASSED\t' "$out") of $(grep -vc $'\tNOT-RUN\t' "$out") run; results in $out"
+echo "passed $(grep -c $'\tPASSED\t' "$out"), skipped $(grep -c $'\tSKIPPED\t' "$out"), of $(grep -vc $'\tNOT-RUN\t' "$out") results; in $out"

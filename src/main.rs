@@ -277,7 +277,7 @@ fn avoid_nic_cpus(available: Vec<usize>) -> Vec<usize> {
 
 /// Parses `serve`'s options: the config file first, then `--set` overrides in order.
 fn serve_options(args: &[String]) -> Result<(Values, Vec<Option<usize>>), String> {
-    let mut broker = Values::new(BROKER_KEYS);
+    let mut broker = Values::new(&BROKER_KEYS);
     let mut sets = Vec::new();
     let mut config_file = None;
     let mut cores = None;

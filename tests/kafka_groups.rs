@@ -476,6 +476,21 @@ fn the_coordinator_answers_with_kafka_error_codes() {
         .map(|g| g.group_id.to_string())
         .collect();
     assert_eq!(names, BTreeSet::from(["st".to_string()]), "g is Stable");
+    // v5 (KIP-848) names each group's type, and filters by it: every group here is classic.
+    let mut list = ListGroupsRequest::default();
+    list.types_filter = vec![StrBytes::from_static_str("Classic")];
+    let listed: ListGroupsResponse = raw::call(&mut s, ApiKey::ListGroups, 5, 10, &list);
+    assert!(listed.groups.len() >= 2, "{listed:?}");
+    assert!(listed
+        .groups
+        .iter()
+        .all(|g| g.group_type.as_str() == "classic"));
+    list.types_filter = vec![StrBytes::from_static_str("consumer")];
+    let listed: ListGroupsResponse = raw::call(&mut s, ApiKey::ListGroups, 5, 11, &list);
+    assert!(
+        listed.groups.is_empty(),
+        "no group uses the consumer protocol"
+    );
     let mut find = FindCoordinatorRequest::default();
     find.coordinator_keys = vec![
         StrBytes::from_static_str("g"),

@@ -427,6 +427,55 @@ fn compaction_honours_the_lag_and_the_dirty_ratio() {
 }
 
 #[test]
+fn max_compaction_lag_compacts_old_segments_whatever_the_dirty_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    io::block_on(async {
+        // Everything compacted once, then a little more written (stamped 2,000 to 2,019): a
+        // small dirty share, under a ratio of 0.99.
+        let (log, _) = write_keyed_log(dir.path(), compact_config(), 5).await;
+        log.clean(TimestampMs(10_000)).await.unwrap();
+        for i in 0..20 {
+            let entries = [("key1", Some("late")), ("key2", Some("late"))];
+            log.append(
+                vec![keyed(&entries, 2_000 + i, Codec::None)],
+                AppendOptions::default(),
+            )
+            .await
+            .unwrap();
+        }
+        let before = contents(&log).await;
+        let strict = LogConfig {
+            min_cleanable_dirty_ratio: 0.99,
+            ..compact_config()
+        };
+        log.set_config(strict.clone());
+        assert_eq!(
+            log.clean(TimestampMs(20_000))
+                .await
+                .unwrap()
+                .segments_cleaned,
+            0
+        );
+        // A lag of 5 s: due once every record of a dirty segment is that old.
+        log.set_config(LogConfig {
+            max_compaction_lag_ms: 5_000,
+            ..strict
+        });
+        assert_eq!(
+            log.clean(TimestampMs(6_000))
+                .await
+                .unwrap()
+                .segments_cleaned,
+            0
+        );
+        let report = log.clean(TimestampMs(20_000)).await.unwrap();
+        assert!(report.segments_cleaned > 0, "{report:?}");
+        let active = *log.segment_bases().last().unwrap();
+        assert_eq!(contents(&log).await, compacted(&before, active.0, true));
+    });
+}
+
+#[test]
 fn a_compaction_interrupted_at_any_step_recovers_the_old_or_the_new_set() {
     let reference = tempfile::tempdir().unwrap();
     let (before, after, renames) = io::block_on(async {

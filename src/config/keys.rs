@@ -23,6 +23,8 @@ pub enum Kind {
     Listeners {
         optional: bool,
     },
+    /// Any text, empty included (Kafka's string, list, class and password keys Sluice does not use).
+    Any,
 }
 
 /// One declared key.
@@ -34,6 +36,8 @@ pub struct Key {
     /// For a topic key: the broker key that gives its default (`retention.ms` <- `log.retention.ms`).
     pub broker_default: Option<&'static str>,
     pub doc: &'static str,
+    /// False for a key Kafka documents and Sluice accepts, stores and describes, but does not use.
+    pub effect: bool,
 }
 
 pub(super) fn parse_i64(text: &str) -> Option<i64> {
@@ -76,6 +80,7 @@ impl Kind {
                     Ok(())
                 }
             }
+            Kind::Any => Ok(()),
             Kind::Listeners { optional } => {
                 if value.is_empty() {
                     return if optional {
@@ -119,6 +124,7 @@ const fn broker(name: &'static str, kind: Kind, default: &'static str, doc: &'st
         default,
         broker_default: None,
         doc,
+        effect: true,
     }
 }
 
@@ -134,11 +140,12 @@ const fn topic(
         default: "",
         broker_default: Some(broker_default),
         doc,
+        effect: true,
     }
 }
 
-/// Broker configs (`--config sluice.toml`, `--set key=value`).
-pub const BROKER_KEYS: &[Key] = &[
+/// Broker configs Sluice uses (`--config sluice.toml`, `--set key=value`).
+pub const DECLARED_BROKER_KEYS: &[Key] = &[
     broker(
         "node.id",
         int(0, I32),
@@ -308,6 +315,12 @@ pub const BROKER_KEYS: &[Key] = &[
         "records younger than this are not compacted",
     ),
     broker(
+        "log.cleaner.max.compaction.lag.ms",
+        int(1, i64::MAX),
+        "9223372036854775807",
+        "a closed segment whose records are all older than this is compacted whatever the dirty ratio",
+    ),
+    broker(
         "log.cleaner.delete.retention.ms",
         int(0, i64::MAX),
         "86400000",
@@ -411,8 +424,8 @@ pub const BROKER_KEYS: &[Key] = &[
     ),
 ];
 
-/// Topic configs (CreateTopics, AlterConfigs); each defaults to a broker key.
-pub const TOPIC_KEYS: &[Key] = &[
+/// Topic configs Sluice uses (CreateTopics, AlterConfigs); each defaults to a broker key.
+pub const DECLARED_TOPIC_KEYS: &[Key] = &[
     topic(
         "segment.bytes",
         int(14, I32),
@@ -480,6 +493,12 @@ pub const TOPIC_KEYS: &[Key] = &[
         "the largest record batch accepted",
     ),
     topic(
+        "max.compaction.lag.ms",
+        int(1, i64::MAX),
+        "log.cleaner.max.compaction.lag.ms",
+        "a closed segment whose records are all older than this is compacted whatever the dirty ratio",
+    ),
+    topic(
         "min.compaction.lag.ms",
         int(0, i64::MAX),
         "log.cleaner.min.compaction.lag.ms",
@@ -517,11 +536,11 @@ mod tests {
 
     #[test]
     fn every_default_passes_its_own_check_and_topic_keys_map_to_broker_keys() {
-        for key in BROKER_KEYS {
+        for key in DECLARED_BROKER_KEYS {
             assert_eq!(key.kind.check(key.default), Ok(()), "{}", key.name);
         }
-        for key in TOPIC_KEYS {
-            let broker = BROKER_KEYS
+        for key in DECLARED_TOPIC_KEYS {
+            let broker = DECLARED_BROKER_KEYS
                 .iter()
                 .find(|b| Some(b.name) == key.broker_default)
                 .unwrap_or_else(|| panic!("{}", key.name));

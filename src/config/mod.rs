@@ -5,12 +5,95 @@
 //! DescribeConfigs all read the same table. An unknown key or a bad value is refused with a
 //! message that names it.
 
+#[rustfmt::skip]
+mod kafka_keys;
 mod keys;
 
-pub use keys::{parse_listener, Key, Kind, BROKER_KEYS, TOPIC_KEYS};
+pub use keys::{parse_listener, Key, Kind, DECLARED_BROKER_KEYS, DECLARED_TOPIC_KEYS};
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::LazyLock;
+
+/// A Kafka config's type, as Kafka declares it (`src/config/kafka_keys.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kafka {
+    Int,
+    Long,
+    Short,
+    Double,
+    Boolean,
+    /// String, list, class and password keys.
+    Text,
+}
+
+impl Kafka {
+    fn kind(self) -> Kind {
+        match self {
+            Kafka::Int => Kind::Int {
+                min: i32::MIN as i64,
+                max: i32::MAX as i64,
+            },
+            Kafka::Long => Kind::Int {
+                min: i64::MIN,
+                max: i64::MAX,
+            },
+            Kafka::Short => Kind::Int {
+                min: i16::MIN as i64,
+                max: i16::MAX as i64,
+            },
+            Kafka::Double => Kind::Double {
+                min: f64::MIN,
+                max: f64::MAX,
+            },
+            Kafka::Boolean => Kind::Bool,
+            Kafka::Text => Kind::Any,
+        }
+    }
+}
+
+/// What DescribeConfigs says of a key Sluice accepts for Kafka's sake but does not use.
+pub const NO_EFFECT_DOC: &str =
+    "a Kafka config Sluice accepts, stores and describes; it has no effect";
+
+/// Every broker key: the ones Sluice uses ([`DECLARED_BROKER_KEYS`]), then every other broker
+/// config Kafka documents, with Kafka's type and default and no effect, so that a Kafka user's
+/// server.properties is taken as it is.
+pub static BROKER_KEYS: LazyLock<Vec<Key>> = LazyLock::new(|| {
+    let mut keys = DECLARED_BROKER_KEYS.to_vec();
+    for &(name, kind, default) in kafka_keys::BROKER {
+        if !keys.iter().any(|k| k.name == name) {
+            keys.push(Key {
+                name,
+                kind: kind.kind(),
+                default,
+                broker_default: None,
+                doc: NO_EFFECT_DOC,
+                effect: false,
+            });
+        }
+    }
+    keys
+});
+
+/// Every topic key: the ones Sluice uses ([`DECLARED_TOPIC_KEYS`]), then every other topic
+/// config Kafka documents (no effect), each defaulting to its broker synonym as in Kafka.
+pub static TOPIC_KEYS: LazyLock<Vec<Key>> = LazyLock::new(|| {
+    let mut keys = DECLARED_TOPIC_KEYS.to_vec();
+    for &(name, kind, synonym, default) in kafka_keys::TOPIC {
+        if !keys.iter().any(|k| k.name == name) {
+            keys.push(Key {
+                name,
+                kind: kind.kind(),
+                default,
+                broker_default: (!synonym.is_empty()).then_some(synonym),
+                doc: NO_EFFECT_DOC,
+                effect: false,
+            });
+        }
+    }
+    keys
+});
 
 use crate::model::TimestampType;
 use crate::storage::{CleanupPolicy, LogConfig};
@@ -121,6 +204,11 @@ impl Values {
         self.get(key).trim().parse().expect("checked when set")
     }
 
+    /// The keys set here that Sluice accepts for Kafka's sake but does not use.
+    pub fn without_effect(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.set.keys().copied().filter(|k| !self.spec(k).effect)
+    }
+
     pub fn bool(&self, key: &str) -> bool {
         self.get(key).trim().eq_ignore_ascii_case("true")
     }
@@ -205,6 +293,7 @@ pub fn log_config(broker: &Values, topic: &Values) -> LogConfig {
         },
         max_message_bytes: int("max.message.bytes") as usize,
         min_compaction_lag_ms: int("min.compaction.lag.ms"),
+        max_compaction_lag_ms: int("max.compaction.lag.ms"),
         delete_retention_ms: int("delete.retention.ms"),
         min_cleanable_dirty_ratio: pick("min.cleanable.dirty.ratio")
             .parse()
@@ -220,8 +309,119 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_key_has_a_valid_default_and_topic_keys_map_to_broker_keys() {
+        // An unused Kafka key whose default Kafka computes at run time has none here ("").
+        let computed = |key: &Key, default: &str| !key.effect && default.is_empty();
+        for key in BROKER_KEYS.iter().filter(|k| !computed(k, k.default)) {
+            assert_eq!(key.kind.check(key.default), Ok(()), "{}", key.name);
+        }
+        let broker = Values::new(&BROKER_KEYS);
+        for key in TOPIC_KEYS.iter() {
+            let default = match key.broker_default {
+                Some(b) => broker.get(b),
+                None => key.default,
+            };
+            if !computed(key, default) {
+                assert_eq!(key.kind.check(default), Ok(()), "{}", key.name);
+            }
+        }
+        assert!(BROKER_KEYS.len() > 300, "{}", BROKER_KEYS.len());
+    }
+
+    #[test]
+    fn the_readme_lists_every_key_without_effect() {
+        let readme = include_str!("../../README.md");
+        for key in BROKER_KEYS.iter().chain(TOPIC_KEYS.iter()) {
+            if !key.effect {
+                assert!(readme.contains(&format!("`{}`", key.name)), "{}", key.name);
+            }
+        }
+    }
+
+    #[test]
+    fn a_kafka_server_properties_is_taken_as_it_is() {
+        let mut broker = Values::new(&BROKER_KEYS);
+        let pasted = [
+            ("broker.id", "0"),
+            ("num.network.threads", "3"),
+            ("num.io.threads", "8"),
+            ("socket.send.buffer.bytes", "102400"),
+            ("log.retention.hours", "168"),
+            ("zookeeper.connect", "localhost:2181"),
+            ("offsets.topic.replication.factor", "1"),
+            ("transaction.state.log.min.isr", "1"),
+            ("group.initial.rebalance.delay.ms", "0"),
+            (
+                "listener.security.protocol.map",
+                "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            ),
+            ("sasl.kerberos.min.time.before.relogin", "58000"),
+            ("background.threads", "9"),
+        ];
+        for (key, value) in pasted {
+            broker
+                .set(key, value)
+                .unwrap_or_else(|e| panic!("{key}: {e}"));
+            assert_eq!(broker.get(key), value);
+        }
+        // Kafka's types still hold, and a name Kafka does not know is still refused.
+        assert!(broker.set("num.io.threads", "eight").is_err());
+        assert!(broker.set("log.preallocate", "maybe").is_err());
+        assert!(broker.set("num.io.thread", "8").is_err());
+        // Unset, a key Sluice does not use reads as Kafka's default.
+        assert_eq!(broker.get("num.replica.fetchers"), "1");
+        let unused = BROKER_KEYS
+            .iter()
+            .find(|k| k.name == "num.io.threads")
+            .unwrap();
+        assert!(!unused.effect);
+        let used = BROKER_KEYS
+            .iter()
+            .find(|k| k.name == "num.partitions")
+            .unwrap();
+        assert!(used.effect);
+    }
+
+    #[test]
+    fn every_kafka_topic_config_is_accepted_and_defaults_to_its_broker_synonym() {
+        let broker = Values::new(&BROKER_KEYS);
+        let mut topic = Values::new(&TOPIC_KEYS);
+        for (name, value) in [
+            ("file.delete.delay.ms", "30000"),
+            ("max.compaction.lag.ms", "3600000"),
+            ("segment.jitter.ms", "100"),
+            ("preallocate", "true"),
+            ("message.timestamp.after.max.ms", "1000"),
+            ("leader.replication.throttled.replicas", "*"),
+            ("remote.storage.enable", "false"),
+        ] {
+            topic
+                .set(name, value)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        assert_eq!(log_config(&broker, &topic).max_compaction_lag_ms, 3_600_000);
+        let effective = topic_effective(&broker, &Values::new(&TOPIC_KEYS));
+        let find = |name: &str| {
+            effective
+                .iter()
+                .find(|(k, ..)| *k == name)
+                .unwrap()
+                .1
+                .clone()
+        };
+        assert_eq!(
+            find("file.delete.delay.ms"),
+            "60000",
+            "log.segment.delete.delay.ms"
+        );
+        assert_eq!(find("max.compaction.lag.ms"), "9223372036854775807");
+        assert_eq!(find("remote.storage.enable"), "false");
+        assert_eq!(TOPIC_KEYS.len(), 36, "Kafka 3.9's topic configs");
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_named() {
-        let mut broker = Values::new(BROKER_KEYS);
+        let mut broker = Values::new(&BROKER_KEYS);
         assert_eq!(
             broker.set("log.retention.mss", "5"),
             Err(ConfigError::UnknownKey {
@@ -244,10 +444,10 @@ mod tests {
 
     #[test]
     fn topic_overrides_fall_back_to_broker_defaults() {
-        let mut broker = Values::new(BROKER_KEYS);
+        let mut broker = Values::new(&BROKER_KEYS);
         broker.set("log.retention.ms", "1000").unwrap();
         broker.set("log.segment.bytes", "2048").unwrap();
-        let mut topic = Values::new(TOPIC_KEYS);
+        let mut topic = Values::new(&TOPIC_KEYS);
         topic.set("segment.bytes", "4096").unwrap();
         topic.set("cleanup.policy", "compact,delete").unwrap();
         topic
@@ -271,7 +471,7 @@ mod tests {
             "\"num.partitions\" = 3\n[log]\ndirs = \"/data/sluice\"\nretention.ms = 60000\n[auto.create.topics]\nenable = false\n",
         )
         .unwrap();
-        let mut broker = Values::new(BROKER_KEYS);
+        let mut broker = Values::new(&BROKER_KEYS);
         load_toml(&mut broker, &path).unwrap();
         assert_eq!(broker.i32("num.partitions"), 3);
         assert_eq!(broker.get("log.dirs"), "/data/sluice");
@@ -279,14 +479,14 @@ mod tests {
         assert!(!broker.bool("auto.create.topics.enable"));
         std::fs::write(&path, "[log]\nretention.mss = 1\n").unwrap();
         assert_eq!(
-            load_toml(&mut Values::new(BROKER_KEYS), &path),
+            load_toml(&mut Values::new(&BROKER_KEYS), &path),
             Err(ConfigError::UnknownKey {
                 key: "log.retention.mss".into()
             })
         );
         std::fs::write(&path, "not toml [").unwrap();
         assert!(matches!(
-            load_toml(&mut Values::new(BROKER_KEYS), &path),
+            load_toml(&mut Values::new(&BROKER_KEYS), &path),
             Err(ConfigError::File { .. })
         ));
     }

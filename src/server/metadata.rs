@@ -30,7 +30,7 @@ pub struct TopicMeta {
 
 impl TopicMeta {
     pub fn config_values(&self) -> Values {
-        let mut values = Values::new(TOPIC_KEYS);
+        let mut values = Values::new(&TOPIC_KEYS);
         for (key, value) in &self.configs {
             values
                 .set(key, value)
@@ -132,7 +132,7 @@ impl Image {
                         let value = value
                             .as_str()
                             .ok_or_else(|| bad(&format!("topic {name}: config {key}")))?;
-                        Values::new(TOPIC_KEYS)
+                        Values::new(&TOPIC_KEYS)
                             .set(key, value)
                             .map_err(|e| bad(&format!("topic {name}: {e}")))?;
                         configs.insert(key.clone(), value.to_string());
@@ -234,7 +234,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), MetadataError> {
 
 /// Checks topic config overrides against the table; the error names the key.
 pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<(), MetadataError> {
-    let mut values = Values::new(TOPIC_KEYS);
+    let mut values = Values::new(&TOPIC_KEYS);
     for (key, value) in configs {
         values.set(key, value).map_err(|e| {
             MetadataError::new(
@@ -254,10 +254,14 @@ pub fn validate_broker_configs(configs: &BTreeMap<String, String>) -> Result<(),
             message,
         )
     };
-    let mut values = Values::new(crate::config::BROKER_KEYS);
+    let mut values = Values::new(&crate::config::BROKER_KEYS);
     for (key, value) in configs {
         values.set(key, value).map_err(|e| invalid(e.to_string()))?;
-        if !DYNAMIC_BROKER_KEYS.contains(&key.as_str()) {
+        // A key Sluice does not use may change at any time: it is only stored and described.
+        let used = crate::config::DECLARED_BROKER_KEYS
+            .iter()
+            .any(|k| k.name == key.as_str());
+        if used && !DYNAMIC_BROKER_KEYS.contains(&key.as_str()) {
             return Err(invalid(format!(
                 "`{key}` cannot change while the broker runs: set it in the config file or with --set and restart"
             )));

@@ -559,6 +559,13 @@ pub fn serve(mut broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeE
             );
         }
     }
+    let unused: Vec<&str> = broker.without_effect().collect();
+    if !unused.is_empty() {
+        tracing::info!(
+            keys = %unused.join(", "),
+            "Kafka broker configs accepted with no effect in Sluice (README: Broker config keys)"
+        );
+    }
     let signals = block_stop_signals();
     keep_large_buffers_in_the_heap();
     let data_dir = PathBuf::from(

@@ -2,7 +2,8 @@
 //! segments, with offsets and timestamps unchanged.
 //!
 //! A pass: (1) pick the cleanable segments — closed, older than `min.compaction.lag.ms`, and only
-//! if the uncleaned share of them reaches `min.cleanable.dirty.ratio`; (2) map each key of the
+//! if the uncleaned share of them reaches `min.cleanable.dirty.ratio` or a dirty one is wholly
+//! older than `max.compaction.lag.ms`; (2) map each key of the
 //! dirty segments (those past what earlier passes cleaned) to its newest offset, segment by
 //! segment while the map fits `log.cleaner.dedupe.buffer.size`; (3) rewrite every segment up to
 //! the last one mapped into `<base>.<ext>.cleaned` files, dropping records whose key has a newer
@@ -309,7 +310,9 @@ impl Log {
         let active = self.active_base();
         let mut bases = Vec::new();
         let (mut total_bytes, mut dirty_bytes) = (0u64, 0u64);
+        let mut overdue = false;
         let first_dirty = self.first_dirty();
+        let overdue_before = now.0.saturating_sub(config.max_compaction_lag_ms);
         for base in self.segment_bases().into_iter().filter(|b| *b < active) {
             let found = self
                 .with_loaded(base, |segment| {
@@ -329,13 +332,14 @@ impl Log {
             total_bytes += size;
             if next_offset > first_dirty {
                 dirty_bytes += size;
+                // max.compaction.lag.ms: a dirty segment whose records are all older is due.
+                overdue |= max_timestamp.0 < overdue_before;
             }
             bases.push(base);
         }
-        if bases.is_empty()
-            || total_bytes == 0
-            || (dirty_bytes as f64) < config.min_cleanable_dirty_ratio * total_bytes as f64
-        {
+        let dirty_enough =
+            (dirty_bytes as f64) >= config.min_cleanable_dirty_ratio * total_bytes as f64;
+        if bases.is_empty() || total_bytes == 0 || !(dirty_enough || overdue) {
             return Ok(None);
         }
         Ok(Some(bases))

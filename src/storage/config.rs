@@ -67,6 +67,10 @@ pub struct LogConfig {
     pub max_message_bytes: usize,
     /// `min.compaction.lag.ms`: records younger than this are not compacted.
     pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a closed segment whose records are all older than this is
+    /// compacted whatever the dirty ratio, and an active segment of a compacted log rolls once its
+    /// first append is this old (Kafka's `segment.ms` bound for compacted topics).
+    pub max_compaction_lag_ms: i64,
     /// `delete.retention.ms`: how long a tombstone survives compaction.
     pub delete_retention_ms: i64,
     /// `min.cleanable.dirty.ratio`: compact when this share of the closed log is uncleaned.
@@ -97,6 +101,7 @@ impl Default for LogConfig {
             message_timestamp_type: TimestampType::CreateTime,
             max_message_bytes: 1_048_588,
             min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
             delete_retention_ms: 24 * 3_600_000,
             min_cleanable_dirty_ratio: 0.5,
             cleaner_dedupe_buffer_bytes: 128 << 20,
@@ -107,6 +112,16 @@ impl Default for LogConfig {
 }
 
 impl LogConfig {
+    /// How old the active segment may grow before it rolls: `segment.ms`, and for a compacted
+    /// log no more than `max.compaction.lag.ms`, so that its records become cleanable in time.
+    pub fn roll_ms(&self) -> i64 {
+        if self.cleanup_policy.compact {
+            self.segment_ms.min(self.max_compaction_lag_ms)
+        } else {
+            self.segment_ms
+        }
+    }
+
     /// Offset index entries that fit `segment.index.bytes`.
     pub fn index_entries_max(&self) -> usize {
         (self.segment_index_bytes / super::index::OFFSET_ENTRY_BYTES as u64).max(1) as usize

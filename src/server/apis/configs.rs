@@ -50,7 +50,7 @@ const RESOURCE_BROKER: i8 = 4;
 fn config_type(kind: Kind) -> i8 {
     match kind {
         Kind::Bool => 1,
-        Kind::Text | Kind::Enum(_) => 2,
+        Kind::Text | Kind::Enum(_) | Kind::Any => 2,
         Kind::Int { max, .. } if max <= i32::MAX as i64 => 3,
         Kind::Int { .. } => 5,
         Kind::Double { .. } => 6,
@@ -66,7 +66,8 @@ fn entry(
 ) -> DescribeConfigsResourceResult {
     let mut c = DescribeConfigsResourceResult::default();
     c.name = str_bytes(key.name);
-    c.value = Some(str_bytes(value));
+    // A Kafka key with no default (and no effect here) is null, as Kafka describes it.
+    c.value = (key.effect || !value.is_empty()).then(|| str_bytes(value));
     c.read_only = false;
     if version == 0 {
         c.is_default = source == ConfigSource::Default;

@@ -46,15 +46,12 @@ api!(LEAVE, LeaveGroup, 0, 5, leave);
 api!(OFFSET_COMMIT, OffsetCommit, 0, 8, offset_commit);
 api!(OFFSET_FETCH, OffsetFetch, 0, 8, offset_fetch);
 api!(DESCRIBE, DescribeGroups, 0, 5, describe);
-api!(LIST, ListGroups, 0, 4, list);
+api!(LIST, ListGroups, 0, 5, list);
 api!(DELETE, DeleteGroups, 0, 2, delete);
 api!(OFFSET_DELETE, OffsetDelete, 0, 0, offset_delete);
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
-/// "Not computed" in Kafka's encoding of authorized operations.
-const AUTHORIZED_OPERATIONS_UNKNOWN: i32 = i32::MIN;
-
 fn text(s: &StrBytes) -> String {
     s.to_string()
 }
@@ -515,7 +512,7 @@ async fn describe(shard: Rc<Shard>, request: Request) -> Answer {
     for (group, answer) in described {
         let mut out = DescribedGroup::default();
         out.group_id = group_id(&group);
-        out.authorized_operations = AUTHORIZED_OPERATIONS_UNKNOWN;
+        out.authorized_operations = super::authorized::group(body.include_authorized_operations);
         match answer {
             GroupAnswer::Describe(d) => {
                 out.error_code = d.error_code;
@@ -547,6 +544,9 @@ async fn describe(shard: Rc<Shard>, request: Request) -> Answer {
     request.answer(&response)
 }
 
+/// ListGroups v5's type of a classic-protocol group.
+const GROUP_TYPE_CLASSIC: &str = "classic";
+
 async fn list(shard: Rc<Shard>, request: Request) -> Answer {
     let body: ListGroupsRequest = request.decode("ListGroupsRequest")?;
     let answers = join_all((0..shard.shards).map(|peer| {
@@ -559,6 +559,15 @@ async fn list(shard: Rc<Shard>, request: Request) -> Answer {
         .iter()
         .map(|s| s.to_string().to_ascii_lowercase())
         .collect();
+    // v5 (KIP-848): every group here runs the classic protocol.
+    let types: Vec<String> = body
+        .types_filter
+        .iter()
+        .map(|t| t.to_string().to_ascii_lowercase())
+        .collect();
+    if !types.is_empty() && !types.iter().any(|t| t == GROUP_TYPE_CLASSIC) {
+        return request.answer(&ListGroupsResponse::default());
+    }
     let mut response = ListGroupsResponse::default();
     for answer in answers {
         match answer {
@@ -572,6 +581,9 @@ async fn list(shard: Rc<Shard>, request: Request) -> Answer {
                     g.protocol_type = str_bytes(protocol_type);
                     if request.version >= 4 {
                         g.group_state = str_bytes(state);
+                    }
+                    if request.version >= 5 {
+                        g.group_type = str_bytes(GROUP_TYPE_CLASSIC);
                     }
                     response.groups.push(g);
                 }

@@ -10,7 +10,7 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{ApiKey, BrokerId, MetadataRequest, MetadataResponse};
 use uuid::Uuid;
 
-use super::{str_bytes, topic_name, Answer, Api, Request};
+use super::{authorized, str_bytes, topic_name, Answer, Api, Request};
 use crate::protocol::ResponseError as E;
 use crate::server::metadata::{validate_topic_name, TopicMeta};
 use crate::server::Shard;
@@ -22,9 +22,6 @@ pub const API: Api = Api {
     handle: |shard, request| Box::pin(handle(shard, request)),
 };
 
-/// "Authorized operations not requested / not computed" in Kafka's encoding.
-const AUTHORIZED_OPERATIONS_UNKNOWN: i32 = i32::MIN;
-
 async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
     let body: MetadataRequest = request.decode("MetadataRequest")?;
     let all = match &body.topics {
@@ -32,6 +29,7 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
         Some(topics) => request.version == 0 && topics.is_empty(),
     };
     let auto_create = request.version < 4 || body.allow_auto_topic_creation;
+    let topic_operations = authorized::topic(body.include_topic_authorized_operations);
     let mut topics = Vec::new();
     if all {
         for (name, meta) in shard.image().topics.iter() {
@@ -47,7 +45,7 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                         let mut entry = MetadataResponseTopic::default();
                         entry.error_code = E::UnknownTopicId.code();
                         entry.topic_id = id;
-                        entry.topic_authorized_operations = AUTHORIZED_OPERATIONS_UNKNOWN;
+                        entry.topic_authorized_operations = topic_operations;
                         topics.push(entry);
                         continue;
                     }
@@ -77,14 +75,20 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
     response.cluster_id = Some(str_bytes(shard.cluster_id.clone()));
     response.controller_id = BrokerId(shard.node_id);
     response.topics = topics;
-    response.cluster_authorized_operations = AUTHORIZED_OPERATIONS_UNKNOWN;
+    response.cluster_authorized_operations =
+        authorized::cluster(body.include_cluster_authorized_operations);
+    for topic in &mut response.topics {
+        if topic.error_code == 0 {
+            topic.topic_authorized_operations = topic_operations;
+        }
+    }
     request.answer(&response)
 }
 
 fn topic_entry(shard: &Shard, name: &str, meta: Option<&TopicMeta>) -> MetadataResponseTopic {
     let mut entry = MetadataResponseTopic::default();
     entry.name = Some(topic_name(name));
-    entry.topic_authorized_operations = AUTHORIZED_OPERATIONS_UNKNOWN;
+    entry.topic_authorized_operations = authorized::NOT_ASKED;
     let Some(meta) = meta else {
         entry.error_code = E::UnknownTopicOrPartition.code();
         return entry;

@@ -184,6 +184,77 @@ pub fn dispatch(
     Dispatch::Run((api.handle)(shard.clone(), request), decoded_bytes)
 }
 
+/// The "authorized operations" fields of Metadata, DescribeCluster and DescribeGroups. With no
+/// authorizer Kafka answers every operation the resource type supports
+/// (`AclEntry.supportedOperations`), as a bit field of operation codes, and `NOT_ASKED` when
+/// the request did not ask.
+pub mod authorized {
+    pub const NOT_ASKED: i32 = i32::MIN;
+
+    /// Kafka's AclOperation codes.
+    const READ: u8 = 3;
+    const WRITE: u8 = 4;
+    const CREATE: u8 = 5;
+    const DELETE: u8 = 6;
+    const ALTER: u8 = 7;
+    const DESCRIBE: u8 = 8;
+    const CLUSTER_ACTION: u8 = 9;
+    const DESCRIBE_CONFIGS: u8 = 10;
+    const ALTER_CONFIGS: u8 = 11;
+    const IDEMPOTENT_WRITE: u8 = 12;
+
+    const fn bits(operations: &[u8]) -> i32 {
+        let mut field = 0;
+        let mut i = 0;
+        while i < operations.len() {
+            field |= 1 << operations[i];
+            i += 1;
+        }
+        field
+    }
+
+    const TOPIC: i32 = bits(&[
+        READ,
+        WRITE,
+        CREATE,
+        DESCRIBE,
+        DELETE,
+        ALTER,
+        DESCRIBE_CONFIGS,
+        ALTER_CONFIGS,
+    ]);
+    const CLUSTER: i32 = bits(&[
+        CREATE,
+        CLUSTER_ACTION,
+        DESCRIBE_CONFIGS,
+        ALTER_CONFIGS,
+        IDEMPOTENT_WRITE,
+        ALTER,
+        DESCRIBE,
+    ]);
+    const GROUP: i32 = bits(&[READ, DESCRIBE, DELETE]);
+
+    fn when(asked: bool, field: i32) -> i32 {
+        if asked {
+            field
+        } else {
+            NOT_ASKED
+        }
+    }
+
+    pub fn topic(asked: bool) -> i32 {
+        when(asked, TOPIC)
+    }
+
+    pub fn cluster(asked: bool) -> i32 {
+        when(asked, CLUSTER)
+    }
+
+    pub fn group(asked: bool) -> i32 {
+        when(asked, GROUP)
+    }
+}
+
 pub fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }

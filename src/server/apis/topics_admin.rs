@@ -120,6 +120,7 @@ async fn describe_cluster(shard: Rc<Shard>, request: Request) -> Answer {
     broker.host = str_bytes(shard.advertised_host.clone());
     broker.port = shard.advertised_port as i32;
     response.brokers = vec![broker];
-    response.cluster_authorized_operations = i32::MIN;
+    response.cluster_authorized_operations =
+        super::authorized::cluster(body.include_cluster_authorized_operations);
     request.answer(&response)
 }

@@ -244,7 +244,7 @@ impl Log {
         let index_full = active.index.len() + chunk.batches.len() >= config.index_entries_max();
         let too_old = active
             .first_append_ms
-            .is_some_and(|first| now.0 - first > config.segment_ms);
+            .is_some_and(|first| now.0 - first > config.roll_ms());
         too_big || index_full || offsets_overflow || too_old
     }
 
