@@ -127,3 +127,28 @@ impl LogConfig {
         (self.segment_index_bytes / super::index::OFFSET_ENTRY_BYTES as u64).max(1) as usize
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_compacted_log_rolls_by_max_compaction_lag_too() {
+        let lagged = LogConfig {
+            segment_ms: 60_000,
+            max_compaction_lag_ms: 5_000,
+            ..LogConfig::default()
+        };
+        assert_eq!(lagged.roll_ms(), 60_000, "delete policy: segment.ms only");
+        let compacted = LogConfig {
+            cleanup_policy: CleanupPolicy::COMPACT,
+            ..lagged.clone()
+        };
+        assert_eq!(compacted.roll_ms(), 5_000);
+        let slow = LogConfig {
+            max_compaction_lag_ms: i64::MAX,
+            ..compacted
+        };
+        assert_eq!(slow.roll_ms(), 60_000);
+    }
+}
