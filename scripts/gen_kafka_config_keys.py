@@ -198,6 +198,18 @@ def defines(cls, fields=None):
     return out
 
 
+# Defaults Kafka computes at run time, as Kafka 3.9 describes them.
+RUNTIME_DEFAULTS = {
+    "compression.gzip.level": "-1",  # Deflater.DEFAULT_COMPRESSION
+    "compression.lz4.level": "9",
+    "compression.zstd.level": "3",
+    "log.message.format.version": "3.0-IV1",
+    "log.retention.hours": "168",
+    "log.roll.hours": "168",
+    "log.roll.jitter.hours": "0",
+}
+
+
 def rust_default(kind, default):
     if default is Unknown or default is None:
         return ""
@@ -245,7 +257,8 @@ def main():
     print("pub static BROKER: &[(&str, Kafka, &str)] = &[")
     for name in sorted(broker):
         kind, default = broker[name]
-        print(f'    ("{name}", {rust_kind(kind)}, "{rust_default(kind, default)}"),')
+        text = RUNTIME_DEFAULTS.get(name) or rust_default(kind, default)
+        print(f'    ("{name}", {rust_kind(kind)}, "{text}"),')
     print("];")
     print()
     print("/// Every topic config: name, Kafka's type, the broker config that gives its default (\"\":")

@@ -12,7 +12,9 @@
 # which needs Debian's libssl-dev libsasl2-dev libzstd-dev liblz4-dev zlib1g-dev rapidjson-dev.
 # Environment: SLUICE (default target/release/sluice), TEST_TIMEOUT (seconds per test, default
 # 600), TEST_KAFKA_VERSION (the broker version the suite assumes, default 3.9.0), QUICK=1 (the
-# runner's quick mode), OUT (default target/librdkafka-suite.tsv).
+# runner's quick mode), OUT (default target/librdkafka-suite.tsv). Tests that call Kafka's
+# bin/kafka-topics.sh get scripts/librdkafka-kafka-path/bin/kafka-topics.sh (create, alter
+# partitions, delete over the Kafka protocol); other Kafka tools (kafka-acls.sh) are absent.
 set -uo pipefail
 rdk=$(cd "${1:?usage: scripts/librdkafka_suite.sh LIBRDKAFKA_DIR [TEST...]}" && pwd)
 shift
@@ -49,7 +51,9 @@ for test in "${tests[@]}"; do
   for _ in $(seq 1 100); do grep -q "serving on" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
   echo "metadata.broker.list=127.0.0.1:$port" >"$work/test.conf"
   started=$(date +%s)
+  # KAFKA_PATH: the tests that run Kafka's kafka-topics.sh get a stand-in that speaks the protocol.
   (cd "$rdk/tests" && RDKAFKA_TEST_CONF="$work/test.conf" TESTS="$test" \
+    KAFKA_PATH="$here/scripts/librdkafka-kafka-path" BROKERS="127.0.0.1:$port" \
     timeout "$timeout_s" ./test-runner "${flags[@]}" >"$work/test.log" 2>&1)
   rc=$?
   seconds=$(($(date +%s) - started))

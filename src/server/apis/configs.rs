@@ -60,14 +60,13 @@ fn config_type(kind: Kind) -> i8 {
 
 fn entry(
     key: &Key,
-    value: String,
+    value: Option<String>,
     source: ConfigSource,
     version: i16,
 ) -> DescribeConfigsResourceResult {
     let mut c = DescribeConfigsResourceResult::default();
     c.name = str_bytes(key.name);
-    // A Kafka key with no default (and no effect here) is null, as Kafka describes it.
-    c.value = (key.effect || !value.is_empty()).then(|| str_bytes(value));
+    c.value = value.map(str_bytes);
     c.read_only = false;
     if version == 0 {
         c.is_default = source == ConfigSource::Default;
@@ -105,9 +104,11 @@ async fn describe(shard: Rc<Shard>, request: Request) -> Answer {
                             .find(|k| k.name == key_name)
                             .expect("declared");
                         if wanted(key_name) {
+                            // A topic key always has a value: clients write back what they
+                            // read, and librdkafka refuses a null.
                             result
                                 .configs
-                                .push(entry(key, value, source, request.version));
+                                .push(entry(key, Some(value), source, request.version));
                         }
                     }
                 }
@@ -127,6 +128,8 @@ async fn describe(shard: Rc<Shard>, request: Request) -> Answer {
                         ConfigSource::Default
                     };
                     let value = shard.broker().get(key.name).to_string();
+                    // A key with no default that Sluice does not use is null, as Kafka says.
+                    let value = (key.effect || !value.is_empty()).then_some(value);
                     result
                         .configs
                         .push(entry(key, value, source, request.version));
