@@ -207,6 +207,7 @@ RUNTIME_DEFAULTS = {
     "log.retention.hours": "168",
     "log.roll.hours": "168",
     "log.roll.jitter.hours": "0",
+    "log.roll.jitter.ms": "0",
 }
 
 

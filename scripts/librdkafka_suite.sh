@@ -11,10 +11,12 @@
 # here if its tests/test-runner is missing: `./configure && make libs && make -C tests build`,
 # which needs Debian's libssl-dev libsasl2-dev libzstd-dev liblz4-dev zlib1g-dev rapidjson-dev.
 # Environment: SLUICE (default target/release/sluice), TEST_TIMEOUT (seconds per test, default
-# 600), TEST_KAFKA_VERSION (the broker version the suite assumes, default 3.9.0), QUICK=1 (the
-# runner's quick mode), OUT (default target/librdkafka-suite.tsv). Tests that call Kafka's
-# bin/kafka-topics.sh get scripts/librdkafka-kafka-path/bin/kafka-topics.sh (create, alter
-# partitions, delete over the Kafka protocol); other Kafka tools (kafka-acls.sh) are absent.
+# 600), TEST_KAFKA_VERSION (the broker version the suite assumes, default 3.9.0), SCENARIO
+# (default; noautocreate runs the broker with auto.create.topics.enable=false for the tests
+# written for that), QUICK=1 (the runner's quick mode), OUT (default
+# target/librdkafka-suite.tsv). Tests that call Kafka's bin/kafka-topics.sh get
+# scripts/librdkafka-kafka-path/bin/kafka-topics.sh (create, alter partitions, delete over the
+# Kafka protocol); other Kafka tools (kafka-acls.sh) are absent.
 set -uo pipefail
 rdk=$(cd "${1:?usage: scripts/librdkafka_suite.sh LIBRDKAFKA_DIR [TEST...]}" && pwd)
 shift
@@ -37,6 +39,11 @@ if [ ${#tests[@]} -eq 0 ]; then
 fi
 flags=(-L)  # broker tests only: the local ones do not talk to a broker
 [ "${QUICK:-}" = 1 ] && flags+=(-Q)
+# SCENARIO=noautocreate runs the tests written for a broker without topic auto-creation.
+scenario=${SCENARIO:-default}
+flags+=(-s "$scenario")
+broker_sets=(--set num.partitions=4)
+[ "$scenario" = noautocreate ] && broker_sets+=(--set auto.create.topics.enable=false)
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -46,7 +53,7 @@ for test in "${tests[@]}"; do
   work=$(mktemp -d)
   port=$(free_port)
   "$sluice" serve --set "log.dirs=$work/data" --set "listeners=PLAINTEXT://127.0.0.1:$port" \
-    --set num.partitions=4 >"$work/serve.out" 2>"$work/serve.log" &
+    "${broker_sets[@]}" >"$work/serve.out" 2>"$work/serve.log" &
   broker=$!
   for _ in $(seq 1 100); do grep -q "serving on" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
   echo "metadata.broker.list=127.0.0.1:$port" >"$work/test.conf"

@@ -521,11 +521,12 @@ fn background_maintenance_compacts_and_checkpoints_on_its_own_queue() {
         let log = std::rc::Rc::new(log);
         let active = *log.segment_bases().last().unwrap();
         let queue = io::TaskQueue::new("background", sluice::storage::BACKGROUND_SHARES);
-        let task = sluice::storage::spawn_maintenance(
-            log.clone(),
-            queue,
-            std::time::Duration::from_millis(20),
-        );
+        // Retention far off: the compaction passes come from the cleaner's own cadence.
+        let periods = sluice::storage::Periods {
+            retention_check: std::time::Duration::from_secs(3600),
+            cleaner_backoff: std::time::Duration::from_millis(20),
+        };
+        let task = sluice::storage::spawn_maintenance(log.clone(), queue, periods);
         // Appends keep working while the cleaner runs.
         for _ in 0..20 {
             io::sleep(std::time::Duration::from_millis(10)).await;

@@ -132,7 +132,7 @@ pub static BROKER: &[(&str, Kafka, &str)] = &[
     ("log.retention.ms", Kafka::Long, ""),
     ("log.roll.hours", Kafka::Int, "168"),
     ("log.roll.jitter.hours", Kafka::Int, "0"),
-    ("log.roll.jitter.ms", Kafka::Long, ""),
+    ("log.roll.jitter.ms", Kafka::Long, "0"),
     ("log.roll.ms", Kafka::Long, ""),
     ("log.segment.bytes", Kafka::Int, "1073741824"),
     ("log.segment.delete.delay.ms", Kafka::Long, "60000"),

@@ -315,6 +315,12 @@ pub const DECLARED_BROKER_KEYS: &[Key] = &[
         "records younger than this are not compacted",
     ),
     broker(
+        "log.cleaner.backoff.ms",
+        int(10, i64::MAX),
+        "15000",
+        "how often a compacted partition is looked at for a compaction pass",
+    ),
+    broker(
         "log.cleaner.max.compaction.lag.ms",
         int(1, i64::MAX),
         "9223372036854775807",

@@ -321,9 +321,8 @@ mod tests {
                 Some(b) => broker.get(b),
                 None => key.default,
             };
-            if !computed(key, default) {
-                assert_eq!(key.kind.check(default), Ok(()), "{}", key.name);
-            }
+            // Every topic key has a valid value: clients write back what they describe.
+            assert_eq!(key.kind.check(default), Ok(()), "{}", key.name);
         }
         assert!(BROKER_KEYS.len() > 300, "{}", BROKER_KEYS.len());
     }

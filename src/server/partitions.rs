@@ -231,13 +231,16 @@ impl Shard {
         let log = Rc::new(Log::open(&dir, config, io::Faults::default()).await?);
         let codec = super::metadata::topic_codec(&self.broker(), meta);
         let partition = Rc::new(Partition::new(log.clone(), meta.id, codec));
-        let period = std::time::Duration::from_millis(
-            self.broker().i64("log.retention.check.interval.ms").max(10) as u64,
-        );
+        let broker = self.broker();
+        let millis = |key: &str| std::time::Duration::from_millis(broker.i64(key).max(10) as u64);
+        let periods = crate::storage::Periods {
+            retention_check: millis("log.retention.check.interval.ms"),
+            cleaner_backoff: millis("log.cleaner.backoff.ms"),
+        };
         partition.set_maintenance(crate::storage::spawn_maintenance(
             log,
             self.background,
-            period,
+            periods,
         ));
         self.partitions
             .borrow_mut()

@@ -3,7 +3,7 @@
 //! long compaction yields the core to the hot path.
 
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{CleanReport, Log, RetentionReport, StorageError};
 use crate::io;
@@ -37,16 +37,47 @@ pub async fn maintain(log: &Log, now: TimestampMs) -> Result<MaintenanceReport, 
     })
 }
 
-/// Runs [`maintain`] on `log` every `period` (Kafka's `log.retention.check.interval.ms`) on
-/// `queue`, until the log is closed. Errors are logged once per pass and the next pass retries.
-pub fn spawn_maintenance(log: Rc<Log>, queue: io::TaskQueue, period: Duration) -> io::Task<()> {
+/// How often background work runs on a log: everything every `retention_check` (Kafka's
+/// `log.retention.check.interval.ms`), and for a compacted log a compaction pass every
+/// `cleaner_backoff` in between (Kafka's cleaner looks again after `log.cleaner.backoff.ms`).
+#[derive(Clone, Copy, Debug)]
+pub struct Periods {
+    pub retention_check: Duration,
+    pub cleaner_backoff: Duration,
+}
+
+/// Runs [`maintain`] on `log` every `periods.retention_check`, and [`Log::clean`] every
+/// `periods.cleaner_backoff` while the log is compacted, on `queue`, until the log is closed.
+/// Errors are logged once per pass and the next pass retries.
+pub fn spawn_maintenance(log: Rc<Log>, queue: io::TaskQueue, periods: Periods) -> io::Task<()> {
     queue.spawn(async move {
+        let mut next_full = Instant::now() + periods.retention_check;
         loop {
-            io::sleep(period).await;
+            let until_full = next_full.saturating_duration_since(Instant::now());
+            let compacted = log.config().cleanup_policy.compact;
+            let wait = if compacted {
+                until_full.min(periods.cleaner_backoff)
+            } else {
+                until_full
+            };
+            io::sleep(wait).await;
             if log.is_closed() {
                 break;
             }
-            match maintain(&log, TimestampMs::now()).await {
+            let result = if Instant::now() >= next_full {
+                next_full = Instant::now() + periods.retention_check;
+                maintain(&log, TimestampMs::now()).await
+            } else if log.config().cleanup_policy.compact {
+                log.clean(TimestampMs::now())
+                    .await
+                    .map(|cleaning| MaintenanceReport {
+                        cleaning,
+                        ..MaintenanceReport::default()
+                    })
+            } else {
+                continue;
+            };
+            match result {
                 Ok(report) if report != MaintenanceReport::default() => {
                     tracing::info!(log = %log.dir().display(), ?report, "background maintenance")
                 }

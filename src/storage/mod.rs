@@ -20,7 +20,7 @@ pub use log::{
     LOADED_CLOSED_SEGMENTS_MAX,
 };
 pub use maintenance::{
-    maintain, spawn_maintenance, MaintenanceReport, BACKGROUND_SHARES, HOT_PATH_SHARES,
+    maintain, spawn_maintenance, MaintenanceReport, Periods, BACKGROUND_SHARES, HOT_PATH_SHARES,
 };
 pub use producers::{marker_of, ProducerBatch, ProducerEntry, Producers, SequenceError};
 pub use segment::{parse_file_name, BatchInfo};
