@@ -11,7 +11,7 @@
 # here if its tests/test-runner is missing: `./configure && make libs && make -C tests build`,
 # which needs Debian's libssl-dev libsasl2-dev libzstd-dev liblz4-dev zlib1g-dev rapidjson-dev.
 # Environment: SLUICE (default target/release/sluice), TEST_TIMEOUT (seconds per test, default
-# 600), TEST_KAFKA_VERSION (the broker version the suite assumes, default 3.9.0), SCENARIO
+# 900), TEST_KAFKA_VERSION (the broker version the suite assumes, default 3.9.0), SCENARIO
 # (default; noautocreate runs the broker with auto.create.topics.enable=false for the tests
 # written for that), QUICK=1 (the runner's quick mode), OUT (default
 # target/librdkafka-suite.tsv). Tests that call Kafka's bin/kafka-topics.sh get
@@ -23,7 +23,7 @@ shift
 here=$(cd "$(dirname "$0")/.." && pwd)
 sluice=${SLUICE:-$here/target/release/sluice}
 out=${OUT:-$here/target/librdkafka-suite.tsv}
-timeout_s=${TEST_TIMEOUT:-600}
+timeout_s=${TEST_TIMEOUT:-900}
 export TEST_KAFKA_VERSION=${TEST_KAFKA_VERSION:-3.9.0}
 [ -x "$sluice" ] || { echo "build Sluice first: cargo build --release" >&2; exit 2; }
 
