@@ -101,6 +101,20 @@ impl Budget {
         self.inner.available.get()
     }
 
+    /// Takes `bytes` now if they are free and nobody waits for them first.
+    pub fn try_acquire(&self, bytes: usize) -> Option<Grant> {
+        let bytes = bytes.min(self.inner.total);
+        let inner = &self.inner;
+        if !inner.waiters.borrow().is_empty() || inner.available.get() < bytes {
+            return None;
+        }
+        inner.available.set(inner.available.get() - bytes);
+        Some(Grant {
+            inner: inner.clone(),
+            bytes,
+        })
+    }
+
     /// Waits until `bytes` (at most the whole budget) are free, in arrival order, and takes them.
     pub async fn acquire(&self, bytes: usize) -> Grant {
         let bytes = bytes.min(self.inner.total);

@@ -68,9 +68,36 @@ pub struct File {
     inner: BufferedFile,
     path: PathBuf,
     faults: Faults,
+    /// A place in a budget of descriptors, given back when the file closes: among the shard's
+    /// short-lived files ([`File::open_transient`]) or its loaded segments ([`File::hold`]).
+    place: RefCell<Option<Grant>>,
+}
+
+/// Descriptors a shard holds at once for files it opens only to write or sync them and close
+/// (index files, checkpoints, snapshots, directory syncs). Thousands of partitions whose
+/// background work comes due together wait their turn instead of exhausting the process's
+/// descriptors.
+pub const TRANSIENT_FILES_MAX: usize = 32;
+
+thread_local! {
+    static TRANSIENT: Budget = Budget::new(TRANSIENT_FILES_MAX);
+}
+
+async fn transient_place() -> Grant {
+    let budget = TRANSIENT.with(Budget::clone);
+    budget.acquire(1).await
 }
 
 impl File {
+    /// Opens a file to use briefly (write or sync, then close or drop): it waits for one of the
+    /// shard's [`TRANSIENT_FILES_MAX`] places, held until the file is closed.
+    pub async fn open_transient(path: &Path, create: bool, faults: &Faults) -> Result<File> {
+        let place = transient_place().await;
+        let file = File::open(path, create, faults).await?;
+        file.hold(place);
+        Ok(file)
+    }
+
     /// Opens `path` for reading and writing, creating it if `create`.
     pub async fn open(path: &Path, create: bool, faults: &Faults) -> Result<File> {
         let inner = OpenOptions::new()
@@ -84,11 +111,17 @@ impl File {
             inner,
             path: path.to_path_buf(),
             faults: faults.clone(),
+            place: RefCell::new(None),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Holds `place` until the file is closed (its last handle dropped).
+    pub fn hold(&self, place: Grant) {
+        *self.place.borrow_mut() = Some(place);
     }
 
     pub fn raw_fd(&self) -> RawFd {
@@ -175,6 +208,15 @@ impl File {
             .map_err(|e| self.error(e.into()))
     }
 
+    /// Closes the file now (dropping it closes it too, in the background).
+    pub async fn close(self) -> Result<()> {
+        let path = self.path;
+        self.inner
+            .close()
+            .await
+            .map_err(|e| with_path(e.into(), &path))
+    }
+
     fn error(&self, e: std::io::Error) -> std::io::Error {
         with_path(e, &self.path)
     }
@@ -202,6 +244,7 @@ pub fn is_no_space(e: &std::io::Error) -> bool {
 
 /// Makes a directory's entries (creations, renames, unlinks) durable.
 pub async fn sync_dir(path: &Path) -> Result<()> {
+    let _place = transient_place().await;
     let dir = glommio::io::Directory::open(path)
         .await
         .map_err(|e| with_path(e.into(), path))?;
@@ -213,13 +256,37 @@ pub async fn sync_dir(path: &Path) -> Result<()> {
 pub async fn write_atomically(path: &Path, contents: Vec<u8>, faults: &Faults) -> Result<()> {
     let tmp = path.with_extension("tmp");
     {
-        let file = File::open(&tmp, true, faults).await?;
+        let file = File::open_transient(&tmp, true, faults).await?;
         file.truncate(0).await?;
         file.write_at(contents, 0).await?;
         file.fdatasync().await?;
     }
     std::fs::rename(&tmp, path).map_err(|e| with_path(e, path))?;
     sync_dir(path.parent().unwrap_or(Path::new("."))).await
+}
+
+/// Raises the soft descriptor limit (RLIMIT_NOFILE) to the hard one and returns it.
+pub fn raise_descriptor_limit() -> Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads one rlimit; raising the soft limit up to the hard one is
+        // always allowed.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    Ok(limit.rlim_cur)
 }
 
 /// Sleeps on the executor's timer.

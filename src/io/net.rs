@@ -1,13 +1,17 @@
 //! TCP for the Kafka listener: a per-shard listener on a shared port (SO_REUSEPORT, so the kernel
-//! spreads connections over the shards), connections split into a read half and a write half so
+//! spreads connections over the shards), connections split into a read half and a write half (one
+//! descriptor shared by both) so
 //! that a connection can read its next request while earlier answers are still being written, and
 //! `sendfile` from a segment file to the socket for the record bytes of a fetch.
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::rc::Rc;
 use std::time::Duration;
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncWrite};
 
 use super::Result;
 
@@ -120,33 +124,33 @@ fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     }
 }
 
-/// Splits a connection: the write half is a second descriptor (dup) of the same socket, so the
-/// reader and the writer are separate tasks with no lock between them. The socket is made
-/// non-blocking so that `sendfile` never parks the core; glommio's own reads and writes already
-/// use MSG_DONTWAIT and wait for readiness.
+/// Splits a connection into a read half and a write half over one descriptor: the halves share
+/// the stream, each borrowing it only for the duration of one poll (glommio keeps separate read
+/// and write readiness sources, so a read and a write may be pending at once). The reader and the
+/// writer are separate tasks with no lock between them. The socket is made non-blocking so that
+/// `sendfile` never parks the core; glommio's own reads and writes already use MSG_DONTWAIT and
+/// wait for readiness.
 fn split(stream: glommio::net::TcpStream) -> Result<(ReadHalf, WriteHalf)> {
     let fd = stream.as_raw_fd();
-    // SAFETY: `fd` is the live socket owned by `stream`; dup gives a new descriptor we own.
-    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-    if dup < 0 {
+    // SAFETY: fcntl on the live socket owned by `stream`.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above; only the status flags change.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    // SAFETY: fcntl on a descriptor we own; O_NONBLOCK is shared by both descriptors.
-    let flags = unsafe { libc::fcntl(dup, libc::F_GETFL) };
-    if flags < 0 || unsafe { libc::fcntl(dup, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
-        let e = std::io::Error::last_os_error();
-        // SAFETY: `dup` is ours and not yet wrapped.
-        unsafe { libc::close(dup) };
-        return Err(e);
-    }
-    // SAFETY: `dup` is a connected TCP socket that nothing else owns.
-    let writer = unsafe { glommio::net::TcpStream::from_raw_fd(dup) };
     let peer = stream.peer_addr().ok();
-    Ok((ReadHalf { stream, peer }, WriteHalf { stream: writer }))
+    let stream = Rc::new(RefCell::new(stream));
+    Ok((
+        ReadHalf {
+            stream: stream.clone(),
+            peer,
+        },
+        WriteHalf { stream },
+    ))
 }
 
 pub struct ReadHalf {
-    stream: glommio::net::TcpStream,
+    stream: Rc<RefCell<glommio::net::TcpStream>>,
     peer: Option<SocketAddr>,
 }
 
@@ -155,11 +159,19 @@ impl ReadHalf {
         self.peer
     }
 
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let stream = &self.stream;
+        futures_lite::future::poll_fn(|cx| {
+            Pin::new(&mut *stream.borrow_mut()).poll_read(cx, &mut buf[..])
+        })
+        .await
+    }
+
     /// Fills `buf`; `Ok(false)` when the peer closed before the first byte.
     pub async fn read_exact_or_eof(&mut self, buf: &mut [u8]) -> Result<bool> {
         let mut filled = 0;
         while filled < buf.len() {
-            let n = self.stream.read(&mut buf[filled..]).await?;
+            let n = self.read(&mut buf[filled..]).await?;
             if n == 0 {
                 if filled == 0 {
                     return Ok(false);
@@ -173,36 +185,53 @@ impl ReadHalf {
 
     /// Closes both directions: a writer blocked on this socket fails.
     pub async fn shutdown(&self) {
-        let _ = self.stream.shutdown(std::net::Shutdown::Both).await;
+        shutdown(&self.stream);
     }
 }
 
+fn shutdown(stream: &RefCell<glommio::net::TcpStream>) {
+    let fd = stream.borrow().as_raw_fd();
+    // SAFETY: shutdown(2) on the socket the shared stream owns (open while `stream` lives).
+    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+}
+
 pub struct WriteHalf {
-    stream: glommio::net::TcpStream,
+    stream: Rc<RefCell<glommio::net::TcpStream>>,
 }
 
 /// How long one wait for room in the socket's send buffer lasts before it is retried.
 const WRITABLE_WAIT_MS: i32 = 200;
 
 impl WriteHalf {
-    pub async fn write_all(&mut self, buf: &[u8]) -> Result<()> {
-        self.stream.write_all(buf).await
+    pub async fn write_all(&mut self, mut buf: &[u8]) -> Result<()> {
+        let stream = &self.stream;
+        while !buf.is_empty() {
+            let written = futures_lite::future::poll_fn(|cx| {
+                Pin::new(&mut *stream.borrow_mut()).poll_write(cx, buf)
+            })
+            .await?;
+            if written == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            buf = &buf[written..];
+        }
+        Ok(())
     }
 
     pub async fn flush(&mut self) -> Result<()> {
-        self.stream.flush().await
+        let stream = &self.stream;
+        futures_lite::future::poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_flush(cx)).await
     }
 
     /// Closes both directions of the socket, so that a reader blocked on it wakes up.
     pub fn shutdown(&self) {
-        // SAFETY: shutdown(2) on the socket this half owns.
-        unsafe { libc::shutdown(self.stream.as_raw_fd(), libc::SHUT_RDWR) };
+        shutdown(&self.stream);
     }
 
     /// Sends `len` bytes of `file` from `position` with sendfile(2): page cache to socket, no copy
     /// through user space. When the send buffer is full, waits for room off the core.
     pub async fn sendfile(&mut self, file: RawFd, position: u64, len: u64) -> Result<()> {
-        let socket = self.stream.as_raw_fd();
+        let socket = self.stream.borrow().as_raw_fd();
         let mut offset = position as libc::off_t;
         let end = position + len;
         while (offset as u64) < end {

@@ -3,7 +3,7 @@
 //! mesh as a typed message with a one-shot reply. Record bytes cross as `Bytes` handles; read
 //! ranges cross as duplicated file descriptors, so the serving shard sends them itself.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -21,11 +21,11 @@ use crate::storage::ReadRange;
 /// How many messages may wait in each shard-to-shard channel.
 pub const MESH_CHANNEL_CAPACITY: usize = 1024;
 
-/// A read range whose file descriptor was duplicated for another shard.
-pub struct SentRange {
-    pub fd: OwnedFd,
-    pub position: u64,
-    pub bytes: u64,
+/// Read ranges for another shard: (descriptor, position, bytes) of files the owner shard keeps
+/// open until this is dropped.
+pub struct SentRanges {
+    ranges: Vec<(RawFd, u64, u64)>,
+    _done: oneshot::Sender<()>,
 }
 
 pub enum ShardMessage {
@@ -40,7 +40,7 @@ pub enum ShardMessage {
         max_bytes: u64,
         min_one_batch: bool,
         read_committed: bool,
-        reply: oneshot::Sender<ReadReply<Vec<SentRange>>>,
+        reply: oneshot::Sender<ReadReply<SentRanges>>,
     },
     /// Answers once the partition's log end passes `offset` (a long-polling fetch).
     Watch {
@@ -90,24 +90,27 @@ pub enum ShardMessage {
     },
 }
 
-/// Moves read ranges to another shard: one dup per range.
-pub fn send_ranges(ranges: Vec<ReadRange>) -> std::io::Result<Vec<SentRange>> {
-    ranges
-        .into_iter()
-        .map(|range| {
-            // SAFETY: the file is open (we hold its Rc); F_DUPFD_CLOEXEC returns a new descriptor.
-            let fd = unsafe { libc::fcntl(range.file.raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
-            if fd < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(SentRange {
-                // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-                fd: unsafe { OwnedFd::from_raw_fd(fd) },
-                position: range.position,
-                bytes: range.bytes,
-            })
+/// Moves read ranges to another shard without a new descriptor: a task on this shard holds the
+/// files open until the other shard drops the ranges (sent, or given up), so the descriptors stay
+/// counted where they were opened.
+pub fn send_ranges(shard: &Shard, ranges: Vec<ReadRange>) -> SentRanges {
+    let (done, released) = oneshot::channel::<()>();
+    let sent = ranges
+        .iter()
+        .map(|range| (range.file.raw_fd(), range.position, range.bytes))
+        .collect();
+    let files: Vec<Rc<io::File>> = ranges.into_iter().map(|range| range.file).collect();
+    shard
+        .hot
+        .spawn(async move {
+            let _ = released.await;
+            drop(files);
         })
-        .collect()
+        .detach();
+    SentRanges {
+        ranges: sent,
+        _done: done,
+    }
 }
 
 pub fn local_slices(ranges: Vec<ReadRange>) -> Vec<FileSlice> {
@@ -122,14 +125,15 @@ pub fn local_slices(ranges: Vec<ReadRange>) -> Vec<FileSlice> {
         .collect()
 }
 
-pub fn remote_slices(ranges: Vec<SentRange>) -> Vec<FileSlice> {
-    ranges
+pub fn remote_slices(sent: SentRanges) -> Vec<FileSlice> {
+    let keep: Rc<dyn std::any::Any> = Rc::new(sent._done);
+    sent.ranges
         .into_iter()
-        .map(|range| FileSlice {
-            fd: range.fd.as_raw_fd(),
-            position: range.position,
-            len: range.bytes,
-            keep: Rc::new(range.fd) as Rc<dyn std::any::Any>,
+        .map(|(fd, position, len)| FileSlice {
+            fd,
+            position,
+            len,
+            keep: keep.clone(),
         })
         .collect()
 }
@@ -159,27 +163,10 @@ async fn handle(shard: Rc<Shard>, message: ShardMessage) {
                 .read_local(&tp, offset, max_bytes, min_one_batch, read_committed)
                 .await;
             let aborted = result.aborted;
-            let sent = match result.ranges.map(send_ranges) {
-                Some(Ok(ranges)) => ReadReply {
-                    header: result.header,
-                    ranges: Some(ranges),
-                    aborted,
-                },
-                Some(Err(e)) => {
-                    tracing::warn!(%tp, error = %e, "cannot hand a read range to another shard");
-                    ReadReply {
-                        header: result
-                            .header
-                            .with_error(crate::protocol::ResponseError::KafkaStorageError.code()),
-                        ranges: None,
-                        aborted: None,
-                    }
-                }
-                None => ReadReply {
-                    header: result.header,
-                    ranges: None,
-                    aborted,
-                },
+            let sent = ReadReply {
+                header: result.header,
+                ranges: result.ranges.map(|ranges| send_ranges(&shard, ranges)),
+                aborted,
             };
             let _ = reply.send(sent);
         }

@@ -6,6 +6,7 @@
 mod admission;
 mod apis;
 mod connection;
+pub mod fds;
 mod fetch_sessions;
 mod groups;
 mod listener;
@@ -82,6 +83,7 @@ struct Common {
     /// The background task queue's shares, from `sluice iotune`'s io-properties when present.
     background_shares: usize,
     admission: Arc<admission::Admission>,
+    fds: fds::FdBudget,
 }
 
 /// The state of one shard. `!Send`: it lives and dies on its core.
@@ -115,6 +117,8 @@ pub struct Shard {
     stopping: Cell<bool>,
     stop_waiters: RefCell<Vec<oneshot::Sender<()>>>,
     in_flight: Cell<usize>,
+    /// How the descriptor limit is shared out (partitions per shard, connections).
+    pub fds: fds::FdBudget,
 }
 
 /// Counts a request as in flight until dropped.
@@ -382,6 +386,22 @@ impl Shard {
         }
     }
 
+    /// Refuses an image that gives a shard more partitions than its descriptors can serve (and
+    /// more than it has now: a node restarted with a lower limit keeps what it has).
+    fn check_partition_room(&self, current: &Image, next: &Image) -> Result<(), MetadataError> {
+        let now = partitions_per_shard(current, self.shards);
+        let after = partitions_per_shard(next, self.shards);
+        let grown: Vec<usize> = after
+            .iter()
+            .zip(&now)
+            .map(|(after, now)| if after > now { *after } else { 0 })
+            .collect();
+        match self.fds.refuse(&grown) {
+            Some(message) => Err(MetadataError::new(E::PolicyViolation.code(), message)),
+            None => Ok(()),
+        }
+    }
+
     async fn change_local(
         &self,
         change: Change,
@@ -391,6 +411,12 @@ impl Shard {
         let _guard = self.controller_lock.lock().await;
         let current = self.image();
         let next = metadata::apply(&current, &change)?;
+        if matches!(
+            change,
+            Change::CreateTopic { .. } | Change::CreatePartitions { .. }
+        ) {
+            self.check_partition_room(&current, &next)?;
+        }
         let name = match &change {
             Change::CreateTopic { name, .. }
             | Change::DeleteTopic { name }
@@ -429,7 +455,12 @@ impl Shard {
         }
         *self.broker.borrow_mut() = Rc::new(image.broker_values(&self.static_broker));
         *self.image.borrow_mut() = image;
-        self.reconcile_partitions().await;
+        if let Err((count, first)) = self.reconcile_partitions().await {
+            tracing::error!(
+                shard = self.id, count, first = %first,
+                "cannot open new partitions' logs; they answer KAFKA_STORAGE_ERROR until they open"
+            );
+        }
     }
 }
 
@@ -544,6 +575,18 @@ enum Event {
     Exited,
 }
 
+/// How many partitions of `image` each of `shards` shards owns.
+fn partitions_per_shard(image: &Image, shards: usize) -> Vec<usize> {
+    let mut counts = vec![0; shards];
+    for (name, meta) in &image.topics {
+        for partition in 0..meta.partitions {
+            let tp = TopicPartition::new(name.clone(), partition);
+            counts[crate::shard::owner(&tp, shards)] += 1;
+        }
+    }
+    counts
+}
+
 /// Runs the broker until SIGINT or SIGTERM; returns after a clean shutdown.
 pub fn serve(mut broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeError> {
     io::probe_io_uring().map_err(ServeError::Config)?;
@@ -640,12 +683,21 @@ pub fn serve(mut broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeE
     };
 
     let shards = cores.len();
+    let descriptor_limit =
+        io::raise_descriptor_limit().map_err(io_error("reading the descriptor limit"))?;
+    let fds = fds::FdBudget::new(
+        descriptor_limit,
+        shards,
+        broker.i64("max.connections").max(0) as usize,
+    )
+    .map_err(ServeError::Config)?;
     let admission = admission::Admission::new(
-        broker.i64("max.connections") as usize,
+        fds.connections,
         broker.i64("max.connections.per.ip") as usize,
     );
     let common = Common {
         admission,
+        fds,
         broker,
         data_dir,
         cluster_id,
@@ -705,9 +757,14 @@ pub fn serve(mut broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeE
                     reserved.take();
                     tracing::info!(
                         %listen, shards, cluster_id = %common.cluster_id,
-                        data_dir = %common.data_dir.display(), "serving"
+                        data_dir = %common.data_dir.display(),
+                        descriptors = %common.fds.describe(), "serving"
                     );
-                    println!("sluice: serving on {listen} with {shards} shards");
+                    println!(
+                        "sluice: serving on {listen} with {shards} shards; data in {}; {}",
+                        common.data_dir.display(),
+                        common.fds.describe()
+                    );
                 }
             }
             Event::Signal(signal) => {
@@ -773,7 +830,9 @@ async fn run_shard(
         stopping: Cell::new(false),
         stop_waiters: RefCell::new(Vec::new()),
         in_flight: Cell::new(0),
+        fds: common.fds,
     });
+    crate::storage::set_loaded_segments_capacity(common.fds.loaded_segments);
     for receiver in receivers {
         shard
             .hot
@@ -783,7 +842,12 @@ async fn run_shard(
     if id == 0 {
         shard.producer_ids.load()?;
     }
-    shard.reconcile_partitions().await;
+    if let Err((count, first)) = shard.reconcile_partitions().await {
+        // A broker serving half its partitions is worse than one that does not start.
+        return Err(format!(
+            "cannot open {count} of the partitions this shard owns (the first, {first});              nothing was served"
+        ));
+    }
     shard.load_groups().await;
     shard.spawn_group_ticker();
     shard.load_txns().await;

@@ -207,7 +207,15 @@ impl Shard {
             return Err(E::NotLeaderOrFollower.code());
         }
         self.open_partition(tp, &meta).await.map_err(|e| {
-            tracing::error!(%tp, error = %e, "cannot open the partition's log");
+            thread_local! {
+                static OPEN_FAILURES: std::cell::RefCell<super::listener::Throttled> =
+                    std::cell::RefCell::new(Default::default());
+            }
+            OPEN_FAILURES.with(|t| {
+                t.borrow_mut().note(|count| {
+                    tracing::error!(%tp, error = %e, count, "cannot open the partition's log (answered KAFKA_STORAGE_ERROR)")
+                })
+            });
             E::KafkaStorageError.code()
         })
     }
@@ -388,9 +396,24 @@ impl Shard {
                     aborted,
                 }
             }
+            // Every closed-segment file the shard may hold is in a read in flight: no records
+            // this time; the client asks again once those are sent.
+            Err(StorageError::Busy { .. }) => ReadReply {
+                header,
+                ranges: Some(Vec::new()),
+                aborted: read_committed.then(Vec::new),
+            },
             Err(e) => {
                 if !matches!(e, StorageError::OffsetOutOfRange { .. }) {
-                    tracing::error!(%tp, offset, error = %e, "read failed");
+                    thread_local! {
+                        static READ_FAILURES: std::cell::RefCell<super::listener::Throttled> =
+                            std::cell::RefCell::new(Default::default());
+                    }
+                    READ_FAILURES.with(|t| {
+                        t.borrow_mut().note(
+                            |count| tracing::error!(%tp, offset, error = %e, count, "read failed"),
+                        )
+                    });
                 }
                 ReadReply {
                     header: header.with_error(error_code(&e)),
@@ -515,7 +538,10 @@ impl Shard {
 
     /// Closes and forgets the partitions of topics that left the image (deleting their data),
     /// reconfigures those whose configs changed, and opens the new ones this shard owns.
-    pub async fn reconcile_partitions(&self) {
+    /// Opens the owned partitions the image names that are not open, and closes (deleting their
+    /// data) those it no longer names. Returns how many could not be opened and the first error;
+    /// those are retried when next used.
+    pub async fn reconcile_partitions(&self) -> Result<(), (usize, String)> {
         let image = self.image.borrow().clone();
         let current: Vec<(TopicPartition, Rc<Partition>)> = self
             .partitions
@@ -548,6 +574,7 @@ impl Shard {
                 }
             }
         }
+        let mut failed: Option<(usize, String)> = None;
         for (name, meta) in &image.topics {
             for partition in 0..meta.partitions {
                 let tp = TopicPartition::new(name.clone(), partition);
@@ -555,9 +582,16 @@ impl Shard {
                     continue;
                 }
                 if let Err(e) = self.open_partition(&tp, meta).await {
-                    tracing::error!(%tp, error = %e, "cannot open the partition's log");
+                    match &mut failed {
+                        Some((count, _)) => *count += 1,
+                        None => failed = Some((1, format!("{tp}: {e}"))),
+                    }
                 }
             }
+        }
+        match failed {
+            None => Ok(()),
+            Some(failed) => Err(failed),
         }
     }
 

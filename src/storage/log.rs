@@ -101,10 +101,7 @@ pub struct RetentionReport {
     pub deleted_bytes: u64,
 }
 
-/// Closed segments kept loaded (three open files and their indexes in memory each).
-pub const LOADED_CLOSED_SEGMENTS_MAX: usize = 16;
-
-pub(super) struct State {
+pub(crate) struct State {
     /// Segments by base offset; `None` until a closed segment is first needed (lazy loading keeps
     /// start-up independent of the number of segments).
     pub(super) segments: BTreeMap<Offset, Option<Box<Segment>>>,
@@ -139,7 +136,7 @@ impl State {
             .expect("the active segment is always loaded")
     }
 
-    fn active_base(&self) -> Offset {
+    pub(super) fn active_base(&self) -> Offset {
         *self
             .segments
             .keys()
@@ -153,30 +150,6 @@ impl State {
             .next_back()
             .map(|(base, _)| *base)
             .unwrap_or_else(|| *self.segments.keys().next().expect("a log has segments"))
-    }
-
-    /// Unloads closed segments (closing their files once no read range holds them) while more
-    /// than [`LOADED_CLOSED_SEGMENTS_MAX`] are loaded, oldest first, sparing `keep`. They load
-    /// again on their next use; this bounds open files for logs of thousands of segments.
-    fn trim_loaded(&mut self, keep: Offset) {
-        let active = self.active_base();
-        let mut loaded = self
-            .segments
-            .iter()
-            .filter(|(b, s)| s.is_some() && **b != active)
-            .count();
-        if loaded <= LOADED_CLOSED_SEGMENTS_MAX {
-            return;
-        }
-        for (base, slot) in self.segments.iter_mut() {
-            if loaded <= LOADED_CLOSED_SEGMENTS_MAX || *base == active {
-                break;
-            }
-            if *base != keep && slot.is_some() {
-                *slot = None;
-                loaded -= 1;
-            }
-        }
     }
 
     /// The base of the segment after `base`, or the log end for the active segment.
@@ -193,10 +166,12 @@ impl State {
 }
 
 pub struct Log {
+    /// Unique in the process: names the log's segments in the shard's loaded set.
+    id: u64,
     dir: PathBuf,
     config: RefCell<LogConfig>,
     faults: io::Faults,
-    pub(super) state: RefCell<State>,
+    pub(super) state: Rc<RefCell<State>>,
     write_lock: io::Lock,
     queue: RefCell<Vec<Pending>>,
     stats: std::cell::Cell<LogStats>,
@@ -246,11 +221,13 @@ impl Log {
             segments.insert(log_start_saved, Some(Box::new(segment)));
         }
         let first_base = *segments.keys().next().expect("segments");
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let log = Log {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             dir: dir.to_path_buf(),
             config: RefCell::new(config),
             faults,
-            state: RefCell::new(State {
+            state: Rc::new(RefCell::new(State {
                 segments,
                 log_start: log_start_saved.max(first_base),
                 log_end: first_base,
@@ -264,7 +241,7 @@ impl Log {
                     .max(first_base),
                 producers: Producers::default(),
                 aborted: BTreeMap::new(),
-            }),
+            })),
             write_lock: io::Lock::default(),
             queue: RefCell::new(Vec::new()),
             stats: std::cell::Cell::new(LogStats::default()),
@@ -346,20 +323,27 @@ impl Log {
             } else {
                 segment.seal().await?;
             }
-            {
-                let mut state = self.state.borrow_mut();
-                state.segments.insert(*base, Some(Box::new(segment)));
-                state.trim_loaded(*base);
-            }
             if is_last {
+                self.state
+                    .borrow_mut()
+                    .segments
+                    .insert(*base, Some(Box::new(segment)));
                 break;
+            }
+            // A closed segment stays loaded if the shard has a place for its file.
+            if let Some(place) = super::loaded::acquire_place() {
+                segment.log.hold(place);
+                self.state
+                    .borrow_mut()
+                    .segments
+                    .insert(*base, Some(Box::new(segment)));
+                self.touch(*base);
             }
         }
         if let Some(first_cut) = cut_from {
             for base in &bases[first_cut..] {
                 tracing::warn!(segment = %segment::path(&self.dir, *base, "log").display(), "recovery removed a segment after a corrupt one");
-                let removed = self.state.borrow_mut().segments.remove(base);
-                remove_segment_files(&self.dir, *base, removed.flatten())?;
+                self.remove_segment(*base)?;
             }
         }
         {
@@ -462,18 +446,56 @@ impl Log {
         let next_base = {
             let state = self.state.borrow();
             match state.segments.get(&base) {
-                Some(Some(_)) | None => return Ok(()),
+                None => return Ok(()),
+                Some(Some(_)) => {
+                    let active = state.active_base() == base;
+                    drop(state);
+                    if !active {
+                        self.touch(base);
+                    }
+                    return Ok(());
+                }
                 Some(None) => state.next_base(base),
             }
         };
         let interval = self.config.borrow().index_interval_bytes;
+        // A closed segment (the active one is always loaded): its file takes one of the shard's
+        // places for closed segments.
+        let place = super::loaded::acquire_place().ok_or(StorageError::Busy {
+            capacity: super::loaded::capacity(),
+        })?;
         let segment = Segment::open(&self.dir, base, next_base, interval, &self.faults).await?;
-        let mut state = self.state.borrow_mut();
-        if let Some(slot @ None) = state.segments.get_mut(&base) {
-            *slot = Some(Box::new(segment));
+        segment.log.hold(place);
+        let loaded = match self.state.borrow_mut().segments.get_mut(&base) {
+            Some(slot @ None) => {
+                *slot = Some(Box::new(segment));
+                true
+            }
+            Some(Some(_)) => true,
+            None => false,
+        };
+        if loaded && self.active_base() != base {
+            self.touch(base);
         }
-        state.trim_loaded(base);
         Ok(())
+    }
+
+    /// Counts a use of closed segment `base` in the shard's loaded set (which may unload the least
+    /// recently used segments, of any log, over its bound; never this one, nor an active one).
+    pub(super) fn touch(&self, base: Offset) {
+        super::loaded::touch(self.id, base, &Rc::downgrade(&self.state));
+    }
+
+    /// Removes segment `base` from the map and unlinks its files.
+    pub(super) fn remove_segment(&self, base: Offset) -> Result<(), StorageError> {
+        let removed = self.state.borrow_mut().segments.remove(&base);
+        super::loaded::forget(self.id, base);
+        remove_segment_files(&self.dir, base, removed.flatten())
+    }
+
+    /// Segment `base` is the active one again (a truncation removed those after it).
+    pub(super) fn untrack(&self, base: Offset) {
+        super::loaded::forget(self.id, base);
     }
 
     async fn write_checkpoint(&self) -> Result<(), StorageError> {
@@ -513,17 +535,12 @@ impl Log {
         let (active, pending) = {
             let mut state = self.state.borrow_mut();
             let active = state.active_mut();
-            let files = [
-                active.log.clone(),
-                active.index_file.clone(),
-                active.time_index_file.clone(),
-            ];
+            let files = (active.log.clone(), active.index_files.clone());
             (files, active.take_pending_indexes())
         };
         pending.write().await;
-        for file in &active {
-            file.fdatasync().await?;
-        }
+        active.0.fdatasync().await?;
+        active.1.sync().await?;
         let log_end = {
             let mut state = self.state.borrow_mut();
             state.recovery_point = state.log_end;

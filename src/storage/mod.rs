@@ -7,6 +7,7 @@ mod checkpoint;
 mod cleaner;
 mod config;
 mod index;
+mod loaded;
 mod log;
 mod maintenance;
 mod producers;
@@ -15,10 +16,11 @@ mod segment;
 pub use cleaner::{CleanReport, CleanerStep};
 pub use config::{CleanupPolicy, LogConfig};
 pub use index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
-pub use log::{
-    AppendInfo, AppendOptions, Durability, Log, LogStats, ReadRange, RetentionReport,
-    LOADED_CLOSED_SEGMENTS_MAX,
+pub use loaded::{
+    capacity as loaded_segments_capacity, set_capacity as set_loaded_segments_capacity,
+    tracked as loaded_segments_tracked,
 };
+pub use log::{AppendInfo, AppendOptions, Durability, Log, LogStats, ReadRange, RetentionReport};
 pub use maintenance::{
     maintain, spawn_maintenance, MaintenanceReport, Periods, BACKGROUND_SHARES, HOT_PATH_SHARES,
 };
@@ -67,6 +69,10 @@ pub enum StorageError {
     Closed,
     #[error("segment {base} was deleted while in use")]
     SegmentGone { base: Offset },
+    /// Every descriptor the shard may spend on closed segments is held by reads in flight: the
+    /// read can be tried again once they are sent.
+    #[error("all of the shard's {capacity} closed-segment files are in use by reads in flight")]
+    Busy { capacity: usize },
     /// An idempotent producer's batch out of sequence or from a fenced epoch; nothing written.
     #[error("batch {index} of the append: {source}")]
     Sequence {

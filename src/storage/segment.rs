@@ -217,9 +217,10 @@ pub async fn find_batch(
 #[derive(Debug)]
 pub struct Segment {
     pub base: Offset,
+    /// The log file, open while the segment is loaded (the only descriptor a segment holds).
     pub log: Rc<io::File>,
-    pub index_file: Rc<io::File>,
-    pub time_index_file: Rc<io::File>,
+    /// The index files, opened only to write or sync them: the indexes live in memory.
+    pub index_files: IndexFiles,
     pub index: OffsetIndex,
     pub time_index: TimeIndex,
     /// Bytes of whole, visible batches.
@@ -243,18 +244,77 @@ pub struct Segment {
     pub time_entries_in_file: usize,
 }
 
+/// Where a segment's two index files are. They hold no descriptor: each write or sync opens the
+/// file and closes it after, so a partition costs one descriptor (its active log file) however
+/// many segments it has.
+#[derive(Clone, Debug)]
+pub struct IndexFiles {
+    pub index: PathBuf,
+    pub time_index: PathBuf,
+    faults: io::Faults,
+}
+
+impl IndexFiles {
+    fn new(dir: &Path, base: Offset, suffix: &str, faults: &io::Faults) -> IndexFiles {
+        IndexFiles {
+            index: path_with_suffix(dir, base, "index", suffix),
+            time_index: path_with_suffix(dir, base, "timeindex", suffix),
+            faults: faults.clone(),
+        }
+    }
+
+    async fn open(&self, path: &Path) -> io::Result<io::File> {
+        io::File::open_transient(path, true, &self.faults).await
+    }
+
+    /// Makes both files durable.
+    pub async fn sync(&self) -> Result<(), StorageError> {
+        for path in [&self.index, &self.time_index] {
+            let file = self.open(path).await?;
+            file.fdatasync().await?;
+            file.close().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes `bytes` as the whole of the file at `path`.
+    async fn write_whole(&self, path: &Path, bytes: Vec<u8>) -> Result<(), StorageError> {
+        let file = self.open(path).await?;
+        let len = bytes.len() as u64;
+        if !bytes.is_empty() {
+            file.write_at(bytes, 0).await?;
+        }
+        file.truncate(len).await?;
+        file.close().await?;
+        Ok(())
+    }
+}
+
 /// Index entries on their way to the files.
 pub struct PendingIndexes {
-    writes: Vec<(Rc<io::File>, Vec<u8>, u64)>,
+    files: IndexFiles,
+    writes: Vec<(bool, Vec<u8>, u64)>,
 }
 
 impl PendingIndexes {
     /// Writes the entries. A failure is logged, not returned: indexes are derived data, and a
     /// hole or torn entry makes the next open rebuild the index from the log.
     pub async fn write(self) {
-        for (file, bytes, at) in self.writes {
-            if let Err(e) = file.write_at(bytes, at).await {
-                tracing::warn!(file = %file.path().display(), error = %e, "index write failed; the index is rebuilt on the next start");
+        for (time, bytes, at) in self.writes {
+            let path = if time {
+                &self.files.time_index
+            } else {
+                &self.files.index
+            };
+            let written = match self.files.open(path).await {
+                Ok(file) => match file.write_at(bytes, at).await {
+                    Ok(()) => file.close().await,
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                tracing::warn!(file = %path.display(), error = %e, "index write failed; the index is rebuilt on the next start");
             }
         }
     }
@@ -279,29 +339,31 @@ impl Segment {
         index_interval_bytes: u64,
         faults: &io::Faults,
     ) -> Result<Segment, StorageError> {
-        let mut files = Vec::with_capacity(3);
-        for extension in EXTENSIONS {
-            let file = io::File::open(
-                &path_with_suffix(dir, base, extension, suffix),
-                true,
-                faults,
-            )
-            .await?;
-            file.truncate(0).await?;
-            files.push(Rc::new(file));
+        let log = io::File::open(&path_with_suffix(dir, base, "log", suffix), true, faults).await?;
+        log.truncate(0).await?;
+        let index_files = IndexFiles::new(dir, base, suffix, faults);
+        for path in [&index_files.index, &index_files.time_index] {
+            index_files.write_whole(path, Vec::new()).await?;
         }
-        let files: [Rc<io::File>; 3] = files.try_into().expect("one file per extension");
-        Ok(Segment::empty(base, files, index_interval_bytes))
+        Ok(Segment::empty(
+            base,
+            Rc::new(log),
+            index_files,
+            index_interval_bytes,
+        ))
     }
 
-    /// A segment over these files (log, index, time index) that knows nothing of its contents yet.
-    fn empty(base: Offset, files: [Rc<io::File>; 3], index_interval_bytes: u64) -> Segment {
-        let [log, index_file, time_index_file] = files;
+    /// A segment over these files that knows nothing of its contents yet.
+    fn empty(
+        base: Offset,
+        log: Rc<io::File>,
+        index_files: IndexFiles,
+        index_interval_bytes: u64,
+    ) -> Segment {
         Segment {
             base,
             log,
-            index_file,
-            time_index_file,
+            index_files,
             index: OffsetIndex::new(base),
             time_index: TimeIndex::new(base),
             size_bytes: 0,
@@ -332,24 +394,14 @@ impl Segment {
             return Err(StorageError::MissingFile { path: log_path });
         }
         let log = Rc::new(io::File::open(&log_path, false, faults).await?);
-        let index_file = Rc::new(io::File::open(&path(dir, base, "index"), true, faults).await?);
-        let time_index_file =
-            Rc::new(io::File::open(&path(dir, base, "timeindex"), true, faults).await?);
+        let index_files = IndexFiles::new(dir, base, "", faults);
         let size_bytes = log.size().await?;
-        let index_bytes = index_file
-            .read_at(0, index_file.size().await? as usize)
-            .await?;
-        let time_bytes = time_index_file
-            .read_at(0, time_index_file.size().await? as usize)
-            .await?;
+        let index_bytes = read_whole(&index_files, &index_files.index).await?;
+        let time_bytes = read_whole(&index_files, &index_files.time_index).await?;
         let parsed = OffsetIndex::parse(base, &index_bytes, size_bytes).and_then(|index| {
             TimeIndex::parse(base, &time_bytes).map(|time_index| (index, time_index))
         });
-        let mut segment = Segment::empty(
-            base,
-            [log, index_file, time_index_file],
-            index_interval_bytes,
-        );
+        let mut segment = Segment::empty(base, log, index_files, index_interval_bytes);
         segment.size_bytes = size_bytes;
         segment.next_offset = next_base.unwrap_or(base);
         match parsed {
@@ -529,48 +581,41 @@ impl Segment {
         let mut writes = Vec::with_capacity(2);
         if self.index.len() > self.index_entries_in_file {
             let at = (self.index_entries_in_file * super::index::OFFSET_ENTRY_BYTES) as u64;
-            writes.push((
-                self.index_file.clone(),
-                self.index.bytes_from(self.index_entries_in_file),
-                at,
-            ));
+            writes.push((false, self.index.bytes_from(self.index_entries_in_file), at));
             self.index_entries_in_file = self.index.len();
         }
         if self.time_index.len() > self.time_entries_in_file {
             let at = (self.time_entries_in_file * super::index::TIME_ENTRY_BYTES) as u64;
             writes.push((
-                self.time_index_file.clone(),
+                true,
                 self.time_index.bytes_from(self.time_entries_in_file),
                 at,
             ));
             self.time_entries_in_file = self.time_index.len();
         }
-        PendingIndexes { writes }
+        PendingIndexes {
+            files: self.index_files.clone(),
+            writes,
+        }
     }
 
     /// Writes both indexes whole and cuts their files to size.
     pub async fn write_indexes(&mut self) -> Result<(), StorageError> {
         self.index_entries_in_file = self.index.len();
         self.time_entries_in_file = self.time_index.len();
-        for (file, bytes) in [
-            (&self.index_file, self.index.to_bytes()),
-            (&self.time_index_file, self.time_index.to_bytes()),
-        ] {
-            let len = bytes.len() as u64;
-            if !bytes.is_empty() {
-                file.write_at(bytes, 0).await?;
-            }
-            file.truncate(len).await?;
-        }
-        Ok(())
+        let files = &self.index_files;
+        files
+            .write_whole(&files.index, self.index.to_bytes())
+            .await?;
+        files
+            .write_whole(&files.time_index, self.time_index.to_bytes())
+            .await
     }
 
     /// Makes the segment's data and indexes durable.
     pub async fn sync(&self) -> Result<(), StorageError> {
         self.log.fdatasync().await?;
-        self.index_file.fdatasync().await?;
-        self.time_index_file.fdatasync().await?;
-        Ok(())
+        self.index_files.sync().await
     }
 
     /// Closing the active segment: records the max timestamp in the time index (so retention
@@ -589,6 +634,17 @@ impl Segment {
         self.take_pending_indexes().write().await;
         self.sync().await
     }
+}
+
+/// An index file's bytes (empty when it does not exist: it is rebuilt from the log).
+async fn read_whole(files: &IndexFiles, path: &Path) -> Result<Vec<u8>, StorageError> {
+    let file = match files.open(path).await {
+        Ok(file) => file,
+        Err(e) => return Err(e.into()),
+    };
+    let bytes = file.read_at(0, file.size().await? as usize).await?;
+    file.close().await?;
+    Ok(bytes)
 }
 
 #[cfg(test)]

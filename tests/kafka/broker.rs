@@ -13,6 +13,10 @@ pub struct Broker {
     args: Vec<String>,
     /// The working directory `serve` runs in (the test's own when `None`).
     cwd: Option<PathBuf>,
+    /// RLIMIT_NOFILE (soft and hard) for the process, when the test sets one.
+    fd_limit: Option<u64>,
+    /// The line `serve` printed once it listened.
+    pub serving_line: String,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -44,13 +48,24 @@ impl Broker {
                 "listeners=PLAINTEXT://127.0.0.1:0".to_string(),
             ],
             cwd: Some(temp.path().to_path_buf()),
+            fd_limit: None,
+            serving_line: String::new(),
             _temp: Some(temp),
         };
         broker.spawn();
         broker
     }
 
+    /// Starts a broker whose descriptor limit (soft and hard) is `limit`.
+    pub fn start_with_fd_limit(limit: u64, sets: &[&str]) -> Broker {
+        Broker::start_with(0, sets, Some(limit))
+    }
+
     fn start_on(port: u16, sets: &[&str]) -> Broker {
+        Broker::start_with(port, sets, None)
+    }
+
+    fn start_with(port: u16, sets: &[&str], fd_limit: Option<u64>) -> Broker {
         let temp = tempfile::tempdir().expect("temp dir");
         let data_dir = temp.path().join("data");
         let mut args = vec![
@@ -69,6 +84,8 @@ impl Broker {
             data_dir,
             args,
             cwd: None,
+            fd_limit,
+            serving_line: String::new(),
             _temp: Some(temp),
         };
         broker.spawn();
@@ -76,7 +93,16 @@ impl Broker {
     }
 
     fn spawn(&mut self) {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        let mut command = match self.fd_limit {
+            // The shell sets the limit and becomes sluice (same pid).
+            Some(limit) => {
+                let mut c = Command::new("bash");
+                c.args(["-c", &format!("ulimit -n {limit} && exec \"$0\" \"$@\"")])
+                    .arg(env!("CARGO_BIN_EXE_sluice"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_sluice")),
+        };
         if let Some(cwd) = &self.cwd {
             command.current_dir(cwd);
         }
@@ -88,7 +114,16 @@ impl Broker {
                 std::env::var("SLUICE_TEST_LOG").unwrap_or("warn".into()),
             )
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(match self.fd_limit {
+                // Kept, so that the test can tell the broker never ran out of descriptors.
+                Some(_) => std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.log_path())
+                    .expect("serve.log")
+                    .into(),
+                None => Stdio::inherit(),
+            })
             .spawn()
             .expect("start sluice");
         let stdout = child.stdout.take().expect("stdout");
@@ -105,6 +140,7 @@ impl Broker {
         // Keep draining stdout so the broker never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         self.addr = addr;
+        self.serving_line = line;
         self.child = Some(child);
     }
 
@@ -142,6 +178,16 @@ impl Broker {
 
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// Where a broker started with a descriptor limit writes its log.
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.with_file_name("serve.log")
+    }
+
+    /// That log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 }
 

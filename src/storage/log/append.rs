@@ -560,18 +560,13 @@ impl Log {
             );
             let active = state.active_mut();
             active.seal_in_memory();
-            let files = [
-                active.log.clone(),
-                active.index_file.clone(),
-                active.time_index_file.clone(),
-            ];
+            let files = (active.log.clone(), active.index_files.clone());
             (base, active.take_pending_indexes(), files)
         };
         pending.write().await;
         self.count(|stats| stats.syncs += 1);
-        for file in &files {
-            file.fdatasync().await?;
-        }
+        files.0.fdatasync().await?;
+        files.1.sync().await?;
         // The sealed segment's aborted transactions, durable before the next segment begins.
         let sealed = self.active_base();
         self.write_txn_index(sealed).await?;
@@ -580,10 +575,27 @@ impl Log {
         // The producers' state as of the new segment's base: recovery scans from here.
         self.write_producer_snapshot(base).await?;
         io::sync_dir(&self.dir).await?;
-        let mut state = self.state.borrow_mut();
-        state.segments.insert(base, Some(Box::new(segment)));
-        state.recovery_point = state.recovery_point.max(base);
-        state.trim_loaded(base);
+        let place = super::super::loaded::acquire_place();
+        let kept = {
+            let mut state = self.state.borrow_mut();
+            state.segments.insert(base, Some(Box::new(segment)));
+            state.recovery_point = state.recovery_point.max(base);
+            // The sealed segment stays loaded if the shard has a place for its file.
+            let slot = state.segments.get_mut(&sealed).expect("the sealed segment");
+            match (place, slot.as_deref()) {
+                (Some(place), Some(segment)) => {
+                    segment.log.hold(place);
+                    true
+                }
+                _ => {
+                    *slot = None;
+                    false
+                }
+            }
+        };
+        if kept {
+            self.touch(sealed);
+        }
         Ok(())
     }
 

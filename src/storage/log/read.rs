@@ -45,7 +45,11 @@ impl Log {
         let mut offset = offset;
         let mut budget = max_bytes;
         while offset < upper {
-            self.ensure_loaded(base).await?;
+            match self.ensure_loaded(base).await {
+                // No descriptor for another segment now: what was read so far is the answer.
+                Err(StorageError::Busy { .. }) if !ranges.is_empty() => break,
+                loaded => loaded?,
+            }
             let (file, start_hint, size, segment_next, next_base, recent) = {
                 let state = self.state.borrow();
                 let Some(slot) = state.segments.get(&base) else {

@@ -45,18 +45,25 @@ impl Log {
             .map(|(b, _)| *b)
             .collect();
         for later_base in later.into_iter().rev() {
-            let removed = self.state.borrow_mut().segments.remove(&later_base);
-            remove_segment_files(&self.dir, later_base, removed.flatten())?;
+            self.remove_segment(later_base)?;
         }
         let (position, new_end) = cut.map_or((size, offset), |info| (info.position, info.base));
         file.truncate(position).await?;
-        let mut segment = self
-            .state
-            .borrow_mut()
-            .segments
-            .get_mut(&base)
-            .and_then(Option::take)
-            .expect("loaded");
+        // The segment is the active one now; the shard may have unloaded it meanwhile (reopening
+        // it reads the cut file).
+        self.untrack(base);
+        let mut segment = loop {
+            let taken = self
+                .state
+                .borrow_mut()
+                .segments
+                .get_mut(&base)
+                .and_then(Option::take);
+            match taken {
+                Some(segment) => break segment,
+                None => self.ensure_loaded(base).await?,
+            }
+        };
         segment.size_bytes = position;
         segment.index.truncate_to_position(position);
         segment.time_index.truncate_to_offset(new_end);
@@ -91,8 +98,7 @@ impl Log {
     async fn reset_to(&self, offset: Offset) -> Result<(), StorageError> {
         let all: Vec<Offset> = self.state.borrow().segments.keys().copied().collect();
         for base in all {
-            let removed = self.state.borrow_mut().segments.remove(&base);
-            remove_segment_files(&self.dir, base, removed.flatten())?;
+            self.remove_segment(base)?;
         }
         let interval = self.config.borrow().index_interval_bytes;
         let segment = Segment::create(&self.dir, offset, interval, &self.faults).await?;
@@ -199,8 +205,7 @@ impl Log {
         }
         self.write_checkpoint().await?;
         for (base, _, size) in condemned {
-            let removed = self.state.borrow_mut().segments.remove(&base);
-            remove_segment_files(&self.dir, base, removed.flatten())?;
+            self.remove_segment(base)?;
             report.deleted_segments += 1;
             report.deleted_bytes += size;
         }

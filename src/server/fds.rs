@@ -1,0 +1,135 @@
+//! The descriptor budget: how the process's `RLIMIT_NOFILE` (its soft limit raised to the hard one
+//! at start) is shared out, so that no user action can take the last descriptor the broker needs.
+//!
+//! Taken first: the process's own (stdio, the data-dir lock, the signal thread, each shard's rings,
+//! eventfd and listener socket, short-lived metadata files). Then client connections: at most
+//! `max.connections`, and never more than [`CONNECTION_SHARE_PERCENT`] of what is left (the accept
+//! loop waits at that bound, as at `max.connections`). The rest is split evenly over the shards;
+//! each keeps [`io::TRANSIENT_FILES_MAX`] for files it opens briefly (index writes, checkpoints,
+//! snapshots), a set of closed segments loaded on demand (`storage::set_loaded_segments_capacity`,
+//! least recently used closed first), and one descriptor per owned partition (its active
+//! segment's log file). A CreateTopics or CreatePartitions that would give a shard more
+//! partitions than that is refused before anything is created.
+
+use crate::io;
+
+/// Descriptors the process keeps for itself, plus this many per shard.
+const PROCESS_RESERVED: u64 = 32;
+const PER_SHARD_RESERVED: u64 = 8;
+/// The most of the descriptors left after the process's own that connections may take.
+pub const CONNECTION_SHARE_PERCENT: u64 = 40;
+/// Closed segments a shard keeps loaded: a sixteenth of its share, within these bounds.
+const LOADED_SEGMENTS_MIN: usize = 16;
+const LOADED_SEGMENTS_MAX: usize = 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FdBudget {
+    /// The process's descriptor limit.
+    pub limit: u64,
+    /// Connections admitted at once (`max.connections`, or less when the limit says so).
+    pub connections: usize,
+    /// What each shard may hold for its partitions' files.
+    pub per_shard: usize,
+    /// Closed segments each shard keeps loaded.
+    pub loaded_segments: usize,
+    /// Partitions each shard may own.
+    pub partitions_per_shard: usize,
+}
+
+impl FdBudget {
+    /// Shares `limit` descriptors out over `shards` shards with `max_connections` configured.
+    pub fn new(limit: u64, shards: usize, max_connections: usize) -> Result<FdBudget, String> {
+        let reserved = PROCESS_RESERVED + PER_SHARD_RESERVED * shards as u64;
+        let available = limit.saturating_sub(reserved);
+        let connections = (max_connections as u64).min(available * CONNECTION_SHARE_PERCENT / 100);
+        let per_shard = ((available - connections) / shards.max(1) as u64) as usize;
+        let loaded_segments = (per_shard / 16).clamp(LOADED_SEGMENTS_MIN, LOADED_SEGMENTS_MAX);
+        let fixed = io::TRANSIENT_FILES_MAX + loaded_segments;
+        if per_shard <= fixed || connections == 0 {
+            return Err(format!(
+                "the descriptor limit ({limit}, RLIMIT_NOFILE) is too low for {shards} shards: \
+                 each needs more than {fixed} besides connections and its partitions; raise it \
+                 (ulimit -n, LimitNOFILE= in a systemd unit) or run fewer shards (--cores)"
+            ));
+        }
+        Ok(FdBudget {
+            limit,
+            connections: connections as usize,
+            per_shard,
+            loaded_segments,
+            partitions_per_shard: per_shard - fixed,
+        })
+    }
+
+    /// The start-up line's account of it.
+    pub fn describe(&self) -> String {
+        format!(
+            "descriptors {}: {} for connections, {} per shard ({} partitions, {} closed segments \
+             loaded, {} short-lived)",
+            self.limit,
+            self.connections,
+            self.per_shard,
+            self.partitions_per_shard,
+            self.loaded_segments,
+            io::TRANSIENT_FILES_MAX
+        )
+    }
+
+    /// Why a node whose shards own `per_shard` partitions cannot hold them, if it cannot.
+    pub fn refuse(&self, per_shard: &[usize]) -> Option<String> {
+        let (shard, most) = per_shard
+            .iter()
+            .copied()
+            .enumerate()
+            .max_by_key(|(_, n)| *n)?;
+        (most > self.partitions_per_shard).then(|| {
+            format!(
+                "this node holds at most {} partitions per shard ({} shards; descriptor limit {}, \
+                 {} of it for connections): this would put {most} on shard {shard}. Raise the \
+                 descriptor limit (LimitNOFILE=) or lower max.connections",
+                self.partitions_per_shard,
+                per_shard.len(),
+                self.limit,
+                self.connections
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limit_is_shared_connections_first_then_shards() {
+        let budget = FdBudget::new(20_000, 2, i32::MAX as usize).unwrap();
+        assert_eq!(budget.connections, 7_980);
+        assert_eq!(budget.per_shard, 5_986);
+        assert_eq!(budget.loaded_segments, 374);
+        assert_eq!(
+            budget.partitions_per_shard,
+            5_986 - 374 - io::TRANSIENT_FILES_MAX
+        );
+        // Fewer connections leave more for partitions.
+        let fewer = FdBudget::new(20_000, 2, 1_000).unwrap();
+        assert_eq!(fewer.connections, 1_000);
+        assert!(fewer.partitions_per_shard > budget.partitions_per_shard);
+        // Everything stays within the limit.
+        for b in [budget, fewer] {
+            let used = 32 + 8 * 2 + b.connections + 2 * b.per_shard;
+            assert!(used as u64 <= b.limit);
+        }
+    }
+
+    #[test]
+    fn a_limit_too_low_is_an_error_and_a_full_shard_refuses() {
+        assert!(FdBudget::new(64, 2, 100).is_err());
+        let budget = FdBudget::new(1_024, 2, i32::MAX as usize).unwrap();
+        assert_eq!(budget.refuse(&[budget.partitions_per_shard, 3]), None);
+        let refusal = budget
+            .refuse(&[1, budget.partitions_per_shard + 1])
+            .unwrap();
+        assert!(refusal.contains("shard 1"), "{refusal}");
+        assert!(refusal.contains(&budget.partitions_per_shard.to_string()));
+    }
+}
