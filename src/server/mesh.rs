@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::channel::oneshot;
 
+use super::fanout::ReadArgs;
 use super::metadata::{Change, Image, MetadataError, TopicMeta};
 use super::partitions::{AppendReply, ListOffsetReply, OffsetSpec, ReadReply};
 use super::Shard;
@@ -34,18 +35,14 @@ pub enum ShardMessage {
         records: Bytes,
         reply: oneshot::Sender<AppendReply>,
     },
+    /// A fetch's reads of the partitions this shard owns, answered in order.
     Read {
-        tp: TopicPartition,
-        offset: i64,
-        max_bytes: u64,
-        min_one_batch: bool,
-        read_committed: bool,
-        reply: oneshot::Sender<ReadReply<SentRanges>>,
+        reads: Vec<ReadArgs>,
+        reply: oneshot::Sender<Vec<ReadReply<SentRanges>>>,
     },
-    /// Answers once the partition's log end passes `offset` (a long-polling fetch).
+    /// Answers once one of the partitions' log end passes its offset (a long-polling fetch).
     Watch {
-        tp: TopicPartition,
-        offset: i64,
+        watches: Vec<(TopicPartition, i64)>,
         reply: oneshot::Sender<()>,
     },
     ListOffset {
@@ -151,26 +148,19 @@ async fn handle(shard: Rc<Shard>, message: ShardMessage) {
         ShardMessage::Append { tp, records, reply } => {
             let _ = reply.send(shard.append_local(&tp, records).await);
         }
-        ShardMessage::Read {
-            tp,
-            offset,
-            max_bytes,
-            min_one_batch,
-            read_committed,
-            reply,
-        } => {
-            let result = shard
-                .read_local(&tp, offset, max_bytes, min_one_batch, read_committed)
-                .await;
-            let aborted = result.aborted;
-            let sent = ReadReply {
-                header: result.header,
-                ranges: result.ranges.map(|ranges| send_ranges(&shard, ranges)),
-                aborted,
-            };
+        ShardMessage::Read { reads, reply } => {
+            let replies = shard.read_many_local(&reads).await;
+            let sent = replies
+                .into_iter()
+                .map(|result| ReadReply {
+                    header: result.header,
+                    ranges: result.ranges.map(|ranges| send_ranges(&shard, ranges)),
+                    aborted: result.aborted,
+                })
+                .collect();
             let _ = reply.send(sent);
         }
-        ShardMessage::Watch { tp, offset, reply } => shard.watch_local(&tp, offset, reply),
+        ShardMessage::Watch { watches, reply } => shard.watch_many_local(watches, reply),
         ShardMessage::ListOffset { tp, spec, reply } => {
             let _ = reply.send(shard.list_offset_local(&tp, spec).await);
         }

@@ -6,6 +6,7 @@
 mod admission;
 mod apis;
 mod connection;
+pub(crate) mod fanout;
 pub mod fds;
 mod fetch_sessions;
 mod groups;
@@ -31,7 +32,7 @@ use futures::channel::oneshot;
 use crate::config::{parse_listener, Values};
 use crate::io;
 use crate::model::TopicPartition;
-use crate::protocol::{FileSlice, ResponseError as E};
+use crate::protocol::ResponseError as E;
 pub use apis::served as served_apis;
 use mesh::ShardMessage;
 use metadata::{Change, Image, MetadataError, TopicMeta};
@@ -201,77 +202,6 @@ impl Shard {
             log_start_offset: -1,
             ..Default::default()
         })
-    }
-
-    pub async fn read(
-        &self,
-        tp: &TopicPartition,
-        offset: i64,
-        max_bytes: u64,
-        min_one_batch: bool,
-        read_committed: bool,
-    ) -> ReadReply<Vec<FileSlice>> {
-        let owner = self.owner(tp);
-        if owner == self.id {
-            let reply = self
-                .read_local(tp, offset, max_bytes, min_one_batch, read_committed)
-                .await;
-            return ReadReply {
-                header: reply.header,
-                ranges: reply.ranges.map(mesh::local_slices),
-                aborted: reply.aborted,
-            };
-        }
-        let tp_sent = tp.clone();
-        match self
-            .call(owner, |reply| ShardMessage::Read {
-                tp: tp_sent,
-                offset,
-                max_bytes,
-                min_one_batch,
-                read_committed,
-                reply,
-            })
-            .await
-        {
-            Some(reply) => ReadReply {
-                header: reply.header,
-                ranges: reply.ranges.map(mesh::remote_slices),
-                aborted: reply.aborted,
-            },
-            None => ReadReply {
-                header: ReadHeader {
-                    error_code: E::NotLeaderOrFollower.code(),
-                    high_watermark: -1,
-                    last_stable_offset: -1,
-                    log_start_offset: -1,
-                },
-                ranges: None,
-                aborted: None,
-            },
-        }
-    }
-
-    /// Resolves when `tp`'s log end passes `offset` (or the partition goes away).
-    pub async fn watch(&self, tp: &TopicPartition, offset: i64) -> oneshot::Receiver<()> {
-        let (tx, rx) = oneshot::channel();
-        let owner = self.owner(tp);
-        if owner == self.id {
-            self.watch_local(tp, offset, tx);
-        } else {
-            let _ = self
-                .mesh
-                .send_to(
-                    owner,
-                    ShardMessage::Watch {
-                        tp: tp.clone(),
-                        offset,
-                        reply: tx,
-                    },
-                )
-                .await;
-        }
-        rx
     }
 
     pub async fn list_offset(&self, tp: &TopicPartition, spec: OffsetSpec) -> ListOffsetReply {

@@ -6,7 +6,6 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use bytes::Bytes;
-use futures::channel::oneshot;
 
 use super::metadata::TopicMeta;
 use super::Shard;
@@ -24,7 +23,8 @@ pub struct Partition {
     pub topic_id: uuid::Uuid,
     /// The topic's `compression.type` when it is not `producer`: batches are re-encoded to it.
     codec: Cell<Option<Codec>>,
-    waiters: RefCell<Vec<oneshot::Sender<()>>>,
+    /// Long-polling fetches waiting for this partition's log end to move.
+    waiters: RefCell<Vec<super::fanout::Wake>>,
     maintenance: RefCell<Option<io::Task<()>>>,
 }
 
@@ -45,9 +45,17 @@ impl Partition {
 
     /// Wakes every long-polling fetch waiting on this partition.
     pub fn wake_waiters(&self) {
-        for waiter in self.waiters.borrow_mut().drain(..) {
-            let _ = waiter.send(());
+        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+        for waiter in &waiters {
+            super::fanout::fire(waiter);
         }
+    }
+
+    /// Adds a fetch's wake-up, dropping those already fired or given up.
+    pub fn add_waiter(&self, wake: super::fanout::Wake) {
+        let mut waiters = self.waiters.borrow_mut();
+        waiters.retain(|w| !super::fanout::is_done(w));
+        waiters.push(wake);
     }
 }
 
@@ -422,23 +430,6 @@ impl Shard {
                 }
             }
         }
-    }
-
-    /// Answers `reply` once the log end passes `offset` (at once if it already has, or if the
-    /// partition is gone). Waiters whose fetch gave up are dropped here.
-    pub fn watch_local(&self, tp: &TopicPartition, offset: i64, reply: oneshot::Sender<()>) {
-        let partitions = self.partitions.borrow();
-        let Some(partition) = partitions.get(tp) else {
-            let _ = reply.send(());
-            return;
-        };
-        if partition.log.log_end().0 > offset {
-            let _ = reply.send(());
-            return;
-        }
-        let mut waiters = partition.waiters.borrow_mut();
-        waiters.retain(|w| !w.is_canceled());
-        waiters.push(reply);
     }
 
     /// The idempotent producers a partition remembers (DescribeProducers).

@@ -9,7 +9,7 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use futures::future::{join_all, select_all};
+use futures::future::select_all;
 use kafka_protocol::messages::{ApiKey, FetchRequest};
 use uuid::Uuid;
 
@@ -18,6 +18,7 @@ use crate::io;
 use crate::model::TopicPartition;
 use crate::protocol::fetch::{self as encoder, FetchResponseData, PartitionData, TopicData};
 use crate::protocol::ResponseError as E;
+use crate::server::fanout::ReadArgs;
 use crate::server::fetch_sessions::{Entry, Plan, Sent};
 use crate::server::Shard;
 
@@ -176,10 +177,14 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
             .iter()
             .flat_map(|t| t.partitions.iter().map(|p| p.high_watermark))
             .collect();
-        let watches =
-            join_all(wanted.iter().zip(seen).filter_map(|(w, seen)| {
-                w.tp.as_ref().map(|tp| shard.watch(tp, w.offset.max(seen)))
-            }))
+        let watches = shard
+            .watch_many(
+                wanted
+                    .iter()
+                    .zip(seen)
+                    .filter_map(|(w, seen)| w.tp.clone().map(|tp| (tp, w.offset.max(seen))))
+                    .collect(),
+            )
             .await;
         if watches.is_empty() {
             io::sleep(deadline - now).await;
@@ -253,29 +258,25 @@ async fn read_all(
     read_committed: bool,
     data: &mut FetchResponseData,
 ) -> (u64, bool) {
-    let replies = join_all(wanted.iter().map(|w| {
-        let shard = shard.clone();
-        async move {
-            match &w.tp {
-                // No partition may bring more than the whole response may hold (its first
-                // batch aside, KIP-74): a 20 MB partition limit under a 1 MB request limit
-                // reads 1 MB.
-                Some(tp) => Some(
-                    shard
-                        .read(
-                            tp,
-                            w.offset,
-                            w.partition_max_bytes.min(max_bytes),
-                            true,
-                            read_committed,
-                        )
-                        .await,
-                ),
-                None => None,
-            }
-        }
-    }))
-    .await;
+    // No partition may bring more than the whole response may hold (its first batch aside,
+    // KIP-74): a 20 MB partition limit under a 1 MB request limit reads 1 MB.
+    let reads: Vec<ReadArgs> = wanted
+        .iter()
+        .filter_map(|w| {
+            w.tp.clone().map(|tp| ReadArgs {
+                tp,
+                offset: w.offset,
+                max_bytes: w.partition_max_bytes.min(max_bytes),
+                min_one_batch: true,
+                read_committed,
+            })
+        })
+        .collect();
+    let mut read = shard.read_many(reads).await.into_iter();
+    let replies: Vec<_> = wanted
+        .iter()
+        .map(|w| w.tp.as_ref().and_then(|_| read.next()))
+        .collect();
     let mut remaining = max_bytes;
     let mut total = 0;
     let mut errors = false;
