@@ -20,12 +20,26 @@ const USAGE: &str = "usage:
   sluice iotune --dir DIR [--seconds N]         measure the disk under DIR (default 20 s) and write
                                                 DIR/io-properties.toml, which serve reads";
 
+/// Log lines waiting for stderr before new ones are dropped (see `main`).
+const LOG_LINES_BUFFERED: usize = 16 * 1024;
+
 fn main() -> ExitCode {
+    // Lines go to stderr from a thread of their own: a shard never waits on a slow reader of its
+    // log (a full pipe, a busy journald). Past LOG_LINES_BUFFERED waiting lines, new ones are
+    // dropped rather than slow the broker's clients. The guard writes out the rest at exit.
+    // The writer thread must never take SIGINT/SIGTERM (serve handles them on its own thread).
+    let (writer, _log_guard) = sluice::server::without_stop_signals(|| {
+        tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .lossy(true)
+            .buffered_lines_limit(LOG_LINES_BUFFERED)
+            .thread_name("log-writer")
+            .finish(std::io::stderr())
+    });
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -19,6 +19,9 @@ mod budget;
 mod lock;
 pub mod net;
 pub mod shard;
+mod throttle;
+
+pub use throttle::Throttled;
 
 pub type Result<T> = std::io::Result<T>;
 

@@ -19,9 +19,9 @@ use futures::{SinkExt, StreamExt};
 
 use super::admission::Admitted;
 use super::apis::{self, Answer, Dispatch};
-use super::listener::Throttled;
 use super::Shard;
 use crate::io::net::{ReadHalf, WriteHalf};
+use crate::io::Throttled;
 use crate::io::{self, Task};
 use crate::protocol::{self, Part};
 

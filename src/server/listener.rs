@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{admission, connection, Shard};
-use crate::io;
+use crate::io::{self, Throttled};
 
 /// How long the accept loop waits before it looks again for room under `max.connections`, or
 /// after a failed accept.
@@ -55,28 +55,6 @@ pub(super) async fn accept_loop(
                 });
                 writer.shutdown();
             }
-        }
-    }
-}
-
-/// A log line at most once a second, counting the occasions in between.
-#[derive(Default)]
-pub(crate) struct Throttled {
-    last: Option<std::time::Instant>,
-    count: u64,
-}
-
-impl Throttled {
-    pub(crate) fn note(&mut self, log: impl FnOnce(u64)) {
-        self.count += 1;
-        let now = std::time::Instant::now();
-        if self
-            .last
-            .is_none_or(|last| now.duration_since(last) >= Duration::from_secs(1))
-        {
-            log(self.count);
-            self.last = Some(now);
-            self.count = 0;
         }
     }
 }

@@ -484,6 +484,25 @@ fn block_stop_signals() -> libc::sigset_t {
     }
 }
 
+/// Runs `start` (which starts a thread) with SIGINT and SIGTERM blocked on this thread, so the
+/// thread it starts never takes them (the log writer): `serve` receives them on its signal thread
+/// only. This thread's mask is restored after.
+pub fn without_stop_signals<T>(start: impl FnOnce() -> T) -> T {
+    // SAFETY: sigset manipulation on local sets; pthread_sigmask on this thread only, restored to
+    // the mask saved here.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+        let started = start();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        started
+    }
+}
+
 /// Request frames and write chunks are often over glibc's default mmap threshold (128 KiB), so
 /// each one would be a fresh mmap: page faults, zeroed pages and an munmap per request (a fifth
 /// of the broker's CPU in `perf` during the ingest bench). Serving them from the heap, and keeping

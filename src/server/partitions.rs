@@ -215,14 +215,8 @@ impl Shard {
             return Err(E::NotLeaderOrFollower.code());
         }
         self.open_partition(tp, &meta).await.map_err(|e| {
-            thread_local! {
-                static OPEN_FAILURES: std::cell::RefCell<super::listener::Throttled> =
-                    std::cell::RefCell::new(Default::default());
-            }
-            OPEN_FAILURES.with(|t| {
-                t.borrow_mut().note(|count| {
-                    tracing::error!(%tp, error = %e, count, "cannot open the partition's log (answered KAFKA_STORAGE_ERROR)")
-                })
+            crate::throttled!(|count| {
+                tracing::error!(%tp, error = %e, count, "cannot open the partition's log (answered KAFKA_STORAGE_ERROR)")
             });
             E::KafkaStorageError.code()
         })
@@ -413,14 +407,8 @@ impl Shard {
             },
             Err(e) => {
                 if !matches!(e, StorageError::OffsetOutOfRange { .. }) {
-                    thread_local! {
-                        static READ_FAILURES: std::cell::RefCell<super::listener::Throttled> =
-                            std::cell::RefCell::new(Default::default());
-                    }
-                    READ_FAILURES.with(|t| {
-                        t.borrow_mut().note(
-                            |count| tracing::error!(%tp, offset, error = %e, count, "read failed"),
-                        )
+                    crate::throttled!(|count| {
+                        tracing::error!(%tp, offset, error = %e, count, "read failed")
                     });
                 }
                 ReadReply {

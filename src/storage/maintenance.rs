@@ -83,7 +83,9 @@ pub fn spawn_maintenance(log: Rc<Log>, queue: io::TaskQueue, periods: Periods) -
                 }
                 Ok(_) => {}
                 Err(StorageError::Closed) => break,
-                Err(e) => tracing::warn!(log = %log.dir().display(), error = %e, "background maintenance failed; retrying next period"),
+                Err(e) => crate::throttled!(|count| {
+                    tracing::warn!(log = %log.dir().display(), error = %e, count, "background maintenance failed; retrying next period")
+                }),
             }
         }
     })

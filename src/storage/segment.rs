@@ -314,7 +314,9 @@ impl PendingIndexes {
                 Err(e) => Err(e),
             };
             if let Err(e) = written {
-                tracing::warn!(file = %path.display(), error = %e, "index write failed; the index is rebuilt on the next start");
+                crate::throttled!(|count| {
+                    tracing::warn!(file = %path.display(), error = %e, count, "index write failed; the index is rebuilt on the next start")
+                });
             }
         }
     }

@@ -200,7 +200,9 @@ impl Log {
             .any(|(p, r)| p.options.durability == Durability::Sync && matches!(r, Some(Ok(_))));
         if wants_sync || self.flush_due(now) {
             if let Err(e) = self.flush().await {
-                tracing::warn!(log = %self.dir.display(), error = %e, "fdatasync failed");
+                crate::throttled!(|count| {
+                    tracing::warn!(log = %self.dir.display(), error = %e, count, "fdatasync failed")
+                });
                 for (pending, result) in group.iter().zip(results.iter_mut()) {
                     if pending.options.durability == Durability::Sync {
                         *result = Some(Err(e.clone()));
@@ -457,7 +459,9 @@ impl Log {
                 tracing::warn!(file = %log.path().display(), error = %cut, "cannot cut a failed write back; it stays invisible and is overwritten by the next append");
             }
             let e = StorageError::from(e);
-            tracing::warn!(log = %self.dir.display(), error = %e, appends = chunk.members.len(), "append failed; the log is unchanged");
+            crate::throttled!(|count| {
+                tracing::warn!(log = %self.dir.display(), error = %e, appends = chunk.members.len(), count, "append failed; the log is unchanged")
+            });
             for member in chunk.members.drain(..) {
                 results[member] = Some(Err(e.clone()));
             }
