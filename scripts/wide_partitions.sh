@@ -4,7 +4,10 @@
 # (open descriptors, RSS); then the broker is stopped, started again on the same data, and timed
 # to ready; its RSS idle with those partitions, less the RSS of a fresh broker with none, is the
 # memory per idle partition. One TSV line per workload on stdout:
-#   workload partitions msg_s e2e_p99_ms fds_max rss_max_mb ready_s rss_idle_mb rss_per_partition_kib
+#   workload partitions msg_s e2e_p99_ms e2e_p99_period_median_ms broker_cpu_s fds_max rss_max_mb
+#   ready_s rss_idle_mb rss_per_partition_kib
+# (e2e p99 over the whole measured run, and the median of the per-period p99s: the run's figure
+# includes the consumer's catching up after the warm-up, which is long for a wide topic.)
 #
 #   scripts/wide_partitions.sh [--scale F] [--rate N] WORKLOAD.yaml...
 #
@@ -40,6 +43,7 @@ start() { # data-dir out-file: starts serve, waits for its line; sets $pid, $add
   addr=$(sed -n 's/^sluice: serving on \([^ ]*\).*/\1/p' "$2")
 }
 stop() { kill -TERM "$pid"; wait "$pid" || true; }
+cpu_s() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat"; }
 rss_mb() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 sample() { # pid out: fds and RSS (KiB) every second until the process goes
   while [ -d "/proc/$1" ]; do
@@ -56,22 +60,26 @@ for workload in "$@"; do
   data="$work/$name"
   start "$data" "$work/$name.out"
   sample "$pid" "$work/$name.samples" &
+  cpu_before=$(cpu_s "$pid")
   "$bench" run --bootstrap "$addr" --scale "$scale" $rate --keep-topics --out "$work/$name.results" \
     "$workload" >"$work/$name.bench.log" 2>&1 || { echo "bench failed: $(tail -5 "$work/$name.bench.log")" >&2; }
+  cpu=$(python3 -c "print(f'{$(cpu_s "$pid") - $cpu_before:.1f}')")
   stop
   start "$data" "$work/$name.restart.out"
   sleep 10  # idle
   rss_idle=$(rss_mb "$pid")
   stop
   partitions=$(awk '/partitionsPerTopic/ {print $2}' "$workload")
-  python3 - "$work/$name.results" "$work/$name.samples" "$name" "$partitions" "$ready_s" "$rss_idle" "$rss_empty" <<'EOF'
-import glob, json, sys
-results, samples, name, partitions, ready, idle, empty = sys.argv[1:]
+  python3 - "$work/$name.results" "$work/$name.samples" "$name" "$partitions" "$ready_s" "$rss_idle" "$rss_empty" "$cpu" "$work/$name.bench.log" <<'EOF'
+import glob, json, re, statistics, sys
+results, samples, name, partitions, ready, idle, empty, cpu, log = sys.argv[1:]
 r = json.load(open(sorted(glob.glob(results + "/*.json"))[0]))
 fds, rss = zip(*[map(int, line.split()) for line in open(samples) if len(line.split()) == 2])
 rate = r["aggregatedPublishRate"]
 p99 = r.get("aggregatedEndToEndLatency99pct", 0)
 per = (float(idle) - float(empty)) * 1024 / int(partitions)
-print(f"{name}\t{partitions}\t{rate:.0f}\t{p99:.1f}\t{max(fds)}\t{max(rss)/1024:.1f}\t{ready}\t{idle}\t{per:.1f}")
+periods = [float(m) for m in re.findall(r"e2e ms p50 \S+ p99 (\S+)", open(log, errors="replace").read())]
+period_p99 = statistics.median(periods) if periods else 0
+print(f"{name}\t{partitions}\t{rate:.0f}\t{p99:.1f}\t{period_p99:.1f}\t{cpu}\t{max(fds)}\t{max(rss)/1024:.1f}\t{ready}\t{idle}\t{per:.1f}")
 EOF
 done

@@ -13,7 +13,7 @@ use super::partitions::{ReadHeader, ReadReply};
 use super::Shard;
 use crate::model::TopicPartition;
 use crate::protocol::{FileSlice, ResponseError as E};
-use crate::storage::ReadRange;
+use crate::storage::{Log, ReadRange};
 
 /// One partition's read in a fetch.
 #[derive(Clone, Debug)]
@@ -117,9 +117,27 @@ impl Shard {
             .collect()
     }
 
-    /// The reads of partitions this shard owns, concurrently.
+    /// The reads of partitions this shard owns, concurrently. A partition read at its log end
+    /// (most of a wide topic's, most of the time) is answered on the spot, without a task.
     pub async fn read_many_local(&self, reads: &[ReadArgs]) -> Vec<ReadReply<Vec<ReadRange>>> {
-        join_all(reads.iter().map(|r| {
+        let mut out: Vec<Option<ReadReply<Vec<ReadRange>>>> = Vec::with_capacity(reads.len());
+        let mut pending = Vec::new();
+        {
+            let partitions = self.partitions.borrow();
+            for (index, read) in reads.iter().enumerate() {
+                match partitions.get(&read.tp) {
+                    Some(partition) if partition.log.log_end().0 == read.offset => {
+                        out.push(Some(nothing_new(&partition.log, read.read_committed)));
+                    }
+                    _ => {
+                        out.push(None);
+                        pending.push(index);
+                    }
+                }
+            }
+        }
+        let read = join_all(pending.iter().map(|&index| {
+            let r = &reads[index];
             self.read_local(
                 &r.tp,
                 r.offset,
@@ -128,7 +146,13 @@ impl Shard {
                 r.read_committed,
             )
         }))
-        .await
+        .await;
+        for (index, reply) in pending.into_iter().zip(read) {
+            out[index] = Some(reply);
+        }
+        out.into_iter()
+            .map(|reply| reply.expect("every read answered"))
+            .collect()
     }
 
     /// Watches every (partition, offset): one receiver per owner shard, resolved when one of its
@@ -180,6 +204,20 @@ impl Shard {
                 }
             }
         }
+    }
+}
+
+/// What a read at the log end finds: the partition's watermarks and no records.
+fn nothing_new(log: &Log, read_committed: bool) -> ReadReply<Vec<ReadRange>> {
+    ReadReply {
+        header: ReadHeader {
+            error_code: 0,
+            high_watermark: log.log_end().0,
+            last_stable_offset: log.last_stable_offset().0,
+            log_start_offset: log.log_start().0,
+        },
+        ranges: Some(Vec::new()),
+        aborted: read_committed.then(Vec::new),
     }
 }
 
