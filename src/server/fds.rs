@@ -2,8 +2,9 @@
 //! at start) is shared out, so that no user action can take the last descriptor the broker needs.
 //!
 //! Taken first: the process's own (stdio, the data-dir lock, the signal thread, each shard's rings,
-//! eventfd and listener socket, short-lived metadata files). Then client connections: at most
-//! `max.connections`, and never more than [`CONNECTION_SHARE_PERCENT`] of what is left (the accept
+//! eventfd and listener socket, short-lived metadata files). Then client connections: when
+//! `max.connections` is set, that many (as long as every shard keeps room for its fixed files
+//! and one partition); when it is not, [`CONNECTION_SHARE_PERCENT`] of what is left (the accept
 //! loop waits at that bound, as at `max.connections`). The rest is split evenly over the shards;
 //! each keeps [`io::TRANSIENT_FILES_MAX`] for files it opens briefly (index writes, checkpoints,
 //! snapshots), a set of closed segments loaded on demand (`storage::set_loaded_segments_capacity`,
@@ -37,15 +38,25 @@ pub struct FdBudget {
 }
 
 impl FdBudget {
-    /// Shares `limit` descriptors out over `shards` shards with `max_connections` configured.
-    pub fn new(limit: u64, shards: usize, max_connections: usize) -> Result<FdBudget, String> {
+    /// Shares `limit` descriptors out over `shards` shards; `max_connections` when the operator
+    /// set it.
+    pub fn new(
+        limit: u64,
+        shards: usize,
+        max_connections: Option<usize>,
+    ) -> Result<FdBudget, String> {
         let reserved = PROCESS_RESERVED + PER_SHARD_RESERVED * shards as u64;
         let available = limit.saturating_sub(reserved);
-        let connections = (max_connections as u64).min(available * CONNECTION_SHARE_PERCENT / 100);
+        let least_per_shard = (io::TRANSIENT_FILES_MAX + LOADED_SEGMENTS_MIN + 1) as u64;
+        let connections = match max_connections {
+            Some(max) => (max as u64)
+                .min(available.saturating_sub(least_per_shard * shards.max(1) as u64)),
+            None => available * CONNECTION_SHARE_PERCENT / 100,
+        };
         let per_shard = ((available - connections) / shards.max(1) as u64) as usize;
         let loaded_segments = (per_shard / 16).clamp(LOADED_SEGMENTS_MIN, LOADED_SEGMENTS_MAX);
         let fixed = io::TRANSIENT_FILES_MAX + loaded_segments;
-        if per_shard <= fixed || connections == 0 {
+        if per_shard <= fixed {
             return Err(format!(
                 "the descriptor limit ({limit}, RLIMIT_NOFILE) is too low for {shards} shards: \
                  each needs more than {fixed} besides connections and its partitions; raise it \
@@ -102,7 +113,7 @@ mod tests {
 
     #[test]
     fn the_limit_is_shared_connections_first_then_shards() {
-        let budget = FdBudget::new(20_000, 2, i32::MAX as usize).unwrap();
+        let budget = FdBudget::new(20_000, 2, None).unwrap();
         assert_eq!(budget.connections, 7_980);
         assert_eq!(budget.per_shard, 5_986);
         assert_eq!(budget.loaded_segments, 374);
@@ -110,12 +121,18 @@ mod tests {
             budget.partitions_per_shard,
             5_986 - 374 - io::TRANSIENT_FILES_MAX
         );
-        // Fewer connections leave more for partitions.
-        let fewer = FdBudget::new(20_000, 2, 1_000).unwrap();
+        // max.connections set: fewer connections leave more for partitions, more leave less.
+        let fewer = FdBudget::new(20_000, 2, Some(1_000)).unwrap();
         assert_eq!(fewer.connections, 1_000);
         assert!(fewer.partitions_per_shard > budget.partitions_per_shard);
+        let more = FdBudget::new(20_000, 2, Some(10_000)).unwrap();
+        assert_eq!(more.connections, 10_000);
+        assert!(more.partitions_per_shard < budget.partitions_per_shard);
+        // Never all of them: each shard keeps room for a partition.
+        let all = FdBudget::new(20_000, 2, Some(i32::MAX as usize)).unwrap();
+        assert!(all.partitions_per_shard >= 1);
         // Everything stays within the limit.
-        for b in [budget, fewer] {
+        for b in [budget, fewer, more, all] {
             let used = 32 + 8 * 2 + b.connections + 2 * b.per_shard;
             assert!(used as u64 <= b.limit);
         }
@@ -123,8 +140,8 @@ mod tests {
 
     #[test]
     fn a_limit_too_low_is_an_error_and_a_full_shard_refuses() {
-        assert!(FdBudget::new(64, 2, 100).is_err());
-        let budget = FdBudget::new(1_024, 2, i32::MAX as usize).unwrap();
+        assert!(FdBudget::new(64, 2, None).is_err());
+        let budget = FdBudget::new(1_024, 2, None).unwrap();
         assert_eq!(budget.refuse(&[budget.partitions_per_shard, 3]), None);
         let refusal = budget
             .refuse(&[1, budget.partitions_per_shard + 1])

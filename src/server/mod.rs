@@ -637,7 +637,9 @@ pub fn serve(mut broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeE
     let fds = fds::FdBudget::new(
         descriptor_limit,
         shards,
-        broker.i64("max.connections").max(0) as usize,
+        broker
+            .is_set("max.connections")
+            .then(|| broker.i64("max.connections").max(0) as usize),
     )
     .map_err(ServeError::Config)?;
     let admission = admission::Admission::new(
