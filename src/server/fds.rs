@@ -2,7 +2,8 @@
 //! at start) is shared out, so that no user action can take the last descriptor the broker needs.
 //!
 //! Taken first: the process's own (stdio, the data-dir lock, the signal thread, each shard's rings,
-//! eventfd and listener socket, short-lived metadata files). Then client connections: when
+//! eventfd and listener socket and its one compaction pass's output file, short-lived metadata
+//! files). Then client connections: when
 //! `max.connections` is set, that many (as long as every shard keeps room for its fixed files
 //! and one partition); when it is not, [`CONNECTION_SHARE_PERCENT`] of what is left (the accept
 //! loop waits at that bound, as at `max.connections`). The rest is split evenly over the shards;
@@ -49,8 +50,9 @@ impl FdBudget {
         let available = limit.saturating_sub(reserved);
         let least_per_shard = (io::TRANSIENT_FILES_MAX + LOADED_SEGMENTS_MIN + 1) as u64;
         let connections = match max_connections {
-            Some(max) => (max as u64)
-                .min(available.saturating_sub(least_per_shard * shards.max(1) as u64)),
+            Some(max) => {
+                (max as u64).min(available.saturating_sub(least_per_shard * shards.max(1) as u64))
+            }
             None => available * CONNECTION_SHARE_PERCENT / 100,
         };
         let per_shard = ((available - connections) / shards.max(1) as u64) as usize;

@@ -100,6 +100,16 @@ pub fn finish_interrupted_swap(dir: &Path) -> Result<(), StorageError> {
     Ok(())
 }
 
+thread_local! {
+    static CLEANER: io::Budget = io::Budget::new(1);
+}
+
+/// This shard's turn to run a compaction pass.
+async fn cleaner_turn() -> io::Grant {
+    let cleaner = CLEANER.with(io::Budget::clone);
+    cleaner.acquire(1).await
+}
+
 impl Log {
     /// One compaction pass (a no-op unless the policy includes `compact` and the dirty ratio is
     /// reached). Appends continue meanwhile; only the final swap holds the write lock.
@@ -120,6 +130,9 @@ impl Log {
         let Some(bases) = self.cleanable_segments(now, &config).await? else {
             return Ok(CleanReport::default());
         };
+        // One pass at a time per shard (Kafka's one cleaner thread): a pass holds its output
+        // file and up to the dedupe buffer in memory, whatever the number of compacted logs.
+        let _turn = cleaner_turn().await;
         let limit_bytes = config.max_message_bytes.max(1 << 20) * 64;
         // Map the dirty segments (those past what earlier passes cleaned), as many as fit the
         // dedupe buffer; then clean everything up to the last mapped one. A record survives if
