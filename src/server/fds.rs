@@ -13,7 +13,11 @@
 //! segment's log file). A CreateTopics or CreatePartitions that would give a shard more
 //! partitions than that is refused before anything is created.
 
+use super::metadata::{Image, MetadataError};
+use super::Shard;
 use crate::io;
+use crate::model::TopicPartition;
+use crate::protocol::ResponseError as E;
 
 /// Descriptors the process keeps for itself, plus this many per shard.
 const PROCESS_RESERVED: u64 = 32;
@@ -107,6 +111,40 @@ impl FdBudget {
             )
         })
     }
+}
+
+impl Shard {
+    /// Refuses an image that gives a shard more partitions than its descriptors can serve (and
+    /// more than it has now: a node restarted with a lower limit keeps what it has).
+    pub(super) fn check_partition_room(
+        &self,
+        current: &Image,
+        next: &Image,
+    ) -> Result<(), MetadataError> {
+        let now = partitions_per_shard(current, self.shards);
+        let after = partitions_per_shard(next, self.shards);
+        let grown: Vec<usize> = after
+            .iter()
+            .zip(&now)
+            .map(|(after, now)| if after > now { *after } else { 0 })
+            .collect();
+        match self.fds.refuse(&grown) {
+            Some(message) => Err(MetadataError::new(E::PolicyViolation.code(), message)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// How many partitions of `image` each of `shards` shards owns.
+fn partitions_per_shard(image: &Image, shards: usize) -> Vec<usize> {
+    let mut counts = vec![0; shards];
+    for (name, meta) in &image.topics {
+        for partition in 0..meta.partitions {
+            let tp = TopicPartition::new(name.clone(), partition);
+            counts[crate::shard::owner(&tp, shards)] += 1;
+        }
+    }
+    counts
 }
 
 #[cfg(test)]
