@@ -78,6 +78,11 @@ impl Broker {
             args.push("--set".into());
             args.push(set.to_string());
         }
+        if fd_limit.is_some() {
+            // The budget is shared over the shards: two, whatever the machine has, so that the
+            // test's arithmetic holds on any host.
+            args.extend(["--cores".to_string(), "2".to_string()]);
+        }
         let mut broker = Broker {
             child: None,
             addr: String::new(),
