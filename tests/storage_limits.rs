@@ -8,6 +8,18 @@ use sluice::storage::{AppendOptions, CleanupPolicy, Log, LogConfig};
 /// The tests count the process's descriptors: one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Appends `count` batches of two records (one segment each when `segment.bytes` is 1).
+async fn append_batches(log: &Log, count: usize) {
+    for _ in 0..count {
+        log.append(
+            vec![records::simple_batch(2, 10, Codec::None)],
+            AppendOptions::default(),
+        )
+        .await
+        .unwrap();
+    }
+}
+
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
@@ -29,14 +41,7 @@ fn many_segments_keep_few_files_open() {
         let log = Log::open(dir.path(), config.clone(), Faults::default())
             .await
             .unwrap();
-        for _ in 0..300 {
-            log.append(
-                vec![records::simple_batch(2, 10, Codec::None)],
-                AppendOptions::default(),
-            )
-            .await
-            .unwrap();
-        }
+        append_batches(&log, 300).await;
         assert_eq!(log.segment_count(), 300);
         let limit = sluice::storage::loaded_segments_capacity() + 1 + 8;
         assert!(
@@ -106,14 +111,7 @@ fn many_logs_on_one_shard_share_its_bound_on_loaded_segments() {
             )
             .await
             .unwrap();
-            for _ in 0..5 {
-                log.append(
-                    vec![records::simple_batch(2, 10, Codec::None)],
-                    AppendOptions::default(),
-                )
-                .await
-                .unwrap();
-            }
+            append_batches(&log, 5).await;
             assert_eq!(log.segment_count(), 5);
             logs.push(log);
         }
