@@ -688,43 +688,14 @@ impl Coordinator {
                 } else {
                     (group.leader.clone(), Vec::new(), false)
                 };
-                let waiter = group
-                    .members
-                    .get_mut(&member_id)
-                    .and_then(|m| m.join_waiter.take());
-                if let Some(waiter) = waiter {
-                    let _ = waiter.send(JoinOutcome {
-                        error_code: 0,
-                        generation: group.generation,
-                        protocol_type: group.protocol_type.clone(),
-                        protocol: group.protocol.clone(),
-                        leader: leader.unwrap_or_default(),
-                        member_id: member_id.clone(),
-                        members,
-                        skip_assignment,
-                    });
-                }
+                answer_join_now(group, &member_id, leader, members, skip_assignment);
             }
             // The old id may already be in the assignment being synced: rebalance (as Kafka).
             State::CompletingRebalance if static_rejoin => prepare_rebalance(group, now),
             State::Stable | State::CompletingRebalance if !changed && !is_leader && !is_new => {
                 // Nothing new from a follower: answer with the current generation, no rebalance.
-                let waiter = group
-                    .members
-                    .get_mut(&member_id)
-                    .and_then(|m| m.join_waiter.take());
-                if let Some(waiter) = waiter {
-                    let _ = waiter.send(JoinOutcome {
-                        error_code: 0,
-                        generation: group.generation,
-                        protocol_type: group.protocol_type.clone(),
-                        protocol: group.protocol.clone(),
-                        leader: group.leader.clone().unwrap_or_default(),
-                        member_id: member_id.clone(),
-                        members: Vec::new(),
-                        skip_assignment: false,
-                    });
-                }
+                let leader = group.leader.clone();
+                answer_join_now(group, &member_id, leader, Vec::new(), false);
             }
             State::PreparingRebalance => {}
             _ => {
@@ -1445,6 +1416,33 @@ fn on_membership_change(group: &mut Group, now: Instant) {
         group.state = State::Empty;
         group.leader = None;
     }
+}
+
+/// Answers `member_id`'s pending join with the current generation, without a rebalance.
+fn answer_join_now(
+    group: &mut Group,
+    member_id: &str,
+    leader: Option<String>,
+    members: Vec<(String, Option<String>, Bytes)>,
+    skip_assignment: bool,
+) {
+    let Some(waiter) = group
+        .members
+        .get_mut(member_id)
+        .and_then(|m| m.join_waiter.take())
+    else {
+        return;
+    };
+    let _ = waiter.send(JoinOutcome {
+        error_code: 0,
+        generation: group.generation,
+        protocol_type: group.protocol_type.clone(),
+        protocol: group.protocol.clone(),
+        leader: leader.unwrap_or_default(),
+        member_id: member_id.to_string(),
+        members,
+        skip_assignment,
+    });
 }
 
 fn prepare_rebalance(group: &mut Group, now: Instant) {
