@@ -26,7 +26,7 @@ pub const MESH_CHANNEL_CAPACITY: usize = 1024;
 /// open until this is dropped.
 pub struct SentRanges {
     ranges: Vec<(RawFd, u64, u64)>,
-    _done: oneshot::Sender<()>,
+    done: oneshot::Sender<()>,
 }
 
 pub enum ShardMessage {
@@ -104,10 +104,7 @@ pub fn send_ranges(shard: &Shard, ranges: Vec<ReadRange>) -> SentRanges {
             drop(files);
         })
         .detach();
-    SentRanges {
-        ranges: sent,
-        _done: done,
-    }
+    SentRanges { ranges: sent, done }
 }
 
 pub fn local_slices(ranges: Vec<ReadRange>) -> Vec<FileSlice> {
@@ -123,7 +120,7 @@ pub fn local_slices(ranges: Vec<ReadRange>) -> Vec<FileSlice> {
 }
 
 pub fn remote_slices(sent: SentRanges) -> Vec<FileSlice> {
-    let keep: Rc<dyn std::any::Any> = Rc::new(sent._done);
+    let keep: Rc<dyn std::any::Any> = Rc::new(sent.done);
     sent.ranges
         .into_iter()
         .map(|(fd, position, len)| FileSlice {

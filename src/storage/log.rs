@@ -101,7 +101,7 @@ pub struct RetentionReport {
     pub deleted_bytes: u64,
 }
 
-pub(crate) struct State {
+pub(super) struct State {
     /// Segments by base offset; `None` until a closed segment is first needed (lazy loading keeps
     /// start-up independent of the number of segments).
     pub(super) segments: BTreeMap<Offset, Option<Box<Segment>>>,
