@@ -9,6 +9,7 @@ pub use batch::{BatchError, BatchHeader, BatchView, TimestampType};
 pub use compression::Codec;
 
 use std::fmt;
+use std::sync::Arc;
 
 /// A position in a partition's log. Kafka's offsets are signed 64-bit; negative values appear only
 /// as sentinels on the wire, never inside a log.
@@ -70,12 +71,14 @@ impl TimestampMs {
 /// A topic name and a partition number.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TopicPartition {
-    pub topic: String,
+    /// Shared: a fetch or produce over thousands of partitions of one topic clones it per
+    /// partition, and sends those clones between shards.
+    pub topic: Arc<str>,
     pub partition: i32,
 }
 
 impl TopicPartition {
-    pub fn new(topic: impl Into<String>, partition: i32) -> TopicPartition {
+    pub fn new(topic: impl Into<Arc<str>>, partition: i32) -> TopicPartition {
         TopicPartition {
             topic: topic.into(),
             partition,

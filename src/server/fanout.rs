@@ -1,6 +1,7 @@
 //! A fetch's reads and long-poll watches, batched per owner shard: a fetch over thousands of
 //! partitions sends one message to each other shard (not one per partition), and waits on one
-//! wake-up per shard, shared by every partition it watches there.
+//! wake-up per shard, shared by every partition it watches there, registered by the same pass
+//! that reads (a wide fetch that finds nothing costs one pass over its partitions, not two).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -71,30 +72,38 @@ fn by_owner<T>(
 
 impl Shard {
     /// Reads every partition of `reads` from its owner (one message per other shard), answers in
-    /// the order asked.
+    /// the order asked. With `watch`, also one wake-up per owner shard, fired when one of its
+    /// partitions' log end passes what this read saw.
     pub async fn read_many(
         self: &Rc<Self>,
         reads: Vec<ReadArgs>,
-    ) -> Vec<ReadReply<Vec<FileSlice>>> {
+        watch: bool,
+    ) -> (Vec<ReadReply<Vec<FileSlice>>>, Vec<oneshot::Receiver<()>>) {
         let count = reads.len();
         let groups = by_owner(self, reads, |r| &r.tp);
         let answered = join_all(groups.into_iter().map(|(owner, group)| {
             let shard = self.clone();
             async move {
                 let (indexes, args): (Vec<usize>, Vec<ReadArgs>) = group.into_iter().unzip();
+                let (wake, woken) = match watch.then(oneshot::channel) {
+                    Some((tx, rx)) => (Some(tx), Some(rx)),
+                    None => (None, None),
+                };
                 let replies: Vec<ReadReply<Vec<FileSlice>>> = if owner == shard.id {
                     shard
-                        .read_many_local(&args)
+                        .read_many_local(&args, wake)
                         .await
                         .into_iter()
                         .map(|r| r.map_ranges(mesh::local_slices))
                         .collect()
                 } else {
                     let asked = args.len();
-                    match shard
-                        .call(owner, |reply| ShardMessage::Read { reads: args, reply })
-                        .await
-                    {
+                    let message = |reply| ShardMessage::Read {
+                        reads: args,
+                        watch: wake,
+                        reply,
+                    };
+                    match shard.call(owner, message).await {
                         Some(replies) => replies
                             .into_iter()
                             .map(|r| r.map_ranges(mesh::remote_slices))
@@ -102,24 +111,35 @@ impl Shard {
                         None => (0..asked).map(|_| not_leader()).collect(),
                     }
                 };
-                (indexes, replies)
+                (indexes, replies, woken)
             }
         }))
         .await;
         let mut out: Vec<Option<ReadReply<Vec<FileSlice>>>> = (0..count).map(|_| None).collect();
-        for (indexes, replies) in answered {
+        let mut wakes = Vec::new();
+        for (indexes, replies, woken) in answered {
             for (index, reply) in indexes.into_iter().zip(replies) {
                 out[index] = Some(reply);
             }
+            wakes.extend(woken);
         }
-        out.into_iter()
+        let replies = out
+            .into_iter()
             .map(|reply| reply.unwrap_or_else(not_leader))
-            .collect()
+            .collect();
+        (replies, wakes)
     }
 
     /// The reads of partitions this shard owns, concurrently. A partition read at its log end
-    /// (most of a wide topic's, most of the time) is answered on the spot, without a task.
-    pub async fn read_many_local(&self, reads: &[ReadArgs]) -> Vec<ReadReply<Vec<ReadRange>>> {
+    /// (most of a wide topic's, most of the time) is answered on the spot, without a task. With
+    /// `watch`, registers it on every partition read, to fire when its log end passes what the
+    /// read saw (at once if it already has, or if a partition is gone).
+    pub async fn read_many_local(
+        &self,
+        reads: &[ReadArgs],
+        watch: Option<oneshot::Sender<()>>,
+    ) -> Vec<ReadReply<Vec<ReadRange>>> {
+        let wake: Option<Wake> = watch.map(|reply| Rc::new(RefCell::new(Some(reply))));
         let mut out: Vec<Option<ReadReply<Vec<ReadRange>>>> = Vec::with_capacity(reads.len());
         let mut pending = Vec::new();
         {
@@ -128,6 +148,10 @@ impl Shard {
                 match partitions.get(&read.tp) {
                     Some(partition) if partition.log.log_end().0 == read.offset => {
                         out.push(Some(nothing_new(&partition.log, read.read_committed)));
+                        // Registered in the same look-up, before anything can append.
+                        if let Some(wake) = &wake {
+                            partition.add_waiter(wake.clone());
+                        }
                     }
                     _ => {
                         out.push(None);
@@ -147,63 +171,33 @@ impl Shard {
             )
         }))
         .await;
-        for (index, reply) in pending.into_iter().zip(read) {
+        for (&index, reply) in pending.iter().zip(read) {
             out[index] = Some(reply);
         }
-        out.into_iter()
+        let out: Vec<ReadReply<Vec<ReadRange>>> = out
+            .into_iter()
             .map(|reply| reply.expect("every read answered"))
-            .collect()
-    }
-
-    /// Watches every (partition, offset): one receiver per owner shard, resolved when one of its
-    /// partitions' log end passes its offset (or a partition is gone).
-    pub async fn watch_many(
-        &self,
-        watches: Vec<(TopicPartition, i64)>,
-    ) -> Vec<oneshot::Receiver<()>> {
-        let mut receivers = Vec::new();
-        for (owner, group) in by_owner(self, watches, |(tp, _)| tp) {
-            let (tx, rx) = oneshot::channel();
-            let group: Vec<(TopicPartition, i64)> = group.into_iter().map(|(_, w)| w).collect();
-            if owner == self.id {
-                self.watch_many_local(group, tx);
-            } else {
-                let _ = self
-                    .mesh
-                    .send_to(
-                        owner,
-                        ShardMessage::Watch {
-                            watches: group,
-                            reply: tx,
-                        },
-                    )
-                    .await;
-            }
-            receivers.push(rx);
-        }
-        receivers
-    }
-
-    /// Registers one wake-up on each partition (owned here) of `watches`; fires at once if one
-    /// has already passed its offset.
-    pub fn watch_many_local(
-        &self,
-        watches: Vec<(TopicPartition, i64)>,
-        reply: oneshot::Sender<()>,
-    ) {
-        let wake: Wake = Rc::new(RefCell::new(Some(reply)));
-        let partitions = self.partitions.borrow();
-        for (tp, offset) in watches {
-            match partitions.get(&tp) {
-                Some(partition) if partition.log.log_end().0 <= offset => {
-                    partition.add_waiter(wake.clone())
-                }
-                _ => {
-                    fire(&wake);
-                    return;
+            .collect();
+        if let Some(wake) = &wake {
+            // The partitions read from disk: past what was seen, not past the fetch offset
+            // (otherwise a fetch short of its min_bytes would wake at once and spin), at once if
+            // an append came while reading or a partition is gone.
+            let partitions = self.partitions.borrow();
+            for &index in &pending {
+                let (read, reply) = (&reads[index], &out[index]);
+                let seen = read.offset.max(reply.header.high_watermark);
+                match partitions.get(&read.tp) {
+                    Some(partition) if partition.log.log_end().0 <= seen => {
+                        partition.add_waiter(wake.clone())
+                    }
+                    _ => {
+                        fire(wake);
+                        break;
+                    }
                 }
             }
         }
+        out
     }
 }
 

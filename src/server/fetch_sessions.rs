@@ -4,6 +4,7 @@
 //! incremental answer carries only the partitions that have news.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use uuid::Uuid;
@@ -21,8 +22,8 @@ pub const INITIAL_EPOCH: i32 = 0;
 /// One partition of a fetch: from the request, or remembered by a session.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
-    /// Empty when the request named an unknown topic id.
-    pub name: String,
+    /// Empty when the request named an unknown topic id. Shared by a topic's partitions.
+    pub name: Arc<str>,
     pub id: Uuid,
     pub partition: i32,
     pub fetch_offset: i64,

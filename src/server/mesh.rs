@@ -36,14 +36,12 @@ pub enum ShardMessage {
         reply: oneshot::Sender<AppendReply>,
     },
     /// A fetch's reads of the partitions this shard owns, answered in order.
+    /// With `watch`, a long-polling fetch's wake-up: answered once one of the partitions' log
+    /// end passes what this read saw.
     Read {
         reads: Vec<ReadArgs>,
+        watch: Option<oneshot::Sender<()>>,
         reply: oneshot::Sender<Vec<ReadReply<SentRanges>>>,
-    },
-    /// Answers once one of the partitions' log end passes its offset (a long-polling fetch).
-    Watch {
-        watches: Vec<(TopicPartition, i64)>,
-        reply: oneshot::Sender<()>,
     },
     ListOffset {
         tp: TopicPartition,
@@ -145,8 +143,12 @@ async fn handle(shard: Rc<Shard>, message: ShardMessage) {
         ShardMessage::Append { tp, records, reply } => {
             let _ = reply.send(shard.append_local(&tp, records).await);
         }
-        ShardMessage::Read { reads, reply } => {
-            let replies = shard.read_many_local(&reads).await;
+        ShardMessage::Read {
+            reads,
+            watch,
+            reply,
+        } => {
+            let replies = shard.read_many_local(&reads, watch).await;
             let sent = replies
                 .into_iter()
                 .map(|result| ReadReply {
@@ -157,7 +159,6 @@ async fn handle(shard: Rc<Shard>, message: ShardMessage) {
                 .collect();
             let _ = reply.send(sent);
         }
-        ShardMessage::Watch { watches, reply } => shard.watch_many_local(watches, reply),
         ShardMessage::ListOffset { tp, spec, reply } => {
             let _ = reply.send(shard.list_offset_local(&tp, spec).await);
         }

@@ -295,7 +295,7 @@ impl Shard {
                     tracing::debug!(%tp, offset = info.first_offset.0, "an idempotent producer's retry: answered with the original offsets");
                 }
                 partition.wake_waiters();
-                if tp.topic == crate::group::OFFSETS_TOPIC {
+                if &*tp.topic == crate::group::OFFSETS_TOPIC {
                     self.settle_group_txn(tp.partition, &records);
                 }
                 AppendReply {
@@ -529,7 +529,7 @@ impl Shard {
             .map(|(tp, p)| (tp.clone(), p.clone()))
             .collect();
         for (tp, partition) in current {
-            match image.topics.get(&tp.topic) {
+            match image.topics.get(&*tp.topic) {
                 Some(meta) if meta.id == partition.topic_id && tp.partition < meta.partitions => {
                     partition
                         .log

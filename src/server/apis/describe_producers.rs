@@ -29,7 +29,7 @@ async fn describe_producers(shard: Rc<Shard>, request: Request) -> Answer {
         let name = topic.name.0.to_string();
         let answers = join_all(topic.partition_indexes.iter().map(|&index| {
             let shard = shard.clone();
-            let tp = TopicPartition::new(&name, index);
+            let tp = TopicPartition::new(name.as_str(), index);
             async move { (index, shard.producers(&tp).await) }
         }))
         .await;

@@ -7,8 +7,10 @@
 //! Fetch sessions (KIP-227, v7+): see crate::server::fetch_sessions.
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::channel::oneshot;
 use futures::future::select_all;
 use kafka_protocol::messages::{ApiKey, FetchRequest};
 use uuid::Uuid;
@@ -43,23 +45,25 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
     let body: FetchRequest = request.decode("FetchRequest")?;
     let version = request.version;
     let image = shard.image();
-    let entry = |name: String, id: Uuid, partition: i32, offset: i64, max_bytes: i32| Entry {
+    let entry = |name: Arc<str>, id: Uuid, partition: i32, offset: i64, max_bytes: i32| Entry {
         name,
         id,
         partition,
         fetch_offset: offset,
         max_bytes: max_bytes.max(0) as u64,
     };
-    let resolve = |name: &kafka_protocol::messages::TopicName, id: Uuid| -> (String, Uuid) {
+    let resolve = |name: &kafka_protocol::messages::TopicName, id: Uuid| -> (Arc<str>, Uuid) {
         if version >= 13 {
             match image.topic_by_id(id) {
-                Some((name, meta)) => (name.to_string(), meta.id),
-                None => (String::new(), id),
+                Some((name, meta)) => (Arc::from(name), meta.id),
+                None => (Arc::from(""), id),
             }
         } else {
-            let name = name.0.to_string();
-            let id = image.topics.get(&name).map_or(Uuid::nil(), |m| m.id);
-            (name, id)
+            let id = image
+                .topics
+                .get(name.0.as_str())
+                .map_or(Uuid::nil(), |m| m.id);
+            (Arc::from(name.0.as_str()), id)
         }
     };
     let mut requested = Vec::new();
@@ -111,35 +115,38 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
         }
     };
     data.session_id = session_id;
-    let mut wanted = Vec::new();
+    let unknown = if version >= 13 {
+        E::UnknownTopicId.code()
+    } else {
+        E::UnknownTopicOrPartition.code()
+    };
+    let mut wanted = Vec::with_capacity(entries.len());
+    // The current topic's partition count, looked up once per topic, not per partition.
+    let mut partitions: Option<i32> = None;
     for e in &entries {
-        let unknown = if version >= 13 {
-            E::UnknownTopicId.code()
-        } else {
-            E::UnknownTopicOrPartition.code()
-        };
-        let exists = !e.name.is_empty()
-            && image
+        if data
+            .topics
+            .last()
+            .is_none_or(|t| *t.name != *e.name || t.id != e.id)
+        {
+            partitions = image
                 .topics
-                .get(&e.name)
-                .is_some_and(|m| m.id == e.id && (0..m.partitions).contains(&e.partition));
+                .get(&*e.name)
+                .filter(|m| !e.name.is_empty() && m.id == e.id)
+                .map(|m| m.partitions);
+            data.topics.push(TopicData {
+                name: e.name.to_string(),
+                id: e.id,
+                partitions: Vec::new(),
+            });
+        }
+        let exists = partitions.is_some_and(|count| (0..count).contains(&e.partition));
         wanted.push(Wanted {
             tp: exists.then(|| TopicPartition::new(e.name.clone(), e.partition)),
             error_code: if exists { 0 } else { unknown },
             offset: e.fetch_offset,
             partition_max_bytes: e.max_bytes,
         });
-        if data
-            .topics
-            .last()
-            .is_none_or(|t| t.name != e.name || t.id != e.id)
-        {
-            data.topics.push(TopicData {
-                name: e.name.clone(),
-                id: e.id,
-                partitions: Vec::new(),
-            });
-        }
         data.topics
             .last_mut()
             .expect("pushed above")
@@ -165,43 +172,30 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
     let wait = Duration::from_millis(body.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX) as u64);
     let deadline = Instant::now() + wait;
     loop {
-        let (total, errors) = read_all(&shard, &wanted, max_bytes, read_committed, &mut data).await;
+        // A fetch that may wait registers its wake-ups in the same pass that reads.
+        let watch = Instant::now() < deadline && min_bytes > 0;
+        let (total, errors, wakes) =
+            read_all(&shard, &wanted, max_bytes, read_committed, watch, &mut data).await;
         let now = Instant::now();
         if total >= min_bytes || errors || now >= deadline || shard.is_stopping() {
             break;
         }
-        // Wait for data past what this read already saw (the high watermark), not past the fetch
-        // offset: otherwise a fetch short of min_bytes would wake at once and spin.
-        let seen: Vec<i64> = data
-            .topics
-            .iter()
-            .flat_map(|t| t.partitions.iter().map(|p| p.high_watermark))
-            .collect();
-        let watches = shard
-            .watch_many(
-                wanted
-                    .iter()
-                    .zip(seen)
-                    .filter_map(|(w, seen)| w.tp.clone().map(|tp| (tp, w.offset.max(seen))))
-                    .collect(),
-            )
-            .await;
-        if watches.is_empty() {
+        if wakes.is_empty() {
             io::sleep(deadline - now).await;
             break;
         }
         let stopped = shard.stopped();
         let woken = futures_lite::future::or(
             async {
-                let _ = select_all(watches).await;
+                let _ = select_all(wakes).await;
             },
             async {
                 let _ = stopped.await;
             },
         );
         if io::net::timeout(deadline - now, woken).await.is_none() {
-            // Timed out: answer with what the last read found (re-read for appends that raced).
-            read_all(&shard, &wanted, max_bytes, read_committed, &mut data).await;
+            // Timed out: nothing passed what the last read saw (a wake-up is registered in the
+            // same pass as the read, so no append raced it), which is the answer.
             break;
         }
     }
@@ -250,14 +244,16 @@ fn answer_session(
 }
 
 /// Reads every wanted partition (concurrently, from their owners), then trims to `max_bytes` in
-/// request order. Returns the record bytes kept and whether any partition has an error.
+/// request order. Returns the record bytes kept, whether any partition has an error, and with
+/// `watch` the wake-ups for data past what this read saw (one per owner shard).
 async fn read_all(
     shard: &Rc<Shard>,
     wanted: &[Wanted],
     max_bytes: u64,
     read_committed: bool,
+    watch: bool,
     data: &mut FetchResponseData,
-) -> (u64, bool) {
+) -> (u64, bool, Vec<oneshot::Receiver<()>>) {
     // No partition may bring more than the whole response may hold (its first batch aside,
     // KIP-74): a 20 MB partition limit under a 1 MB request limit reads 1 MB.
     let reads: Vec<ReadArgs> = wanted
@@ -272,7 +268,8 @@ async fn read_all(
             })
         })
         .collect();
-    let mut read = shard.read_many(reads).await.into_iter();
+    let (read, wakes) = shard.read_many(reads, watch).await;
+    let mut read = read.into_iter();
     let replies: Vec<_> = wanted
         .iter()
         .map(|w| w.tp.as_ref().and_then(|_| read.next()))
@@ -318,5 +315,6 @@ async fn read_all(
         total += len;
         slot.records = slices;
     }
-    (total, errors || wanted.iter().any(|w| w.error_code != 0))
+    let errors = errors || wanted.iter().any(|w| w.error_code != 0);
+    (total, errors, wakes)
 }
