@@ -3,7 +3,7 @@
 # regressions plus a scratch corpus (fuzz/corpus, not committed), and prints each target's
 # executions and executions per second. A crash fails the run; its input is left in
 # fuzz/artifacts/<target>/: add it to fuzz/regressions/<target>/ with the fix (the test suite
-# replays every file there, tests/fuzz_regressions.rs).
+# replays every file there, tests/it/fuzz_regressions.rs).
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (default: 20 s each, every target)
 #

@@ -1,5 +1,5 @@
 //! The bodies of the fuzz targets (`fuzz/fuzz_targets/`), here so that the regression tests
-//! (`tests/fuzz_regressions.rs`) replay every committed input through exactly the same checks.
+//! (`tests/it/fuzz_regressions.rs`) replay every committed input through exactly the same checks.
 //! Each takes arbitrary bytes, drives the code that takes that input from a client, and panics
 //! only when an invariant breaks: a malformed input must come back as an error, never as a
 //! panic, an abort or an allocation larger than the input justifies.

@@ -1,8 +1,6 @@
 //! Idempotent producers in the log: sequences checked at append, retries answered with the
 //! original offsets, and the state rebuilt after a clean close, a crash, and a truncation.
 
-mod common;
-
 use bytes::Bytes;
 use sluice::io::{self, Faults};
 use sluice::model::records::{BatchBuilder, ProducerInfo, Record};

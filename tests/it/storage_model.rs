@@ -1,8 +1,7 @@
 //! Property test: random appends, reads, rolls, truncations, log-start moves, clean restarts and
 //! crashes against a simple model (a vector of records).
 
-mod common;
-
+use crate::kit::batches;
 use bytes::Bytes;
 use proptest::prelude::*;
 use sluice::io::{self, Faults};
@@ -66,7 +65,7 @@ fn at_fraction(model: &Model, fraction: f64) -> i64 {
 }
 
 async fn decode_ranges(ranges: &[sluice::storage::ReadRange]) -> Vec<(i64, Bytes)> {
-    common::records_in(ranges)
+    batches::records_in(ranges)
         .await
         .into_iter()
         .map(|r| (r.offset.0, r.value.unwrap()))

@@ -2,16 +2,7 @@
 //! the Java client and franz-go), ListOffsets' max timestamp (KIP-734), DescribeCluster and
 //! IncrementalAlterConfigs.
 
-#[path = "kafka/broker.rs"]
-#[allow(dead_code)]
-mod broker;
-#[path = "kafka/client.rs"]
-#[allow(dead_code)]
-mod client;
-#[path = "kafka/raw.rs"]
-#[allow(dead_code)]
-mod raw;
-
+use crate::kit::{broker, client, raw};
 use std::io::Write;
 
 use broker::Broker;

@@ -2,13 +2,7 @@
 //! it has descriptors, serves them all, refuses politely what it cannot hold, and keeps its
 //! connections within its budget.
 
-#[path = "kafka/broker.rs"]
-#[allow(dead_code)]
-mod broker;
-#[path = "kafka/client.rs"]
-#[allow(dead_code)]
-mod client;
-
+use crate::kit::{broker, client};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 

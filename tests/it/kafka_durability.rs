@@ -1,13 +1,7 @@
 //! Restarts: a clean stop keeps everything; `kill -9` during acks=all production keeps every
 //! acknowledged record.
 
-#[path = "kafka/broker.rs"]
-#[allow(dead_code)]
-mod broker;
-#[path = "kafka/client.rs"]
-#[allow(dead_code)]
-mod client;
-
+use crate::kit::{broker, client};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 

@@ -1,8 +1,7 @@
 //! The partition log against its contract: appends, reads, rolls, recovery, faults, truncation,
 //! retention, timestamps. Each test runs the real io_uring executor on a temp directory.
 
-mod common;
-
+use crate::kit::batches;
 use bytes::Bytes;
 use sluice::io::{self, Fault, Faults};
 use sluice::model::records::{self, BatchBuilder, Record};
@@ -37,10 +36,10 @@ fn batch(tag: &str, count: usize, timestamp: i64, codec: Codec) -> Bytes {
 
 /// Every record readable from `from`, as (offset, value).
 async fn read_all(log: &Log, from: Offset) -> Vec<(i64, String)> {
-    common::records_from(log, from)
+    batches::records_from(log, from)
         .await
         .into_iter()
-        .map(|r| (r.offset.0, common::text(r.value).unwrap_or_default()))
+        .map(|r| (r.offset.0, batches::text(r.value).unwrap_or_default()))
         .collect()
 }
 

@@ -4,16 +4,7 @@
 //! markers never reach applications. Markers are written with WriteTxnMarkers, as Kafka's
 //! transaction coordinator does.
 
-#[path = "kafka/broker.rs"]
-#[allow(dead_code)]
-mod broker;
-#[path = "kafka/client.rs"]
-#[allow(dead_code)]
-mod client;
-#[path = "kafka/raw.rs"]
-#[allow(dead_code)]
-mod raw;
-
+use crate::kit::{broker, client, raw};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 

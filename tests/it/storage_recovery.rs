@@ -1,8 +1,7 @@
 //! Recovery and compaction under crashes: cut logs at every byte, flipped bytes, lost indexes,
 //! a compaction interrupted at every step of its swap.
 
-mod common;
-
+use crate::kit::batches;
 use std::path::Path;
 
 use bytes::Bytes;
@@ -19,18 +18,18 @@ fn config() -> LogConfig {
     }
 }
 
-use common::keyed;
+use batches::keyed;
 
 /// Every record from the log start: (offset, key, value).
 async fn contents(log: &Log) -> Vec<(i64, String, Option<String>)> {
-    common::records_from(log, log.log_start())
+    batches::records_from(log, log.log_start())
         .await
         .into_iter()
         .map(|r| {
             (
                 r.offset.0,
-                common::text(r.key).unwrap(),
-                common::text(r.value),
+                batches::text(r.key).unwrap(),
+                batches::text(r.value),
             )
         })
         .collect()

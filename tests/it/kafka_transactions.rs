@@ -5,16 +5,7 @@
 //! timeout is aborted by the coordinator; a restart keeps every outcome; the operator APIs
 //! (DescribeTransactions, ListTransactions) report them.
 
-#[path = "kafka/broker.rs"]
-#[allow(dead_code)]
-mod broker;
-#[path = "kafka/client.rs"]
-#[allow(dead_code)]
-mod client;
-#[path = "kafka/raw.rs"]
-#[allow(dead_code)]
-mod raw;
-
+use crate::kit::{broker, client, raw};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 

@@ -1,16 +1,7 @@
 //! Consumer groups with librdkafka consumers: assignors, rebalances, session expiry, commits that
 //! survive restarts, admin operations, many groups over the shards.
 
-#[path = "kafka/broker.rs"]
-#[allow(dead_code)]
-mod broker;
-#[path = "kafka/client.rs"]
-#[allow(dead_code)]
-mod client;
-#[path = "kafka/raw.rs"]
-#[allow(dead_code)]
-mod raw;
-
+use crate::kit::{broker, client, raw};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 

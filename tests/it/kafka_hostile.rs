@@ -4,16 +4,7 @@
 //! connections. After each, other clients must still produce and consume as if nothing
 //! happened, and the broker must be the same process.
 
-#[path = "kafka/broker.rs"]
-#[allow(dead_code)]
-mod broker;
-#[path = "kafka/client.rs"]
-#[allow(dead_code)]
-mod client;
-#[path = "kafka/raw.rs"]
-#[allow(dead_code)]
-mod raw;
-
+use crate::kit::{broker, client, raw};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};

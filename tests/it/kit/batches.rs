@@ -1,5 +1,4 @@
 //! Helpers shared by the storage tests.
-#![allow(dead_code)] // each test binary uses its own subset
 
 use bytes::Bytes;
 use sluice::model::records::{self, BatchBuilder, Record};

@@ -1,16 +1,7 @@
 //! Regressions for what librdkafka's own test suite found (docs/COMPATIBILITY.md), each with
 //! the number of the librdkafka test that found it.
 
-#[path = "kafka/broker.rs"]
-#[allow(dead_code)]
-mod broker;
-#[path = "kafka/client.rs"]
-#[allow(dead_code)]
-mod client;
-#[path = "kafka/raw.rs"]
-#[allow(dead_code)]
-mod raw;
-
+use crate::kit::{broker, client, raw};
 use std::time::Duration;
 
 use broker::Broker;

@@ -3,10 +3,7 @@
 //! aggregated latencies, the broker's resource use, the JSON result and the chart; then the
 //! maximum-rate search.
 
-#[path = "kafka/broker.rs"]
-#[allow(dead_code)]
-mod broker;
-
+use crate::kit::broker;
 use std::path::Path;
 use std::time::Duration;
 

@@ -1,13 +1,7 @@
 //! Topic administration through librdkafka's admin client: create (with configs, validate-only),
 //! delete, add partitions, describe and alter configs, delete records.
 
-#[path = "kafka/broker.rs"]
-#[allow(dead_code)]
-mod broker;
-#[path = "kafka/client.rs"]
-#[allow(dead_code)]
-mod client;
-
+use crate::kit::{broker, client};
 use broker::Broker;
 use client::*;
 use futures_lite::future::block_on;

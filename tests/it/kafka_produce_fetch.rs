@@ -1,12 +1,6 @@
 //! Produce and fetch through a real `sluice serve` with librdkafka.
 
-#[path = "kafka/broker.rs"]
-#[allow(dead_code)]
-mod broker;
-#[path = "kafka/client.rs"]
-#[allow(dead_code)]
-mod client;
-
+use crate::kit::{broker, client};
 use broker::Broker;
 use client::*;
 use rdkafka::Offset;

@@ -20,8 +20,14 @@ async fn append_batches(log: &Log, count: usize) {
     }
 }
 
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
+/// The descriptors this process holds on files under `dir` (the tests of the other modules run in
+/// the same process, with files and sockets of their own).
+fn open_fds(dir: &std::path::Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| target.starts_with(dir))
+        .count()
 }
 
 #[test]
@@ -31,7 +37,7 @@ fn many_segments_keep_few_files_open() {
     io::block_on(async {
         // The bound is per shard (thread), over all its logs; one descriptor per loaded segment.
         sluice::storage::set_loaded_segments_capacity(16);
-        let before = open_fds();
+        let before = open_fds(dir.path());
         let config = LogConfig {
             segment_bytes: 1,
             cleanup_policy: CleanupPolicy::COMPACT_DELETE,
@@ -43,11 +49,13 @@ fn many_segments_keep_few_files_open() {
             .unwrap();
         append_batches(&log, 300).await;
         assert_eq!(log.segment_count(), 300);
+        // The count sees this log's files: its active segment is open.
+        assert!(open_fds(dir.path()) > before);
         let limit = sluice::storage::loaded_segments_capacity() + 1 + 8;
         assert!(
-            open_fds() - before < limit,
+            open_fds(dir.path()) - before < limit,
             "{} files open",
-            open_fds() - before
+            open_fds(dir.path()) - before
         );
         // Reading everything (as consumers do, one read after another), looking up timestamps
         // and compacting load segments one by one. One read holds at most the shard's places.
@@ -70,9 +78,9 @@ fn many_segments_keep_few_files_open() {
             .is_none());
         log.clean(TimestampMs::now()).await.unwrap();
         assert!(
-            open_fds() - before < limit,
+            open_fds(dir.path()) - before < limit,
             "{} files open",
-            open_fds() - before
+            open_fds(dir.path()) - before
         );
         log.close().await.unwrap();
         drop(log);
@@ -83,9 +91,9 @@ fn many_segments_keep_few_files_open() {
             .unwrap();
         assert_eq!(log.log_end(), Offset(600));
         assert!(
-            open_fds() - before < limit,
+            open_fds(dir.path()) - before < limit,
             "{} files open",
-            open_fds() - before
+            open_fds(dir.path()) - before
         );
     });
 }
@@ -96,7 +104,7 @@ fn many_logs_on_one_shard_share_its_bound_on_loaded_segments() {
     let dir = tempfile::tempdir().unwrap();
     io::block_on(async {
         sluice::storage::set_loaded_segments_capacity(16);
-        let before = open_fds();
+        let before = open_fds(dir.path());
         let config = LogConfig {
             segment_bytes: 1,
             ..LogConfig::default()
@@ -118,9 +126,9 @@ fn many_logs_on_one_shard_share_its_bound_on_loaded_segments() {
         // One descriptor per log (its active segment) and the shard's 16 closed segments.
         let limit = LOGS + 16 + 8;
         assert!(
-            open_fds() - before < limit,
+            open_fds(dir.path()) - before < limit,
             "{} files open",
-            open_fds() - before
+            open_fds(dir.path()) - before
         );
         for round in 0..2 {
             for log in &logs {
@@ -133,9 +141,9 @@ fn many_logs_on_one_shard_share_its_bound_on_loaded_segments() {
                 }
                 assert_eq!(batches, 5, "round {round}");
                 assert!(
-                    open_fds() - before < limit,
+                    open_fds(dir.path()) - before < limit,
                     "{} files open",
-                    open_fds() - before
+                    open_fds(dir.path()) - before
                 );
             }
         }

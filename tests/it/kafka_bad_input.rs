@@ -1,16 +1,7 @@
 //! Garbage, truncated and oversized frames, unknown APIs and corrupt batches on raw sockets: the
 //! offending connection gets a Kafka error or is closed; every other client keeps working.
 
-#[path = "kafka/broker.rs"]
-#[allow(dead_code)]
-mod broker;
-#[path = "kafka/client.rs"]
-#[allow(dead_code)]
-mod client;
-#[path = "kafka/raw.rs"]
-#[allow(dead_code)]
-mod raw;
-
+use crate::kit::{broker, client, raw};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 

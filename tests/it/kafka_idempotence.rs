@@ -1,16 +1,7 @@
 //! Idempotent producers with librdkafka: producer ids, no duplicate and no gap across a broker
 //! killed with SIGKILL and restarted while batches are in flight; sequence errors on raw frames.
 
-#[path = "kafka/broker.rs"]
-#[allow(dead_code)]
-mod broker;
-#[path = "kafka/client.rs"]
-#[allow(dead_code)]
-mod client;
-#[path = "kafka/raw.rs"]
-#[allow(dead_code)]
-mod raw;
-
+use crate::kit::{broker, client, raw};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -1,0 +1,7 @@
+//! The test kit: starting brokers (`broker`), librdkafka clients (`client`), raw Kafka frames
+//! (`raw`), record batches and logs for the storage tests (`batches`).
+
+pub mod batches;
+pub mod broker;
+pub mod client;
+pub mod raw;

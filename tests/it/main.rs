@@ -1,0 +1,27 @@
+//! The integration tests, one binary (one link of librdkafka, one process whose tests run in
+//! parallel): real `sluice serve` processes and real Kafka clients (rdkafka), raw Kafka frames,
+//! the storage engine on real files, the CLI and the benchmark harness. `kit` is what they share.
+
+mod kit;
+
+mod bench_harness;
+mod cli;
+mod fuzz_regressions;
+mod kafka_admin;
+mod kafka_bad_input;
+mod kafka_compat;
+mod kafka_durability;
+mod kafka_groups;
+mod kafka_hostile;
+mod kafka_idempotence;
+mod kafka_produce_fetch;
+mod kafka_raw_apis;
+mod kafka_read_committed;
+mod kafka_scale;
+mod kafka_transactions;
+mod storage_idempotence;
+mod storage_limits;
+mod storage_log;
+mod storage_model;
+mod storage_recovery;
+mod tune;
