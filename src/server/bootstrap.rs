@@ -1,0 +1,556 @@
+//! `serve`'s bootstrap, step by step: check the host and the configs, block the stop signals
+//! (one thread takes them), resolve and lock the data directory, size the write groups for the
+//! disk (`sluice iotune`), load the cluster id and the metadata image (creating
+//! `__consumer_offsets` on first start), reserve the listener's port, size the descriptor budget,
+//! then start one pinned shard per core and supervise them: report "serving" once every shard
+//! listens, stop them all on a signal or on one shard's failure, and wait for a clean shutdown.
+//!
+//! Each shard (`run_shard`) joins the mesh, builds its `Shard`, opens the partitions it owns
+//! (any it cannot open stops `serve`), loads its groups and transactions, then accepts
+//! connections until the stop flag is set, and drains before closing its logs.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use super::mesh::{self, ShardMessage};
+use super::metadata::{self, Change, Image};
+use super::{
+    admission, fds, fetch_sessions, groups, listener, producer_ids, transactions, Shard,
+    SHARD_REQUEST_MEMORY_BYTES,
+};
+use crate::config::{parse_listener, Values};
+use crate::io;
+
+/// How long shutdown waits for in-flight requests before closing the logs anyway.
+const SHUTDOWN_DRAIN_MS_MAX: u64 = 10_000;
+/// How often a shard looks at the process-wide stop flag.
+const STOP_POLL_MS: u64 = 50;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("shard {shard} failed: {reason}")]
+    Shard { shard: usize, reason: String },
+}
+
+fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
+    let what = what.into();
+    move |source| ServeError::Io { what, source }
+}
+
+/// What every shard is started with.
+#[derive(Clone)]
+struct Common {
+    broker: Values,
+    data_dir: PathBuf,
+    cluster_id: String,
+    listen: SocketAddr,
+    advertised_host: String,
+    advertised_port: u16,
+    image: Arc<Image>,
+    shards: usize,
+    stop: Arc<AtomicBool>,
+    drained: Arc<AtomicUsize>,
+    /// The background task queue's shares, from `sluice iotune`'s io-properties when present.
+    background_shares: usize,
+    admission: Arc<admission::Admission>,
+    fds: fds::FdBudget,
+}
+/// Creates `__consumer_offsets` (compacted, `offsets.topic.num.partitions`) on first start.
+fn with_offsets_topic(image: Image, broker: &Values, data_dir: &Path) -> Result<Image, ServeError> {
+    use crate::group::OFFSETS_TOPIC;
+    if image.topics.contains_key(OFFSETS_TOPIC) {
+        return Ok(image);
+    }
+    let change = Change::CreateTopic {
+        name: OFFSETS_TOPIC.to_string(),
+        partitions: broker.i32("offsets.topic.num.partitions"),
+        configs: [
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            ("segment.bytes".to_string(), (100 << 20).to_string()),
+        ]
+        .into(),
+    };
+    let next = metadata::apply(&image, &change)
+        .map_err(|e| ServeError::Config(format!("creating {OFFSETS_TOPIC}: {}", e.message)))?;
+    let dir = data_dir.join(metadata::METADATA_DIR);
+    std::fs::create_dir_all(&dir).map_err(io_error(format!("creating {}", dir.display())))?;
+    let path = Image::path(data_dir);
+    let temp = path.with_extension("toml.tmp");
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(next.to_toml().as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temp, &path)?;
+        std::fs::File::open(&dir)?.sync_all()
+    };
+    write().map_err(io_error(format!("writing {}", path.display())))?;
+    Ok(next)
+}
+
+/// Reads `meta.properties` (Kafka's name for it) or writes a new one with a fresh cluster id.
+fn cluster_id(data_dir: &Path, node_id: i32) -> Result<String, ServeError> {
+    let path = data_dir.join("meta.properties");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let id = text
+            .lines()
+            .find_map(|line| line.strip_prefix("cluster.id="))
+            .map(str::trim)
+            .filter(|id| !id.is_empty());
+        return match id {
+            Some(id) => Ok(id.to_string()),
+            None => Err(ServeError::Config(format!(
+                "{} has no cluster.id",
+                path.display()
+            ))),
+        };
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string()[..22].to_string();
+    let text = format!("version=1\ncluster.id={id}\nnode.id={node_id}\n");
+    std::fs::write(&path, text).map_err(io_error(format!("writing {}", path.display())))?;
+    Ok(id)
+}
+
+/// Takes an exclusive lock on the data directory so that two brokers never share it.
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, ServeError> {
+    use std::os::fd::AsRawFd;
+    let path = data_dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_error(format!("opening {}", path.display())))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(ServeError::Config(format!(
+            "{} is in use by another broker (locked {})",
+            data_dir.display(),
+            path.display()
+        )));
+    }
+    Ok(file)
+}
+
+fn block_stop_signals() -> libc::sigset_t {
+    // SAFETY: sigset manipulation on a local set; pthread_sigmask on this thread only. Threads
+    // started afterwards inherit the mask, so only the signal thread receives SIGINT/SIGTERM.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// Runs `start` (which starts a thread) with SIGINT and SIGTERM blocked on this thread, so the
+/// thread it starts never takes them (the log writer): `serve` receives them on its signal thread
+/// only. This thread's mask is restored after.
+pub fn without_stop_signals<T>(start: impl FnOnce() -> T) -> T {
+    // SAFETY: sigset manipulation on local sets; pthread_sigmask on this thread only, restored to
+    // the mask saved here.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+        let started = start();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        started
+    }
+}
+
+/// Request frames and write chunks are often over glibc's default mmap threshold (128 KiB), so
+/// each one would be a fresh mmap: page faults, zeroed pages and an munmap per request (a fifth
+/// of the broker's CPU in `perf` during the ingest bench). Serving them from the heap, and keeping
+/// up to 64 MiB of freed heap per arena, lets the shards reuse the same memory.
+fn keep_large_buffers_in_the_heap() {
+    const MMAP_THRESHOLD_BYTES: libc::c_int = 32 << 20;
+    const TRIM_THRESHOLD_BYTES: libc::c_int = 64 << 20;
+    // SAFETY: mallopt only changes allocator tuning; called before any shard thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES);
+    }
+}
+
+enum Event {
+    Listening,
+    Signal(i32),
+    Failed(usize, String),
+    Exited,
+}
+
+/// Runs the broker until SIGINT or SIGTERM; returns after a clean shutdown.
+pub fn serve(mut broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeError> {
+    io::probe_io_uring().map_err(ServeError::Config)?;
+    report_host_and_configs(&broker);
+    let signals = block_stop_signals();
+    keep_large_buffers_in_the_heap();
+    let data_dir = resolve_data_dir(&broker)?;
+    let _lock = lock_data_dir(&data_dir)?;
+    let background_shares = io_properties(&mut broker, &data_dir)?;
+    let cluster_id = cluster_id(&data_dir, broker.i32("node.id"))?;
+    let image = Image::load(&data_dir).map_err(ServeError::Config)?;
+    let image = with_offsets_topic(image, &broker, &data_dir)?;
+    let addresses = Addresses::of(&broker)?;
+    let shards = cores.len();
+    let descriptor_limit =
+        io::raise_descriptor_limit().map_err(io_error("reading the descriptor limit"))?;
+    let max_connections = broker
+        .is_set("max.connections")
+        .then(|| broker.i64("max.connections").max(0) as usize);
+    let fds = fds::FdBudget::new(descriptor_limit, shards, max_connections)
+        .map_err(ServeError::Config)?;
+    let admission = admission::Admission::new(
+        fds.connections,
+        broker.i64("max.connections.per.ip") as usize,
+    );
+    let common = Common {
+        admission,
+        fds,
+        broker,
+        data_dir,
+        cluster_id,
+        listen: addresses.listen,
+        advertised_host: addresses.advertised_host,
+        advertised_port: addresses.advertised_port,
+        image: Arc::new(image),
+        shards,
+        stop: Arc::new(AtomicBool::new(false)),
+        drained: Arc::new(AtomicUsize::new(0)),
+        background_shares,
+    };
+    let (events_tx, events) = mpsc::channel::<Event>();
+    let handles = start_shards(cores, &common, &events_tx)?;
+    start_signal_thread(signals, events_tx.clone())?;
+    drop(events_tx);
+    let outcome = supervise(&events, &common, addresses.reserved);
+    for handle in handles {
+        let _ = handle.join();
+    }
+    outcome
+}
+
+/// Warns about a host off the production profile (`mode=production`), and names the Kafka
+/// broker configs that were set but have no effect here.
+fn report_host_and_configs(broker: &Values) {
+    if broker.get("mode") == "production" {
+        let warnings = crate::tune::production_warnings(Path::new("/"));
+        for warning in &warnings {
+            tracing::warn!("host off the production profile: {warning}");
+        }
+        if !warnings.is_empty() {
+            tracing::warn!(
+                settings = warnings.len(),
+                "`sluice tune check --profile os/production` shows them; `sluice tune apply` sets them"
+            );
+        }
+    }
+    let unused: Vec<&str> = broker.without_effect().collect();
+    if !unused.is_empty() {
+        tracing::info!(
+            keys = %unused.join(", "),
+            "Kafka broker configs accepted with no effect in Sluice (README: Broker config keys)"
+        );
+    }
+}
+
+/// The first of `log.dirs`, created if missing and resolved once: a relative `log.dirs` (the
+/// default `./sluice-data`) must mean the same directory to every file the shards open, whatever
+/// they open it relative to.
+fn resolve_data_dir(broker: &Values) -> Result<PathBuf, ServeError> {
+    let first = broker
+        .get("log.dirs")
+        .split(',')
+        .next()
+        .unwrap_or("")
+        .trim();
+    let data_dir = PathBuf::from(first);
+    std::fs::create_dir_all(&data_dir)
+        .map_err(io_error(format!("creating {}", data_dir.display())))?;
+    data_dir
+        .canonicalize()
+        .map_err(io_error(format!("resolving {}", data_dir.display())))
+}
+
+/// The background task queue's shares, and the write-group size unless set, from the disk's
+/// io-properties (`sluice iotune`) when present.
+fn io_properties(broker: &mut Values, data_dir: &Path) -> Result<usize, ServeError> {
+    match crate::tune::iotune::IoProperties::load(data_dir) {
+        Ok(Some(props)) => {
+            const GROUP: &str = "log.write.group.max.bytes";
+            if !broker.is_set(GROUP) {
+                broker
+                    .set(GROUP, &props.write_group_bytes().to_string())
+                    .map_err(|e| ServeError::Config(format!("io-properties: {e}")))?;
+            }
+            tracing::info!(
+                disk = %props.disk_profile,
+                fdatasync_p50_us = props.fdatasync_p50_us,
+                shares = props.background_shares(),
+                write_group_max_bytes = broker.get(GROUP),
+                "io-properties from sluice iotune: background I/O share and write groups sized for the disk"
+            );
+            Ok(props.background_shares())
+        }
+        Ok(None) => Ok(crate::storage::BACKGROUND_SHARES),
+        Err(e) => Err(ServeError::Config(format!("io-properties: {e}"))),
+    }
+}
+
+/// Where the broker listens (its port reserved until every shard listens on it) and what it
+/// advertises to clients.
+struct Addresses {
+    reserved: OwnedFd,
+    listen: SocketAddr,
+    advertised_host: String,
+    advertised_port: u16,
+}
+
+impl Addresses {
+    fn of(broker: &Values) -> Result<Addresses, ServeError> {
+        let listener_text = broker.get("listeners").split(',').next().unwrap_or("");
+        let (_, host, port) = parse_listener(listener_text).ok_or_else(|| {
+            ServeError::Config(format!("listeners: bad listener `{listener_text}`"))
+        })?;
+        let listen = (host, port)
+            .to_socket_addrs()
+            .map_err(io_error(format!("resolving {host}")))?
+            .next()
+            .ok_or_else(|| ServeError::Config(format!("listeners: `{host}` has no address")))?;
+        let (reserved, listen) =
+            io::net::reserve_port(listen).map_err(io_error(format!("binding {listen}")))?;
+        let (advertised_host, advertised_port) = if broker.is_set("advertised.listeners") {
+            let text = broker
+                .get("advertised.listeners")
+                .split(',')
+                .next()
+                .unwrap_or("");
+            let (_, h, p) = parse_listener(text)
+                .ok_or_else(|| ServeError::Config(format!("advertised.listeners: bad `{text}`")))?;
+            (h.to_string(), p)
+        } else if listen.ip().is_unspecified() {
+            ("localhost".to_string(), listen.port())
+        } else {
+            (listen.ip().to_string(), listen.port())
+        };
+        Ok(Addresses {
+            reserved,
+            listen,
+            advertised_host,
+            advertised_port,
+        })
+    }
+}
+
+/// One pinned executor per entry of `cores`, each running `run_shard`.
+fn start_shards(
+    cores: Vec<Option<usize>>,
+    common: &Common,
+    events: &mpsc::Sender<Event>,
+) -> Result<Vec<io::shard::ShardHandle<()>>, ServeError> {
+    let mesh =
+        io::shard::MeshBuilder::<ShardMessage>::new(common.shards, mesh::MESH_CHANNEL_CAPACITY);
+    let mut handles = Vec::new();
+    for (id, cpu) in cores.into_iter().enumerate() {
+        let common = common.clone();
+        let mesh = mesh.clone();
+        let events = events.clone();
+        let handle = io::shard::spawn_shard(id, cpu, move || async move {
+            if let Err(reason) = run_shard(id, common, mesh, events.clone()).await {
+                let _ = events.send(Event::Failed(id, reason));
+            }
+            let _ = events.send(Event::Exited);
+        })
+        .map_err(io_error(format!("starting shard {id}")))?;
+        handles.push(handle);
+    }
+    Ok(handles)
+}
+
+/// The one thread that receives SIGINT and SIGTERM (blocked everywhere else).
+fn start_signal_thread(
+    signals: libc::sigset_t,
+    events: mpsc::Sender<Event>,
+) -> Result<(), ServeError> {
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || loop {
+            let mut signal: libc::c_int = 0;
+            // SAFETY: `signals` is the set blocked by `block_stop_signals`; sigwait writes one int.
+            if unsafe { libc::sigwait(&signals, &mut signal) } == 0
+                && events.send(Event::Signal(signal)).is_err()
+            {
+                break;
+            }
+        })
+        .map_err(io_error("starting the signal thread"))?;
+    Ok(())
+}
+
+/// Follows the shards until all have exited: says "serving" once every one listens (and lets
+/// the port's reservation go), sets the stop flag on a signal or on a shard's failure.
+fn supervise(
+    events: &mpsc::Receiver<Event>,
+    common: &Common,
+    reserved: OwnedFd,
+) -> Result<(), ServeError> {
+    let shards = common.shards;
+    let listen = common.listen;
+    let mut reserved = Some(reserved);
+    let mut listening = 0;
+    let mut exited = 0;
+    let mut failure: Option<ServeError> = None;
+    while let Ok(event) = events.recv() {
+        match event {
+            Event::Listening => {
+                listening += 1;
+                if listening == shards {
+                    // Every shard listens now; the reservation (never listening) can go.
+                    reserved.take();
+                    tracing::info!(
+                        %listen, shards, cluster_id = %common.cluster_id,
+                        data_dir = %common.data_dir.display(),
+                        descriptors = %common.fds.describe(), "serving"
+                    );
+                    println!(
+                        "sluice: serving on {listen} with {shards} shards; data in {}; {}",
+                        common.data_dir.display(),
+                        common.fds.describe()
+                    );
+                }
+            }
+            Event::Signal(signal) => {
+                tracing::info!(signal, "stopping: finishing in-flight requests");
+                common.stop.store(true, Ordering::SeqCst);
+            }
+            Event::Failed(shard, reason) => {
+                tracing::error!(shard, %reason, "shard failed; stopping");
+                failure.get_or_insert(ServeError::Shard { shard, reason });
+                common.stop.store(true, Ordering::SeqCst);
+            }
+            Event::Exited => {
+                exited += 1;
+                if exited == shards {
+                    break;
+                }
+            }
+        }
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => {
+            tracing::info!("stopped cleanly");
+            Ok(())
+        }
+    }
+}
+
+async fn run_shard(
+    id: usize,
+    common: Common,
+    mesh: io::shard::MeshBuilder<ShardMessage>,
+    events: mpsc::Sender<Event>,
+) -> Result<(), String> {
+    let (senders, receivers) = mesh.join().await.map_err(|e| e.to_string())?;
+    let group_config = groups::group_config(&common.image.broker_values(&common.broker));
+    let txn_config = transactions::txn_config(&common.image.broker_values(&common.broker));
+    let shard = Rc::new_cyclic(|weak| Shard {
+        id,
+        shards: common.shards,
+        node_id: common.broker.i32("node.id"),
+        static_broker: common.broker.clone(),
+        broker: RefCell::new(Rc::new(common.image.broker_values(&common.broker))),
+        data_dir: common.data_dir.clone(),
+        cluster_id: common.cluster_id.clone(),
+        advertised_host: common.advertised_host.clone(),
+        advertised_port: common.advertised_port,
+        image: RefCell::new(common.image.clone()),
+        partitions: RefCell::new(HashMap::new()),
+        open_lock: io::Lock::default(),
+        controller_lock: io::Lock::default(),
+        producer_ids: producer_ids::ProducerIds::new(&common.data_dir.join(metadata::METADATA_DIR)),
+        mesh: senders,
+        hot: io::TaskQueue::new("hot", crate::storage::HOT_PATH_SHARES),
+        background: io::TaskQueue::new("background", common.background_shares),
+        fetch_sessions: RefCell::new(fetch_sessions::Sessions::new(id, common.shards)),
+        request_memory: io::Budget::new(SHARD_REQUEST_MEMORY_BYTES),
+        groups: groups::coordinator(weak.clone(), group_config),
+        txns: transactions::coordinator(weak.clone(), txn_config),
+        stopping: Cell::new(false),
+        stop_waiters: RefCell::new(Vec::new()),
+        in_flight: Cell::new(0),
+        fds: common.fds,
+    });
+    crate::storage::set_loaded_segments_capacity(common.fds.loaded_segments);
+    for receiver in receivers {
+        shard
+            .hot
+            .spawn(mesh::receive_loop(shard.clone(), receiver))
+            .detach();
+    }
+    if id == 0 {
+        shard.producer_ids.load()?;
+    }
+    if let Err((count, first)) = shard.reconcile_partitions().await {
+        // A broker serving half its partitions is worse than one that does not start.
+        return Err(format!(
+            "cannot open {count} of the partitions this shard owns (the first, {first});              nothing was served"
+        ));
+    }
+    shard.load_groups().await;
+    shard.spawn_group_ticker();
+    shard.load_txns().await;
+    shard.spawn_txn_ticker();
+    let listener = io::net::Listener::bind(common.listen)
+        .map_err(|e| format!("binding {}: {e}", common.listen))?;
+    let _ = events.send(Event::Listening);
+
+    let accept_loop = listener::accept_loop(shard.clone(), listener, common.admission.clone());
+    let watch_stop = async {
+        while !common.stop.load(Ordering::SeqCst) {
+            io::sleep(Duration::from_millis(STOP_POLL_MS)).await;
+        }
+    };
+    futures_lite::future::or(accept_loop, watch_stop).await;
+
+    // Stop: no new connections or requests; let in-flight requests finish everywhere before any
+    // shard closes its logs (they may be appending to partitions owned here).
+    shard.stopping.set(true);
+    for waiter in shard.stop_waiters.borrow_mut().drain(..) {
+        let _ = waiter.send(());
+    }
+    let deadline = std::time::Instant::now() + Duration::from_millis(SHUTDOWN_DRAIN_MS_MAX);
+    while shard.in_flight.get() > 0 && std::time::Instant::now() < deadline {
+        io::sleep(Duration::from_millis(5)).await;
+    }
+    common.drained.fetch_add(1, Ordering::SeqCst);
+    while common.drained.load(Ordering::SeqCst) < common.shards
+        && std::time::Instant::now() < deadline
+    {
+        io::sleep(Duration::from_millis(5)).await;
+    }
+    shard.close_partitions().await;
+    Ok(())
+}
