@@ -68,6 +68,15 @@ impl TimestampMs {
     }
 }
 
+/// What a read may return: everything below the high watermark, or only what is below the last
+/// stable offset (no record of an open transaction), with the aborted transactions listed
+/// (Kafka's isolation levels 0 and 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isolation {
+    ReadUncommitted,
+    ReadCommitted,
+}
+
 /// A topic name and a partition number.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TopicPartition {

@@ -12,7 +12,7 @@ use futures::future::join_all;
 use super::mesh::{self, ShardMessage};
 use super::partitions::{ReadHeader, ReadReply};
 use super::Shard;
-use crate::model::TopicPartition;
+use crate::model::{Isolation, TopicPartition};
 use crate::protocol::{FileSlice, ResponseError as E};
 use crate::storage::{Log, ReadRange};
 
@@ -23,7 +23,7 @@ pub struct ReadArgs {
     pub offset: i64,
     pub max_bytes: u64,
     pub min_one_batch: bool,
-    pub read_committed: bool,
+    pub isolation: Isolation,
 }
 
 /// A long-polling fetch's wake-up, shared by every partition of one shard it waits on: the first
@@ -147,7 +147,7 @@ impl Shard {
             for (index, read) in reads.iter().enumerate() {
                 match partitions.get(&read.tp) {
                     Some(partition) if partition.log.log_end().0 == read.offset => {
-                        out.push(Some(nothing_new(&partition.log, read.read_committed)));
+                        out.push(Some(nothing_new(&partition.log, read.isolation)));
                         // Registered in the same look-up, before anything can append.
                         if let Some(wake) = &wake {
                             partition.add_waiter(wake.clone());
@@ -162,13 +162,7 @@ impl Shard {
         }
         let read = join_all(pending.iter().map(|&index| {
             let r = &reads[index];
-            self.read_local(
-                &r.tp,
-                r.offset,
-                r.max_bytes,
-                r.min_one_batch,
-                r.read_committed,
-            )
+            self.read_local(&r.tp, r.offset, r.max_bytes, r.min_one_batch, r.isolation)
         }))
         .await;
         for (&index, reply) in pending.iter().zip(read) {
@@ -202,7 +196,7 @@ impl Shard {
 }
 
 /// What a read at the log end finds: the partition's watermarks and no records.
-fn nothing_new(log: &Log, read_committed: bool) -> ReadReply<Vec<ReadRange>> {
+fn nothing_new(log: &Log, isolation: Isolation) -> ReadReply<Vec<ReadRange>> {
     ReadReply {
         header: ReadHeader {
             error_code: 0,
@@ -211,7 +205,7 @@ fn nothing_new(log: &Log, read_committed: bool) -> ReadReply<Vec<ReadRange>> {
             log_start_offset: log.log_start().0,
         },
         ranges: Some(Vec::new()),
-        aborted: read_committed.then(Vec::new),
+        aborted: (isolation == Isolation::ReadCommitted).then(Vec::new),
     }
 }
 

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use super::metadata::TopicMeta;
 use super::Shard;
 use crate::io;
-use crate::model::{records, Codec, Offset, TimestampMs, TopicPartition};
+use crate::model::{records, Codec, Isolation, Offset, TimestampMs, TopicPartition};
 use crate::protocol::ResponseError as E;
 use crate::storage::{AppendOptions, Log, ReadRange, SequenceError, StorageError};
 
@@ -348,8 +348,9 @@ impl Shard {
         offset: i64,
         max_bytes: u64,
         min_one_batch: bool,
-        read_committed: bool,
+        isolation: Isolation,
     ) -> ReadReply<Vec<ReadRange>> {
+        let read_committed = isolation == Isolation::ReadCommitted;
         let partition = match self.partition(tp).await {
             Ok(p) => p,
             Err(code) => {

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::{Answer, Api, Request};
 use crate::io;
-use crate::model::TopicPartition;
+use crate::model::{Isolation, TopicPartition};
 use crate::protocol::fetch::{self as encoder, FetchResponseData, PartitionData, TopicData};
 use crate::protocol::ResponseError as E;
 use crate::server::fanout::ReadArgs;
@@ -168,14 +168,18 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
     };
     let min_bytes = body.min_bytes.max(0) as u64;
     // isolation_level 1: read_committed (from v4).
-    let read_committed = body.isolation_level == 1;
+    let isolation = if body.isolation_level == 1 {
+        Isolation::ReadCommitted
+    } else {
+        Isolation::ReadUncommitted
+    };
     let wait = Duration::from_millis(body.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX) as u64);
     let deadline = Instant::now() + wait;
     loop {
         // A fetch that may wait registers its wake-ups in the same pass that reads.
         let watch = Instant::now() < deadline && min_bytes > 0;
         let (total, errors, wakes) =
-            read_all(&shard, &wanted, max_bytes, read_committed, watch, &mut data).await;
+            read_all(&shard, &wanted, max_bytes, isolation, watch, &mut data).await;
         let now = Instant::now();
         if total >= min_bytes || errors || now >= deadline || shard.is_stopping() {
             break;
@@ -250,7 +254,7 @@ async fn read_all(
     shard: &Rc<Shard>,
     wanted: &[Wanted],
     max_bytes: u64,
-    read_committed: bool,
+    isolation: Isolation,
     watch: bool,
     data: &mut FetchResponseData,
 ) -> (u64, bool, Vec<oneshot::Receiver<()>>) {
@@ -264,7 +268,7 @@ async fn read_all(
                 offset: w.offset,
                 max_bytes: w.partition_max_bytes.min(max_bytes),
                 min_one_batch: true,
-                read_committed,
+                isolation,
             })
         })
         .collect();
