@@ -10,11 +10,11 @@ use futures::channel::oneshot;
 use futures::future::join_all;
 
 use super::mesh::{self, ShardMessage};
-use super::partitions::{ReadHeader, ReadReply};
+use super::partitions::{Partition, ReadHeader, ReadReply};
 use super::Shard;
 use crate::model::{Isolation, TopicPartition};
 use crate::protocol::{FileSlice, ResponseError as E};
-use crate::storage::{Log, ReadRange};
+use crate::storage::ReadRange;
 
 /// One partition's read in a fetch.
 #[derive(Clone, Debug)]
@@ -73,7 +73,7 @@ fn by_owner<T>(
 impl Shard {
     /// Reads every partition of `reads` from its owner (one message per other shard), answers in
     /// the order asked. With `watch`, also one wake-up per owner shard, fired when one of its
-    /// partitions' log end passes what this read saw.
+    /// partitions' high watermark passes what this read saw.
     pub async fn read_many(
         self: &Rc<Self>,
         reads: Vec<ReadArgs>,
@@ -130,9 +130,9 @@ impl Shard {
         (replies, wakes)
     }
 
-    /// The reads of partitions this shard owns, concurrently. A partition read at its log end
+    /// The reads of partitions this shard owns, concurrently. A partition read at its high watermark
     /// (most of a wide topic's, most of the time) is answered on the spot, without a task. With
-    /// `watch`, registers it on every partition read, to fire when its log end passes what the
+    /// `watch`, registers it on every partition read, to fire when its high watermark passes what the
     /// read saw (at once if it already has, or if a partition is gone).
     pub async fn read_many_local(
         &self,
@@ -146,8 +146,8 @@ impl Shard {
             let partitions = self.partitions.borrow();
             for (index, read) in reads.iter().enumerate() {
                 match partitions.get(&read.tp) {
-                    Some(partition) if partition.log.log_end().0 == read.offset => {
-                        out.push(Some(nothing_new(&partition.log, read.isolation)));
+                    Some(partition) if partition.high_watermark().0 == read.offset => {
+                        out.push(Some(nothing_new(partition, read.isolation)));
                         // Registered in the same look-up, before anything can append.
                         if let Some(wake) = &wake {
                             partition.add_waiter(wake.clone());
@@ -181,7 +181,7 @@ impl Shard {
                 let (read, reply) = (&reads[index], &out[index]);
                 let seen = read.offset.max(reply.header.high_watermark);
                 match partitions.get(&read.tp) {
-                    Some(partition) if partition.log.log_end().0 <= seen => {
+                    Some(partition) if partition.high_watermark().0 <= seen => {
                         partition.add_waiter(wake.clone())
                     }
                     _ => {
@@ -195,14 +195,14 @@ impl Shard {
     }
 }
 
-/// What a read at the log end finds: the partition's watermarks and no records.
-fn nothing_new(log: &Log, isolation: Isolation) -> ReadReply<Vec<ReadRange>> {
+/// What a read at the high watermark finds: the partition's watermarks and no records.
+fn nothing_new(partition: &Partition, isolation: Isolation) -> ReadReply<Vec<ReadRange>> {
     ReadReply {
         header: ReadHeader {
             error_code: 0,
-            high_watermark: log.log_end().0,
-            last_stable_offset: log.last_stable_offset().0,
-            log_start_offset: log.log_start().0,
+            high_watermark: partition.high_watermark().0,
+            last_stable_offset: partition.last_stable_offset().0,
+            log_start_offset: partition.log.log_start().0,
         },
         ranges: Some(Vec::new()),
         aborted: (isolation == Isolation::ReadCommitted).then(Vec::new),

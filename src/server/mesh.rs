@@ -36,8 +36,8 @@ pub enum ShardMessage {
         reply: oneshot::Sender<AppendReply>,
     },
     /// A fetch's reads of the partitions this shard owns, answered in order.
-    /// With `watch`, a long-polling fetch's wake-up: answered once one of the partitions' log
-    /// end passes what this read saw.
+    /// With `watch`, a long-polling fetch's wake-up: answered once one of the partitions' high
+    /// watermark passes what this read saw.
     Read {
         reads: Vec<ReadArgs>,
         watch: Option<oneshot::Sender<()>>,

@@ -23,7 +23,11 @@ pub struct Partition {
     pub topic_id: uuid::Uuid,
     /// The topic's `compression.type` when it is not `producer`: batches are re-encoded to it.
     codec: Cell<Option<Codec>>,
-    /// Long-polling fetches waiting for this partition's log end to move.
+    /// The offset below which records are acknowledged and may be read: on one node, the end of
+    /// the last append that completed (a batch being written is not yet visible); with replicas,
+    /// the minimum over the in-sync replicas. Never past the log end, never backwards.
+    high_watermark: Cell<Offset>,
+    /// Long-polling fetches waiting for this partition's high watermark to move.
     waiters: RefCell<Vec<super::fanout::Wake>>,
     maintenance: RefCell<Option<io::Task<()>>>,
 }
@@ -31,6 +35,7 @@ pub struct Partition {
 impl Partition {
     pub fn new(log: Rc<Log>, topic_id: uuid::Uuid, codec: Option<Codec>) -> Partition {
         Partition {
+            high_watermark: Cell::new(log.log_end()),
             log,
             topic_id,
             codec: Cell::new(codec),
@@ -41,6 +46,30 @@ impl Partition {
 
     pub fn set_maintenance(&self, task: io::Task<()>) {
         *self.maintenance.borrow_mut() = Some(task);
+    }
+
+    pub fn high_watermark(&self) -> Offset {
+        self.high_watermark.get()
+    }
+
+    /// The last stable offset as a read sees it: not past the high watermark.
+    pub fn last_stable_offset(&self) -> Offset {
+        self.log.last_stable_offset().min(self.high_watermark())
+    }
+
+    /// An append ending at `end` (exclusive) completed: the high watermark moves up to it, and
+    /// the fetches waiting on this partition wake.
+    fn advance_high_watermark(&self, end: Offset) {
+        let before = self.high_watermark.get();
+        let log_end = self.log.log_end();
+        assert!(
+            end <= log_end,
+            "high watermark {end:?} past the log end {log_end:?}"
+        );
+        if end > before {
+            self.high_watermark.set(end);
+        }
+        self.wake_waiters();
     }
 
     /// Wakes every long-polling fetch waiting on this partition.
@@ -294,7 +323,7 @@ impl Shard {
                 if info.duplicate {
                     tracing::debug!(%tp, offset = info.first_offset.0, "an idempotent producer's retry: answered with the original offsets");
                 }
-                partition.wake_waiters();
+                partition.advance_high_watermark(Offset(info.last_offset.0 + 1));
                 if &*tp.topic == crate::group::OFFSETS_TOPIC {
                     self.settle_group_txn(tp.partition, &records);
                 }
@@ -367,8 +396,8 @@ impl Shard {
             }
         };
         let log = &partition.log;
-        let high_watermark = log.log_end();
-        let last_stable = log.last_stable_offset();
+        let high_watermark = partition.high_watermark();
+        let last_stable = partition.last_stable_offset();
         let header = ReadHeader {
             error_code: 0,
             high_watermark: high_watermark.0,
@@ -452,8 +481,8 @@ impl Shard {
         };
         match spec {
             OffsetSpec::Earliest => found(log.log_start()),
-            OffsetSpec::Latest => found(log.log_end()),
-            OffsetSpec::LastStable => found(log.last_stable_offset()),
+            OffsetSpec::Latest => found(partition.high_watermark()),
+            OffsetSpec::LastStable => found(partition.last_stable_offset()),
             OffsetSpec::MaxTimestamp => match log.offset_of_max_timestamp().await {
                 Ok(Some((offset, timestamp))) => ListOffsetReply {
                     error_code: 0,
@@ -503,11 +532,11 @@ impl Shard {
         let partition = self.partition(tp).await?;
         let log = &partition.log;
         let target = if offset == -1 {
-            log.log_end().0
+            partition.high_watermark().0
         } else {
             offset
         };
-        if target < 0 || target > log.log_end().0 {
+        if target < 0 || target > partition.high_watermark().0 {
             return Err(E::OffsetOutOfRange.code());
         }
         log.advance_log_start(Offset(target))
