@@ -4,6 +4,7 @@
 //! done under the flush policy.
 
 use std::rc::Rc;
+use std::sync::Arc;
 
 use futures::future::join_all;
 use kafka_protocol::messages::produce_response::{
@@ -75,9 +76,11 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
         } else {
             E::UnknownTopicOrPartition.code()
         };
+        // One copy of the name, shared by the topic's partitions.
+        let shared: Arc<str> = Arc::from(name.as_str());
         let appends = topic.partition_data.into_iter().map(|partition| {
             let shard = shard.clone();
-            let tp = TopicPartition::new(name.clone(), partition.index);
+            let tp = TopicPartition::new(shared.clone(), partition.index);
             let exists = meta
                 .as_ref()
                 .is_some_and(|m| (0..m.partitions).contains(&partition.index));
