@@ -12,7 +12,7 @@ use futures::future::join_all;
 use super::mesh::{self, ShardMessage};
 use super::partitions::{Partition, ReadHeader, ReadReply};
 use super::Shard;
-use crate::model::{Isolation, TopicPartition};
+use crate::model::{Isolation, Offset, TopicPartition};
 use crate::protocol::{FileSlice, ResponseError as E};
 use crate::storage::ReadRange;
 
@@ -20,7 +20,7 @@ use crate::storage::ReadRange;
 #[derive(Clone, Debug)]
 pub struct ReadArgs {
     pub tp: TopicPartition,
-    pub offset: i64,
+    pub offset: Offset,
     pub max_bytes: u64,
     pub min_one_batch: bool,
     pub isolation: Isolation,
@@ -146,7 +146,7 @@ impl Shard {
             let partitions = self.partitions.borrow();
             for (index, read) in reads.iter().enumerate() {
                 match partitions.get(&read.tp) {
-                    Some(partition) if partition.high_watermark().0 == read.offset => {
+                    Some(partition) if partition.high_watermark() == read.offset => {
                         out.push(Some(nothing_new(partition, read.isolation)));
                         // Registered in the same look-up, before anything can append.
                         if let Some(wake) = &wake {
@@ -179,9 +179,9 @@ impl Shard {
             let partitions = self.partitions.borrow();
             for &index in &pending {
                 let (read, reply) = (&reads[index], &out[index]);
-                let seen = read.offset.max(reply.header.high_watermark);
+                let seen = read.offset.max(Offset(reply.header.high_watermark));
                 match partitions.get(&read.tp) {
-                    Some(partition) if partition.high_watermark().0 <= seen => {
+                    Some(partition) if partition.high_watermark() <= seen => {
                         partition.add_waiter(wake.clone())
                     }
                     _ => {

@@ -374,7 +374,7 @@ impl Shard {
     pub async fn read_local(
         &self,
         tp: &TopicPartition,
-        offset: i64,
+        offset: Offset,
         max_bytes: u64,
         min_one_batch: bool,
         isolation: Isolation,
@@ -410,14 +410,11 @@ impl Shard {
         } else {
             high_watermark
         };
-        match log
-            .read(Offset(offset), upper, max_bytes, min_one_batch)
-            .await
-        {
+        match log.read(offset, upper, max_bytes, min_one_batch).await {
             Ok(ranges) => {
                 let aborted = read_committed.then(|| {
-                    let end = ranges.last().map_or(Offset(offset), |r| r.next_offset);
-                    log.aborted_transactions(Offset(offset), end)
+                    let end = ranges.last().map_or(offset, |r| r.next_offset);
+                    log.aborted_transactions(offset, end)
                         .into_iter()
                         .map(|(id, first)| (id, first.0))
                         .collect()
@@ -438,7 +435,7 @@ impl Shard {
             Err(e) => {
                 if !matches!(e, StorageError::OffsetOutOfRange { .. }) {
                     crate::throttled!(|count| {
-                        tracing::error!(%tp, offset, error = %e, count, "read failed")
+                        tracing::error!(%tp, offset = offset.0, error = %e, count, "read failed")
                     });
                 }
                 ReadReply {

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::{Answer, Api, Request};
 use crate::io;
-use crate::model::{Isolation, TopicPartition};
+use crate::model::{Isolation, Offset, TopicPartition};
 use crate::protocol::fetch::{self as encoder, FetchResponseData, PartitionData, TopicData};
 use crate::protocol::ResponseError as E;
 use crate::server::fanout::ReadArgs;
@@ -265,7 +265,7 @@ async fn read_all(
         .filter_map(|w| {
             w.tp.clone().map(|tp| ReadArgs {
                 tp,
-                offset: w.offset,
+                offset: Offset(w.offset),
                 max_bytes: w.partition_max_bytes.min(max_bytes),
                 min_one_batch: true,
                 isolation,
