@@ -116,6 +116,9 @@ fn a_member_that_stops_heartbeating_is_expelled() {
     sync.group_id = GroupId(StrBytes::from_static_str("silent"));
     sync.generation_id = joined.generation_id;
     sync.member_id = joined.member_id.clone();
+    // Before the member's last sign of life (its sync): the session cannot end sooner than 1 s
+    // after this.
+    let silent_since = std::time::Instant::now();
     let synced: SyncGroupResponse = raw::call(&mut s, ApiKey::SyncGroup, 3, 2, &sync);
     assert_eq!(synced.error_code, 0);
     let describe = |s: &mut std::net::TcpStream| -> (String, usize) {
@@ -126,9 +129,13 @@ fn a_member_that_stops_heartbeating_is_expelled() {
         (g.group_state.to_string(), g.members.len())
     };
     assert_eq!(describe(&mut s), ("Stable".to_string(), 1));
-    // No heartbeats: after the 1 s session timeout the member is gone.
-    std::thread::sleep(Duration::from_millis(2_000));
+    // No heartbeats: once the 1 s session timeout has passed (not before), the member is gone.
+    let deadline = silent_since + Duration::from_secs(10);
+    while describe(&mut s).0 == "Stable" && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_eq!(describe(&mut s), ("Empty".to_string(), 0));
+    assert!(silent_since.elapsed() >= Duration::from_millis(1_000));
 }
 
 #[test]
