@@ -2,7 +2,9 @@
 //! spreads connections over the shards), connections split into a read half and a write half (one
 //! descriptor shared by both) so
 //! that a connection can read its next request while earlier answers are still being written, and
-//! `sendfile` from a segment file to the socket for the record bytes of a fetch.
+//! `sendfile` from a segment file to the socket for the record bytes of a fetch. Outbound
+//! connections (`connect`: a follower to its leader, a broker to the controller) are split the
+//! same way.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -35,6 +37,15 @@ impl Listener {
         stream.set_nodelay(true).map_err(std::io::Error::from)?;
         split(stream)
     }
+}
+
+/// Opens a connection to `addr`, split like an accepted one; gives up after `within`.
+pub async fn connect(addr: SocketAddr, within: Duration) -> Result<(ReadHalf, WriteHalf)> {
+    let stream = glommio::net::TcpStream::connect_timeout(addr, within)
+        .await
+        .map_err(std::io::Error::from)?;
+    stream.set_nodelay(true).map_err(std::io::Error::from)?;
+    split(stream)
 }
 
 /// Reserves `addr`'s port for the shards without accepting on it: with port 0 the kernel picks
@@ -294,4 +305,43 @@ pub async fn timeout<T>(
         None
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shard_connects_out_and_both_sides_exchange_bytes() {
+        crate::io::block_on(async {
+            let listener = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let queue = crate::io::TaskQueue::new("test", 100);
+            let server = queue.spawn(async move {
+                let (mut read, mut write) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 4];
+                assert!(read.read_exact_or_eof(&mut buf).await.unwrap());
+                write.write_all(&buf.map(|b| b + 1)).await.unwrap();
+                write.flush().await.unwrap();
+            });
+            let (mut read, mut write) = connect(addr, Duration::from_secs(5)).await.unwrap();
+            assert_eq!(read.peer(), Some(addr));
+            write.write_all(b"abcd").await.unwrap();
+            write.flush().await.unwrap();
+            let mut answer = [0u8; 4];
+            assert!(read.read_exact_or_eof(&mut answer).await.unwrap());
+            assert_eq!(&answer, b"bcde");
+            server.join().await;
+        });
+    }
+
+    #[test]
+    fn connecting_where_nobody_listens_fails() {
+        crate::io::block_on(async {
+            let (reserved, addr) = reserve_port("127.0.0.1:0".parse().unwrap()).unwrap();
+            // Bound but never listening: the connection is refused.
+            assert!(connect(addr, Duration::from_secs(5)).await.is_err());
+            drop(reserved);
+        });
+    }
 }
