@@ -197,6 +197,7 @@ fn production_mode_warns_about_the_host_and_serves() {
 #[test]
 fn iotune_measures_a_directory_and_serve_reads_the_result() {
     use sluice::tune::iotune::{IoProperties, FILE_NAME};
+    use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
     let started = std::time::Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -237,11 +238,18 @@ fn iotune_measures_a_directory_and_serve_reads_the_result() {
         .args(["--set", &format!("log.dirs={}", dir.path().display())])
         .args(["--set", "listeners=PLAINTEXT://127.0.0.1:0"])
         .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    child.kill().unwrap();
+    // Until it serves (the line comes after the io-properties are read), then a clean stop,
+    // which flushes the log.
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("sluice: serving on"), "{first}");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let log = String::from_utf8_lossy(&child.wait_with_output().unwrap().stderr).into_owned();
     assert!(log.contains("io-properties from sluice iotune"), "{log}");
     let group = props.write_group_bytes();
