@@ -1,10 +1,10 @@
 //! The integration tests, one binary (one link of librdkafka, one process whose tests run in
 //! parallel): real `sluice serve` processes and real Kafka clients (rdkafka), raw Kafka frames,
-//! the storage engine on real files, the CLI and the benchmark harness. `kit` is what they share.
+//! the storage engine on real files and the CLI. `kit` is what they share. (The benchmark
+//! harness has a binary of its own, `tests/bench_harness.rs`: it measures rates.)
 
 mod kit;
 
-mod bench_harness;
 mod cli;
 mod fuzz_regressions;
 mod kafka_admin;
