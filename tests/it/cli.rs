@@ -155,16 +155,11 @@ fn serve_explains_a_blocked_io_uring() {
 
 /// The shipped `deploy/sluice.toml` (`mode = "production"`) loads; production mode checks the
 /// real host at start and warns per setting off the profile; it still serves.
-#[test]
-fn production_mode_warns_about_the_host_and_serves() {
-    use std::io::{BufRead, BufReader, Read};
-    let dir = tempfile::tempdir().unwrap();
-    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/sluice.toml");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["serve", "--config", config])
-        .args(["--set", &format!("log.dirs={}", dir.path().display())])
-        .args(["--set", "listeners=PLAINTEXT://127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
+/// Runs `serve` until it prints its serving line, then stops it with SIGTERM (a clean stop,
+/// which flushes the log): its log and exit status.
+fn serve_until_serving(command: &mut Command) -> (String, std::process::ExitStatus) {
+    use std::io::{BufRead, BufReader};
+    let mut child = command
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -176,14 +171,25 @@ fn production_mode_warns_about_the_host_and_serves() {
     assert!(first.starts_with("sluice: serving on"), "{first}");
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    (
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status,
+    )
+}
+
+#[test]
+fn production_mode_warns_about_the_host_and_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/sluice.toml");
+    let (stderr, status) = serve_until_serving(
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["serve", "--config", config])
+            .args(["--set", &format!("log.dirs={}", dir.path().display())])
+            .args(["--set", "listeners=PLAINTEXT://127.0.0.1:0"])
+            .env("RUST_LOG", "warn"),
+    );
+    assert!(status.success());
     let swappiness = std::fs::read_to_string("/proc/sys/vm/swappiness").unwrap();
     assert_eq!(
         stderr.contains("host off the production profile: vm.swappiness"),
@@ -197,7 +203,6 @@ fn production_mode_warns_about_the_host_and_serves() {
 #[test]
 fn iotune_measures_a_directory_and_serve_reads_the_result() {
     use sluice::tune::iotune::{IoProperties, FILE_NAME};
-    use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
     let started = std::time::Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -233,24 +238,13 @@ fn iotune_measures_a_directory_and_serve_reads_the_result() {
     assert_eq!(leftovers.len(), 1, "only the properties file stays");
 
     // serve logs what it took from them.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("serve")
-        .args(["--set", &format!("log.dirs={}", dir.path().display())])
-        .args(["--set", "listeners=PLAINTEXT://127.0.0.1:0"])
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Until it serves (the line comes after the io-properties are read), then a clean stop,
-    // which flushes the log.
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    assert!(first.starts_with("sluice: serving on"), "{first}");
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let log = String::from_utf8_lossy(&child.wait_with_output().unwrap().stderr).into_owned();
+    // The serving line comes after the io-properties are read.
+    let (log, _) = serve_until_serving(
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("serve")
+            .args(["--set", &format!("log.dirs={}", dir.path().display())])
+            .args(["--set", "listeners=PLAINTEXT://127.0.0.1:0"]),
+    );
     assert!(log.contains("io-properties from sluice iotune"), "{log}");
     let group = props.write_group_bytes();
     assert!(
