@@ -516,7 +516,8 @@ async fn run_shard(
     if let Err((count, first)) = shard.reconcile_partitions().await {
         // A broker serving half its partitions is worse than one that does not start.
         return Err(format!(
-            "cannot open {count} of the partitions this shard owns (the first, {first});              nothing was served"
+            "cannot open {count} of the partitions this shard owns (the first, {first}); \
+             nothing was served"
         ));
     }
     shard.load_groups().await;

@@ -130,10 +130,10 @@ impl Shard {
         (replies, wakes)
     }
 
-    /// The reads of partitions this shard owns, concurrently. A partition read at its high watermark
-    /// (most of a wide topic's, most of the time) is answered on the spot, without a task. With
-    /// `watch`, registers it on every partition read, to fire when its high watermark passes what the
-    /// read saw (at once if it already has, or if a partition is gone).
+    /// The reads of partitions this shard owns, concurrently. A partition read at its high
+    /// watermark (most of a wide topic's, most of the time) is answered on the spot, without a
+    /// task. With `watch`, registers it on every partition read, to fire when its high watermark
+    /// passes what the read saw (at once if it already has, or if a partition is gone).
     pub async fn read_many_local(
         &self,
         reads: &[ReadArgs],
