@@ -1,6 +1,7 @@
 //! Sluice: a Kafka-compatible streaming broker, thread-per-core on io_uring.
 //! The module map and the dependency rules are in DESIGN.md.
 
+pub mod cluster;
 pub mod config;
 pub mod fuzzing;
 pub mod group;

@@ -273,14 +273,9 @@ fn avoid_nic_cpus(available: Vec<usize>) -> Vec<usize> {
     let Some(nic) = sluice::tune::nic::recorded_nic_cpus(std::path::Path::new("/")) else {
         return available;
     };
-    let rest: Vec<usize> = available
-        .iter()
-        .copied()
-        .filter(|c| !nic.contains(&(*c as u32)))
-        .collect();
-    if rest.is_empty() || rest.len() == available.len() {
+    let Some(rest) = sluice::shard::avoiding(&available, &nic) else {
         return available;
-    }
+    };
     eprintln!(
         "sluice: shards avoid CPUs {} (NIC interrupts, /{}); --cores overrides",
         sluice::tune::nic::list(&nic),
@@ -311,7 +306,7 @@ fn serve_options(args: &[String]) -> Result<(Values, Vec<Option<usize>>), String
     for pair in &sets {
         broker.set_pair(pair).map_err(|e| e.to_string())?;
     }
-    let available = sluice::io::shard::available_cpus();
+    let available = sluice::shard::available_cpus();
     let cores = match cores {
         Some(text) => sluice::shard::parse_cores(&text, &available)?
             .into_iter()

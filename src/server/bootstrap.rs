@@ -19,14 +19,15 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use super::mesh::{self, ShardMessage};
-use super::metadata::{self, Change, Image};
 use super::{
     admission, fds, fetch_sessions, groups, listener, producer_ids, transactions, Shard,
-    SHARD_REQUEST_MEMORY_BYTES,
+    CONTROLLER_SHARD, SHARD_REQUEST_MEMORY_BYTES,
 };
+use crate::cluster::{self, Change, FileStore, Image, MetadataStore};
 use crate::config::{parse_listener, Values};
 use crate::io;
+use crate::model::ShardId;
+use crate::shard::MeshBuilder;
 
 /// How long shutdown waits for in-flight requests before closing the logs anyway.
 const SHUTDOWN_DRAIN_MS_MAX: u64 = 10_000;
@@ -45,7 +46,7 @@ pub enum ServeError {
         source: std::io::Error,
     },
     #[error("shard {shard} failed: {reason}")]
-    Shard { shard: usize, reason: String },
+    Shard { shard: ShardId, reason: String },
 }
 
 fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
@@ -72,35 +73,21 @@ struct Common {
     fds: fds::FdBudget,
 }
 /// Creates `__consumer_offsets` (compacted, `offsets.topic.num.partitions`) on first start.
-fn with_offsets_topic(image: Image, broker: &Values, data_dir: &Path) -> Result<Image, ServeError> {
+fn with_offsets_topic(
+    image: Image,
+    broker: &Values,
+    store: &FileStore,
+) -> Result<Image, ServeError> {
     use crate::group::OFFSETS_TOPIC;
     if image.topics.contains_key(OFFSETS_TOPIC) {
         return Ok(image);
     }
-    let change = Change::CreateTopic {
-        name: OFFSETS_TOPIC.to_string(),
-        partitions: broker.i32("offsets.topic.num.partitions"),
-        configs: [
-            ("cleanup.policy".to_string(), "compact".to_string()),
-            ("segment.bytes".to_string(), (100 << 20).to_string()),
-        ]
-        .into(),
-    };
-    let next = metadata::apply(&image, &change)
-        .map_err(|e| ServeError::Config(format!("creating {OFFSETS_TOPIC}: {}", e.message)))?;
-    let dir = data_dir.join(metadata::METADATA_DIR);
-    std::fs::create_dir_all(&dir).map_err(io_error(format!("creating {}", dir.display())))?;
-    let path = Image::path(data_dir);
-    let temp = path.with_extension("toml.tmp");
-    let write = || -> std::io::Result<()> {
-        use std::io::Write;
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(next.to_toml().as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&temp, &path)?;
-        std::fs::File::open(&dir)?.sync_all()
-    };
-    write().map_err(io_error(format!("writing {}", path.display())))?;
+    let partitions = broker.i32("offsets.topic.num.partitions");
+    let change = Change::create_internal_topic(OFFSETS_TOPIC, partitions);
+    let next = cluster::apply(&image, &change)
+        .map_err(|e| ServeError::Config(format!("creating {OFFSETS_TOPIC}: {e}")))?;
+    io::block_on(store.store(&next))
+        .map_err(io_error(format!("writing {}", store.path().display())))?;
     Ok(next)
 }
 
@@ -197,7 +184,7 @@ fn keep_large_buffers_in_the_heap() {
 enum Event {
     Listening,
     Signal(i32),
-    Failed(usize, String),
+    Failed(ShardId, String),
     Exited,
 }
 
@@ -211,8 +198,11 @@ pub fn serve(mut broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeE
     let _lock = lock_data_dir(&data_dir)?;
     let background_shares = io_properties(&mut broker, &data_dir)?;
     let cluster_id = cluster_id(&data_dir, broker.i32("node.id"))?;
-    let image = Image::load(&data_dir).map_err(ServeError::Config)?;
-    let image = with_offsets_topic(image, &broker, &data_dir)?;
+    let store = FileStore::new(&data_dir);
+    let image = store
+        .load()
+        .map_err(|e| ServeError::Config(e.to_string()))?;
+    let image = with_offsets_topic(image, &broker, &store)?;
     let addresses = Addresses::of(&broker)?;
     let shards = cores.len();
     let descriptor_limit =
@@ -370,23 +360,17 @@ fn start_shards(
     common: &Common,
     events: &mpsc::Sender<Event>,
 ) -> Result<Vec<io::shard::ShardHandle<()>>, ServeError> {
-    let mesh =
-        io::shard::MeshBuilder::<ShardMessage>::new(common.shards, mesh::MESH_CHANNEL_CAPACITY);
-    let mut handles = Vec::new();
-    for (id, cpu) in cores.into_iter().enumerate() {
-        let common = common.clone();
-        let mesh = mesh.clone();
-        let events = events.clone();
-        let handle = io::shard::spawn_shard(id, cpu, move || async move {
-            if let Err(reason) = run_shard(id, common, mesh, events.clone()).await {
-                let _ = events.send(Event::Failed(id, reason));
-            }
-            let _ = events.send(Event::Exited);
-        })
-        .map_err(io_error(format!("starting shard {id}")))?;
-        handles.push(handle);
-    }
-    Ok(handles)
+    let (common, events) = (common.clone(), events.clone());
+    crate::shard::start(cores, move |id, mesh| async move {
+        if let Err(reason) = run_shard(id, common, mesh, events.clone()).await {
+            let _ = events.send(Event::Failed(id, reason));
+        }
+        let _ = events.send(Event::Exited);
+    })
+    .map_err(|(id, source)| ServeError::Io {
+        what: format!("starting shard {id}"),
+        source,
+    })
 }
 
 /// The one thread that receives SIGINT and SIGTERM (blocked everywhere else).
@@ -446,7 +430,7 @@ fn supervise(
                 common.stop.store(true, Ordering::SeqCst);
             }
             Event::Failed(shard, reason) => {
-                tracing::error!(shard, %reason, "shard failed; stopping");
+                tracing::error!(%shard, %reason, "shard failed; stopping");
                 failure.get_or_insert(ServeError::Shard { shard, reason });
                 common.stop.store(true, Ordering::SeqCst);
             }
@@ -468,12 +452,12 @@ fn supervise(
 }
 
 async fn run_shard(
-    id: usize,
+    id: ShardId,
     common: Common,
-    mesh: io::shard::MeshBuilder<ShardMessage>,
+    mesh: MeshBuilder<Shard>,
     events: mpsc::Sender<Event>,
 ) -> Result<(), String> {
-    let (senders, receivers) = mesh.join().await.map_err(|e| e.to_string())?;
+    let (senders, inboxes) = mesh.join().await.map_err(|e| e.to_string())?;
     let group_config = groups::group_config(&common.image.broker_values(&common.broker));
     let txn_config = transactions::txn_config(&common.image.broker_values(&common.broker));
     let shard = Rc::new_cyclic(|weak| Shard {
@@ -490,11 +474,12 @@ async fn run_shard(
         partitions: RefCell::new(HashMap::new()),
         open_lock: io::Lock::default(),
         controller_lock: io::Lock::default(),
-        producer_ids: producer_ids::ProducerIds::new(&common.data_dir.join(metadata::METADATA_DIR)),
-        mesh: senders,
+        producer_ids: producer_ids::ProducerIds::new(&common.data_dir.join(cluster::METADATA_DIR)),
+        metadata_store: Box::new(FileStore::new(&common.data_dir)),
+        mesh: senders.bind(weak.clone()),
         hot: io::TaskQueue::new("hot", crate::storage::HOT_PATH_SHARES),
         background: io::TaskQueue::new("background", common.background_shares),
-        fetch_sessions: RefCell::new(fetch_sessions::Sessions::new(id, common.shards)),
+        fetch_sessions: RefCell::new(fetch_sessions::Sessions::new(id.index(), common.shards)),
         request_memory: io::Budget::new(SHARD_REQUEST_MEMORY_BYTES),
         groups: groups::coordinator(weak.clone(), group_config),
         txns: transactions::coordinator(weak.clone(), txn_config),
@@ -504,13 +489,10 @@ async fn run_shard(
         fds: common.fds,
     });
     crate::storage::set_loaded_segments_capacity(common.fds.loaded_segments);
-    for receiver in receivers {
-        shard
-            .hot
-            .spawn(mesh::receive_loop(shard.clone(), receiver))
-            .detach();
+    for inbox in inboxes {
+        shard.hot.spawn(receive(shard.clone(), inbox)).detach();
     }
-    if id == 0 {
+    if id == CONTROLLER_SHARD {
         shard.producer_ids.load()?;
     }
     if let Err((count, first)) = shard.reconcile_partitions().await {
@@ -554,4 +536,11 @@ async fn run_shard(
     }
     shard.close_partitions().await;
     Ok(())
+}
+
+/// Runs the jobs arriving from one other shard, each in its own task on the hot queue.
+async fn receive(shard: Rc<Shard>, inbox: crate::shard::Inbox<Shard>) {
+    while let Some(job) = inbox.next().await {
+        shard.hot.spawn(job.start(shard.clone())).detach();
+    }
 }

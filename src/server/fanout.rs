@@ -9,10 +9,10 @@ use std::rc::Rc;
 use futures::channel::oneshot;
 use futures::future::join_all;
 
-use super::mesh::{self, ShardMessage};
 use super::partitions::{Partition, ReadHeader, ReadReply};
+use super::ranges;
 use super::Shard;
-use crate::model::{Isolation, Offset, TopicPartition};
+use crate::model::{Isolation, Offset, ShardId, TopicPartition};
 use crate::protocol::{FileSlice, ResponseError as E};
 use crate::storage::ReadRange;
 
@@ -58,15 +58,16 @@ fn by_owner<T>(
     shard: &Shard,
     items: Vec<T>,
     tp: impl Fn(&T) -> &TopicPartition,
-) -> Vec<(usize, Vec<(usize, T)>)> {
+) -> Vec<(ShardId, Vec<(usize, T)>)> {
     let mut groups: Vec<Vec<(usize, T)>> = (0..shard.shards).map(|_| Vec::new()).collect();
     for (index, item) in items.into_iter().enumerate() {
-        groups[shard.owner(tp(&item))].push((index, item));
+        groups[shard.owner(tp(&item)).index()].push((index, item));
     }
     groups
         .into_iter()
         .enumerate()
         .filter(|(_, group)| !group.is_empty())
+        .map(|(owner, group)| (ShardId(owner as u32), group))
         .collect()
 }
 
@@ -94,21 +95,23 @@ impl Shard {
                         .read_many_local(&args, wake)
                         .await
                         .into_iter()
-                        .map(|r| r.map_ranges(mesh::local_slices))
+                        .map(|r| r.map_ranges(ranges::local_slices))
                         .collect()
                 } else {
                     let asked = args.len();
-                    let message = |reply| ShardMessage::Read {
-                        reads: args,
-                        watch: wake,
-                        reply,
-                    };
-                    match shard.call(owner, message).await {
-                        Some(replies) => replies
+                    let read = shard.mesh.remote(owner, move |owner| async move {
+                        let replies = owner.read_many_local(&args, wake).await;
+                        replies
                             .into_iter()
-                            .map(|r| r.map_ranges(mesh::remote_slices))
+                            .map(|r| r.map_ranges(|ranges| ranges::send_ranges(&owner, ranges)))
+                            .collect::<Vec<_>>()
+                    });
+                    match read.await {
+                        Ok(replies) => replies
+                            .into_iter()
+                            .map(|r| r.map_ranges(ranges::remote_slices))
                             .collect(),
-                        None => (0..asked).map(|_| not_leader()).collect(),
+                        Err(_) => (0..asked).map(|_| not_leader()).collect(),
                     }
                 };
                 (indexes, replies, woken)

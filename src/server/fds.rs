@@ -13,11 +13,10 @@
 //! segment's log file). A CreateTopics or CreatePartitions that would give a shard more
 //! partitions than that is refused before anything is created.
 
-use super::metadata::{Image, MetadataError};
 use super::Shard;
+use crate::cluster::{ChangeError, Image};
 use crate::io;
 use crate::model::TopicPartition;
-use crate::protocol::ResponseError as E;
 
 /// Descriptors the process keeps for itself, plus this many per shard.
 const PROCESS_RESERVED: u64 = 32;
@@ -120,7 +119,7 @@ impl Shard {
         &self,
         current: &Image,
         next: &Image,
-    ) -> Result<(), MetadataError> {
+    ) -> Result<(), ChangeError> {
         let now = partitions_per_shard(current, self.shards);
         let after = partitions_per_shard(next, self.shards);
         let grown: Vec<usize> = after
@@ -129,7 +128,7 @@ impl Shard {
             .map(|(after, now)| if after > now { *after } else { 0 })
             .collect();
         match self.fds.refuse(&grown) {
-            Some(message) => Err(MetadataError::new(E::PolicyViolation.code(), message)),
+            Some(message) => Err(ChangeError::PolicyViolation(message)),
             None => Ok(()),
         }
     }
@@ -141,7 +140,7 @@ fn partitions_per_shard(image: &Image, shards: usize) -> Vec<usize> {
     for (name, meta) in &image.topics {
         for partition in 0..meta.partitions {
             let tp = TopicPartition::new(name.clone(), partition);
-            counts[crate::shard::owner(&tp, shards)] += 1;
+            counts[crate::shard::owner(&tp, shards).index()] += 1;
         }
     }
     counts

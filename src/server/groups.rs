@@ -3,107 +3,24 @@
 //! work. On start a shard reads its offsets partitions and rebuilds its groups; a ticker expires
 //! sessions and completes rebalances.
 
+use std::future::Future;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
-use super::mesh::ShardMessage;
 use super::Shard;
 use crate::config::Values;
 use crate::group::LogEntry;
-use crate::group::{
-    self, CommittedOffset, Coordinator, GroupConfig, GroupDescription, JoinOutcome, JoinParams,
-    SyncOutcome, TopicPartitions, OFFSETS_TOPIC,
-};
+use crate::group::{self, CommittedOffset, Coordinator, GroupConfig, OFFSETS_TOPIC};
 use crate::io;
-use crate::model::{BatchView, TopicPartition};
+use crate::model::{BatchView, ShardId, TopicPartition};
 use crate::protocol::ResponseError as E;
 
 /// How often a shard's coordinator looks for expired sessions and due rebalances.
 const GROUP_TICK_MS: u64 = 100;
 
-/// A group operation, sent to the coordinator's shard.
-pub enum GroupCall {
-    Join(JoinParams),
-    Sync {
-        group: String,
-        generation: i32,
-        member_id: String,
-        instance_id: Option<String>,
-        assignments: Vec<(String, Bytes)>,
-    },
-    Heartbeat {
-        group: String,
-        generation: i32,
-        member_id: String,
-        instance_id: Option<String>,
-    },
-    Leave {
-        group: String,
-        members: Vec<(String, Option<String>)>,
-    },
-    TxnCommit {
-        group: String,
-        producer_id: i64,
-        epoch: i16,
-        generation: i32,
-        member_id: String,
-        instance_id: Option<String>,
-        offsets: Vec<(String, i32, CommittedOffset)>,
-    },
-    Commit {
-        group: String,
-        generation: i32,
-        member_id: String,
-        instance_id: Option<String>,
-        offsets: Vec<(String, i32, CommittedOffset)>,
-    },
-    FetchOffsets {
-        group: String,
-        topics: Option<TopicPartitions>,
-        /// OffsetFetch v7+: an offset waiting for a transaction's outcome is answered with
-        /// UNSTABLE_OFFSET_COMMIT instead.
-        require_stable: bool,
-    },
-    Describe {
-        group: String,
-    },
-    List,
-    Delete {
-        group: String,
-    },
-    DeleteOffsets {
-        group: String,
-        partitions: Vec<(String, i32)>,
-    },
-}
-
 /// A partition's answer to an offset fetch: its committed offset, or an error code for it.
 pub type FetchedRow = (String, i32, Option<CommittedOffset>, i16);
 pub type FetchedOffsets = Result<Vec<FetchedRow>, i16>;
-
-pub enum GroupAnswer {
-    Join(JoinOutcome),
-    Sync(SyncOutcome),
-    Code(i16),
-    Codes(Result<Vec<i16>, i16>),
-    Commit(Result<(), i16>),
-    Offsets(FetchedOffsets),
-    Describe(GroupDescription),
-    List(Vec<(String, String, &'static str)>),
-}
-
-impl GroupAnswer {
-    /// The per-item codes of a call answered with `Codes` (or one code for the whole call).
-    pub fn codes(self) -> Result<Vec<i16>, i16> {
-        match self {
-            GroupAnswer::Codes(codes) => codes,
-            GroupAnswer::Code(code) => Err(code),
-            _ => unreachable!("a call answered per item"),
-        }
-    }
-}
 
 pub fn group_config(broker: &Values) -> GroupConfig {
     GroupConfig {
@@ -143,119 +60,19 @@ impl Shard {
     }
 
     /// The shard whose coordinator holds `group`.
-    pub fn group_shard(&self, group: &str) -> usize {
+    pub fn group_shard(&self, group: &str) -> ShardId {
         let partition = group::offsets_partition(group, self.group_partitions());
         self.owner(&TopicPartition::new(OFFSETS_TOPIC, partition))
     }
 
-    pub async fn group_call_on(&self, shard: usize, call: GroupCall) -> GroupAnswer {
-        if shard == self.id {
-            return self.group_local(call).await;
-        }
-        self.call(shard, |reply| ShardMessage::Group { call, reply })
-            .await
-            .unwrap_or(GroupAnswer::Code(E::CoordinatorNotAvailable.code()))
-    }
-
-    pub async fn group_call(&self, group: &str, call: GroupCall) -> GroupAnswer {
-        self.group_call_on(self.group_shard(group), call).await
-    }
-
-    pub async fn group_local(&self, call: GroupCall) -> GroupAnswer {
-        let groups = &self.groups;
-        match call {
-            GroupCall::Join(params) => GroupAnswer::Join(groups.join(params).await),
-            GroupCall::Sync {
-                group,
-                generation,
-                member_id,
-                instance_id,
-                assignments,
-            } => GroupAnswer::Sync(
-                groups
-                    .sync(
-                        &group,
-                        generation,
-                        &member_id,
-                        instance_id.as_deref(),
-                        assignments,
-                    )
-                    .await,
-            ),
-            GroupCall::Heartbeat {
-                group,
-                generation,
-                member_id,
-                instance_id,
-            } => GroupAnswer::Code(groups.heartbeat(
-                &group,
-                generation,
-                &member_id,
-                instance_id.as_deref(),
-            )),
-            GroupCall::Leave { group, members } => {
-                GroupAnswer::Codes(groups.leave(&group, members).await)
-            }
-            GroupCall::Commit {
-                group,
-                generation,
-                member_id,
-                instance_id,
-                offsets,
-            } => GroupAnswer::Commit(
-                groups
-                    .commit(
-                        &group,
-                        generation,
-                        &member_id,
-                        instance_id.as_deref(),
-                        offsets,
-                    )
-                    .await,
-            ),
-            GroupCall::TxnCommit {
-                group,
-                producer_id,
-                epoch,
-                generation,
-                member_id,
-                instance_id,
-                offsets,
-            } => GroupAnswer::Commit(
-                groups
-                    .txn_commit(
-                        &group,
-                        producer_id,
-                        epoch,
-                        generation,
-                        &member_id,
-                        instance_id.as_deref(),
-                        offsets,
-                    )
-                    .await,
-            ),
-            GroupCall::FetchOffsets {
-                group,
-                topics,
-                require_stable,
-            } => GroupAnswer::Offsets(groups.fetch_offsets(&group, topics).map(|rows| {
-                rows.into_iter()
-                    .map(|(topic, p, offset)| {
-                        if require_stable && groups.is_unstable(&group, &topic, p) {
-                            (topic, p, None, E::UnstableOffsetCommit.code())
-                        } else {
-                            (topic, p, offset, 0)
-                        }
-                    })
-                    .collect()
-            })),
-            GroupCall::Describe { group } => GroupAnswer::Describe(groups.describe(&group)),
-            GroupCall::List => GroupAnswer::List(groups.list()),
-            GroupCall::Delete { group } => GroupAnswer::Code(groups.delete(&group).await),
-            GroupCall::DeleteOffsets { group, partitions } => {
-                GroupAnswer::Codes(groups.delete_offsets(&group, partitions).await)
-            }
-        }
+    /// Runs `op` on the shard whose coordinator holds `group`.
+    pub async fn on_group<T, F, Fut>(&self, group: &str, op: F) -> Result<T, i16>
+    where
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        self.on_coordinator(self.group_shard(group), op).await
     }
 
     /// Reads this shard's `__consumer_offsets` partitions and rebuilds their groups.
@@ -267,7 +84,7 @@ impl Shard {
             .await;
         let count = entries.len();
         self.groups.load(entries);
-        tracing::debug!(shard = self.id, records = count, elapsed = ?started.elapsed(), "groups loaded");
+        tracing::debug!(shard = %self.id, records = count, elapsed = ?started.elapsed(), "groups loaded");
     }
 
     /// Every entry of the partitions of internal topic `topic` this shard owns, oldest first

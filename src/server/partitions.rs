@@ -7,11 +7,12 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use super::metadata::TopicMeta;
 use super::Shard;
+use crate::cluster::TopicMeta;
 use crate::io;
 use crate::model::{records, Codec, Isolation, Offset, TimestampMs, TopicPartition};
 use crate::protocol::ResponseError as E;
+use crate::shard::Unreachable;
 use crate::storage::{AppendOptions, Log, ReadRange, SequenceError, StorageError};
 
 /// The leader epoch of every partition on a single node: it never changes leader. Stamped into
@@ -100,6 +101,25 @@ pub struct AppendReply {
     pub record_errors: Vec<(i32, String)>,
 }
 
+impl AppendReply {
+    /// A refusal of the whole append, before its log was touched.
+    pub fn failed(error_code: i16) -> AppendReply {
+        AppendReply {
+            error_code,
+            base_offset: -1,
+            log_append_time_ms: -1,
+            log_start_offset: -1,
+            ..Default::default()
+        }
+    }
+}
+
+impl From<Unreachable> for AppendReply {
+    fn from(_: Unreachable) -> AppendReply {
+        AppendReply::failed(E::NotLeaderOrFollower.code())
+    }
+}
+
 /// The fixed part of a read's answer.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ReadHeader {
@@ -137,6 +157,30 @@ pub struct ListOffsetReply {
     pub error_code: i16,
     pub offset: i64,
     pub timestamp: i64,
+}
+
+impl ListOffsetReply {
+    pub fn found(offset: Offset, timestamp: i64) -> ListOffsetReply {
+        ListOffsetReply {
+            error_code: 0,
+            offset: offset.0,
+            timestamp,
+        }
+    }
+
+    pub fn failed(error_code: i16) -> ListOffsetReply {
+        ListOffsetReply {
+            error_code,
+            offset: -1,
+            timestamp: -1,
+        }
+    }
+}
+
+impl From<Unreachable> for ListOffsetReply {
+    fn from(_: Unreachable) -> ListOffsetReply {
+        ListOffsetReply::failed(E::NotLeaderOrFollower.code())
+    }
 }
 
 /// The Kafka error code a client understands for a storage outcome.
@@ -265,10 +309,10 @@ impl Shard {
         if let Some(partition) = self.partitions.borrow().get(tp) {
             return Ok(partition.clone());
         }
-        let config = super::metadata::log_config(&self.broker(), meta);
+        let config = meta.log_config(&self.broker());
         let dir = self.data_dir.join(tp.dir_name());
         let log = Rc::new(Log::open(&dir, config, io::Faults::default()).await?);
-        let codec = super::metadata::topic_codec(&self.broker(), meta);
+        let codec = meta.codec(&self.broker());
         let partition = Rc::new(Partition::new(log.clone(), meta.id, codec));
         let broker = self.broker();
         let millis = |key: &str| std::time::Duration::from_millis(broker.i64(key).max(10) as u64);
@@ -290,15 +334,7 @@ impl Shard {
     pub async fn append_local(&self, tp: &TopicPartition, records: Bytes) -> AppendReply {
         let partition = match self.partition(tp).await {
             Ok(p) => p,
-            Err(code) => {
-                return AppendReply {
-                    error_code: code,
-                    base_offset: -1,
-                    log_append_time_ms: -1,
-                    log_start_offset: -1,
-                    ..Default::default()
-                }
-            }
+            Err(code) => return AppendReply::failed(code),
         };
         if partition.log.config().cleanup_policy.compact {
             if let Err(reply) = require_keys(&partition.log, tp, &records) {
@@ -462,64 +498,26 @@ impl Shard {
     ) -> ListOffsetReply {
         let partition = match self.partition(tp).await {
             Ok(p) => p,
-            Err(code) => {
-                return ListOffsetReply {
-                    error_code: code,
-                    offset: -1,
-                    timestamp: -1,
-                }
-            }
+            Err(code) => return ListOffsetReply::failed(code),
         };
         let log = &partition.log;
-        let found = |offset: Offset| ListOffsetReply {
-            error_code: 0,
-            offset: offset.0,
-            timestamp: -1,
+        let looked_up = match spec {
+            OffsetSpec::Earliest => return ListOffsetReply::found(log.log_start(), -1),
+            OffsetSpec::Latest => return ListOffsetReply::found(partition.high_watermark(), -1),
+            OffsetSpec::LastStable => {
+                return ListOffsetReply::found(partition.last_stable_offset(), -1)
+            }
+            OffsetSpec::MaxTimestamp => log.offset_of_max_timestamp().await,
+            OffsetSpec::Timestamp(ts) => log.offset_for_timestamp(TimestampMs(ts)).await,
         };
-        match spec {
-            OffsetSpec::Earliest => found(log.log_start()),
-            OffsetSpec::Latest => found(partition.high_watermark()),
-            OffsetSpec::LastStable => found(partition.last_stable_offset()),
-            OffsetSpec::MaxTimestamp => match log.offset_of_max_timestamp().await {
-                Ok(Some((offset, timestamp))) => ListOffsetReply {
-                    error_code: 0,
-                    offset: offset.0,
-                    timestamp: timestamp.0,
-                },
-                Ok(None) => ListOffsetReply {
-                    error_code: 0,
-                    offset: -1,
-                    timestamp: -1,
-                },
-                Err(e) => {
-                    tracing::error!(%tp, error = %e, "max timestamp lookup failed");
-                    ListOffsetReply {
-                        error_code: error_code(&e),
-                        offset: -1,
-                        timestamp: -1,
-                    }
-                }
-            },
-            OffsetSpec::Timestamp(ts) => match log.offset_for_timestamp(TimestampMs(ts)).await {
-                Ok(Some((offset, timestamp))) => ListOffsetReply {
-                    error_code: 0,
-                    offset: offset.0,
-                    timestamp: timestamp.0,
-                },
-                Ok(None) => ListOffsetReply {
-                    error_code: 0,
-                    offset: -1,
-                    timestamp: -1,
-                },
-                Err(e) => {
-                    tracing::error!(%tp, error = %e, "offsets for times failed");
-                    ListOffsetReply {
-                        error_code: error_code(&e),
-                        offset: -1,
-                        timestamp: -1,
-                    }
-                }
-            },
+        match looked_up {
+            Ok(Some((offset, timestamp))) => ListOffsetReply::found(offset, timestamp.0),
+            // Kafka's answer when no record has a timestamp that late.
+            Ok(None) => ListOffsetReply::failed(0),
+            Err(e) => {
+                tracing::error!(%tp, ?spec, error = %e, "a look-up by timestamp failed");
+                ListOffsetReply::failed(error_code(&e))
+            }
         }
     }
 
@@ -558,12 +556,8 @@ impl Shard {
         for (tp, partition) in current {
             match image.topics.get(&*tp.topic) {
                 Some(meta) if meta.id == partition.topic_id && tp.partition < meta.partitions => {
-                    partition
-                        .log
-                        .set_config(super::metadata::log_config(&self.broker(), meta));
-                    partition
-                        .codec
-                        .set(super::metadata::topic_codec(&self.broker(), meta));
+                    partition.log.set_config(meta.log_config(&self.broker()));
+                    partition.codec.set(meta.codec(&self.broker()));
                 }
                 _ => {
                     self.partitions.borrow_mut().remove(&tp);

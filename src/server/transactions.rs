@@ -5,68 +5,25 @@
 //! append path as WriteTxnMarkers; a marker on `__consumer_offsets` also settles the group
 //! coordinator's pending transactional offsets (see [`Shard::append_local`]).
 
+use std::future::Future;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use futures::FutureExt;
 
-use super::mesh::ShardMessage;
-use super::metadata::Change;
 use super::Shard;
+use crate::cluster::{Change, ChangeError};
 use crate::config::Values;
 use crate::group::LogEntry;
 use crate::io;
 use crate::model::records::marker_batch;
-use crate::model::{TimestampMs, TopicPartition};
+use crate::model::{ShardId, TimestampMs, TopicPartition};
 use crate::protocol::ResponseError as E;
-use crate::txn::{self, Coordinator, MarkerWrite, TxnConfig, TxnState, TXN_TOPIC};
+use crate::txn::{self, Coordinator, MarkerWrite, TxnConfig, TXN_TOPIC};
 
 /// How often a shard's transaction coordinator runs its ticker.
 const TXN_TICK_MS: u64 = 100;
-
-/// A transaction operation, sent to the coordinator's shard.
-pub enum TxnCall {
-    InitProducerId {
-        id: String,
-        timeout_ms: i32,
-        expected: Option<(i64, i16)>,
-    },
-    AddPartitions {
-        id: String,
-        producer_id: i64,
-        epoch: i16,
-        partitions: Vec<(String, i32)>,
-    },
-    Verify {
-        id: String,
-        producer_id: i64,
-        epoch: i16,
-        partitions: Vec<(String, i32)>,
-    },
-    End {
-        id: String,
-        producer_id: i64,
-        epoch: i16,
-        commit: bool,
-    },
-    Describe {
-        id: String,
-    },
-    List {
-        states: Vec<TxnState>,
-        producer_ids: Vec<i64>,
-        min_duration_ms: i64,
-    },
-}
-
-pub enum TxnAnswer {
-    Producer(Result<(i64, i16), i16>),
-    Code(Result<(), i16>),
-    Verified(Result<Vec<bool>, i16>),
-    Described(Result<crate::txn::TxnRecord, i16>),
-    Listed(Vec<(String, i64, TxnState)>),
-}
 
 pub fn txn_config(broker: &Values) -> TxnConfig {
     TxnConfig {
@@ -170,7 +127,7 @@ impl Shard {
     }
 
     /// The shard whose coordinator holds `transactional_id`.
-    pub fn txn_shard(&self, transactional_id: &str) -> usize {
+    pub fn txn_shard(&self, transactional_id: &str) -> ShardId {
         let partition = txn::txn_partition(transactional_id, self.txns.config().partitions);
         self.owner(&TopicPartition::new(TXN_TOPIC, partition))
     }
@@ -180,78 +137,29 @@ impl Shard {
         if self.topic(TXN_TOPIC).is_some() {
             return Ok(());
         }
-        let change = Change::CreateTopic {
-            name: TXN_TOPIC.to_string(),
-            partitions: self.txns.config().partitions,
-            configs: [
-                ("cleanup.policy".to_string(), "compact".to_string()),
-                ("segment.bytes".to_string(), (100 << 20).to_string()),
-            ]
-            .into(),
-        };
+        let change = Change::create_internal_topic(TXN_TOPIC, self.txns.config().partitions);
         match self.change(change, false).await {
             Ok(_) => {
                 tracing::info!(topic = TXN_TOPIC, "created");
                 Ok(())
             }
-            Err(e) if e.code == E::TopicAlreadyExists.code() => Ok(()),
+            Err(ChangeError::TopicExists(_)) => Ok(()),
             Err(e) => {
-                tracing::error!(topic = TXN_TOPIC, error = %e.message, "cannot create");
+                tracing::error!(topic = TXN_TOPIC, error = %e, "cannot create");
                 Err(E::CoordinatorNotAvailable.code())
             }
         }
     }
 
-    pub async fn txn_call(&self, transactional_id: &str, call: TxnCall) -> TxnAnswer {
-        self.txn_call_on(self.txn_shard(transactional_id), call)
+    /// Runs `op` on the shard whose coordinator holds `transactional_id`.
+    pub async fn on_txn<T, F, Fut>(&self, transactional_id: &str, op: F) -> Result<T, i16>
+    where
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        self.on_coordinator(self.txn_shard(transactional_id), op)
             .await
-    }
-
-    pub async fn txn_call_on(&self, shard: usize, call: TxnCall) -> TxnAnswer {
-        if shard == self.id {
-            return self.txn_local(call).await;
-        }
-        self.call(shard, |reply| ShardMessage::Txn { call, reply })
-            .await
-            .unwrap_or(TxnAnswer::Code(Err(E::CoordinatorNotAvailable.code())))
-    }
-
-    pub async fn txn_local(&self, call: TxnCall) -> TxnAnswer {
-        let txns = &self.txns;
-        match call {
-            TxnCall::InitProducerId {
-                id,
-                timeout_ms,
-                expected,
-            } => TxnAnswer::Producer(txns.init_producer_id(&id, timeout_ms, expected).await),
-            TxnCall::AddPartitions {
-                id,
-                producer_id,
-                epoch,
-                partitions,
-            } => TxnAnswer::Code(
-                txns.add_partitions(&id, producer_id, epoch, partitions)
-                    .await,
-            ),
-            TxnCall::Verify {
-                id,
-                producer_id,
-                epoch,
-                partitions,
-            } => TxnAnswer::Verified(txns.verify_partitions(&id, producer_id, epoch, &partitions)),
-            TxnCall::End {
-                id,
-                producer_id,
-                epoch,
-                commit,
-            } => TxnAnswer::Code(txns.end_txn(&id, producer_id, epoch, commit).await),
-            TxnCall::Describe { id } => TxnAnswer::Described(txns.describe(&id)),
-            TxnCall::List {
-                states,
-                producer_ids,
-                min_duration_ms,
-            } => TxnAnswer::Listed(txns.list(&states, &producer_ids, min_duration_ms)),
-        }
     }
 
     /// Reads this shard's `__transaction_state` partitions and rebuilds their transactions.
@@ -269,7 +177,7 @@ impl Shard {
         }
         let count = entries.len();
         self.txns.load(entries);
-        tracing::debug!(shard = self.id, records = count, elapsed = ?started.elapsed(), "transactions loaded");
+        tracing::debug!(shard = %self.id, records = count, elapsed = ?started.elapsed(), "transactions loaded");
     }
 
     pub fn spawn_txn_ticker(self: &Rc<Self>) {

@@ -277,7 +277,7 @@ fn a_hundred_groups_spread_over_the_shards() {
         );
     }
     let shards = sluice::io::shard::available_cpus().len();
-    let used: BTreeSet<usize> = (0..100)
+    let used: BTreeSet<sluice::model::ShardId> = (0..100)
         .map(|i| {
             let p = sluice::group::offsets_partition(&format!("many-{i}"), 50);
             sluice::shard::owner(

@@ -157,7 +157,7 @@ fn sixteen_partitions_spread_over_all_shards() {
     }
     // Every shard owns some of them (the shard count is the machine's core count).
     let shards = sluice::io::shard::available_cpus().len();
-    let owners: std::collections::BTreeSet<usize> = (0..16)
+    let owners: std::collections::BTreeSet<sluice::model::ShardId> = (0..16)
         .map(|p| sluice::shard::owner(&sluice::model::TopicPartition::new("wide", p), shards))
         .collect();
     assert_eq!(owners.len(), shards.min(16));

@@ -17,9 +17,10 @@ use kafka_protocol::messages::{
 };
 
 use super::{str_bytes, Answer, Api, Request};
+use crate::cluster::Change;
 use crate::config::{topic_effective, ConfigSource, Key, Kind, BROKER_KEYS, TOPIC_KEYS};
 use crate::protocol::ResponseError as E;
-use crate::server::metadata::{Change, MetadataError};
+use crate::server::controller::Refusal;
 use crate::server::Shard;
 
 pub const DESCRIBE: Api = Api {
@@ -155,14 +156,14 @@ async fn set_configs(
     shard: &Shard,
     resource_type: i8,
     name: &str,
-    edit: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), MetadataError>,
+    edit: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), Refusal>,
     validate_only: bool,
-) -> Result<(), MetadataError> {
+) -> Result<(), Refusal> {
     match resource_type {
         RESOURCE_TOPIC => {
             let meta = shard.topic(name).ok_or_else(|| {
-                MetadataError::new(
-                    E::UnknownTopicOrPartition.code(),
+                Refusal::new(
+                    E::UnknownTopicOrPartition,
                     format!("topic `{name}` does not exist"),
                 )
             })?;
@@ -172,20 +173,22 @@ async fn set_configs(
                 name: name.to_string(),
                 configs,
             };
-            shard.change(change, validate_only).await.map(|_| ())
+            let changed = shard.change(change, validate_only).await;
+            changed.map(|_| ()).map_err(Refusal::from)
         }
         RESOURCE_BROKER if name.is_empty() || name == shard.node_id.to_string() => {
             let mut configs = shard.image().broker_configs.clone();
             edit(&mut configs)?;
             let change = Change::SetBrokerConfigs { configs };
-            shard.change(change, validate_only).await.map(|_| ())
+            let changed = shard.change(change, validate_only).await;
+            changed.map(|_| ()).map_err(Refusal::from)
         }
-        RESOURCE_BROKER => Err(MetadataError::new(
-            E::InvalidRequest.code(),
+        RESOURCE_BROKER => Err(Refusal::new(
+            E::InvalidRequest,
             format!("this is broker {}", shard.node_id),
         )),
-        other => Err(MetadataError::new(
-            E::InvalidRequest.code(),
+        other => Err(Refusal::new(
+            E::InvalidRequest,
             format!("resource type {other} is not served"),
         )),
     }
@@ -261,7 +264,7 @@ async fn incremental_alter(shard: Rc<Shard>, request: Request) -> Answer {
                         if resource_type == RESOURCE_BROKER {
                             return static_broker.get_or_default(&key);
                         }
-                        let meta = crate::server::metadata::TopicMeta {
+                        let meta = crate::cluster::TopicMeta {
                             id: uuid::Uuid::nil(),
                             partitions: 1,
                             configs: configs.clone(),
@@ -304,8 +307,8 @@ async fn incremental_alter(shard: Rc<Shard>, request: Request) -> Answer {
                         configs.insert(key, items.join(","));
                     }
                     (op, _) => {
-                        return Err(MetadataError::new(
-                            E::InvalidRequest.code(),
+                        return Err(Refusal::new(
+                            E::InvalidRequest,
                             format!("config operation {op} on `{key}` needs a value or is unknown"),
                         ))
                     }

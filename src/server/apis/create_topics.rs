@@ -10,9 +10,10 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse};
 
 use super::{str_bytes, Answer, Api, Request};
+use crate::cluster::Change;
 use crate::config::topic_effective;
 use crate::protocol::ResponseError as E;
-use crate::server::metadata::{Change, MetadataError};
+use crate::server::controller::Refusal;
 use crate::server::Shard;
 
 pub const API: Api = Api {
@@ -65,11 +66,11 @@ async fn create(
     shard: &Shard,
     topic: &kafka_protocol::messages::create_topics_request::CreatableTopic,
     validate_only: bool,
-) -> Result<crate::server::metadata::TopicMeta, MetadataError> {
+) -> Result<crate::cluster::TopicMeta, Refusal> {
     let node = shard.node_id;
     if topic.replication_factor > 1 {
-        return Err(MetadataError::new(
-            E::InvalidReplicationFactor.code(),
+        return Err(Refusal::new(
+            E::InvalidReplicationFactor,
             format!(
                 "replication factor {} is larger than the 1 available broker",
                 topic.replication_factor
@@ -78,8 +79,8 @@ async fn create(
     }
     let partitions = if !topic.assignments.is_empty() {
         if topic.num_partitions != -1 || topic.replication_factor != -1 {
-            return Err(MetadataError::new(
-                E::InvalidRequest.code(),
+            return Err(Refusal::new(
+                E::InvalidRequest,
                 "give either an assignment or a partition count and replication factor",
             ));
         }
@@ -87,8 +88,8 @@ async fn create(
             a.partition_index == i as i32 && a.broker_ids.iter().map(|b| b.0).eq([node])
         });
         if !valid {
-            return Err(MetadataError::new(
-                E::InvalidReplicaAssignment.code(),
+            return Err(Refusal::new(
+                E::InvalidReplicaAssignment,
                 format!(
                     "assignments must list partitions 0.. in order, each on broker {node} only"
                 ),
@@ -107,13 +108,9 @@ async fn create(
         };
         configs.insert(config.name.to_string(), value.to_string());
     }
-    let change = Change::CreateTopic {
-        name: topic.name.0.to_string(),
-        partitions,
-        configs,
-    };
+    let change = Change::create_topic(topic.name.0.as_str(), partitions, configs);
     shard
         .change(change, validate_only)
         .await?
-        .ok_or_else(|| MetadataError::new(E::UnknownServerError.code(), "created topic vanished"))
+        .ok_or_else(|| Refusal::new(E::UnknownServerError, "created topic vanished"))
 }

@@ -8,8 +8,9 @@ use kafka_protocol::messages::{ApiKey, DeleteTopicsRequest, DeleteTopicsResponse
 use uuid::Uuid;
 
 use super::{str_bytes, topic_name, Answer, Api, Request};
+use crate::cluster::Change;
 use crate::protocol::ResponseError as E;
-use crate::server::metadata::Change;
+use crate::server::controller::error_code;
 use crate::server::Shard;
 
 pub const API: Api = Api {
@@ -54,8 +55,8 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                     result.topic_id = meta.id;
                 }
                 if let Err(e) = shard.change(Change::DeleteTopic { name }, false).await {
-                    result.error_code = e.code;
-                    result.error_message = Some(str_bytes(e.message));
+                    result.error_code = error_code(&e);
+                    result.error_message = Some(str_bytes(e.to_string()));
                 }
             }
         }

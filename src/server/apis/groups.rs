@@ -33,9 +33,9 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{str_bytes, topic_name, Answer, Api, Request};
 use crate::group::{CommittedOffset, JoinParams, TopicPartitions};
-use crate::model::TimestampMs;
+use crate::model::{ShardId, TimestampMs};
 use crate::protocol::ResponseError as E;
-use crate::server::groups::{FetchedOffsets, FetchedRow, GroupAnswer, GroupCall};
+use crate::server::groups::{FetchedOffsets, FetchedRow};
 use crate::server::Shard;
 
 api!(FIND_COORDINATOR, FindCoordinator, 0, 4, find_coordinator);
@@ -146,15 +146,17 @@ async fn join(shard: Rc<Shard>, request: Request) -> Answer {
         require_known_member: request.version >= 4,
         skip_assignment_supported: request.version >= 9,
     };
-    let outcome = match shard.group_call(&group, GroupCall::Join(params)).await {
-        GroupAnswer::Join(outcome) => outcome,
-        GroupAnswer::Code(code) => crate::group::JoinOutcome {
-            error_code: code,
-            generation: -1,
-            ..Default::default()
-        },
-        _ => unreachable!("a join is answered with a join outcome"),
-    };
+    let joined = shard
+        .on_group(
+            &group,
+            |shard| async move { shard.groups.join(params).await },
+        )
+        .await;
+    let outcome = joined.unwrap_or_else(|code| crate::group::JoinOutcome {
+        error_code: code,
+        generation: -1,
+        ..Default::default()
+    });
     let mut response = JoinGroupResponse::default();
     response.error_code = outcome.error_code;
     response.generation_id = outcome.generation;
@@ -188,25 +190,33 @@ async fn join(shard: Rc<Shard>, request: Request) -> Answer {
 async fn sync(shard: Rc<Shard>, request: Request) -> Answer {
     let body: SyncGroupRequest = request.decode("SyncGroupRequest")?;
     let group = body.group_id.0.to_string();
-    let call = GroupCall::Sync {
-        group: group.clone(),
-        generation: body.generation_id,
-        member_id: text(&body.member_id),
-        instance_id: opt(&body.group_instance_id),
-        assignments: body
-            .assignments
-            .iter()
-            .map(|a| (text(&a.member_id), a.assignment.clone()))
-            .collect(),
-    };
-    let outcome = match shard.group_call(&group, call).await {
-        GroupAnswer::Sync(outcome) => outcome,
-        GroupAnswer::Code(code) => crate::group::SyncOutcome {
-            error_code: code,
-            ..Default::default()
-        },
-        _ => unreachable!("a sync is answered with a sync outcome"),
-    };
+    let (generation, member_id) = (body.generation_id, text(&body.member_id));
+    let instance_id = opt(&body.group_instance_id);
+    let assignments: Vec<_> = body
+        .assignments
+        .iter()
+        .map(|a| (text(&a.member_id), a.assignment.clone()))
+        .collect();
+    let group_sent = group.clone();
+    let synced = shard
+        .on_group(&group, move |shard| async move {
+            let instance_id = instance_id.as_deref();
+            let groups = &shard.groups;
+            groups
+                .sync(
+                    &group_sent,
+                    generation,
+                    &member_id,
+                    instance_id,
+                    assignments,
+                )
+                .await
+        })
+        .await;
+    let outcome = synced.unwrap_or_else(|code| crate::group::SyncOutcome {
+        error_code: code,
+        ..Default::default()
+    });
     let mut response = SyncGroupResponse::default();
     response.error_code = outcome.error_code;
     if request.version >= 5 {
@@ -217,24 +227,18 @@ async fn sync(shard: Rc<Shard>, request: Request) -> Answer {
     request.answer(&response)
 }
 
-fn code(answer: GroupAnswer) -> i16 {
-    match answer {
-        GroupAnswer::Code(code) => code,
-        _ => unreachable!("answered with a code"),
-    }
-}
-
 async fn heartbeat(shard: Rc<Shard>, request: Request) -> Answer {
     let body: HeartbeatRequest = request.decode("HeartbeatRequest")?;
     let group = body.group_id.0.to_string();
-    let call = GroupCall::Heartbeat {
-        group: group.clone(),
-        generation: body.generation_id,
-        member_id: text(&body.member_id),
-        instance_id: opt(&body.group_instance_id),
-    };
+    let (generation, member_id) = (body.generation_id, text(&body.member_id));
+    let instance_id = opt(&body.group_instance_id);
+    let group_sent = group.clone();
+    let beat = shard.on_group(&group, move |shard| async move {
+        let groups = &shard.groups;
+        groups.heartbeat(&group_sent, generation, &member_id, instance_id.as_deref())
+    });
     let mut response = HeartbeatResponse::default();
-    response.error_code = code(shard.group_call(&group, call).await);
+    response.error_code = beat.await.unwrap_or_else(|code| code);
     request.answer(&response)
 }
 
@@ -249,11 +253,13 @@ async fn leave(shard: Rc<Shard>, request: Request) -> Answer {
     } else {
         vec![(text(&body.member_id), None)]
     };
-    let call = GroupCall::Leave {
-        group: group.clone(),
-        members: members.clone(),
-    };
-    let codes = shard.group_call(&group, call).await.codes();
+    let (group_sent, members_sent) = (group.clone(), members.clone());
+    let codes = shard
+        .on_group(&group, move |shard| async move {
+            shard.groups.leave(&group_sent, members_sent).await
+        })
+        .await
+        .and_then(|codes| codes);
     let mut response = LeaveGroupResponse::default();
     match codes {
         Err(code) => response.error_code = code,
@@ -314,18 +320,15 @@ async fn offset_commit(shard: Rc<Shard>, request: Request) -> Answer {
     let result = if offsets.is_empty() {
         Ok(())
     } else {
-        let call = GroupCall::Commit {
-            group: group.clone(),
-            generation,
-            member_id,
-            instance_id: opt(&body.group_instance_id),
-            offsets,
-        };
-        match shard.group_call(&group, call).await {
-            GroupAnswer::Commit(result) => result,
-            GroupAnswer::Code(code) => Err(code),
-            _ => unreachable!("a commit is answered with a commit result"),
-        }
+        let instance_id = opt(&body.group_instance_id);
+        let group_sent = group.clone();
+        let committed = shard.on_group(&group, move |shard| async move {
+            let (groups, instance_id) = (&shard.groups, instance_id.as_deref());
+            groups
+                .commit(&group_sent, generation, &member_id, instance_id, offsets)
+                .await
+        });
+        committed.await.and_then(|result| result)
     };
     let code = result.err().unwrap_or(0);
     let mut response = OffsetCommitResponse::default();
@@ -361,16 +364,22 @@ async fn fetch_group_offsets(
     topics: Option<TopicPartitions>,
     require_stable: bool,
 ) -> FetchedOffsets {
-    let call = GroupCall::FetchOffsets {
-        group: group.to_string(),
-        topics,
-        require_stable,
-    };
-    match shard.group_call(group, call).await {
-        GroupAnswer::Offsets(result) => result,
-        GroupAnswer::Code(code) => Err(code),
-        _ => unreachable!("an offset fetch is answered with offsets"),
-    }
+    let group_sent = group.to_string();
+    let fetched = shard.on_group(group, move |shard| async move {
+        let (groups, group) = (&shard.groups, &group_sent);
+        let rows = groups.fetch_offsets(group, topics)?;
+        let row = |(topic, partition, offset): (String, i32, Option<CommittedOffset>)| {
+            // OffsetFetch v7+: an offset waiting for a transaction's outcome is answered with
+            // UNSTABLE_OFFSET_COMMIT instead.
+            if require_stable && groups.is_unstable(group, &topic, partition) {
+                (topic, partition, None, E::UnstableOffsetCommit.code())
+            } else {
+                (topic, partition, offset, 0)
+            }
+        };
+        Ok(rows.into_iter().map(row).collect())
+    });
+    fetched.await.and_then(|rows| rows)
 }
 
 /// Groups consecutive rows by topic, keeping their order.
@@ -502,10 +511,14 @@ async fn describe(shard: Rc<Shard>, request: Request) -> Answer {
         let shard = shard.clone();
         let group = g.0.to_string();
         async move {
-            let call = GroupCall::Describe {
-                group: group.clone(),
-            };
-            (group.clone(), shard.group_call(&group, call).await)
+            let group_sent = group.clone();
+            let described = shard
+                .on_group(
+                    &group,
+                    |shard| async move { shard.groups.describe(&group_sent) },
+                )
+                .await;
+            (group, described)
         }
     }))
     .await;
@@ -514,7 +527,7 @@ async fn describe(shard: Rc<Shard>, request: Request) -> Answer {
         out.group_id = group_id(&group);
         out.authorized_operations = super::authorized::group(body.include_authorized_operations);
         match answer {
-            GroupAnswer::Describe(d) => {
+            Ok(d) => {
                 out.error_code = d.error_code;
                 out.group_state = str_bytes(d.state);
                 out.protocol_type = str_bytes(d.protocol_type);
@@ -536,8 +549,7 @@ async fn describe(shard: Rc<Shard>, request: Request) -> Answer {
                     })
                     .collect();
             }
-            GroupAnswer::Code(code) => out.error_code = code,
-            _ => unreachable!("a describe is answered with a description"),
+            Err(code) => out.error_code = code,
         }
         response.groups.push(out);
     }
@@ -549,9 +561,9 @@ const GROUP_TYPE_CLASSIC: &str = "classic";
 
 async fn list(shard: Rc<Shard>, request: Request) -> Answer {
     let body: ListGroupsRequest = request.decode("ListGroupsRequest")?;
-    let answers = join_all((0..shard.shards).map(|peer| {
-        let shard = shard.clone();
-        async move { shard.group_call_on(peer, GroupCall::List).await }
+    let answers = join_all((0..shard.shards as u32).map(|peer| {
+        let list = |shard: Rc<Shard>| async move { shard.groups.list() };
+        shard.on_coordinator(ShardId(peer), list)
     }))
     .await;
     let filter: Vec<String> = body
@@ -571,7 +583,7 @@ async fn list(shard: Rc<Shard>, request: Request) -> Answer {
     let mut response = ListGroupsResponse::default();
     for answer in answers {
         match answer {
-            GroupAnswer::List(groups) => {
+            Ok(groups) => {
                 for (id, protocol_type, state) in groups {
                     if !filter.is_empty() && !filter.contains(&state.to_ascii_lowercase()) {
                         continue;
@@ -588,8 +600,7 @@ async fn list(shard: Rc<Shard>, request: Request) -> Answer {
                     response.groups.push(g);
                 }
             }
-            GroupAnswer::Code(code) => response.error_code = code,
-            _ => unreachable!("a list is answered with groups"),
+            Err(code) => response.error_code = code,
         }
     }
     request.answer(&response)
@@ -600,13 +611,14 @@ async fn delete(shard: Rc<Shard>, request: Request) -> Answer {
     let mut response = DeleteGroupsResponse::default();
     for g in &body.groups_names {
         let group = g.0.to_string();
-        let call = GroupCall::Delete {
-            group: group.clone(),
-        };
+        let group_sent = group.clone();
+        let deleted = shard.on_group(&group, |shard| async move {
+            shard.groups.delete(&group_sent).await
+        });
         let mut result =
             kafka_protocol::messages::delete_groups_response::DeletableGroupResult::default();
         result.group_id = g.clone();
-        result.error_code = code(shard.group_call(&group, call).await);
+        result.error_code = deleted.await.unwrap_or_else(|code| code);
         response.results.push(result);
     }
     request.answer(&response)
@@ -624,11 +636,13 @@ async fn offset_delete(shard: Rc<Shard>, request: Request) -> Answer {
                 .map(move |p| (t.name.0.to_string(), p.partition_index))
         })
         .collect();
-    let call = GroupCall::DeleteOffsets {
-        group: group.clone(),
-        partitions: partitions.clone(),
-    };
-    let codes = shard.group_call(&group, call).await.codes();
+    let group_sent = group.clone();
+    let codes = shard
+        .on_group(&group, move |shard| async move {
+            shard.groups.delete_offsets(&group_sent, partitions).await
+        })
+        .await
+        .and_then(|codes| codes);
     let mut response = OffsetDeleteResponse::default();
     match codes {
         Err(code) => response.error_code = code,

@@ -9,7 +9,6 @@ use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResp
 use super::transactions::fenced_for;
 use super::{Answer, Api, Request};
 use crate::protocol::ResponseError as E;
-use crate::server::transactions::{TxnAnswer, TxnCall};
 use crate::server::Shard;
 
 pub const API: Api = Api {
@@ -39,16 +38,13 @@ async fn init_producer_id(shard: Rc<Shard>, request: Request) -> Answer {
             let answer = match shard.ensure_txn_topic().await {
                 Err(code) => Err(code),
                 Ok(()) => {
-                    let call = TxnCall::InitProducerId {
-                        id: id.clone(),
-                        timeout_ms: body.transaction_timeout_ms,
-                        expected,
-                    };
-                    match shard.txn_call(&id, call).await {
-                        TxnAnswer::Producer(result) => result,
-                        TxnAnswer::Code(Err(code)) => Err(code),
-                        _ => unreachable!("init answers Producer"),
-                    }
+                    let timeout_ms = body.transaction_timeout_ms;
+                    let id_sent = id.clone();
+                    let initiated = shard.on_txn(&id, move |shard| async move {
+                        let txns = &shard.txns;
+                        txns.init_producer_id(&id_sent, timeout_ms, expected).await
+                    });
+                    initiated.await.and_then(|result| result)
                 }
             };
             match answer {

@@ -11,8 +11,9 @@ use kafka_protocol::messages::{ApiKey, BrokerId, MetadataRequest, MetadataRespon
 use uuid::Uuid;
 
 use super::{authorized, str_bytes, topic_name, Answer, Api, Request};
+use crate::cluster::{validate_topic_name, TopicMeta};
 use crate::protocol::ResponseError as E;
-use crate::server::metadata::{validate_topic_name, TopicMeta};
+use crate::server::controller::error_code;
 use crate::server::Shard;
 
 pub const API: Api = Api {
@@ -54,7 +55,7 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
             };
             if let Err(e) = validate_topic_name(&name) {
                 let mut entry = topic_entry(&shard, &name, None);
-                entry.error_code = e.code;
+                entry.error_code = error_code(&e);
                 topics.push(entry);
                 continue;
             }

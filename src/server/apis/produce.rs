@@ -13,9 +13,9 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 
 use super::{str_bytes, Answer, Api, Request};
+use crate::cluster::validate_topic_name;
 use crate::model::TopicPartition;
 use crate::protocol::ResponseError as E;
-use crate::server::metadata::validate_topic_name;
 use crate::server::{AppendReply, Shard};
 
 pub const API: Api = Api {
@@ -24,17 +24,6 @@ pub const API: Api = Api {
     max_version: 9,
     handle: |shard, request| Box::pin(handle(shard, request)),
 };
-
-fn failed(code: i16) -> AppendReply {
-    AppendReply {
-        error_code: code,
-        error_message: None,
-        base_offset: -1,
-        log_append_time_ms: -1,
-        log_start_offset: -1,
-        record_errors: Vec::new(),
-    }
-}
 
 /// What Kafka refuses before looking inside a partition's records, by their first header (the
 /// owner checks every batch whole): more than one batch (Produce v3+ carries exactly one, and an
@@ -86,9 +75,11 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                 .is_some_and(|m| (0..m.partitions).contains(&partition.index));
             async move {
                 let reply = match (exists, partition.records) {
-                    (false, _) => failed(name_error),
-                    (true, None) => failed(E::CorruptMessage.code()),
-                    (true, Some(records)) if refused(&records) => failed(E::InvalidRecord.code()),
+                    (false, _) => AppendReply::failed(name_error),
+                    (true, None) => AppendReply::failed(E::CorruptMessage.code()),
+                    (true, Some(records)) if refused(&records) => {
+                        AppendReply::failed(E::InvalidRecord.code())
+                    }
                     (true, Some(records)) => shard.append(&tp, records).await,
                 };
                 (tp.partition, reply)

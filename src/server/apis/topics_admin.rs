@@ -14,9 +14,10 @@ use kafka_protocol::messages::{
 };
 
 use super::{str_bytes, Answer, Api, Request};
+use crate::cluster::Change;
 use crate::model::TopicPartition;
 use crate::protocol::ResponseError as E;
-use crate::server::metadata::Change;
+use crate::server::controller::Refusal;
 use crate::server::Shard;
 
 pub const CREATE_PARTITIONS: Api = Api {
@@ -52,8 +53,8 @@ async fn create_partitions(shard: Rc<Shard>, request: Request) -> Answer {
             .flatten()
             .any(|a| a.broker_ids.iter().map(|b| b.0).ne([shard.node_id]));
         let outcome = if foreign {
-            Err(crate::server::metadata::MetadataError::new(
-                E::InvalidReplicaAssignment.code(),
+            Err(Refusal::new(
+                E::InvalidReplicaAssignment,
                 format!("new partitions can only be on broker {}", shard.node_id),
             ))
         } else {
@@ -61,7 +62,8 @@ async fn create_partitions(shard: Rc<Shard>, request: Request) -> Answer {
                 name: topic.name.0.to_string(),
                 count: topic.count,
             };
-            shard.change(change, body.validate_only).await.map(|_| ())
+            let changed = shard.change(change, body.validate_only).await;
+            changed.map(|_| ()).map_err(Refusal::from)
         };
         if let Err(e) = outcome {
             result.error_code = e.code;

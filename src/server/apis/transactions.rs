@@ -25,10 +25,8 @@ use kafka_protocol::messages::{
 
 use super::{str_bytes, topic_name, Answer, Api, Request};
 use crate::group::{offsets_partition, CommittedOffset, OFFSETS_TOPIC};
-use crate::model::TimestampMs;
+use crate::model::{ShardId, TimestampMs};
 use crate::protocol::ResponseError as E;
-use crate::server::groups::{GroupAnswer, GroupCall};
-use crate::server::transactions::{TxnAnswer, TxnCall};
 use crate::server::Shard;
 use crate::txn::TxnState;
 
@@ -50,6 +48,23 @@ pub fn fenced_for(version: i16, first_with_fenced: i16, code: i16) -> i16 {
 
 fn code_of(result: Result<(), i16>) -> i16 {
     result.err().unwrap_or(0)
+}
+
+/// Adds `partitions` to the transaction of `id`, on its coordinator's shard.
+async fn add_to_txn(
+    shard: &Shard,
+    id: &str,
+    producer_id: i64,
+    epoch: i16,
+    partitions: Vec<(String, i32)>,
+) -> Result<(), i16> {
+    let id_sent = id.to_string();
+    let added = shard.on_txn(id, move |shard| async move {
+        let txns = &shard.txns;
+        txns.add_partitions(&id_sent, producer_id, epoch, partitions)
+            .await
+    });
+    added.await.and_then(|result| result)
 }
 
 /// One transaction's AddPartitionsToTxn: the code for each of its partitions.
@@ -85,34 +100,22 @@ async fn add_one(
             .chain(unknown.into_iter().map(|p| (p, unknown_code)))
             .collect()
     } else if verify_only {
-        let call = TxnCall::Verify {
-            id: id.to_string(),
-            producer_id,
-            epoch,
-            partitions: partitions.clone(),
-        };
-        match shard.txn_call(id, call).await {
-            TxnAnswer::Verified(Ok(added)) => partitions
+        let (id_sent, asked) = (id.to_string(), partitions.clone());
+        let verified = shard.on_txn(id, move |shard| async move {
+            let txns = &shard.txns;
+            txns.verify_partitions(&id_sent, producer_id, epoch, &asked)
+        });
+        match verified.await.and_then(|added| added) {
+            Ok(added) => partitions
                 .into_iter()
                 .zip(added)
                 .map(|(p, ok)| (p, if ok { 0 } else { E::InvalidTxnState.code() }))
                 .collect(),
-            TxnAnswer::Verified(Err(code)) | TxnAnswer::Code(Err(code)) => {
-                partitions.into_iter().map(|p| (p, code)).collect()
-            }
-            _ => unreachable!("verify answers Verified"),
+            Err(code) => partitions.into_iter().map(|p| (p, code)).collect(),
         }
     } else {
-        let call = TxnCall::AddPartitions {
-            id: id.to_string(),
-            producer_id,
-            epoch,
-            partitions: partitions.clone(),
-        };
-        let code = match shard.txn_call(id, call).await {
-            TxnAnswer::Code(result) => fenced_for(version, 2, code_of(result)),
-            _ => unreachable!("add answers Code"),
-        };
+        let added = add_to_txn(shard, id, producer_id, epoch, partitions.clone()).await;
+        let code = fenced_for(version, 2, code_of(added));
         partitions.into_iter().map(|p| (p, code)).collect()
     };
     let mut out: Vec<AddPartitionsToTxnTopicResult> = Vec::new();
@@ -180,16 +183,10 @@ async fn add_offsets(shard: Rc<Shard>, request: Request) -> Answer {
         E::InvalidGroupId.code()
     } else {
         let partition = offsets_partition(&group, shard.group_partitions());
-        let call = TxnCall::AddPartitions {
-            id: id.clone(),
-            producer_id: body.producer_id.0,
-            epoch: body.producer_epoch,
-            partitions: vec![(OFFSETS_TOPIC.to_string(), partition)],
-        };
-        match shard.txn_call(&id, call).await {
-            TxnAnswer::Code(result) => fenced_for(request.version, 2, code_of(result)),
-            _ => unreachable!("add answers Code"),
-        }
+        let partitions = vec![(OFFSETS_TOPIC.to_string(), partition)];
+        let (producer_id, epoch) = (body.producer_id.0, body.producer_epoch);
+        let added = add_to_txn(&shard, &id, producer_id, epoch, partitions).await;
+        fenced_for(request.version, 2, code_of(added))
     };
     request.answer(&response)
 }
@@ -197,17 +194,16 @@ async fn add_offsets(shard: Rc<Shard>, request: Request) -> Answer {
 async fn end_txn(shard: Rc<Shard>, request: Request) -> Answer {
     let body: EndTxnRequest = request.decode("EndTxnRequest")?;
     let id = body.transactional_id.0.to_string();
-    let call = TxnCall::End {
-        id: id.clone(),
-        producer_id: body.producer_id.0,
-        epoch: body.producer_epoch,
-        commit: body.committed,
-    };
+    let (producer_id, epoch) = (body.producer_id.0, body.producer_epoch);
+    let commit = body.committed;
+    let id_sent = id.clone();
+    let ended = shard.on_txn(&id, move |shard| async move {
+        let txns = &shard.txns;
+        txns.end_txn(&id_sent, producer_id, epoch, commit).await
+    });
     let mut response = EndTxnResponse::default();
-    response.error_code = match shard.txn_call(&id, call).await {
-        TxnAnswer::Code(result) => fenced_for(request.version, 2, code_of(result)),
-        _ => unreachable!("end answers Code"),
-    };
+    let result = ended.await.and_then(|result| result);
+    response.error_code = fenced_for(request.version, 2, code_of(result));
     request.answer(&response)
 }
 
@@ -244,24 +240,31 @@ async fn txn_offset_commit(shard: Rc<Shard>, request: Request) -> Answer {
     let code = if group.is_empty() {
         E::InvalidGroupId.code()
     } else {
-        let call = GroupCall::TxnCommit {
-            group: group.clone(),
-            producer_id: body.producer_id.0,
-            epoch: body.producer_epoch,
-            generation: if request.version >= 3 {
-                body.generation_id
-            } else {
-                -1
-            },
-            member_id: body.member_id.to_string(),
-            instance_id: body.group_instance_id.as_ref().map(|i| i.to_string()),
-            offsets,
+        let (producer_id, epoch) = (body.producer_id.0, body.producer_epoch);
+        let generation = if request.version >= 3 {
+            body.generation_id
+        } else {
+            -1
         };
-        match shard.group_call(&group, call).await {
-            GroupAnswer::Commit(result) => code_of(result),
-            GroupAnswer::Code(code) => code,
-            _ => unreachable!("a commit answers Commit"),
-        }
+        let member_id = body.member_id.to_string();
+        let instance_id = body.group_instance_id.as_ref().map(|i| i.to_string());
+        let group_sent = group.clone();
+        let committed = shard.on_group(&group, move |shard| async move {
+            let (groups, instance_id) = (&shard.groups, instance_id.as_deref());
+            let (member, group) = (member_id.as_str(), group_sent.as_str());
+            groups
+                .txn_commit(
+                    group,
+                    producer_id,
+                    epoch,
+                    generation,
+                    member,
+                    instance_id,
+                    offsets,
+                )
+                .await
+        });
+        code_of(committed.await.and_then(|result| result))
     };
     let mut response = TxnOffsetCommitResponse::default();
     for topic in &body.topics {
@@ -292,12 +295,10 @@ async fn describe(shard: Rc<Shard>, request: Request) -> Answer {
             state.transaction_state = str_bytes("");
             let text = id.0.to_string();
             let answer = if exists {
-                let call = TxnCall::Describe { id: text.clone() };
-                match shard.txn_call(&text, call).await {
-                    TxnAnswer::Described(result) => result,
-                    TxnAnswer::Code(Err(code)) => Err(code),
-                    _ => unreachable!("describe answers Described"),
-                }
+                let id_sent = text.clone();
+                let described =
+                    shard.on_txn(&text, |shard| async move { shard.txns.describe(&id_sent) });
+                described.await.and_then(|txn| txn)
             } else {
                 Err(E::TransactionalIdNotFound.code())
             };
@@ -354,18 +355,15 @@ async fn list(shard: Rc<Shard>, request: Request) -> Answer {
     } else {
         -1
     };
-    let calls = (0..shard.shards).map(|target| {
-        let shard = shard.clone();
-        let call = TxnCall::List {
-            states: states.clone(),
-            producer_ids: producer_ids.clone(),
-            min_duration_ms,
-        };
-        async move { shard.txn_call_on(target, call).await }
+    let calls = (0..shard.shards as u32).map(|target| {
+        let (states, producer_ids) = (states.clone(), producer_ids.clone());
+        shard.on_coordinator(ShardId(target), move |shard| async move {
+            shard.txns.list(&states, &producer_ids, min_duration_ms)
+        })
     });
     for answer in join_all(calls).await {
         match answer {
-            TxnAnswer::Listed(listed) => {
+            Ok(listed) => {
                 for (id, producer_id, state) in listed {
                     let mut out = ListedState::default();
                     out.transactional_id = TransactionalId(str_bytes(id));
@@ -374,8 +372,7 @@ async fn list(shard: Rc<Shard>, request: Request) -> Answer {
                     response.transaction_states.push(out);
                 }
             }
-            TxnAnswer::Code(Err(code)) => response.error_code = code,
-            _ => unreachable!("list answers Listed"),
+            Err(code) => response.error_code = code,
         }
     }
     request.answer(&response)

@@ -1,26 +1,5 @@
-//! The shard table: which shard owns a partition. A pure function of the topic name, the
-//! partition and the number of shards, so every shard (and every restart with the same core count)
-//! computes the same answer with no shared state; the partitions of one topic go round-robin over
-//! all shards from a per-topic starting point.
-
-use crate::model::TopicPartition;
-
-/// FNV-1a: stable across builds and platforms (unlike std's randomly seeded hasher).
-fn topic_hash(topic: &str) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in topic.bytes() {
-        hash ^= byte as u64;
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
-}
-
-/// The shard (0..shards) that owns `tp`.
-pub fn owner(tp: &TopicPartition, shards: usize) -> usize {
-    assert!(shards > 0, "at least one shard");
-    let start = topic_hash(&tp.topic) % shards as u64;
-    ((start + tp.partition.max(0) as u64) % shards as u64) as usize
-}
+//! Which CPUs the shards run on: `--cores` as given, or every CPU this process may use less those
+//! that `sluice tune` gave to NIC interrupts.
 
 /// Parses `--cores`: a count (`4`: the first four available CPUs) or a list (`0,2,4-7`).
 pub fn parse_cores(text: &str, available: &[usize]) -> Result<Vec<usize>, String> {
@@ -66,27 +45,19 @@ pub fn parse_cores(text: &str, available: &[usize]) -> Result<Vec<usize>, String
     Ok(cores)
 }
 
+/// The CPUs of `available` that are not `busy`, unless that would leave none or change nothing.
+pub fn avoiding(available: &[usize], busy: &[u32]) -> Option<Vec<usize>> {
+    let rest: Vec<usize> = available
+        .iter()
+        .copied()
+        .filter(|&cpu| !busy.contains(&(cpu as u32)))
+        .collect();
+    (!rest.is_empty() && rest.len() < available.len()).then_some(rest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_topic_spreads_over_every_shard() {
-        for shards in 1..=8 {
-            let mut seen = vec![0; shards];
-            for partition in 0..(shards as i32 * 2) {
-                seen[owner(&TopicPartition::new("events", partition), shards)] += 1;
-            }
-            assert!(seen.iter().all(|&n| n == 2), "{shards}: {seen:?}");
-        }
-    }
-
-    #[test]
-    fn owner_is_stable() {
-        let tp = TopicPartition::new("orders", 3);
-        assert_eq!(owner(&tp, 4), owner(&tp.clone(), 4));
-        assert_eq!(topic_hash("a"), 0xaf63_dc4c_8601_ec8c);
-    }
 
     #[test]
     fn parses_counts_and_lists() {
@@ -101,5 +72,12 @@ mod tests {
         assert!(parse_cores("3-1", &available).is_err());
         assert!(parse_cores("8-9", &available).is_err());
         assert!(parse_cores("x", &available).is_err());
+    }
+
+    #[test]
+    fn avoids_busy_cpus_unless_none_would_be_left() {
+        assert_eq!(avoiding(&[0, 1, 2, 3], &[1, 3]), Some(vec![0, 2]));
+        assert_eq!(avoiding(&[0, 1], &[0, 1]), None);
+        assert_eq!(avoiding(&[0, 1], &[5]), None);
     }
 }

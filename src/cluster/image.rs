@@ -1,0 +1,206 @@
+//! The metadata image and its text form (`topics.toml`, written by the store).
+
+use std::collections::BTreeMap;
+
+use uuid::Uuid;
+
+use super::change::validate_broker_configs;
+use crate::config::{self, Values, TOPIC_KEYS};
+use crate::model::Codec;
+
+/// Kafka's limit on topic name length.
+pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+/// The most partitions one topic may have on this node.
+pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopicMeta {
+    pub id: Uuid,
+    pub partitions: i32,
+    /// Config overrides under Kafka's topic config names, already validated.
+    pub configs: BTreeMap<String, String>,
+}
+
+impl TopicMeta {
+    /// The topic's config overrides as values (the defaults for the rest).
+    pub fn config_values(&self) -> Values {
+        let mut values = Values::new(&TOPIC_KEYS);
+        for (key, value) in &self.configs {
+            values
+                .set(key, value)
+                .expect("topic configs are validated before they enter the image");
+        }
+        values
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Image {
+    pub revision: u64,
+    pub topics: BTreeMap<String, TopicMeta>,
+    /// Broker configs changed at runtime (IncrementalAlterConfigs / AlterConfigs on the broker):
+    /// they override the config file and `--set`.
+    pub broker_configs: BTreeMap<String, String>,
+}
+
+/// The broker keys that may change while the broker runs; the others (listeners, log.dirs,
+/// node.id, socket and cleaner sizes) take a restart.
+pub const DYNAMIC_BROKER_KEYS: &[&str] = &[
+    "num.partitions",
+    "default.replication.factor",
+    "auto.create.topics.enable",
+    "message.max.bytes",
+    "min.insync.replicas",
+    "compression.type",
+    "producer.id.expiration.ms",
+    "log.retention.ms",
+    "log.retention.bytes",
+    "log.segment.bytes",
+    "log.roll.ms",
+    "log.index.interval.bytes",
+    "log.flush.interval.messages",
+    "log.flush.interval.ms",
+    "log.cleanup.policy",
+    "log.message.timestamp.type",
+    "log.cleaner.min.compaction.lag.ms",
+    "log.cleaner.delete.retention.ms",
+    "log.cleaner.min.cleanable.ratio",
+];
+
+impl Image {
+    /// The broker's effective configs: the static ones with this image's runtime changes on top.
+    pub fn broker_values(&self, static_values: &Values) -> Values {
+        let mut values = static_values.clone();
+        for (key, value) in &self.broker_configs {
+            values
+                .set(key, value)
+                .expect("broker configs are validated before they enter the image");
+        }
+        values
+    }
+}
+
+impl TopicMeta {
+    /// The log config of this topic on a broker with `broker` configs.
+    pub fn log_config(&self, broker: &Values) -> crate::storage::LogConfig {
+        config::log_config(broker, &self.config_values())
+    }
+
+    /// The codec a topic stores batches with, or `None` for `producer` (as sent): the topic's
+    /// `compression.type`, else the broker's.
+    pub fn codec(&self, broker: &Values) -> Option<Codec> {
+        let name = self
+            .configs
+            .get("compression.type")
+            .map(String::as_str)
+            .unwrap_or_else(|| broker.get("compression.type"));
+        match name {
+            "uncompressed" => Some(Codec::None),
+            "gzip" => Some(Codec::Gzip),
+            "snappy" => Some(Codec::Snappy),
+            "lz4" => Some(Codec::Lz4),
+            "zstd" => Some(Codec::Zstd),
+            _ => None,
+        }
+    }
+}
+
+impl Image {
+    /// The topic with `id`, and its name.
+    pub fn topic_by_id(&self, id: Uuid) -> Option<(&str, &TopicMeta)> {
+        self.topics
+            .iter()
+            .find(|(_, meta)| meta.id == id)
+            .map(|(name, meta)| (name.as_str(), meta))
+    }
+
+    /// Reads the text written by [`Image::to_toml`]; the error says what is wrong in it.
+    pub fn from_toml(text: &str) -> Result<Image, String> {
+        let table: toml::Table = text.parse().map_err(|e| format!("{e}"))?;
+        let revision = table
+            .get("revision")
+            .and_then(toml::Value::as_integer)
+            .ok_or_else(|| "no revision".to_string())? as u64;
+        let mut topics = BTreeMap::new();
+        if let Some(entries) = table.get("topics").and_then(toml::Value::as_table) {
+            for (name, entry) in entries {
+                let id = entry
+                    .get("id")
+                    .and_then(toml::Value::as_str)
+                    .and_then(|s| Uuid::parse_str(s).ok())
+                    .ok_or_else(|| format!("topic {name}: no id"))?;
+                let partitions = entry
+                    .get("partitions")
+                    .and_then(toml::Value::as_integer)
+                    .filter(|&n| n >= 1 && n <= TOPIC_PARTITIONS_MAX as i64)
+                    .ok_or_else(|| format!("topic {name}: bad partition count"))?
+                    as i32;
+                let mut configs = BTreeMap::new();
+                if let Some(table) = entry.get("configs").and_then(toml::Value::as_table) {
+                    for (key, value) in table {
+                        let value = value
+                            .as_str()
+                            .ok_or_else(|| format!("topic {name}: config {key}"))?;
+                        Values::new(&TOPIC_KEYS)
+                            .set(key, value)
+                            .map_err(|e| format!("topic {name}: {e}"))?;
+                        configs.insert(key.clone(), value.to_string());
+                    }
+                }
+                topics.insert(
+                    name.clone(),
+                    TopicMeta {
+                        id,
+                        partitions,
+                        configs,
+                    },
+                );
+            }
+        }
+        let mut broker_configs = BTreeMap::new();
+        if let Some(table) = table.get("broker_configs").and_then(toml::Value::as_table) {
+            for (key, value) in table {
+                let value = value
+                    .as_str()
+                    .ok_or_else(|| format!("broker config {key}"))?;
+                validate_broker_configs(&[(key.clone(), value.to_string())].into())
+                    .map_err(|e| e.to_string())?;
+                broker_configs.insert(key.clone(), value.to_string());
+            }
+        }
+        Ok(Image {
+            revision,
+            topics,
+            broker_configs,
+        })
+    }
+
+    /// The image as text, for the file store.
+    pub fn to_toml(&self) -> String {
+        let mut topics = toml::Table::new();
+        for (name, meta) in &self.topics {
+            let mut entry = toml::Table::new();
+            entry.insert("id".into(), meta.id.to_string().into());
+            entry.insert("partitions".into(), (meta.partitions as i64).into());
+            let configs: toml::Table = meta
+                .configs
+                .iter()
+                .map(|(k, v)| (k.clone(), toml::Value::from(v.as_str())))
+                .collect();
+            entry.insert("configs".into(), configs.into());
+            topics.insert(name.clone(), entry.into());
+        }
+        let mut root = toml::Table::new();
+        root.insert("revision".into(), (self.revision as i64).into());
+        root.insert("topics".into(), topics.into());
+        let broker: toml::Table = self
+            .broker_configs
+            .iter()
+            .map(|(k, v)| (k.clone(), toml::Value::from(v.as_str())))
+            .collect();
+        root.insert("broker_configs".into(), broker.into());
+        format!(
+            "# Sluice topic metadata, written by the controller. Do not edit while it runs.\n{root}"
+        )
+    }
+}

@@ -1,0 +1,23 @@
+//! The cluster metadata: the image every shard reads (topics, their ids, partition counts and
+//! config overrides, runtime broker configs) and the changes to it, as a deterministic state
+//! machine: [`apply`] computes the next image from the current one and a change, and everything
+//! that is drawn at random (a topic's id) travels in the change, so that replaying the same
+//! changes anywhere yields the same image. A [`MetadataStore`] makes each image durable; on a
+//! single node that is a file ([`FileStore`]), and a replicated log takes its place for a
+//! cluster without the callers changing.
+//!
+//! Nothing here knows a Kafka error code: a refused change is a [`ChangeError`], which the
+//! server turns into the code a client understands.
+
+mod change;
+mod image;
+mod store;
+
+pub use change::{
+    apply, validate_broker_configs, validate_topic_configs, validate_topic_name, Change,
+    ChangeError,
+};
+pub use image::{
+    Image, TopicMeta, DYNAMIC_BROKER_KEYS, TOPIC_NAME_BYTES_MAX, TOPIC_PARTITIONS_MAX,
+};
+pub use store::{FileStore, MetadataStore, StoreError, METADATA_DIR};

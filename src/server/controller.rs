@@ -1,0 +1,174 @@
+//! The controller's side of the metadata, on one shard of the node: it applies each change to
+//! the image (`crate::cluster`), one at a time, stores the result, and hands the new image to
+//! every shard before answering; it also hands out producer ids. The mapping of a refused
+//! change to the Kafka error a client understands is here too.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::Shard;
+use crate::cluster::{self, Change, ChangeError, Image, TopicMeta};
+use crate::model::ShardId;
+use crate::protocol::ResponseError as E;
+
+/// The shard that makes the metadata changes and hands out producer ids (until the metadata
+/// quorum takes these over).
+pub const CONTROLLER_SHARD: ShardId = ShardId(0);
+
+/// A request refused, with the Kafka error to answer and a message for the client.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refusal {
+    pub code: i16,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(code: E, message: impl Into<String>) -> Refusal {
+        Refusal {
+            code: code.code(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ChangeError> for Refusal {
+    fn from(error: ChangeError) -> Refusal {
+        Refusal {
+            code: error_code(&error),
+            message: error.to_string(),
+        }
+    }
+}
+
+/// The Kafka error code for a refused change.
+pub fn error_code(error: &ChangeError) -> i16 {
+    match error {
+        ChangeError::InvalidTopicName(_) => E::InvalidTopicException,
+        ChangeError::TopicExists(_) => E::TopicAlreadyExists,
+        ChangeError::TopicIdInUse(_) => E::UnknownServerError,
+        ChangeError::UnknownTopic(_) => E::UnknownTopicOrPartition,
+        ChangeError::InvalidPartitions(_) => E::InvalidPartitions,
+        ChangeError::InvalidConfig(_) => E::InvalidConfig,
+        ChangeError::PolicyViolation(_) => E::PolicyViolation,
+        ChangeError::NotStored(_) => E::KafkaStorageError,
+        ChangeError::NoController(_) => E::NotController,
+    }
+    .code()
+}
+
+impl Shard {
+    /// A metadata change, made by the controller shard; returns once every shard holds the new
+    /// image. The topic's metadata after the change, if it still exists.
+    pub async fn change(
+        &self,
+        change: Change,
+        validate_only: bool,
+    ) -> Result<Option<TopicMeta>, ChangeError> {
+        self.mesh
+            .route(CONTROLLER_SHARD, move |shard| async move {
+                shard.change_local(change, validate_only).await
+            })
+            .await
+            .unwrap_or_else(|e| Err(ChangeError::NoController(e.to_string())))
+    }
+
+    /// A new producer id from the controller shard.
+    pub async fn new_producer_id(&self) -> Result<i64, i16> {
+        self.mesh
+            .route(CONTROLLER_SHARD, |shard| async move {
+                shard.new_producer_id_local().await
+            })
+            .await
+            .unwrap_or(Err(E::CoordinatorNotAvailable.code()))
+    }
+
+    async fn new_producer_id_local(&self) -> Result<i64, i16> {
+        self.producer_ids.allocate().await.map_err(|e| {
+            tracing::error!(error = %e, "cannot persist a producer id block");
+            E::CoordinatorNotAvailable.code()
+        })
+    }
+
+    /// Creates `topic` with the broker's defaults if auto-creation is on and it does not exist.
+    pub async fn auto_create(&self, topic: &str) -> Option<TopicMeta> {
+        if let Some(meta) = self.topic(topic) {
+            return Some(meta);
+        }
+        if !self.broker().bool("auto.create.topics.enable") {
+            return None;
+        }
+        let partitions = self.broker().i32("num.partitions");
+        let change = Change::create_topic(topic, partitions, Default::default());
+        match self.change(change, false).await {
+            Ok(meta) => meta,
+            Err(ChangeError::TopicExists(_)) => self.topic(topic),
+            Err(e) => {
+                tracing::debug!(topic, error = %e, "auto-creation refused");
+                None
+            }
+        }
+    }
+
+    /// Makes `change` on the controller shard: applies it, stores the new image, and hands it
+    /// to every shard.
+    async fn change_local(
+        &self,
+        change: Change,
+        validate_only: bool,
+    ) -> Result<Option<TopicMeta>, ChangeError> {
+        assert_eq!(
+            self.id, CONTROLLER_SHARD,
+            "a metadata change off the controller shard"
+        );
+        let _guard = self.controller_lock.lock().await;
+        let current = self.image();
+        let next = cluster::apply(&current, &change)?;
+        if matches!(
+            change,
+            Change::CreateTopic { .. } | Change::CreatePartitions { .. }
+        ) {
+            self.check_partition_room(&current, &next)?;
+        }
+        let meta = change
+            .topic()
+            .and_then(|name| next.topics.get(name).cloned());
+        if validate_only {
+            return Ok(meta);
+        }
+        self.metadata_store.store(&next).await.map_err(|e| {
+            tracing::error!(error = %e, "cannot write the metadata image");
+            ChangeError::NotStored(e.to_string())
+        })?;
+        let next = Arc::new(next);
+        for peer in self.mesh.peers() {
+            let image = next.clone();
+            let held = self
+                .mesh
+                .remote(
+                    peer,
+                    move |shard| async move { shard.apply_image(image).await },
+                )
+                .await;
+            if let Err(e) = held {
+                tracing::warn!(%peer, error = %e, "a shard did not take the new metadata image");
+            }
+        }
+        self.apply_image(next).await;
+        tracing::info!(?change, "metadata changed");
+        Ok(meta)
+    }
+
+    async fn apply_image(&self, image: Arc<Image>) {
+        if image.revision <= self.image.borrow().revision {
+            return;
+        }
+        *self.broker.borrow_mut() = Rc::new(image.broker_values(&self.static_broker));
+        *self.image.borrow_mut() = image;
+        if let Err((count, first)) = self.reconcile_partitions().await {
+            tracing::error!(
+                shard = %self.id, count, first = %first,
+                "cannot open new partitions' logs; they answer KAFKA_STORAGE_ERROR until they open"
+            );
+        }
+    }
+}
