@@ -6,17 +6,26 @@ use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
-use super::image::TOPIC_PARTITIONS_MAX;
-use super::image::{Image, TopicMeta, DYNAMIC_BROKER_KEYS, TOPIC_NAME_BYTES_MAX};
+use super::image::{Assignment, BrokerMeta, Image, TopicMeta, DYNAMIC_BROKER_KEYS};
+use super::image::{TOPIC_NAME_BYTES_MAX, TOPIC_PARTITIONS_MAX};
 use crate::config::{Values, BROKER_KEYS, DECLARED_BROKER_KEYS, TOPIC_KEYS};
+use crate::model::NodeId;
 
 /// A change the controller makes to the image.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Change {
+    /// A broker joins (or comes back with new endpoints). In an image written before partitions
+    /// had assignments, a broker registering alone takes every partition.
+    RegisterBroker {
+        id: NodeId,
+        broker: BrokerMeta,
+    },
+    /// Replicas go on `replication_factor` registered brokers each (see [`place`]).
     CreateTopic {
         name: String,
         id: Uuid,
         partitions: i32,
+        replication_factor: u16,
         configs: BTreeMap<String, String>,
     },
     DeleteTopic {
@@ -34,10 +43,14 @@ pub enum Change {
     SetBrokerConfigs {
         configs: BTreeMap<String, String>,
     },
+    /// Hands out the next `count` producer ids (Kafka's AllocateProducerIds).
+    AllocateProducerIds {
+        count: i64,
+    },
 }
 
 impl Change {
-    /// Creates topic `name` under a fresh id.
+    /// Creates topic `name` under a fresh id, with one replica of each partition.
     pub fn create_topic(
         name: impl Into<String>,
         partitions: i32,
@@ -47,6 +60,7 @@ impl Change {
             name: name.into(),
             id: Uuid::new_v4(),
             partitions,
+            replication_factor: 1,
             configs,
         }
     }
@@ -68,7 +82,9 @@ impl Change {
             | Change::DeleteTopic { name }
             | Change::CreatePartitions { name, .. }
             | Change::SetTopicConfigs { name, .. } => Some(name),
-            Change::SetBrokerConfigs { .. } => None,
+            Change::RegisterBroker { .. }
+            | Change::SetBrokerConfigs { .. }
+            | Change::AllocateProducerIds { .. } => None,
         }
     }
 }
@@ -87,6 +103,8 @@ pub enum ChangeError {
     /// A partition count out of bounds, or not larger than the topic's.
     #[error("{0}")]
     InvalidPartitions(String),
+    #[error("replication factor {factor} is larger than the {brokers} registered brokers")]
+    InvalidReplicationFactor { factor: u16, brokers: usize },
     /// An unknown config key, a bad value, or a broker key that takes a restart.
     #[error("{0}")]
     InvalidConfig(String),
@@ -151,10 +169,23 @@ pub fn apply(image: &Image, change: &Change) -> Result<Image, ChangeError> {
     let mut next = image.clone();
     next.revision += 1;
     match change {
+        Change::RegisterBroker { id, broker } => {
+            next.brokers.insert(*id, broker.clone());
+            if next.brokers.len() == 1 {
+                for meta in next.topics.values_mut() {
+                    if meta.assignments.is_empty() {
+                        meta.assignments = (0..meta.partitions)
+                            .map(|_| Assignment::new(vec![*id]))
+                            .collect();
+                    }
+                }
+            }
+        }
         Change::CreateTopic {
             name,
             id,
             partitions,
+            replication_factor,
             configs,
         } => {
             validate_topic_name(name)?;
@@ -174,6 +205,7 @@ pub fn apply(image: &Image, change: &Change) -> Result<Image, ChangeError> {
                 id: *id,
                 partitions: *partitions,
                 configs: configs.clone(),
+                assignments: place(&next, *id, 0..*partitions, *replication_factor)?,
             };
             next.topics.insert(name.clone(), meta);
         }
@@ -198,6 +230,9 @@ pub fn apply(image: &Image, change: &Change) -> Result<Image, ChangeError> {
                     "at most {TOPIC_PARTITIONS_MAX} partitions"
                 )));
             }
+            let factor = meta.assignments.first().map_or(1, |a| a.replicas.len());
+            let added = place(image, meta.id, meta.partitions..*count, factor as u16)?;
+            meta.assignments.extend(added);
             meta.partitions = *count;
         }
         Change::SetTopicConfigs { name, configs } => {
@@ -212,17 +247,82 @@ pub fn apply(image: &Image, change: &Change) -> Result<Image, ChangeError> {
             validate_broker_configs(configs)?;
             next.broker_configs = configs.clone();
         }
+        Change::AllocateProducerIds { count } => {
+            assert!(*count > 0, "a block of producer ids is not empty");
+            next.producer_ids_end += count;
+        }
     }
     Ok(next)
+}
+
+/// Replicas for `partitions` of topic `id`: `factor` distinct registered brokers each, taken
+/// round-robin from a start derived from the id (so that topics do not all lead on the same
+/// broker), the first of them the leader. Deterministic: the same image and id place the same.
+pub fn place(
+    image: &Image,
+    id: Uuid,
+    partitions: std::ops::Range<i32>,
+    factor: u16,
+) -> Result<Vec<Assignment>, ChangeError> {
+    let brokers: Vec<NodeId> = image.brokers.keys().copied().collect();
+    if factor == 0 || factor as usize > brokers.len() {
+        return Err(ChangeError::InvalidReplicationFactor {
+            factor,
+            brokers: brokers.len(),
+        });
+    }
+    let start = (id.as_u128() % brokers.len() as u128) as usize;
+    Ok(partitions
+        .map(|partition| {
+            let first = start + partition as usize;
+            let replicas = (0..factor as usize)
+                .map(|r| brokers[(first + r) % brokers.len()])
+                .collect();
+            Assignment::new(replicas)
+        })
+        .collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// An image with brokers 1..=n registered.
+    fn with_brokers(n: i32) -> Image {
+        (1..=n).fold(Image::default(), |image, id| {
+            let broker = BrokerMeta {
+                host: "127.0.0.1".into(),
+                port: 9092 + id as u16,
+                rack: None,
+            };
+            let id = NodeId(id);
+            apply(&image, &Change::RegisterBroker { id, broker }).unwrap()
+        })
+    }
+
+    /// Creates `name` with `factor` replicas of each of its `partitions`.
+    fn replicated(name: &str, partitions: i32, factor: u16) -> Change {
+        match Change::create_topic(name, partitions, BTreeMap::new()) {
+            Change::CreateTopic {
+                name,
+                id,
+                partitions,
+                configs,
+                ..
+            } => Change::CreateTopic {
+                name,
+                id,
+                partitions,
+                replication_factor: factor,
+                configs,
+            },
+            _ => unreachable!(),
+        }
+    }
+
     #[test]
     fn round_trips_through_toml() {
-        let mut image = Image::default();
+        let mut image = with_brokers(1);
         let configs = [("retention.ms".to_string(), "1000".to_string())].into();
         let create = Change::create_topic("a.b-c_d", 3, configs);
         image = apply(&image, &create).unwrap();
@@ -258,12 +358,12 @@ mod tests {
         let replay = || {
             changes
                 .iter()
-                .try_fold(Image::default(), |image, change| apply(&image, change))
+                .try_fold(with_brokers(3), |image, change| apply(&image, change))
                 .unwrap()
         };
         let image = replay();
         assert_eq!(image, replay());
-        assert_eq!(image.revision, 4);
+        assert_eq!(image.revision, 3 + 4);
         assert_eq!(image.topics["a"].partitions, 5);
         assert!(!image.topics.contains_key("b"));
         // An id travels in its change: the same id twice is refused.
@@ -274,6 +374,7 @@ mod tests {
             name: "c".into(),
             id: *id,
             partitions: 1,
+            replication_factor: 1,
             configs: BTreeMap::new(),
         };
         assert_eq!(
@@ -283,8 +384,71 @@ mod tests {
     }
 
     #[test]
+    fn replicas_spread_over_the_brokers_and_new_partitions_follow() {
+        let image = apply(&with_brokers(3), &replicated("t", 6, 3)).unwrap();
+        let meta = &image.topics["t"];
+        assert_eq!(meta.assignments.len(), 6);
+        let mut leads = BTreeMap::new();
+        for a in &meta.assignments {
+            let mut replicas = a.replicas.clone();
+            replicas.sort();
+            replicas.dedup();
+            assert_eq!(replicas.len(), 3, "{a:?}");
+            assert_eq!((a.leader, &a.isr), (a.replicas[0], &a.replicas));
+            *leads.entry(a.leader).or_insert(0) += 1;
+        }
+        assert_eq!(leads.values().collect::<Vec<_>>(), [&2, &2, &2]);
+        let grown = Change::CreatePartitions {
+            name: "t".into(),
+            count: 8,
+        };
+        let image = apply(&image, &grown).unwrap();
+        assert_eq!(image.topics["t"].assignments.len(), 8);
+        assert_eq!(image.topics["t"].assignments[7].replicas.len(), 3);
+        assert_eq!(Image::from_toml(&image.to_toml()).unwrap(), image);
+        assert_eq!(
+            apply(&image, &replicated("u", 1, 4)).unwrap_err(),
+            ChangeError::InvalidReplicationFactor {
+                factor: 4,
+                brokers: 3
+            }
+        );
+    }
+
+    #[test]
+    fn a_broker_registering_alone_takes_partitions_written_without_assignments() {
+        let mut image = with_brokers(1);
+        image = apply(&image, &Change::create_topic("old", 2, BTreeMap::new())).unwrap();
+        image.brokers.clear();
+        image.topics.get_mut("old").unwrap().assignments.clear();
+        let image = Image::from_toml(&image.to_toml()).unwrap();
+        assert!(image.topics["old"].assignments.is_empty());
+        let broker = BrokerMeta {
+            host: "localhost".into(),
+            port: 9092,
+            rack: None,
+        };
+        let id = NodeId(7);
+        let image = apply(&image, &Change::RegisterBroker { id, broker }).unwrap();
+        let assignments = &image.topics["old"].assignments;
+        assert!(assignments
+            .iter()
+            .map(|a| &a.replicas)
+            .eq([&vec![id], &vec![id]]));
+    }
+
+    #[test]
+    fn producer_id_blocks_never_overlap() {
+        let block = Change::AllocateProducerIds { count: 1000 };
+        let image = apply(&Image::default(), &block).unwrap();
+        let image = apply(&image, &block).unwrap();
+        assert_eq!(image.producer_ids_end, 2000);
+        assert_eq!(Image::from_toml(&image.to_toml()).unwrap(), image);
+    }
+
+    #[test]
     fn refuses_bad_names_counts_and_configs() {
-        let image = Image::default();
+        let image = with_brokers(1);
         let create = |name: &str, partitions: i32, key: &str, value: &str| {
             Change::create_topic(name, partitions, [(key.into(), value.into())].into())
         };

@@ -6,12 +6,49 @@ use uuid::Uuid;
 
 use super::change::validate_broker_configs;
 use crate::config::{self, Values, TOPIC_KEYS};
-use crate::model::Codec;
+use crate::model::{Codec, Epoch, NodeId};
 
 /// Kafka's limit on topic name length.
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 /// The most partitions one topic may have on this node.
 pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
+
+/// A broker of the cluster, as it registered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerMeta {
+    /// Where clients reach it.
+    pub host: String,
+    pub port: u16,
+    /// `broker.rack`, for placing replicas.
+    pub rack: Option<String>,
+}
+
+/// Where one partition's replicas are and which of them leads (Kafka's PartitionRecord).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Assignment {
+    pub replicas: Vec<NodeId>,
+    pub leader: NodeId,
+    /// Bumped when the leader changes.
+    pub leader_epoch: Epoch,
+    /// Bumped by every change of the replicas, the leader or the ISR.
+    pub partition_epoch: i32,
+    /// The in-sync replicas, the leader among them.
+    pub isr: Vec<NodeId>,
+}
+
+impl Assignment {
+    /// A new partition on `replicas`, the first of them leading, all in sync.
+    pub fn new(replicas: Vec<NodeId>) -> Assignment {
+        assert!(!replicas.is_empty(), "a partition has a replica");
+        Assignment {
+            leader: replicas[0],
+            leader_epoch: Epoch(0),
+            partition_epoch: 0,
+            isr: replicas.clone(),
+            replicas,
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct TopicMeta {
@@ -19,6 +56,9 @@ pub struct TopicMeta {
     pub partitions: i32,
     /// Config overrides under Kafka's topic config names, already validated.
     pub configs: BTreeMap<String, String>,
+    /// One per partition, in order (empty only in an image written before there were any, until
+    /// its broker registers: see `Change::RegisterBroker`).
+    pub assignments: Vec<Assignment>,
 }
 
 impl TopicMeta {
@@ -37,7 +77,10 @@ impl TopicMeta {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Image {
     pub revision: u64,
+    pub brokers: BTreeMap<NodeId, BrokerMeta>,
     pub topics: BTreeMap<String, TopicMeta>,
+    /// The first producer id past every block handed out: the next block starts here.
+    pub producer_ids_end: i64,
     /// Broker configs changed at runtime (IncrementalAlterConfigs / AlterConfigs on the broker):
     /// they override the config file and `--set`.
     pub broker_configs: BTreeMap<String, String>,
@@ -147,14 +190,27 @@ impl Image {
                         configs.insert(key.clone(), value.to_string());
                     }
                 }
-                topics.insert(
-                    name.clone(),
-                    TopicMeta {
-                        id,
-                        partitions,
-                        configs,
-                    },
-                );
+                let assignments = match entry.get("assignments").and_then(toml::Value::as_array) {
+                    None => Vec::new(),
+                    Some(rows) => {
+                        let rows: Result<Vec<_>, String> = rows.iter().map(assignment).collect();
+                        let rows = rows.map_err(|e| format!("topic {name}: {e}"))?;
+                        if rows.len() != partitions as usize {
+                            return Err(format!(
+                                "topic {name}: {} assignments for {partitions} partitions",
+                                rows.len()
+                            ));
+                        }
+                        rows
+                    }
+                };
+                let meta = TopicMeta {
+                    id,
+                    partitions,
+                    configs,
+                    assignments,
+                };
+                topics.insert(name.clone(), meta);
             }
         }
         let mut broker_configs = BTreeMap::new();
@@ -168,10 +224,32 @@ impl Image {
                 broker_configs.insert(key.clone(), value.to_string());
             }
         }
+        let mut brokers = BTreeMap::new();
+        if let Some(table) = table.get("brokers").and_then(toml::Value::as_table) {
+            for (id, entry) in table {
+                let id = id
+                    .parse()
+                    .map(NodeId)
+                    .map_err(|_| format!("broker id {id}"))?;
+                brokers.insert(
+                    id,
+                    broker(entry).map_err(|e| format!("broker {}: {e}", id.0))?,
+                );
+            }
+        }
+        let producer_ids_end = match table.get("producer_ids_end") {
+            None => 0,
+            Some(end) => end
+                .as_integer()
+                .filter(|&end| end >= 0)
+                .ok_or("producer_ids_end is not a producer id")?,
+        };
         Ok(Image {
             revision,
+            brokers,
             topics,
             broker_configs,
+            producer_ids_end,
         })
     }
 
@@ -188,10 +266,45 @@ impl Image {
                 .map(|(k, v)| (k.clone(), toml::Value::from(v.as_str())))
                 .collect();
             entry.insert("configs".into(), configs.into());
+            let assignments: toml::value::Array = meta
+                .assignments
+                .iter()
+                .map(|a| {
+                    let nodes = |nodes: &[NodeId]| {
+                        let ids = nodes.iter().map(|n| toml::Value::from(n.0 as i64));
+                        toml::Value::Array(ids.collect())
+                    };
+                    let mut row = toml::Table::new();
+                    row.insert("replicas".into(), nodes(&a.replicas));
+                    row.insert("leader".into(), (a.leader.0 as i64).into());
+                    row.insert("leader_epoch".into(), (a.leader_epoch.0 as i64).into());
+                    row.insert("partition_epoch".into(), (a.partition_epoch as i64).into());
+                    row.insert("isr".into(), nodes(&a.isr));
+                    toml::Value::Table(row)
+                })
+                .collect();
+            if !assignments.is_empty() {
+                entry.insert("assignments".into(), assignments.into());
+            }
             topics.insert(name.clone(), entry.into());
         }
         let mut root = toml::Table::new();
         root.insert("revision".into(), (self.revision as i64).into());
+        root.insert("producer_ids_end".into(), self.producer_ids_end.into());
+        let brokers: toml::Table = self
+            .brokers
+            .iter()
+            .map(|(id, b)| {
+                let mut entry = toml::Table::new();
+                entry.insert("host".into(), b.host.clone().into());
+                entry.insert("port".into(), (b.port as i64).into());
+                if let Some(rack) = &b.rack {
+                    entry.insert("rack".into(), rack.clone().into());
+                }
+                (id.0.to_string(), toml::Value::Table(entry))
+            })
+            .collect();
+        root.insert("brokers".into(), brokers.into());
         root.insert("topics".into(), topics.into());
         let broker: toml::Table = self
             .broker_configs
@@ -203,4 +316,65 @@ impl Image {
             "# Sluice topic metadata, written by the controller. Do not edit while it runs.\n{root}"
         )
     }
+}
+
+/// One partition's assignment from its TOML table.
+fn assignment(value: &toml::Value) -> Result<Assignment, String> {
+    let int = |key: &str| {
+        value
+            .get(key)
+            .and_then(toml::Value::as_integer)
+            .and_then(|n| i32::try_from(n).ok())
+            .ok_or_else(|| format!("assignment without `{key}`"))
+    };
+    let nodes = |key: &str| -> Result<Vec<NodeId>, String> {
+        let bad = || format!("assignment without `{key}`");
+        let ids = value
+            .get(key)
+            .and_then(toml::Value::as_array)
+            .ok_or_else(bad)?;
+        ids.iter()
+            .map(|id| {
+                let id = id.as_integer().and_then(|n| i32::try_from(n).ok());
+                id.map(NodeId).ok_or_else(bad)
+            })
+            .collect()
+    };
+    let assignment = Assignment {
+        replicas: nodes("replicas")?,
+        leader: NodeId(int("leader")?),
+        leader_epoch: Epoch(int("leader_epoch")?),
+        partition_epoch: int("partition_epoch")?,
+        isr: nodes("isr")?,
+    };
+    if !assignment.replicas.contains(&assignment.leader)
+        || !assignment
+            .isr
+            .iter()
+            .all(|n| assignment.replicas.contains(n))
+    {
+        return Err(format!(
+            "assignment {assignment:?}: leader or ISR not among the replicas"
+        ));
+    }
+    Ok(assignment)
+}
+
+/// A broker's registration from its TOML table.
+fn broker(value: &toml::Value) -> Result<BrokerMeta, String> {
+    let host = value
+        .get("host")
+        .and_then(toml::Value::as_str)
+        .ok_or("no host")?;
+    let port = value
+        .get("port")
+        .and_then(toml::Value::as_integer)
+        .and_then(|p| u16::try_from(p).ok())
+        .ok_or("no port")?;
+    let rack = value.get("rack").and_then(toml::Value::as_str);
+    Ok(BrokerMeta {
+        host: host.to_string(),
+        port,
+        rack: rack.map(str::to_string),
+    })
 }

@@ -1,5 +1,6 @@
-//! The cluster metadata: the image every shard reads (topics, their ids, partition counts and
-//! config overrides, runtime broker configs) and the changes to it, as a deterministic state
+//! The cluster metadata: the image every shard reads (brokers and their endpoints, topics with
+//! their ids, config overrides and each partition's replicas, leader, epochs and ISR, runtime
+//! broker configs, the producer ids handed out) and the changes to it, as a deterministic state
 //! machine: [`apply`] computes the next image from the current one and a change, and everything
 //! that is drawn at random (a topic's id) travels in the change, so that replaying the same
 //! changes anywhere yields the same image. A [`MetadataStore`] makes each image durable; on a
@@ -14,10 +15,11 @@ mod image;
 mod store;
 
 pub use change::{
-    apply, validate_broker_configs, validate_topic_configs, validate_topic_name, Change,
+    apply, place, validate_broker_configs, validate_topic_configs, validate_topic_name, Change,
     ChangeError,
 };
 pub use image::{
-    Image, TopicMeta, DYNAMIC_BROKER_KEYS, TOPIC_NAME_BYTES_MAX, TOPIC_PARTITIONS_MAX,
+    Assignment, BrokerMeta, Image, TopicMeta, DYNAMIC_BROKER_KEYS, TOPIC_NAME_BYTES_MAX,
+    TOPIC_PARTITIONS_MAX,
 };
 pub use store::{FileStore, MetadataStore, StoreError, METADATA_DIR};

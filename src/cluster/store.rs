@@ -93,7 +93,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::new(dir.path());
         assert_eq!(store.load().unwrap(), Image::default());
-        let change = Change::create_topic("events", 3, Default::default());
+        let change = Change::AllocateProducerIds { count: 1000 };
         let image = apply(&Image::default(), &change).unwrap();
         io::block_on(store.store(&image)).unwrap();
         assert_eq!(store.load().unwrap(), image);

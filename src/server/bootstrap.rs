@@ -21,12 +21,12 @@ use std::time::Duration;
 
 use super::{
     admission, fds, fetch_sessions, groups, listener, producer_ids, transactions, Shard,
-    CONTROLLER_SHARD, SHARD_REQUEST_MEMORY_BYTES,
+    SHARD_REQUEST_MEMORY_BYTES,
 };
-use crate::cluster::{self, Change, FileStore, Image, MetadataStore};
+use crate::cluster::{self, BrokerMeta, Change, FileStore, Image, MetadataStore};
 use crate::config::{parse_listener, Values};
 use crate::io;
-use crate::model::ShardId;
+use crate::model::{NodeId, ShardId};
 use crate::shard::MeshBuilder;
 
 /// How long shutdown waits for in-flight requests before closing the logs anyway.
@@ -72,23 +72,47 @@ struct Common {
     admission: Arc<admission::Admission>,
     fds: fds::FdBudget,
 }
-/// Creates `__consumer_offsets` (compacted, `offsets.topic.num.partitions`) on first start.
-fn with_offsets_topic(
-    image: Image,
+/// Loads the metadata image and brings it up to date with this start: this broker registered
+/// with its endpoints, `__consumer_offsets` created on first start, and the producer ids an
+/// older version handed out counted as handed out. Stored before any shard starts.
+fn load_image(
     broker: &Values,
-    store: &FileStore,
+    data_dir: &Path,
+    addresses: &Addresses,
 ) -> Result<Image, ServeError> {
     use crate::group::OFFSETS_TOPIC;
-    if image.topics.contains_key(OFFSETS_TOPIC) {
-        return Ok(image);
+    let store = FileStore::new(data_dir);
+    let mut image = store
+        .load()
+        .map_err(|e| ServeError::Config(e.to_string()))?;
+    let mut changes = Vec::new();
+    let id = NodeId(broker.i32("node.id"));
+    let me = BrokerMeta {
+        host: addresses.advertised_host.clone(),
+        port: addresses.advertised_port,
+        rack: Some(broker.get("broker.rack").to_string()).filter(|rack| !rack.is_empty()),
+    };
+    if image.brokers.get(&id) != Some(&me) {
+        changes.push(Change::RegisterBroker { id, broker: me });
     }
-    let partitions = broker.i32("offsets.topic.num.partitions");
-    let change = Change::create_internal_topic(OFFSETS_TOPIC, partitions);
-    let next = cluster::apply(&image, &change)
-        .map_err(|e| ServeError::Config(format!("creating {OFFSETS_TOPIC}: {e}")))?;
-    io::block_on(store.store(&next))
-        .map_err(io_error(format!("writing {}", store.path().display())))?;
-    Ok(next)
+    if !image.topics.contains_key(OFFSETS_TOPIC) {
+        let partitions = broker.i32("offsets.topic.num.partitions");
+        changes.push(Change::create_internal_topic(OFFSETS_TOPIC, partitions));
+    }
+    let handed_out = producer_ids::legacy_end(data_dir).map_err(ServeError::Config)?;
+    if handed_out > image.producer_ids_end {
+        let count = handed_out - image.producer_ids_end;
+        changes.push(Change::AllocateProducerIds { count });
+    }
+    for change in &changes {
+        image = cluster::apply(&image, change)
+            .map_err(|e| ServeError::Config(format!("metadata: {change:?}: {e}")))?;
+    }
+    if !changes.is_empty() {
+        io::block_on(store.store(&image))
+            .map_err(io_error(format!("writing {}", store.path().display())))?;
+    }
+    Ok(image)
 }
 
 /// Reads `meta.properties` (Kafka's name for it) or writes a new one with a fresh cluster id.
@@ -198,12 +222,8 @@ pub fn serve(mut broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeE
     let _lock = lock_data_dir(&data_dir)?;
     let background_shares = io_properties(&mut broker, &data_dir)?;
     let cluster_id = cluster_id(&data_dir, broker.i32("node.id"))?;
-    let store = FileStore::new(&data_dir);
-    let image = store
-        .load()
-        .map_err(|e| ServeError::Config(e.to_string()))?;
-    let image = with_offsets_topic(image, &broker, &store)?;
     let addresses = Addresses::of(&broker)?;
+    let image = load_image(&broker, &data_dir, &addresses)?;
     let shards = cores.len();
     let descriptor_limit =
         io::raise_descriptor_limit().map_err(io_error("reading the descriptor limit"))?;
@@ -474,7 +494,7 @@ async fn run_shard(
         partitions: RefCell::new(HashMap::new()),
         open_lock: io::Lock::default(),
         controller_lock: io::Lock::default(),
-        producer_ids: producer_ids::ProducerIds::new(&common.data_dir.join(cluster::METADATA_DIR)),
+        producer_ids: producer_ids::ProducerIds::default(),
         metadata_store: Box::new(FileStore::new(&common.data_dir)),
         mesh: senders.bind(weak.clone()),
         hot: io::TaskQueue::new("hot", crate::storage::HOT_PATH_SHARES),
@@ -491,9 +511,6 @@ async fn run_shard(
     crate::storage::set_loaded_segments_capacity(common.fds.loaded_segments);
     for inbox in inboxes {
         shard.hot.spawn(receive(shard.clone(), inbox)).detach();
-    }
-    if id == CONTROLLER_SHARD {
-        shard.producer_ids.load()?;
     }
     if let Err((count, first)) = shard.reconcile_partitions().await {
         // A broker serving half its partitions is worse than one that does not start.

@@ -6,7 +6,7 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::Shard;
+use super::{producer_ids, Shard};
 use crate::cluster::{self, Change, ChangeError, Image, TopicMeta};
 use crate::model::ShardId;
 use crate::protocol::ResponseError as E;
@@ -48,6 +48,7 @@ pub fn error_code(error: &ChangeError) -> i16 {
         ChangeError::TopicIdInUse(_) => E::UnknownServerError,
         ChangeError::UnknownTopic(_) => E::UnknownTopicOrPartition,
         ChangeError::InvalidPartitions(_) => E::InvalidPartitions,
+        ChangeError::InvalidReplicationFactor { .. } => E::InvalidReplicationFactor,
         ChangeError::InvalidConfig(_) => E::InvalidConfig,
         ChangeError::PolicyViolation(_) => E::PolicyViolation,
         ChangeError::NotStored(_) => E::KafkaStorageError,
@@ -83,10 +84,24 @@ impl Shard {
     }
 
     async fn new_producer_id_local(&self) -> Result<i64, i16> {
-        self.producer_ids.allocate().await.map_err(|e| {
-            tracing::error!(error = %e, "cannot persist a producer id block");
-            E::CoordinatorNotAvailable.code()
-        })
+        let ids = &self.producer_ids;
+        let _guard = ids.lock.lock().await;
+        if ids.next.get() >= ids.block_end.get() {
+            let block = Change::AllocateProducerIds {
+                count: producer_ids::BLOCK,
+            };
+            self.change_local(block, false).await.map_err(|e| {
+                tracing::error!(error = %e, "cannot allocate a block of producer ids");
+                E::CoordinatorNotAvailable.code()
+            })?;
+            // Blocks are allocated only here, under the lock: the image's end is this block's.
+            let end = self.image().producer_ids_end;
+            ids.block_end.set(end);
+            ids.next.set(end - producer_ids::BLOCK);
+        }
+        let id = ids.next.get();
+        ids.next.set(id + 1);
+        Ok(id)
     }
 
     /// Creates `topic` with the broker's defaults if auto-creation is on and it does not exist.
@@ -97,8 +112,14 @@ impl Shard {
         if !self.broker().bool("auto.create.topics.enable") {
             return None;
         }
-        let partitions = self.broker().i32("num.partitions");
-        let change = Change::create_topic(topic, partitions, Default::default());
+        let broker = self.broker();
+        let change = Change::CreateTopic {
+            name: topic.to_string(),
+            id: uuid::Uuid::new_v4(),
+            partitions: broker.i32("num.partitions"),
+            replication_factor: broker.i32("default.replication.factor").clamp(1, 1 << 15) as u16,
+            configs: Default::default(),
+        };
         match self.change(change, false).await {
             Ok(meta) => meta,
             Err(ChangeError::TopicExists(_)) => self.topic(topic),

@@ -112,3 +112,73 @@ fn kill_9_during_acks_all_production_loses_no_acknowledged_record() {
         }
     }
 }
+
+/// A data dir written before the metadata image held brokers, assignments and producer-id blocks
+/// (its `topics.toml` without them, the producer ids' end in a file of its own) starts: the
+/// broker registers, takes every partition, and hands out producer ids past the old file's end.
+#[test]
+fn a_data_dir_from_before_assignments_is_taken_over() {
+    use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse};
+    use rdkafka::consumer::Consumer;
+    use sluice::cluster::{FileStore, Image, MetadataStore};
+
+    let mut broker = Broker::start(&[]);
+    create_topic(&broker.addr, "old", 3, &[]);
+    let producer = producer(&broker.addr, &[]);
+    produce(&producer, "old", Some(2), &[Sent::new("k", "v")]).unwrap();
+    drop(producer);
+    broker.stop_with(libc::SIGINT);
+
+    let store = FileStore::new(broker.data_dir());
+    let mut image = store.load().unwrap();
+    assert_eq!(image.topics["old"].assignments.len(), 3);
+    image.brokers.clear();
+    image.producer_ids_end = 0;
+    for meta in image.topics.values_mut() {
+        meta.assignments.clear();
+    }
+    let legacy: String = image
+        .to_toml()
+        .lines()
+        .filter(|line| !line.starts_with("producer_ids_end") && !line.starts_with("[brokers"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    assert!(
+        !legacy.contains("assignments") && !legacy.contains("brokers"),
+        "{legacy}"
+    );
+    std::fs::write(store.path(), legacy).unwrap();
+    let metadata_dir = store.path().parent().unwrap().to_path_buf();
+    std::fs::write(metadata_dir.join("producer_ids"), "5000\n").unwrap();
+
+    broker.restart();
+    let consumer = consumer(&broker.addr, &[]);
+    let metadata = consumer
+        .fetch_metadata(Some("old"), std::time::Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(metadata.brokers().len(), 1);
+    let node = metadata.brokers()[0].id();
+    let partitions = metadata.topics()[0].partitions();
+    assert_eq!(partitions.len(), 3);
+    for p in partitions {
+        assert_eq!(
+            (p.leader(), p.replicas(), p.isr()),
+            (node, &[node][..], &[node][..])
+        );
+    }
+    let got = consume(&broker.addr, "old", 2, Offset::Beginning, 1);
+    assert_eq!(got[0].sent.value, Some(b"v".to_vec()));
+    let mut s = crate::kit::raw::connect(&broker);
+    let mut request = InitProducerIdRequest::default();
+    request.transactional_id = None;
+    request.transaction_timeout_ms = 60_000;
+    let r: InitProducerIdResponse =
+        crate::kit::raw::call(&mut s, ApiKey::InitProducerId, 4, 1, &request);
+    assert_eq!(r.error_code, 0);
+    assert!(r.producer_id.0 >= 5000, "{}", r.producer_id.0);
+    // The image holds all of it now.
+    let image: Image = store.load().unwrap();
+    assert_eq!(image.brokers.len(), 1);
+    assert_eq!(image.topics["old"].assignments.len(), 3);
+    assert!(image.producer_ids_end > r.producer_id.0);
+}

@@ -68,15 +68,6 @@ async fn create(
     validate_only: bool,
 ) -> Result<crate::cluster::TopicMeta, Refusal> {
     let node = shard.node_id;
-    if topic.replication_factor > 1 {
-        return Err(Refusal::new(
-            E::InvalidReplicationFactor,
-            format!(
-                "replication factor {} is larger than the 1 available broker",
-                topic.replication_factor
-            ),
-        ));
-    }
     let partitions = if !topic.assignments.is_empty() {
         if topic.num_partitions != -1 || topic.replication_factor != -1 {
             return Err(Refusal::new(
@@ -108,7 +99,28 @@ async fn create(
         };
         configs.insert(config.name.to_string(), value.to_string());
     }
-    let change = Change::create_topic(topic.name.0.as_str(), partitions, configs);
+    let replication_factor = match topic.replication_factor {
+        // Explicit assignments: checked above to be one replica, on this broker.
+        _ if !topic.assignments.is_empty() => 1,
+        -1 => shard.broker().i32("default.replication.factor"),
+        factor => factor as i32,
+    };
+    let replication_factor = u16::try_from(replication_factor)
+        .ok()
+        .filter(|&factor| factor >= 1)
+        .ok_or_else(|| {
+            Refusal::new(
+                E::InvalidReplicationFactor,
+                format!("replication factor {replication_factor} is not 1 or more"),
+            )
+        })?;
+    let change = Change::CreateTopic {
+        name: topic.name.0.to_string(),
+        id: uuid::Uuid::new_v4(),
+        partitions,
+        replication_factor,
+        configs,
+    };
     shard
         .change(change, validate_only)
         .await?

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::{authorized, str_bytes, topic_name, Answer, Api, Request};
 use crate::cluster::{validate_topic_name, TopicMeta};
+use crate::model::NodeId;
 use crate::protocol::ResponseError as E;
 use crate::server::controller::error_code;
 use crate::server::Shard;
@@ -34,7 +35,7 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
     let mut topics = Vec::new();
     if all {
         for (name, meta) in shard.image().topics.iter() {
-            topics.push(topic_entry(&shard, name, Some(meta)));
+            topics.push(topic_entry(name, Some(meta)));
         }
     } else {
         for wanted in body.topics.iter().flatten() {
@@ -54,7 +55,7 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                 (None, _) => String::new(),
             };
             if let Err(e) = validate_topic_name(&name) {
-                let mut entry = topic_entry(&shard, &name, None);
+                let mut entry = topic_entry(&name, None);
                 entry.error_code = error_code(&e);
                 topics.push(entry);
                 continue;
@@ -64,15 +65,23 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                 None if auto_create => shard.auto_create(&name).await,
                 None => None,
             };
-            topics.push(topic_entry(&shard, &name, meta.as_ref()));
+            topics.push(topic_entry(&name, meta.as_ref()));
         }
     }
-    let mut broker = MetadataResponseBroker::default();
-    broker.node_id = BrokerId(shard.node_id);
-    broker.host = str_bytes(shard.advertised_host.clone());
-    broker.port = shard.advertised_port as i32;
     let mut response = MetadataResponse::default();
-    response.brokers = vec![broker];
+    response.brokers = shard
+        .image()
+        .brokers
+        .iter()
+        .map(|(id, registered)| {
+            let mut broker = MetadataResponseBroker::default();
+            broker.node_id = BrokerId(id.0);
+            broker.host = str_bytes(registered.host.clone());
+            broker.port = registered.port as i32;
+            broker.rack = registered.rack.clone().map(str_bytes);
+            broker
+        })
+        .collect();
     response.cluster_id = Some(str_bytes(shard.cluster_id.clone()));
     response.controller_id = BrokerId(shard.node_id);
     response.topics = topics;
@@ -86,7 +95,7 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
     request.answer(&response)
 }
 
-fn topic_entry(shard: &Shard, name: &str, meta: Option<&TopicMeta>) -> MetadataResponseTopic {
+fn topic_entry(name: &str, meta: Option<&TopicMeta>) -> MetadataResponseTopic {
     let mut entry = MetadataResponseTopic::default();
     entry.name = Some(topic_name(name));
     entry.topic_authorized_operations = authorized::NOT_ASKED;
@@ -96,14 +105,16 @@ fn topic_entry(shard: &Shard, name: &str, meta: Option<&TopicMeta>) -> MetadataR
     };
     entry.topic_id = meta.id;
     entry.is_internal = name == crate::group::OFFSETS_TOPIC || name == crate::txn::TXN_TOPIC;
+    let nodes = |nodes: &[NodeId]| nodes.iter().map(|n| BrokerId(n.0)).collect();
     entry.partitions = (0..meta.partitions)
-        .map(|index| {
+        .zip(&meta.assignments)
+        .map(|(index, assignment)| {
             let mut p = MetadataResponsePartition::default();
             p.partition_index = index;
-            p.leader_id = BrokerId(shard.node_id);
-            p.leader_epoch = crate::server::LEADER_EPOCH;
-            p.replica_nodes = vec![BrokerId(shard.node_id)];
-            p.isr_nodes = vec![BrokerId(shard.node_id)];
+            p.leader_id = BrokerId(assignment.leader.0);
+            p.leader_epoch = assignment.leader_epoch.0;
+            p.replica_nodes = nodes(&assignment.replicas);
+            p.isr_nodes = nodes(&assignment.isr);
             p
         })
         .collect();

@@ -117,11 +117,19 @@ async fn describe_cluster(shard: Rc<Shard>, request: Request) -> Answer {
     response.endpoint_type = body.endpoint_type;
     response.cluster_id = str_bytes(shard.cluster_id.clone());
     response.controller_id = BrokerId(shard.node_id);
-    let mut broker = DescribeClusterBroker::default();
-    broker.broker_id = BrokerId(shard.node_id);
-    broker.host = str_bytes(shard.advertised_host.clone());
-    broker.port = shard.advertised_port as i32;
-    response.brokers = vec![broker];
+    response.brokers = shard
+        .image()
+        .brokers
+        .iter()
+        .map(|(id, registered)| {
+            let mut broker = DescribeClusterBroker::default();
+            broker.broker_id = BrokerId(id.0);
+            broker.host = str_bytes(registered.host.clone());
+            broker.port = registered.port as i32;
+            broker.rack = registered.rack.clone().map(str_bytes);
+            broker
+        })
+        .collect();
     response.cluster_authorized_operations =
         super::authorized::cluster(body.include_cluster_authorized_operations);
     request.answer(&response)
