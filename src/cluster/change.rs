@@ -205,7 +205,7 @@ pub fn apply(image: &Image, change: &Change) -> Result<Image, ChangeError> {
                 id: *id,
                 partitions: *partitions,
                 configs: configs.clone(),
-                assignments: place(&next, *id, 0..*partitions, *replication_factor)?,
+                assignments: place(&next, *id, 0..*partitions, *replication_factor)?.into(),
             };
             next.topics.insert(name.clone(), meta);
         }
@@ -232,7 +232,7 @@ pub fn apply(image: &Image, change: &Change) -> Result<Image, ChangeError> {
             }
             let factor = meta.assignments.first().map_or(1, |a| a.replicas.len());
             let added = place(image, meta.id, meta.partitions..*count, factor as u16)?;
-            meta.assignments.extend(added);
+            meta.assignments = meta.assignments.iter().cloned().chain(added).collect();
             meta.partitions = *count;
         }
         Change::SetTopicConfigs { name, configs } => {
@@ -389,7 +389,7 @@ mod tests {
         let meta = &image.topics["t"];
         assert_eq!(meta.assignments.len(), 6);
         let mut leads = BTreeMap::new();
-        for a in &meta.assignments {
+        for a in meta.assignments.iter() {
             let mut replicas = a.replicas.clone();
             replicas.sort();
             replicas.dedup();
@@ -420,7 +420,7 @@ mod tests {
         let mut image = with_brokers(1);
         image = apply(&image, &Change::create_topic("old", 2, BTreeMap::new())).unwrap();
         image.brokers.clear();
-        image.topics.get_mut("old").unwrap().assignments.clear();
+        image.topics.get_mut("old").unwrap().assignments = Default::default();
         let image = Image::from_toml(&image.to_toml()).unwrap();
         assert!(image.topics["old"].assignments.is_empty());
         let broker = BrokerMeta {

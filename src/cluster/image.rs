@@ -1,6 +1,7 @@
 //! The metadata image and its text form (`topics.toml`, written by the store).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use uuid::Uuid;
 
@@ -37,6 +38,24 @@ pub struct Assignment {
 }
 
 impl Assignment {
+    /// `replicas/leader/leader epoch/partition epoch/ISR`, node lists comma-separated
+    /// (`1,2,3/1/0/0/1,2`): the file holds one such word per partition, so that the image of a
+    /// node with 10,000 partitions writes and reads in milliseconds.
+    pub fn to_text(&self) -> String {
+        let nodes = |nodes: &[NodeId]| {
+            let ids: Vec<String> = nodes.iter().map(|n| n.0.to_string()).collect();
+            ids.join(",")
+        };
+        format!(
+            "{}/{}/{}/{}/{}",
+            nodes(&self.replicas),
+            self.leader.0,
+            self.leader_epoch.0,
+            self.partition_epoch,
+            nodes(&self.isr)
+        )
+    }
+
     /// A new partition on `replicas`, the first of them leading, all in sync.
     pub fn new(replicas: Vec<NodeId>) -> Assignment {
         assert!(!replicas.is_empty(), "a partition has a replica");
@@ -57,8 +76,9 @@ pub struct TopicMeta {
     /// Config overrides under Kafka's topic config names, already validated.
     pub configs: BTreeMap<String, String>,
     /// One per partition, in order (empty only in an image written before there were any, until
-    /// its broker registers: see `Change::RegisterBroker`).
-    pub assignments: Vec<Assignment>,
+    /// its broker registers: see `Change::RegisterBroker`). Shared: a topic's metadata is
+    /// cloned on every look-up, and a wide topic has thousands.
+    pub assignments: Arc<[Assignment]>,
 }
 
 impl TopicMeta {
@@ -190,10 +210,11 @@ impl Image {
                         configs.insert(key.clone(), value.to_string());
                     }
                 }
-                let assignments = match entry.get("assignments").and_then(toml::Value::as_array) {
-                    None => Vec::new(),
-                    Some(rows) => {
-                        let rows: Result<Vec<_>, String> = rows.iter().map(assignment).collect();
+                let assignments = match entry.get("assignments").and_then(toml::Value::as_str) {
+                    None => Arc::from([]),
+                    Some(text) => {
+                        let rows: Result<Vec<_>, String> =
+                            text.split_whitespace().map(assignment).collect();
                         let rows = rows.map_err(|e| format!("topic {name}: {e}"))?;
                         if rows.len() != partitions as usize {
                             return Err(format!(
@@ -201,7 +222,7 @@ impl Image {
                                 rows.len()
                             ));
                         }
-                        rows
+                        rows.into()
                     }
                 };
                 let meta = TopicMeta {
@@ -266,25 +287,9 @@ impl Image {
                 .map(|(k, v)| (k.clone(), toml::Value::from(v.as_str())))
                 .collect();
             entry.insert("configs".into(), configs.into());
-            let assignments: toml::value::Array = meta
-                .assignments
-                .iter()
-                .map(|a| {
-                    let nodes = |nodes: &[NodeId]| {
-                        let ids = nodes.iter().map(|n| toml::Value::from(n.0 as i64));
-                        toml::Value::Array(ids.collect())
-                    };
-                    let mut row = toml::Table::new();
-                    row.insert("replicas".into(), nodes(&a.replicas));
-                    row.insert("leader".into(), (a.leader.0 as i64).into());
-                    row.insert("leader_epoch".into(), (a.leader_epoch.0 as i64).into());
-                    row.insert("partition_epoch".into(), (a.partition_epoch as i64).into());
-                    row.insert("isr".into(), nodes(&a.isr));
-                    toml::Value::Table(row)
-                })
-                .collect();
-            if !assignments.is_empty() {
-                entry.insert("assignments".into(), assignments.into());
+            if !meta.assignments.is_empty() {
+                let rows: Vec<String> = meta.assignments.iter().map(Assignment::to_text).collect();
+                entry.insert("assignments".into(), rows.join(" ").into());
             }
             topics.insert(name.clone(), entry.into());
         }
@@ -318,43 +323,31 @@ impl Image {
     }
 }
 
-/// One partition's assignment from its TOML table.
-fn assignment(value: &toml::Value) -> Result<Assignment, String> {
-    let int = |key: &str| {
-        value
-            .get(key)
-            .and_then(toml::Value::as_integer)
-            .and_then(|n| i32::try_from(n).ok())
-            .ok_or_else(|| format!("assignment without `{key}`"))
-    };
-    let nodes = |key: &str| -> Result<Vec<NodeId>, String> {
-        let bad = || format!("assignment without `{key}`");
-        let ids = value
-            .get(key)
-            .and_then(toml::Value::as_array)
-            .ok_or_else(bad)?;
-        ids.iter()
-            .map(|id| {
-                let id = id.as_integer().and_then(|n| i32::try_from(n).ok());
-                id.map(NodeId).ok_or_else(bad)
-            })
+/// One partition's assignment from its text (see [`Assignment::to_text`]).
+fn assignment(text: &str) -> Result<Assignment, String> {
+    let bad =
+        || format!("assignment `{text}` is not replicas/leader/leader epoch/partition epoch/ISR");
+    let nodes = |list: &str| -> Result<Vec<NodeId>, String> {
+        list.split(',')
+            .map(|id| id.parse().map(NodeId).map_err(|_| bad()))
             .collect()
     };
-    let assignment = Assignment {
-        replicas: nodes("replicas")?,
-        leader: NodeId(int("leader")?),
-        leader_epoch: Epoch(int("leader_epoch")?),
-        partition_epoch: int("partition_epoch")?,
-        isr: nodes("isr")?,
+    let fields: Vec<&str> = text.split('/').collect();
+    let [replicas, leader, leader_epoch, partition_epoch, isr] = fields[..] else {
+        return Err(bad());
     };
-    if !assignment.replicas.contains(&assignment.leader)
-        || !assignment
-            .isr
-            .iter()
-            .all(|n| assignment.replicas.contains(n))
-    {
+    let number = |field: &str| field.parse::<i32>().map_err(|_| bad());
+    let assignment = Assignment {
+        replicas: nodes(replicas)?,
+        leader: NodeId(number(leader)?),
+        leader_epoch: Epoch(number(leader_epoch)?),
+        partition_epoch: number(partition_epoch)?,
+        isr: nodes(isr)?,
+    };
+    let known = |n: &NodeId| assignment.replicas.contains(n);
+    if !known(&assignment.leader) || !assignment.isr.iter().all(known) {
         return Err(format!(
-            "assignment {assignment:?}: leader or ISR not among the replicas"
+            "assignment `{text}`: leader or ISR not among the replicas"
         ));
     }
     Ok(assignment)
@@ -377,4 +370,25 @@ fn broker(value: &toml::Value) -> Result<BrokerMeta, String> {
         port,
         rack: rack.map(str::to_string),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assignments_read_back_and_bad_ones_are_refused() {
+        let a = Assignment {
+            replicas: vec![NodeId(3), NodeId(1), NodeId(2)],
+            leader: NodeId(1),
+            leader_epoch: Epoch(4),
+            partition_epoch: 9,
+            isr: vec![NodeId(1), NodeId(3)],
+        };
+        assert_eq!(a.to_text(), "3,1,2/1/4/9/1,3");
+        assert_eq!(assignment(&a.to_text()).unwrap(), a);
+        for bad in ["", "1/1/0/0", "1/2/0/0/1", "1/1/0/0/2", "x/1/0/0/1", "1/1/0/0/1/1"] {
+            assert!(assignment(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -135,7 +135,7 @@ fn a_data_dir_from_before_assignments_is_taken_over() {
     image.brokers.clear();
     image.producer_ids_end = 0;
     for meta in image.topics.values_mut() {
-        meta.assignments.clear();
+        meta.assignments = Default::default();
     }
     let legacy: String = image
         .to_toml()

@@ -268,7 +268,7 @@ async fn incremental_alter(shard: Rc<Shard>, request: Request) -> Answer {
                             id: uuid::Uuid::nil(),
                             partitions: 1,
                             configs: configs.clone(),
-                            assignments: Vec::new(),
+                            assignments: Default::default(),
                         };
                         topic_effective(&broker, &meta.config_values())
                             .into_iter()

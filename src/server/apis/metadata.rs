@@ -107,7 +107,7 @@ fn topic_entry(name: &str, meta: Option<&TopicMeta>) -> MetadataResponseTopic {
     entry.is_internal = name == crate::group::OFFSETS_TOPIC || name == crate::txn::TXN_TOPIC;
     let nodes = |nodes: &[NodeId]| nodes.iter().map(|n| BrokerId(n.0)).collect();
     entry.partitions = (0..meta.partitions)
-        .zip(&meta.assignments)
+        .zip(meta.assignments.iter())
         .map(|(index, assignment)| {
             let mut p = MetadataResponsePartition::default();
             p.partition_index = index;
