@@ -387,7 +387,14 @@ mod tests {
         };
         assert_eq!(a.to_text(), "3,1,2/1/4/9/1,3");
         assert_eq!(assignment(&a.to_text()).unwrap(), a);
-        for bad in ["", "1/1/0/0", "1/2/0/0/1", "1/1/0/0/2", "x/1/0/0/1", "1/1/0/0/1/1"] {
+        for bad in [
+            "",
+            "1/1/0/0",
+            "1/2/0/0/1",
+            "1/1/0/0/2",
+            "x/1/0/0/1",
+            "1/1/0/0/1/1",
+        ] {
             assert!(assignment(bad).is_err(), "{bad}");
         }
     }

@@ -13,7 +13,7 @@ impl Coordinator {
         if timeout < self.config.session_timeout_ms_min
             || timeout > self.config.session_timeout_ms_max
         {
-            return error_join(E::InvalidSessionTimeout.code(), &params.member_id);
+            return error_join(GroupError::InvalidSessionTimeout, &params.member_id);
         }
         let now = Instant::now();
         let receiver = {
@@ -31,7 +31,7 @@ impl Coordinator {
         receiver
             .0
             .await
-            .unwrap_or_else(|_| error_join(E::UnknownMemberId.code(), ""))
+            .unwrap_or_else(|_| error_join(GroupError::UnknownMember, ""))
     }
 
     #[allow(clippy::result_large_err)]
@@ -52,7 +52,7 @@ impl Coordinator {
                         .all(|m| m.protocols.iter().any(|(n, _)| n == name))
                 });
             if !same_type || !shares {
-                return Err(error_join(E::InconsistentGroupProtocol.code(), &member_id));
+                return Err(error_join(GroupError::InconsistentProtocol, &member_id));
             }
         }
         let mut member_id = member_id;
@@ -67,7 +67,7 @@ impl Coordinator {
                         if let Some(mut member) = group.members.remove(&old) {
                             member.id = fresh.clone();
                             if let Some(waiter) = member.join_waiter.take() {
-                                let _ = waiter.send(error_join(E::FencedInstanceId.code(), &old));
+                                let _ = waiter.send(error_join(GroupError::FencedInstance, &old));
                             }
                             if group.leader.as_deref() == Some(old.as_str()) {
                                 group.leader = Some(fresh.clone());
@@ -81,26 +81,26 @@ impl Coordinator {
                 }
                 None if params.require_known_member => {
                     if group.members.len() + group.pending.len() >= self.config.group_size_max {
-                        return Err(error_join(E::GroupMaxSizeReached.code(), ""));
+                        return Err(error_join(GroupError::GroupFull, ""));
                     }
                     let expires = now + Duration::from_millis(params.session_timeout_ms as u64);
                     group.pending.insert(fresh.clone(), expires);
-                    return Err(error_join(E::MemberIdRequired.code(), &fresh));
+                    return Err(error_join(GroupError::MemberIdRequired, &fresh));
                 }
                 None => member_id = fresh,
             }
         } else if let Some(instance) = &params.instance_id {
             if group.static_members.get(instance) != Some(&member_id) {
-                return Err(error_join(E::FencedInstanceId.code(), &member_id));
+                return Err(error_join(GroupError::FencedInstance, &member_id));
             }
         } else if !group.members.contains_key(&member_id) && !group.pending.contains_key(&member_id)
         {
-            return Err(error_join(E::UnknownMemberId.code(), &member_id));
+            return Err(error_join(GroupError::UnknownMember, &member_id));
         }
         group.pending.remove(&member_id);
         let is_new = !group.members.contains_key(&member_id);
         if is_new && group.members.len() >= self.config.group_size_max {
-            return Err(error_join(E::GroupMaxSizeReached.code(), &member_id));
+            return Err(error_join(GroupError::GroupFull, &member_id));
         }
         let (tx, rx) = oneshot::channel();
         let changed = match group.members.get(&member_id) {
@@ -228,26 +228,26 @@ impl Coordinator {
         let receiver = {
             let mut groups = self.groups.borrow_mut();
             let Some(group) = groups.get_mut(group_id) else {
-                return error_sync(E::UnknownMemberId.code());
+                return error_sync(GroupError::UnknownMember);
             };
             if let Err(code) = group.check_member(member_id, instance_id) {
                 return error_sync(code);
             }
             if generation != group.generation {
-                return error_sync(E::IllegalGeneration.code());
+                return error_sync(GroupError::IllegalGeneration);
             }
             match group.state {
-                State::PreparingRebalance => return error_sync(E::RebalanceInProgress.code()),
+                State::PreparingRebalance => return error_sync(GroupError::RebalanceInProgress),
                 State::Stable => {
                     let member = &group.members[member_id];
                     return SyncOutcome {
-                        error_code: 0,
+                        error: None,
                         protocol_type: group.protocol_type.clone(),
                         protocol: group.protocol.clone(),
                         assignment: member.assignment.clone(),
                     };
                 }
-                State::Empty | State::Dead => return error_sync(E::UnknownMemberId.code()),
+                State::Empty | State::Dead => return error_sync(GroupError::UnknownMember),
                 State::CompletingRebalance => {}
             }
             let (tx, rx) = oneshot::channel();
@@ -284,7 +284,7 @@ impl Coordinator {
                     for member in group.members.values_mut() {
                         if let Some(waiter) = member.sync_waiter.take() {
                             let _ = waiter.send(SyncOutcome {
-                                error_code: 0,
+                                error: None,
                                 protocol_type: protocol_type.clone(),
                                 protocol: protocol.clone(),
                                 assignment: member.assignment.clone(),
@@ -303,26 +303,20 @@ impl Coordinator {
         generation: i32,
         member_id: &str,
         instance_id: Option<&str>,
-    ) -> i16 {
-        if let Err(code) = self.ready(group_id) {
-            return code;
-        }
+    ) -> Result<(), GroupError> {
+        self.ready(group_id)?;
         let mut groups = self.groups.borrow_mut();
-        let Some(group) = groups.get_mut(group_id) else {
-            return E::UnknownMemberId.code();
-        };
-        if let Err(code) = group.check_member(member_id, instance_id) {
-            return code;
-        }
+        let group = groups.get_mut(group_id).ok_or(GroupError::UnknownMember)?;
+        group.check_member(member_id, instance_id)?;
         if generation != group.generation {
-            return E::IllegalGeneration.code();
+            return Err(GroupError::IllegalGeneration);
         }
         if let Some(member) = group.members.get_mut(member_id) {
             member.last_heartbeat = Instant::now();
         }
         match group.state {
-            State::PreparingRebalance => E::RebalanceInProgress.code(),
-            _ => 0,
+            State::PreparingRebalance => Err(GroupError::RebalanceInProgress),
+            _ => Ok(()),
         }
     }
 
@@ -331,11 +325,11 @@ impl Coordinator {
         &self,
         group_id: &str,
         leaving: Vec<(String, Option<String>)>,
-    ) -> Result<Vec<i16>, i16> {
+    ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
         self.ready(group_id)?;
         let results = {
             let mut groups = self.groups.borrow_mut();
-            let group = groups.get_mut(group_id).ok_or(E::UnknownMemberId.code())?;
+            let group = groups.get_mut(group_id).ok_or(GroupError::UnknownMember)?;
             let mut results = Vec::new();
             let mut removed = false;
             for (member_id, instance_id) in leaving {
@@ -345,24 +339,24 @@ impl Coordinator {
                             current.clone()
                         }
                         Some(_) => {
-                            results.push(E::FencedInstanceId.code());
+                            results.push(Err(GroupError::FencedInstance));
                             continue;
                         }
                         None => {
-                            results.push(E::UnknownMemberId.code());
+                            results.push(Err(GroupError::UnknownMember));
                             continue;
                         }
                     },
                     None => member_id,
                 };
                 if group.pending.remove(&id).is_some() {
-                    results.push(0);
+                    results.push(Ok(()));
                 } else if group.members.contains_key(&id) {
                     remove_member(group, &id);
                     removed = true;
-                    results.push(0);
+                    results.push(Ok(()));
                 } else {
-                    results.push(E::UnknownMemberId.code());
+                    results.push(Err(GroupError::UnknownMember));
                 }
             }
             if removed {
@@ -376,14 +370,14 @@ impl Coordinator {
 
     pub fn describe(&self, group_id: &str) -> GroupDescription {
         let mut description = GroupDescription {
-            error_code: 0,
+            error: None,
             state: State::Dead.name(),
             protocol_type: String::new(),
             protocol: String::new(),
             members: Vec::new(),
         };
-        if let Err(code) = self.ready(group_id) {
-            description.error_code = code;
+        if let Err(error) = self.ready(group_id) {
+            description.error = Some(error);
             return description;
         }
         let groups = self.groups.borrow();
@@ -479,7 +473,7 @@ impl Coordinator {
 pub(super) async fn wait_sync(receiver: oneshot::Receiver<SyncOutcome>) -> SyncOutcome {
     receiver
         .await
-        .unwrap_or_else(|_| error_sync(E::RebalanceInProgress.code()))
+        .unwrap_or_else(|_| error_sync(GroupError::RebalanceInProgress))
 }
 
 pub(super) fn remove_member(group: &mut Group, id: &str) {
@@ -490,10 +484,10 @@ pub(super) fn remove_member(group: &mut Group, id: &str) {
             }
         }
         if let Some(waiter) = member.join_waiter {
-            let _ = waiter.send(error_join(E::UnknownMemberId.code(), id));
+            let _ = waiter.send(error_join(GroupError::UnknownMember, id));
         }
         if let Some(waiter) = member.sync_waiter {
-            let _ = waiter.send(error_sync(E::UnknownMemberId.code()));
+            let _ = waiter.send(error_sync(GroupError::UnknownMember));
         }
     }
     if group.leader.as_deref() == Some(id) {
@@ -529,7 +523,7 @@ pub(super) fn answer_join_now(
         return;
     };
     let _ = waiter.send(JoinOutcome {
-        error_code: 0,
+        error: None,
         generation: group.generation,
         protocol_type: group.protocol_type.clone(),
         protocol: group.protocol.clone(),
@@ -544,7 +538,7 @@ pub(super) fn prepare_rebalance(group: &mut Group, now: Instant) {
     // Members waiting on a sync of the old generation learn that it is over.
     for member in group.members.values_mut() {
         if let Some(waiter) = member.sync_waiter.take() {
-            let _ = waiter.send(error_sync(E::RebalanceInProgress.code()));
+            let _ = waiter.send(error_sync(GroupError::RebalanceInProgress));
         }
     }
     let timeout = group
@@ -582,7 +576,7 @@ pub(super) fn complete_join(group: &mut Group) {
         member.assignment = Bytes::new();
         if let Some(waiter) = member.join_waiter.take() {
             let _ = waiter.send(JoinOutcome {
-                error_code: 0,
+                error: None,
                 generation: group.generation,
                 protocol_type: group.protocol_type.clone(),
                 protocol: group.protocol.clone(),

@@ -15,6 +15,7 @@
 //! commits (plain and transactional), offset fetch, deletion and expiry; `records`: the
 //! `__consumer_offsets` formats.
 
+mod error;
 mod membership;
 mod offsets;
 pub mod records;
@@ -33,7 +34,7 @@ use futures::channel::oneshot;
 
 use crate::model::records::{BatchBuilder, ProducerInfo, Record};
 use crate::model::{Offset, TimestampMs};
-use crate::protocol::ResponseError as E;
+pub use error::GroupError;
 use membership::*;
 pub use records::{CommittedOffset, Key, StoredGroup, StoredMember};
 
@@ -87,8 +88,8 @@ impl State {
     }
 }
 
-/// Writes one batch to a partition of `__consumer_offsets`; the Kafka error code on failure.
-pub type Persist = Rc<dyn Fn(i32, Bytes) -> Pin<Box<dyn Future<Output = Result<(), i16>>>>>;
+/// Writes one batch to a partition of `__consumer_offsets`.
+pub type Persist = Rc<dyn Fn(i32, Bytes) -> Pin<Box<dyn Future<Output = Result<(), GroupError>>>>>;
 
 #[derive(Clone, Debug)]
 pub struct JoinParams {
@@ -109,7 +110,7 @@ pub struct JoinParams {
 
 #[derive(Clone, Debug, Default)]
 pub struct JoinOutcome {
-    pub error_code: i16,
+    pub error: Option<GroupError>,
     pub generation: i32,
     pub protocol_type: Option<String>,
     pub protocol: Option<String>,
@@ -124,7 +125,7 @@ pub struct JoinOutcome {
 
 #[derive(Clone, Debug, Default)]
 pub struct SyncOutcome {
-    pub error_code: i16,
+    pub error: Option<GroupError>,
     pub protocol_type: Option<String>,
     pub protocol: Option<String>,
     pub assignment: Bytes,
@@ -142,7 +143,7 @@ pub struct MemberDescription {
 
 #[derive(Clone, Debug)]
 pub struct GroupDescription {
-    pub error_code: i16,
+    pub error: Option<GroupError>,
     pub state: &'static str,
     pub protocol_type: String,
     pub protocol: String,
@@ -344,12 +345,12 @@ impl Group {
     }
 
     /// Checks a member's identity for sync, heartbeat and commit.
-    fn check_member(&self, member_id: &str, instance_id: Option<&str>) -> Result<(), i16> {
+    fn check_member(&self, member_id: &str, instance_id: Option<&str>) -> Result<(), GroupError> {
         if let Some(instance) = instance_id {
             match self.static_members.get(instance) {
-                Some(current) if current != member_id => return Err(E::FencedInstanceId.code()),
+                Some(current) if current != member_id => return Err(GroupError::FencedInstance),
                 None if !self.members.contains_key(member_id) => {
-                    return Err(E::UnknownMemberId.code())
+                    return Err(GroupError::UnknownMember)
                 }
                 _ => {}
             }
@@ -357,7 +358,7 @@ impl Group {
         if self.members.contains_key(member_id) {
             Ok(())
         } else {
-            Err(E::UnknownMemberId.code())
+            Err(GroupError::UnknownMember)
         }
     }
 }
@@ -374,18 +375,18 @@ pub struct Coordinator {
     txn_groups: RefCell<HashMap<i64, BTreeSet<String>>>,
 }
 
-fn error_join(code: i16, member_id: &str) -> JoinOutcome {
+fn error_join(error: GroupError, member_id: &str) -> JoinOutcome {
     JoinOutcome {
-        error_code: code,
+        error: Some(error),
         generation: -1,
         member_id: member_id.to_string(),
         ..Default::default()
     }
 }
 
-fn error_sync(code: i16) -> SyncOutcome {
+fn error_sync(error: GroupError) -> SyncOutcome {
     SyncOutcome {
-        error_code: code,
+        error: Some(error),
         ..Default::default()
     }
 }
@@ -406,17 +407,21 @@ impl Coordinator {
         &self.config
     }
 
-    fn ready(&self, group: &str) -> Result<(), i16> {
+    fn ready(&self, group: &str) -> Result<(), GroupError> {
         if group.is_empty() {
-            return Err(E::InvalidGroupId.code());
+            return Err(GroupError::InvalidGroupId);
         }
         if !self.loaded.get() {
-            return Err(E::CoordinatorLoadInProgress.code());
+            return Err(GroupError::Loading);
         }
         Ok(())
     }
 
-    async fn write(&self, group: &str, records: Vec<(Bytes, Option<Bytes>)>) -> Result<(), i16> {
+    async fn write(
+        &self,
+        group: &str,
+        records: Vec<(Bytes, Option<Bytes>)>,
+    ) -> Result<(), GroupError> {
         self.write_as(group, records, BatchBuilder::default()).await
     }
 
@@ -425,7 +430,7 @@ impl Coordinator {
         group: &str,
         records: Vec<(Bytes, Option<Bytes>)>,
         builder: BatchBuilder,
-    ) -> Result<(), i16> {
+    ) -> Result<(), GroupError> {
         if records.is_empty() {
             return Ok(());
         }
@@ -460,8 +465,8 @@ impl Coordinator {
                 Some(group.stored().encode()),
             )
         };
-        if let Err(code) = self.write(group_id, vec![record]).await {
-            tracing::error!(group = group_id, code, "cannot write the group's metadata");
+        if let Err(error) = self.write(group_id, vec![record]).await {
+            tracing::error!(group = group_id, %error, "cannot write the group's metadata");
         }
     }
 }

@@ -103,7 +103,7 @@ impl Coordinator {
         member_id: &str,
         instance_id: Option<&str>,
         offsets: Vec<(String, i32, CommittedOffset)>,
-    ) -> Result<(), i16> {
+    ) -> Result<(), GroupError> {
         self.ready(group_id)?;
         {
             let mut groups = self.groups.borrow_mut();
@@ -112,18 +112,18 @@ impl Coordinator {
                 .or_insert_with(|| Group::new(group_id));
             if generation < 0 && member_id.is_empty() {
                 if !group.members.is_empty() {
-                    return Err(E::UnknownMemberId.code());
+                    return Err(GroupError::UnknownMember);
                 }
             } else {
                 group.check_member(member_id, instance_id)?;
                 if generation != group.generation {
-                    return Err(E::IllegalGeneration.code());
+                    return Err(GroupError::IllegalGeneration);
                 }
                 // As Kafka: a current member may commit while the group prepares a rebalance
                 // (the commits consumers make as they give partitions up); only while the new
                 // generation's assignment is being synced is it refused.
                 if group.state == State::CompletingRebalance {
-                    return Err(E::RebalanceInProgress.code());
+                    return Err(GroupError::RebalanceInProgress);
                 }
                 if let Some(member) = group.members.get_mut(member_id) {
                     member.last_heartbeat = Instant::now();
@@ -154,7 +154,7 @@ impl Coordinator {
         member_id: &str,
         instance_id: Option<&str>,
         offsets: Vec<(String, i32, CommittedOffset)>,
-    ) -> Result<(), i16> {
+    ) -> Result<(), GroupError> {
         self.ready(group_id)?;
         {
             let mut groups = self.groups.borrow_mut();
@@ -165,14 +165,14 @@ impl Coordinator {
                 group.check_member(member_id, instance_id)?;
             }
             if generation >= 0 && generation != group.generation {
-                return Err(E::IllegalGeneration.code());
+                return Err(GroupError::IllegalGeneration);
             }
             if group
                 .pending_txn
                 .get(&producer_id)
                 .is_some_and(|p| epoch < p.epoch)
             {
-                return Err(E::InvalidProducerEpoch.code());
+                return Err(GroupError::InvalidProducerEpoch);
             }
         }
         let records = offset_records(group_id, &offsets);
@@ -258,7 +258,7 @@ impl Coordinator {
         &self,
         group_id: &str,
         topics: Option<TopicPartitions>,
-    ) -> Result<Vec<(String, i32, Option<CommittedOffset>)>, i16> {
+    ) -> Result<Vec<(String, i32, Option<CommittedOffset>)>, GroupError> {
         self.ready(group_id)?;
         let groups = self.groups.borrow();
         let group = groups.get(group_id);
@@ -295,17 +295,13 @@ impl Coordinator {
     }
 
     /// Deletes an empty group and its offsets.
-    pub async fn delete(&self, group_id: &str) -> i16 {
-        if let Err(code) = self.ready(group_id) {
-            return code;
-        }
+    pub async fn delete(&self, group_id: &str) -> Result<(), GroupError> {
+        self.ready(group_id)?;
         let records = {
             let groups = self.groups.borrow();
-            let Some(group) = groups.get(group_id) else {
-                return E::GroupIdNotFound.code();
-            };
+            let group = groups.get(group_id).ok_or(GroupError::GroupNotFound)?;
             if !group.members.is_empty() || group.state != State::Empty {
-                return E::NonEmptyGroup.code();
+                return Err(GroupError::NonEmptyGroup);
             }
             let mut records: Vec<(Bytes, Option<Bytes>)> = group
                 .offsets
@@ -321,11 +317,9 @@ impl Coordinator {
             ));
             records
         };
-        if let Err(code) = self.write(group_id, records).await {
-            return code;
-        }
+        self.write(group_id, records).await?;
         self.groups.borrow_mut().remove(group_id);
-        0
+        Ok(())
     }
 
     /// OffsetDelete: drops committed offsets of topics the group does not consume now.
@@ -333,11 +327,11 @@ impl Coordinator {
         &self,
         group_id: &str,
         partitions: Vec<(String, i32)>,
-    ) -> Result<Vec<i16>, i16> {
+    ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
         self.ready(group_id)?;
         let (codes, records) = {
             let groups = self.groups.borrow();
-            let group = groups.get(group_id).ok_or(E::GroupIdNotFound.code())?;
+            let group = groups.get(group_id).ok_or(GroupError::GroupNotFound)?;
             let subscribed = |topic: &str| {
                 group.state != State::Empty
                     && group.members.values().any(|m| {
@@ -349,10 +343,10 @@ impl Coordinator {
             let mut records = Vec::new();
             for (topic, partition) in &partitions {
                 if subscribed(topic) {
-                    codes.push(E::GroupSubscribedToTopic.code());
+                    codes.push(Err(GroupError::SubscribedToTopic));
                     continue;
                 }
-                codes.push(0);
+                codes.push(Ok(()));
                 if group.offsets.contains_key(&(topic.clone(), *partition)) {
                     records.push((Key::offset(group_id, topic, *partition), None));
                 }
@@ -362,7 +356,7 @@ impl Coordinator {
         self.write(group_id, records).await?;
         if let Some(group) = self.groups.borrow_mut().get_mut(group_id) {
             for ((topic, partition), code) in partitions.into_iter().zip(&codes) {
-                if *code == 0 {
+                if code.is_ok() {
                     group.offsets.remove(&(topic, partition));
                 }
             }

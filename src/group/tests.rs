@@ -55,11 +55,11 @@ fn committed(c: &Coordinator, group: &str) -> Option<i64> {
 #[test]
 fn nothing_is_served_before_the_groups_are_loaded() {
     let (c, written) = coordinator(60_000);
-    let code = E::CoordinatorLoadInProgress.code();
-    assert_eq!(c.fetch_offsets("g", None).unwrap_err(), code);
-    assert_eq!(c.heartbeat("g", 1, "m", None), code);
+    let loading = GroupError::Loading;
+    assert_eq!(c.fetch_offsets("g", None).unwrap_err(), loading);
+    assert_eq!(c.heartbeat("g", 1, "m", None), Err(loading));
     let commit = c.commit("g", -1, "", None, vec![("t".into(), 0, offset(5, 0))]);
-    assert_eq!(futures_lite::future::block_on(commit), Err(code));
+    assert_eq!(futures_lite::future::block_on(commit), Err(loading));
     assert!(written.borrow().is_empty());
     c.load(Vec::new());
     assert_eq!(committed(&c, "g"), None);
@@ -110,14 +110,14 @@ fn a_consumer_groups_offsets_count_from_when_it_became_empty() {
                 skip_assignment_supported: true,
             })
             .await;
-        assert_eq!(joined.error_code, 0);
+        assert_eq!(joined.error, None);
         let old = TimestampMs::now().0 - 2 * day;
         let offsets = vec![("t".to_string(), 0, offset(3, old))];
         let member = joined.member_id.as_str();
         let synced = c
             .sync("g", joined.generation, member, None, Vec::new())
             .await;
-        assert_eq!(synced.error_code, 0);
+        assert_eq!(synced.error, None);
         c.commit("g", joined.generation, member, None, offsets)
             .await
             .unwrap();
@@ -155,16 +155,16 @@ fn members_commit_while_a_rebalance_is_prepared_not_while_it_completes() {
         let (c, _) = coordinator(86_400_000);
         c.load(Vec::new());
         let a = c.join(join_params("", None)).await;
-        assert_eq!(a.error_code, 0);
+        assert_eq!(a.error, None);
         let offsets = |o| vec![("t".to_string(), 0, offset(o, TimestampMs::now().0))];
         let commit = |o| c.commit("g", a.generation, &a.member_id, None, offsets(o));
         // Joined, not yet synced: the assignment is being completed (Kafka refuses here).
         assert_eq!(c.describe("g").state, "CompletingRebalance");
-        assert_eq!(commit(1).await, Err(E::RebalanceInProgress.code()));
+        assert_eq!(commit(1).await, Err(GroupError::RebalanceInProgress));
         let synced = c
             .sync("g", a.generation, &a.member_id, None, Vec::new())
             .await;
-        assert_eq!(synced.error_code, 0);
+        assert_eq!(synced.error, None);
         assert_eq!(commit(2).await, Ok(()));
         // A second consumer joins: the group prepares a rebalance, and the first member
         // commits what it processed before it gives its partitions up.
@@ -184,19 +184,19 @@ fn a_static_leader_rejoins_a_stable_group_without_a_rebalance() {
         c.load(Vec::new());
         let first = c.join(join_params("", Some("i1"))).await;
         assert_eq!(
-            (first.error_code, first.leader.as_str()),
-            (0, first.member_id.as_str())
+            (first.error, first.leader.as_str()),
+            (None, first.member_id.as_str())
         );
         let assignment = vec![(first.member_id.clone(), Bytes::from_static(b"p0"))];
         let synced = c
             .sync("g", first.generation, &first.member_id, None, assignment)
             .await;
-        assert_eq!(synced.error_code, 0);
+        assert_eq!(synced.error, None);
         assert_eq!(c.describe("g").state, "Stable");
 
         // The same instance restarts (no member id), same protocols: answered at once.
         let again = c.join(join_params("", Some("i1"))).await;
-        assert_eq!(again.error_code, 0);
+        assert_eq!(again.error, None);
         assert_eq!(again.generation, first.generation, "no new generation");
         assert_ne!(again.member_id, first.member_id);
         assert_eq!(again.leader, again.member_id);
@@ -215,7 +215,7 @@ fn a_static_leader_rejoins_a_stable_group_without_a_rebalance() {
             .await;
         assert_eq!(synced.assignment, Bytes::from_static(b"p0"));
         let fenced = c.heartbeat("g", first.generation, &first.member_id, Some("i1"));
-        assert_eq!(fenced, E::FencedInstanceId.code());
+        assert_eq!(fenced, Err(GroupError::FencedInstance));
 
         // A client before JoinGroup v9 is told the previous leader, so it assigns nothing.
         let old_client = c
@@ -267,7 +267,10 @@ fn transactional_offsets_wait_for_their_marker() {
         assert_eq!(committed(&c, "g"), Some(10));
         assert!(!c.is_unstable("g", "t", 0));
         commit(7, 1, 20).await.unwrap();
-        assert_eq!(commit(7, 0, 30).await, Err(E::InvalidProducerEpoch.code()));
+        assert_eq!(
+            commit(7, 0, 30).await,
+            Err(GroupError::InvalidProducerEpoch)
+        );
         c.settle(partition, 7, false);
         assert_eq!(committed(&c, "g"), Some(10), "aborted offsets are dropped");
         // A pending commit, then a replay of the log: pending again until its marker.

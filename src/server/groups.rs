@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::Shard;
 use crate::config::Values;
 use crate::group::LogEntry;
-use crate::group::{self, CommittedOffset, Coordinator, GroupConfig, OFFSETS_TOPIC};
+use crate::group::{self, CommittedOffset, Coordinator, GroupConfig, GroupError, OFFSETS_TOPIC};
 use crate::io;
 use crate::model::{BatchView, ShardId, TopicPartition};
 use crate::protocol::ResponseError as E;
@@ -34,19 +34,53 @@ pub fn group_config(broker: &Values) -> GroupConfig {
     }
 }
 
+/// The Kafka error code for a refused group operation.
+pub fn error_code(error: GroupError) -> i16 {
+    match error {
+        GroupError::InvalidGroupId => E::InvalidGroupId,
+        GroupError::Loading => E::CoordinatorLoadInProgress,
+        GroupError::UnknownMember => E::UnknownMemberId,
+        GroupError::IllegalGeneration => E::IllegalGeneration,
+        GroupError::RebalanceInProgress => E::RebalanceInProgress,
+        GroupError::FencedInstance => E::FencedInstanceId,
+        GroupError::InvalidSessionTimeout => E::InvalidSessionTimeout,
+        GroupError::InconsistentProtocol => E::InconsistentGroupProtocol,
+        GroupError::GroupFull => E::GroupMaxSizeReached,
+        GroupError::MemberIdRequired => E::MemberIdRequired,
+        GroupError::GroupNotFound => E::GroupIdNotFound,
+        GroupError::NonEmptyGroup => E::NonEmptyGroup,
+        GroupError::SubscribedToTopic => E::GroupSubscribedToTopic,
+        GroupError::InvalidProducerEpoch => E::InvalidProducerEpoch,
+        GroupError::Unavailable => E::CoordinatorNotAvailable,
+        GroupError::NotCoordinator => E::NotCoordinator,
+        GroupError::TooLarge => E::InvalidCommitOffsetSize,
+    }
+    .code()
+}
+
+/// 0 for a success, the error's code otherwise.
+pub fn result_code(result: Result<(), GroupError>) -> i16 {
+    result.err().map_or(0, error_code)
+}
+
 /// The coordinator of a shard, writing through that shard's own offsets partitions.
 pub fn coordinator(shard: Weak<Shard>, config: GroupConfig) -> Coordinator {
     let persist: group::Persist = Rc::new(move |partition, batch| {
         let shard = shard.clone();
         Box::pin(async move {
             let Some(shard) = shard.upgrade() else {
-                return Err(E::CoordinatorNotAvailable.code());
+                return Err(GroupError::Unavailable);
             };
             let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
             let reply = shard.append_local(&tp, batch).await;
-            match reply.error_code {
-                0 => Ok(()),
-                code => Err(code),
+            // As Kafka's coordinator maps the append's outcome.
+            match E::try_from_code(reply.error_code) {
+                None if reply.error_code == 0 => Ok(()),
+                Some(E::NotLeaderOrFollower | E::KafkaStorageError) => {
+                    Err(GroupError::NotCoordinator)
+                }
+                Some(E::MessageTooLarge | E::RecordListTooLarge) => Err(GroupError::TooLarge),
+                _ => Err(GroupError::Unavailable),
             }
         })
     });
@@ -66,13 +100,24 @@ impl Shard {
     }
 
     /// Runs `op` on the shard whose coordinator holds `group`.
-    pub async fn on_group<T, F, Fut>(&self, group: &str, op: F) -> Result<T, i16>
+    pub async fn on_group<T, F, Fut>(&self, group: &str, op: F) -> Result<T, GroupError>
     where
         F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
         Fut: Future<Output = T> + 'static,
         T: Send + 'static,
     {
-        self.on_coordinator(self.group_shard(group), op).await
+        self.on_group_shard(self.group_shard(group), op).await
+    }
+
+    /// Runs `op` on `shard` (in place when that is this shard).
+    pub async fn on_group_shard<T, F, Fut>(&self, shard: ShardId, op: F) -> Result<T, GroupError>
+    where
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        let routed = self.mesh.route(shard, op).await;
+        routed.map_err(|_| GroupError::Unavailable)
     }
 
     /// Reads this shard's `__consumer_offsets` partitions and rebuilds their groups.

@@ -35,7 +35,7 @@ use super::{str_bytes, topic_name, Answer, Api, Request};
 use crate::group::{CommittedOffset, JoinParams, TopicPartitions};
 use crate::model::{ShardId, TimestampMs};
 use crate::protocol::ResponseError as E;
-use crate::server::groups::{FetchedOffsets, FetchedRow};
+use crate::server::groups::{error_code, result_code, FetchedOffsets, FetchedRow};
 use crate::server::Shard;
 
 api!(FIND_COORDINATOR, FindCoordinator, 0, 4, find_coordinator);
@@ -152,13 +152,13 @@ async fn join(shard: Rc<Shard>, request: Request) -> Answer {
             |shard| async move { shard.groups.join(params).await },
         )
         .await;
-    let outcome = joined.unwrap_or_else(|code| crate::group::JoinOutcome {
-        error_code: code,
+    let outcome = joined.unwrap_or_else(|error| crate::group::JoinOutcome {
+        error: Some(error),
         generation: -1,
         ..Default::default()
     });
     let mut response = JoinGroupResponse::default();
-    response.error_code = outcome.error_code;
+    response.error_code = outcome.error.map_or(0, error_code);
     response.generation_id = outcome.generation;
     if request.version >= 7 {
         response.protocol_type = outcome.protocol_type.map(str_bytes);
@@ -213,12 +213,12 @@ async fn sync(shard: Rc<Shard>, request: Request) -> Answer {
                 .await
         })
         .await;
-    let outcome = synced.unwrap_or_else(|code| crate::group::SyncOutcome {
-        error_code: code,
+    let outcome = synced.unwrap_or_else(|error| crate::group::SyncOutcome {
+        error: Some(error),
         ..Default::default()
     });
     let mut response = SyncGroupResponse::default();
-    response.error_code = outcome.error_code;
+    response.error_code = outcome.error.map_or(0, error_code);
     if request.version >= 5 {
         response.protocol_type = outcome.protocol_type.map(str_bytes);
         response.protocol_name = outcome.protocol.map(str_bytes);
@@ -238,7 +238,7 @@ async fn heartbeat(shard: Rc<Shard>, request: Request) -> Answer {
         groups.heartbeat(&group_sent, generation, &member_id, instance_id.as_deref())
     });
     let mut response = HeartbeatResponse::default();
-    response.error_code = beat.await.unwrap_or_else(|code| code);
+    response.error_code = result_code(beat.await.and_then(|beat| beat));
     request.answer(&response)
 }
 
@@ -262,7 +262,7 @@ async fn leave(shard: Rc<Shard>, request: Request) -> Answer {
         .and_then(|codes| codes);
     let mut response = LeaveGroupResponse::default();
     match codes {
-        Err(code) => response.error_code = code,
+        Err(error) => response.error_code = error_code(error),
         Ok(codes) if request.version >= 3 => {
             response.members = members
                 .into_iter()
@@ -271,12 +271,12 @@ async fn leave(shard: Rc<Shard>, request: Request) -> Answer {
                     let mut m = MemberResponse::default();
                     m.member_id = str_bytes(id);
                     m.group_instance_id = instance.map(str_bytes);
-                    m.error_code = code;
+                    m.error_code = result_code(code);
                     m
                 })
                 .collect();
         }
-        Ok(codes) => response.error_code = codes.first().copied().unwrap_or(0),
+        Ok(codes) => response.error_code = codes.first().map_or(0, |code| result_code(*code)),
     }
     request.answer(&response)
 }
@@ -330,7 +330,7 @@ async fn offset_commit(shard: Rc<Shard>, request: Request) -> Answer {
         });
         committed.await.and_then(|result| result)
     };
-    let code = result.err().unwrap_or(0);
+    let code = result_code(result);
     let mut response = OffsetCommitResponse::default();
     for topic in &body.topics {
         let mut out = OffsetCommitResponseTopic::default();
@@ -379,7 +379,7 @@ async fn fetch_group_offsets(
         };
         Ok(rows.into_iter().map(row).collect())
     });
-    fetched.await.and_then(|rows| rows)
+    fetched.await.and_then(|rows| rows).map_err(error_code)
 }
 
 /// Groups consecutive rows by topic, keeping their order.
@@ -528,7 +528,7 @@ async fn describe(shard: Rc<Shard>, request: Request) -> Answer {
         out.authorized_operations = super::authorized::group(body.include_authorized_operations);
         match answer {
             Ok(d) => {
-                out.error_code = d.error_code;
+                out.error_code = d.error.map_or(0, error_code);
                 out.group_state = str_bytes(d.state);
                 out.protocol_type = str_bytes(d.protocol_type);
                 out.protocol_data = str_bytes(d.protocol);
@@ -549,7 +549,7 @@ async fn describe(shard: Rc<Shard>, request: Request) -> Answer {
                     })
                     .collect();
             }
-            Err(code) => out.error_code = code,
+            Err(error) => out.error_code = error_code(error),
         }
         response.groups.push(out);
     }
@@ -563,7 +563,7 @@ async fn list(shard: Rc<Shard>, request: Request) -> Answer {
     let body: ListGroupsRequest = request.decode("ListGroupsRequest")?;
     let answers = join_all((0..shard.shards as u32).map(|peer| {
         let list = |shard: Rc<Shard>| async move { shard.groups.list() };
-        shard.on_coordinator(ShardId(peer), list)
+        shard.on_group_shard(ShardId(peer), list)
     }))
     .await;
     let filter: Vec<String> = body
@@ -600,7 +600,7 @@ async fn list(shard: Rc<Shard>, request: Request) -> Answer {
                     response.groups.push(g);
                 }
             }
-            Err(code) => response.error_code = code,
+            Err(error) => response.error_code = error_code(error),
         }
     }
     request.answer(&response)
@@ -618,7 +618,7 @@ async fn delete(shard: Rc<Shard>, request: Request) -> Answer {
         let mut result =
             kafka_protocol::messages::delete_groups_response::DeletableGroupResult::default();
         result.group_id = g.clone();
-        result.error_code = deleted.await.unwrap_or_else(|code| code);
+        result.error_code = result_code(deleted.await.and_then(|deleted| deleted));
         response.results.push(result);
     }
     request.answer(&response)
@@ -645,7 +645,7 @@ async fn offset_delete(shard: Rc<Shard>, request: Request) -> Answer {
         .and_then(|codes| codes);
     let mut response = OffsetDeleteResponse::default();
     match codes {
-        Err(code) => response.error_code = code,
+        Err(error) => response.error_code = error_code(error),
         Ok(codes) => {
             let mut codes = codes.into_iter();
             for t in &body.topics {
@@ -657,7 +657,7 @@ async fn offset_delete(shard: Rc<Shard>, request: Request) -> Answer {
                     .map(|p| {
                         let mut r = OffsetDeleteResponsePartition::default();
                         r.partition_index = p.partition_index;
-                        r.error_code = codes.next().unwrap_or(0);
+                        r.error_code = codes.next().map_or(0, result_code);
                         r
                     })
                     .collect();

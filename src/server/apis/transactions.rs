@@ -264,7 +264,7 @@ async fn txn_offset_commit(shard: Rc<Shard>, request: Request) -> Answer {
                 )
                 .await
         });
-        code_of(committed.await.and_then(|result| result))
+        crate::server::groups::result_code(committed.await.and_then(|result| result))
     };
     let mut response = TxnOffsetCommitResponse::default();
     for topic in &body.topics {
