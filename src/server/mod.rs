@@ -135,20 +135,6 @@ impl Shard {
         rx
     }
 
-    /// Runs `op` on `shard`, whose group or transaction coordinator holds what is asked about (in
-    /// place when that is this shard); COORDINATOR_NOT_AVAILABLE when it is not running.
-    pub async fn on_coordinator<T, F, Fut>(&self, shard: ShardId, op: F) -> Result<T, i16>
-    where
-        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = T> + 'static,
-        T: Send + 'static,
-    {
-        self.mesh
-            .route(shard, op)
-            .await
-            .map_err(|_| E::CoordinatorNotAvailable.code())
-    }
-
     pub async fn append(&self, tp: &TopicPartition, records: Bytes) -> AppendReply {
         let tp = tp.clone();
         self.mesh

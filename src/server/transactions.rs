@@ -20,7 +20,7 @@ use crate::io;
 use crate::model::records::marker_batch;
 use crate::model::{ShardId, TimestampMs, TopicPartition};
 use crate::protocol::ResponseError as E;
-use crate::txn::{self, Coordinator, MarkerWrite, TxnConfig, TXN_TOPIC};
+use crate::txn::{self, Coordinator, MarkerWrite, TxnConfig, TxnError, TXN_TOPIC};
 
 /// How often a shard's transaction coordinator runs its ticker.
 const TXN_TICK_MS: u64 = 100;
@@ -35,6 +35,22 @@ pub fn txn_config(broker: &Values) -> TxnConfig {
     }
 }
 
+/// The Kafka error code for a refused transaction operation.
+pub fn error_code(error: TxnError) -> i16 {
+    match error {
+        TxnError::EmptyId => E::InvalidRequest,
+        TxnError::Loading => E::CoordinatorLoadInProgress,
+        TxnError::UnknownProducerId => E::InvalidProducerIdMapping,
+        TxnError::Concurrent => E::ConcurrentTransactions,
+        TxnError::InvalidTimeout => E::InvalidTransactionTimeout,
+        TxnError::Fenced => E::ProducerFenced,
+        TxnError::InvalidState => E::InvalidTxnState,
+        TxnError::NotFound => E::TransactionalIdNotFound,
+        TxnError::Unavailable => E::CoordinatorNotAvailable,
+    }
+    .code()
+}
+
 /// The coordinator of a shard, writing through that shard.
 pub fn coordinator(shard: Weak<Shard>, config: TxnConfig) -> Coordinator {
     let persist = {
@@ -43,14 +59,14 @@ pub fn coordinator(shard: Weak<Shard>, config: TxnConfig) -> Coordinator {
             let shard = shard.clone();
             async move {
                 let Some(shard) = shard.upgrade() else {
-                    return Err(E::CoordinatorNotAvailable.code());
+                    return Err(TxnError::Unavailable);
                 };
                 let tp = TopicPartition::new(TXN_TOPIC, partition);
                 match shard.append_local(&tp, batch).await.error_code {
                     0 => Ok(()),
                     code => {
                         tracing::warn!(%tp, code, "cannot write transaction state");
-                        Err(E::CoordinatorNotAvailable.code())
+                        Err(TxnError::Unavailable)
                     }
                 }
             }
@@ -62,10 +78,13 @@ pub fn coordinator(shard: Weak<Shard>, config: TxnConfig) -> Coordinator {
         Rc::new(move || {
             let shard = shard.clone();
             async move {
-                match shard.upgrade() {
-                    Some(shard) => shard.new_producer_id().await,
-                    None => Err(E::CoordinatorNotAvailable.code()),
-                }
+                let Some(shard) = shard.upgrade() else {
+                    return Err(TxnError::Unavailable);
+                };
+                shard.new_producer_id().await.map_err(|code| {
+                    tracing::warn!(code, "no producer id for a transactional id");
+                    TxnError::Unavailable
+                })
             }
             .boxed_local()
         })
@@ -73,14 +92,24 @@ pub fn coordinator(shard: Weak<Shard>, config: TxnConfig) -> Coordinator {
     let write_markers = Rc::new(move |markers: MarkerWrite| {
         let shard = shard.clone();
         async move {
-            match shard.upgrade() {
-                Some(shard) => shard.write_markers(markers).await,
-                None => markers
-                    .partitions
-                    .into_iter()
-                    .map(|(t, p)| (t, p, E::CoordinatorNotAvailable.code()))
-                    .collect(),
-            }
+            let Some(shard) = shard.upgrade() else {
+                return markers.partitions;
+            };
+            let failed = shard.write_markers(markers).await;
+            // A partition that no longer exists needs no marker.
+            let unknown = E::UnknownTopicOrPartition.code();
+            let failed = failed.into_iter().filter(|(_, _, code)| *code != unknown);
+            failed
+                .map(|(topic, partition, code)| {
+                    tracing::debug!(
+                        topic,
+                        partition,
+                        code,
+                        "a transaction marker was not written"
+                    );
+                    (topic, partition)
+                })
+                .collect()
         }
         .boxed_local()
     });
@@ -152,14 +181,25 @@ impl Shard {
     }
 
     /// Runs `op` on the shard whose coordinator holds `transactional_id`.
-    pub async fn on_txn<T, F, Fut>(&self, transactional_id: &str, op: F) -> Result<T, i16>
+    pub async fn on_txn<T, F, Fut>(&self, transactional_id: &str, op: F) -> Result<T, TxnError>
     where
         F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
         Fut: Future<Output = T> + 'static,
         T: Send + 'static,
     {
-        self.on_coordinator(self.txn_shard(transactional_id), op)
+        self.on_txn_shard(self.txn_shard(transactional_id), op)
             .await
+    }
+
+    /// Runs `op` on `shard` (in place when that is this shard).
+    pub async fn on_txn_shard<T, F, Fut>(&self, shard: ShardId, op: F) -> Result<T, TxnError>
+    where
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        let routed = self.mesh.route(shard, op).await;
+        routed.map_err(|_| TxnError::Unavailable)
     }
 
     /// Reads this shard's `__transaction_state` partitions and rebuilds their transactions.

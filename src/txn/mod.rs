@@ -12,6 +12,7 @@
 //! One operation per transactional id at a time: while one is in flight the others get
 //! CONCURRENT_TRANSACTIONS, which clients retry (as Kafka's `pendingState`).
 
+mod error;
 pub mod records;
 
 use std::cell::{Cell, RefCell};
@@ -24,7 +25,7 @@ use futures::future::LocalBoxFuture;
 
 use crate::model::records::{BatchBuilder, Record};
 use crate::model::{Offset, TimestampMs};
-use crate::protocol::ResponseError as E;
+pub use error::TxnError;
 pub use records::{TxnRecord, TxnState};
 
 pub const TXN_TOPIC: &str = "__transaction_state";
@@ -58,17 +59,19 @@ pub struct MarkerWrite {
     pub partitions: Vec<(String, i32)>,
 }
 
-pub type Persist = Rc<dyn Fn(i32, Bytes) -> LocalBoxFuture<'static, Result<(), i16>>>;
-pub type NewProducerId = Rc<dyn Fn() -> LocalBoxFuture<'static, Result<i64, i16>>>;
-pub type WriteMarkers = Rc<dyn Fn(MarkerWrite) -> LocalBoxFuture<'static, Vec<(String, i32, i16)>>>;
+pub type Persist = Rc<dyn Fn(i32, Bytes) -> LocalBoxFuture<'static, Result<(), TxnError>>>;
+pub type NewProducerId = Rc<dyn Fn() -> LocalBoxFuture<'static, Result<i64, TxnError>>>;
+/// Writes the markers; the partitions that did not take theirs (a partition that no longer
+/// exists needs none and is not among them).
+pub type WriteMarkers = Rc<dyn Fn(MarkerWrite) -> LocalBoxFuture<'static, Vec<(String, i32)>>>;
 
 /// What the coordinator needs from the broker.
 pub struct Io {
-    /// Writes one batch to a partition of `__transaction_state`; the Kafka error on failure.
+    /// Writes one batch to a partition of `__transaction_state`.
     pub persist: Persist,
     /// A producer id never handed out before.
     pub new_producer_id: NewProducerId,
-    /// Writes the markers; answers the partitions that did not take theirs, with the error.
+    /// Writes the markers; answers the partitions that did not take theirs.
     pub write_markers: WriteMarkers,
 }
 
@@ -136,12 +139,12 @@ impl Coordinator {
         &self.config
     }
 
-    fn ready(&self, id: &str) -> Result<(), i16> {
+    fn ready(&self, id: &str) -> Result<(), TxnError> {
         if id.is_empty() {
-            return Err(E::InvalidRequest.code());
+            return Err(TxnError::EmptyId);
         }
         if !self.loaded.get() {
-            return Err(E::CoordinatorLoadInProgress.code());
+            return Err(TxnError::Loading);
         }
         Ok(())
     }
@@ -185,7 +188,7 @@ impl Coordinator {
         self.loaded.set(true);
     }
 
-    async fn write(&self, id: &str, value: Option<&TxnRecord>) -> Result<(), i16> {
+    async fn write(&self, id: &str, value: Option<&TxnRecord>) -> Result<(), TxnError> {
         let record = Record {
             offset: Offset(0),
             timestamp: TimestampMs::now(),
@@ -201,12 +204,12 @@ impl Coordinator {
     fn take(
         &self,
         id: &str,
-        check: impl FnOnce(&Txn) -> Result<(), i16>,
-    ) -> Result<(Busy<'_>, TxnRecord, i16), i16> {
+        check: impl FnOnce(&Txn) -> Result<(), TxnError>,
+    ) -> Result<(Busy<'_>, TxnRecord, i16), TxnError> {
         let mut txns = self.txns.borrow_mut();
-        let txn = txns.get_mut(id).ok_or(E::InvalidProducerIdMapping.code())?;
+        let txn = txns.get_mut(id).ok_or(TxnError::UnknownProducerId)?;
         if txn.busy {
-            return Err(E::ConcurrentTransactions.code());
+            return Err(TxnError::Concurrent);
         }
         check(txn)?;
         txn.busy = true;
@@ -218,7 +221,7 @@ impl Coordinator {
     }
 
     /// Writes `record` as the id's state and installs it once durable.
-    async fn store(&self, id: &str, record: TxnRecord, last_epoch: i16) -> Result<(), i16> {
+    async fn store(&self, id: &str, record: TxnRecord, last_epoch: i16) -> Result<(), TxnError> {
         self.write(id, Some(&record)).await?;
         let preparing = record.state.is_preparing();
         if let Some(txn) = self.txns.borrow_mut().get_mut(id) {
@@ -240,10 +243,10 @@ impl Coordinator {
         id: &str,
         timeout_ms: i32,
         expected: Option<(i64, i16)>,
-    ) -> Result<(i64, i16), i16> {
+    ) -> Result<(i64, i16), TxnError> {
         self.ready(id)?;
         if timeout_ms <= 0 || timeout_ms > self.config.max_timeout_ms {
-            return Err(E::InvalidTransactionTimeout.code());
+            return Err(TxnError::InvalidTimeout);
         }
         let fresh = {
             let mut txns = self.txns.borrow_mut();
@@ -297,7 +300,7 @@ impl Coordinator {
                 {
                     Ok(())
                 }
-                Some(_) => Err(E::ProducerFenced.code()),
+                Some(_) => Err(TxnError::Fenced),
             }
         })?;
         if let Some((_, epoch)) = expected {
@@ -313,7 +316,7 @@ impl Coordinator {
             TxnState::PrepareCommit | TxnState::PrepareAbort => {
                 drop(busy);
                 let _ = self.complete(id).await;
-                return Err(E::ConcurrentTransactions.code());
+                return Err(TxnError::Concurrent);
             }
             TxnState::Ongoing => {
                 // The previous producer left a transaction open: abort it under a new epoch,
@@ -322,11 +325,11 @@ impl Coordinator {
                 drop(busy);
                 if self.complete(id).await.is_err() {
                     // Markers still to write (the ticker retries): the client retries too.
-                    return Err(E::ConcurrentTransactions.code());
+                    return Err(TxnError::Concurrent);
                 }
                 let (busy, current, _) = self.take(id, |_| Ok(()))?;
                 if current.state != TxnState::CompleteAbort || current.producer_epoch != fenced {
-                    return Err(E::ConcurrentTransactions.code());
+                    return Err(TxnError::Concurrent);
                 }
                 return self.bump(id, busy, current, timeout_ms).await;
             }
@@ -342,7 +345,7 @@ impl Coordinator {
         busy: Busy<'_>,
         current: TxnRecord,
         timeout_ms: i32,
-    ) -> Result<(i64, i16), i16> {
+    ) -> Result<(i64, i16), TxnError> {
         let (producer_id, epoch) = if current.producer_epoch >= i16::MAX - 1 {
             ((self.io.new_producer_id)().await?, 0)
         } else {
@@ -363,7 +366,7 @@ impl Coordinator {
     }
 
     /// Decides to abort `current` (an open transaction) under the next epoch; that epoch.
-    async fn fence_and_abort(&self, id: &str, current: TxnRecord) -> Result<i16, i16> {
+    async fn fence_and_abort(&self, id: &str, current: TxnRecord) -> Result<i16, TxnError> {
         let epoch = current.producer_epoch.saturating_add(1).min(i16::MAX - 1);
         let record = TxnRecord {
             producer_epoch: epoch,
@@ -375,12 +378,12 @@ impl Coordinator {
         Ok(epoch)
     }
 
-    fn check_producer(txn: &Txn, producer_id: i64, epoch: i16) -> Result<(), i16> {
+    fn check_producer(txn: &Txn, producer_id: i64, epoch: i16) -> Result<(), TxnError> {
         if txn.record.producer_id != producer_id {
-            return Err(E::InvalidProducerIdMapping.code());
+            return Err(TxnError::UnknownProducerId);
         }
         if txn.record.producer_epoch != epoch {
-            return Err(E::ProducerFenced.code());
+            return Err(TxnError::Fenced);
         }
         Ok(())
     }
@@ -393,7 +396,7 @@ impl Coordinator {
         producer_id: i64,
         epoch: i16,
         partitions: Vec<(String, i32)>,
-    ) -> Result<(), i16> {
+    ) -> Result<(), TxnError> {
         self.ready(id)?;
         let mut already = false;
         let (busy, current, last_epoch) = self.take(id, |txn| {
@@ -401,9 +404,9 @@ impl Coordinator {
             let r = &txn.record;
             match r.state {
                 TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence => {
-                    Err(E::ConcurrentTransactions.code())
+                    Err(TxnError::Concurrent)
                 }
-                TxnState::Dead => Err(E::InvalidTxnState.code()),
+                TxnState::Dead => Err(TxnError::InvalidState),
                 TxnState::Ongoing => {
                     already = partitions
                         .iter()
@@ -443,10 +446,10 @@ impl Coordinator {
         producer_id: i64,
         epoch: i16,
         partitions: &[(String, i32)],
-    ) -> Result<Vec<bool>, i16> {
+    ) -> Result<Vec<bool>, TxnError> {
         self.ready(id)?;
         let txns = self.txns.borrow();
-        let txn = txns.get(id).ok_or(E::InvalidProducerIdMapping.code())?;
+        let txn = txns.get(id).ok_or(TxnError::UnknownProducerId)?;
         Self::check_producer(txn, producer_id, epoch)?;
         let ongoing = txn.record.state == TxnState::Ongoing;
         Ok(partitions
@@ -463,7 +466,7 @@ impl Coordinator {
         producer_id: i64,
         epoch: i16,
         commit: bool,
-    ) -> Result<(), i16> {
+    ) -> Result<(), TxnError> {
         self.ready(id)?;
         let mut done = false;
         let (busy, current, last_epoch) = self.take(id, |txn| {
@@ -476,9 +479,9 @@ impl Coordinator {
                     Ok(())
                 }
                 (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {
-                    Err(E::ConcurrentTransactions.code())
+                    Err(TxnError::Concurrent)
                 }
-                _ => Err(E::InvalidTxnState.code()),
+                _ => Err(TxnError::InvalidState),
             }
         })?;
         if done {
@@ -495,11 +498,11 @@ impl Coordinator {
         };
         self.store(id, record, last_epoch).await?;
         drop(busy);
-        if let Err(code) = self.complete(id).await {
+        if let Err(error) = self.complete(id).await {
             // The decision is durable; the ticker writes the markers that are missing.
             tracing::debug!(
                 transactional_id = id,
-                code,
+                %error,
                 "markers pending; retried by the ticker"
             );
         }
@@ -507,7 +510,7 @@ impl Coordinator {
     }
 
     /// Writes the markers of a decided transaction and records it complete.
-    async fn complete(&self, id: &str) -> Result<(), i16> {
+    async fn complete(&self, id: &str) -> Result<(), TxnError> {
         let (busy, current, last_epoch) = self.take(id, |_| Ok(()))?;
         let commit = match current.state {
             TxnState::PrepareCommit => true,
@@ -521,27 +524,19 @@ impl Coordinator {
             partitions: current.partitions.clone(),
         })
         .await;
-        // A partition that no longer exists needs no marker.
-        let failed: Vec<(String, i32, i16)> = failed
-            .into_iter()
-            .filter(|(_, _, code)| *code != E::UnknownTopicOrPartition.code())
-            .collect();
-        if let Some((topic, partition, code)) = failed.first() {
+        if let Some((topic, partition)) = failed.first() {
             tracing::warn!(
                 transactional_id = id,
                 topic,
                 partition,
-                code,
                 partitions = failed.len(),
                 "a transaction marker was not written; retrying"
             );
             // Only those are written again.
-            let remaining: Vec<(String, i32)> =
-                failed.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
             if let Some(txn) = self.txns.borrow_mut().get_mut(id) {
-                txn.record.partitions = remaining;
+                txn.record.partitions = failed;
             }
-            return Err(*code);
+            return Err(TxnError::Unavailable);
         }
         let record = TxnRecord {
             state: if commit {
@@ -558,14 +553,14 @@ impl Coordinator {
         Ok(())
     }
 
-    pub fn describe(&self, id: &str) -> Result<TxnRecord, i16> {
+    pub fn describe(&self, id: &str) -> Result<TxnRecord, TxnError> {
         self.ready(id)?;
         self.txns
             .borrow()
             .get(id)
             .filter(|t| t.record.producer_id >= 0)
             .map(|t| t.record.clone())
-            .ok_or(E::TransactionalIdNotFound.code())
+            .ok_or(TxnError::NotFound)
     }
 
     /// The transactions in one of `states` (any when empty), of one of `producer_ids` (any when
@@ -650,7 +645,7 @@ impl Coordinator {
             if txn.record.state == TxnState::Ongoing {
                 Ok(())
             } else {
-                Err(E::InvalidTxnState.code())
+                Err(TxnError::InvalidState)
             }
         }) else {
             return;

@@ -43,11 +43,11 @@ fn coordinator(fake: &Rc<Fake>) -> Coordinator {
             async move { Ok(1000 + id) }.boxed_local()
         }),
         write_markers: Rc::new(move |markers: MarkerWrite| {
-            let refused: Vec<(String, i32, i16)> = markers
+            let refused: Vec<(String, i32)> = markers
                 .partitions
                 .iter()
                 .filter(|p| c.refuse.borrow().contains(p))
-                .map(|(t, p)| (t.clone(), *p, E::NotLeaderOrFollower.code()))
+                .cloned()
                 .collect();
             c.markers.borrow_mut().push(markers);
             async move { refused }.boxed_local()
@@ -95,12 +95,12 @@ fn a_commit_writes_its_decision_then_markers_then_completion() {
         let c = coordinator(&fake);
         assert_eq!(
             c.init_producer_id("t", 1_000, None).await,
-            Err(E::CoordinatorLoadInProgress.code())
+            Err(TxnError::Loading)
         );
         c.load(Vec::new());
         assert_eq!(
             c.init_producer_id("t", 120_000, None).await,
-            Err(E::InvalidTransactionTimeout.code())
+            Err(TxnError::InvalidTimeout)
         );
         let (pid, epoch) = c.init_producer_id("t", 10_000, None).await.unwrap();
         assert_eq!((pid, epoch), (1000, 0));
@@ -116,7 +116,7 @@ fn a_commit_writes_its_decision_then_markers_then_completion() {
         );
         assert_eq!(
             c.add_partitions("t", pid + 1, 0, vec![tp("a", 0)]).await,
-            Err(E::InvalidProducerIdMapping.code())
+            Err(TxnError::UnknownProducerId)
         );
         c.end_txn("t", pid, 0, true).await.unwrap();
         {
@@ -143,7 +143,7 @@ fn a_commit_writes_its_decision_then_markers_then_completion() {
         assert_eq!(c.end_txn("t", pid, 0, true).await, Ok(()));
         assert_eq!(
             c.end_txn("t", pid, 0, false).await,
-            Err(E::InvalidTxnState.code())
+            Err(TxnError::InvalidState)
         );
         let described = replayed(&fake).describe("t").unwrap();
         assert_eq!(described.state, TxnState::CompleteCommit);
@@ -178,7 +178,7 @@ fn a_second_producer_fences_the_first_and_aborts_its_transaction() {
                 .await
                 .map(|_| ()),
         ] {
-            assert_eq!(result, Err(E::ProducerFenced.code()));
+            assert_eq!(result, Err(TxnError::Fenced));
         }
         // KIP-360: the new producer retrying its own bump gets the same epoch back.
         assert_eq!(
@@ -202,10 +202,7 @@ fn a_transaction_past_its_timeout_is_aborted_and_its_epoch_fenced() {
         c.tick(Instant::now()).await;
         assert_eq!(c.describe("t").unwrap().state, TxnState::CompleteAbort);
         assert_eq!(fake.markers.borrow()[0].producer_epoch, e0 + 1);
-        assert_eq!(
-            c.end_txn("t", pid, e0, true).await,
-            Err(E::ProducerFenced.code())
-        );
+        assert_eq!(c.end_txn("t", pid, e0, true).await, Err(TxnError::Fenced));
         // The fenced producer may recover with its last epoch (KIP-360).
         assert_eq!(
             c.init_producer_id("t", 1_000, Some((pid, e0))).await,
@@ -229,7 +226,7 @@ fn markers_that_fail_are_retried_and_the_next_transaction_waits() {
         assert_eq!(c.describe("t").unwrap().state, TxnState::PrepareCommit);
         assert_eq!(
             c.add_partitions("t", pid, e, vec![tp("a", 0)]).await,
-            Err(E::ConcurrentTransactions.code())
+            Err(TxnError::Concurrent)
         );
         // A restart now finishes the decision too.
         let after_restart = replayed(&fake);

@@ -44,7 +44,8 @@ async fn init_producer_id(shard: Rc<Shard>, request: Request) -> Answer {
                         let txns = &shard.txns;
                         txns.init_producer_id(&id_sent, timeout_ms, expected).await
                     });
-                    initiated.await.and_then(|result| result)
+                    let initiated = initiated.await.and_then(|result| result);
+                    initiated.map_err(crate::server::transactions::error_code)
                 }
             };
             match answer {

@@ -27,6 +27,7 @@ use super::{str_bytes, topic_name, Answer, Api, Request};
 use crate::group::{offsets_partition, CommittedOffset, OFFSETS_TOPIC};
 use crate::model::{ShardId, TimestampMs};
 use crate::protocol::ResponseError as E;
+use crate::server::transactions::error_code as txn_code;
 use crate::server::Shard;
 use crate::txn::TxnState;
 
@@ -64,7 +65,7 @@ async fn add_to_txn(
         txns.add_partitions(&id_sent, producer_id, epoch, partitions)
             .await
     });
-    added.await.and_then(|result| result)
+    added.await.and_then(|result| result).map_err(txn_code)
 }
 
 /// One transaction's AddPartitionsToTxn: the code for each of its partitions.
@@ -105,7 +106,7 @@ async fn add_one(
             let txns = &shard.txns;
             txns.verify_partitions(&id_sent, producer_id, epoch, &asked)
         });
-        match verified.await.and_then(|added| added) {
+        match verified.await.and_then(|added| added).map_err(txn_code) {
             Ok(added) => partitions
                 .into_iter()
                 .zip(added)
@@ -202,7 +203,7 @@ async fn end_txn(shard: Rc<Shard>, request: Request) -> Answer {
         txns.end_txn(&id_sent, producer_id, epoch, commit).await
     });
     let mut response = EndTxnResponse::default();
-    let result = ended.await.and_then(|result| result);
+    let result = ended.await.and_then(|result| result).map_err(txn_code);
     response.error_code = fenced_for(request.version, 2, code_of(result));
     request.answer(&response)
 }
@@ -298,7 +299,7 @@ async fn describe(shard: Rc<Shard>, request: Request) -> Answer {
                 let id_sent = text.clone();
                 let described =
                     shard.on_txn(&text, |shard| async move { shard.txns.describe(&id_sent) });
-                described.await.and_then(|txn| txn)
+                described.await.and_then(|txn| txn).map_err(txn_code)
             } else {
                 Err(E::TransactionalIdNotFound.code())
             };
@@ -357,7 +358,7 @@ async fn list(shard: Rc<Shard>, request: Request) -> Answer {
     };
     let calls = (0..shard.shards as u32).map(|target| {
         let (states, producer_ids) = (states.clone(), producer_ids.clone());
-        shard.on_coordinator(ShardId(target), move |shard| async move {
+        shard.on_txn_shard(ShardId(target), move |shard| async move {
             shard.txns.list(&states, &producer_ids, min_duration_ms)
         })
     });
@@ -372,7 +373,7 @@ async fn list(shard: Rc<Shard>, request: Request) -> Answer {
                     response.transaction_states.push(out);
                 }
             }
-            Err(code) => response.error_code = code,
+            Err(error) => response.error_code = txn_code(error),
         }
     }
     request.answer(&response)
