@@ -18,6 +18,8 @@ pub struct Offset(pub i64);
 
 impl Offset {
     pub const ZERO: Offset = Offset(0);
+    /// Kafka's "no offset" on the wire (-1): an error's answer, or nothing found.
+    pub const UNKNOWN: Offset = Offset(-1);
 
     pub fn get(self) -> i64 {
         self.0

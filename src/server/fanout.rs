@@ -182,7 +182,7 @@ impl Shard {
             let partitions = self.partitions.borrow();
             for &index in &pending {
                 let (read, reply) = (&reads[index], &out[index]);
-                let seen = read.offset.max(Offset(reply.header.high_watermark));
+                let seen = read.offset.max(reply.header.high_watermark);
                 match partitions.get(&read.tp) {
                     Some(partition) if partition.high_watermark() <= seen => {
                         partition.add_waiter(wake.clone())
@@ -203,9 +203,9 @@ fn nothing_new(partition: &Partition, isolation: Isolation) -> ReadReply<Vec<Rea
     ReadReply {
         header: ReadHeader {
             error_code: 0,
-            high_watermark: partition.high_watermark().0,
-            last_stable_offset: partition.last_stable_offset().0,
-            log_start_offset: partition.log.log_start().0,
+            high_watermark: partition.high_watermark(),
+            last_stable_offset: partition.last_stable_offset(),
+            log_start_offset: partition.log.log_start(),
         },
         ranges: Some(Vec::new()),
         aborted: (isolation == Isolation::ReadCommitted).then(Vec::new),
@@ -216,9 +216,9 @@ fn not_leader<R>() -> ReadReply<R> {
     ReadReply {
         header: ReadHeader {
             error_code: E::NotLeaderOrFollower.code(),
-            high_watermark: -1,
-            last_stable_offset: -1,
-            log_start_offset: -1,
+            high_watermark: Offset::UNKNOWN,
+            last_stable_offset: Offset::UNKNOWN,
+            log_start_offset: Offset::UNKNOWN,
         },
         ranges: None,
         aborted: None,

@@ -35,7 +35,7 @@ use futures::channel::oneshot;
 use crate::cluster::{Image, MetadataStore};
 use crate::config::Values;
 use crate::io;
-use crate::model::{ShardId, TopicPartition};
+use crate::model::{Offset, ShardId, TopicPartition};
 use crate::protocol::ResponseError as E;
 use crate::shard::Mesh;
 pub use apis::served as served_apis;
@@ -168,7 +168,7 @@ impl Shard {
             .unwrap_or(Err(E::NotLeaderOrFollower.code()))
     }
 
-    pub async fn delete_records(&self, tp: &TopicPartition, offset: i64) -> Result<i64, i16> {
+    pub async fn delete_records(&self, tp: &TopicPartition, offset: Offset) -> Result<Offset, i16> {
         let tp = tp.clone();
         self.mesh
             .route(self.owner(&tp), move |shard| async move {

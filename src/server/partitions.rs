@@ -10,14 +10,14 @@ use bytes::Bytes;
 use super::Shard;
 use crate::cluster::TopicMeta;
 use crate::io;
-use crate::model::{records, Codec, Isolation, Offset, TimestampMs, TopicPartition};
+use crate::model::{records, Codec, Epoch, Isolation, Offset, TimestampMs, TopicPartition};
 use crate::protocol::ResponseError as E;
 use crate::shard::Unreachable;
 use crate::storage::{AppendOptions, Log, ReadRange, SequenceError, StorageError};
 
 /// The leader epoch of every partition on a single node: it never changes leader. Stamped into
 /// each appended batch (as Kafka does), answered in Metadata and OffsetForLeaderEpoch.
-pub const LEADER_EPOCH: i32 = 0;
+pub const LEADER_EPOCH: Epoch = Epoch(0);
 
 pub struct Partition {
     pub log: Rc<Log>,
@@ -94,9 +94,9 @@ impl Partition {
 pub struct AppendReply {
     pub error_code: i16,
     pub error_message: Option<String>,
-    pub base_offset: i64,
+    pub base_offset: Offset,
     pub log_append_time_ms: i64,
-    pub log_start_offset: i64,
+    pub log_start_offset: Offset,
     /// Produce v8+: the records (index in their batch) that made the batch fail, with why.
     pub record_errors: Vec<(i32, String)>,
 }
@@ -106,9 +106,9 @@ impl AppendReply {
     pub fn failed(error_code: i16) -> AppendReply {
         AppendReply {
             error_code,
-            base_offset: -1,
+            base_offset: Offset::UNKNOWN,
             log_append_time_ms: -1,
-            log_start_offset: -1,
+            log_start_offset: Offset::UNKNOWN,
             ..Default::default()
         }
     }
@@ -124,9 +124,9 @@ impl From<Unreachable> for AppendReply {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ReadHeader {
     pub error_code: i16,
-    pub high_watermark: i64,
-    pub last_stable_offset: i64,
-    pub log_start_offset: i64,
+    pub high_watermark: Offset,
+    pub last_stable_offset: Offset,
+    pub log_start_offset: Offset,
 }
 
 impl ReadHeader {
@@ -155,7 +155,7 @@ pub enum OffsetSpec {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ListOffsetReply {
     pub error_code: i16,
-    pub offset: i64,
+    pub offset: Offset,
     pub timestamp: i64,
 }
 
@@ -163,7 +163,7 @@ impl ListOffsetReply {
     pub fn found(offset: Offset, timestamp: i64) -> ListOffsetReply {
         ListOffsetReply {
             error_code: 0,
-            offset: offset.0,
+            offset,
             timestamp,
         }
     }
@@ -171,7 +171,7 @@ impl ListOffsetReply {
     pub fn failed(error_code: i16) -> ListOffsetReply {
         ListOffsetReply {
             error_code,
-            offset: -1,
+            offset: Offset::UNKNOWN,
             timestamp: -1,
         }
     }
@@ -206,9 +206,9 @@ fn require_keys(log: &Log, tp: &TopicPartition, records: &Bytes) -> Result<(), A
     let failed = |code: E, message: String, record_errors| AppendReply {
         error_code: code.code(),
         error_message: Some(message),
-        base_offset: -1,
+        base_offset: Offset::UNKNOWN,
         log_append_time_ms: -1,
-        log_start_offset: log.log_start().0,
+        log_start_offset: log.log_start(),
         record_errors,
     };
     let limit = log.config().max_message_bytes.max(1 << 20) * 64;
@@ -266,9 +266,9 @@ fn recompress(log: &Log, records: &Bytes, codec: Codec) -> Result<Bytes, AppendR
         Err(e) => Err(AppendReply {
             error_code: E::CorruptMessage.code(),
             error_message: Some(e.to_string()),
-            base_offset: -1,
+            base_offset: Offset::UNKNOWN,
             log_append_time_ms: -1,
-            log_start_offset: log.log_start().0,
+            log_start_offset: log.log_start(),
             record_errors: Vec::new(),
         }),
     }
@@ -350,7 +350,7 @@ impl Shard {
             },
         };
         let options = AppendOptions {
-            leader_epoch: Some(LEADER_EPOCH),
+            leader_epoch: Some(LEADER_EPOCH.0),
             ..AppendOptions::default()
         };
         let result = partition.log.append(vec![records.clone()], options).await;
@@ -366,9 +366,9 @@ impl Shard {
                 AppendReply {
                     error_code: 0,
                     error_message: None,
-                    base_offset: info.first_offset.0,
+                    base_offset: info.first_offset,
                     log_append_time_ms: info.log_append_time.map_or(-1, |t| t.0),
-                    log_start_offset: partition.log.log_start().0,
+                    log_start_offset: partition.log.log_start(),
                     record_errors: Vec::new(),
                 }
             }
@@ -384,9 +384,9 @@ impl Shard {
                 AppendReply {
                     error_code: error_code(&e),
                     error_message: Some(e.to_string()),
-                    base_offset: -1,
+                    base_offset: Offset::UNKNOWN,
                     log_append_time_ms: -1,
-                    log_start_offset: partition.log.log_start().0,
+                    log_start_offset: partition.log.log_start(),
                     record_errors: Vec::new(),
                 }
             }
@@ -422,9 +422,9 @@ impl Shard {
                 return ReadReply {
                     header: ReadHeader {
                         error_code: code,
-                        high_watermark: -1,
-                        last_stable_offset: -1,
-                        log_start_offset: -1,
+                        high_watermark: Offset::UNKNOWN,
+                        last_stable_offset: Offset::UNKNOWN,
+                        log_start_offset: Offset::UNKNOWN,
                     },
                     ranges: None,
                     aborted: None,
@@ -436,9 +436,9 @@ impl Shard {
         let last_stable = partition.last_stable_offset();
         let header = ReadHeader {
             error_code: 0,
-            high_watermark: high_watermark.0,
-            last_stable_offset: last_stable.0,
-            log_start_offset: log.log_start().0,
+            high_watermark,
+            last_stable_offset: last_stable,
+            log_start_offset: log.log_start(),
         };
         // read_committed stops at the last stable offset: nothing of an open transaction.
         let upper = if read_committed {
@@ -523,21 +523,23 @@ impl Shard {
 
     /// DeleteRecords: moves the log start to `offset` (-1: the high watermark); the new low
     /// watermark, or the error code.
-    pub async fn delete_records_local(&self, tp: &TopicPartition, offset: i64) -> Result<i64, i16> {
+    pub async fn delete_records_local(
+        &self,
+        tp: &TopicPartition,
+        offset: Offset,
+    ) -> Result<Offset, i16> {
         let partition = self.partition(tp).await?;
-        let log = &partition.log;
-        let target = if offset == -1 {
-            partition.high_watermark().0
+        let high_watermark = partition.high_watermark();
+        let target = if offset == Offset::UNKNOWN {
+            high_watermark
         } else {
             offset
         };
-        if target < 0 || target > partition.high_watermark().0 {
+        if target < Offset::ZERO || target > high_watermark {
             return Err(E::OffsetOutOfRange.code());
         }
-        log.advance_log_start(Offset(target))
-            .await
-            .map(|o| o.0)
-            .map_err(|e| error_code(&e))
+        let moved = partition.log.advance_log_start(target).await;
+        moved.map_err(|e| error_code(&e))
     }
 
     /// Closes and forgets the partitions of topics that left the image (deleting their data),

@@ -292,10 +292,10 @@ async fn read_all(
             continue;
         };
         slot.error_code = reply.header.error_code;
-        slot.high_watermark = reply.header.high_watermark;
-        slot.last_stable_offset = reply.header.last_stable_offset;
+        slot.high_watermark = reply.header.high_watermark.0;
+        slot.last_stable_offset = reply.header.last_stable_offset.0;
         slot.aborted = reply.aborted;
-        slot.log_start_offset = reply.header.log_start_offset;
+        slot.log_start_offset = reply.header.log_start_offset.0;
         slot.records.clear();
         if reply.header.error_code != 0 {
             errors = true;

@@ -48,16 +48,16 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                 out.end_offset = UNDEFINED_EPOCH_OFFSET;
                 if !exists {
                     out.error_code = E::UnknownTopicOrPartition.code();
-                } else if current != NO_CURRENT_EPOCH && current > LEADER_EPOCH {
+                } else if current != NO_CURRENT_EPOCH && current > LEADER_EPOCH.0 {
                     out.error_code = E::UnknownLeaderEpoch.code();
-                } else if current != NO_CURRENT_EPOCH && current < LEADER_EPOCH {
+                } else if current != NO_CURRENT_EPOCH && current < LEADER_EPOCH.0 {
                     out.error_code = E::FencedLeaderEpoch.code();
-                } else if wanted >= 0 && wanted <= LEADER_EPOCH {
+                } else if wanted >= 0 && wanted <= LEADER_EPOCH.0 {
                     // Every epoch up to ours ends where the log ends: there was only one leader.
                     let end = shard.list_offset(&tp, OffsetSpec::Latest).await;
                     out.error_code = end.error_code;
-                    out.leader_epoch = LEADER_EPOCH;
-                    out.end_offset = end.offset;
+                    out.leader_epoch = LEADER_EPOCH.0;
+                    out.end_offset = end.offset.0;
                 }
                 out
             }

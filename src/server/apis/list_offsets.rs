@@ -60,7 +60,7 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                     (true, Some(spec)) => {
                         let reply = shard.list_offset(&tp, spec).await;
                         out.error_code = reply.error_code;
-                        out.offset = reply.offset;
+                        out.offset = reply.offset.0;
                         out.timestamp = reply.timestamp;
                     }
                 }

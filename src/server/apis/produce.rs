@@ -103,9 +103,9 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                     let mut p = PartitionProduceResponse::default();
                     p.index = index;
                     p.error_code = reply.error_code;
-                    p.base_offset = reply.base_offset;
+                    p.base_offset = reply.base_offset.0;
                     p.log_append_time_ms = reply.log_append_time_ms;
-                    p.log_start_offset = reply.log_start_offset;
+                    p.log_start_offset = reply.log_start_offset.0;
                     p.error_message = reply.error_message.map(str_bytes);
                     if request.version >= 8 {
                         p.record_errors = reply

@@ -95,8 +95,11 @@ async fn delete_records(shard: Rc<Shard>, request: Request) -> Answer {
                     out.error_code = E::UnknownTopicOrPartition.code();
                     return out;
                 }
-                match shard.delete_records(&tp, offset).await {
-                    Ok(low) => out.low_watermark = low,
+                match shard
+                    .delete_records(&tp, crate::model::Offset(offset))
+                    .await
+                {
+                    Ok(low) => out.low_watermark = low.0,
                     Err(code) => out.error_code = code,
                 }
                 out
