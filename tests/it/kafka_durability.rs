@@ -1,14 +1,15 @@
 //! Restarts: a clean stop keeps everything; `kill -9` during acks=all production keeps every
 //! acknowledged record.
 
+use crate::kit::cluster::{check_acknowledged, Cluster};
 use crate::kit::{broker, client};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use broker::Broker;
 
-/// (partition, offset, value) of each acknowledged record.
-type Acked = Arc<Mutex<Vec<(i32, i64, Vec<u8>)>>>;
+/// (partition, offset, value) of each acknowledged record, as the producer thread sees them.
+type AckedLog = Arc<Mutex<Vec<crate::kit::cluster::Acked>>>;
 use client::*;
 use rdkafka::Offset;
 
@@ -43,19 +44,20 @@ fn a_clean_restart_keeps_topics_and_records() {
     );
 }
 
+/// A pause (SIGSTOP) and then `kill -9` during acks=all production, through the cluster kit
+/// (one node): every acknowledged record is read back at its offset, once, in order.
 #[test]
 fn kill_9_during_acks_all_production_loses_no_acknowledged_record() {
-    let mut broker = Broker::start(&[]);
-    create_topic(&broker.addr, "crash", 2, &[]);
-    let acked: Acked = Arc::default();
+    let mut cluster = Cluster::start(1, &[]);
+    let bootstrap = cluster.bootstrap();
+    create_topic(&bootstrap, "crash", 2, &[]);
+    let acked: AckedLog = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
-        let addr = broker.addr.clone();
-        let acked = acked.clone();
-        let stop = stop.clone();
+        let (bootstrap, acked, stop) = (bootstrap.clone(), acked.clone(), stop.clone());
         std::thread::spawn(move || {
             let producer = producer(
-                &addr,
+                &bootstrap,
                 &[
                     ("acks", "all"),
                     ("linger.ms", "1"),
@@ -81,36 +83,22 @@ fn kill_9_during_acks_all_production_loses_no_acknowledged_record() {
             }
         })
     };
-    while acked.lock().unwrap().len() < 2_000 {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    broker.kill9();
+    let wait_for = |count: usize| {
+        while acked.lock().unwrap().len() < count {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    };
+    wait_for(1_000);
+    cluster.pause(1);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    cluster.resume(1);
+    wait_for(2_000);
+    cluster.kill9(1);
     stop.store(true, Ordering::SeqCst);
     writer.join().unwrap();
-    broker.restart();
+    cluster.restart(1);
     let acked = acked.lock().unwrap().clone();
-    for partition in 0..2 {
-        let mine: Vec<&(i32, i64, Vec<u8>)> = acked.iter().filter(|a| a.0 == partition).collect();
-        let Some(last) = mine.iter().map(|a| a.1).max() else {
-            continue;
-        };
-        let got = consume(
-            &broker.addr,
-            "crash",
-            partition,
-            Offset::Beginning,
-            last as usize + 1,
-        );
-        for (_, offset, value) in mine {
-            let g = &got[*offset as usize];
-            assert_eq!(g.offset, *offset);
-            assert_eq!(
-                g.sent.value.as_ref(),
-                Some(value),
-                "partition {partition} offset {offset}"
-            );
-        }
-    }
+    check_acknowledged(&cluster.bootstrap(), "crash", &acked);
 }
 
 /// A data dir written before the metadata image held brokers, assignments and producer-id blocks

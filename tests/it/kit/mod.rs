@@ -1,7 +1,9 @@
-//! The test kit: starting brokers (`broker`), librdkafka clients (`client`), raw Kafka frames
-//! (`raw`), record batches and logs for the storage tests (`batches`).
+//! The test kit: starting brokers (`broker`) and clusters of them (`cluster`), librdkafka clients
+//! (`client`), raw Kafka frames (`raw`), record batches and logs for the storage tests
+//! (`batches`).
 
 pub mod batches;
 pub mod broker;
 pub mod client;
+pub mod cluster;
 pub mod raw;
