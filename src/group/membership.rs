@@ -15,7 +15,7 @@ impl Coordinator {
         {
             return error_join(GroupError::InvalidSessionTimeout, &params.member_id);
         }
-        let now = Instant::now();
+        let now = self.clock.now();
         let receiver = {
             let mut groups = self.groups.borrow_mut();
             let group = groups
@@ -27,7 +27,7 @@ impl Coordinator {
             }
         };
         let group_id = receiver.1;
-        self.try_complete_join(&group_id, Instant::now()).await;
+        self.try_complete_join(&group_id, self.clock.now()).await;
         receiver
             .0
             .await
@@ -253,7 +253,7 @@ impl Coordinator {
             let (tx, rx) = oneshot::channel();
             if let Some(member) = group.members.get_mut(member_id) {
                 member.sync_waiter = Some(tx);
-                member.last_heartbeat = Instant::now();
+                member.last_heartbeat = self.clock.now();
             }
             if group.leader.as_deref() != Some(member_id) {
                 (rx, false)
@@ -312,7 +312,7 @@ impl Coordinator {
             return Err(GroupError::IllegalGeneration);
         }
         if let Some(member) = group.members.get_mut(member_id) {
-            member.last_heartbeat = Instant::now();
+            member.last_heartbeat = self.clock.now();
         }
         match group.state {
             State::PreparingRebalance => Err(GroupError::RebalanceInProgress),
@@ -360,11 +360,11 @@ impl Coordinator {
                 }
             }
             if removed {
-                on_membership_change(group, Instant::now());
+                on_membership_change(group, self.clock.now());
             }
             results
         };
-        self.try_complete_join(group_id, Instant::now()).await;
+        self.try_complete_join(group_id, self.clock.now()).await;
         Ok(results)
     }
 
@@ -426,7 +426,7 @@ impl Coordinator {
         let due: Vec<String> = {
             let mut groups = self.groups.borrow_mut();
             let mut due = Vec::new();
-            let now_ms = TimestampMs::now().0;
+            let now_ms = self.clock.wall().0;
             for group in groups.values_mut() {
                 match (group.state, group.empty_since_ms) {
                     (State::Empty, None) => group.empty_since_ms = Some(now_ms),

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::channel::oneshot;
 
+use crate::io::Clock;
 use crate::model::records::{BatchBuilder, ProducerInfo, Record};
 use crate::model::{Offset, TimestampMs};
 pub use error::GroupError;
@@ -319,14 +320,14 @@ impl Group {
             .map(|(_, name)| (*name).clone())
     }
 
-    fn stored(&self) -> StoredGroup {
+    fn stored(&self, now: TimestampMs) -> StoredGroup {
         let protocol = self.protocol.clone();
         StoredGroup {
             protocol_type: self.protocol_type.clone().unwrap_or_default(),
             generation: self.generation,
             protocol: protocol.clone(),
             leader: self.leader.clone(),
-            state_timestamp: TimestampMs::now().0,
+            state_timestamp: now.0,
             members: self
                 .members
                 .values()
@@ -367,6 +368,7 @@ impl Group {
 pub struct Coordinator {
     config: GroupConfig,
     persist: Persist,
+    clock: Rc<dyn Clock>,
     groups: RefCell<HashMap<String, Group>>,
     loaded: Cell<bool>,
     /// When the ticker last looked for expired offsets.
@@ -392,10 +394,12 @@ fn error_sync(error: GroupError) -> SyncOutcome {
 }
 
 impl Coordinator {
-    pub fn new(config: GroupConfig, persist: Persist) -> Coordinator {
+    /// A coordinator writing through `persist`, on `clock`'s time.
+    pub fn new(config: GroupConfig, persist: Persist, clock: Rc<dyn Clock>) -> Coordinator {
         Coordinator {
             config,
             persist,
+            clock,
             groups: RefCell::new(HashMap::new()),
             loaded: Cell::new(false),
             expiry_checked: Cell::new(None),
@@ -434,7 +438,7 @@ impl Coordinator {
         if records.is_empty() {
             return Ok(());
         }
-        let now = TimestampMs::now();
+        let now = self.clock.wall();
         let batch: Vec<Record> = records
             .into_iter()
             .enumerate()
@@ -462,7 +466,7 @@ impl Coordinator {
                     group: group_id.to_string(),
                 }
                 .encode(),
-                Some(group.stored().encode()),
+                Some(group.stored(self.clock.wall()).encode()),
             )
         };
         if let Err(error) = self.write(group_id, vec![record]).await {

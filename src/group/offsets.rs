@@ -9,7 +9,7 @@ impl Coordinator {
     /// wait for their producer's marker).
     pub fn load(&self, entries: impl IntoIterator<Item = (i32, LogEntry)>) {
         let mut groups = self.groups.borrow_mut();
-        let now = Instant::now();
+        let now = self.clock.now();
         for (partition, entry) in entries {
             let (key, value, producer_id) = match entry {
                 LogEntry::Record {
@@ -126,7 +126,7 @@ impl Coordinator {
                     return Err(GroupError::RebalanceInProgress);
                 }
                 if let Some(member) = group.members.get_mut(member_id) {
-                    member.last_heartbeat = Instant::now();
+                    member.last_heartbeat = self.clock.now();
                 }
             }
         }
@@ -365,7 +365,7 @@ impl Coordinator {
     }
 
     pub(super) async fn expire_offsets(&self) {
-        let now_ms = TimestampMs::now().0;
+        let now_ms = self.clock.wall().0;
         let retention = self.config.offsets_retention_ms;
         let expired: Vec<(String, Vec<(String, i32)>)> = self
             .groups

@@ -10,6 +10,11 @@ fn groups_land_where_kafka_puts_them() {
 type Written = Rc<RefCell<Vec<(i32, Bytes)>>>;
 
 fn coordinator(retention_ms: i64) -> (Coordinator, Written) {
+    coordinator_on(retention_ms, Rc::new(crate::io::SystemClock))
+}
+
+/// A coordinator on `clock`'s time.
+fn coordinator_on(retention_ms: i64, clock: Rc<dyn Clock>) -> (Coordinator, Written) {
     let written: Written = Rc::default();
     let sink = written.clone();
     let persist: Persist = Rc::new(move |partition, bytes| {
@@ -25,7 +30,7 @@ fn coordinator(retention_ms: i64) -> (Coordinator, Written) {
         offsets_retention_ms: retention_ms,
         offsets_retention_check_ms: 0,
     };
-    (Coordinator::new(config, persist), written)
+    (Coordinator::new(config, persist, clock), written)
 }
 
 fn replay(written: &[(i32, Bytes)]) -> Vec<(i32, LogEntry)> {
@@ -93,7 +98,8 @@ fn offsets_expire_by_retention_and_are_rebuilt_from_the_log() {
 fn a_consumer_groups_offsets_count_from_when_it_became_empty() {
     futures_lite::future::block_on(async {
         let day = 86_400_000;
-        let (c, _) = coordinator(day);
+        let clock = Rc::new(crate::io::ManualClock::new());
+        let (c, _) = coordinator_on(day, clock.clone());
         c.load(Vec::new());
         let joined = c
             .join(JoinParams {
@@ -111,7 +117,7 @@ fn a_consumer_groups_offsets_count_from_when_it_became_empty() {
             })
             .await;
         assert_eq!(joined.error, None);
-        let old = TimestampMs::now().0 - 2 * day;
+        let old = clock.wall().0 - 2 * day;
         let offsets = vec![("t".to_string(), 0, offset(3, old))];
         let member = joined.member_id.as_str();
         let synced = c
@@ -121,15 +127,19 @@ fn a_consumer_groups_offsets_count_from_when_it_became_empty() {
         c.commit("g", joined.generation, member, None, offsets)
             .await
             .unwrap();
-        c.tick(Instant::now()).await;
+        c.tick(clock.now()).await;
         assert_eq!(committed(&c, "g"), Some(3), "the group is not empty");
         c.leave("g", vec![(joined.member_id.clone(), None)])
             .await
             .unwrap();
-        c.tick(Instant::now()).await;
-        c.tick(Instant::now()).await;
+        c.tick(clock.now()).await;
+        c.tick(clock.now()).await;
         assert_eq!(c.describe("g").state, "Empty");
         assert_eq!(committed(&c, "g"), Some(3), "empty for less than a day");
+        // A day after it became empty, on the test's clock: the offsets go.
+        clock.advance(Duration::from_millis(day as u64 + 1_000));
+        c.tick(clock.now()).await;
+        assert_eq!(committed(&c, "g"), None, "empty for more than a day");
     });
 }
 

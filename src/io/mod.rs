@@ -16,6 +16,7 @@ use std::time::Duration;
 use glommio::io::{BufferedFile, OpenOptions};
 
 mod budget;
+mod clock;
 mod lock;
 pub mod net;
 pub mod shard;
@@ -303,6 +304,7 @@ pub async fn yield_if_needed() {
 }
 
 pub use budget::{Budget, Grant};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use lock::{Lock, LockGuard};
 
 /// A queue of tasks with a share of the core. Hot-path work (produce, fetch) runs on queues with

@@ -84,7 +84,7 @@ pub fn coordinator(shard: Weak<Shard>, config: GroupConfig) -> Coordinator {
             }
         })
     });
-    Coordinator::new(config, persist)
+    Coordinator::new(config, persist, Rc::new(io::SystemClock))
 }
 
 impl Shard {

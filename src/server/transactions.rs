@@ -119,6 +119,7 @@ pub fn coordinator(shard: Weak<Shard>, config: TxnConfig) -> Coordinator {
             persist,
             new_producer_id,
             write_markers,
+            clock: Rc::new(io::SystemClock),
         },
     )
 }

@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
 
+use crate::io::Clock;
 use crate::model::records::{BatchBuilder, Record};
-use crate::model::{Offset, TimestampMs};
+use crate::model::Offset;
 pub use error::TxnError;
 pub use records::{TxnRecord, TxnState};
 
@@ -73,6 +74,8 @@ pub struct Io {
     pub new_producer_id: NewProducerId,
     /// Writes the markers; answers the partitions that did not take theirs.
     pub write_markers: WriteMarkers,
+    /// The time transactions are stamped and timed out with.
+    pub clock: Rc<dyn Clock>,
 }
 
 struct Txn {
@@ -116,10 +119,6 @@ impl Drop for Busy<'_> {
             txns.remove(&self.id);
         }
     }
-}
-
-fn now_ms() -> i64 {
-    TimestampMs::now().0
 }
 
 impl Coordinator {
@@ -191,7 +190,7 @@ impl Coordinator {
     async fn write(&self, id: &str, value: Option<&TxnRecord>) -> Result<(), TxnError> {
         let record = Record {
             offset: Offset(0),
-            timestamp: TimestampMs::now(),
+            timestamp: self.io.clock.wall(),
             key: Some(records::encode_key(id)),
             value: value.map(TxnRecord::encode),
             headers: Vec::new(),
@@ -262,7 +261,7 @@ impl Coordinator {
                             timeout_ms,
                             state: TxnState::Empty,
                             partitions: Vec::new(),
-                            last_update_ms: now_ms(),
+                            last_update_ms: self.io.clock.wall().0,
                             start_ms: -1,
                         },
                         last_epoch: -1,
@@ -284,7 +283,7 @@ impl Coordinator {
                 timeout_ms,
                 state: TxnState::Empty,
                 partitions: Vec::new(),
-                last_update_ms: now_ms(),
+                last_update_ms: self.io.clock.wall().0,
                 start_ms: -1,
             };
             self.store(id, record, -1).await?;
@@ -357,7 +356,7 @@ impl Coordinator {
             timeout_ms,
             state: TxnState::Empty,
             partitions: Vec::new(),
-            last_update_ms: now_ms(),
+            last_update_ms: self.io.clock.wall().0,
             start_ms: -1,
         };
         self.store(id, record, current.producer_epoch).await?;
@@ -371,7 +370,7 @@ impl Coordinator {
         let record = TxnRecord {
             producer_epoch: epoch,
             state: TxnState::PrepareAbort,
-            last_update_ms: now_ms(),
+            last_update_ms: self.io.clock.wall().0,
             ..current.clone()
         };
         self.store(id, record, current.producer_epoch).await?;
@@ -426,7 +425,7 @@ impl Coordinator {
             BTreeSet::new()
         };
         all.extend(partitions);
-        let now = now_ms();
+        let now = self.io.clock.wall().0;
         let record = TxnRecord {
             state: TxnState::Ongoing,
             partitions: all.into_iter().collect(),
@@ -493,7 +492,7 @@ impl Coordinator {
             } else {
                 TxnState::PrepareAbort
             },
-            last_update_ms: now_ms(),
+            last_update_ms: self.io.clock.wall().0,
             ..current
         };
         self.store(id, record, last_epoch).await?;
@@ -545,7 +544,7 @@ impl Coordinator {
                 TxnState::CompleteAbort
             },
             partitions: Vec::new(),
-            last_update_ms: now_ms(),
+            last_update_ms: self.io.clock.wall().0,
             ..current
         };
         self.store(id, record, last_epoch).await?;
@@ -571,7 +570,7 @@ impl Coordinator {
         producer_ids: &[i64],
         min_duration_ms: i64,
     ) -> Vec<(String, i64, TxnState)> {
-        let now = now_ms();
+        let now = self.io.clock.wall().0;
         let mut out: Vec<(String, i64, TxnState)> = self
             .txns
             .borrow()
@@ -602,7 +601,7 @@ impl Coordinator {
             let _ = self.complete(&id).await;
         }
         if due(&self.timeouts_checked, now, self.config.abort_check_ms) {
-            let now_ms = now_ms();
+            let now_ms = self.io.clock.wall().0;
             let timed_out: Vec<String> = self
                 .txns
                 .borrow()
@@ -619,7 +618,7 @@ impl Coordinator {
             }
         }
         if due(&self.expiry_checked, now, self.config.expire_check_ms) {
-            let now_ms = now_ms();
+            let now_ms = self.io.clock.wall().0;
             let expired: Vec<String> = self
                 .txns
                 .borrow()

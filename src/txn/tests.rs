@@ -3,7 +3,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use futures::FutureExt;
@@ -18,6 +17,8 @@ struct Fake {
     /// Partitions that refuse markers for now.
     refuse: RefCell<Vec<(String, i32)>>,
     next_id: Cell<i64>,
+    /// The coordinator's time, moved by the tests.
+    clock: Rc<crate::io::ManualClock>,
 }
 
 fn config() -> TxnConfig {
@@ -52,6 +53,7 @@ fn coordinator(fake: &Rc<Fake>) -> Coordinator {
             c.markers.borrow_mut().push(markers);
             async move { refused }.boxed_local()
         }),
+        clock: fake.clock.clone(),
     };
     Coordinator::new(config(), io)
 }
@@ -198,8 +200,8 @@ fn a_transaction_past_its_timeout_is_aborted_and_its_epoch_fenced() {
         c.add_partitions("t", pid, e0, vec![tp("a", 0)])
             .await
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(5));
-        c.tick(Instant::now()).await;
+        fake.clock.advance(std::time::Duration::from_millis(5));
+        c.tick(fake.clock.now()).await;
         assert_eq!(c.describe("t").unwrap().state, TxnState::CompleteAbort);
         assert_eq!(fake.markers.borrow()[0].producer_epoch, e0 + 1);
         assert_eq!(c.end_txn("t", pid, e0, true).await, Err(TxnError::Fenced));
@@ -231,13 +233,13 @@ fn markers_that_fail_are_retried_and_the_next_transaction_waits() {
         // A restart now finishes the decision too.
         let after_restart = replayed(&fake);
         fake.refuse.borrow_mut().clear();
-        c.tick(Instant::now()).await;
+        c.tick(fake.clock.now()).await;
         assert_eq!(c.describe("t").unwrap().state, TxnState::CompleteCommit);
         {
             let markers = fake.markers.borrow();
             assert_eq!(markers.last().unwrap().partitions, vec![tp("b", 0)]);
         }
-        after_restart.tick(Instant::now()).await;
+        after_restart.tick(fake.clock.now()).await;
         assert_eq!(
             after_restart.describe("t").unwrap().state,
             TxnState::CompleteCommit
