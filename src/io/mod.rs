@@ -350,12 +350,22 @@ impl<T> Task<T> {
     }
 }
 
-/// How often an executor run by `block_on` wakes with nothing to do. A full test run once hung
-/// for 14 minutes in a storage test whose executor slept in `io_uring_enter` with its work done
-/// (the signal of an attached debugger woke it and the test finished at once): a wake-up was
-/// lost in the executor's sleep (not reproduced in 55 runs since). A pending timer bounds such a
-/// loss to this delay; `serve`'s shards always have timers of their own (the stop poll).
-const BLOCK_ON_WAKE_MS: u64 = 50;
+/// How often every executor wakes with nothing to do. Twice in one day of test runs an executor
+/// slept in `io_uring_enter` with its work done and no timer pending, once in a storage test and
+/// once in both shards of a `serve` that had not yet listened (for minutes; the signal of an
+/// attached debugger woke each, and it carried on at once): a wake-up was lost in glommio's
+/// sleep. A pending timer bounds such a loss to this delay.
+const WAKE_MS: u64 = 50;
+
+/// Keeps a timer pending on the calling executor for as long as it runs (see [`WAKE_MS`]).
+pub fn keep_waking() {
+    glommio::spawn_local(async {
+        loop {
+            sleep(Duration::from_millis(WAKE_MS)).await;
+        }
+    })
+    .detach();
+}
 
 /// Runs `future` on a fresh single-threaded executor on this thread and returns its output: for
 /// command-line tools, tests and benchmarks.
@@ -364,12 +374,7 @@ pub fn block_on<T>(future: impl Future<Output = T>) -> T {
         .make()
         .expect("cannot start an io_uring executor: is io_uring allowed here?");
     executor.run(async move {
-        glommio::spawn_local(async {
-            loop {
-                sleep(Duration::from_millis(BLOCK_ON_WAKE_MS)).await;
-            }
-        })
-        .detach();
+        keep_waking();
         future.await
     })
 }

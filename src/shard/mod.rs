@@ -33,8 +33,12 @@ where
     for (index, cpu) in cores.into_iter().enumerate() {
         let id = ShardId(index as u32);
         let (run, mesh) = (run.clone(), mesh.clone());
-        let handle =
-            io::shard::spawn_shard(index, cpu, move || run(id, mesh)).map_err(|e| (id, e))?;
+        let handle = io::shard::spawn_shard(index, cpu, move || async move {
+            // No shard sleeps without a timer pending (see io::keep_waking).
+            io::keep_waking();
+            run(id, mesh).await
+        })
+        .map_err(|e| (id, e))?;
         handles.push(handle);
     }
     Ok(handles)
