@@ -101,21 +101,7 @@ fn a_consumer_groups_offsets_count_from_when_it_became_empty() {
         let clock = Rc::new(crate::io::ManualClock::new());
         let (c, _) = coordinator_on(day, clock.clone());
         c.load(Vec::new());
-        let joined = c
-            .join(JoinParams {
-                group: "g".into(),
-                member_id: String::new(),
-                instance_id: None,
-                client_id: "test".into(),
-                client_host: "/127.0.0.1".into(),
-                session_timeout_ms: 10_000,
-                rebalance_timeout_ms: 10_000,
-                protocol_type: "consumer".into(),
-                protocols: vec![("range".into(), Bytes::new())],
-                require_known_member: false,
-                skip_assignment_supported: true,
-            })
-            .await;
+        let joined = c.join(join_params("", None)).await;
         assert_eq!(joined.error, None);
         let old = clock.wall().0 - 2 * day;
         let offsets = vec![("t".to_string(), 0, offset(3, old))];
