@@ -24,4 +24,5 @@ mod storage_limits;
 mod storage_log;
 mod storage_model;
 mod storage_recovery;
+mod storage_segments;
 mod tune;
