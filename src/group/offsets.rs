@@ -105,11 +105,7 @@ impl Coordinator {
         offsets: Vec<(String, i32, CommittedOffset)>,
     ) -> Result<(), GroupError> {
         self.ready(group_id)?;
-        {
-            let mut groups = self.groups.borrow_mut();
-            let group = groups
-                .entry(group_id.to_string())
-                .or_insert_with(|| Group::new(group_id));
+        self.with_group(group_id, |group| {
             if generation < 0 && member_id.is_empty() {
                 if !group.members.is_empty() {
                     return Err(GroupError::UnknownMember);
@@ -129,17 +125,25 @@ impl Coordinator {
                     member.last_heartbeat = self.clock.now();
                 }
             }
-        }
+            Ok(())
+        })?;
         self.write(group_id, offset_records(group_id, &offsets))
             .await?;
-        let mut groups = self.groups.borrow_mut();
-        let group = groups
-            .entry(group_id.to_string())
-            .or_insert_with(|| Group::new(group_id));
-        for (topic, partition, offset) in offsets {
-            group.offsets.insert((topic, partition), offset);
-        }
+        self.with_group(group_id, |group| {
+            for (topic, partition, offset) in offsets {
+                group.offsets.insert((topic, partition), offset);
+            }
+        });
         Ok(())
+    }
+
+    /// Runs `f` on the group `group_id`, created empty if it is new (a commit may be a group's
+    /// first sign of life).
+    fn with_group<T>(&self, group_id: &str, f: impl FnOnce(&mut Group) -> T) -> T {
+        let mut groups = self.groups.borrow_mut();
+        f(groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| Group::new(group_id)))
     }
 
     /// TxnOffsetCommit: offsets committed inside a producer's transaction, written to the log
@@ -156,11 +160,7 @@ impl Coordinator {
         offsets: Vec<(String, i32, CommittedOffset)>,
     ) -> Result<(), GroupError> {
         self.ready(group_id)?;
-        {
-            let mut groups = self.groups.borrow_mut();
-            let group = groups
-                .entry(group_id.to_string())
-                .or_insert_with(|| Group::new(group_id));
+        self.with_group(group_id, |group| {
             if !member_id.is_empty() || instance_id.is_some() {
                 group.check_member(member_id, instance_id)?;
             }
@@ -174,7 +174,8 @@ impl Coordinator {
             {
                 return Err(GroupError::InvalidProducerEpoch);
             }
-        }
+            Ok(())
+        })?;
         let records = offset_records(group_id, &offsets);
         let builder = BatchBuilder {
             transactional: true,
@@ -187,18 +188,16 @@ impl Coordinator {
             ..BatchBuilder::default()
         };
         self.write_as(group_id, records, builder).await?;
-        let mut groups = self.groups.borrow_mut();
-        let group = groups
-            .entry(group_id.to_string())
-            .or_insert_with(|| Group::new(group_id));
-        let pending = group.pending_txn.entry(producer_id).or_default();
-        if pending.epoch != epoch {
-            pending.epoch = epoch;
-            pending.offsets.clear();
-        }
-        for (topic, partition, offset) in offsets {
-            pending.offsets.insert((topic, partition), offset);
-        }
+        self.with_group(group_id, |group| {
+            let pending = group.pending_txn.entry(producer_id).or_default();
+            if pending.epoch != epoch {
+                pending.epoch = epoch;
+                pending.offsets.clear();
+            }
+            for (topic, partition, offset) in offsets {
+                pending.offsets.insert((topic, partition), offset);
+            }
+        });
         self.txn_groups
             .borrow_mut()
             .entry(producer_id)
