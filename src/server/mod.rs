@@ -135,8 +135,8 @@ impl Shard {
         rx
     }
 
-    pub async fn append(&self, tp: &TopicPartition, records: Bytes) -> AppendReply {
-        let tp = tp.clone();
+    /// Appends to `tp` on its owner shard (`tp` moves there with the records, not a copy).
+    pub async fn append(&self, tp: TopicPartition, records: Bytes) -> AppendReply {
         self.mesh
             .route(self.owner(&tp), move |shard| async move {
                 shard.append_local(&tp, records).await

@@ -142,7 +142,7 @@ impl Shard {
                     .is_some_and(|m| (0..m.partitions).contains(&partition));
                 let code = if exists {
                     let tp = TopicPartition::new(topic.clone(), partition);
-                    self.append(&tp, batch).await.error_code
+                    self.append(tp, batch).await.error_code
                 } else {
                     E::UnknownTopicOrPartition.code()
                 };

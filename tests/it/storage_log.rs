@@ -3,47 +3,11 @@
 //! segments' lifecycle (timestamps, truncation, retention, rolls, flushes) is in
 //! `storage_segments`.
 
-use crate::kit::batches;
+use crate::kit::batches::{batch, read_all, small_config};
 use bytes::Bytes;
 use sluice::io::{self, Fault, Faults};
-use sluice::model::records::{BatchBuilder, Record};
-use sluice::model::{BatchView, Codec, Offset, TimestampMs};
+use sluice::model::{BatchView, Codec, Offset};
 use sluice::storage::{AppendOptions, Durability, Log, LogConfig, StorageError};
-
-pub(crate) fn small_config() -> LogConfig {
-    LogConfig {
-        segment_bytes: 2048,
-        index_interval_bytes: 128,
-        ..LogConfig::default()
-    }
-}
-
-/// A batch of `count` records whose values are `tag-i`, timestamps from `timestamp`.
-pub(crate) fn batch(tag: &str, count: usize, timestamp: i64, codec: Codec) -> Bytes {
-    let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            offset: Offset(i as i64),
-            timestamp: TimestampMs(timestamp + i as i64),
-            key: Some(Bytes::from(format!("k{}", i % 3))),
-            value: Some(Bytes::from(format!("{tag}-{i}"))),
-            headers: Vec::new(),
-        })
-        .collect();
-    BatchBuilder {
-        codec,
-        ..BatchBuilder::default()
-    }
-    .build(&records)
-}
-
-/// Every record readable from `from`, as (offset, value).
-pub(crate) async fn read_all(log: &Log, from: Offset) -> Vec<(i64, String)> {
-    batches::records_from(log, from)
-        .await
-        .into_iter()
-        .map(|r| (r.offset.0, batches::text(r.value).unwrap_or_default()))
-        .collect()
-}
 
 #[test]
 fn appends_get_consecutive_offsets_and_read_back_across_segments() {

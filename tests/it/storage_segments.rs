@@ -3,7 +3,7 @@
 //! replica appends, flushes, missing files and crash leftovers. Each test runs the real io_uring
 //! executor on a temp directory.
 
-use crate::storage_log::{batch, read_all, small_config};
+use crate::kit::batches::{batch, read_all, small_config};
 use bytes::Bytes;
 use sluice::io::{self, Faults};
 use sluice::model::records;

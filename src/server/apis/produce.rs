@@ -69,7 +69,8 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
         let shared: Arc<str> = Arc::from(name.as_str());
         let appends = topic.partition_data.into_iter().map(|partition| {
             let shard = shard.clone();
-            let tp = TopicPartition::new(shared.clone(), partition.index);
+            let index = partition.index;
+            let tp = TopicPartition::new(shared.clone(), index);
             let exists = meta
                 .as_ref()
                 .is_some_and(|m| (0..m.partitions).contains(&partition.index));
@@ -80,9 +81,9 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                     (true, Some(records)) if refused(&records) => {
                         AppendReply::failed(E::InvalidRecord.code())
                     }
-                    (true, Some(records)) => shard.append(&tp, records).await,
+                    (true, Some(records)) => shard.append(tp, records).await,
                 };
-                (tp.partition, reply)
+                (index, reply)
             }
         });
         let replies = join_all(appends).await;

@@ -48,7 +48,7 @@ async fn write_txn_markers(shard: Rc<Shard>, request: Request) -> Answer {
                 );
                 async move {
                     let code = if exists {
-                        shard.append(&tp, batch).await.error_code
+                        shard.append(tp, batch).await.error_code
                     } else {
                         E::UnknownTopicOrPartition.code()
                     };

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use sluice::model::records::{self, BatchBuilder, Record};
 use sluice::model::{BatchView, Codec, Offset, TimestampMs};
-use sluice::storage::{Log, ReadRange};
+use sluice::storage::{Log, LogConfig, ReadRange};
 
 /// A batch of records with these keys and values (None: null), all at `timestamp`.
 pub fn keyed(entries: &[(&str, Option<&str>)], timestamp: i64, codec: Codec) -> Bytes {
@@ -51,4 +51,40 @@ pub async fn records_from(log: &Log, from: Offset) -> Vec<Record> {
 
 pub fn text(bytes: Option<Bytes>) -> Option<String> {
     bytes.map(|b| String::from_utf8(b.to_vec()).unwrap())
+}
+
+/// Small segments and a dense index, so that a few batches roll and index.
+pub fn small_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 2048,
+        index_interval_bytes: 128,
+        ..LogConfig::default()
+    }
+}
+
+/// A batch of `count` records whose values are `tag-i`, timestamps from `timestamp`.
+pub fn batch(tag: &str, count: usize, timestamp: i64, codec: Codec) -> Bytes {
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            offset: Offset(i as i64),
+            timestamp: TimestampMs(timestamp + i as i64),
+            key: Some(Bytes::from(format!("k{}", i % 3))),
+            value: Some(Bytes::from(format!("{tag}-{i}"))),
+            headers: Vec::new(),
+        })
+        .collect();
+    BatchBuilder {
+        codec,
+        ..BatchBuilder::default()
+    }
+    .build(&records)
+}
+
+/// Every record readable from `from`, as (offset, value).
+pub async fn read_all(log: &Log, from: Offset) -> Vec<(i64, String)> {
+    records_from(log, from)
+        .await
+        .into_iter()
+        .map(|r| (r.offset.0, text(r.value).unwrap_or_default()))
+        .collect()
 }
