@@ -8,6 +8,7 @@ pub mod group;
 pub mod io;
 pub mod model;
 pub mod protocol;
+pub mod replication;
 pub mod server;
 pub mod shard;
 pub mod storage;

@@ -10,7 +10,6 @@
 //! connections until the stop flag is set, and drains before closing its logs.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -27,6 +26,7 @@ use crate::cluster::{self, BrokerMeta, Change, FileStore, Image, MetadataStore};
 use crate::config::{parse_listener, Values};
 use crate::io;
 use crate::model::{NodeId, ShardId};
+use crate::replication::Partitions;
 use crate::shard::MeshBuilder;
 
 /// How long shutdown waits for in-flight requests before closing the logs anyway.
@@ -480,6 +480,7 @@ async fn run_shard(
     let (senders, inboxes) = mesh.join().await.map_err(|e| e.to_string())?;
     let group_config = groups::group_config(&common.image.broker_values(&common.broker));
     let txn_config = transactions::txn_config(&common.image.broker_values(&common.broker));
+    let background = io::TaskQueue::new("background", common.background_shares);
     let shard = Rc::new_cyclic(|weak| Shard {
         id,
         shards: common.shards,
@@ -491,14 +492,13 @@ async fn run_shard(
         advertised_host: common.advertised_host.clone(),
         advertised_port: common.advertised_port,
         image: RefCell::new(common.image.clone()),
-        partitions: RefCell::new(HashMap::new()),
-        open_lock: io::Lock::default(),
+        partitions: Partitions::new(common.data_dir.clone(), background),
         controller_lock: io::Lock::default(),
         producer_ids: producer_ids::ProducerIds::default(),
         metadata_store: Box::new(FileStore::new(&common.data_dir)),
         mesh: senders.bind(weak.clone()),
         hot: io::TaskQueue::new("hot", crate::storage::HOT_PATH_SHARES),
-        background: io::TaskQueue::new("background", common.background_shares),
+        background,
         fetch_sessions: RefCell::new(fetch_sessions::Sessions::new(id.index(), common.shards)),
         request_memory: io::Budget::new(SHARD_REQUEST_MEMORY_BYTES),
         groups: groups::coordinator(weak.clone(), group_config),

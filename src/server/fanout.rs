@@ -9,11 +9,11 @@ use std::rc::Rc;
 use futures::channel::oneshot;
 use futures::future::join_all;
 
-use super::partitions::{Partition, ReadHeader, ReadReply};
 use super::ranges;
 use super::Shard;
 use crate::model::{Isolation, Offset, ShardId, TopicPartition};
-use crate::protocol::{FileSlice, ResponseError as E};
+use crate::protocol::FileSlice;
+use crate::replication::{fire, PartitionError, ReadReply, Wake};
 use crate::storage::ReadRange;
 
 /// One partition's read in a fetch.
@@ -24,33 +24,6 @@ pub struct ReadArgs {
     pub max_bytes: u64,
     pub min_one_batch: bool,
     pub isolation: Isolation,
-}
-
-/// A long-polling fetch's wake-up, shared by every partition of one shard it waits on: the first
-/// of them to pass its offset takes and fires it.
-pub type Wake = Rc<RefCell<Option<oneshot::Sender<()>>>>;
-
-pub fn fire(wake: &Wake) {
-    if let Some(sender) = wake.borrow_mut().take() {
-        let _ = sender.send(());
-    }
-}
-
-/// Whether nobody waits on `wake` any more (fired, or the fetch gave up).
-pub fn is_done(wake: &Wake) -> bool {
-    wake.borrow()
-        .as_ref()
-        .is_none_or(oneshot::Sender::is_canceled)
-}
-
-impl<R> ReadReply<R> {
-    fn map_ranges<S>(self, f: impl FnOnce(R) -> S) -> ReadReply<S> {
-        ReadReply {
-            header: self.header,
-            ranges: self.ranges.map(f),
-            aborted: self.aborted,
-        }
-    }
 }
 
 /// Splits `items` by owner shard, keeping each item's index.
@@ -146,11 +119,10 @@ impl Shard {
         let mut out: Vec<Option<ReadReply<Vec<ReadRange>>>> = Vec::with_capacity(reads.len());
         let mut pending = Vec::new();
         {
-            let partitions = self.partitions.borrow();
             for (index, read) in reads.iter().enumerate() {
-                match partitions.get(&read.tp) {
+                match self.partitions.get(&read.tp) {
                     Some(partition) if partition.high_watermark() == read.offset => {
-                        out.push(Some(nothing_new(partition, read.isolation)));
+                        out.push(Some(partition.nothing_new(read.isolation)));
                         // Registered in the same look-up, before anything can append.
                         if let Some(wake) = &wake {
                             partition.add_waiter(wake.clone());
@@ -179,11 +151,10 @@ impl Shard {
             // The partitions read from disk: past what was seen, not past the fetch offset
             // (otherwise a fetch short of its min_bytes would wake at once and spin), at once if
             // an append came while reading or a partition is gone.
-            let partitions = self.partitions.borrow();
             for &index in &pending {
                 let (read, reply) = (&reads[index], &out[index]);
                 let seen = read.offset.max(reply.header.high_watermark);
-                match partitions.get(&read.tp) {
+                match self.partitions.get(&read.tp) {
                     Some(partition) if partition.high_watermark() <= seen => {
                         partition.add_waiter(wake.clone())
                     }
@@ -198,29 +169,6 @@ impl Shard {
     }
 }
 
-/// What a read at the high watermark finds: the partition's watermarks and no records.
-fn nothing_new(partition: &Partition, isolation: Isolation) -> ReadReply<Vec<ReadRange>> {
-    ReadReply {
-        header: ReadHeader {
-            error_code: 0,
-            high_watermark: partition.high_watermark(),
-            last_stable_offset: partition.last_stable_offset(),
-            log_start_offset: partition.log.log_start(),
-        },
-        ranges: Some(Vec::new()),
-        aborted: (isolation == Isolation::ReadCommitted).then(Vec::new),
-    }
-}
-
 fn not_leader<R>() -> ReadReply<R> {
-    ReadReply {
-        header: ReadHeader {
-            error_code: E::NotLeaderOrFollower.code(),
-            high_watermark: Offset::UNKNOWN,
-            last_stable_offset: Offset::UNKNOWN,
-            log_start_offset: Offset::UNKNOWN,
-        },
-        ranges: None,
-        aborted: None,
-    }
+    ReadReply::failed(PartitionError::NotLeader)
 }

@@ -72,10 +72,10 @@ pub fn coordinator(shard: Weak<Shard>, config: GroupConfig) -> Coordinator {
                 return Err(GroupError::Unavailable);
             };
             let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
-            let reply = shard.append_local(&tp, batch).await;
+            let code = super::append_code(&shard.append_local(&tp, batch).await);
             // As Kafka's coordinator maps the append's outcome.
-            match E::try_from_code(reply.error_code) {
-                None if reply.error_code == 0 => Ok(()),
+            match E::try_from_code(code) {
+                None if code == 0 => Ok(()),
                 Some(E::NotLeaderOrFollower | E::KafkaStorageError) => {
                     Err(GroupError::NotCoordinator)
                 }

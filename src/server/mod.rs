@@ -1,12 +1,14 @@
 //! `sluice serve`: one executor per shard, pinned to its core, each with its own listener on the
 //! shared port; connections are served on the shard that accepted them and partition work goes to
 //! the owning shard over the mesh (`crate::shard`). This is the only module that turns Kafka
-//! requests into calls on storage and storage outcomes into Kafka error codes.
+//! requests into calls on partitions (`crate::replication`) and the coordinators, and their
+//! typed errors into Kafka error codes.
 //!
-//! `bootstrap`: `serve` and each shard's start and stop; this file: the shard's state; `apis/`:
-//! one file per Kafka API (or family); `connection`, `listener`, `admission`: the socket side;
-//! `fanout` and `ranges`: a fetch's reads on the shards that own its partitions; `partitions`,
-//! `groups`, `transactions`: the owner side of each, and the routing of work to it.
+//! `bootstrap`: `serve` and each shard's start and stop; this file: the shard's state and the
+//! routing of partition work to its owner; `apis/`: one file per Kafka API (or family);
+//! `connection`, `listener`, `admission`: the socket side; `fanout` and `ranges`: a fetch's
+//! reads on the shards that own its partitions; `partitions`, `groups`, `transactions`: the
+//! owner side of each as requests reach it, and each one's error -> code mapping.
 
 mod admission;
 mod apis;
@@ -24,7 +26,6 @@ mod ranges;
 mod transactions;
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -36,14 +37,12 @@ use crate::cluster::{Image, MetadataStore};
 use crate::config::Values;
 use crate::io;
 use crate::model::{Offset, ShardId, TopicPartition};
-use crate::protocol::ResponseError as E;
+use crate::replication::{Appended, Found, OffsetSpec, PartitionError, Partitions, Refused};
 use crate::shard::Mesh;
 pub use apis::served as served_apis;
 pub use bootstrap::{serve, without_stop_signals, ServeError};
 pub use controller::CONTROLLER_SHARD;
-pub use partitions::{
-    AppendReply, ListOffsetReply, OffsetSpec, ReadHeader, ReadReply, LEADER_EPOCH,
-};
+pub use partitions::{append_code, error_code as partition_code};
 
 /// Request bytes one shard may hold at once (frames read but not yet handled), over all its
 /// connections: past it, connections wait before reading their next frame.
@@ -63,8 +62,7 @@ pub struct Shard {
     pub advertised_host: String,
     pub advertised_port: u16,
     image: RefCell<Arc<Image>>,
-    partitions: RefCell<HashMap<TopicPartition, Rc<partitions::Partition>>>,
-    open_lock: io::Lock,
+    partitions: Partitions,
     controller_lock: io::Lock,
     /// Used on the controller shard only.
     producer_ids: producer_ids::ProducerIds,
@@ -136,45 +134,50 @@ impl Shard {
     }
 
     /// Appends to `tp` on its owner shard (`tp` moves there with the records, not a copy).
-    pub async fn append(&self, tp: TopicPartition, records: Bytes) -> AppendReply {
+    pub async fn append(&self, tp: TopicPartition, records: Bytes) -> Result<Appended, Refused> {
         self.mesh
             .route(self.owner(&tp), move |shard| async move {
                 shard.append_local(&tp, records).await
             })
             .await
-            .unwrap_or_else(AppendReply::from)
+            .unwrap_or_else(|unreachable| Err(unreachable.into()))
     }
 
-    pub async fn list_offset(&self, tp: &TopicPartition, spec: OffsetSpec) -> ListOffsetReply {
+    pub async fn list_offset(
+        &self,
+        tp: &TopicPartition,
+        spec: OffsetSpec,
+    ) -> Result<Found, PartitionError> {
         let tp = tp.clone();
         self.mesh
             .route(self.owner(&tp), move |shard| async move {
                 shard.list_offset_local(&tp, spec).await
             })
-            .await
-            .unwrap_or_else(ListOffsetReply::from)
+            .await?
     }
 
     pub async fn producers(
         &self,
         tp: &TopicPartition,
-    ) -> Result<Vec<(i64, crate::storage::ProducerEntry)>, i16> {
+    ) -> Result<Vec<(i64, crate::storage::ProducerEntry)>, PartitionError> {
         let tp = tp.clone();
         self.mesh
             .route(self.owner(&tp), move |shard| async move {
                 shard.producers_local(&tp).await
             })
-            .await
-            .unwrap_or(Err(E::NotLeaderOrFollower.code()))
+            .await?
     }
 
-    pub async fn delete_records(&self, tp: &TopicPartition, offset: Offset) -> Result<Offset, i16> {
+    pub async fn delete_records(
+        &self,
+        tp: &TopicPartition,
+        offset: Offset,
+    ) -> Result<Offset, PartitionError> {
         let tp = tp.clone();
         self.mesh
             .route(self.owner(&tp), move |shard| async move {
                 shard.delete_records_local(&tp, offset).await
             })
-            .await
-            .unwrap_or(Err(E::NotLeaderOrFollower.code()))
+            .await?
     }
 }

@@ -62,7 +62,7 @@ pub fn coordinator(shard: Weak<Shard>, config: TxnConfig) -> Coordinator {
                     return Err(TxnError::Unavailable);
                 };
                 let tp = TopicPartition::new(TXN_TOPIC, partition);
-                match shard.append_local(&tp, batch).await.error_code {
+                match super::append_code(&shard.append_local(&tp, batch).await) {
                     0 => Ok(()),
                     code => {
                         tracing::warn!(%tp, code, "cannot write transaction state");
@@ -142,7 +142,7 @@ impl Shard {
                     .is_some_and(|m| (0..m.partitions).contains(&partition));
                 let code = if exists {
                     let tp = TopicPartition::new(topic.clone(), partition);
-                    self.append(tp, batch).await.error_code
+                    super::append_code(&self.append(tp, batch).await)
                 } else {
                     E::UnknownTopicOrPartition.code()
                 };

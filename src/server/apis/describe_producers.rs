@@ -13,7 +13,7 @@ use kafka_protocol::messages::{
 
 use super::{Answer, Api, Request};
 use crate::model::TopicPartition;
-use crate::server::Shard;
+use crate::server::{partition_code, Shard};
 
 pub const API: Api = Api {
     key: ApiKey::DescribeProducers,
@@ -58,7 +58,7 @@ async fn describe_producers(shard: Rc<Shard>, request: Request) -> Answer {
                             })
                             .collect()
                     }
-                    Err(code) => p.error_code = code,
+                    Err(e) => p.error_code = partition_code(&e),
                 }
                 p
             })

@@ -22,7 +22,7 @@ use crate::protocol::fetch::{self as encoder, FetchResponseData, PartitionData, 
 use crate::protocol::ResponseError as E;
 use crate::server::fanout::ReadArgs;
 use crate::server::fetch_sessions::{Entry, Plan, Sent};
-use crate::server::Shard;
+use crate::server::{partition_code, Shard};
 
 pub const API: Api = Api {
     key: ApiKey::Fetch,
@@ -291,13 +291,13 @@ async fn read_all(
             errors = true;
             continue;
         };
-        slot.error_code = reply.header.error_code;
+        slot.error_code = reply.header.error.as_ref().map_or(0, partition_code);
         slot.high_watermark = reply.header.high_watermark.0;
         slot.last_stable_offset = reply.header.last_stable_offset.0;
         slot.aborted = reply.aborted;
         slot.log_start_offset = reply.header.log_start_offset.0;
         slot.records.clear();
-        if reply.header.error_code != 0 {
+        if slot.error_code != 0 {
             errors = true;
             continue;
         }

@@ -13,7 +13,8 @@ use kafka_protocol::messages::{ApiKey, OffsetForLeaderEpochRequest, OffsetForLea
 use super::{Answer, Api, Request};
 use crate::model::TopicPartition;
 use crate::protocol::ResponseError as E;
-use crate::server::{OffsetSpec, Shard, LEADER_EPOCH};
+use crate::replication::{OffsetSpec, LEADER_EPOCH};
+use crate::server::{partition_code, Shard};
 
 pub const API: Api = Api {
     key: ApiKey::OffsetForLeaderEpoch,
@@ -54,10 +55,13 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                     out.error_code = E::FencedLeaderEpoch.code();
                 } else if wanted >= 0 && wanted <= LEADER_EPOCH.0 {
                     // Every epoch up to ours ends where the log ends: there was only one leader.
-                    let end = shard.list_offset(&tp, OffsetSpec::Latest).await;
-                    out.error_code = end.error_code;
-                    out.leader_epoch = LEADER_EPOCH.0;
-                    out.end_offset = end.offset.0;
+                    match shard.list_offset(&tp, OffsetSpec::Latest).await {
+                        Ok(end) => {
+                            out.leader_epoch = LEADER_EPOCH.0;
+                            out.end_offset = end.offset.0;
+                        }
+                        Err(e) => out.error_code = partition_code(&e),
+                    }
                 }
                 out
             }

@@ -13,7 +13,8 @@ use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
 use super::{topic_name, Answer, Api, Request};
 use crate::model::TopicPartition;
 use crate::protocol::ResponseError as E;
-use crate::server::{OffsetSpec, Shard};
+use crate::replication::OffsetSpec;
+use crate::server::{partition_code, Shard};
 
 pub const API: Api = Api {
     key: ApiKey::ListOffsets,
@@ -57,12 +58,13 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                 match (exists, spec) {
                     (false, _) => out.error_code = E::UnknownTopicOrPartition.code(),
                     (true, None) => out.error_code = E::InvalidRequest.code(),
-                    (true, Some(spec)) => {
-                        let reply = shard.list_offset(&tp, spec).await;
-                        out.error_code = reply.error_code;
-                        out.offset = reply.offset.0;
-                        out.timestamp = reply.timestamp;
-                    }
+                    (true, Some(spec)) => match shard.list_offset(&tp, spec).await {
+                        Ok(found) => {
+                            out.offset = found.offset.0;
+                            out.timestamp = found.timestamp;
+                        }
+                        Err(e) => out.error_code = partition_code(&e),
+                    },
                 }
                 out
             }

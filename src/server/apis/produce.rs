@@ -16,7 +16,8 @@ use super::{str_bytes, Answer, Api, Request};
 use crate::cluster::validate_topic_name;
 use crate::model::TopicPartition;
 use crate::protocol::ResponseError as E;
-use crate::server::{AppendReply, Shard};
+use crate::replication::{Appended, PartitionError, Refused};
+use crate::server::{partition_code, Shard};
 
 pub const API: Api = Api {
     key: ApiKey::Produce,
@@ -76,12 +77,10 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                 .is_some_and(|m| (0..m.partitions).contains(&partition.index));
             async move {
                 let reply = match (exists, partition.records) {
-                    (false, _) => AppendReply::failed(name_error),
-                    (true, None) => AppendReply::failed(E::CorruptMessage.code()),
-                    (true, Some(records)) if refused(&records) => {
-                        AppendReply::failed(E::InvalidRecord.code())
-                    }
-                    (true, Some(records)) => shard.append(tp, records).await,
+                    (false, _) => Err(name_error),
+                    (true, None) => Err(E::CorruptMessage.code()),
+                    (true, Some(records)) if refused(&records) => Err(E::InvalidRecord.code()),
+                    (true, Some(records)) => Ok(shard.append(tp, records).await),
                 };
                 (index, reply)
             }
@@ -100,31 +99,58 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
             topic.name = super::topic_name(&name);
             topic.partition_responses = partitions
                 .into_iter()
-                .map(|(index, reply)| {
-                    let mut p = PartitionProduceResponse::default();
-                    p.index = index;
-                    p.error_code = reply.error_code;
-                    p.base_offset = reply.base_offset.0;
-                    p.log_append_time_ms = reply.log_append_time_ms;
-                    p.log_start_offset = reply.log_start_offset.0;
-                    p.error_message = reply.error_message.map(str_bytes);
-                    if request.version >= 8 {
-                        p.record_errors = reply
-                            .record_errors
-                            .into_iter()
-                            .map(|(index, message)| {
-                                let mut error = BatchIndexAndErrorMessage::default();
-                                error.batch_index = index;
-                                error.batch_index_error_message = Some(str_bytes(message));
-                                error
-                            })
-                            .collect();
-                    }
-                    p
-                })
+                .map(|(index, reply)| partition_response(index, reply, request.version))
                 .collect();
             topic
         })
         .collect();
     request.answer(&response)
+}
+
+/// One partition's answer: refused before the append (`Err(code)`), or the append's outcome.
+fn partition_response(
+    index: i32,
+    reply: Result<Result<Appended, Refused>, i16>,
+    version: i16,
+) -> PartitionProduceResponse {
+    let mut p = PartitionProduceResponse::default();
+    p.index = index;
+    p.base_offset = -1;
+    p.log_append_time_ms = -1;
+    p.log_start_offset = -1;
+    match reply {
+        Err(code) => p.error_code = code,
+        Ok(Ok(appended)) => {
+            p.base_offset = appended.base_offset.0;
+            p.log_append_time_ms = appended.log_append_time.map_or(-1, |t| t.0);
+            p.log_start_offset = appended.log_start_offset.0;
+        }
+        Ok(Err(Refused {
+            error,
+            log_start_offset,
+        })) => {
+            p.error_code = partition_code(&error);
+            p.log_start_offset = log_start_offset.0;
+            if !matches!(
+                error,
+                PartitionError::UnknownTopicOrPartition | PartitionError::NotLeader
+            ) {
+                p.error_message = Some(str_bytes(error.to_string()));
+            }
+            if let (true, PartitionError::InvalidRecord { record_errors, .. }) =
+                (version >= 8, error)
+            {
+                p.record_errors = record_errors
+                    .into_iter()
+                    .map(|(index, message)| {
+                        let mut error = BatchIndexAndErrorMessage::default();
+                        error.batch_index = index;
+                        error.batch_index_error_message = Some(str_bytes(message));
+                        error
+                    })
+                    .collect();
+            }
+        }
+    }
+    p
 }

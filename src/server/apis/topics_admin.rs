@@ -18,7 +18,7 @@ use crate::cluster::Change;
 use crate::model::TopicPartition;
 use crate::protocol::ResponseError as E;
 use crate::server::controller::Refusal;
-use crate::server::Shard;
+use crate::server::{partition_code, Shard};
 
 pub const CREATE_PARTITIONS: Api = Api {
     key: ApiKey::CreatePartitions,
@@ -100,7 +100,7 @@ async fn delete_records(shard: Rc<Shard>, request: Request) -> Answer {
                     .await
                 {
                     Ok(low) => out.low_watermark = low.0,
-                    Err(code) => out.error_code = code,
+                    Err(e) => out.error_code = partition_code(&e),
                 }
                 out
             }

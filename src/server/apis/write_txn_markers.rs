@@ -15,7 +15,7 @@ use super::{Answer, Api, Request};
 use crate::model::records::marker_batch;
 use crate::model::{TimestampMs, TopicPartition};
 use crate::protocol::ResponseError as E;
-use crate::server::Shard;
+use crate::server::{append_code, Shard};
 
 pub const API: Api = Api {
     key: ApiKey::WriteTxnMarkers,
@@ -48,7 +48,7 @@ async fn write_txn_markers(shard: Rc<Shard>, request: Request) -> Answer {
                 );
                 async move {
                     let code = if exists {
-                        shard.append(tp, batch).await.error_code
+                        append_code(&shard.append(tp, batch).await)
                     } else {
                         E::UnknownTopicOrPartition.code()
                     };
