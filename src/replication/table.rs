@@ -18,16 +18,23 @@ pub struct Partitions {
     data_dir: PathBuf,
     /// Retention and compaction run here.
     background: io::TaskQueue,
+    /// The logs' wall clock.
+    clock: Rc<dyn io::Clock>,
     open: RefCell<HashMap<TopicPartition, Rc<Partition>>>,
     /// One opening at a time: a partition is never opened twice.
     opening: io::Lock,
 }
 
 impl Partitions {
-    pub fn new(data_dir: PathBuf, background: io::TaskQueue) -> Partitions {
+    pub fn new(
+        data_dir: PathBuf,
+        background: io::TaskQueue,
+        clock: Rc<dyn io::Clock>,
+    ) -> Partitions {
         Partitions {
             data_dir,
             background,
+            clock,
             open: RefCell::new(HashMap::new()),
             opening: io::Lock::default(),
         }
@@ -51,7 +58,9 @@ impl Partitions {
         }
         let config = meta.log_config(broker);
         let dir = self.data_dir.join(tp.dir_name());
-        let log = Rc::new(Log::open(&dir, config, io::Faults::default()).await?);
+        let faults = io::Faults::default();
+        let log = Log::open_with_clock(&dir, config, faults, self.clock.clone()).await?;
+        let log = Rc::new(log);
         let codec = meta.codec(broker);
         let partition = Rc::new(Partition::new(tp.clone(), log.clone(), meta.id, codec));
         let millis = |key: &str| Duration::from_millis(broker.i64(key).max(10) as u64);

@@ -492,7 +492,11 @@ async fn run_shard(
         advertised_host: common.advertised_host.clone(),
         advertised_port: common.advertised_port,
         image: RefCell::new(common.image.clone()),
-        partitions: Partitions::new(common.data_dir.clone(), background),
+        partitions: Partitions::new(
+            common.data_dir.clone(),
+            background,
+            Rc::new(io::SystemClock),
+        ),
         controller_lock: io::Lock::default(),
         producer_ids: producer_ids::ProducerIds::default(),
         metadata_store: Box::new(FileStore::new(&common.data_dir)),

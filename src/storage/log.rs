@@ -171,6 +171,8 @@ pub struct Log {
     dir: PathBuf,
     config: RefCell<LogConfig>,
     faults: io::Faults,
+    /// The wall clock for `segment.ms`, `flush.ms`, LogAppendTime, retention and compaction.
+    clock: Rc<dyn io::Clock>,
     pub(super) state: Rc<RefCell<State>>,
     write_lock: io::Lock,
     queue: RefCell<Vec<Pending>>,
@@ -190,6 +192,16 @@ impl Log {
         dir: &Path,
         config: LogConfig,
         faults: io::Faults,
+    ) -> Result<Log, StorageError> {
+        Log::open_with_clock(dir, config, faults, Rc::new(io::SystemClock)).await
+    }
+
+    /// `open`, with time read from `clock` (a test moves it instead of sleeping).
+    pub async fn open_with_clock(
+        dir: &Path,
+        config: LogConfig,
+        faults: io::Faults,
+        clock: Rc<dyn io::Clock>,
     ) -> Result<Log, StorageError> {
         std::fs::create_dir_all(dir).map_err(|e| io::with_path(e, dir))?;
         let saved = checkpoint::read(dir);
@@ -233,7 +245,7 @@ impl Log {
                 log_end: first_base,
                 recovery_point: first_base,
                 unflushed_messages: 0,
-                last_flush_ms: TimestampMs::now().0,
+                last_flush_ms: clock.wall().0,
                 closed: false,
                 first_dirty: saved
                     .as_ref()
@@ -242,6 +254,7 @@ impl Log {
                 producers: Producers::default(),
                 aborted: BTreeMap::new(),
             })),
+            clock,
             write_lock: io::Lock::default(),
             queue: RefCell::new(Vec::new()),
             stats: std::cell::Cell::new(LogStats::default()),
@@ -375,6 +388,11 @@ impl Log {
     }
 
     /// The offset the next appended record gets (Kafka's log end offset).
+    /// The log's wall clock now.
+    pub fn now(&self) -> TimestampMs {
+        self.clock.wall()
+    }
+
     pub fn log_end(&self) -> Offset {
         self.state.borrow().log_end
     }

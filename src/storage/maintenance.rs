@@ -66,9 +66,9 @@ pub fn spawn_maintenance(log: Rc<Log>, queue: io::TaskQueue, periods: Periods) -
             }
             let result = if Instant::now() >= next_full {
                 next_full = Instant::now() + periods.retention_check;
-                maintain(&log, TimestampMs::now()).await
+                maintain(&log, log.now()).await
             } else if log.config().cleanup_policy.compact {
-                log.clean(TimestampMs::now())
+                log.clean(log.now())
                     .await
                     .map(|cleaning| MaintenanceReport {
                         cleaning,

@@ -5,7 +5,10 @@
 
 use crate::kit::batches::{batch, read_all, small_config};
 use bytes::Bytes;
-use sluice::io::{self, Faults};
+use std::rc::Rc;
+use std::time::Duration;
+
+use sluice::io::{self, Faults, ManualClock};
 use sluice::model::records;
 use sluice::model::{BatchView, Codec, Offset, TimestampMs, TimestampType};
 use sluice::storage::{AppendOptions, CleanupPolicy, Durability, Log, LogConfig, StorageError};
@@ -239,20 +242,26 @@ fn segments_roll_on_age_and_on_a_full_index() {
     let dir = tempfile::tempdir().unwrap();
     io::block_on(async {
         let config = LogConfig {
-            segment_ms: 5,
+            segment_ms: 60_000,
             ..LogConfig::default()
         };
-        let log = Log::open(dir.path(), config, Faults::default())
+        let clock = Rc::new(ManualClock::new());
+        let log = Log::open_with_clock(dir.path(), config, Faults::default(), clock.clone())
             .await
             .unwrap();
-        for _ in 0..3 {
+        let append = || {
             log.append(
                 vec![batch("age", 1, 0, Codec::None)],
                 AppendOptions::default(),
             )
-            .await
-            .unwrap();
-            io::sleep(std::time::Duration::from_millis(10)).await;
+        };
+        append().await.unwrap();
+        clock.advance(Duration::from_secs(59));
+        append().await.unwrap();
+        assert_eq!(log.segment_count(), 1, "younger than segment.ms: no roll");
+        for _ in 0..2 {
+            clock.advance(Duration::from_secs(61));
+            append().await.unwrap();
         }
         assert_eq!(
             log.segment_count(),
@@ -541,5 +550,35 @@ fn segments_left_below_the_log_start_by_a_crash_are_deleted_on_open() {
         assert_eq!(log.segment_bases(), kept[2..]);
         assert!(!dir.path().join("00000000000000000000.log").exists());
         assert_eq!(log.log_end(), Offset(240));
+    });
+}
+
+#[test]
+fn flush_ms_flushes_once_the_last_flush_is_that_old() {
+    let dir = tempfile::tempdir().unwrap();
+    io::block_on(async {
+        let config = LogConfig {
+            flush_interval_ms: 1_000,
+            flush_interval_messages: u64::MAX,
+            ..LogConfig::default()
+        };
+        let clock = Rc::new(ManualClock::new());
+        let log = Log::open_with_clock(dir.path(), config, Faults::default(), clock.clone())
+            .await
+            .unwrap();
+        log.append(
+            vec![batch("f", 2, 0, Codec::None)],
+            AppendOptions::default(),
+        )
+        .await
+        .unwrap();
+        log.flush_if_due().await.unwrap();
+        assert_eq!(log.recovery_point(), Offset(0), "not due yet");
+        clock.advance(Duration::from_millis(999));
+        log.flush_if_due().await.unwrap();
+        assert_eq!(log.recovery_point(), Offset(0), "not due yet");
+        clock.advance(Duration::from_millis(1));
+        log.flush_if_due().await.unwrap();
+        assert_eq!(log.recovery_point(), Offset(2), "flush.ms passed: flushed");
     });
 }

@@ -163,7 +163,7 @@ impl Log {
             }
             return;
         }
-        let now = TimestampMs::now();
+        let now = self.now();
         let mut results: Vec<Option<Result<AppendInfo, StorageError>>> =
             group.iter().map(|_| None).collect();
         let mut chunk = self.new_chunk();
@@ -481,7 +481,7 @@ impl Log {
                 .last()
                 .map_or(active.size_bytes, BatchInfo::end);
             active.next_offset = chunk.next_offset;
-            active.first_append_ms.get_or_insert(TimestampMs::now().0);
+            active.first_append_ms.get_or_insert(self.now().0);
             let pending = (active.pending_index_bytes() >= INDEX_WRITE_BYTES)
                 .then(|| active.take_pending_indexes());
             state.log_end = chunk.next_offset;
@@ -540,13 +540,13 @@ impl Log {
         let mut state = self.state.borrow_mut();
         state.recovery_point = state.recovery_point.max(end);
         state.unflushed_messages = 0;
-        state.last_flush_ms = TimestampMs::now().0;
+        state.last_flush_ms = self.now().0;
         Ok(())
     }
 
     /// Flushes if `flush.ms` has passed with unflushed data: the broker calls this on a timer.
     pub async fn flush_if_due(&self) -> Result<(), StorageError> {
-        if self.flush_due(TimestampMs::now()) {
+        if self.flush_due(self.now()) {
             let _guard = self.write_lock.lock().await;
             self.flush().await?;
         }
