@@ -5,12 +5,14 @@
 //! that is drawn at random (a topic's id) travels in the change, so that replaying the same
 //! changes anywhere yields the same image. A [`MetadataStore`] makes each image durable; on a
 //! single node that is a file ([`FileStore`]), and a replicated log takes its place for a
-//! cluster without the callers changing.
+//! cluster without the callers changing. The [`Controller`] is the one place changes are made:
+//! one at a time, each stored, then published.
 //!
 //! Nothing here knows a Kafka error code: a refused change is a [`ChangeError`], which the
 //! server turns into the code a client understands.
 
 mod change;
+mod controller;
 mod image;
 mod store;
 
@@ -18,6 +20,7 @@ pub use change::{
     apply, place, validate_broker_configs, validate_topic_configs, validate_topic_name, Change,
     ChangeError,
 };
+pub use controller::{legacy_producer_ids_end, Controller, PRODUCER_ID_BLOCK};
 pub use image::{
     Assignment, BrokerMeta, Image, TopicMeta, DYNAMIC_BROKER_KEYS, TOPIC_NAME_BYTES_MAX,
     TOPIC_PARTITIONS_MAX,

@@ -19,10 +19,10 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use super::{
-    admission, fds, fetch_sessions, groups, listener, producer_ids, transactions, Shard,
+    admission, fds, fetch_sessions, groups, listener, transactions, Shard, CONTROLLER_SHARD,
     SHARD_REQUEST_MEMORY_BYTES,
 };
-use crate::cluster::{self, BrokerMeta, Change, FileStore, Image, MetadataStore};
+use crate::cluster::{self, BrokerMeta, Change, Controller, FileStore, Image, MetadataStore};
 use crate::config::{parse_listener, Values};
 use crate::io;
 use crate::model::{NodeId, ShardId};
@@ -99,7 +99,7 @@ fn load_image(
         let partitions = broker.i32("offsets.topic.num.partitions");
         changes.push(Change::create_internal_topic(OFFSETS_TOPIC, partitions));
     }
-    let handed_out = producer_ids::legacy_end(data_dir).map_err(ServeError::Config)?;
+    let handed_out = cluster::legacy_producer_ids_end(data_dir).map_err(ServeError::Config)?;
     if handed_out > image.producer_ids_end {
         let count = handed_out - image.producer_ids_end;
         changes.push(Change::AllocateProducerIds { count });
@@ -497,9 +497,10 @@ async fn run_shard(
             background,
             Rc::new(io::SystemClock),
         ),
-        controller_lock: io::Lock::default(),
-        producer_ids: producer_ids::ProducerIds::default(),
-        metadata_store: Box::new(FileStore::new(&common.data_dir)),
+        controller: (id == CONTROLLER_SHARD).then(|| {
+            let store = Box::new(FileStore::new(&common.data_dir));
+            Controller::new(store, common.image.clone())
+        }),
         mesh: senders.bind(weak.clone()),
         hot: io::TaskQueue::new("hot", crate::storage::HOT_PATH_SHARES),
         background,

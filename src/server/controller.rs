@@ -1,13 +1,13 @@
-//! The controller's side of the metadata, on one shard of the node: it applies each change to
-//! the image (`crate::cluster`), one at a time, stores the result, and hands the new image to
-//! every shard before answering; it also hands out producer ids. The mapping of a refused
-//! change to the Kafka error a client understands is here too.
+//! The controller as the server reaches it: metadata changes and producer ids go to the
+//! controller shard, whose `cluster::Controller` makes them; each new image is handed to every
+//! shard before the change is answered. The mapping of a refused change to the Kafka error a
+//! client understands is here too.
 
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::{producer_ids, Shard};
-use crate::cluster::{self, Change, ChangeError, Image, TopicMeta};
+use super::Shard;
+use crate::cluster::{Change, ChangeError, Controller, Image, TopicMeta};
 use crate::model::ShardId;
 use crate::protocol::ResponseError as E;
 
@@ -74,34 +74,19 @@ impl Shard {
     }
 
     /// A new producer id from the controller shard.
-    pub async fn new_producer_id(&self) -> Result<i64, i16> {
+    pub async fn new_producer_id(&self) -> Result<i64, ChangeError> {
         self.mesh
             .route(CONTROLLER_SHARD, |shard| async move {
-                shard.new_producer_id_local().await
+                let id = shard
+                    .controller()?
+                    .new_producer_id(|image| shard.publish(image))
+                    .await;
+                id.inspect_err(
+                    |e| tracing::error!(error = %e, "cannot allocate a block of producer ids"),
+                )
             })
             .await
-            .unwrap_or(Err(E::CoordinatorNotAvailable.code()))
-    }
-
-    async fn new_producer_id_local(&self) -> Result<i64, i16> {
-        let ids = &self.producer_ids;
-        let _guard = ids.lock.lock().await;
-        if ids.next.get() >= ids.block_end.get() {
-            let block = Change::AllocateProducerIds {
-                count: producer_ids::BLOCK,
-            };
-            self.change_local(block, false).await.map_err(|e| {
-                tracing::error!(error = %e, "cannot allocate a block of producer ids");
-                E::CoordinatorNotAvailable.code()
-            })?;
-            // Blocks are allocated only here, under the lock: the image's end is this block's.
-            let end = self.image().producer_ids_end;
-            ids.block_end.set(end);
-            ids.next.set(end - producer_ids::BLOCK);
-        }
-        let id = ids.next.get();
-        ids.next.set(id + 1);
-        Ok(id)
+            .unwrap_or_else(|e| Err(ChangeError::NoController(e.to_string())))
     }
 
     /// Creates `topic` with the broker's defaults if auto-creation is on and it does not exist.
@@ -130,39 +115,38 @@ impl Shard {
         }
     }
 
-    /// Makes `change` on the controller shard: applies it, stores the new image, and hands it
-    /// to every shard.
+    fn controller(&self) -> Result<&Controller, ChangeError> {
+        self.controller.as_ref().ok_or_else(|| {
+            ChangeError::NoController(format!("shard {} is not the controller", self.id))
+        })
+    }
+
+    /// Makes `change` on the controller shard (refusing partitions the node cannot hold).
     async fn change_local(
         &self,
         change: Change,
         validate_only: bool,
     ) -> Result<Option<TopicMeta>, ChangeError> {
-        assert_eq!(
-            self.id, CONTROLLER_SHARD,
-            "a metadata change off the controller shard"
-        );
-        let _guard = self.controller_lock.lock().await;
-        let current = self.image();
-        let next = cluster::apply(&current, &change)?;
-        if matches!(
+        let grows = matches!(
             change,
             Change::CreateTopic { .. } | Change::CreatePartitions { .. }
-        ) {
-            self.check_partition_room(&current, &next)?;
-        }
-        let meta = change
-            .topic()
-            .and_then(|name| next.topics.get(name).cloned());
-        if validate_only {
-            return Ok(meta);
-        }
-        self.metadata_store.store(&next).await.map_err(|e| {
-            tracing::error!(error = %e, "cannot write the metadata image");
-            ChangeError::NotStored(e.to_string())
-        })?;
-        let next = Arc::new(next);
+        );
+        let admit = |current: &Image, next: &Image| {
+            if grows {
+                self.check_partition_room(current, next)
+            } else {
+                Ok(())
+            }
+        };
+        self.controller()?
+            .change(&change, validate_only, admit, |image| self.publish(image))
+            .await
+    }
+
+    /// Hands a new image to every shard, this one last.
+    async fn publish(&self, image: Arc<Image>) {
         for peer in self.mesh.peers() {
-            let image = next.clone();
+            let image = image.clone();
             let held = self
                 .mesh
                 .remote(
@@ -174,9 +158,7 @@ impl Shard {
                 tracing::warn!(%peer, error = %e, "a shard did not take the new metadata image");
             }
         }
-        self.apply_image(next).await;
-        tracing::info!(?change, "metadata changed");
-        Ok(meta)
+        self.apply_image(image).await;
     }
 
     async fn apply_image(&self, image: Arc<Image>) {

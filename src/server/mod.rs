@@ -21,7 +21,6 @@ mod fetch_sessions;
 mod groups;
 mod listener;
 mod partitions;
-mod producer_ids;
 mod ranges;
 mod transactions;
 
@@ -33,7 +32,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::channel::oneshot;
 
-use crate::cluster::{Image, MetadataStore};
+use crate::cluster::Image;
 use crate::config::Values;
 use crate::io;
 use crate::model::{Offset, ShardId, TopicPartition};
@@ -63,11 +62,8 @@ pub struct Shard {
     pub advertised_port: u16,
     image: RefCell<Arc<Image>>,
     partitions: Partitions,
-    controller_lock: io::Lock,
-    /// Used on the controller shard only.
-    producer_ids: producer_ids::ProducerIds,
-    /// Used on the controller shard only.
-    metadata_store: Box<dyn MetadataStore>,
+    /// On the controller shard only: the one place metadata changes are made.
+    controller: Option<crate::cluster::Controller>,
     mesh: Mesh<Shard>,
     pub hot: io::TaskQueue,
     pub background: io::TaskQueue,

@@ -81,8 +81,8 @@ pub fn coordinator(shard: Weak<Shard>, config: TxnConfig) -> Coordinator {
                 let Some(shard) = shard.upgrade() else {
                     return Err(TxnError::Unavailable);
                 };
-                shard.new_producer_id().await.map_err(|code| {
-                    tracing::warn!(code, "no producer id for a transactional id");
+                shard.new_producer_id().await.map_err(|e| {
+                    tracing::warn!(error = %e, "no producer id for a transactional id");
                     TxnError::Unavailable
                 })
             }

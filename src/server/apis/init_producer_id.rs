@@ -63,7 +63,8 @@ async fn init_producer_id(shard: Rc<Shard>, request: Request) -> Answer {
             response.producer_id = ProducerId(id);
             response.producer_epoch = 0;
         }
-        Err(code) => response.error_code = code,
+        // As Kafka answers when no producer id block can be had.
+        Err(_) => response.error_code = E::CoordinatorNotAvailable.code(),
     }
     request.answer(&response)
 }
