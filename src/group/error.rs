@@ -43,3 +43,10 @@ pub enum GroupError {
     #[error("the group's records are too large to write")]
     TooLarge,
 }
+
+impl From<crate::shard::Unreachable> for GroupError {
+    /// The coordinator's shard could not be reached (it is stopping).
+    fn from(_: crate::shard::Unreachable) -> GroupError {
+        GroupError::Unavailable
+    }
+}

@@ -58,6 +58,15 @@ pub fn error_code(error: GroupError) -> i16 {
     .code()
 }
 
+/// The code for a refused join or sync: Kafka answers a group-metadata record too large to
+/// write with UNKNOWN_SERVER_ERROR (INVALID_COMMIT_OFFSET_SIZE is for offset commits).
+pub fn membership_code(error: GroupError) -> i16 {
+    match error {
+        GroupError::TooLarge => E::UnknownServerError.code(),
+        error => error_code(error),
+    }
+}
+
 /// 0 for a success, the error's code otherwise.
 pub fn result_code(result: Result<(), GroupError>) -> i16 {
     result.err().map_or(0, error_code)
@@ -106,18 +115,7 @@ impl Shard {
         Fut: Future<Output = T> + 'static,
         T: Send + 'static,
     {
-        self.on_group_shard(self.group_shard(group), op).await
-    }
-
-    /// Runs `op` on `shard` (in place when that is this shard).
-    pub async fn on_group_shard<T, F, Fut>(&self, shard: ShardId, op: F) -> Result<T, GroupError>
-    where
-        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
-        Fut: Future<Output = T> + 'static,
-        T: Send + 'static,
-    {
-        let routed = self.mesh.route(shard, op).await;
-        routed.map_err(|_| GroupError::Unavailable)
+        self.on_shard(self.group_shard(group), op).await
     }
 
     /// Reads this shard's `__consumer_offsets` partitions and rebuilds their groups.
@@ -197,4 +195,20 @@ async fn read_log(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{error_code, membership_code};
+    use crate::group::GroupError;
+    use crate::protocol::ResponseError as E;
+
+    #[test]
+    fn a_record_too_large_is_a_commit_size_error_only_for_commits() {
+        let too_large = GroupError::TooLarge;
+        assert_eq!(error_code(too_large), E::InvalidCommitOffsetSize.code());
+        assert_eq!(membership_code(too_large), E::UnknownServerError.code());
+        let other = GroupError::NotCoordinator;
+        assert_eq!(membership_code(other), error_code(other));
+    }
 }

@@ -129,6 +129,18 @@ impl Shard {
         rx
     }
 
+    /// Runs `op` on `shard` (in place when that is this shard); a shard that cannot be reached
+    /// is the caller's `E` (a coordinator's "unavailable").
+    pub async fn on_shard<T, E, F, Fut>(&self, shard: ShardId, op: F) -> Result<T, E>
+    where
+        E: From<crate::shard::Unreachable>,
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        Ok(self.mesh.route(shard, op).await?)
+    }
+
     /// Appends to `tp` on its owner shard (`tp` moves there with the records, not a copy).
     pub async fn append(&self, tp: TopicPartition, records: Bytes) -> Result<Appended, Refused> {
         self.mesh

@@ -188,19 +188,7 @@ impl Shard {
         Fut: Future<Output = T> + 'static,
         T: Send + 'static,
     {
-        self.on_txn_shard(self.txn_shard(transactional_id), op)
-            .await
-    }
-
-    /// Runs `op` on `shard` (in place when that is this shard).
-    pub async fn on_txn_shard<T, F, Fut>(&self, shard: ShardId, op: F) -> Result<T, TxnError>
-    where
-        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
-        Fut: Future<Output = T> + 'static,
-        T: Send + 'static,
-    {
-        let routed = self.mesh.route(shard, op).await;
-        routed.map_err(|_| TxnError::Unavailable)
+        self.on_shard(self.txn_shard(transactional_id), op).await
     }
 
     /// Reads this shard's `__transaction_state` partitions and rebuilds their transactions.

@@ -25,3 +25,10 @@ pub enum TxnError {
     #[error("the coordinator is not available")]
     Unavailable,
 }
+
+impl From<crate::shard::Unreachable> for TxnError {
+    /// The coordinator's shard could not be reached (it is stopping).
+    fn from(_: crate::shard::Unreachable) -> TxnError {
+        TxnError::Unavailable
+    }
+}

@@ -35,7 +35,7 @@ use super::{str_bytes, topic_name, Answer, Api, Request};
 use crate::group::{CommittedOffset, JoinParams, TopicPartitions};
 use crate::model::{ShardId, TimestampMs};
 use crate::protocol::ResponseError as E;
-use crate::server::groups::{error_code, result_code, FetchedOffsets, FetchedRow};
+use crate::server::groups::{error_code, membership_code, result_code, FetchedOffsets, FetchedRow};
 use crate::server::Shard;
 
 api!(FIND_COORDINATOR, FindCoordinator, 0, 4, find_coordinator);
@@ -158,7 +158,7 @@ async fn join(shard: Rc<Shard>, request: Request) -> Answer {
         ..Default::default()
     });
     let mut response = JoinGroupResponse::default();
-    response.error_code = outcome.error.map_or(0, error_code);
+    response.error_code = outcome.error.map_or(0, membership_code);
     response.generation_id = outcome.generation;
     if request.version >= 7 {
         response.protocol_type = outcome.protocol_type.map(str_bytes);
@@ -218,7 +218,7 @@ async fn sync(shard: Rc<Shard>, request: Request) -> Answer {
         ..Default::default()
     });
     let mut response = SyncGroupResponse::default();
-    response.error_code = outcome.error.map_or(0, error_code);
+    response.error_code = outcome.error.map_or(0, membership_code);
     if request.version >= 5 {
         response.protocol_type = outcome.protocol_type.map(str_bytes);
         response.protocol_name = outcome.protocol.map(str_bytes);
@@ -563,7 +563,7 @@ async fn list(shard: Rc<Shard>, request: Request) -> Answer {
     let body: ListGroupsRequest = request.decode("ListGroupsRequest")?;
     let answers = join_all((0..shard.shards as u32).map(|peer| {
         let list = |shard: Rc<Shard>| async move { shard.groups.list() };
-        shard.on_group_shard(ShardId(peer), list)
+        shard.on_shard::<_, crate::group::GroupError, _, _>(ShardId(peer), list)
     }))
     .await;
     let filter: Vec<String> = body

@@ -358,7 +358,7 @@ async fn list(shard: Rc<Shard>, request: Request) -> Answer {
     };
     let calls = (0..shard.shards as u32).map(|target| {
         let (states, producer_ids) = (states.clone(), producer_ids.clone());
-        shard.on_txn_shard(ShardId(target), move |shard| async move {
+        shard.on_shard::<_, crate::txn::TxnError, _, _>(ShardId(target), move |shard| async move {
             shard.txns.list(&states, &producer_ids, min_duration_ms)
         })
     });
