@@ -11,8 +11,8 @@ use super::image::{TOPIC_NAME_BYTES_MAX, TOPIC_PARTITIONS_MAX};
 use crate::config::{Values, BROKER_KEYS, DECLARED_BROKER_KEYS, TOPIC_KEYS};
 use crate::model::NodeId;
 
-/// A change the controller makes to the image.
-#[derive(Clone, Debug, PartialEq)]
+/// A change the controller makes to the image (a Raft entry of the metadata quorum, as JSON).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Change {
     /// A broker joins (or comes back with new endpoints). In an image written before partitions
     /// had assignments, a broker registering alone takes every partition.

@@ -1,26 +1,24 @@
-//! The controller: the one place that changes the metadata. It applies each change to the
-//! current image (`apply`), one at a time, makes the result durable through its
-//! [`MetadataStore`], has it published (to every shard, by the caller's `publish`) before the next
-//! change starts, and hands out producer ids from blocks that the image records. On a single
-//! node it lives on one shard with a file store; a replicated log takes the store's place for a
-//! cluster, and only the active controller of the quorum makes changes.
+//! The controller: the one place that changes the metadata. It checks each change against the
+//! current image (`apply`, and the caller's `admit`), one at a time, proposes it to the metadata
+//! quorum, and once the quorum has committed and applied it has the new image published (to
+//! every shard, by the caller's `publish`) before the next change starts. It also hands out
+//! producer ids from blocks that the image records. On a single node it lives on one shard over a
+//! quorum of one; in a cluster only the quorum's leader makes changes.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{apply, Change, ChangeError, Image, MetadataStore, TopicMeta, METADATA_DIR};
+use super::{apply, Change, ChangeError, Image, Quorum, TopicMeta, METADATA_DIR};
 use crate::io;
 
 /// Producer ids per block (Kafka's controller allocates 1000 at a time).
 pub const PRODUCER_ID_BLOCK: i64 = 1000;
 
 pub struct Controller {
-    store: Box<dyn MetadataStore>,
-    /// The image as last stored.
-    image: RefCell<Arc<Image>>,
-    /// Held from a change's apply until its image is published: changes are made one at a time
+    quorum: Quorum,
+    /// Held from a change's check until its image is published: changes are made one at a time
     /// and published in order.
     lock: io::Lock,
     /// The next producer id of the current block.
@@ -30,11 +28,9 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// A controller over `store`, whose last stored image is `image`.
-    pub fn new(store: Box<dyn MetadataStore>, image: Arc<Image>) -> Controller {
+    pub fn new(quorum: Quorum) -> Controller {
         Controller {
-            store,
-            image: RefCell::new(image),
+            quorum,
             lock: io::Lock::default(),
             next_producer_id: Cell::new(0),
             block_end: Cell::new(0),
@@ -42,13 +38,17 @@ impl Controller {
     }
 
     pub fn image(&self) -> Arc<Image> {
-        self.image.borrow().clone()
+        self.quorum.image()
     }
 
-    /// Makes `change`: applies it, asks `admit` whether the node can hold the result (given the
-    /// image before and after), stores it and awaits `publish` with the new image. With
-    /// `validate_only`, stops after `admit`. The topic's metadata after the change, if it names
-    /// a topic that still exists.
+    pub fn quorum(&self) -> &Quorum {
+        &self.quorum
+    }
+
+    /// Makes `change`: checks that it applies, asks `admit` whether the node can hold the result
+    /// (given the image before and after), has the quorum commit it and awaits `publish` with the
+    /// new image. With `validate_only`, stops after `admit`. The topic's metadata after the
+    /// change, if it names a topic that still exists.
     pub async fn change<P: Future<Output = ()>>(
         &self,
         change: &Change,
@@ -71,20 +71,21 @@ impl Controller {
         let current = self.image();
         let next = apply(&current, change)?;
         admit(&current, &next)?;
-        let meta = change
-            .topic()
-            .and_then(|name| next.topics.get(name).cloned());
+        let topic = |image: &Image| {
+            change
+                .topic()
+                .and_then(|name| image.topics.get(name).cloned())
+        };
         if validate_only {
-            return Ok(meta);
+            return Ok(topic(&next));
         }
-        self.store.store(&next).await.map_err(|e| {
-            tracing::error!(error = %e, "cannot write the metadata image");
-            ChangeError::NotStored(e.to_string())
+        let next = self.quorum.propose(change).await.inspect_err(|e| {
+            if matches!(e, ChangeError::NotStored(_)) {
+                tracing::error!(error = %e, ?change, "the metadata change was not committed");
+            }
         })?;
-        let next = Arc::new(next);
-        *self.image.borrow_mut() = next.clone();
+        let meta = topic(&next);
         publish(next).await;
-        tracing::info!(?change, "metadata changed");
         Ok(meta)
     }
 
@@ -139,14 +140,14 @@ mod tests {
     use std::sync::Arc;
 
     use super::{Controller, PRODUCER_ID_BLOCK};
-    use crate::cluster::{BrokerMeta, Change, ChangeError, FileStore, Image, MetadataStore};
+    use crate::cluster::{BrokerMeta, Change, ChangeError, FileStore, Image, Quorum};
     use crate::io;
     use crate::model::NodeId;
 
-    fn controller(dir: &std::path::Path) -> Controller {
-        let store = FileStore::new(dir);
-        let image = Arc::new(store.load().unwrap());
-        Controller::new(Box::new(store), image)
+    async fn controller(dir: &std::path::Path) -> Controller {
+        let me = NodeId(1);
+        let quorum = Quorum::open(dir, me, &[me], io::Faults::default()).await;
+        Controller::new(quorum.unwrap())
     }
 
     #[test]
@@ -158,7 +159,7 @@ mod tests {
             async move { published.borrow_mut().push(image.revision) }
         };
         io::block_on(async {
-            let c = controller(dir.path());
+            let c = controller(dir.path()).await;
             let me = Change::RegisterBroker {
                 id: NodeId(1),
                 broker: BrokerMeta {
@@ -193,7 +194,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let publish = |_: Arc<Image>| async {};
         let first: Vec<i64> = io::block_on(async {
-            let c = controller(dir.path());
+            let c = controller(dir.path()).await;
             let mut ids = Vec::new();
             for _ in 0..3 {
                 ids.push(c.new_producer_id(publish).await.unwrap());
@@ -202,7 +203,7 @@ mod tests {
         });
         assert_eq!(first, [0, 1, 2]);
         let after = io::block_on(async {
-            let c = controller(dir.path());
+            let c = controller(dir.path()).await;
             c.new_producer_id(publish).await.unwrap()
         });
         assert_eq!(

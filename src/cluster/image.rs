@@ -15,7 +15,7 @@ pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
 
 /// A broker of the cluster, as it registered.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BrokerMeta {
     /// Where clients reach it.
     pub host: String,

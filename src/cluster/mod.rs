@@ -3,10 +3,10 @@
 //! broker configs, the producer ids handed out) and the changes to it, as a deterministic state
 //! machine: [`apply`] computes the next image from the current one and a change, and everything
 //! that is drawn at random (a topic's id) travels in the change, so that replaying the same
-//! changes anywhere yields the same image. A [`MetadataStore`] makes each image durable; on a
-//! single node that is a file ([`FileStore`]), and a replicated log takes its place for a
-//! cluster without the callers changing. The [`Controller`] is the one place changes are made:
-//! one at a time, each stored, then published.
+//! changes anywhere yields the same image. The [`Quorum`] replicates the changes as the entries
+//! of a Raft log (a node with no other voters is a quorum of one) and stores each applied image
+//! ([`FileStore`]); the [`Controller`] is the one place changes are made: one at a time, each
+//! committed, then published.
 //!
 //! Nothing here knows a Kafka error code: a refused change is a [`ChangeError`], which the
 //! server turns into the code a client understands.
@@ -14,6 +14,7 @@
 mod change;
 mod controller;
 mod image;
+mod quorum;
 mod store;
 
 pub use change::{
@@ -25,4 +26,5 @@ pub use image::{
     Assignment, BrokerMeta, Image, TopicMeta, DYNAMIC_BROKER_KEYS, TOPIC_NAME_BYTES_MAX,
     TOPIC_PARTITIONS_MAX,
 };
-pub use store::{FileStore, MetadataStore, StoreError, METADATA_DIR};
+pub use quorum::{Quorum, QuorumError};
+pub use store::{Applied, FileStore, StoreError, METADATA_DIR};

@@ -1,11 +1,10 @@
-//! Where the metadata image is kept durable. The controller calls a [`MetadataStore`] and nothing
-//! else: on a single node, [`FileStore`] writes `<log.dirs>/__cluster_metadata/topics.toml`
-//! atomically; a replicated log takes its place for a cluster.
+//! The state machine's file: the metadata image as last applied, with the position in the Raft
+//! log it was applied up to, in `<log.dirs>/__cluster_metadata/topics.toml`, replaced atomically
+//! (temporary file, fsync, rename, fsync of the directory) after each batch of committed changes.
+//! It is also the quorum's snapshot: the log keeps only what came after it. A file written before
+//! the quorum (no `[raft]` table) is an image at position 0.
 
 use std::path::{Path, PathBuf};
-
-use futures::future::LocalBoxFuture;
-use futures::FutureExt;
 
 use super::image::Image;
 use crate::io::{self, Faults};
@@ -27,16 +26,15 @@ pub enum StoreError {
     Corrupt { path: PathBuf, what: String },
 }
 
-pub trait MetadataStore {
-    /// The last image stored: an empty one when none was.
-    fn load(&self) -> Result<Image, StoreError>;
-
-    /// Makes `image` durable: once this returns, a restart loads it (or a later one).
-    fn store<'a>(&'a self, image: &'a Image) -> LocalBoxFuture<'a, std::io::Result<()>>;
+/// Where in the Raft log an image stands: the last entry applied to it, and the voters (their
+/// node ids) then.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub index: u64,
+    pub term: u64,
+    pub voters: Vec<u64>,
 }
 
-/// The image in one file, replaced atomically (temporary file, fsync, rename, fsync of the
-/// directory) on every change.
 #[derive(Clone, Debug)]
 pub struct FileStore {
     dir: PathBuf,
@@ -60,26 +58,72 @@ impl FileStore {
     pub fn path(&self) -> PathBuf {
         self.dir.join(TOPICS_FILE)
     }
-}
 
-impl MetadataStore for FileStore {
-    fn load(&self) -> Result<Image, StoreError> {
+    /// The last image stored: an empty one when none was.
+    pub fn load(&self) -> Result<Image, StoreError> {
+        Ok(self.load_applied()?.0)
+    }
+
+    /// The last image stored and where it stands in the log.
+    pub fn load_applied(&self) -> Result<(Image, Applied), StoreError> {
         let path = self.path();
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Image::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok((Image::default(), Applied::default()))
+            }
             Err(source) => return Err(StoreError::Unreadable { path, source }),
         };
-        Image::from_toml(&text).map_err(|what| StoreError::Corrupt { path, what })
+        let corrupt = |what: String| StoreError::Corrupt {
+            path: path.clone(),
+            what,
+        };
+        let image = Image::from_toml(&text).map_err(corrupt)?;
+        let table: toml::Table = text.parse().map_err(|e| corrupt(format!("{e}")))?;
+        let applied = match table.get("raft").and_then(toml::Value::as_table) {
+            None => Applied::default(),
+            Some(raft) => {
+                let number = |key: &str| {
+                    raft.get(key)
+                        .and_then(toml::Value::as_integer)
+                        .filter(|&n| n >= 0)
+                        .map(|n| n as u64)
+                        .ok_or_else(|| corrupt(format!("raft.{key} is not a log position")))
+                };
+                let voters = raft
+                    .get("voters")
+                    .and_then(toml::Value::as_array)
+                    .map(|ids| {
+                        ids.iter()
+                            .map(|id| id.as_integer().filter(|&n| n >= 0).map(|n| n as u64))
+                            .collect::<Option<Vec<u64>>>()
+                    })
+                    .ok_or_else(|| corrupt("raft.voters is not a list of node ids".into()))?
+                    .ok_or_else(|| corrupt("raft.voters is not a list of node ids".into()))?;
+                Applied {
+                    index: number("index")?,
+                    term: number("term")?,
+                    voters,
+                }
+            }
+        };
+        Ok((image, applied))
     }
 
-    fn store<'a>(&'a self, image: &'a Image) -> LocalBoxFuture<'a, std::io::Result<()>> {
-        async move {
-            std::fs::create_dir_all(&self.dir)?;
-            let text = image.to_toml().into_bytes();
-            io::write_atomically(&self.path(), text, &self.faults).await
-        }
-        .boxed_local()
+    /// Makes `image` durable as applied up to `applied`: once this returns, a restart loads it
+    /// (or a later one). Returns the image's text (the quorum's snapshot data).
+    pub async fn store_applied(&self, image: &Image, applied: &Applied) -> std::io::Result<String> {
+        std::fs::create_dir_all(&self.dir)?;
+        let text = image.to_toml();
+        let voters: Vec<String> = applied.voters.iter().map(u64::to_string).collect();
+        let file = format!(
+            "{text}\n[raft]\nindex = {}\nterm = {}\nvoters = [{}]\n",
+            applied.index,
+            applied.term,
+            voters.join(", ")
+        );
+        io::write_atomically(&self.path(), file.into_bytes(), &self.faults).await?;
+        Ok(text)
     }
 }
 
@@ -95,8 +139,13 @@ mod tests {
         assert_eq!(store.load().unwrap(), Image::default());
         let change = Change::AllocateProducerIds { count: 1000 };
         let image = apply(&Image::default(), &change).unwrap();
-        io::block_on(store.store(&image)).unwrap();
-        assert_eq!(store.load().unwrap(), image);
+        let applied = Applied {
+            index: 7,
+            term: 2,
+            voters: vec![1],
+        };
+        io::block_on(store.store_applied(&image, &applied)).unwrap();
+        assert_eq!(store.load_applied().unwrap(), (image, applied));
         std::fs::write(store.path(), "revision = \"x\"").unwrap();
         assert!(matches!(store.load(), Err(StoreError::Corrupt { .. })));
     }

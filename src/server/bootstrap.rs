@@ -22,7 +22,7 @@ use super::{
     admission, fds, fetch_sessions, groups, listener, transactions, Shard, CONTROLLER_SHARD,
     SHARD_REQUEST_MEMORY_BYTES,
 };
-use crate::cluster::{self, BrokerMeta, Change, Controller, FileStore, Image, MetadataStore};
+use crate::cluster::{self, BrokerMeta, Change, Controller, Image, Quorum};
 use crate::config::{parse_listener, Values};
 use crate::io;
 use crate::model::{NodeId, ShardId};
@@ -72,47 +72,51 @@ struct Common {
     admission: Arc<admission::Admission>,
     fds: fds::FdBudget,
 }
-/// Loads the metadata image and brings it up to date with this start: this broker registered
-/// with its endpoints, `__consumer_offsets` created on first start, and the producer ids an
-/// older version handed out counted as handed out. Stored before any shard starts.
+/// Opens the metadata quorum and brings the image up to date with this start: this broker
+/// registered with its endpoints, `__consumer_offsets` created on first start, and the producer
+/// ids an older version handed out counted as handed out. Committed before any shard starts; the
+/// controller shard opens the quorum again to serve.
 fn load_image(
     broker: &Values,
     data_dir: &Path,
     addresses: &Addresses,
 ) -> Result<Image, ServeError> {
     use crate::group::OFFSETS_TOPIC;
-    let store = FileStore::new(data_dir);
-    let mut image = store
-        .load()
-        .map_err(|e| ServeError::Config(e.to_string()))?;
-    let mut changes = Vec::new();
     let id = NodeId(broker.i32("node.id"));
     let me = BrokerMeta {
         host: addresses.advertised_host.clone(),
         port: addresses.advertised_port,
         rack: Some(broker.get("broker.rack").to_string()).filter(|rack| !rack.is_empty()),
     };
-    if image.brokers.get(&id) != Some(&me) {
-        changes.push(Change::RegisterBroker { id, broker: me });
-    }
-    if !image.topics.contains_key(OFFSETS_TOPIC) {
-        let partitions = broker.i32("offsets.topic.num.partitions");
-        changes.push(Change::create_internal_topic(OFFSETS_TOPIC, partitions));
-    }
     let handed_out = cluster::legacy_producer_ids_end(data_dir).map_err(ServeError::Config)?;
-    if handed_out > image.producer_ids_end {
-        let count = handed_out - image.producer_ids_end;
-        changes.push(Change::AllocateProducerIds { count });
-    }
-    for change in &changes {
-        image = cluster::apply(&image, change)
-            .map_err(|e| ServeError::Config(format!("metadata: {change:?}: {e}")))?;
-    }
-    if !changes.is_empty() {
-        io::block_on(store.store(&image))
-            .map_err(io_error(format!("writing {}", store.path().display())))?;
-    }
-    Ok(image)
+    let offsets_partitions = broker.i32("offsets.topic.num.partitions");
+    io::block_on(async {
+        let quorum = Quorum::open(data_dir, id, &[id], io::Faults::default())
+            .await
+            .map_err(|e| ServeError::Config(format!("the metadata quorum: {e}")))?;
+        let image = quorum.image();
+        let mut changes = Vec::new();
+        if image.brokers.get(&id) != Some(&me) {
+            changes.push(Change::RegisterBroker { id, broker: me });
+        }
+        if !image.topics.contains_key(OFFSETS_TOPIC) {
+            changes.push(Change::create_internal_topic(
+                OFFSETS_TOPIC,
+                offsets_partitions,
+            ));
+        }
+        if handed_out > image.producer_ids_end {
+            let count = handed_out - image.producer_ids_end;
+            changes.push(Change::AllocateProducerIds { count });
+        }
+        for change in &changes {
+            quorum
+                .propose(change)
+                .await
+                .map_err(|e| ServeError::Config(format!("metadata: {change:?}: {e}")))?;
+        }
+        Ok((*quorum.image()).clone())
+    })
 }
 
 /// Reads `meta.properties` (Kafka's name for it) or writes a new one with a fresh cluster id.
@@ -436,7 +440,7 @@ fn supervise(
                     tracing::info!(
                         %listen, shards, cluster_id = %common.cluster_id,
                         data_dir = %common.data_dir.display(),
-                        descriptors = %common.fds.describe(), "serving"
+                        "serving; {}", common.fds.describe()
                     );
                     println!(
                         "sluice: serving on {listen} with {shards} shards; data in {}; {}",
@@ -481,6 +485,15 @@ async fn run_shard(
     let group_config = groups::group_config(&common.image.broker_values(&common.broker));
     let txn_config = transactions::txn_config(&common.image.broker_values(&common.broker));
     let background = io::TaskQueue::new("background", common.background_shares);
+    let controller = if id == CONTROLLER_SHARD {
+        let node = NodeId(common.broker.i32("node.id"));
+        let quorum = Quorum::open(&common.data_dir, node, &[node], io::Faults::default())
+            .await
+            .map_err(|e| format!("the metadata quorum: {e}"))?;
+        Some(Controller::new(quorum))
+    } else {
+        None
+    };
     let shard = Rc::new_cyclic(|weak| Shard {
         id,
         shards: common.shards,
@@ -497,10 +510,7 @@ async fn run_shard(
             background,
             Rc::new(io::SystemClock),
         ),
-        controller: (id == CONTROLLER_SHARD).then(|| {
-            let store = Box::new(FileStore::new(&common.data_dir));
-            Controller::new(store, common.image.clone())
-        }),
+        controller,
         mesh: senders.bind(weak.clone()),
         hot: io::TaskQueue::new("hot", crate::storage::HOT_PATH_SHARES),
         background,

@@ -108,7 +108,7 @@ fn kill_9_during_acks_all_production_loses_no_acknowledged_record() {
 fn a_data_dir_from_before_assignments_is_taken_over() {
     use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse};
     use rdkafka::consumer::Consumer;
-    use sluice::cluster::{FileStore, Image, MetadataStore};
+    use sluice::cluster::{FileStore, Image};
 
     let mut broker = Broker::start(&[]);
     create_topic(&broker.addr, "old", 3, &[]);
@@ -138,6 +138,8 @@ fn a_data_dir_from_before_assignments_is_taken_over() {
     std::fs::write(store.path(), legacy).unwrap();
     let metadata_dir = store.path().parent().unwrap().to_path_buf();
     std::fs::write(metadata_dir.join("producer_ids"), "5000\n").unwrap();
+    // Nor had it a metadata quorum's log.
+    std::fs::remove_dir_all(metadata_dir.join("raft")).unwrap();
 
     broker.restart();
     let consumer = consumer(&broker.addr, &[]);

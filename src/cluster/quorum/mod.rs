@@ -1,0 +1,450 @@
+//! The metadata quorum: the cluster's changes as the entries of a Raft log, replicated by TiKV's
+//! `raft` crate. It is sans-IO (no runtime, no threads of its own: it hands back what to write,
+//! what to send and what was committed), which fits a thread-per-core broker: the controller
+//! shard drives it on its own event loop (`drive`), writes its log with the same io_uring files
+//! as everything else, and ticks it from a timer. `openraft` was the alternative; its 0.10 with a
+//! pluggable runtime is still an alpha, while `raft` is the library TiKV runs in production.
+//!
+//! A committed entry is a [`Change`], applied with the same pure [`apply`] on every voter, in log
+//! order, so every copy of the image is the same. After each batch of committed entries the image
+//! is stored with the position it was applied up to (`topics.toml`, see `store.rs`); that file is
+//! also the snapshot, and the log (`log.rs`) keeps what came after it.
+//!
+//! A node with no other voters configured is a quorum of one: its own entries commit once they
+//! are on its disk, so a single broker needs nothing external.
+
+mod log;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures::channel::oneshot;
+use raft::prelude::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, Snapshot};
+use raft::storage::MemStorage;
+use raft::{Config, RawNode, Storage};
+
+use super::store::{Applied, FileStore, StoreError, METADATA_DIR};
+use super::{apply, Change, ChangeError, Image};
+use crate::io;
+use crate::model::NodeId;
+pub use log::LogError;
+use log::{LogFiles, LogStorage, SnapshotSource};
+
+/// Entries kept in the log behind the stored image, for voters that lag a little; past twice
+/// that the log is cut.
+const LOG_KEPT_ENTRIES: u64 = if cfg!(test) { 10 } else { 1000 };
+
+/// Why the quorum could not start or go on.
+#[derive(Debug, thiserror::Error)]
+pub enum QuorumError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("storing the applied image: {0}")]
+    Apply(std::io::Error),
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+    #[error("a committed entry is not a change: {0}")]
+    BadEntry(String),
+}
+
+/// A change as an entry: who proposed it, so that the proposer can answer its caller once it is
+/// applied.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Proposal {
+    node: i32,
+    /// Drawn at each start: an entry proposed before a restart has no caller left.
+    incarnation: u64,
+    seq: u64,
+    change: Change,
+}
+
+type Answer = oneshot::Sender<Result<Arc<Image>, ChangeError>>;
+
+pub struct Quorum {
+    me: NodeId,
+    node: RefCell<RawNode<LogStorage>>,
+    files: LogFiles,
+    store: FileStore,
+    /// The image as applied, and the snapshot raft hands to a voter that needs one.
+    image: RefCell<Arc<Image>>,
+    snapshot: Rc<RefCell<SnapshotSource>>,
+    incarnation: u64,
+    next_seq: Cell<u64>,
+    waiting: RefCell<HashMap<u64, Answer>>,
+    /// One drive at a time: raft's ready and advance come in pairs.
+    driving: io::Lock,
+    /// Set when a write failed: the log on disk and raft's state may differ, so nothing more is
+    /// proposed until a restart recovers from the disk.
+    broken: RefCell<Option<String>>,
+}
+
+impl Quorum {
+    /// Opens the quorum in `data_dir` as node `me` of `voters` (the first start of a data dir
+    /// writes them into the log's first state; later starts take them from it), replays what was
+    /// committed and not yet in the stored image, and, as the only voter, becomes the leader.
+    pub async fn open(
+        data_dir: &Path,
+        me: NodeId,
+        voters: &[NodeId],
+        faults: io::Faults,
+    ) -> Result<Quorum, QuorumError> {
+        let store = FileStore::with_faults(data_dir, faults.clone());
+        let (image, applied) = store.load_applied()?;
+        let raft_dir = data_dir.join(METADATA_DIR).join("raft");
+        let (files, recovered) = LogFiles::open(&raft_dir, faults)?;
+        let voters: Vec<u64> = if applied.voters.is_empty() {
+            voters.iter().map(|&v| raft_id(v)).collect()
+        } else {
+            applied.voters.iter().map(|&v| v + 1).collect()
+        };
+        let conf_state = ConfState::from((voters.clone(), Vec::new()));
+        let mem = MemStorage::new();
+        {
+            let mut core = mem.wl();
+            if applied.index > 0 {
+                let mut snapshot = Snapshot::default();
+                let meta = snapshot.mut_metadata();
+                meta.index = applied.index;
+                meta.term = applied.term;
+                meta.set_conf_state(conf_state.clone());
+                core.apply_snapshot(snapshot)?;
+            } else {
+                core.set_conf_state(conf_state.clone());
+            }
+            let after: Vec<Entry> = recovered
+                .entries
+                .into_iter()
+                .filter(|e| e.index > applied.index)
+                .collect();
+            if after.first().is_some_and(|e| e.index != applied.index + 1) {
+                return Err(LogError::Corrupt {
+                    path: raft_dir,
+                    what: format!(
+                        "the log starts at {} but the image was applied up to {}",
+                        after[0].index, applied.index
+                    ),
+                }
+                .into());
+            }
+            core.append(&after)?;
+            let last = after.last().map_or(applied.index, |e| e.index);
+            let mut hard_state = recovered.hard_state;
+            hard_state.term = hard_state.term.max(applied.term);
+            hard_state.commit = hard_state.commit.clamp(applied.index, last);
+            core.set_hardstate(hard_state);
+        }
+        let snapshot = Rc::new(RefCell::new(SnapshotSource {
+            index: applied.index,
+            term: applied.term,
+            conf_state,
+            data: image.to_toml().into(),
+        }));
+        let config = Config {
+            id: raft_id(me),
+            election_tick: 10,
+            heartbeat_tick: 2,
+            applied: applied.index,
+            pre_vote: true,
+            check_quorum: true,
+            ..Config::default()
+        };
+        config.validate()?;
+        let storage = LogStorage {
+            mem,
+            snapshot: snapshot.clone(),
+        };
+        let mut node = RawNode::new(&config, storage, &logger())?;
+        if voters == [raft_id(me)] {
+            node.campaign()?;
+        }
+        let quorum = Quorum {
+            me,
+            node: RefCell::new(node),
+            files,
+            store,
+            image: RefCell::new(Arc::new(image)),
+            snapshot,
+            incarnation: uuid::Uuid::new_v4().as_u64_pair().0,
+            next_seq: Cell::new(0),
+            waiting: RefCell::new(HashMap::new()),
+            driving: io::Lock::default(),
+            broken: RefCell::new(None),
+        };
+        quorum.drive().await?;
+        Ok(quorum)
+    }
+
+    /// The image as applied on this node.
+    pub fn image(&self) -> Arc<Image> {
+        self.image.borrow().clone()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.node.borrow().raft.state == raft::StateRole::Leader
+    }
+
+    /// Proposes `change` and waits until it is committed and applied here: the image after it,
+    /// or why it was refused (a change that no longer applies is refused by every voter alike).
+    pub async fn propose(&self, change: &Change) -> Result<Arc<Image>, ChangeError> {
+        if let Some(why) = self.broken.borrow().clone() {
+            return Err(ChangeError::NotStored(why));
+        }
+        let seq = self.next_seq.get();
+        self.next_seq.set(seq + 1);
+        let proposal = Proposal {
+            node: self.me.0,
+            incarnation: self.incarnation,
+            seq,
+            change: change.clone(),
+        };
+        let data = serde_json::to_vec(&proposal).expect("a change always encodes");
+        let (answer, answered) = oneshot::channel();
+        self.waiting.borrow_mut().insert(seq, answer);
+        let proposed = self.node.borrow_mut().propose(Vec::new(), data);
+        if let Err(e) = proposed {
+            self.waiting.borrow_mut().remove(&seq);
+            return Err(ChangeError::NoController(format!(
+                "node {} cannot propose: {e}",
+                self.me.0
+            )));
+        }
+        if let Err(e) = self.drive().await {
+            self.waiting.borrow_mut().remove(&seq);
+            return Err(ChangeError::NotStored(e.to_string()));
+        }
+        answered.await.unwrap_or_else(|_| {
+            Err(ChangeError::NotStored(
+                "the quorum stopped before the change was applied".into(),
+            ))
+        })
+    }
+
+    /// Moves raft's clock one tick (elections and heartbeats count in ticks).
+    pub fn tick(&self) -> bool {
+        self.node.borrow_mut().tick()
+    }
+
+    /// Does what raft asks until it asks nothing more: writes entries and state, sends
+    /// messages, applies what was committed. A failed write breaks the quorum (see `broken`).
+    pub async fn drive(&self) -> Result<(), QuorumError> {
+        let _guard = self.driving.lock().await;
+        if let Some(why) = self.broken.borrow().clone() {
+            return Err(QuorumError::Apply(std::io::Error::other(why)));
+        }
+        let driven = self.drive_locked().await;
+        if let Err(e) = &driven {
+            tracing::error!(error = %e, "the metadata quorum cannot go on; restart the broker");
+            *self.broken.borrow_mut() = Some(e.to_string());
+            for (_, answer) in self.waiting.borrow_mut().drain() {
+                let _ = answer.send(Err(ChangeError::NotStored(e.to_string())));
+            }
+        }
+        driven
+    }
+
+    async fn drive_locked(&self) -> Result<(), QuorumError> {
+        loop {
+            let mut ready = {
+                let mut node = self.node.borrow_mut();
+                if !node.has_ready() {
+                    return Ok(());
+                }
+                node.ready()
+            };
+            self.send(ready.take_messages());
+            if !ready.snapshot().is_empty() {
+                // Only a voter behind a leader gets one; voters other than this node are not
+                // connected yet.
+                return Err(QuorumError::BadEntry(
+                    "a snapshot from a leader, with no peers configured".into(),
+                ));
+            }
+            self.apply(ready.take_committed_entries()).await?;
+            if !ready.entries().is_empty() {
+                self.persist_entries(ready.entries()).await?;
+            }
+            if let Some(hard_state) = ready.hs() {
+                self.files.store_hard_state(hard_state).await?;
+                let node = self.node.borrow();
+                node.store().mem.wl().set_hardstate(hard_state.clone());
+            }
+            self.send(ready.take_persisted_messages());
+            let mut light = self.node.borrow_mut().advance(ready);
+            if let Some(commit) = light.commit_index() {
+                let node = self.node.borrow();
+                node.store().mem.wl().mut_hard_state().commit = commit;
+            }
+            self.send(light.take_messages());
+            self.apply(light.take_committed_entries()).await?;
+            self.node.borrow_mut().advance_apply();
+        }
+    }
+
+    /// Writes new entries (a new leader's may replace a suffix: then the log is rewritten) and
+    /// hands them to raft's storage.
+    async fn persist_entries(&self, entries: &[Entry]) -> Result<(), QuorumError> {
+        let first = entries[0].index;
+        let rewrite = {
+            let node = self.node.borrow();
+            let store = node.store();
+            if first <= store.last_index()? {
+                let start = store.first_index()?;
+                let mut all = if first > start {
+                    let context = raft::GetEntriesContext::empty(false);
+                    store.entries(start, first, None, context)?
+                } else {
+                    Vec::new()
+                };
+                all.extend_from_slice(entries);
+                Some(all)
+            } else {
+                None
+            }
+        };
+        self.files.append(entries, rewrite.as_deref()).await?;
+        let node = self.node.borrow();
+        node.store().mem.wl().append(entries)?;
+        Ok(())
+    }
+
+    /// Applies committed entries to the image, stores it with its position, answers the callers
+    /// of this node's proposals among them, and cuts the log behind the stored image.
+    async fn apply(&self, entries: Vec<Entry>) -> Result<(), QuorumError> {
+        let Some(last) = entries.last() else {
+            return Ok(());
+        };
+        let (last_index, last_term) = (last.index, last.term);
+        let mut image = (*self.image()).clone();
+        let mut answers = Vec::new();
+        for entry in &entries {
+            match entry.get_entry_type() {
+                EntryType::EntryNormal if entry.data.is_empty() => {}
+                EntryType::EntryNormal => {
+                    let proposal: Proposal = serde_json::from_slice(&entry.data)
+                        .map_err(|e| QuorumError::BadEntry(format!("{}: {e}", entry.index)))?;
+                    let result = match apply(&image, &proposal.change) {
+                        Ok(next) => {
+                            image = next;
+                            tracing::info!(change = ?proposal.change, "metadata changed");
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    };
+                    let ours =
+                        proposal.node == self.me.0 && proposal.incarnation == self.incarnation;
+                    if ours {
+                        answers.push((proposal.seq, result));
+                    }
+                }
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                    self.apply_conf_change(entry)?;
+                }
+            }
+        }
+        let voters = self.node.borrow().store().initial_state()?;
+        let applied = Applied {
+            index: last_index,
+            term: last_term,
+            voters: voters.conf_state.voters.iter().map(|v| v - 1).collect(),
+        };
+        let text = self
+            .store
+            .store_applied(&image, &applied)
+            .await
+            .map_err(QuorumError::Apply)?;
+        *self.snapshot.borrow_mut() = SnapshotSource {
+            index: last_index,
+            term: last_term,
+            conf_state: voters.conf_state,
+            data: text.into(),
+        };
+        let image = Arc::new(image);
+        *self.image.borrow_mut() = image.clone();
+        for (seq, result) in answers {
+            if let Some(answer) = self.waiting.borrow_mut().remove(&seq) {
+                let _ = answer.send(result.map(|()| image.clone()));
+            }
+        }
+        self.cut_log(last_index).await
+    }
+
+    fn apply_conf_change(&self, entry: &Entry) -> Result<(), QuorumError> {
+        use protobuf::Message as _;
+        let bad = |e: protobuf::ProtobufError| QuorumError::BadEntry(e.to_string());
+        let mut node = self.node.borrow_mut();
+        let conf_state = if entry.get_entry_type() == EntryType::EntryConfChange {
+            let change = ConfChange::parse_from_bytes(&entry.data).map_err(bad)?;
+            node.apply_conf_change(&change)?
+        } else {
+            let change = ConfChangeV2::parse_from_bytes(&entry.data).map_err(bad)?;
+            node.apply_conf_change(&change)?
+        };
+        node.store().mem.wl().set_conf_state(conf_state);
+        Ok(())
+    }
+
+    /// Once the log holds twice `LOG_KEPT_ENTRIES` behind the stored image, drops all but the
+    /// last `LOG_KEPT_ENTRIES` of those (from memory and from the file).
+    async fn cut_log(&self, applied: u64) -> Result<(), QuorumError> {
+        let kept = {
+            let node = self.node.borrow();
+            let store = node.store();
+            let first = store.first_index()?;
+            if applied < first + 2 * LOG_KEPT_ENTRIES {
+                return Ok(());
+            }
+            store.mem.wl().compact(applied - LOG_KEPT_ENTRIES)?;
+            let (start, end) = (store.first_index()?, store.last_index()? + 1);
+            store.entries(start, end, None, raft::GetEntriesContext::empty(false))?
+        };
+        self.files.rewrite(&kept).await?;
+        Ok(())
+    }
+
+    /// Messages to other voters. A quorum of one sends none; the transport between controllers
+    /// comes with the cluster.
+    fn send(&self, messages: Vec<Message>) {
+        for message in messages {
+            tracing::debug!(to = message.to, kind = ?message.get_msg_type(), "no transport to other voters yet: message dropped");
+        }
+    }
+}
+
+/// A node's id in raft, which keeps 0 for "none": Kafka's node id plus one.
+fn raft_id(node: NodeId) -> u64 {
+    node.0 as u64 + 1
+}
+
+/// raft logs through `slog`: its lines go to `tracing` (its info lines, elections mostly, at
+/// debug).
+fn logger() -> slog::Logger {
+    slog::Logger::root(ToTracing, slog::o!())
+}
+
+struct ToTracing;
+
+impl slog::Drain for ToTracing {
+    type Ok = ();
+    type Err = slog::Never;
+
+    fn log(&self, record: &slog::Record, _: &slog::OwnedKVList) -> Result<(), slog::Never> {
+        let message = record.msg();
+        match record.level() {
+            slog::Level::Critical | slog::Level::Error => {
+                tracing::error!(target: "raft", "{message}")
+            }
+            slog::Level::Warning => tracing::warn!(target: "raft", "{message}"),
+            slog::Level::Info | slog::Level::Debug => tracing::debug!(target: "raft", "{message}"),
+            slog::Level::Trace => tracing::trace!(target: "raft", "{message}"),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
