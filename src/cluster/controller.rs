@@ -146,7 +146,14 @@ mod tests {
 
     async fn controller(dir: &std::path::Path) -> Controller {
         let me = NodeId(1);
-        let quorum = Quorum::open(dir, me, &[me], io::Faults::default()).await;
+        let quorum = Quorum::open(
+            dir,
+            me,
+            &[me],
+            io::Faults::default(),
+            std::rc::Rc::new(crate::cluster::NoPeers),
+        )
+        .await;
         Controller::new(quorum.unwrap())
     }
 

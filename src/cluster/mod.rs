@@ -26,5 +26,5 @@ pub use image::{
     Assignment, BrokerMeta, Image, TopicMeta, DYNAMIC_BROKER_KEYS, TOPIC_NAME_BYTES_MAX,
     TOPIC_PARTITIONS_MAX,
 };
-pub use quorum::{Quorum, QuorumError};
+pub use quorum::{NoPeers, Quorum, QuorumError, Transport};
 pub use store::{Applied, FileStore, StoreError, METADATA_DIR};

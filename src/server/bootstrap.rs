@@ -22,7 +22,7 @@ use super::{
     admission, fds, fetch_sessions, groups, listener, transactions, Shard, CONTROLLER_SHARD,
     SHARD_REQUEST_MEMORY_BYTES,
 };
-use crate::cluster::{self, BrokerMeta, Change, Controller, Image, Quorum};
+use crate::cluster::{self, BrokerMeta, Change, Controller, Image, NoPeers, Quorum};
 use crate::config::{parse_listener, Values};
 use crate::io;
 use crate::model::{NodeId, ShardId};
@@ -91,7 +91,7 @@ fn load_image(
     let handed_out = cluster::legacy_producer_ids_end(data_dir).map_err(ServeError::Config)?;
     let offsets_partitions = broker.i32("offsets.topic.num.partitions");
     io::block_on(async {
-        let quorum = Quorum::open(data_dir, id, &[id], io::Faults::default())
+        let quorum = Quorum::open(data_dir, id, &[id], io::Faults::default(), Rc::new(NoPeers))
             .await
             .map_err(|e| ServeError::Config(format!("the metadata quorum: {e}")))?;
         let image = quorum.image();
@@ -487,9 +487,15 @@ async fn run_shard(
     let background = io::TaskQueue::new("background", common.background_shares);
     let controller = if id == CONTROLLER_SHARD {
         let node = NodeId(common.broker.i32("node.id"));
-        let quorum = Quorum::open(&common.data_dir, node, &[node], io::Faults::default())
-            .await
-            .map_err(|e| format!("the metadata quorum: {e}"))?;
+        let quorum = Quorum::open(
+            &common.data_dir,
+            node,
+            &[node],
+            io::Faults::default(),
+            Rc::new(NoPeers),
+        )
+        .await
+        .map_err(|e| format!("the metadata quorum: {e}"))?;
         Some(Controller::new(quorum))
     } else {
         None

@@ -33,6 +33,28 @@ use crate::model::NodeId;
 pub use log::LogError;
 use log::{LogFiles, LogStorage, SnapshotSource};
 
+/// How long a proposal may wait to be committed and applied (Kafka's
+/// `controller.quorum.request.timeout.ms` default): past it the leader was lost or cut off.
+const PROPOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Where raft's messages to other voters go (the connections between controllers). A quorum
+/// of one has none.
+pub trait Transport {
+    fn send(&self, message: Message);
+}
+
+/// The transport of a quorum of one.
+pub struct NoPeers;
+
+impl Transport for NoPeers {
+    fn send(&self, message: Message) {
+        tracing::warn!(
+            to = message.to,
+            "a quorum of one has no one to send to: message dropped"
+        );
+    }
+}
+
 /// Entries kept in the log behind the stored image, for voters that lag a little; past twice
 /// that the log is cut.
 const LOG_KEPT_ENTRIES: u64 = if cfg!(test) { 10 } else { 1000 };
@@ -68,6 +90,7 @@ type Answer = oneshot::Sender<Result<Arc<Image>, ChangeError>>;
 pub struct Quorum {
     me: NodeId,
     node: RefCell<RawNode<LogStorage>>,
+    transport: Rc<dyn Transport>,
     files: LogFiles,
     store: FileStore,
     /// The image as applied, and the snapshot raft hands to a voter that needs one.
@@ -78,6 +101,8 @@ pub struct Quorum {
     waiting: RefCell<HashMap<u64, Answer>>,
     /// One drive at a time: raft's ready and advance come in pairs.
     driving: io::Lock,
+    /// Snapshots taken from a leader (for metrics).
+    snapshots_installed: Cell<u64>,
     /// Set when a write failed: the log on disk and raft's state may differ, so nothing more is
     /// proposed until a restart recovers from the disk.
     broken: RefCell<Option<String>>,
@@ -92,6 +117,7 @@ impl Quorum {
         me: NodeId,
         voters: &[NodeId],
         faults: io::Faults,
+        transport: Rc<dyn Transport>,
     ) -> Result<Quorum, QuorumError> {
         let store = FileStore::with_faults(data_dir, faults.clone());
         let (image, applied) = store.load_applied()?;
@@ -165,6 +191,7 @@ impl Quorum {
         let quorum = Quorum {
             me,
             node: RefCell::new(node),
+            transport,
             files,
             store,
             image: RefCell::new(Arc::new(image)),
@@ -174,6 +201,7 @@ impl Quorum {
             waiting: RefCell::new(HashMap::new()),
             driving: io::Lock::default(),
             broken: RefCell::new(None),
+            snapshots_installed: Cell::new(0),
         };
         quorum.drive().await?;
         Ok(quorum)
@@ -186,6 +214,24 @@ impl Quorum {
 
     pub fn is_leader(&self) -> bool {
         self.node.borrow().raft.state == raft::StateRole::Leader
+    }
+
+    /// How many snapshots this voter took from a leader since it opened.
+    pub fn snapshots_installed(&self) -> u64 {
+        self.snapshots_installed.get()
+    }
+
+    /// The voter that leads now, as far as this one knows.
+    pub fn leader(&self) -> Option<NodeId> {
+        match self.node.borrow().raft.leader_id {
+            raft::INVALID_ID => None,
+            id => Some(NodeId((id - 1) as i32)),
+        }
+    }
+
+    /// A message from another voter; `drive` then does what it asks.
+    pub fn step(&self, message: Message) -> Result<(), QuorumError> {
+        Ok(self.node.borrow_mut().step(message)?)
     }
 
     /// Proposes `change` and waits until it is committed and applied here: the image after it,
@@ -217,11 +263,21 @@ impl Quorum {
             self.waiting.borrow_mut().remove(&seq);
             return Err(ChangeError::NotStored(e.to_string()));
         }
-        answered.await.unwrap_or_else(|_| {
-            Err(ChangeError::NotStored(
-                "the quorum stopped before the change was applied".into(),
-            ))
-        })
+        let timeout = io::sleep(PROPOSE_TIMEOUT);
+        futures::pin_mut!(timeout);
+        match futures::future::select(answered, timeout).await {
+            futures::future::Either::Left((answer, _)) => answer.unwrap_or_else(|_| {
+                Err(ChangeError::NotStored(
+                    "the quorum stopped before the change was applied".into(),
+                ))
+            }),
+            futures::future::Either::Right(_) => {
+                self.waiting.borrow_mut().remove(&seq);
+                Err(ChangeError::NoController(format!(
+                    "not committed within {PROPOSE_TIMEOUT:?}: no leader reachable"
+                )))
+            }
+        }
     }
 
     /// Moves raft's clock one tick (elections and heartbeats count in ticks).
@@ -258,11 +314,7 @@ impl Quorum {
             };
             self.send(ready.take_messages());
             if !ready.snapshot().is_empty() {
-                // Only a voter behind a leader gets one; voters other than this node are not
-                // connected yet.
-                return Err(QuorumError::BadEntry(
-                    "a snapshot from a leader, with no peers configured".into(),
-                ));
+                self.install_snapshot(ready.snapshot()).await?;
             }
             self.apply(ready.take_committed_entries()).await?;
             if !ready.entries().is_empty() {
@@ -406,11 +458,45 @@ impl Quorum {
         Ok(())
     }
 
-    /// Messages to other voters. A quorum of one sends none; the transport between controllers
-    /// comes with the cluster.
+    /// A voter too far behind the leader's log gets its image instead: stored as applied at the
+    /// snapshot's position, the log emptied, raft's storage reset to it.
+    async fn install_snapshot(&self, snapshot: &Snapshot) -> Result<(), QuorumError> {
+        let meta = snapshot.get_metadata();
+        let text = std::str::from_utf8(&snapshot.data)
+            .map_err(|e| QuorumError::BadEntry(format!("snapshot {}: {e}", meta.index)))?;
+        let image = Image::from_toml(text)
+            .map_err(|e| QuorumError::BadEntry(format!("snapshot {}: {e}", meta.index)))?;
+        let conf_state = meta.get_conf_state().clone();
+        let applied = Applied {
+            index: meta.index,
+            term: meta.term,
+            voters: conf_state.voters.iter().map(|v| v - 1).collect(),
+        };
+        self.store
+            .store_applied(&image, &applied)
+            .await
+            .map_err(QuorumError::Apply)?;
+        self.files.rewrite(&[]).await?;
+        {
+            let node = self.node.borrow();
+            node.store().mem.wl().apply_snapshot(snapshot.clone())?;
+        }
+        *self.snapshot.borrow_mut() = SnapshotSource {
+            index: meta.index,
+            term: meta.term,
+            conf_state,
+            data: snapshot.data.clone(),
+        };
+        tracing::info!(index = meta.index, "took the leader's metadata snapshot");
+        self.snapshots_installed
+            .set(self.snapshots_installed.get() + 1);
+        *self.image.borrow_mut() = Arc::new(image);
+        Ok(())
+    }
+
     fn send(&self, messages: Vec<Message>) {
         for message in messages {
-            tracing::debug!(to = message.to, kind = ?message.get_msg_type(), "no transport to other voters yet: message dropped");
+            self.transport.send(message);
         }
     }
 }
@@ -448,3 +534,5 @@ impl slog::Drain for ToTracing {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod voters_tests;

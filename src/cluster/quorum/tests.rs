@@ -3,8 +3,9 @@
 //! stored image.
 
 use std::path::Path;
+use std::rc::Rc;
 
-use super::Quorum;
+use super::{NoPeers, Quorum};
 use crate::cluster::{BrokerMeta, Change, ChangeError, FileStore};
 use crate::io;
 use crate::model::NodeId;
@@ -13,7 +14,7 @@ use crate::model::NodeId;
 const ME: NodeId = NodeId(0);
 
 async fn open(dir: &Path) -> Quorum {
-    Quorum::open(dir, ME, &[ME], io::Faults::default())
+    Quorum::open(dir, ME, &[ME], io::Faults::default(), Rc::new(NoPeers))
         .await
         .expect("the quorum opens")
 }
@@ -129,7 +130,7 @@ fn a_full_disk_refuses_the_change_and_a_restart_recovers() {
     let dir = tempfile::tempdir().unwrap();
     io::block_on(async {
         let faults = io::Faults::default();
-        let q = Quorum::open(dir.path(), ME, &[ME], faults.clone())
+        let q = Quorum::open(dir.path(), ME, &[ME], faults.clone(), Rc::new(NoPeers))
             .await
             .unwrap();
         q.propose(&register()).await.unwrap();

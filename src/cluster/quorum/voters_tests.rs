@@ -1,0 +1,271 @@
+//! Three voters in one process, each on its own data dir, their messages carried by a test
+//! network that can cut a voter off: they elect a leader, commit through a majority, elect
+//! another when the leader is cut off (whose own proposals then fail), bring it back in line when
+//! it returns, and catch up a voter that fell behind the log's cut with a snapshot.
+
+use std::cell::RefCell;
+use std::collections::{HashSet, VecDeque};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::{select, Either};
+use raft::prelude::Message;
+
+use super::{Quorum, Transport};
+use crate::cluster::{BrokerMeta, Change, ChangeError, FileStore, Image};
+use crate::io;
+use crate::model::NodeId;
+
+const VOTERS: [NodeId; 3] = [NodeId(1), NodeId(2), NodeId(3)];
+
+#[derive(Default)]
+struct Net {
+    queue: RefCell<VecDeque<Message>>,
+    /// Raft ids whose messages, both ways, are dropped.
+    cut: RefCell<HashSet<u64>>,
+}
+
+struct Wire(Rc<Net>);
+
+impl Transport for Wire {
+    fn send(&self, message: Message) {
+        self.0.queue.borrow_mut().push_back(message);
+    }
+}
+
+struct Cluster {
+    net: Rc<Net>,
+    dirs: Vec<tempfile::TempDir>,
+    nodes: Vec<Option<Quorum>>,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let net = Rc::new(Net::default());
+        let dirs: Vec<_> = VOTERS
+            .iter()
+            .map(|_| tempfile::tempdir().unwrap())
+            .collect();
+        let mut cluster = Cluster {
+            net,
+            dirs,
+            nodes: Vec::new(),
+        };
+        for i in 0..VOTERS.len() {
+            let node = cluster.open(i).await;
+            cluster.nodes.push(Some(node));
+        }
+        cluster
+    }
+
+    async fn open(&self, i: usize) -> Quorum {
+        let wire = Rc::new(Wire(self.net.clone()));
+        Quorum::open(
+            self.dirs[i].path(),
+            VOTERS[i],
+            &VOTERS,
+            io::Faults::default(),
+            wire,
+        )
+        .await
+        .expect("a voter opens")
+    }
+
+    fn node(&self, i: usize) -> &Quorum {
+        self.nodes[i].as_ref().expect("running")
+    }
+
+    fn index_of(raft_id: u64) -> usize {
+        VOTERS
+            .iter()
+            .position(|v| super::raft_id(*v) == raft_id)
+            .expect("a voter")
+    }
+
+    fn cut(&self, i: usize, cut: bool) {
+        let id = super::raft_id(VOTERS[i]);
+        let mut set = self.net.cut.borrow_mut();
+        if cut {
+            set.insert(id);
+        } else {
+            set.remove(&id);
+        }
+    }
+
+    /// Delivers messages until none are left, each receiver doing what they ask.
+    async fn pump(&self) {
+        loop {
+            let messages: Vec<Message> = self.net.queue.borrow_mut().drain(..).collect();
+            if messages.is_empty() {
+                return;
+            }
+            let cut = self.net.cut.borrow().clone();
+            let mut woken = HashSet::new();
+            for message in messages {
+                if cut.contains(&message.from) || cut.contains(&message.to) {
+                    continue;
+                }
+                let to = Cluster::index_of(message.to);
+                if let Some(node) = &self.nodes[to] {
+                    node.step(message).expect("a message steps");
+                    woken.insert(to);
+                }
+            }
+            for to in woken {
+                self.node(to).drive().await.expect("a voter drives");
+            }
+        }
+    }
+
+    /// Ticks every running voter `ticks` times, delivering messages after each tick.
+    async fn tick(&self, ticks: usize) {
+        for _ in 0..ticks {
+            for node in self.nodes.iter().flatten() {
+                node.tick();
+                node.drive().await.expect("a voter drives");
+            }
+            self.pump().await;
+        }
+    }
+
+    /// Ticks until one of `among` leads and every voter of `among` knows it.
+    async fn elect(&self, among: &[usize]) -> usize {
+        for _ in 0..200 {
+            self.tick(1).await;
+            let leaders: Vec<usize> = among
+                .iter()
+                .copied()
+                .filter(|&i| self.node(i).is_leader())
+                .collect();
+            if let [leader] = leaders[..] {
+                let known = among
+                    .iter()
+                    .all(|&i| self.node(i).leader() == Some(VOTERS[leader]));
+                if known {
+                    return leader;
+                }
+            }
+        }
+        panic!("no leader among {among:?}");
+    }
+
+    /// Proposes on voter `i` while the network carries messages.
+    async fn propose(&self, i: usize, change: &Change) -> Result<Arc<Image>, ChangeError> {
+        let proposed = self.node(i).propose(change);
+        let carried = async {
+            loop {
+                self.pump().await;
+                io::sleep(Duration::from_millis(1)).await;
+            }
+        };
+        futures::pin_mut!(proposed, carried);
+        match select(proposed, carried).await {
+            Either::Left((result, _)) => result,
+            Either::Right(_) => unreachable!("the network never stops"),
+        }
+    }
+}
+
+fn register(id: i32) -> Change {
+    Change::RegisterBroker {
+        id: NodeId(id),
+        broker: BrokerMeta {
+            host: "localhost".into(),
+            port: 9092 + id as u16,
+            rack: None,
+        },
+    }
+}
+
+#[test]
+fn three_voters_commit_through_a_majority_and_fail_over() {
+    io::block_on(async {
+        let cluster = Cluster::start().await;
+        let all = [0, 1, 2];
+        let first = cluster.elect(&all).await;
+        for id in 1..=3 {
+            cluster.propose(first, &register(id)).await.unwrap();
+        }
+        let create = Change::create_topic("t", 3, Default::default());
+        let image = cluster.propose(first, &create).await.unwrap();
+        assert_eq!(image.topics["t"].assignments[0].replicas.len(), 1);
+        // Followers apply once they learn the commit (the next heartbeat at the latest).
+        cluster.tick(3).await;
+        for i in all {
+            assert!(
+                cluster.node(i).image().topics.contains_key("t"),
+                "voter {i}"
+            );
+            assert_eq!(cluster.node(i).image().brokers.len(), 3);
+        }
+
+        // The leader is cut off: the other two elect one of themselves and go on without it.
+        cluster.cut(first, true);
+        let rest: Vec<usize> = all.into_iter().filter(|&i| i != first).collect();
+        let second = cluster.elect(&rest).await;
+        let after = Change::create_topic("after", 1, Default::default());
+        cluster.propose(second, &after).await.unwrap();
+        // The old leader cannot commit on its own.
+        let alone = Change::create_topic("alone", 1, Default::default());
+        let refused = cluster.propose(first, &alone).await;
+        assert!(
+            matches!(refused, Err(ChangeError::NoController(_))),
+            "{refused:?}"
+        );
+        assert!(!cluster.node(first).image().topics.contains_key("after"));
+
+        // Back on the network: it follows the new leader, drops its uncommitted entry and
+        // applies what it missed.
+        cluster.cut(first, false);
+        cluster.tick(30).await;
+        let old = cluster.node(first);
+        assert_eq!(old.leader(), Some(VOTERS[second]));
+        assert!(old.image().topics.contains_key("after"));
+        for i in all {
+            let topics = &cluster.node(i).image().topics;
+            assert!(
+                !topics.contains_key("alone"),
+                "voter {i} applied an uncommitted change"
+            );
+        }
+        assert_eq!(
+            *cluster.node(first).image(),
+            *cluster.node(second).image(),
+            "the same changes make the same image"
+        );
+    });
+}
+
+#[test]
+fn a_voter_behind_the_log_cut_catches_up_from_a_snapshot() {
+    io::block_on(async {
+        let mut cluster = Cluster::start().await;
+        let leader = cluster.elect(&[0, 1, 2]).await;
+        let behind = (leader + 1) % 3;
+        cluster.propose(leader, &register(1)).await.unwrap();
+        cluster.cut(behind, true);
+        for _ in 0..50 {
+            let block = Change::AllocateProducerIds { count: 1000 };
+            cluster.propose(leader, &block).await.unwrap();
+        }
+        let first = {
+            let node = cluster.node(leader).node.borrow();
+            raft::Storage::first_index(node.store()).unwrap()
+        };
+        assert!(first > 10, "the leader's log was cut (starts at {first})");
+        cluster.cut(behind, false);
+        cluster.tick(30).await;
+        assert_eq!(cluster.node(behind).snapshots_installed(), 1);
+        assert_eq!(cluster.node(behind).image().producer_ids_end, 50_000);
+        assert_eq!(*cluster.node(behind).image(), *cluster.node(leader).image());
+        // What it took is on its disk: a restart starts from it.
+        cluster.nodes[behind] = None;
+        let stored = FileStore::new(cluster.dirs[behind].path()).load().unwrap();
+        assert_eq!(stored.producer_ids_end, 50_000);
+        let reopened = cluster.open(behind).await;
+        cluster.nodes[behind] = Some(reopened);
+        cluster.tick(10).await;
+        assert_eq!(cluster.node(behind).image().producer_ids_end, 50_000);
+    });
+}
