@@ -26,5 +26,7 @@ pub use image::{
     Assignment, BrokerMeta, Image, TopicMeta, DYNAMIC_BROKER_KEYS, TOPIC_NAME_BYTES_MAX,
     TOPIC_PARTITIONS_MAX,
 };
-pub use quorum::{NoPeers, Quorum, QuorumError, Transport};
+pub use quorum::{
+    parse_voters, serve_voters, NoPeers, Quorum, QuorumError, TcpTransport, Transport, Voter,
+};
 pub use store::{Applied, FileStore, StoreError, METADATA_DIR};

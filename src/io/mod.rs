@@ -334,6 +334,13 @@ impl TaskQueue {
     }
 }
 
+/// Spawns `future` on the current executor's default queue.
+pub fn spawn<T: 'static>(future: impl Future<Output = T> + 'static) -> Task<T> {
+    Task {
+        inner: glommio::spawn_local(future),
+    }
+}
+
 /// A spawned task; await it for its result.
 pub struct Task<T> {
     inner: glommio::Task<T>,

@@ -14,6 +14,7 @@
 //! are on its disk, so a single broker needs nothing external.
 
 mod log;
+mod net;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -32,6 +33,7 @@ use crate::io;
 use crate::model::NodeId;
 pub use log::LogError;
 use log::{LogFiles, LogStorage, SnapshotSource};
+pub use net::{parse_voters, serve as serve_voters, TcpTransport, Voter};
 
 /// How long a proposal may wait to be committed and applied (Kafka's
 /// `controller.quorum.request.timeout.ms` default): past it the leader was lost or cut off.
@@ -229,8 +231,10 @@ impl Quorum {
         }
     }
 
-    /// A message from another voter; `drive` then does what it asks.
-    pub fn step(&self, message: Message) -> Result<(), QuorumError> {
+    /// A message from another voter; `drive` then does what it asks. Waits for a drive in
+    /// progress: raft takes nothing between handing out a ready and its advance.
+    pub async fn step(&self, message: Message) -> Result<(), QuorumError> {
+        let _guard = self.driving.lock().await;
         Ok(self.node.borrow_mut().step(message)?)
     }
 
@@ -251,7 +255,10 @@ impl Quorum {
         let data = serde_json::to_vec(&proposal).expect("a change always encodes");
         let (answer, answered) = oneshot::channel();
         self.waiting.borrow_mut().insert(seq, answer);
-        let proposed = self.node.borrow_mut().propose(Vec::new(), data);
+        let proposed = {
+            let _guard = self.driving.lock().await;
+            self.node.borrow_mut().propose(Vec::new(), data)
+        };
         if let Err(e) = proposed {
             self.waiting.borrow_mut().remove(&seq);
             return Err(ChangeError::NoController(format!(
@@ -280,8 +287,10 @@ impl Quorum {
         }
     }
 
-    /// Moves raft's clock one tick (elections and heartbeats count in ticks).
-    pub fn tick(&self) -> bool {
+    /// Moves raft's clock one tick (elections and heartbeats count in ticks); `drive` then
+    /// does what came of it.
+    pub async fn tick(&self) -> bool {
+        let _guard = self.driving.lock().await;
         self.node.borrow_mut().tick()
     }
 

@@ -108,7 +108,7 @@ impl Cluster {
                 }
                 let to = Cluster::index_of(message.to);
                 if let Some(node) = &self.nodes[to] {
-                    node.step(message).expect("a message steps");
+                    node.step(message).await.expect("a message steps");
                     woken.insert(to);
                 }
             }
@@ -122,7 +122,7 @@ impl Cluster {
     async fn tick(&self, ticks: usize) {
         for _ in 0..ticks {
             for node in self.nodes.iter().flatten() {
-                node.tick();
+                node.tick().await;
                 node.drive().await.expect("a voter drives");
             }
             self.pump().await;

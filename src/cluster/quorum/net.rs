@@ -1,0 +1,317 @@
+//! Raft's messages between controllers over TCP: on each voter's controller listener, frames of
+//! a length (4 bytes, big-endian) and one message in raft's protobuf form. Each peer has a queue
+//! and a task that connects (again, after a failure, with a back-off) and writes the queue out;
+//! raft tolerates a lost message, so what cannot be sent is dropped, and a queue that grows past
+//! its bound drops its oldest. Received messages are stepped into the quorum, which then drives.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures::channel::mpsc;
+use futures::StreamExt;
+use protobuf::Message as _;
+use raft::prelude::Message;
+
+use super::{raft_id, Quorum, Transport};
+use crate::io;
+use crate::model::NodeId;
+
+/// A message larger than this is not a controller's: the connection is closed.
+const MESSAGE_BYTES_MAX: usize = 64 << 20;
+/// Messages queued for one peer before the oldest are dropped.
+const QUEUE_MAX: usize = 4096;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const RETRY_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A voter of the quorum and where its controller listener is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Voter {
+    pub id: NodeId,
+    pub host: String,
+    pub port: u16,
+}
+
+/// Reads `controller.quorum.voters` (Kafka's form: `1@host:9093,2@host:9093`).
+pub fn parse_voters(text: &str) -> Result<Vec<Voter>, String> {
+    let mut voters: Vec<Voter> = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || format!("controller.quorum.voters: `{part}` is not id@host:port");
+        let (id, address) = part.split_once('@').ok_or_else(bad)?;
+        let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+        let id: i32 = id.parse().map_err(|_| bad())?;
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if id < 0 || host.is_empty() {
+            return Err(bad());
+        }
+        if voters.iter().any(|v| v.id.0 == id) {
+            return Err(format!(
+                "controller.quorum.voters: node {id} is named twice"
+            ));
+        }
+        voters.push(Voter {
+            id: NodeId(id),
+            host: host.to_string(),
+            port,
+        });
+    }
+    Ok(voters)
+}
+
+/// The sending side: one queue and one task per peer, on the controller's shard.
+pub struct TcpTransport {
+    peers: HashMap<u64, mpsc::UnboundedSender<Message>>,
+}
+
+impl TcpTransport {
+    /// Starts a sender task per voter other than `me`.
+    pub fn start(me: NodeId, voters: &[Voter]) -> TcpTransport {
+        let mut peers = HashMap::new();
+        for voter in voters.iter().filter(|v| v.id != me) {
+            let (tx, rx) = mpsc::unbounded();
+            let target = format!("{}:{}", voter.host, voter.port);
+            io::spawn(send_loop(voter.id, target, rx)).detach();
+            peers.insert(raft_id(voter.id), tx);
+        }
+        TcpTransport { peers }
+    }
+}
+
+impl Transport for TcpTransport {
+    fn send(&self, message: Message) {
+        match self.peers.get(&message.to) {
+            Some(peer) => {
+                let _ = peer.unbounded_send(message);
+            }
+            None => tracing::warn!(to = message.to, "a message to a node that is not a voter"),
+        }
+    }
+}
+
+async fn send_loop(peer: NodeId, target: String, mut queue: mpsc::UnboundedReceiver<Message>) {
+    let mut pending: VecDeque<Message> = VecDeque::new();
+    let mut connection: Option<io::net::WriteHalf> = None;
+    let mut logged_down = false;
+    loop {
+        if pending.is_empty() {
+            match queue.next().await {
+                Some(message) => pending.push_back(message),
+                None => return,
+            }
+        }
+        while let Ok(message) = queue.try_recv() {
+            pending.push_back(message);
+        }
+        while pending.len() > QUEUE_MAX {
+            pending.pop_front();
+        }
+        if connection.is_none() {
+            match connect(&target).await {
+                Ok(write) => {
+                    tracing::info!(peer = peer.0, %target, "connected to the controller");
+                    logged_down = false;
+                    connection = Some(write);
+                }
+                Err(e) => {
+                    if !logged_down {
+                        tracing::warn!(peer = peer.0, %target, error = %e, "cannot reach the controller; retrying");
+                        logged_down = true;
+                    }
+                    // What was queued is stale by the next try: raft sends again.
+                    pending.clear();
+                    io::sleep(RETRY_BACKOFF).await;
+                    continue;
+                }
+            }
+        }
+        let mut frames = Vec::new();
+        for message in pending.drain(..) {
+            let body = message.write_to_bytes().expect("a message always encodes");
+            frames.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            frames.extend_from_slice(&body);
+        }
+        let write = connection.as_mut().expect("connected");
+        let sent = match write.write_all(&frames).await {
+            Ok(()) => write.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = sent {
+            tracing::warn!(peer = peer.0, %target, error = %e, "lost the connection to the controller");
+            connection = None;
+        }
+    }
+}
+
+async fn connect(target: &str) -> std::io::Result<io::net::WriteHalf> {
+    let addr: SocketAddr = target
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("{target} has no address")))?;
+    let (_read, write) = io::net::connect(addr, CONNECT_TIMEOUT).await?;
+    Ok(write)
+}
+
+/// Accepts the other voters' connections on `listener` and steps what they send into `quorum`.
+pub async fn serve(listener: io::net::Listener, quorum: Rc<Quorum>) {
+    loop {
+        match listener.accept().await {
+            Ok((read, _write)) => {
+                let quorum = quorum.clone();
+                io::spawn(async move {
+                    let peer = read.peer();
+                    if let Err(e) = receive(read, &quorum).await {
+                        tracing::warn!(?peer, error = %e, "a controller connection failed");
+                    }
+                })
+                .detach();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting a controller connection failed");
+                io::sleep(RETRY_BACKOFF).await;
+            }
+        }
+    }
+}
+
+async fn receive(mut read: io::net::ReadHalf, quorum: &Quorum) -> std::io::Result<()> {
+    loop {
+        let mut len = [0u8; 4];
+        if !read.read_exact_or_eof(&mut len).await? {
+            return Ok(());
+        }
+        let len = u32::from_be_bytes(len) as usize;
+        if len > MESSAGE_BYTES_MAX {
+            return Err(std::io::Error::other(format!(
+                "a {len}-byte frame, over the {MESSAGE_BYTES_MAX}-byte bound"
+            )));
+        }
+        let mut body = vec![0u8; len];
+        if !read.read_exact_or_eof(&mut body).await? {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let message = Message::parse_from_bytes(&body)
+            .map_err(|e| std::io::Error::other(format!("not a raft message: {e}")))?;
+        if let Err(e) = quorum.step(message).await {
+            tracing::debug!(error = %e, "a controller message was not taken");
+            continue;
+        }
+        if let Err(e) = quorum.drive().await {
+            return Err(std::io::Error::other(e.to_string()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn voters_read_as_kafka_writes_them() {
+        let voters = parse_voters("1@127.0.0.1:9093, 2@[::1]:19093,3@host-c:29093").unwrap();
+        assert_eq!(voters.len(), 3);
+        assert_eq!(
+            voters[1],
+            Voter {
+                id: NodeId(2),
+                host: "::1".into(),
+                port: 19093
+            }
+        );
+        assert!(parse_voters("").unwrap().is_empty());
+        for bad in ["1@host", "x@host:1", "1@:9093", "1@h:1,1@h:2", "-1@h:1"] {
+            assert!(parse_voters(bad).is_err(), "{bad}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod over_tcp {
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    use super::{serve, TcpTransport, Voter};
+    use crate::cluster::{Change, Quorum};
+    use crate::io;
+    use crate::model::NodeId;
+
+    /// Three voters on loopback listeners, ticked by a timer: they elect a leader over TCP and
+    /// a change proposed on a follower (forwarded to the leader) reaches every image.
+    #[test]
+    fn three_voters_agree_over_loopback_tcp() {
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        io::block_on(async {
+            let listeners: Vec<io::net::Listener> = (0..3)
+                .map(|_| io::net::Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap())
+                .collect();
+            let voters: Vec<Voter> = listeners
+                .iter()
+                .enumerate()
+                .map(|(i, l)| Voter {
+                    id: NodeId(i as i32 + 1),
+                    host: "127.0.0.1".into(),
+                    port: l.local_addr().unwrap().port(),
+                })
+                .collect();
+            let ids: Vec<NodeId> = voters.iter().map(|v| v.id).collect();
+            let mut quorums = Vec::new();
+            for (i, listener) in listeners.into_iter().enumerate() {
+                let transport = Rc::new(TcpTransport::start(ids[i], &voters));
+                let quorum = Quorum::open(
+                    dirs[i].path(),
+                    ids[i],
+                    &ids,
+                    io::Faults::default(),
+                    transport,
+                )
+                .await
+                .unwrap();
+                let quorum = Rc::new(quorum);
+                io::spawn(serve(listener, quorum.clone())).detach();
+                let ticked = quorum.clone();
+                io::spawn(async move {
+                    loop {
+                        io::sleep(Duration::from_millis(20)).await;
+                        ticked.tick().await;
+                        let _ = ticked.drive().await;
+                    }
+                })
+                .detach();
+                quorums.push(quorum);
+            }
+            let leader = loop {
+                if let Some(leader) = quorums.iter().position(|q| q.is_leader()) {
+                    break leader;
+                }
+                io::sleep(Duration::from_millis(20)).await;
+            };
+            let follower = (leader + 1) % 3;
+            while quorums[follower].leader().is_none() {
+                io::sleep(Duration::from_millis(20)).await;
+            }
+            let create = Change::create_topic("over-tcp", 2, Default::default());
+            let register = Change::RegisterBroker {
+                id: ids[follower],
+                broker: crate::cluster::BrokerMeta {
+                    host: "localhost".into(),
+                    port: 9092,
+                    rack: None,
+                },
+            };
+            quorums[follower].propose(&register).await.unwrap();
+            let image = quorums[follower].propose(&create).await.unwrap();
+            assert_eq!(image.topics["over-tcp"].partitions, 2);
+            for _ in 0..100 {
+                if quorums
+                    .iter()
+                    .all(|q| q.image().topics.contains_key("over-tcp"))
+                {
+                    return;
+                }
+                io::sleep(Duration::from_millis(20)).await;
+            }
+            panic!("not every voter applied the change");
+        });
+    }
+}
