@@ -8,6 +8,7 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use super::{apply, Change, ChangeError, Image, Quorum, TopicMeta, METADATA_DIR};
@@ -17,7 +18,7 @@ use crate::io;
 pub const PRODUCER_ID_BLOCK: i64 = 1000;
 
 pub struct Controller {
-    quorum: Quorum,
+    quorum: Rc<Quorum>,
     /// Held from a change's check until its image is published: changes are made one at a time
     /// and published in order.
     lock: io::Lock,
@@ -28,7 +29,7 @@ pub struct Controller {
 }
 
 impl Controller {
-    pub fn new(quorum: Quorum) -> Controller {
+    pub fn new(quorum: Rc<Quorum>) -> Controller {
         Controller {
             quorum,
             lock: io::Lock::default(),
@@ -41,7 +42,7 @@ impl Controller {
         self.quorum.image()
     }
 
-    pub fn quorum(&self) -> &Quorum {
+    pub fn quorum(&self) -> &Rc<Quorum> {
         &self.quorum
     }
 
@@ -154,7 +155,7 @@ mod tests {
             std::rc::Rc::new(crate::cluster::NoPeers),
         )
         .await;
-        Controller::new(quorum.unwrap())
+        Controller::new(std::rc::Rc::new(quorum.unwrap()))
     }
 
     #[test]

@@ -166,6 +166,15 @@ impl TopicMeta {
             _ => None,
         }
     }
+
+    /// Whether `node` leads `partition` (an image written before assignments: every node does,
+    /// until its broker registers).
+    pub fn led_by(&self, partition: i32, node: NodeId) -> bool {
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| self.assignments.get(p))
+            .is_none_or(|a| a.leader == node)
+    }
 }
 
 impl Image {

@@ -165,6 +165,24 @@ pub const DECLARED_BROKER_KEYS: &[Key] = &[
         "where the Kafka listener binds",
     ),
     broker(
+        "controller.quorum.voters",
+        Kind::Any,
+        "",
+        "the metadata quorum's voters, `id@host:port,...` (their controller listeners); empty: this node alone",
+    ),
+    broker(
+        "controller.listener.names",
+        Kind::Any,
+        "CONTROLLER",
+        "the listener (by name in `listeners`) the other controllers connect to",
+    ),
+    broker(
+        "process.roles",
+        Kind::Any,
+        "",
+        "`broker,controller` (the default when empty: every node is both)",
+    ),
+    broker(
         "advertised.listeners",
         Kind::Listeners { optional: true },
         "",

@@ -14,7 +14,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -71,6 +71,10 @@ struct Common {
     background_shares: usize,
     admission: Arc<admission::Admission>,
     fds: fds::FdBudget,
+    /// This node's part in a cluster's quorum (`None`: a node alone).
+    quorum: Option<super::quorum::Setup>,
+    /// The node id of the quorum's leader (-1 while none is known), kept by the controller shard.
+    active_controller: Arc<AtomicI32>,
 }
 /// Opens the metadata quorum and brings the image up to date with this start: this broker
 /// registered with its endpoints, `__consumer_offsets` created on first start, and the producer
@@ -119,8 +123,11 @@ fn load_image(
     })
 }
 
-/// Reads `meta.properties` (Kafka's name for it) or writes a new one with a fresh cluster id.
-fn cluster_id(data_dir: &Path, node_id: i32) -> Result<String, ServeError> {
+/// Reads `meta.properties` (Kafka's name for it) or writes a new one with a new cluster id: drawn
+/// at random for a node alone, derived from `controller.quorum.voters` in a cluster (so that
+/// every node of it starts with the same id).
+fn cluster_id(data_dir: &Path, broker: &Values) -> Result<String, ServeError> {
+    let node_id = broker.i32("node.id");
     let path = data_dir.join("meta.properties");
     if let Ok(text) = std::fs::read_to_string(&path) {
         let id = text
@@ -136,7 +143,17 @@ fn cluster_id(data_dir: &Path, node_id: i32) -> Result<String, ServeError> {
             ))),
         };
     }
-    let id = uuid::Uuid::new_v4().simple().to_string()[..22].to_string();
+    let voters = broker.get("controller.quorum.voters");
+    let id = if voters.is_empty() {
+        uuid::Uuid::new_v4().simple().to_string()[..22].to_string()
+    } else {
+        let reversed: Vec<u8> = voters.bytes().rev().collect();
+        format!(
+            "sluice{:08x}{:08x}",
+            crc32c::crc32c(voters.as_bytes()),
+            crc32c::crc32c(&reversed)
+        )
+    };
     let text = format!("version=1\ncluster.id={id}\nnode.id={node_id}\n");
     std::fs::write(&path, text).map_err(io_error(format!("writing {}", path.display())))?;
     Ok(id)
@@ -225,9 +242,17 @@ pub fn serve(mut broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeE
     let data_dir = resolve_data_dir(&broker)?;
     let _lock = lock_data_dir(&data_dir)?;
     let background_shares = io_properties(&mut broker, &data_dir)?;
-    let cluster_id = cluster_id(&data_dir, broker.i32("node.id"))?;
+    let quorum = super::quorum::setup(&broker).map_err(ServeError::Config)?;
+    let cluster_id = cluster_id(&data_dir, &broker)?;
     let addresses = Addresses::of(&broker)?;
-    let image = load_image(&broker, &data_dir, &addresses)?;
+    let image = match &quorum {
+        None => load_image(&broker, &data_dir, &addresses)?,
+        // A cluster's changes wait for its leader: the shards start from the image as stored,
+        // and the controller shard's voter registers this broker (`server::quorum`).
+        Some(_) => cluster::FileStore::new(&data_dir)
+            .load()
+            .map_err(|e| ServeError::Config(e.to_string()))?,
+    };
     let shards = cores.len();
     let descriptor_limit =
         io::raise_descriptor_limit().map_err(io_error("reading the descriptor limit"))?;
@@ -240,6 +265,7 @@ pub fn serve(mut broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeE
         fds.connections,
         broker.i64("max.connections.per.ip") as usize,
     );
+    let broker_node_id = broker.i32("node.id");
     let common = Common {
         admission,
         fds,
@@ -251,6 +277,12 @@ pub fn serve(mut broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeE
         advertised_port: addresses.advertised_port,
         image: Arc::new(image),
         shards,
+        active_controller: Arc::new(AtomicI32::new(if quorum.is_some() {
+            -1
+        } else {
+            broker_node_id
+        })),
+        quorum,
         stop: Arc::new(AtomicBool::new(false)),
         drained: Arc::new(AtomicUsize::new(0)),
         background_shares,
@@ -344,7 +376,15 @@ struct Addresses {
 
 impl Addresses {
     fn of(broker: &Values) -> Result<Addresses, ServeError> {
-        let listener_text = broker.get("listeners").split(',').next().unwrap_or("");
+        // The first listener for clients (not one for the other controllers).
+        let listener_text = broker
+            .get("listeners")
+            .split(',')
+            .find(|text| {
+                parse_listener(text)
+                    .is_none_or(|(name, _, _)| !super::quorum::is_controller_listener(broker, name))
+            })
+            .unwrap_or("");
         let (_, host, port) = parse_listener(listener_text).ok_or_else(|| {
             ServeError::Config(format!("listeners: bad listener `{listener_text}`"))
         })?;
@@ -485,20 +525,16 @@ async fn run_shard(
     let group_config = groups::group_config(&common.image.broker_values(&common.broker));
     let txn_config = transactions::txn_config(&common.image.broker_values(&common.broker));
     let background = io::TaskQueue::new("background", common.background_shares);
-    let controller = if id == CONTROLLER_SHARD {
+    let (controller, voter) = if id == CONTROLLER_SHARD {
         let node = NodeId(common.broker.i32("node.id"));
-        let quorum = Quorum::open(
-            &common.data_dir,
-            node,
-            &[node],
-            io::Faults::default(),
-            Rc::new(NoPeers),
+        let (quorum, listener) =
+            super::quorum::open(&common.data_dir, node, common.quorum.as_ref()).await?;
+        (
+            Some(Controller::new(quorum.clone())),
+            Some((quorum, listener)),
         )
-        .await
-        .map_err(|e| format!("the metadata quorum: {e}"))?;
-        Some(Controller::new(quorum))
     } else {
-        None
+        (None, None)
     };
     let shard = Rc::new_cyclic(|weak| Shard {
         id,
@@ -528,7 +564,11 @@ async fn run_shard(
         stop_waiters: RefCell::new(Vec::new()),
         in_flight: Cell::new(0),
         fds: common.fds,
+        active_controller: common.active_controller.clone(),
     });
+    if let Some((quorum, listener)) = voter {
+        super::quorum::run(&shard, quorum, listener);
+    }
     crate::storage::set_loaded_segments_capacity(common.fds.loaded_segments);
     for inbox in inboxes {
         shard.hot.spawn(receive(shard.clone(), inbox)).detach();

@@ -144,7 +144,7 @@ impl Shard {
     }
 
     /// Hands a new image to every shard, this one last.
-    async fn publish(&self, image: Arc<Image>) {
+    pub(super) async fn publish(&self, image: Arc<Image>) {
         for peer in self.mesh.peers() {
             let image = image.clone();
             let held = self

@@ -102,6 +102,12 @@ impl Shard {
         self.groups.config().offsets_partitions
     }
 
+    /// The `__consumer_offsets` partition of `group`.
+    pub fn group_partition(&self, group: &str) -> TopicPartition {
+        let partition = group::offsets_partition(group, self.group_partitions());
+        TopicPartition::new(OFFSETS_TOPIC, partition)
+    }
+
     /// The shard whose coordinator holds `group`.
     pub fn group_shard(&self, group: &str) -> ShardId {
         let partition = group::offsets_partition(group, self.group_partitions());

@@ -8,7 +8,8 @@
 //! routing of partition work to its owner; `apis/`: one file per Kafka API (or family);
 //! `connection`, `listener`, `admission`: the socket side; `fanout` and `ranges`: a fetch's
 //! reads on the shards that own its partitions; `partitions`, `groups`, `transactions`: the
-//! owner side of each as requests reach it, and each one's error -> code mapping.
+//! owner side of each as requests reach it, and each one's error -> code mapping; `controller`
+//! and `quorum`: metadata changes and the metadata quorum's voter on the controller shard.
 
 mod admission;
 mod apis;
@@ -21,6 +22,7 @@ mod fetch_sessions;
 mod groups;
 mod listener;
 mod partitions;
+mod quorum;
 mod ranges;
 mod transactions;
 
@@ -78,6 +80,8 @@ pub struct Shard {
     in_flight: Cell<usize>,
     /// How the descriptor limit is shared out (partitions per shard, connections).
     pub fds: fds::FdBudget,
+    /// The node id of the metadata quorum's leader (-1 while none is known).
+    pub active_controller: Arc<std::sync::atomic::AtomicI32>,
 }
 
 /// Counts a request as in flight until dropped.
@@ -94,6 +98,28 @@ impl Drop for InFlight {
 impl Shard {
     pub fn owner(&self, tp: &TopicPartition) -> ShardId {
         crate::shard::owner(tp, self.shards)
+    }
+
+    /// The node that leads `tp` and where clients reach it, if the image knows both.
+    pub fn leader_endpoint(&self, tp: &TopicPartition) -> Option<(i32, String, u16)> {
+        let image = self.image();
+        let meta = image.topics.get(&*tp.topic)?;
+        let leader = match usize::try_from(tp.partition)
+            .ok()
+            .and_then(|p| meta.assignments.get(p))
+        {
+            Some(assignment) => assignment.leader,
+            // An image from before assignments: this node holds every partition.
+            None => crate::model::NodeId(self.node_id),
+        };
+        let broker = image.brokers.get(&leader)?;
+        Some((leader.0, broker.host.clone(), broker.port))
+    }
+
+    /// The node id of the metadata quorum's leader (-1 while none is known).
+    pub fn active_controller(&self) -> i32 {
+        self.active_controller
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The broker's effective configs now.

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::Shard;
 use crate::cluster::TopicMeta;
-use crate::model::{Isolation, Offset, TopicPartition};
+use crate::model::{Isolation, NodeId, Offset, TopicPartition};
 use crate::protocol::ResponseError as E;
 use crate::replication::{
     Appended, Found, OffsetSpec, Partition, PartitionError, ReadReply, Refused,
@@ -60,7 +60,9 @@ impl Shard {
             .topic(&tp.topic)
             .filter(|meta| tp.partition >= 0 && tp.partition < meta.partitions)
             .ok_or(PartitionError::UnknownTopicOrPartition)?;
-        if self.owner(tp) != self.id {
+        // Another node's (in a cluster), or another shard's (a message that was routed before
+        // the image moved it).
+        if !meta.led_by(tp.partition, NodeId(self.node_id)) || self.owner(tp) != self.id {
             return Err(PartitionError::NotLeader);
         }
         self.open_partition(tp, &meta).await.map_err(|e| {
@@ -154,7 +156,14 @@ impl Shard {
     /// Brings this shard's partitions in line with the image (see `Partitions::reconcile`).
     pub async fn reconcile_partitions(&self) -> Result<(), (usize, String)> {
         let image = self.image();
-        let owns = |tp: &TopicPartition| self.owner(tp) == self.id;
+        let me = NodeId(self.node_id);
+        let owns = |tp: &TopicPartition| {
+            self.owner(tp) == self.id
+                && image
+                    .topics
+                    .get(&*tp.topic)
+                    .is_some_and(|meta| meta.led_by(tp.partition, me))
+        };
         self.partitions
             .reconcile(&image, &self.broker(), owns)
             .await

@@ -156,6 +156,12 @@ impl Shard {
             .collect()
     }
 
+    /// The `__transaction_state` partition of `transactional_id`.
+    pub fn txn_partition(&self, transactional_id: &str) -> TopicPartition {
+        let partition = txn::txn_partition(transactional_id, self.txns.config().partitions);
+        TopicPartition::new(TXN_TOPIC, partition)
+    }
+
     /// The shard whose coordinator holds `transactional_id`.
     pub fn txn_shard(&self, transactional_id: &str) -> ShardId {
         let partition = txn::txn_partition(transactional_id, self.txns.config().partitions);

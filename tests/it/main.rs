@@ -6,6 +6,7 @@
 mod kit;
 
 mod cli;
+mod cluster_quorum;
 mod fuzz_regressions;
 mod kafka_admin;
 mod kafka_bad_input;

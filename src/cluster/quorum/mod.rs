@@ -103,6 +103,8 @@ pub struct Quorum {
     waiting: RefCell<HashMap<u64, Answer>>,
     /// One drive at a time: raft's ready and advance come in pairs.
     driving: io::Lock,
+    /// Told each image as it is applied.
+    watchers: RefCell<Vec<futures::channel::mpsc::UnboundedSender<Arc<Image>>>>,
     /// Snapshots taken from a leader (for metrics).
     snapshots_installed: Cell<u64>,
     /// Set when a write failed: the log on disk and raft's state may differ, so nothing more is
@@ -204,6 +206,7 @@ impl Quorum {
             driving: io::Lock::default(),
             broken: RefCell::new(None),
             snapshots_installed: Cell::new(0),
+            watchers: RefCell::new(Vec::new()),
         };
         quorum.drive().await?;
         Ok(quorum)
@@ -216,6 +219,21 @@ impl Quorum {
 
     pub fn is_leader(&self) -> bool {
         self.node.borrow().raft.state == raft::StateRole::Leader
+    }
+
+    /// Every image applied from now on, in order (a voter that does not lead learns the cluster's
+    /// changes here).
+    pub fn watch(&self) -> futures::channel::mpsc::UnboundedReceiver<Arc<Image>> {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        self.watchers.borrow_mut().push(tx);
+        rx
+    }
+
+    fn set_image(&self, image: Arc<Image>) {
+        *self.image.borrow_mut() = image.clone();
+        self.watchers
+            .borrow_mut()
+            .retain(|w| w.unbounded_send(image.clone()).is_ok());
     }
 
     /// How many snapshots this voter took from a leader since it opened.
@@ -425,7 +443,7 @@ impl Quorum {
             data: text.into(),
         };
         let image = Arc::new(image);
-        *self.image.borrow_mut() = image.clone();
+        self.set_image(image.clone());
         for (seq, result) in answers {
             if let Some(answer) = self.waiting.borrow_mut().remove(&seq) {
                 let _ = answer.send(result.map(|()| image.clone()));
@@ -499,7 +517,7 @@ impl Quorum {
         tracing::info!(index = meta.index, "took the leader's metadata snapshot");
         self.snapshots_installed
             .set(self.snapshots_installed.get() + 1);
-        *self.image.borrow_mut() = Arc::new(image);
+        self.set_image(Arc::new(image));
         Ok(())
     }
 

@@ -100,9 +100,24 @@ async fn find_coordinator(shard: Rc<Shard>, request: Request) -> Answer {
                 c.node_id = BrokerId(-1);
                 c.port = -1;
             } else {
-                c.node_id = BrokerId(shard.node_id);
-                c.host = str_bytes(shard.advertised_host.clone());
-                c.port = shard.advertised_port as i32;
+                // The node that leads the key's partition of the coordinators' topic.
+                let tp = if body.key_type == KEY_TYPE_GROUP {
+                    shard.group_partition(&key)
+                } else {
+                    shard.txn_partition(&key)
+                };
+                match shard.leader_endpoint(&tp) {
+                    Some((node, host, port)) => {
+                        c.node_id = BrokerId(node);
+                        c.host = str_bytes(host);
+                        c.port = port as i32;
+                    }
+                    None => {
+                        c.error_code = E::CoordinatorNotAvailable.code();
+                        c.node_id = BrokerId(-1);
+                        c.port = -1;
+                    }
+                }
             }
             c
         })

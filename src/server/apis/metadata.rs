@@ -83,7 +83,7 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
         })
         .collect();
     response.cluster_id = Some(str_bytes(shard.cluster_id.clone()));
-    response.controller_id = BrokerId(shard.node_id);
+    response.controller_id = BrokerId(shard.active_controller());
     response.topics = topics;
     response.cluster_authorized_operations =
         authorized::cluster(body.include_cluster_authorized_operations);

@@ -119,7 +119,7 @@ async fn describe_cluster(shard: Rc<Shard>, request: Request) -> Answer {
     // v1: endpoint type 1 is brokers; 2 (controllers) is answered with the same single node.
     response.endpoint_type = body.endpoint_type;
     response.cluster_id = str_bytes(shard.cluster_id.clone());
-    response.controller_id = BrokerId(shard.node_id);
+    response.controller_id = BrokerId(shard.active_controller());
     response.brokers = shard
         .image()
         .brokers

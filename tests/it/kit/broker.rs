@@ -61,7 +61,8 @@ impl Broker {
         Broker::start_with(0, sets, Some(limit))
     }
 
-    fn start_on(port: u16, sets: &[&str]) -> Broker {
+    /// Starts a broker on client port `port` (kept across restarts).
+    pub fn start_on(port: u16, sets: &[&str]) -> Broker {
         Broker::start_with(port, sets, None)
     }
 

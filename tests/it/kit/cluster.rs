@@ -1,14 +1,15 @@
-//! A cluster of real `sluice serve` processes, for the tests of replication and faults: node
-//! `i` runs with `node.id=i` (1..=N), its own data dir and a port it keeps across restarts, so
-//! that a node killed and restarted comes back where clients and peers expect it. Faults are
-//! real signals: `kill9`, `pause` (SIGSTOP), `resume` (SIGCONT).
-//!
-//! One node for now: nodes do not form a quorum until the metadata quorum exists (the cluster
-//! issue), so `start` refuses more. The invariant every fault schedule ends with is
-//! [`check_acknowledged`].
+//! A cluster of real `sluice serve` processes, for the tests of the metadata quorum, replication
+//! and faults: node `i` runs with `node.id=i` (1..=N), its own data dir, a client port and a
+//! controller port it keeps across restarts (so that a node killed and restarted comes back where
+//! clients and peers expect it), and every node names all N as `controller.quorum.voters`
+//! (with one node: none, a node alone). Faults are real signals: `kill9`, `pause` (SIGSTOP),
+//! `resume` (SIGCONT). The invariant every fault schedule ends with is [`check_acknowledged`].
+
+use std::time::{Duration, Instant};
 
 use super::broker::Broker;
 use super::client::consume;
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
 use rdkafka::Offset;
 
 pub struct Cluster {
@@ -18,23 +19,94 @@ pub struct Cluster {
 /// A record acknowledged with acks=all: (partition, offset, value).
 pub type Acked = (i32, i64, Vec<u8>);
 
+/// What one node's Metadata says of the cluster.
+#[derive(Debug)]
+pub struct View {
+    pub controller: i32,
+    pub brokers: Vec<i32>,
+    /// Each topic with its partitions' leaders.
+    pub topics: Vec<(String, Vec<i32>)>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 impl Cluster {
     /// Starts `nodes` nodes with `--set` overrides (`key=value`) on each.
     pub fn start(nodes: usize, sets: &[&str]) -> Cluster {
-        assert_eq!(
-            nodes, 1,
-            "nodes join one cluster once the metadata quorum exists; one node until then"
-        );
-        let nodes = (1..=nodes)
-            .map(|id| {
-                let node_id = format!("node.id={id}");
-                let sets: Vec<&str> = std::iter::once(node_id.as_str())
+        let ports: Vec<(u16, u16)> = (0..nodes).map(|_| (free_port(), free_port())).collect();
+        let voters: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, controller))| format!("{}@127.0.0.1:{controller}", i + 1))
+            .collect();
+        let voters = format!("controller.quorum.voters={}", voters.join(","));
+        let nodes = ports
+            .iter()
+            .enumerate()
+            .map(|(i, &(client, controller))| {
+                let mut own = vec![format!("node.id={}", i + 1)];
+                if nodes > 1 {
+                    own.push(voters.clone());
+                    own.push(format!(
+                        "listeners=PLAINTEXT://127.0.0.1:{client},CONTROLLER://127.0.0.1:{controller}"
+                    ));
+                }
+                let sets: Vec<&str> = own
+                    .iter()
+                    .map(String::as_str)
                     .chain(sets.iter().copied())
                     .collect();
-                Broker::start_on_fixed_port(&sets)
+                Broker::start_on(client, &sets)
             })
             .collect();
         Cluster { nodes }
+    }
+
+    /// What node `id`'s Metadata (v1+, all topics) says now.
+    pub fn view(&mut self, id: usize) -> View {
+        let mut s = super::raw::connect(self.node(id));
+        let mut request = MetadataRequest::default();
+        request.topics = None;
+        let response: MetadataResponse = super::raw::call(&mut s, ApiKey::Metadata, 9, 1, &request);
+        View {
+            controller: response.controller_id.0,
+            brokers: response.brokers.iter().map(|b| b.node_id.0).collect(),
+            topics: response
+                .topics
+                .iter()
+                .map(|t| {
+                    let name = t.name.as_ref().map_or(String::new(), |n| n.0.to_string());
+                    (name, t.partitions.iter().map(|p| p.leader_id.0).collect())
+                })
+                .collect(),
+        }
+    }
+
+    /// Waits until every node of `among` names the same controller, one of `among`, and sees
+    /// `brokers` brokers and `__consumer_offsets`; returns the controller's id.
+    pub fn await_controller(&mut self, among: &[usize], brokers: usize) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let views: Vec<View> = among.iter().map(|&id| self.view(id)).collect();
+            let controller = views[0].controller;
+            let agreed = views.iter().all(|v| {
+                v.controller == controller
+                    && v.brokers.len() == brokers
+                    && v.topics
+                        .iter()
+                        .any(|(name, _)| name == "__consumer_offsets")
+            });
+            if agreed && among.contains(&(controller as usize)) {
+                return controller as usize;
+            }
+            assert!(Instant::now() < deadline, "no agreed controller: {views:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Every node's address, comma-separated, as clients are given them.

@@ -1,0 +1,257 @@
+//! The metadata quorum as `serve` runs it, on the controller shard. A node alone (no
+//! `controller.quorum.voters`) is a quorum of one, opened and brought up to date before the
+//! shards start (`bootstrap::load_image`). A node of a cluster opens its voter here: it listens
+//! for the other controllers on the listener named in `controller.listener.names`, ticks raft's
+//! clock, hands every image the quorum applies to all shards of the node, keeps the active
+//! controller's id where Metadata reads it, and registers the broker (then, once every voter
+//! has, creates `__consumer_offsets`) through the quorum, retrying until a leader commits it.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::{Rc, Weak};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::StreamExt;
+
+use super::Shard;
+use crate::cluster::{
+    parse_voters, serve_voters, BrokerMeta, Change, ChangeError, NoPeers, Quorum, TcpTransport,
+    Transport, Voter,
+};
+use crate::config::{parse_listener, Values};
+use crate::io;
+use crate::model::NodeId;
+
+/// Raft's clock: elections after 10 to 20 ticks without a leader (1 to 2 s, Kafka's
+/// `controller.quorum.election.timeout.ms`), heartbeats every 2.
+const TICK: Duration = Duration::from_millis(100);
+/// Between two tries of a start-up change that found no leader.
+const JOIN_RETRY: Duration = Duration::from_millis(500);
+
+/// A node's part in a cluster's quorum, from its configs.
+#[derive(Clone, Debug)]
+pub struct Setup {
+    pub voters: Vec<Voter>,
+    /// Where the other controllers connect.
+    pub listen: SocketAddr,
+}
+
+/// The listeners `listeners` names for the other controllers.
+pub fn is_controller_listener(broker: &Values, name: &str) -> bool {
+    broker
+        .get("controller.listener.names")
+        .split(',')
+        .any(|n| n.trim() == name)
+}
+
+/// The quorum this node takes part in: `None` for a node alone. Refuses what it cannot serve.
+pub fn setup(broker: &Values) -> Result<Option<Setup>, String> {
+    let voters = parse_voters(broker.get("controller.quorum.voters"))?;
+    if voters.is_empty() {
+        return Ok(None);
+    }
+    let roles = broker.get("process.roles");
+    let mut named: Vec<&str> = roles.split(',').map(str::trim).collect();
+    named.sort_unstable();
+    if !roles.is_empty() && named != ["broker", "controller"] {
+        return Err(format!(
+            "process.roles={roles}: only nodes that are both broker and controller are served so \
+             far (leave it empty or set broker,controller)"
+        ));
+    }
+    let me = broker.i32("node.id");
+    if !voters.iter().any(|v| v.id.0 == me) {
+        return Err(format!(
+            "node.id={me} is not one of controller.quorum.voters ({})",
+            broker.get("controller.quorum.voters")
+        ));
+    }
+    let listener = broker
+        .get("listeners")
+        .split(',')
+        .filter_map(parse_listener)
+        .find(|(name, _, _)| is_controller_listener(broker, name))
+        .ok_or_else(|| {
+            format!(
+                "controller.quorum.voters is set but `listeners` has no {} listener for the other \
+                 controllers",
+                broker.get("controller.listener.names")
+            )
+        })?;
+    let (_, host, port) = listener;
+    let listen = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("resolving {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("`{host}` has no address"))?;
+    Ok(Some(Setup { voters, listen }))
+}
+
+/// Opens this node's voter (a quorum of one without `setup`) and, in a cluster, binds its
+/// controller listener.
+pub async fn open(
+    data_dir: &std::path::Path,
+    node: NodeId,
+    setup: Option<&Setup>,
+) -> Result<(Rc<Quorum>, Option<io::net::Listener>), String> {
+    let (voters, transport, listener): (Vec<NodeId>, Rc<dyn Transport>, _) = match setup {
+        None => (vec![node], Rc::new(NoPeers), None),
+        Some(setup) => {
+            let listener = io::net::Listener::bind(setup.listen)
+                .map_err(|e| format!("binding the controller listener {}: {e}", setup.listen))?;
+            let ids = setup.voters.iter().map(|v| v.id).collect();
+            let transport = Rc::new(TcpTransport::start(node, &setup.voters));
+            (ids, transport, Some(listener))
+        }
+    };
+    let quorum = Quorum::open(data_dir, node, &voters, io::Faults::default(), transport)
+        .await
+        .map_err(|e| format!("the metadata quorum: {e}"))?;
+    Ok((Rc::new(quorum), listener))
+}
+
+/// Starts the voter's tasks on the controller shard (a cluster's only: a quorum of one needs
+/// none).
+pub fn run(shard: &Rc<Shard>, quorum: Rc<Quorum>, listener: Option<io::net::Listener>) {
+    let Some(listener) = listener else {
+        return;
+    };
+    io::spawn(serve_voters(listener, quorum.clone())).detach();
+    let weak = Rc::downgrade(shard);
+    {
+        let (quorum, weak) = (quorum.clone(), weak.clone());
+        io::spawn(async move {
+            loop {
+                io::sleep(TICK).await;
+                let Some(shard) = weak.upgrade() else { return };
+                if shard.is_stopping() {
+                    return;
+                }
+                quorum.tick().await;
+                if let Err(e) = quorum.drive().await {
+                    tracing::error!(error = %e, "the metadata quorum stopped");
+                }
+                let leader = quorum.leader().map_or(-1, |n| n.0);
+                shard.active_controller.store(leader, Ordering::Relaxed);
+            }
+        })
+        .detach();
+    }
+    {
+        let mut images = quorum.watch();
+        let weak = weak.clone();
+        io::spawn(async move {
+            while let Some(image) = images.next().await {
+                let Some(shard) = weak.upgrade() else { return };
+                shard.publish(image).await;
+            }
+        })
+        .detach();
+    }
+    io::spawn(join(weak, quorum)).detach();
+}
+
+/// Registers this broker (its endpoints, its rack) and, once every voter has registered,
+/// creates `__consumer_offsets` (so that its partitions spread over all of them); each change
+/// retried until a leader commits it.
+async fn join(shard: Weak<Shard>, quorum: Rc<Quorum>) {
+    use crate::group::OFFSETS_TOPIC;
+    let me = {
+        let Some(shard) = shard.upgrade() else { return };
+        let broker = shard.broker();
+        let meta = BrokerMeta {
+            host: shard.advertised_host.clone(),
+            port: shard.advertised_port,
+            rack: Some(broker.get("broker.rack").to_string()).filter(|r| !r.is_empty()),
+        };
+        (NodeId(shard.node_id), meta)
+    };
+    let mut logged = false;
+    loop {
+        let Some(shard) = shard.upgrade() else { return };
+        if shard.is_stopping() {
+            return;
+        }
+        let image = quorum.image();
+        let change = if image.brokers.get(&me.0) != Some(&me.1) {
+            Change::RegisterBroker {
+                id: me.0,
+                broker: me.1.clone(),
+            }
+        } else if image.topics.contains_key(OFFSETS_TOPIC) {
+            tracing::info!(node = me.0 .0, "joined the cluster");
+            return;
+        } else if voters_registered(&shard, &image) {
+            let partitions = shard.broker().i32("offsets.topic.num.partitions");
+            Change::create_internal_topic(OFFSETS_TOPIC, partitions)
+        } else {
+            drop(shard);
+            io::sleep(JOIN_RETRY).await;
+            continue;
+        };
+        drop(shard);
+        match quorum.propose(&change).await {
+            Ok(_) | Err(ChangeError::TopicExists(_)) => {}
+            Err(e) => {
+                if !logged {
+                    tracing::info!(error = %e, "waiting for the metadata quorum to register this broker");
+                    logged = true;
+                }
+                io::sleep(JOIN_RETRY).await;
+            }
+        }
+    }
+}
+
+fn voters_registered(shard: &Shard, image: &crate::cluster::Image) -> bool {
+    let voters = parse_voters(shard.broker().get("controller.quorum.voters")).unwrap_or_default();
+    voters.iter().all(|v| image.brokers.contains_key(&v.id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BROKER_KEYS;
+
+    fn values(pairs: &[(&str, &str)]) -> Values {
+        let mut values = Values::new(&BROKER_KEYS);
+        for (k, v) in pairs {
+            values.set(k, v).unwrap();
+        }
+        values
+    }
+
+    #[test]
+    fn a_cluster_node_needs_its_id_among_the_voters_and_a_controller_listener() {
+        assert!(setup(&values(&[])).unwrap().is_none(), "a node alone");
+        let voters = "1@127.0.0.1:9093,2@127.0.0.1:19093";
+        let listeners = "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093";
+        let ok = setup(&values(&[
+            ("node.id", "1"),
+            ("controller.quorum.voters", voters),
+            ("listeners", listeners),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(ok.voters.len(), 2);
+        assert_eq!(ok.listen.port(), 9093);
+        let not_a_voter = setup(&values(&[
+            ("node.id", "3"),
+            ("controller.quorum.voters", voters),
+            ("listeners", listeners),
+        ]));
+        assert!(not_a_voter.unwrap_err().contains("node.id=3"));
+        let no_listener = setup(&values(&[
+            ("node.id", "1"),
+            ("controller.quorum.voters", voters),
+        ]));
+        assert!(no_listener.unwrap_err().contains("CONTROLLER listener"));
+        let broker_only = setup(&values(&[
+            ("node.id", "1"),
+            ("controller.quorum.voters", voters),
+            ("listeners", listeners),
+            ("process.roles", "broker"),
+        ]));
+        assert!(broker_only.unwrap_err().contains("process.roles"));
+    }
+}

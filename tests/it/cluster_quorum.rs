@@ -1,0 +1,114 @@
+//! Three real nodes forming one cluster through the metadata quorum (issue 20, first steps):
+//! they elect a controller, register, spread `__consumer_offsets` and new topics' partitions over
+//! all three; clients produce to each partition's leader and consume with a group through any
+//! node; the controller killed with `kill -9`, the other two elect another and go on making
+//! changes, and the killed node, restarted, catches up. Replicas on several nodes are refused
+//! until records are copied between them.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use rdkafka::consumer::Consumer;
+
+use crate::kit::client::{admin, consumer, create_topic, produce, producer, read_n, Sent};
+use crate::kit::cluster::{check_acknowledged, Acked, Cluster};
+
+/// Waits until node `id` lists `topic` with every partition led by a node.
+fn await_topic(cluster: &mut Cluster, id: usize, topic: &str) -> Vec<i32> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let view = cluster.view(id);
+        let found = view.topics.iter().find(|(name, _)| name == topic);
+        if let Some((_, leaders)) = found.filter(|(_, l)| l.iter().all(|&l| l >= 0)) {
+            return leaders.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {id} never listed {topic}: {view:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn three_nodes_form_one_cluster_and_outlive_their_controllers_kill9() {
+    let mut cluster = Cluster::start(3, &["num.partitions=1"]);
+    let controller = cluster.await_controller(&[1, 2, 3], 3);
+    for id in 1..=3 {
+        let offsets = await_topic(&mut cluster, id, "__consumer_offsets");
+        let leaders: BTreeSet<i32> = offsets.into_iter().collect();
+        assert_eq!(
+            leaders,
+            [1, 2, 3].into(),
+            "offsets partitions spread over every node"
+        );
+    }
+
+    // A topic created through a node that is not the controller: its partitions spread too, and
+    // every node lists the same leaders.
+    let other = controller % 3 + 1;
+    let other_addr = cluster.node(other).addr.clone();
+    create_topic(&other_addr, "spread", 6, &[]);
+    let leaders = await_topic(&mut cluster, 1, "spread");
+    assert_eq!(
+        leaders.iter().collect::<BTreeSet<_>>().len(),
+        3,
+        "{leaders:?}"
+    );
+    for id in 2..=3 {
+        assert_eq!(await_topic(&mut cluster, id, "spread"), leaders);
+    }
+
+    // Clients reach each partition's leader from any node's metadata.
+    let bootstrap = cluster.bootstrap();
+    let writer = producer(&bootstrap, &[("acks", "all")]);
+    let mut acked: Vec<Acked> = Vec::new();
+    for partition in 0..6 {
+        let sent: Vec<Sent> = (0..5)
+            .map(|i| Sent::new("k", &format!("p{partition}-{i}")))
+            .collect();
+        let offsets = produce(&writer, "spread", Some(partition), &sent).expect("produce");
+        for ((p, offset), s) in offsets.into_iter().zip(&sent) {
+            acked.push((p, offset, s.value.clone().unwrap()));
+        }
+    }
+    check_acknowledged(&bootstrap, "spread", &acked);
+    // A consumer group: its coordinator is the leader of its offsets partition, wherever that is.
+    let group = consumer(
+        &bootstrap,
+        &[("group.id", "across"), ("auto.offset.reset", "earliest")],
+    );
+    group.subscribe(&["spread"]).unwrap();
+    assert_eq!(read_n(&group, 30).len(), 30);
+    group
+        .commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
+        .unwrap();
+    drop(group);
+
+    // One replica per partition for now: asking for more is refused, plainly.
+    let replicated = NewTopic::new("rf3", 1, TopicReplication::Fixed(3));
+    let results = futures_lite::future::block_on(
+        admin(&other_addr).create_topics(&[replicated], &AdminOptions::new()),
+    )
+    .unwrap();
+    assert_eq!(
+        results[0].as_ref().unwrap_err().1,
+        rdkafka::types::RDKafkaErrorCode::InvalidReplicationFactor
+    );
+
+    // The controller dies; the other two elect one of themselves and go on making changes.
+    cluster.kill9(controller);
+    let survivors: Vec<usize> = (1..=3).filter(|&id| id != controller).collect();
+    let next = cluster.await_controller(&survivors, 3);
+    assert_ne!(next, controller);
+    let survivor = cluster.node(survivors[0]).addr.clone();
+    create_topic(&survivor, "after", 2, &[]);
+    await_topic(&mut cluster, survivors[1], "after");
+
+    // Restarted, it catches up with what it missed.
+    cluster.restart(controller);
+    cluster.await_controller(&[1, 2, 3], 3);
+    let seen = await_topic(&mut cluster, controller, "after");
+    assert_eq!(seen.len(), 2);
+}
