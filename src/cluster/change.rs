@@ -20,6 +20,14 @@ pub enum Change {
         id: NodeId,
         broker: BrokerMeta,
     },
+    /// The controller has not heard from the broker within its session timeout
+    /// (`broker.session.timeout.ms`), or hears from it again. Registering unfences too.
+    FenceBroker {
+        id: NodeId,
+    },
+    UnfenceBroker {
+        id: NodeId,
+    },
     /// Replicas go on `replication_factor` registered brokers each (see [`place`]).
     CreateTopic {
         name: String,
@@ -83,6 +91,8 @@ impl Change {
             | Change::CreatePartitions { name, .. }
             | Change::SetTopicConfigs { name, .. } => Some(name),
             Change::RegisterBroker { .. }
+            | Change::FenceBroker { .. }
+            | Change::UnfenceBroker { .. }
             | Change::SetBrokerConfigs { .. }
             | Change::AllocateProducerIds { .. } => None,
         }
@@ -103,7 +113,9 @@ pub enum ChangeError {
     /// A partition count out of bounds, or not larger than the topic's.
     #[error("{0}")]
     InvalidPartitions(String),
-    #[error("replication factor {factor} is larger than the {brokers} registered brokers")]
+    #[error("broker {0} is not registered")]
+    UnknownBroker(i32),
+    #[error("replication factor {factor} is larger than the {brokers} live brokers")]
     InvalidReplicationFactor { factor: u16, brokers: usize },
     /// An unknown config key, a bad value, or a broker key that takes a restart.
     #[error("{0}")]
@@ -169,7 +181,19 @@ pub fn apply(image: &Image, change: &Change) -> Result<Image, ChangeError> {
     let mut next = image.clone();
     next.revision += 1;
     match change {
+        Change::FenceBroker { id } | Change::UnfenceBroker { id }
+            if !next.brokers.contains_key(id) =>
+        {
+            return Err(ChangeError::UnknownBroker(id.0));
+        }
+        Change::FenceBroker { id } => {
+            next.fenced.insert(*id);
+        }
+        Change::UnfenceBroker { id } => {
+            next.fenced.remove(id);
+        }
         Change::RegisterBroker { id, broker } => {
+            next.fenced.remove(id);
             next.brokers.insert(*id, broker.clone());
             if next.brokers.len() == 1 {
                 for meta in next.topics.values_mut() {
@@ -264,7 +288,7 @@ pub fn place(
     partitions: std::ops::Range<i32>,
     factor: u16,
 ) -> Result<Vec<Assignment>, ChangeError> {
-    let brokers: Vec<NodeId> = image.brokers.keys().copied().collect();
+    let brokers: Vec<NodeId> = image.live_brokers().map(|(id, _)| *id).collect();
     if factor == 0 || factor as usize > brokers.len() {
         return Err(ChangeError::InvalidReplicationFactor {
             factor,
@@ -381,6 +405,40 @@ mod tests {
             apply(&image, &again).unwrap_err(),
             ChangeError::TopicIdInUse(*id)
         );
+    }
+
+    #[test]
+    fn a_fenced_broker_gets_no_new_replicas_until_it_returns() {
+        let image = with_brokers(3);
+        let fence = Change::FenceBroker { id: NodeId(2) };
+        let image = apply(&image, &fence).unwrap();
+        assert_eq!(image.live_brokers().count(), 2);
+        let image = apply(&image, &replicated("t", 4, 1)).unwrap();
+        assert!(image.topics["t"]
+            .assignments
+            .iter()
+            .all(|a| a.leader != NodeId(2)));
+        assert_eq!(
+            apply(&image, &replicated("u", 1, 3)).unwrap_err(),
+            ChangeError::InvalidReplicationFactor {
+                factor: 3,
+                brokers: 2
+            }
+        );
+        assert_eq!(Image::from_toml(&image.to_toml()).unwrap(), image);
+        assert_eq!(
+            apply(&image, &Change::FenceBroker { id: NodeId(9) }).unwrap_err(),
+            ChangeError::UnknownBroker(9)
+        );
+        let back = apply(&image, &Change::UnfenceBroker { id: NodeId(2) }).unwrap();
+        assert_eq!(back.live_brokers().count(), 3);
+        // Registering again unfences too.
+        let broker = image.brokers[&NodeId(2)].clone();
+        let registered = Change::RegisterBroker {
+            id: NodeId(2),
+            broker,
+        };
+        assert!(apply(&image, &registered).unwrap().fenced.is_empty());
     }
 
     #[test]

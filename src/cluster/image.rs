@@ -1,6 +1,6 @@
 //! The metadata image and its text form (`topics.toml`, written by the store).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -98,6 +98,9 @@ impl TopicMeta {
 pub struct Image {
     pub revision: u64,
     pub brokers: BTreeMap<NodeId, BrokerMeta>,
+    /// Registered brokers the controller has not heard from within `broker.session.timeout.ms`:
+    /// not listed to clients, given no new replicas, their partitions without a leader.
+    pub fenced: BTreeSet<NodeId>,
     pub topics: BTreeMap<String, TopicMeta>,
     /// The first producer id past every block handed out: the next block starts here.
     pub producer_ids_end: i64,
@@ -131,6 +134,13 @@ pub const DYNAMIC_BROKER_KEYS: &[&str] = &[
 ];
 
 impl Image {
+    /// The brokers clients are told of: registered and not fenced.
+    pub fn live_brokers(&self) -> impl Iterator<Item = (&NodeId, &BrokerMeta)> {
+        self.brokers
+            .iter()
+            .filter(|(id, _)| !self.fenced.contains(id))
+    }
+
     /// The broker's effective configs: the static ones with this image's runtime changes on top.
     pub fn broker_values(&self, static_values: &Values) -> Values {
         let mut values = static_values.clone();
@@ -267,6 +277,18 @@ impl Image {
                 );
             }
         }
+        let fenced = match table.get("fenced").and_then(toml::Value::as_array) {
+            None => BTreeSet::new(),
+            Some(ids) => ids
+                .iter()
+                .map(|id| {
+                    id.as_integer()
+                        .and_then(|n| i32::try_from(n).ok())
+                        .map(NodeId)
+                })
+                .collect::<Option<BTreeSet<NodeId>>>()
+                .ok_or("fenced is not a list of broker ids")?,
+        };
         let producer_ids_end = match table.get("producer_ids_end") {
             None => 0,
             Some(end) => end
@@ -280,6 +302,7 @@ impl Image {
             topics,
             broker_configs,
             producer_ids_end,
+            fenced,
         })
     }
 
@@ -305,6 +328,10 @@ impl Image {
         let mut root = toml::Table::new();
         root.insert("revision".into(), (self.revision as i64).into());
         root.insert("producer_ids_end".into(), self.producer_ids_end.into());
+        if !self.fenced.is_empty() {
+            let ids: Vec<toml::Value> = self.fenced.iter().map(|id| (id.0 as i64).into()).collect();
+            root.insert("fenced".into(), ids.into());
+        }
         let brokers: toml::Table = self
             .brokers
             .iter()

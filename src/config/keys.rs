@@ -177,6 +177,12 @@ pub const DECLARED_BROKER_KEYS: &[Key] = &[
         "the listener (by name in `listeners`) the other controllers connect to",
     ),
     broker(
+        "broker.session.timeout.ms",
+        int(1, I32),
+        "9000",
+        "in a cluster: a broker the active controller has not heard from for this long is fenced",
+    ),
+    broker(
         "process.roles",
         Kind::Any,
         "",

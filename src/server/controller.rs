@@ -47,6 +47,7 @@ pub fn error_code(error: &ChangeError) -> i16 {
         ChangeError::TopicExists(_) => E::TopicAlreadyExists,
         ChangeError::TopicIdInUse(_) => E::UnknownServerError,
         ChangeError::UnknownTopic(_) => E::UnknownTopicOrPartition,
+        ChangeError::UnknownBroker(_) => E::BrokerNotAvailable,
         ChangeError::InvalidPartitions(_) => E::InvalidPartitions,
         ChangeError::InvalidReplicationFactor { .. } => E::InvalidReplicationFactor,
         ChangeError::InvalidConfig(_) => E::InvalidConfig,

@@ -112,6 +112,9 @@ impl Shard {
             // An image from before assignments: this node holds every partition.
             None => crate::model::NodeId(self.node_id),
         };
+        if image.fenced.contains(&leader) {
+            return None;
+        }
         let broker = image.brokers.get(&leader)?;
         Some((leader.0, broker.host.clone(), broker.port))
     }

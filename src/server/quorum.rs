@@ -121,6 +121,7 @@ pub fn run(shard: &Rc<Shard>, quorum: Rc<Quorum>, listener: Option<io::net::List
     {
         let (quorum, weak) = (quorum.clone(), weak.clone());
         io::spawn(async move {
+            let liveness = Rc::new(Liveness::default());
             loop {
                 io::sleep(TICK).await;
                 let Some(shard) = weak.upgrade() else { return };
@@ -133,6 +134,7 @@ pub fn run(shard: &Rc<Shard>, quorum: Rc<Quorum>, listener: Option<io::net::List
                 }
                 let leader = quorum.leader().map_or(-1, |n| n.0);
                 shard.active_controller.store(leader, Ordering::Relaxed);
+                liveness.check(&shard, &quorum);
             }
         })
         .detach();
@@ -149,6 +151,62 @@ pub fn run(shard: &Rc<Shard>, quorum: Rc<Quorum>, listener: Option<io::net::List
         .detach();
     }
     io::spawn(join(weak, quorum)).detach();
+}
+
+/// The active controller's watch over the brokers: one not heard from within
+/// `broker.session.timeout.ms` is fenced (not listed, no new replicas, its partitions without a
+/// leader); one heard again is unfenced. Every broker is a voter here, so raft's own messages
+/// (heartbeats every 200 ms) say who is alive.
+#[derive(Default)]
+struct Liveness {
+    /// Since when this node leads (silence is counted from then at the earliest).
+    leading_since: std::cell::Cell<Option<std::time::Instant>>,
+    /// A fencing change in flight.
+    busy: std::cell::Cell<bool>,
+}
+
+impl Liveness {
+    fn check(self: &Rc<Self>, shard: &Rc<Shard>, quorum: &Rc<Quorum>) {
+        if !quorum.is_leader() {
+            self.leading_since.set(None);
+            return;
+        }
+        let now = std::time::Instant::now();
+        let since = *self.leading_since.get().get_or_insert(now);
+        self.leading_since.set(Some(since));
+        if self.busy.get() {
+            return;
+        }
+        let session = Duration::from_millis(shard.broker().i64("broker.session.timeout.ms") as u64);
+        let image = quorum.image();
+        let me = NodeId(shard.node_id);
+        let change = image
+            .brokers
+            .keys()
+            .filter(|&&id| id != me)
+            .find_map(|&id| {
+                let heard = quorum.last_heard(id).map_or(since, |at| at.max(since));
+                let silent = now.saturating_duration_since(heard) > session;
+                match (silent, image.fenced.contains(&id)) {
+                    (true, false) => Some(Change::FenceBroker { id }),
+                    (false, true) if quorum.last_heard(id).is_some_and(|at| at > since) => {
+                        Some(Change::UnfenceBroker { id })
+                    }
+                    _ => None,
+                }
+            });
+        let Some(change) = change else { return };
+        self.busy.set(true);
+        let (liveness, quorum) = (self.clone(), quorum.clone());
+        io::spawn(async move {
+            match quorum.propose(&change).await {
+                Ok(_) => tracing::warn!(?change, "broker liveness changed"),
+                Err(e) => tracing::debug!(?change, error = %e, "a liveness change was not made"),
+            }
+            liveness.busy.set(false);
+        })
+        .detach();
+    }
 }
 
 /// Registers this broker (its endpoints, its rack) and, once every voter has registered,
@@ -173,7 +231,8 @@ async fn join(shard: Weak<Shard>, quorum: Rc<Quorum>) {
             return;
         }
         let image = quorum.image();
-        let change = if image.brokers.get(&me.0) != Some(&me.1) {
+        let registered = image.brokers.get(&me.0) == Some(&me.1) && !image.fenced.contains(&me.0);
+        let change = if !registered {
             Change::RegisterBroker {
                 id: me.0,
                 broker: me.1.clone(),

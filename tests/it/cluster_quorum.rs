@@ -1,8 +1,8 @@
 //! Three real nodes forming one cluster through the metadata quorum (issue 20, first steps):
 //! they elect a controller, register, spread `__consumer_offsets` and new topics' partitions over
 //! all three; clients produce to each partition's leader and consume with a group through any
-//! node; the controller killed with `kill -9`, the other two elect another and go on making
-//! changes, and the killed node, restarted, catches up. Replicas on several nodes are refused
+//! node; the controller killed with `kill -9`, the other two elect another, fence the silent
+//! broker and go on making changes, and the killed node, restarted, registers and catches up. Replicas on several nodes are refused
 //! until records are copied between them.
 
 use std::collections::BTreeSet;
@@ -33,7 +33,7 @@ fn await_topic(cluster: &mut Cluster, id: usize, topic: &str) -> Vec<i32> {
 
 #[test]
 fn three_nodes_form_one_cluster_and_outlive_their_controllers_kill9() {
-    let mut cluster = Cluster::start(3, &["num.partitions=1"]);
+    let mut cluster = Cluster::start(3, &["num.partitions=1", "broker.session.timeout.ms=2000"]);
     let controller = cluster.await_controller(&[1, 2, 3], 3);
     for id in 1..=3 {
         let offsets = await_topic(&mut cluster, id, "__consumer_offsets");
@@ -97,18 +97,39 @@ fn three_nodes_form_one_cluster_and_outlive_their_controllers_kill9() {
         rdkafka::types::RDKafkaErrorCode::InvalidReplicationFactor
     );
 
-    // The controller dies; the other two elect one of themselves and go on making changes.
+    // The controller dies; the other two elect one of themselves, fence the silent broker (it is
+    // no longer listed, its partitions have no leader) and go on making changes, placing new
+    // partitions on the live brokers only.
     cluster.kill9(controller);
     let survivors: Vec<usize> = (1..=3).filter(|&id| id != controller).collect();
-    let next = cluster.await_controller(&survivors, 3);
+    let next = cluster.await_controller(&survivors, 2);
     assert_ne!(next, controller);
+    let view = cluster.view(survivors[0]);
+    assert!(!view.brokers.contains(&(controller as i32)), "{view:?}");
+    let (_, now) = view
+        .topics
+        .iter()
+        .find(|(name, _)| name == "spread")
+        .unwrap();
+    for (before, now) in leaders.iter().zip(now) {
+        let expected = if *before == controller as i32 {
+            -1
+        } else {
+            *before
+        };
+        assert_eq!(*now, expected, "{leaders:?} -> {now:?}");
+    }
     let survivor = cluster.node(survivors[0]).addr.clone();
-    create_topic(&survivor, "after", 2, &[]);
-    await_topic(&mut cluster, survivors[1], "after");
+    create_topic(&survivor, "after", 4, &[]);
+    let placed = await_topic(&mut cluster, survivors[1], "after");
+    assert!(
+        placed.iter().all(|&l| l != controller as i32),
+        "a new partition on the fenced broker: {placed:?}"
+    );
 
-    // Restarted, it catches up with what it missed.
+    // Restarted, it registers again (unfenced) and catches up with what it missed.
     cluster.restart(controller);
     cluster.await_controller(&[1, 2, 3], 3);
-    let seen = await_topic(&mut cluster, controller, "after");
-    assert_eq!(seen.len(), 2);
+    assert_eq!(await_topic(&mut cluster, controller, "after"), placed);
+    assert_eq!(await_topic(&mut cluster, controller, "spread"), leaders);
 }

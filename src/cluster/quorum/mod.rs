@@ -103,6 +103,8 @@ pub struct Quorum {
     waiting: RefCell<HashMap<u64, Answer>>,
     /// One drive at a time: raft's ready and advance come in pairs.
     driving: io::Lock,
+    /// When each other voter was last heard from (any message).
+    heard: RefCell<HashMap<NodeId, std::time::Instant>>,
     /// Told each image as it is applied.
     watchers: RefCell<Vec<futures::channel::mpsc::UnboundedSender<Arc<Image>>>>,
     /// Snapshots taken from a leader (for metrics).
@@ -207,6 +209,7 @@ impl Quorum {
             broken: RefCell::new(None),
             snapshots_installed: Cell::new(0),
             watchers: RefCell::new(Vec::new()),
+            heard: RefCell::new(HashMap::new()),
         };
         quorum.drive().await?;
         Ok(quorum)
@@ -236,6 +239,11 @@ impl Quorum {
             .retain(|w| w.unbounded_send(image.clone()).is_ok());
     }
 
+    /// When `node` was last heard from (`None`: not since this voter opened).
+    pub fn last_heard(&self, node: NodeId) -> Option<std::time::Instant> {
+        self.heard.borrow().get(&node).copied()
+    }
+
     /// How many snapshots this voter took from a leader since it opened.
     pub fn snapshots_installed(&self) -> u64 {
         self.snapshots_installed.get()
@@ -253,6 +261,12 @@ impl Quorum {
     /// progress: raft takes nothing between handing out a ready and its advance.
     pub async fn step(&self, message: Message) -> Result<(), QuorumError> {
         let _guard = self.driving.lock().await;
+        if message.from != raft::INVALID_ID {
+            let from = NodeId((message.from - 1) as i32);
+            self.heard
+                .borrow_mut()
+                .insert(from, std::time::Instant::now());
+        }
         Ok(self.node.borrow_mut().step(message)?)
     }
 

@@ -33,9 +33,10 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
     let auto_create = request.version < 4 || body.allow_auto_topic_creation;
     let topic_operations = authorized::topic(body.include_topic_authorized_operations);
     let mut topics = Vec::new();
+    let fenced = shard.image().fenced.clone();
     if all {
         for (name, meta) in shard.image().topics.iter() {
-            topics.push(topic_entry(name, Some(meta)));
+            topics.push(topic_entry(name, Some(meta), &fenced));
         }
     } else {
         for wanted in body.topics.iter().flatten() {
@@ -55,7 +56,7 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                 (None, _) => String::new(),
             };
             if let Err(e) = validate_topic_name(&name) {
-                let mut entry = topic_entry(&name, None);
+                let mut entry = topic_entry(&name, None, &fenced);
                 entry.error_code = error_code(&e);
                 topics.push(entry);
                 continue;
@@ -65,14 +66,13 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                 None if auto_create => shard.auto_create(&name).await,
                 None => None,
             };
-            topics.push(topic_entry(&name, meta.as_ref()));
+            topics.push(topic_entry(&name, meta.as_ref(), &fenced));
         }
     }
     let mut response = MetadataResponse::default();
     response.brokers = shard
         .image()
-        .brokers
-        .iter()
+        .live_brokers()
         .map(|(id, registered)| {
             let mut broker = MetadataResponseBroker::default();
             broker.node_id = BrokerId(id.0);
@@ -95,7 +95,11 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
     request.answer(&response)
 }
 
-fn topic_entry(name: &str, meta: Option<&TopicMeta>) -> MetadataResponseTopic {
+fn topic_entry(
+    name: &str,
+    meta: Option<&TopicMeta>,
+    fenced: &std::collections::BTreeSet<NodeId>,
+) -> MetadataResponseTopic {
     let mut entry = MetadataResponseTopic::default();
     entry.name = Some(topic_name(name));
     entry.topic_authorized_operations = authorized::NOT_ASKED;
@@ -115,6 +119,13 @@ fn topic_entry(name: &str, meta: Option<&TopicMeta>) -> MetadataResponseTopic {
             p.leader_epoch = assignment.leader_epoch.0;
             p.replica_nodes = nodes(&assignment.replicas);
             p.isr_nodes = nodes(&assignment.isr);
+            // Its only replica's broker is fenced: no leader until it returns.
+            if fenced.contains(&assignment.leader) {
+                p.error_code = E::LeaderNotAvailable.code();
+                p.leader_id = BrokerId(-1);
+                p.isr_nodes.clear();
+                p.offline_replicas = nodes(&[assignment.leader]);
+            }
             p
         })
         .collect();

@@ -122,8 +122,7 @@ async fn describe_cluster(shard: Rc<Shard>, request: Request) -> Answer {
     response.controller_id = BrokerId(shard.active_controller());
     response.brokers = shard
         .image()
-        .brokers
-        .iter()
+        .live_brokers()
         .map(|(id, registered)| {
             let mut broker = DescribeClusterBroker::default();
             broker.broker_id = BrokerId(id.0);
