@@ -596,6 +596,8 @@ async fn run_shard(
     };
     futures_lite::future::or(accept_loop, watch_stop).await;
 
+    // The active controller hands over first, while its voter still ticks and talks.
+    super::quorum::hand_over(&shard).await;
     // Stop: no new connections or requests; let in-flight requests finish everywhere before any
     // shard closes its logs (they may be appending to partitions owned here).
     shard.stopping.set(true);

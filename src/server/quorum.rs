@@ -153,6 +153,27 @@ pub fn run(shard: &Rc<Shard>, quorum: Rc<Quorum>, listener: Option<io::net::List
     io::spawn(join(weak, quorum)).detach();
 }
 
+/// A clean shutdown of the active controller hands its leadership over first, and waits (a
+/// second at most) until another voter leads, so that the cluster's changes hardly pause.
+pub async fn hand_over(shard: &Shard) {
+    let Some(controller) = &shard.controller else {
+        return;
+    };
+    let quorum = controller.quorum();
+    let Some(to) = quorum.transfer_leadership().await else {
+        return;
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    while quorum.is_leader() && std::time::Instant::now() < deadline {
+        io::sleep(Duration::from_millis(10)).await;
+    }
+    tracing::info!(
+        to = to.0,
+        handed = !quorum.is_leader(),
+        "handed the controller's leadership over"
+    );
+}
+
 /// The active controller's watch over the brokers: one not heard from within
 /// `broker.session.timeout.ms` is fenced (not listed, no new replicas, its partitions without a
 /// leader); one heard again is unfenced. Every broker is a voter here, so raft's own messages

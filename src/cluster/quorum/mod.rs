@@ -239,6 +239,33 @@ impl Quorum {
             .retain(|w| w.unbounded_send(image.clone()).is_ok());
     }
 
+    /// As the leader, hands the leadership to the voter whose log is furthest along (a clean
+    /// shutdown: the others need not wait for an election timeout). Returns it, or `None` when
+    /// this voter does not lead or has no other voter.
+    pub async fn transfer_leadership(&self) -> Option<NodeId> {
+        let to = {
+            let _guard = self.driving.lock().await;
+            let mut node = self.node.borrow_mut();
+            if node.raft.state != raft::StateRole::Leader {
+                return None;
+            }
+            let me = node.raft.id;
+            let to = node
+                .raft
+                .prs()
+                .iter()
+                .filter(|(id, _)| **id != me)
+                .max_by_key(|(_, progress)| progress.matched)
+                .map(|(id, _)| *id)?;
+            node.transfer_leader(to);
+            to
+        };
+        if let Err(e) = self.drive().await {
+            tracing::warn!(error = %e, "handing over the metadata quorum's leadership");
+        }
+        Some(NodeId((to - 1) as i32))
+    }
+
     /// When `node` was last heard from (`None`: not since this voter opened).
     pub fn last_heard(&self, node: NodeId) -> Option<std::time::Instant> {
         self.heard.borrow().get(&node).copied()

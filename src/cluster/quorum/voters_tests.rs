@@ -269,3 +269,24 @@ fn a_voter_behind_the_log_cut_catches_up_from_a_snapshot() {
         assert_eq!(cluster.node(behind).image().producer_ids_end, 50_000);
     });
 }
+
+#[test]
+fn a_leader_hands_over_to_the_voter_furthest_along() {
+    io::block_on(async {
+        let cluster = Cluster::start().await;
+        let leader = cluster.elect(&[0, 1, 2]).await;
+        cluster.propose(leader, &register(1)).await.unwrap();
+        let to = cluster.node(leader).transfer_leadership().await;
+        let to = to.expect("a voter to hand over to");
+        assert_ne!(to, VOTERS[leader]);
+        // No election timeout needed: a few message rounds, no ticks.
+        cluster.pump().await;
+        let new = VOTERS.iter().position(|v| *v == to).unwrap();
+        assert!(cluster.node(new).is_leader(), "{to:?} leads");
+        assert!(!cluster.node(leader).is_leader());
+        let create = Change::create_topic("handed", 1, Default::default());
+        cluster.propose(new, &create).await.unwrap();
+        // A follower has nothing to hand over.
+        assert_eq!(cluster.node(leader).transfer_leadership().await, None);
+    });
+}
