@@ -9,7 +9,8 @@
 //! `connection`, `listener`, `admission`: the socket side; `fanout` and `ranges`: a fetch's
 //! reads on the shards that own its partitions; `partitions`, `groups`, `transactions`: the
 //! owner side of each as requests reach it, and each one's error -> code mapping; `controller`
-//! and `quorum`: metadata changes and the metadata quorum's voter on the controller shard.
+//! and `quorum`: metadata changes and the metadata quorum's voter on the controller shard;
+//! `peers`: Kafka requests to other nodes.
 
 mod admission;
 mod apis;
@@ -22,6 +23,7 @@ mod fetch_sessions;
 mod groups;
 mod listener;
 mod partitions;
+mod peers;
 mod quorum;
 mod ranges;
 mod transactions;

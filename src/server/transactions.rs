@@ -5,6 +5,7 @@
 //! append path as WriteTxnMarkers; a marker on `__consumer_offsets` also settles the group
 //! coordinator's pending transactional offsets (see [`Shard::append_local`]).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
@@ -125,10 +126,31 @@ pub fn coordinator(shard: Weak<Shard>, config: TxnConfig) -> Coordinator {
 }
 
 impl Shard {
-    /// Writes the markers of a decision to each partition (on its owner shard, in parallel);
-    /// the partitions that did not take theirs, with the error.
+    /// Writes the markers of a decision to each partition: those this node leads on their owner
+    /// shards, those other nodes lead with one WriteTxnMarkers request to each node (as Kafka's
+    /// coordinator sends them), all in parallel; the partitions that did not take theirs, with
+    /// the error.
     pub async fn write_markers(&self, markers: MarkerWrite) -> Vec<(String, i32, i16)> {
-        let writes = markers.partitions.into_iter().map(|(topic, partition)| {
+        let me = self.node_id;
+        let mut local = Vec::new();
+        let mut remote: BTreeMap<(i32, String, u16), Vec<(String, i32)>> = BTreeMap::new();
+        let mut failed = Vec::new();
+        for (topic, partition) in markers.partitions.iter().cloned() {
+            let exists = self
+                .topic(&topic)
+                .is_some_and(|m| (0..m.partitions).contains(&partition));
+            if !exists {
+                failed.push((topic, partition, E::UnknownTopicOrPartition.code()));
+                continue;
+            }
+            let tp = TopicPartition::new(topic.clone(), partition);
+            match self.leader_endpoint(&tp) {
+                Some((node, _, _)) if node == me => local.push((topic, partition)),
+                Some(leader) => remote.entry(leader).or_default().push((topic, partition)),
+                None => failed.push((topic, partition, E::NotLeaderOrFollower.code())),
+            }
+        }
+        let here = local.into_iter().map(|(topic, partition)| {
             let batch = marker_batch(
                 markers.producer_id,
                 markers.producer_epoch,
@@ -137,23 +159,96 @@ impl Shard {
                 TimestampMs::now(),
             );
             async move {
-                let exists = self
-                    .topic(&topic)
-                    .is_some_and(|m| (0..m.partitions).contains(&partition));
-                let code = if exists {
-                    let tp = TopicPartition::new(topic.clone(), partition);
-                    super::append_code(&self.append(tp, batch).await)
-                } else {
-                    E::UnknownTopicOrPartition.code()
-                };
-                (topic, partition, code)
+                let tp = TopicPartition::new(topic.clone(), partition);
+                let code = super::append_code(&self.append(tp, batch).await);
+                vec![(topic, partition, code)]
             }
         });
-        join_all(writes)
-            .await
+        let markers = &markers;
+        let there = remote
             .into_iter()
+            .map(|((node, host, port), partitions)| async move {
+                self.send_markers(markers, node, &host, port, partitions)
+                    .await
+            });
+        let (here, there) = futures::future::join(join_all(here), join_all(there)).await;
+        failed
+            .into_iter()
+            .chain(here.into_iter().flatten())
+            .chain(there.into_iter().flatten())
             .filter(|(_, _, code)| *code != 0)
             .collect()
+    }
+
+    /// WriteTxnMarkers v1 to node `node` for `partitions`; each partition's code (all of them
+    /// NOT_LEADER_OR_FOLLOWER when the node cannot be reached: the coordinator tries again).
+    async fn send_markers(
+        &self,
+        markers: &MarkerWrite,
+        node: i32,
+        host: &str,
+        port: u16,
+        partitions: Vec<(String, i32)>,
+    ) -> Vec<(String, i32, i16)> {
+        use kafka_protocol::messages::write_txn_markers_request::{
+            WritableTxnMarker, WritableTxnMarkerTopic,
+        };
+        use kafka_protocol::messages::{
+            ApiKey, ProducerId, TopicName, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
+        };
+        let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for (topic, partition) in &partitions {
+            by_topic.entry(topic).or_default().push(*partition);
+        }
+        let mut marker = WritableTxnMarker::default();
+        marker.producer_id = ProducerId(markers.producer_id);
+        marker.producer_epoch = markers.producer_epoch;
+        marker.transaction_result = markers.commit;
+        marker.coordinator_epoch = 0;
+        marker.topics = by_topic
+            .into_iter()
+            .map(|(topic, indexes)| {
+                let mut t = WritableTxnMarkerTopic::default();
+                t.name = TopicName(kafka_protocol::protocol::StrBytes::from_string(
+                    topic.to_string(),
+                ));
+                t.partition_indexes = indexes;
+                t
+            })
+            .collect();
+        let mut request = WriteTxnMarkersRequest::default();
+        request.markers = vec![marker];
+        let client = format!("sluice-txn-coordinator-{}", self.node_id);
+        let answer: Result<WriteTxnMarkersResponse, _> =
+            super::peers::call(host, port, ApiKey::WriteTxnMarkers, 1, &request, &client).await;
+        match answer {
+            Ok(response) => {
+                let mut codes: Vec<(String, i32, i16)> = response
+                    .markers
+                    .iter()
+                    .flat_map(|m| m.topics.iter())
+                    .flat_map(|t| {
+                        t.partitions
+                            .iter()
+                            .map(|p| (t.name.0.to_string(), p.partition_index, p.error_code))
+                    })
+                    .collect();
+                // A partition the answer left out did not take its marker.
+                for (topic, partition) in partitions {
+                    if !codes.iter().any(|(t, p, _)| *t == topic && *p == partition) {
+                        codes.push((topic, partition, E::UnknownServerError.code()));
+                    }
+                }
+                codes
+            }
+            Err(e) => {
+                tracing::warn!(node, error = %e, "cannot send transaction markers; retried");
+                partitions
+                    .into_iter()
+                    .map(|(topic, partition)| (topic, partition, E::NotLeaderOrFollower.code()))
+                    .collect()
+            }
+        }
     }
 
     /// The `__transaction_state` partition of `transactional_id`.

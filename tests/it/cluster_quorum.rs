@@ -133,3 +133,45 @@ fn three_nodes_form_one_cluster_and_outlive_their_controllers_kill9() {
     assert_eq!(await_topic(&mut cluster, controller, "after"), placed);
     assert_eq!(await_topic(&mut cluster, controller, "spread"), leaders);
 }
+
+/// A transaction over partitions led by all three nodes: its coordinator writes the markers of
+/// the partitions other nodes lead with WriteTxnMarkers to them, so the commit completes and
+/// read_committed sees it whole, and an aborted one not at all.
+#[test]
+fn a_transaction_over_every_nodes_partitions_commits_and_aborts() {
+    use crate::kafka_transactions::{read_all, send, txn_producer, values};
+    use rdkafka::producer::Producer;
+    const T: Duration = Duration::from_secs(20);
+
+    let mut cluster = Cluster::start(3, &[]);
+    cluster.await_controller(&[1, 2, 3], 3);
+    let addr = cluster.node(1).addr.clone();
+    create_topic(&addr, "txn-spread", 6, &[]);
+    for id in 1..=3 {
+        let leaders = await_topic(&mut cluster, id, "txn-spread");
+        assert_eq!(
+            leaders.iter().collect::<BTreeSet<_>>().len(),
+            3,
+            "{leaders:?}"
+        );
+    }
+    let bootstrap = cluster.bootstrap();
+    let producer = txn_producer(&bootstrap, "across-nodes", &[]);
+    producer.begin_transaction().unwrap();
+    send(&producer, "txn-spread", &values("c", 30));
+    producer.commit_transaction(T).unwrap();
+    producer.begin_transaction().unwrap();
+    send(&producer, "txn-spread", &values("a", 30));
+    producer.abort_transaction(T).unwrap();
+
+    let mut committed = values("c", 30);
+    committed.sort();
+    assert_eq!(
+        read_all(&bootstrap, "txn-spread", 6, "read_committed"),
+        committed
+    );
+    assert_eq!(
+        read_all(&bootstrap, "txn-spread", 6, "read_uncommitted").len(),
+        60
+    );
+}

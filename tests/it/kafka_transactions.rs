@@ -20,7 +20,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 const T: Duration = Duration::from_secs(20);
 
-fn txn_producer(addr: &str, id: &str, settings: &[(&str, &str)]) -> FutureProducer {
+pub(crate) fn txn_producer(addr: &str, id: &str, settings: &[(&str, &str)]) -> FutureProducer {
     let mut all = vec![("transactional.id", id)];
     all.extend_from_slice(settings);
     let producer = producer(addr, &all);
@@ -28,18 +28,18 @@ fn txn_producer(addr: &str, id: &str, settings: &[(&str, &str)]) -> FutureProduc
     producer
 }
 
-fn send(producer: &FutureProducer, topic: &str, values: &[String]) {
+pub(crate) fn send(producer: &FutureProducer, topic: &str, values: &[String]) {
     let sent: Vec<Sent> = values.iter().map(|v| Sent::new(v, v)).collect();
     produce(producer, topic, None, &sent).expect("produce");
 }
 
-fn values(prefix: &str, n: usize) -> Vec<String> {
+pub(crate) fn values(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i}")).collect()
 }
 
 /// Every value a fresh consumer reads from the beginning of each partition of `topic` within
 /// `settle` after the last one arrived.
-fn read_all(addr: &str, topic: &str, partitions: i32, isolation: &str) -> Vec<String> {
+pub(crate) fn read_all(addr: &str, topic: &str, partitions: i32, isolation: &str) -> Vec<String> {
     let consumer: BaseConsumer = consumer(addr, &[("isolation.level", isolation)]);
     let mut list = TopicPartitionList::new();
     for p in 0..partitions {

@@ -1,0 +1,124 @@
+//! Kafka requests from this broker to another node of the cluster, over the other node's client
+//! listener, as any Kafka client sends them: today a transaction's markers for the partitions
+//! other nodes lead (WriteTxnMarkers, as Kafka's coordinator sends them). One connection per
+//! call, bounded in time and in the size of what comes back.
+
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, BytesMut};
+use futures::future::{select, Either};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+use crate::io;
+
+/// How long a call may take, connection included (Kafka's `request.timeout.ms` default is 30 s;
+/// a marker write that takes this long is retried by the coordinator).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// An answer larger than this is not one we asked for.
+const RESPONSE_BYTES_MAX: usize = 16 << 20;
+
+/// Why a call to another node failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("{addr}: {source}")]
+    Io {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{addr}: no answer within {CALL_TIMEOUT:?}")]
+    Timeout { addr: String },
+    #[error("{addr}: a malformed answer: {what}")]
+    Malformed { addr: String, what: String },
+}
+
+/// Sends `request` as `api_key` v`version` to `host:port` and decodes the answer.
+pub async fn call<Req: Encodable, Resp: Decodable>(
+    host: &str,
+    port: u16,
+    api_key: ApiKey,
+    version: i16,
+    request: &Req,
+    client_id: &str,
+) -> Result<Resp, PeerError> {
+    let addr = format!("{host}:{port}");
+    let exchange = exchange(&addr, api_key, version, request, client_id);
+    let timeout = io::sleep(CALL_TIMEOUT);
+    futures::pin_mut!(exchange, timeout);
+    let frame = match select(exchange, timeout).await {
+        Either::Left((answer, _)) => answer?,
+        Either::Right(_) => return Err(PeerError::Timeout { addr: addr.clone() }),
+    };
+    let malformed = |what: String| PeerError::Malformed {
+        addr: addr.clone(),
+        what,
+    };
+    let mut frame = bytes::Bytes::from(frame);
+    let header = ResponseHeader::decode(&mut frame, api_key.response_header_version(version))
+        .map_err(|e| malformed(format!("header: {e}")))?;
+    if header.correlation_id != 1 {
+        return Err(malformed(format!(
+            "correlation id {}",
+            header.correlation_id
+        )));
+    }
+    let answer = Resp::decode(&mut frame, version).map_err(|e| malformed(e.to_string()))?;
+    if frame.has_remaining() {
+        return Err(malformed(format!(
+            "{} bytes past the answer",
+            frame.remaining()
+        )));
+    }
+    Ok(answer)
+}
+
+async fn exchange<Req: Encodable>(
+    addr: &str,
+    api_key: ApiKey,
+    version: i16,
+    request: &Req,
+    client_id: &str,
+) -> Result<Vec<u8>, PeerError> {
+    let failed = |source: std::io::Error| PeerError::Io {
+        addr: addr.to_string(),
+        source,
+    };
+    let mut header = RequestHeader::default();
+    header.request_api_key = api_key as i16;
+    header.request_api_version = version;
+    header.correlation_id = 1;
+    header.client_id = Some(StrBytes::from_string(client_id.to_string()));
+    let mut body = BytesMut::new();
+    header
+        .encode(&mut body, api_key.request_header_version(version))
+        .and_then(|()| request.encode(&mut body, version))
+        .map_err(|e| failed(std::io::Error::other(e.to_string())))?;
+    let mut frame = BytesMut::with_capacity(body.len() + 4);
+    frame.put_i32(body.len() as i32);
+    frame.put_slice(&body);
+    let target = std::net::ToSocketAddrs::to_socket_addrs(addr)
+        .map_err(failed)?
+        .next()
+        .ok_or_else(|| failed(std::io::Error::other("no address")))?;
+    let (mut read, mut write) = io::net::connect(target, CONNECT_TIMEOUT)
+        .await
+        .map_err(failed)?;
+    write.write_all(&frame).await.map_err(failed)?;
+    write.flush().await.map_err(failed)?;
+    let mut len = [0u8; 4];
+    if !read.read_exact_or_eof(&mut len).await.map_err(failed)? {
+        return Err(failed(std::io::ErrorKind::UnexpectedEof.into()));
+    }
+    let len = i32::from_be_bytes(len);
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|&len| len <= RESPONSE_BYTES_MAX)
+        .ok_or_else(|| failed(std::io::Error::other(format!("a {len}-byte answer"))))?;
+    let mut answer = vec![0u8; len];
+    if !read.read_exact_or_eof(&mut answer).await.map_err(failed)? {
+        return Err(failed(std::io::ErrorKind::UnexpectedEof.into()));
+    }
+    Ok(answer)
+}
