@@ -116,7 +116,8 @@ pub fn run(shard: &Rc<Shard>, quorum: Rc<Quorum>, listener: Option<io::net::List
     let Some(listener) = listener else {
         return;
     };
-    io::spawn(serve_voters(listener, quorum.clone())).detach();
+    let voters = parse_voters(shard.broker().get("controller.quorum.voters")).unwrap_or_default();
+    io::spawn(serve_voters(listener, quorum.clone(), voters)).detach();
     let weak = Rc::downgrade(shard);
     {
         let (quorum, weak) = (quorum.clone(), weak.clone());

@@ -129,6 +129,14 @@ impl Quorum {
         let (image, applied) = store.load_applied()?;
         let raft_dir = data_dir.join(METADATA_DIR).join("raft");
         let (files, recovered) = LogFiles::open(&raft_dir, faults)?;
+        let configured: Vec<u64> = voters.iter().map(|v| v.0 as u64).collect();
+        if !applied.voters.is_empty() && applied.voters != configured {
+            tracing::warn!(
+                stored = ?applied.voters,
+                ?configured,
+                "the voters this data dir was started with are kept; changing them is not supported yet"
+            );
+        }
         let voters: Vec<u64> = if applied.voters.is_empty() {
             voters.iter().map(|&v| raft_id(v)).collect()
         } else {
@@ -213,6 +221,11 @@ impl Quorum {
         };
         quorum.drive().await?;
         Ok(quorum)
+    }
+
+    /// This voter's node id.
+    pub fn me(&self) -> NodeId {
+        self.me
     }
 
     /// The image as applied on this node.

@@ -4,8 +4,8 @@
 //! raft tolerates a lost message, so what cannot be sent is dropped, and a queue that grows past
 //! its bound drops its oldest. Received messages are stepped into the quorum, which then drives.
 
-use std::collections::{HashMap, VecDeque};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -154,14 +154,36 @@ async fn connect(target: &str) -> std::io::Result<io::net::WriteHalf> {
 }
 
 /// Accepts the other voters' connections on `listener` and steps what they send into `quorum`.
-pub async fn serve(listener: io::net::Listener, quorum: Rc<Quorum>) {
+/// Only connections from the voters' addresses are taken, and only messages from a voter to this
+/// one: raft trusts its peers (a forged message can make it stop the process), so nothing else
+/// reaches it. (Authentication of the controllers comes with the security work.)
+pub async fn serve(listener: io::net::Listener, quorum: Rc<Quorum>, voters: Vec<Voter>) {
+    let addresses: HashSet<IpAddr> = voters
+        .iter()
+        .filter_map(|v| (v.host.as_str(), v.port).to_socket_addrs().ok())
+        .flatten()
+        .map(|a| a.ip())
+        .collect();
+    let ids: Rc<HashSet<u64>> = Rc::new(voters.iter().map(|v| raft_id(v.id)).collect());
     loop {
         match listener.accept().await {
             Ok((read, _write)) => {
-                let quorum = quorum.clone();
+                let from_voter = read.peer().is_some_and(|p| addresses.contains(&p.ip()));
+                if !from_voter {
+                    let peer = read.peer();
+                    crate::throttled!(|count| {
+                        tracing::warn!(
+                            ?peer,
+                            count,
+                            "a controller connection from outside the voters: closed"
+                        )
+                    });
+                    continue;
+                }
+                let (quorum, ids) = (quorum.clone(), ids.clone());
                 io::spawn(async move {
                     let peer = read.peer();
-                    if let Err(e) = receive(read, &quorum).await {
+                    if let Err(e) = receive(read, &quorum, &ids).await {
                         tracing::warn!(?peer, error = %e, "a controller connection failed");
                     }
                 })
@@ -175,7 +197,12 @@ pub async fn serve(listener: io::net::Listener, quorum: Rc<Quorum>) {
     }
 }
 
-async fn receive(mut read: io::net::ReadHalf, quorum: &Quorum) -> std::io::Result<()> {
+async fn receive(
+    mut read: io::net::ReadHalf,
+    quorum: &Quorum,
+    voters: &HashSet<u64>,
+) -> std::io::Result<()> {
+    let me = raft_id(quorum.me());
     loop {
         let mut len = [0u8; 4];
         if !read.read_exact_or_eof(&mut len).await? {
@@ -193,6 +220,12 @@ async fn receive(mut read: io::net::ReadHalf, quorum: &Quorum) -> std::io::Resul
         }
         let message = Message::parse_from_bytes(&body)
             .map_err(|e| std::io::Error::other(format!("not a raft message: {e}")))?;
+        if message.to != me || message.from == me || !voters.contains(&message.from) {
+            return Err(std::io::Error::other(format!(
+                "a message from {} to {}: not from another voter to this one",
+                message.from, message.to
+            )));
+        }
         if let Err(e) = quorum.step(message).await {
             tracing::debug!(error = %e, "a controller message was not taken");
             continue;
@@ -268,7 +301,7 @@ mod over_tcp {
                 .await
                 .unwrap();
                 let quorum = Rc::new(quorum);
-                io::spawn(serve(listener, quorum.clone())).detach();
+                io::spawn(serve(listener, quorum.clone(), voters.clone())).detach();
                 let ticked = quorum.clone();
                 io::spawn(async move {
                     loop {
@@ -302,10 +335,32 @@ mod over_tcp {
             quorums[follower].propose(&register).await.unwrap();
             let image = quorums[follower].propose(&create).await.unwrap();
             assert_eq!(image.topics["over-tcp"].partitions, 2);
+            // A message that claims to come from a node that is no voter (a heartbeat committing
+            // far past the log: raft would stop the process on it) is refused with the connection.
+            let target = format!("127.0.0.1:{}", voters[follower].port)
+                .parse()
+                .unwrap();
+            let (_, mut write) = io::net::connect(target, Duration::from_secs(1))
+                .await
+                .unwrap();
+            let mut forged = raft::prelude::Message::default();
+            forged.set_msg_type(raft::prelude::MessageType::MsgHeartbeat);
+            forged.from = 99;
+            forged.to = super::raft_id(ids[follower]);
+            forged.term = 1_000;
+            forged.commit = 1_000_000;
+            let body = protobuf::Message::write_to_bytes(&forged).unwrap();
+            let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+            frame.extend_from_slice(&body);
+            write.write_all(&frame).await.unwrap();
+            write.flush().await.unwrap();
+            io::sleep(Duration::from_millis(100)).await;
+            let more = Change::create_topic("still-here", 1, Default::default());
+            quorums[follower].propose(&more).await.unwrap();
             for _ in 0..100 {
                 if quorums
                     .iter()
-                    .all(|q| q.image().topics.contains_key("over-tcp"))
+                    .all(|q| q.image().topics.contains_key("still-here"))
                 {
                     return;
                 }
