@@ -37,7 +37,11 @@ pub use net::{parse_voters, serve as serve_voters, TcpTransport, Voter};
 
 /// How long a proposal may wait to be committed and applied (Kafka's
 /// `controller.quorum.request.timeout.ms` default): past it the leader was lost or cut off.
-const PROPOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+const PROPOSE_TIMEOUT: std::time::Duration = if cfg!(test) {
+    std::time::Duration::from_millis(300)
+} else {
+    std::time::Duration::from_secs(2)
+};
 
 /// Where raft's messages to other voters go (the connections between controllers). A quorum
 /// of one has none.
