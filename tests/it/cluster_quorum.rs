@@ -175,3 +175,71 @@ fn a_transaction_over_every_nodes_partitions_commits_and_aborts() {
         60
     );
 }
+
+/// `scripts/cluster.sh` as a user runs it: three nodes started, a status, one killed and
+/// restarted, all stopped; the nodes it starts form one cluster.
+#[test]
+fn the_cluster_script_starts_kills_restarts_and_stops_nodes() {
+    use std::process::Command;
+    let dir = tempfile::tempdir().unwrap();
+    // Ports from a free one, so that parallel tests do not collide (the script uses base+12..+33).
+    let base = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+        .saturating_sub(40)
+        .max(20_000);
+    let script = |args: &[&str]| {
+        let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cluster.sh"))
+            .args(args)
+            .env("SLUICE_BIN", env!("CARGO_BIN_EXE_sluice"))
+            .env("SLUICE_CLUSTER_DIR", dir.path())
+            .env("SLUICE_BASE_PORT", base.to_string())
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .expect("run scripts/cluster.sh");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "cluster.sh {args:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let started = script(&["start", "3"]);
+    assert_eq!(
+        started.matches("clients 127.0.0.1:").count(),
+        3,
+        "{started}"
+    );
+    let bootstrap = script(&["bootstrap"]);
+    let first = bootstrap.trim().split(',').next().unwrap().to_string();
+    // The three form one cluster: its Metadata lists them and a controller.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let consumer = crate::kit::client::consumer(&first, &[]);
+        let listed = consumer
+            .fetch_metadata(None, Duration::from_secs(5))
+            .map(|m| m.brokers().len())
+            .unwrap_or(0);
+        if listed == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the script's nodes never formed a cluster"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    script(&["kill", "2"]);
+    let status = script(&["status"]);
+    assert!(
+        status.contains("node 2") && status.contains("down"),
+        "{status}"
+    );
+    assert_eq!(status.matches("running").count(), 2, "{status}");
+    script(&["restart", "2"]);
+    assert_eq!(script(&["status"]).matches("running").count(), 3);
+    assert!(script(&["stop"]).contains("stopped"));
+    assert_eq!(script(&["status"]).matches("down").count(), 3);
+}
