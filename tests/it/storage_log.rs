@@ -3,7 +3,7 @@
 //! segments' lifecycle (timestamps, truncation, retention, rolls, flushes) is in
 //! `storage_segments`.
 
-use crate::kit::batches::{batch, read_all, small_config};
+use crate::kit::batches::{append_batches, batch, read_all, small_config};
 use bytes::Bytes;
 use sluice::io::{self, Fault, Faults};
 use sluice::model::{BatchView, Codec, Offset};
@@ -64,14 +64,7 @@ fn reads_respect_the_upper_bound_and_the_byte_budget() {
         let log = Log::open(dir.path(), LogConfig::default(), Faults::default())
             .await
             .unwrap();
-        for i in 0..10 {
-            log.append(
-                vec![batch(&format!("b{i}"), 2, 0, Codec::None)],
-                AppendOptions::default(),
-            )
-            .await
-            .unwrap();
-        }
+        append_batches(&log, "b", 10, 2).await;
         let one_batch = BatchView::total_len(&batch("b0", 2, 0, Codec::None)).unwrap() as u64;
         // Upper bound: stop before the batch that reaches offset 6.
         let ranges = log.read(Offset(0), Offset(6), 1 << 20, true).await.unwrap();

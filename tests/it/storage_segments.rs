@@ -3,7 +3,7 @@
 //! replica appends, flushes, missing files and crash leftovers. Each test runs the real io_uring
 //! executor on a temp directory.
 
-use crate::kit::batches::{batch, read_all, small_config};
+use crate::kit::batches::{append_batches, batch, read_all, small_config};
 use bytes::Bytes;
 use std::rc::Rc;
 use std::time::Duration;
@@ -96,14 +96,7 @@ fn truncation_cuts_whole_batches_and_survives_a_restart() {
         let log = Log::open(dir.path(), small_config(), Faults::default())
             .await
             .unwrap();
-        for i in 0..30 {
-            log.append(
-                vec![batch(&format!("b{i}"), 3, 0, Codec::None)],
-                AppendOptions::default(),
-            )
-            .await
-            .unwrap();
-        }
+        append_batches(&log, "b", 30, 3).await;
         let segments_before = log.segment_count();
         // 31 is inside the batch 30..=32: that whole batch goes.
         assert_eq!(log.truncate_to(Offset(31)).await.unwrap(), Offset(30));
@@ -308,14 +301,7 @@ fn read_ranges_stay_readable_after_their_segment_is_deleted() {
         let log = Log::open(dir.path(), config, Faults::default())
             .await
             .unwrap();
-        for i in 0..20 {
-            log.append(
-                vec![batch(&format!("d{i}"), 4, 0, Codec::None)],
-                AppendOptions::default(),
-            )
-            .await
-            .unwrap();
-        }
+        append_batches(&log, "d", 20, 4).await;
         let ranges = log
             .read(Offset(0), log.log_end(), 1 << 20, true)
             .await
@@ -434,14 +420,7 @@ fn a_missing_segment_file_is_an_error_naming_it() {
         let log = Log::open(dir.path(), small_config(), Faults::default())
             .await
             .unwrap();
-        for i in 0..30 {
-            log.append(
-                vec![batch(&format!("m{i}"), 3, 0, Codec::None)],
-                AppendOptions::default(),
-            )
-            .await
-            .unwrap();
-        }
+        append_batches(&log, "m", 30, 3).await;
         log.close().await.unwrap();
     });
     let lost = dir.path().join("00000000000000000000.log");
@@ -522,14 +501,7 @@ fn segments_left_below_the_log_start_by_a_crash_are_deleted_on_open() {
         let log = Log::open(dir.path(), small_config(), Faults::default())
             .await
             .unwrap();
-        for i in 0..80 {
-            log.append(
-                vec![batch(&format!("c{i}"), 3, 0, Codec::None)],
-                AppendOptions::default(),
-            )
-            .await
-            .unwrap();
-        }
+        append_batches(&log, "c", 80, 3).await;
         let bases = log.segment_bases();
         assert!(bases.len() >= 4);
         log.close().await.unwrap();

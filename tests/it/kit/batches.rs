@@ -88,3 +88,15 @@ pub async fn read_all(log: &Log, from: Offset) -> Vec<(i64, String)> {
         .map(|r| (r.offset.0, text(r.value).unwrap_or_default()))
         .collect()
 }
+
+/// Appends `count` batches of `records` records each, tagged `<tag><i>`, with default options.
+pub async fn append_batches(log: &Log, tag: &str, count: usize, records: usize) {
+    for i in 0..count {
+        log.append(
+            vec![batch(&format!("{tag}{i}"), records, 0, Codec::None)],
+            sluice::storage::AppendOptions::default(),
+        )
+        .await
+        .unwrap();
+    }
+}
