@@ -155,7 +155,7 @@ mod tests {
             std::rc::Rc::new(crate::cluster::NoPeers),
         )
         .await;
-        Controller::new(std::rc::Rc::new(quorum.unwrap()))
+        Controller::new(quorum.unwrap())
     }
 
     #[test]

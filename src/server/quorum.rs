@@ -107,7 +107,7 @@ pub async fn open(
     let quorum = Quorum::open(data_dir, node, &voters, io::Faults::default(), transport)
         .await
         .map_err(|e| format!("the metadata quorum: {e}"))?;
-    Ok((Rc::new(quorum), listener))
+    Ok((quorum, listener))
 }
 
 /// Starts the voter's tasks on the controller shard (a cluster's only: a quorum of one needs

@@ -94,6 +94,8 @@ struct Proposal {
 type Answer = oneshot::Sender<Result<Arc<Image>, ChangeError>>;
 
 pub struct Quorum {
+    /// Itself, for the drive task (see `drive`).
+    this: std::rc::Weak<Quorum>,
     me: NodeId,
     node: RefCell<RawNode<LogStorage>>,
     transport: Rc<dyn Transport>,
@@ -128,7 +130,7 @@ impl Quorum {
         voters: &[NodeId],
         faults: io::Faults,
         transport: Rc<dyn Transport>,
-    ) -> Result<Quorum, QuorumError> {
+    ) -> Result<Rc<Quorum>, QuorumError> {
         let store = FileStore::with_faults(data_dir, faults.clone());
         let (image, applied) = store.load_applied()?;
         let raft_dir = data_dir.join(METADATA_DIR).join("raft");
@@ -206,7 +208,8 @@ impl Quorum {
         if voters == [raft_id(me)] {
             node.campaign()?;
         }
-        let quorum = Quorum {
+        let quorum = Rc::new_cyclic(|this| Quorum {
+            this: this.clone(),
             me,
             node: RefCell::new(node),
             transport,
@@ -222,7 +225,7 @@ impl Quorum {
             snapshots_installed: Cell::new(0),
             watchers: RefCell::new(Vec::new()),
             heard: RefCell::new(HashMap::new()),
-        };
+        });
         quorum.drive().await?;
         Ok(quorum)
     }
@@ -372,7 +375,27 @@ impl Quorum {
 
     /// Does what raft asks until it asks nothing more: writes entries and state, sends
     /// messages, applies what was committed. A failed write breaks the quorum (see `broken`).
+    ///
+    /// The work runs in a task of its own, which the caller only waits for: a ready taken from
+    /// raft must be handled to the end and advanced, so a caller that goes away half-way (a
+    /// request whose connection closed) must not take the work with it.
     pub async fn drive(&self) -> Result<(), QuorumError> {
+        let Some(this) = self.this.upgrade() else {
+            return Ok(());
+        };
+        let (done, finished) = oneshot::channel();
+        io::spawn(async move {
+            let _ = done.send(this.drive_now().await);
+        })
+        .detach();
+        finished.await.unwrap_or_else(|_| {
+            Err(QuorumError::Apply(std::io::Error::other(
+                "the metadata quorum's drive task ended early",
+            )))
+        })
+    }
+
+    async fn drive_now(&self) -> Result<(), QuorumError> {
         let _guard = self.driving.lock().await;
         if let Some(why) = self.broken.borrow().clone() {
             return Err(QuorumError::Apply(std::io::Error::other(why)));
@@ -406,7 +429,13 @@ impl Quorum {
                 self.persist_entries(ready.entries()).await?;
             }
             if let Some(hard_state) = ready.hs() {
-                self.files.store_hard_state(hard_state).await?;
+                // Term and vote must be on disk before anything is sent; the commit index need
+                // not be (it is learnt again from the leader, and what was applied is in the
+                // stored image), so a change of the commit index alone costs no write.
+                let stored = self.node.borrow().store().mem.rl().hard_state().clone();
+                if (stored.term, stored.vote) != (hard_state.term, hard_state.vote) {
+                    self.files.store_hard_state(hard_state).await?;
+                }
                 let node = self.node.borrow();
                 node.store().mem.wl().set_hardstate(hard_state.clone());
             }

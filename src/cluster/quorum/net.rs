@@ -300,7 +300,6 @@ mod over_tcp {
                 )
                 .await
                 .unwrap();
-                let quorum = Rc::new(quorum);
                 io::spawn(serve(listener, quorum.clone(), voters.clone())).detach();
                 let ticked = quorum.clone();
                 io::spawn(async move {

@@ -13,7 +13,7 @@ use crate::model::NodeId;
 /// The default `node.id`: raft itself keeps 0 for "none".
 const ME: NodeId = NodeId(0);
 
-async fn open(dir: &Path) -> Quorum {
+async fn open(dir: &Path) -> Rc<Quorum> {
     Quorum::open(dir, ME, &[ME], io::Faults::default(), Rc::new(NoPeers))
         .await
         .expect("the quorum opens")
