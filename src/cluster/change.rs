@@ -113,6 +113,12 @@ pub enum ChangeError {
     /// A partition count out of bounds, or not larger than the topic's.
     #[error("{0}")]
     InvalidPartitions(String),
+    /// More than one replica in a cluster: records are not copied between nodes yet.
+    #[error(
+        "replication factor {factor}: this version keeps one replica of each partition (records \
+         are not copied between nodes yet); use 1"
+    )]
+    ReplicasNotServed { factor: u16 },
     #[error("broker {0} is not registered")]
     UnknownBroker(i32),
     #[error("replication factor {factor} is larger than the {brokers} live brokers")]

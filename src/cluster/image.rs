@@ -177,13 +177,18 @@ impl TopicMeta {
         }
     }
 
-    /// Whether `node` leads `partition` (an image written before assignments: every node does,
-    /// until its broker registers).
-    pub fn led_by(&self, partition: i32, node: NodeId) -> bool {
+    /// The node that leads `partition`; `None` in an image written before assignments (until a
+    /// broker registers and takes every partition) or for a partition the topic does not have.
+    pub fn leader(&self, partition: i32) -> Option<NodeId> {
         usize::try_from(partition)
             .ok()
             .and_then(|p| self.assignments.get(p))
-            .is_none_or(|a| a.leader == node)
+            .map(|a| a.leader)
+    }
+
+    /// Whether `node` leads `partition` (an image written before assignments: every node does).
+    pub fn led_by(&self, partition: i32, node: NodeId) -> bool {
+        self.leader(partition).is_none_or(|leader| leader == node)
     }
 }
 

@@ -527,11 +527,11 @@ async fn run_shard(
     let background = io::TaskQueue::new("background", common.background_shares);
     let (controller, voter) = if id == CONTROLLER_SHARD {
         let node = NodeId(common.broker.i32("node.id"));
-        let (quorum, listener) =
+        let (quorum, serving) =
             super::quorum::open(&common.data_dir, node, common.quorum.as_ref()).await?;
         (
             Some(Controller::new(quorum.clone())),
-            Some((quorum, listener)),
+            Some((quorum, serving)),
         )
     } else {
         (None, None)
@@ -566,8 +566,8 @@ async fn run_shard(
         fds: common.fds,
         active_controller: common.active_controller.clone(),
     });
-    if let Some((quorum, listener)) = voter {
-        super::quorum::run(&shard, quorum, listener);
+    if let Some((quorum, serving)) = voter {
+        super::quorum::run(&shard, quorum, serving);
     }
     crate::storage::set_loaded_segments_capacity(common.fds.loaded_segments);
     for inbox in inboxes {

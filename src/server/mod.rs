@@ -106,14 +106,10 @@ impl Shard {
     pub fn leader_endpoint(&self, tp: &TopicPartition) -> Option<(i32, String, u16)> {
         let image = self.image();
         let meta = image.topics.get(&*tp.topic)?;
-        let leader = match usize::try_from(tp.partition)
-            .ok()
-            .and_then(|p| meta.assignments.get(p))
-        {
-            Some(assignment) => assignment.leader,
-            // An image from before assignments: this node holds every partition.
-            None => crate::model::NodeId(self.node_id),
-        };
+        // An image from before assignments: this node holds every partition.
+        let leader = meta
+            .leader(tp.partition)
+            .unwrap_or(crate::model::NodeId(self.node_id));
         if image.fenced.contains(&leader) {
             return None;
         }

@@ -87,36 +87,43 @@ pub fn setup(broker: &Values) -> Result<Option<Setup>, String> {
     Ok(Some(Setup { voters, listen }))
 }
 
+/// What a cluster's voter serves with: its bound controller listener and the voters.
+pub struct Serving {
+    listener: io::net::Listener,
+    voters: Vec<Voter>,
+}
+
 /// Opens this node's voter (a quorum of one without `setup`) and, in a cluster, binds its
 /// controller listener.
 pub async fn open(
     data_dir: &std::path::Path,
     node: NodeId,
     setup: Option<&Setup>,
-) -> Result<(Rc<Quorum>, Option<io::net::Listener>), String> {
-    let (voters, transport, listener): (Vec<NodeId>, Rc<dyn Transport>, _) = match setup {
+) -> Result<(Rc<Quorum>, Option<Serving>), String> {
+    let (voters, transport, serving): (Vec<NodeId>, Rc<dyn Transport>, _) = match setup {
         None => (vec![node], Rc::new(NoPeers), None),
         Some(setup) => {
             let listener = io::net::Listener::bind(setup.listen)
                 .map_err(|e| format!("binding the controller listener {}: {e}", setup.listen))?;
             let ids = setup.voters.iter().map(|v| v.id).collect();
             let transport = Rc::new(TcpTransport::start(node, &setup.voters));
-            (ids, transport, Some(listener))
+            let voters = setup.voters.clone();
+            (ids, transport, Some(Serving { listener, voters }))
         }
     };
     let quorum = Quorum::open(data_dir, node, &voters, io::Faults::default(), transport)
         .await
         .map_err(|e| format!("the metadata quorum: {e}"))?;
-    Ok((quorum, listener))
+    Ok((quorum, serving))
 }
 
 /// Starts the voter's tasks on the controller shard (a cluster's only: a quorum of one needs
 /// none).
-pub fn run(shard: &Rc<Shard>, quorum: Rc<Quorum>, listener: Option<io::net::Listener>) {
-    let Some(listener) = listener else {
+pub fn run(shard: &Rc<Shard>, quorum: Rc<Quorum>, serving: Option<Serving>) {
+    let Some(Serving { listener, voters }) = serving else {
         return;
     };
-    let voters = parse_voters(shard.broker().get("controller.quorum.voters")).unwrap_or_default();
+    let ids: Vec<NodeId> = voters.iter().map(|v| v.id).collect();
     io::spawn(serve_voters(listener, quorum.clone(), voters)).detach();
     let weak = Rc::downgrade(shard);
     {
@@ -151,7 +158,7 @@ pub fn run(shard: &Rc<Shard>, quorum: Rc<Quorum>, listener: Option<io::net::List
         })
         .detach();
     }
-    io::spawn(join(weak, quorum)).detach();
+    io::spawn(join(weak, quorum, ids)).detach();
 }
 
 /// A clean shutdown of the active controller hands its leadership over first, and waits (a
@@ -234,7 +241,7 @@ impl Liveness {
 /// Registers this broker (its endpoints, its rack) and, once every voter has registered,
 /// creates `__consumer_offsets` (so that its partitions spread over all of them); each change
 /// retried until a leader commits it.
-async fn join(shard: Weak<Shard>, quorum: Rc<Quorum>) {
+async fn join(shard: Weak<Shard>, quorum: Rc<Quorum>, voters: Vec<NodeId>) {
     use crate::group::OFFSETS_TOPIC;
     let me = {
         let Some(shard) = shard.upgrade() else { return };
@@ -262,7 +269,7 @@ async fn join(shard: Weak<Shard>, quorum: Rc<Quorum>) {
         } else if image.topics.contains_key(OFFSETS_TOPIC) {
             tracing::info!(node = me.0 .0, "joined the cluster");
             return;
-        } else if voters_registered(&shard, &image) {
+        } else if voters.iter().all(|v| image.brokers.contains_key(v)) {
             let partitions = shard.broker().i32("offsets.topic.num.partitions");
             Change::create_internal_topic(OFFSETS_TOPIC, partitions)
         } else {
@@ -282,11 +289,6 @@ async fn join(shard: Weak<Shard>, quorum: Rc<Quorum>) {
             }
         }
     }
-}
-
-fn voters_registered(shard: &Shard, image: &crate::cluster::Image) -> bool {
-    let voters = parse_voters(shard.broker().get("controller.quorum.voters")).unwrap_or_default();
-    voters.iter().all(|v| image.brokers.contains_key(&v.id))
 }
 
 #[cfg(test)]

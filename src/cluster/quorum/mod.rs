@@ -146,7 +146,11 @@ impl Quorum {
         let voters: Vec<u64> = if applied.voters.is_empty() {
             voters.iter().map(|&v| raft_id(v)).collect()
         } else {
-            applied.voters.iter().map(|&v| v + 1).collect()
+            applied
+                .voters
+                .iter()
+                .map(|&v| raft_id(NodeId(v as i32)))
+                .collect()
         };
         let conf_state = ConfState::from((voters.clone(), Vec::new()));
         let mem = MemStorage::new();
@@ -283,7 +287,7 @@ impl Quorum {
         if let Err(e) = self.drive().await {
             tracing::warn!(error = %e, "handing over the metadata quorum's leadership");
         }
-        Some(NodeId((to - 1) as i32))
+        Some(node_of(to))
     }
 
     /// When `node` was last heard from (`None`: not since this voter opened).
@@ -300,7 +304,7 @@ impl Quorum {
     pub fn leader(&self) -> Option<NodeId> {
         match self.node.borrow().raft.leader_id {
             raft::INVALID_ID => None,
-            id => Some(NodeId((id - 1) as i32)),
+            id => Some(node_of(id)),
         }
     }
 
@@ -309,7 +313,7 @@ impl Quorum {
     pub async fn step(&self, message: Message) -> Result<(), QuorumError> {
         let _guard = self.driving.lock().await;
         if message.from != raft::INVALID_ID {
-            let from = NodeId((message.from - 1) as i32);
+            let from = node_of(message.from);
             self.heard
                 .borrow_mut()
                 .insert(from, std::time::Instant::now());
@@ -485,7 +489,8 @@ impl Quorum {
             return Ok(());
         };
         let (last_index, last_term) = (last.index, last.term);
-        let mut image = (*self.image()).clone();
+        // `apply` makes each next image from the last: the current one is not copied first.
+        let mut image = self.image();
         let mut answers = Vec::new();
         for entry in &entries {
             match entry.get_entry_type() {
@@ -493,14 +498,10 @@ impl Quorum {
                 EntryType::EntryNormal => {
                     let proposal: Proposal = serde_json::from_slice(&entry.data)
                         .map_err(|e| QuorumError::BadEntry(format!("{}: {e}", entry.index)))?;
-                    let result = match apply(&image, &proposal.change) {
-                        Ok(next) => {
-                            image = next;
-                            tracing::info!(change = ?proposal.change, "metadata changed");
-                            Ok(())
-                        }
-                        Err(e) => Err(e),
-                    };
+                    let result = apply(&image, &proposal.change).map(|next| {
+                        image = Arc::new(next);
+                        tracing::info!(change = ?proposal.change, "metadata changed");
+                    });
                     let ours =
                         proposal.node == self.me.0 && proposal.incarnation == self.incarnation;
                     if ours {
@@ -516,7 +517,7 @@ impl Quorum {
         let applied = Applied {
             index: last_index,
             term: last_term,
-            voters: voters.conf_state.voters.iter().map(|v| v - 1).collect(),
+            voters: stored_voters(&voters.conf_state),
         };
         let text = self
             .store
@@ -529,7 +530,6 @@ impl Quorum {
             conf_state: voters.conf_state,
             data: text.into(),
         };
-        let image = Arc::new(image);
         self.set_image(image.clone());
         for (seq, result) in answers {
             if let Some(answer) = self.waiting.borrow_mut().remove(&seq) {
@@ -584,7 +584,7 @@ impl Quorum {
         let applied = Applied {
             index: meta.index,
             term: meta.term,
-            voters: conf_state.voters.iter().map(|v| v - 1).collect(),
+            voters: stored_voters(&conf_state),
         };
         self.store
             .store_applied(&image, &applied)
@@ -618,6 +618,16 @@ impl Quorum {
 /// A node's id in raft, which keeps 0 for "none": Kafka's node id plus one.
 fn raft_id(node: NodeId) -> u64 {
     node.0 as u64 + 1
+}
+
+/// The node whose raft id is `id`.
+fn node_of(id: u64) -> NodeId {
+    NodeId((id - 1) as i32)
+}
+
+/// The voters of `conf` as the stored image names them (node ids).
+fn stored_voters(conf: &ConfState) -> Vec<u64> {
+    conf.voters.iter().map(|&v| node_of(v).0 as u64).collect()
 }
 
 /// raft logs through `slog`: its lines go to `tracing` (its info lines, elections mostly, at

@@ -114,18 +114,6 @@ async fn create(
                 format!("replication factor {replication_factor} is not 1 or more"),
             )
         })?;
-    // Placement would put the replicas on other nodes, but nothing copies records there yet: a
-    // client asking for replicas gets a clear refusal rather than a promise not kept.
-    let brokers = shard.image().brokers.len();
-    if replication_factor > 1 && brokers > 1 {
-        return Err(Refusal::new(
-            E::InvalidReplicationFactor,
-            format!(
-                "replication factor {replication_factor}: this version keeps one replica of each \
-                 partition (records are not copied between nodes yet); use 1"
-            ),
-        ));
-    }
     let change = Change::CreateTopic {
         name: topic.name.0.to_string(),
         id: uuid::Uuid::new_v4(),
