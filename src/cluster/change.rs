@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
+use super::election;
 use super::image::{Assignment, BrokerMeta, Image, TopicMeta, DYNAMIC_BROKER_KEYS};
 use super::image::{TOPIC_NAME_BYTES_MAX, TOPIC_PARTITIONS_MAX};
 use crate::config::{Values, BROKER_KEYS, DECLARED_BROKER_KEYS, TOPIC_KEYS};
@@ -24,6 +25,10 @@ pub enum Change {
     /// (`broker.session.timeout.ms`), or hears from it again. Registering unfences too.
     FenceBroker {
         id: NodeId,
+        /// The controller's `unclean.leader.election.enable` (static or runtime), for topics
+        /// that do not set their own.
+        #[serde(default)]
+        unclean: bool,
     },
     UnfenceBroker {
         id: NodeId,
@@ -55,9 +60,24 @@ pub enum Change {
     AllocateProducerIds {
         count: i64,
     },
+    /// A partition's leader changes its ISR (Kafka's AlterPartition), from the leader and
+    /// partition epochs it holds.
+    AlterPartition {
+        topic: String,
+        partition: i32,
+        leader: NodeId,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<NodeId>,
+    },
 }
 
 impl Change {
+    /// Fences broker `id`, with unclean election off unless a topic turns it on.
+    pub fn fence(id: NodeId) -> Change {
+        Change::FenceBroker { id, unclean: false }
+    }
+
     /// Creates topic `name` under a fresh id, with one replica of each partition.
     pub fn create_topic(
         name: impl Into<String>,
@@ -90,6 +110,7 @@ impl Change {
             | Change::DeleteTopic { name }
             | Change::CreatePartitions { name, .. }
             | Change::SetTopicConfigs { name, .. } => Some(name),
+            Change::AlterPartition { topic, .. } => Some(topic),
             Change::RegisterBroker { .. }
             | Change::FenceBroker { .. }
             | Change::UnfenceBroker { .. }
@@ -113,12 +134,12 @@ pub enum ChangeError {
     /// A partition count out of bounds, or not larger than the topic's.
     #[error("{0}")]
     InvalidPartitions(String),
-    /// More than one replica in a cluster: records are not copied between nodes yet.
-    #[error(
-        "replication factor {factor}: this version keeps one replica of each partition (records \
-         are not copied between nodes yet); use 1"
-    )]
-    ReplicasNotServed { factor: u16 },
+    /// An ISR change from a leader or partition epoch that is not the current one.
+    #[error("the partition's leader or partition epoch moved on")]
+    StaleEpoch,
+    /// An ISR change naming a broker that is not a live replica (or leaving out the leader).
+    #[error("broker {0} cannot be in the ISR")]
+    IneligibleReplica(i32),
     #[error("broker {0} is not registered")]
     UnknownBroker(i32),
     #[error("replication factor {factor} is larger than the {brokers} live brokers")]
@@ -187,19 +208,41 @@ pub fn apply(image: &Image, change: &Change) -> Result<Image, ChangeError> {
     let mut next = image.clone();
     next.revision += 1;
     match change {
-        Change::FenceBroker { id } | Change::UnfenceBroker { id }
+        Change::FenceBroker { id, .. } | Change::UnfenceBroker { id }
             if !next.brokers.contains_key(id) =>
         {
             return Err(ChangeError::UnknownBroker(id.0));
         }
-        Change::FenceBroker { id } => {
+        Change::FenceBroker { id, unclean } => {
             next.fenced.insert(*id);
+            election::fence(&mut next, *id, *unclean);
         }
         Change::UnfenceBroker { id } => {
             next.fenced.remove(id);
+            election::unfence(&mut next, *id);
+        }
+        Change::AlterPartition {
+            topic,
+            partition,
+            leader,
+            leader_epoch,
+            partition_epoch,
+            isr,
+        } => {
+            let alter = election::AlterIsr {
+                topic,
+                partition: *partition,
+                leader: *leader,
+                leader_epoch: crate::model::Epoch(*leader_epoch),
+                partition_epoch: *partition_epoch,
+                isr,
+            };
+            election::alter_isr(&mut next, alter)?;
         }
         Change::RegisterBroker { id, broker } => {
-            next.fenced.remove(id);
+            if next.fenced.remove(id) {
+                election::unfence(&mut next, *id);
+            }
             next.brokers.insert(*id, broker.clone());
             if next.brokers.len() == 1 {
                 for meta in next.topics.values_mut() {
@@ -416,7 +459,7 @@ mod tests {
     #[test]
     fn a_fenced_broker_gets_no_new_replicas_until_it_returns() {
         let image = with_brokers(3);
-        let fence = Change::FenceBroker { id: NodeId(2) };
+        let fence = Change::fence(NodeId(2));
         let image = apply(&image, &fence).unwrap();
         assert_eq!(image.live_brokers().count(), 2);
         let image = apply(&image, &replicated("t", 4, 1)).unwrap();
@@ -433,7 +476,7 @@ mod tests {
         );
         assert_eq!(Image::from_toml(&image.to_toml()).unwrap(), image);
         assert_eq!(
-            apply(&image, &Change::FenceBroker { id: NodeId(9) }).unwrap_err(),
+            apply(&image, &Change::fence(NodeId(9))).unwrap_err(),
             ChangeError::UnknownBroker(9)
         );
         let back = apply(&image, &Change::UnfenceBroker { id: NodeId(2) }).unwrap();
@@ -535,5 +578,107 @@ mod tests {
             "{bad_config:?}"
         );
         assert!(apply(&image, &create("t", 1, "no.such.key", "1")).is_err());
+    }
+
+    #[test]
+    fn a_fenced_leader_hands_over_to_the_isr_and_the_last_in_sync_leads_again() {
+        let image = apply(&with_brokers(3), &replicated("t", 1, 3)).unwrap();
+        let a = |image: &Image| image.topics["t"].assignments[0].clone();
+        let first = a(&image);
+        let leader = first.leader;
+        let image = apply(&image, &Change::fence(leader)).unwrap();
+        let second = a(&image);
+        assert_ne!(second.leader, leader);
+        assert_eq!(second.leader_epoch.0, first.leader_epoch.0 + 1);
+        assert_eq!(second.partition_epoch, first.partition_epoch + 1);
+        assert!(!second.isr.contains(&leader) && second.isr.len() == 2);
+        // A follower fenced leaves the ISR; the leader stays.
+        let follower = *second.isr.iter().find(|f| **f != second.leader).unwrap();
+        let image = apply(&image, &Change::fence(follower)).unwrap();
+        let third = a(&image);
+        assert_eq!(
+            (third.leader, &third.isr),
+            (second.leader, &vec![second.leader])
+        );
+        assert_eq!(third.leader_epoch, second.leader_epoch);
+        // The last in sync fenced: offline, nothing changes, and brokers out of sync that return
+        // do not lead.
+        let last = third.leader;
+        let image = apply(&image, &Change::fence(last)).unwrap();
+        assert_eq!(a(&image), third);
+        let image = apply(&image, &Change::UnfenceBroker { id: leader }).unwrap();
+        assert_eq!(a(&image), third);
+        let image = apply(&image, &Change::UnfenceBroker { id: last }).unwrap();
+        assert_eq!(a(&image).leader, last);
+        // The leader grows the ISR from the epochs it holds, with live replicas only.
+        let now = a(&image);
+        let alter = |isr: Vec<NodeId>, partition_epoch| Change::AlterPartition {
+            topic: "t".into(),
+            partition: 0,
+            leader: now.leader,
+            leader_epoch: now.leader_epoch.0,
+            partition_epoch,
+            isr,
+        };
+        let all = now.replicas.clone();
+        assert_eq!(
+            apply(&image, &alter(all.clone(), now.partition_epoch)).unwrap_err(),
+            ChangeError::IneligibleReplica(follower.0)
+        );
+        let two = vec![now.leader, leader];
+        assert_eq!(
+            apply(&image, &alter(two.clone(), now.partition_epoch - 1)).unwrap_err(),
+            ChangeError::StaleEpoch
+        );
+        assert_eq!(
+            apply(&image, &alter(vec![leader], now.partition_epoch)).unwrap_err(),
+            ChangeError::IneligibleReplica(now.leader.0)
+        );
+        let image = apply(&image, &alter(two, now.partition_epoch)).unwrap();
+        assert_eq!(a(&image).isr.len(), 2);
+        assert_eq!(a(&image).partition_epoch, now.partition_epoch + 1);
+        assert_eq!(Image::from_toml(&image.to_toml()).unwrap(), image);
+    }
+
+    #[test]
+    fn unclean_election_only_when_the_topic_allows_it() {
+        let image = apply(&with_brokers(2), &replicated("t", 1, 2)).unwrap();
+        let leader = image.topics["t"].assignments[0].leader;
+        let other = image.topics["t"].assignments[0].replicas[1];
+        // The follower drops out of sync, then the leader is fenced.
+        let a = image.topics["t"].assignments[0].clone();
+        let shrink = Change::AlterPartition {
+            topic: "t".into(),
+            partition: 0,
+            leader,
+            leader_epoch: a.leader_epoch.0,
+            partition_epoch: a.partition_epoch,
+            isr: vec![leader],
+        };
+        let image = apply(&image, &shrink).unwrap();
+        let fenced = apply(&image, &Change::fence(leader)).unwrap();
+        assert_eq!(fenced.topics["t"].assignments[0].leader, leader, "offline");
+        // The controller's default lets it, unless the topic says no.
+        let controller_says = Change::FenceBroker {
+            id: leader,
+            unclean: true,
+        };
+        let fenced = apply(&image, &controller_says).unwrap();
+        assert_eq!(fenced.topics["t"].assignments[0].leader, other);
+        let topic_says_no = Change::SetTopicConfigs {
+            name: "t".into(),
+            configs: [("unclean.leader.election.enable".into(), "false".into())].into(),
+        };
+        let refusing = apply(&image, &topic_says_no).unwrap();
+        let fenced = apply(&refusing, &controller_says).unwrap();
+        assert_eq!(fenced.topics["t"].assignments[0].leader, leader);
+        let unclean = Change::SetTopicConfigs {
+            name: "t".into(),
+            configs: [("unclean.leader.election.enable".into(), "true".into())].into(),
+        };
+        let image = apply(&image, &unclean).unwrap();
+        let fenced = apply(&image, &Change::fence(leader)).unwrap();
+        let a = &fenced.topics["t"].assignments[0];
+        assert_eq!((a.leader, &a.isr), (other, &vec![other]));
     }
 }

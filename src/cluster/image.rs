@@ -117,6 +117,8 @@ pub const DYNAMIC_BROKER_KEYS: &[&str] = &[
     "auto.create.topics.enable",
     "message.max.bytes",
     "min.insync.replicas",
+    "unclean.leader.election.enable",
+    "replica.lag.time.max.ms",
     "compression.type",
     "producer.id.expiration.ms",
     "log.retention.ms",
@@ -184,6 +186,18 @@ impl TopicMeta {
             .ok()
             .and_then(|p| self.assignments.get(p))
             .map(|a| a.leader)
+    }
+
+    /// Whether `node` holds a replica of `partition` (an image written before assignments: every
+    /// node does).
+    pub fn replica_on(&self, partition: i32, node: NodeId) -> bool {
+        match usize::try_from(partition)
+            .ok()
+            .and_then(|p| self.assignments.get(p))
+        {
+            Some(a) => a.replicas.contains(&node),
+            None => self.assignments.is_empty(),
+        }
     }
 
     /// Whether `node` leads `partition` (an image written before assignments: every node does).

@@ -13,6 +13,7 @@
 
 mod change;
 mod controller;
+mod election;
 mod image;
 mod quorum;
 mod store;

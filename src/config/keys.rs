@@ -183,6 +183,48 @@ pub const DECLARED_BROKER_KEYS: &[Key] = &[
         "in a cluster: a broker the active controller has not heard from for this long is fenced",
     ),
     broker(
+        "replica.lag.time.max.ms",
+        int(1, i64::MAX),
+        "30000",
+        "a follower not caught up with its leader for this long leaves the ISR",
+    ),
+    broker(
+        "replica.fetch.wait.max.ms",
+        int(0, 30_000),
+        "500",
+        "how long a follower's fetch waits at the leader for new records",
+    ),
+    broker(
+        "replica.fetch.min.bytes",
+        int(1, I32),
+        "1",
+        "the bytes a follower's fetch waits for",
+    ),
+    broker(
+        "replica.fetch.max.bytes",
+        int(1024, I32),
+        "1048576",
+        "the most bytes a follower fetches of one partition at once (at least one batch)",
+    ),
+    broker(
+        "replica.fetch.response.max.bytes",
+        int(1024, I32),
+        "10485760",
+        "the most bytes of one follower fetch (at least one batch)",
+    ),
+    broker(
+        "replica.fetch.backoff.ms",
+        int(0, I32),
+        "1000",
+        "how long a follower waits after a failed fetch",
+    ),
+    broker(
+        "unclean.leader.election.enable",
+        Kind::Bool,
+        "false",
+        "the controller's default: with no replica in sync left, one out of sync may lead",
+    ),
+    broker(
         "process.roles",
         Kind::Any,
         "",
@@ -551,6 +593,12 @@ pub const DECLARED_TOPIC_KEYS: &[Key] = &[
         int(1, I32),
         "min.insync.replicas",
         "replicas that must have a write for acks=all",
+    ),
+    topic(
+        "unclean.leader.election.enable",
+        Kind::Bool,
+        "unclean.leader.election.enable",
+        "with no replica in sync left, let one out of sync lead (losing what only the others had)",
     ),
     topic(
         "compression.type",

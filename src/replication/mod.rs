@@ -5,19 +5,23 @@
 //! `PartitionError` into the Kafka error code a client understands.
 //!
 //! On one node a partition is its own only replica: the high watermark follows the end of the last
-//! completed append. The follower side (fetching from a leader, the ISR, acks=all waiters, leader
-//! epochs and truncation) plugs in here with the cluster.
+//! completed append. With replicas on other nodes, the leader's high watermark is the minimum log
+//! end over the ISR and a follower appends what the leader sends (`replica`); the server's
+//! fetchers move the records, over the Kafka wire.
 //!
-//! `partition`: one partition's state and operations; `table`: the partitions one shard owns,
-//! opened on first use and reconciled with the metadata image.
+//! `partition`: one partition's state and operations; `replica`: its place among its replicas
+//! (leader or follower, the ISR); `table`: the partitions one shard owns, opened on first use and
+//! reconciled with the metadata image.
 
 mod partition;
+mod replica;
 mod table;
 
 pub use partition::{
-    fire, Appended, Found, OffsetSpec, Partition, PartitionError, ReadHeader, ReadReply, Refused,
-    Wake, LEADER_EPOCH,
+    fire, Acks, Appended, Found, OffsetSpec, Partition, PartitionError, ReadHeader, ReadReply,
+    Refused, Wake, LEADER_EPOCH,
 };
+pub use replica::{IsrChange, Transition};
 pub use table::Partitions;
 
 #[cfg(test)]

@@ -4,18 +4,39 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::channel::oneshot;
 
+use super::replica::Replicas;
+use crate::cluster::Assignment;
 use crate::io;
-use crate::model::{records, Codec, Epoch, Isolation, Offset, TimestampMs, TopicPartition};
+use crate::model::{records, Codec, Epoch, Isolation, NodeId, Offset, TimestampMs, TopicPartition};
 use crate::shard::Unreachable;
 use crate::storage::{AppendOptions, Log, LogConfig, ProducerEntry, ReadRange, StorageError};
 
-/// The leader epoch of every partition on a single node: it never changes leader. Stamped into
-/// each appended batch (as Kafka does), answered in Metadata and OffsetForLeaderEpoch.
+/// The leader epoch of a new partition (and of every partition on a single node, which never
+/// changes leader). Stamped into each appended batch, as Kafka does.
 pub const LEADER_EPOCH: Epoch = Epoch(0);
+
+/// When a produce is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Acks {
+    /// acks=1: once the leader's append is done.
+    Leader,
+    /// acks=all: once every replica in the ISR has the records (the high watermark passed
+    /// them), with at least `min.insync.replicas` in the ISR; `timeout` is the request's.
+    All { timeout: Duration },
+}
+
+impl Acks {
+    /// acks=all as the coordinators and transaction markers write (Kafka's internal writes wait
+    /// for the ISR), bounded as a request is.
+    pub const INTERNAL: Acks = Acks::All {
+        timeout: Duration::from_secs(30),
+    };
+}
 
 /// Why an operation on a partition failed.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -36,6 +57,24 @@ pub enum PartitionError {
         message: String,
         record_errors: Vec<(i32, String)>,
     },
+    /// acks=all with fewer than `min.insync.replicas` in the ISR: nothing was appended.
+    #[error("{isr} in-sync replicas, fewer than min.insync.replicas={min}")]
+    NotEnoughReplicas { isr: usize, min: usize },
+    /// acks=all: appended, but the ISR fell below `min.insync.replicas` before it was copied.
+    #[error("appended, but the ISR shrank below min.insync.replicas")]
+    NotEnoughReplicasAfterAppend,
+    /// acks=all: the ISR did not copy the records within the request's timeout.
+    #[error("the in-sync replicas did not copy the records in time")]
+    TimedOut,
+    /// A request from an older leader epoch than the partition's.
+    #[error("leader epoch {asked} is older than the partition's {current}")]
+    FencedLeaderEpoch { asked: i32, current: i32 },
+    /// A request from a newer leader epoch than this broker knows.
+    #[error("leader epoch {asked} is newer than the partition's {current}")]
+    UnknownLeaderEpoch { asked: i32, current: i32 },
+    /// The leader's batches do not continue this replica's log: it must truncate first.
+    #[error("the leader's batches do not continue this log")]
+    Diverged,
     /// DeleteRecords to an offset outside [0, high watermark].
     #[error("offset {offset} is past the high watermark {high_watermark}")]
     DeleteBeyondHighWatermark {
@@ -186,28 +225,59 @@ pub struct Partition {
     /// The offset below which records are acknowledged and may be read: on one node, the end of
     /// the last append that completed (a batch being written is not yet visible); with replicas,
     /// the minimum over the in-sync replicas. Never past the log end, never backwards.
-    high_watermark: Cell<Offset>,
+    pub(super) high_watermark: Cell<Offset>,
     /// Long-polling fetches waiting for this partition's high watermark to move.
     waiters: RefCell<Vec<Wake>>,
     maintenance: RefCell<Option<io::Task<()>>>,
+    /// This node.
+    pub(super) me: NodeId,
+    /// The replicas, leader and ISR as the image says (see `replica`).
+    pub(super) replicas: RefCell<Replicas>,
+    /// `min.insync.replicas` for acks=all.
+    min_insync: Cell<usize>,
 }
 
 impl Partition {
+    /// A partition on node `me`, with no assignment until [`Partition::assign`] gives it one.
+    /// Its high watermark starts at the log end when it is its only replica; otherwise at the log
+    /// start, until the replicas in sync say how far it is (a leader restarted must not show
+    /// records its followers never copied).
     pub fn new(
         tp: TopicPartition,
         log: Rc<Log>,
         topic_id: uuid::Uuid,
         codec: Option<Codec>,
+        me: NodeId,
+        alone: bool,
     ) -> Partition {
+        let nobody = Assignment {
+            replicas: Vec::new(),
+            leader: NodeId(-1),
+            leader_epoch: Epoch(-1),
+            partition_epoch: -1,
+            isr: Vec::new(),
+        };
+        let high_watermark = if alone {
+            log.log_end()
+        } else {
+            log.log_start()
+        };
         Partition {
             tp,
-            high_watermark: Cell::new(log.log_end()),
+            high_watermark: Cell::new(high_watermark),
             log,
             topic_id,
             codec: Cell::new(codec),
             waiters: RefCell::new(Vec::new()),
             maintenance: RefCell::new(None),
+            me,
+            replicas: RefCell::new(Replicas::new(nobody)),
+            min_insync: Cell::new(1),
         }
+    }
+
+    pub fn set_min_insync(&self, min: usize) {
+        self.min_insync.set(min.max(1));
     }
 
     pub fn set_maintenance(&self, task: io::Task<()>) {
@@ -229,9 +299,9 @@ impl Partition {
         self.log.last_stable_offset().min(self.high_watermark())
     }
 
-    /// An append ending at `end` (exclusive) completed: the high watermark moves up to it, and
-    /// the fetches waiting on this partition wake.
-    fn advance_high_watermark(&self, end: Offset) {
+    /// The high watermark may move up to `end` (the minimum over the ISR, or the leader's as a
+    /// follower heard it), and the fetches and produces waiting on this partition wake.
+    pub(super) fn advance_high_watermark(&self, end: Offset) {
         let before = self.high_watermark.get();
         let log_end = self.log.log_end();
         assert!(
@@ -259,13 +329,22 @@ impl Partition {
         waiters.push(wake);
     }
 
-    /// Appends a produce's records (one or more batches), stamped with the leader epoch; the
-    /// high watermark passes them once written.
-    pub async fn append(&self, records: Bytes) -> Result<Appended, Refused> {
+    /// Appends a produce's records (one or more batches), stamped with the leader epoch, and
+    /// answers as `acks` asks: once written, or once the ISR has them.
+    pub async fn append(&self, records: Bytes, acks: Acks) -> Result<Appended, Refused> {
         let refused = |error| Refused {
             error,
             log_start_offset: self.log.log_start(),
         };
+        if !self.is_leader() {
+            return Err(refused(PartitionError::NotLeader));
+        }
+        if acks != Acks::Leader {
+            let (isr, min) = (self.assignment().isr.len(), self.min_insync.get());
+            if isr < min {
+                return Err(refused(PartitionError::NotEnoughReplicas { isr, min }));
+            }
+        }
         if self.log.config().cleanup_policy.compact {
             require_keys(&self.log, &self.tp, &records).map_err(refused)?;
         }
@@ -275,7 +354,7 @@ impl Partition {
             Some(codec) => recompress(&self.log, &records, codec).map_err(refused)?,
         };
         let options = AppendOptions {
-            leader_epoch: Some(LEADER_EPOCH.0),
+            leader_epoch: Some(self.leader_epoch().0),
             ..AppendOptions::default()
         };
         let tp = &self.tp;
@@ -284,7 +363,12 @@ impl Partition {
                 if info.duplicate {
                     tracing::debug!(%tp, offset = info.first_offset.0, "an idempotent producer's retry: answered with the original offsets");
                 }
-                self.advance_high_watermark(Offset(info.last_offset.0 + 1));
+                self.update_high_watermark();
+                if let Acks::All { timeout } = acks {
+                    self.await_isr(info.last_offset.plus(1), timeout)
+                        .await
+                        .map_err(refused)?;
+                }
                 Ok(Appended {
                     base_offset: info.first_offset,
                     log_append_time: info.log_append_time,
@@ -301,6 +385,28 @@ impl Partition {
                     tracing::error!(%tp, error = %e, "append failed");
                 }
                 Err(refused(e.into()))
+            }
+        }
+    }
+
+    /// acks=all: waits until the high watermark reaches `end`.
+    async fn await_isr(&self, end: Offset, timeout: Duration) -> Result<(), PartitionError> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if self.high_watermark() >= end {
+                return Ok(());
+            }
+            if !self.is_leader() {
+                return Err(PartitionError::NotLeader);
+            }
+            if self.assignment().isr.len() < self.min_insync.get() {
+                return Err(PartitionError::NotEnoughReplicasAfterAppend);
+            }
+            let (tx, rx) = oneshot::channel();
+            self.add_waiter(Rc::new(RefCell::new(Some(tx))));
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() || io::net::timeout(left, rx).await.is_none() {
+                return Err(PartitionError::TimedOut);
             }
         }
     }
@@ -323,19 +429,32 @@ impl Partition {
         }
     }
 
+    /// Where a read stops: the log end for a follower's fetch, else the high watermark.
+    pub fn readable_end(&self, replica: bool) -> Offset {
+        if replica {
+            self.log.log_end()
+        } else {
+            self.high_watermark()
+        }
+    }
+
     /// The ranges of the log from `offset` that a fetch may return: up to the high watermark, or
-    /// the last stable offset for read_committed (nothing of an open transaction).
+    /// the last stable offset for read_committed (nothing of an open transaction); a follower's
+    /// (`replica`) up to the log end.
     pub async fn read(
         &self,
         offset: Offset,
         max_bytes: u64,
         min_one_batch: bool,
         isolation: Isolation,
+        replica: bool,
     ) -> ReadReply<Vec<ReadRange>> {
-        let read_committed = isolation == Isolation::ReadCommitted;
+        let read_committed = isolation == Isolation::ReadCommitted && !replica;
         let log = &self.log;
         let header = self.header();
-        let upper = if read_committed {
+        let upper = if replica {
+            log.log_end()
+        } else if read_committed {
             header.last_stable_offset
         } else {
             header.high_watermark

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::Partition;
-use crate::cluster::{Image, TopicMeta};
+use super::{Partition, Transition};
+use crate::cluster::{Assignment, Image, TopicMeta};
 use crate::config::Values;
 use crate::io;
-use crate::model::TopicPartition;
+use crate::model::{NodeId, TopicPartition};
 use crate::storage::{Log, Periods, StorageError};
 
 pub struct Partitions {
@@ -23,6 +23,26 @@ pub struct Partitions {
     open: RefCell<HashMap<TopicPartition, Rc<Partition>>>,
     /// One opening at a time: a partition is never opened twice.
     opening: io::Lock,
+    /// This node.
+    me: NodeId,
+}
+
+/// The assignment of `tp` in `meta` (an image from before assignments: `me` alone).
+fn assignment_of(meta: &TopicMeta, partition: i32, me: NodeId) -> Assignment {
+    usize::try_from(partition)
+        .ok()
+        .and_then(|p| meta.assignments.get(p))
+        .cloned()
+        .unwrap_or_else(|| Assignment::new(vec![me]))
+}
+
+/// `min.insync.replicas` of a topic on a broker with `broker` configs.
+fn min_insync(meta: &TopicMeta, broker: &Values) -> usize {
+    let key = "min.insync.replicas";
+    meta.configs
+        .get(key)
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or_else(|| broker.i64(key).max(1) as usize)
 }
 
 impl Partitions {
@@ -30,6 +50,7 @@ impl Partitions {
         data_dir: PathBuf,
         background: io::TaskQueue,
         clock: Rc<dyn io::Clock>,
+        me: NodeId,
     ) -> Partitions {
         Partitions {
             data_dir,
@@ -37,7 +58,13 @@ impl Partitions {
             clock,
             open: RefCell::new(HashMap::new()),
             opening: io::Lock::default(),
+            me,
         }
+    }
+
+    /// The open partitions.
+    pub fn all(&self) -> Vec<Rc<Partition>> {
+        self.open.borrow().values().cloned().collect()
     }
 
     /// The partition if it is open.
@@ -52,9 +79,19 @@ impl Partitions {
         meta: &TopicMeta,
         broker: &Values,
     ) -> Result<Rc<Partition>, StorageError> {
+        Ok(self.open_assigned(tp, meta, broker).await?.0)
+    }
+
+    /// `open`, and what the assignment made of the replica when this opened it.
+    async fn open_assigned(
+        &self,
+        tp: &TopicPartition,
+        meta: &TopicMeta,
+        broker: &Values,
+    ) -> Result<(Rc<Partition>, Transition), StorageError> {
         let _guard = self.opening.lock().await;
         if let Some(partition) = self.get(tp) {
-            return Ok(partition);
+            return Ok((partition, Transition::Same));
         }
         let config = meta.log_config(broker);
         let dir = self.data_dir.join(tp.dir_name());
@@ -62,7 +99,12 @@ impl Partitions {
         let log = Log::open_with_clock(&dir, config, faults, self.clock.clone()).await?;
         let log = Rc::new(log);
         let codec = meta.codec(broker);
-        let partition = Rc::new(Partition::new(tp.clone(), log.clone(), meta.id, codec));
+        let assignment = assignment_of(meta, tp.partition, self.me);
+        let alone = assignment.replicas == [self.me];
+        let partition = Partition::new(tp.clone(), log.clone(), meta.id, codec, self.me, alone);
+        let partition = Rc::new(partition);
+        partition.set_min_insync(min_insync(meta, broker));
+        let transition = partition.assign(&assignment);
         let millis = |key: &str| Duration::from_millis(broker.i64(key).max(10) as u64);
         let periods = Periods {
             retention_check: millis("log.retention.check.interval.ms"),
@@ -74,25 +116,33 @@ impl Partitions {
             periods,
         ));
         self.open.borrow_mut().insert(tp.clone(), partition.clone());
-        Ok(partition)
+        Ok((partition, transition))
     }
 
     /// Brings the open partitions in line with `image`: reconfigures those whose topic's configs
-    /// may have changed, closes (deleting their data) those it no longer names, and opens those it
-    /// names that `owns` and are not open. Returns how many could not be opened and the first
-    /// error; those are retried when next used.
+    /// may have changed and gives them their assignment, closes (deleting their data) those it no
+    /// longer names, and opens those it names that `owns` and are not open. Returns what the
+    /// assignments made of the replicas that changed role, and how many could not be opened with
+    /// the first error (those are retried when next used).
     pub async fn reconcile(
         &self,
         image: &Image,
         broker: &Values,
         owns: impl Fn(&TopicPartition) -> bool,
-    ) -> Result<(), (usize, String)> {
+    ) -> (Vec<(Rc<Partition>, Transition)>, Option<(usize, String)>) {
+        let mut moved = Vec::new();
         let current: Vec<Rc<Partition>> = self.open.borrow().values().cloned().collect();
         for partition in current {
             let tp = &partition.tp;
             match image.topics.get(&*tp.topic) {
                 Some(meta) if meta.id == partition.topic_id && tp.partition < meta.partitions => {
                     partition.reconfigure(meta.log_config(broker), meta.codec(broker));
+                    partition.set_min_insync(min_insync(meta, broker));
+                    let assignment = assignment_of(meta, tp.partition, self.me);
+                    let transition = partition.assign(&assignment);
+                    if transition != Transition::Same {
+                        moved.push((partition.clone(), transition));
+                    }
                 }
                 _ => {
                     self.open.borrow_mut().remove(tp);
@@ -116,18 +166,20 @@ impl Partitions {
                 if !owns(&tp) || self.open.borrow().contains_key(&tp) {
                     continue;
                 }
-                if let Err(e) = self.open(&tp, meta, broker).await {
-                    match &mut failed {
+                match self.open_assigned(&tp, meta, broker).await {
+                    Ok((partition, transition)) => {
+                        if transition != Transition::Same {
+                            moved.push((partition, transition));
+                        }
+                    }
+                    Err(e) => match &mut failed {
                         Some((count, _)) => *count += 1,
                         None => failed = Some((1, format!("{tp}: {e}"))),
-                    }
+                    },
                 }
             }
         }
-        match failed {
-            None => Ok(()),
-            Some(failed) => Err(failed),
-        }
+        (moved, failed)
     }
 
     /// Flushes and checkpoints every open log, and forgets them (shutdown).

@@ -551,6 +551,7 @@ async fn run_shard(
             common.data_dir.clone(),
             background,
             Rc::new(io::SystemClock),
+            crate::model::NodeId(common.broker.i32("node.id")),
         ),
         controller,
         mesh: senders.bind(weak.clone()),
@@ -565,6 +566,8 @@ async fn run_shard(
         in_flight: Cell::new(0),
         fds: common.fds,
         active_controller: common.active_controller.clone(),
+        this: weak.clone(),
+        fetchers: Default::default(),
     });
     if let Some((quorum, serving)) = voter {
         super::quorum::run(&shard, quorum, serving);
@@ -580,6 +583,7 @@ async fn run_shard(
              nothing was served"
         ));
     }
+    shard.spawn_isr_ticker();
     shard.load_groups().await;
     shard.spawn_group_ticker();
     shard.load_txns().await;

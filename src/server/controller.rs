@@ -49,9 +49,10 @@ pub fn error_code(error: &ChangeError) -> i16 {
         ChangeError::UnknownTopic(_) => E::UnknownTopicOrPartition,
         ChangeError::UnknownBroker(_) => E::BrokerNotAvailable,
         ChangeError::InvalidPartitions(_) => E::InvalidPartitions,
-        ChangeError::InvalidReplicationFactor { .. } | ChangeError::ReplicasNotServed { .. } => {
-            E::InvalidReplicationFactor
-        }
+        ChangeError::InvalidReplicationFactor { .. } => E::InvalidReplicationFactor,
+        ChangeError::StaleEpoch => E::FencedLeaderEpoch,
+        // INELIGIBLE_REPLICA (KIP-903), newer than the protocol crate.
+        ChangeError::IneligibleReplica(_) => E::Unknown(107),
         ChangeError::InvalidConfig(_) => E::InvalidConfig,
         ChangeError::PolicyViolation(_) => E::PolicyViolation,
         ChangeError::NotStored(_) => E::KafkaStorageError,
@@ -134,19 +135,7 @@ impl Shard {
             change,
             Change::CreateTopic { .. } | Change::CreatePartitions { .. }
         );
-        let factor = match &change {
-            Change::CreateTopic {
-                replication_factor, ..
-            } => *replication_factor,
-            _ => 1,
-        };
         let admit = |current: &Image, next: &Image| {
-            // Placement would put replicas on other nodes, but nothing copies records there
-            // yet: every way a topic is created (CreateTopics, auto-creation) is refused
-            // plainly rather than promised replicas it does not get.
-            if factor > 1 && next.live_brokers().count() > 1 {
-                return Err(ChangeError::ReplicasNotServed { factor });
-            }
             if grows {
                 self.check_partition_room(current, next)
             } else {

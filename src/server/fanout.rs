@@ -11,7 +11,7 @@ use futures::future::join_all;
 
 use super::ranges;
 use super::Shard;
-use crate::model::{Isolation, Offset, ShardId, TopicPartition};
+use crate::model::{Isolation, NodeId, Offset, ShardId, TopicPartition};
 use crate::protocol::FileSlice;
 use crate::replication::{fire, PartitionError, ReadReply, Wake};
 use crate::storage::ReadRange;
@@ -24,6 +24,8 @@ pub struct ReadArgs {
     pub max_bytes: u64,
     pub min_one_batch: bool,
     pub isolation: Isolation,
+    /// A follower's fetch: its node and the leader epoch it follows.
+    pub replica: Option<(NodeId, i32)>,
 }
 
 /// Splits `items` by owner shard, keeping each item's index.
@@ -121,7 +123,9 @@ impl Shard {
         {
             for (index, read) in reads.iter().enumerate() {
                 match self.partitions.get(&read.tp) {
-                    Some(partition) if partition.high_watermark() == read.offset => {
+                    Some(partition)
+                        if read.replica.is_none() && partition.high_watermark() == read.offset =>
+                    {
                         out.push(Some(partition.nothing_new(read.isolation)));
                         // Registered in the same look-up, before anything can append.
                         if let Some(wake) = &wake {
@@ -137,7 +141,14 @@ impl Shard {
         }
         let read = join_all(pending.iter().map(|&index| {
             let r = &reads[index];
-            self.read_local(&r.tp, r.offset, r.max_bytes, r.min_one_batch, r.isolation)
+            self.read_local(
+                &r.tp,
+                r.offset,
+                r.max_bytes,
+                r.min_one_batch,
+                r.isolation,
+                r.replica,
+            )
         }))
         .await;
         for (&index, reply) in pending.iter().zip(read) {
@@ -153,9 +164,14 @@ impl Shard {
             // an append came while reading or a partition is gone.
             for &index in &pending {
                 let (read, reply) = (&reads[index], &out[index]);
-                let seen = read.offset.max(reply.header.high_watermark);
+                let replica = read.replica.is_some();
+                let seen = if replica {
+                    read.offset
+                } else {
+                    read.offset.max(reply.header.high_watermark)
+                };
                 match self.partitions.get(&read.tp) {
-                    Some(partition) if partition.high_watermark() <= seen => {
+                    Some(partition) if partition.readable_end(replica) <= seen => {
                         partition.add_waiter(wake.clone())
                     }
                     _ => {

@@ -81,7 +81,11 @@ pub fn coordinator(shard: Weak<Shard>, config: GroupConfig) -> Coordinator {
                 return Err(GroupError::Unavailable);
             };
             let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
-            let code = super::append_code(&shard.append_local(&tp, batch).await);
+            let code = super::append_code(
+                &shard
+                    .append_local(&tp, batch, crate::replication::Acks::INTERNAL)
+                    .await,
+            );
             // As Kafka's coordinator maps the append's outcome.
             match E::try_from_code(code) {
                 None if code == 0 => Ok(()),

@@ -20,6 +20,7 @@ mod controller;
 pub(crate) mod fanout;
 pub mod fds;
 mod fetch_sessions;
+mod fetcher;
 mod groups;
 mod listener;
 mod partitions;
@@ -30,7 +31,7 @@ mod transactions;
 
 use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -40,7 +41,7 @@ use crate::cluster::Image;
 use crate::config::Values;
 use crate::io;
 use crate::model::{Offset, ShardId, TopicPartition};
-use crate::replication::{Appended, Found, OffsetSpec, PartitionError, Partitions, Refused};
+use crate::replication::{Acks, Appended, Found, OffsetSpec, PartitionError, Partitions, Refused};
 use crate::shard::Mesh;
 pub use apis::served as served_apis;
 pub use bootstrap::{serve, without_stop_signals, ServeError};
@@ -84,6 +85,10 @@ pub struct Shard {
     pub fds: fds::FdBudget,
     /// The node id of the metadata quorum's leader (-1 while none is known).
     pub active_controller: Arc<std::sync::atomic::AtomicI32>,
+    /// This shard, for the tasks it starts.
+    this: Weak<Shard>,
+    /// Fetching the partitions this shard follows, one fetcher per leader node.
+    fetchers: fetcher::Fetchers,
 }
 
 /// Counts a request as in flight until dropped.
@@ -169,10 +174,15 @@ impl Shard {
     }
 
     /// Appends to `tp` on its owner shard (`tp` moves there with the records, not a copy).
-    pub async fn append(&self, tp: TopicPartition, records: Bytes) -> Result<Appended, Refused> {
+    pub async fn append(
+        &self,
+        tp: TopicPartition,
+        records: Bytes,
+        acks: Acks,
+    ) -> Result<Appended, Refused> {
         self.mesh
             .route(self.owner(&tp), move |shard| async move {
-                shard.append_local(&tp, records).await
+                shard.append_local(&tp, records, acks).await
             })
             .await
             .unwrap_or_else(|unreachable| Err(unreachable.into()))

@@ -11,7 +11,7 @@ use crate::cluster::TopicMeta;
 use crate::model::{Isolation, NodeId, Offset, TopicPartition};
 use crate::protocol::ResponseError as E;
 use crate::replication::{
-    Appended, Found, OffsetSpec, Partition, PartitionError, ReadReply, Refused,
+    Acks, Appended, Found, OffsetSpec, Partition, PartitionError, ReadReply, Refused,
 };
 use crate::storage::{ProducerEntry, ReadRange, SequenceError, StorageError};
 
@@ -24,6 +24,13 @@ pub fn error_code(error: &PartitionError) -> i16 {
         PartitionError::Corrupt(_) => E::CorruptMessage.code(),
         PartitionError::InvalidRecord { .. } => E::InvalidRecord.code(),
         PartitionError::DeleteBeyondHighWatermark { .. } => E::OffsetOutOfRange.code(),
+        PartitionError::NotEnoughReplicas { .. } => E::NotEnoughReplicas.code(),
+        PartitionError::NotEnoughReplicasAfterAppend => E::NotEnoughReplicasAfterAppend.code(),
+        PartitionError::TimedOut => E::RequestTimedOut.code(),
+        PartitionError::FencedLeaderEpoch { .. } => E::FencedLeaderEpoch.code(),
+        PartitionError::UnknownLeaderEpoch { .. } => E::UnknownLeaderEpoch.code(),
+        // Only a follower's own fetcher meets it.
+        PartitionError::Diverged => E::OffsetOutOfRange.code(),
     }
 }
 
@@ -54,7 +61,11 @@ impl Shard {
     /// The partition if this shard owns it and it exists, opening its log on first use.
     pub async fn partition(&self, tp: &TopicPartition) -> Result<Rc<Partition>, PartitionError> {
         if let Some(partition) = self.partitions.get(tp) {
-            return Ok(partition);
+            // A follower's replica is open too, for its fetcher.
+            return match partition.is_leader() {
+                true => Ok(partition),
+                false => Err(PartitionError::NotLeader),
+            };
         }
         let meta = self
             .topic(&tp.topic)
@@ -90,9 +101,10 @@ impl Shard {
         &self,
         tp: &TopicPartition,
         records: Bytes,
+        acks: Acks,
     ) -> Result<Appended, Refused> {
         let partition = self.partition(tp).await?;
-        let appended = partition.append(records.clone()).await?;
+        let appended = partition.append(records.clone(), acks).await?;
         if &*tp.topic == crate::group::OFFSETS_TOPIC {
             self.settle_group_txn(tp.partition, &records);
         }
@@ -113,6 +125,8 @@ impl Shard {
         }
     }
 
+    /// A fetch's read of one partition; a follower's (`replica`: its node and the leader epoch
+    /// it follows) also tells the leader how far that follower is.
     pub async fn read_local(
         &self,
         tp: &TopicPartition,
@@ -120,11 +134,39 @@ impl Shard {
         max_bytes: u64,
         min_one_batch: bool,
         isolation: Isolation,
+        replica: Option<(NodeId, i32)>,
     ) -> ReadReply<Vec<ReadRange>> {
-        match self.partition(tp).await {
-            Ok(p) => p.read(offset, max_bytes, min_one_batch, isolation).await,
-            Err(error) => ReadReply::failed(error),
+        let partition = match self.partition(tp).await {
+            Ok(p) => p,
+            Err(error) => return ReadReply::failed(error),
+        };
+        if let Some((node, epoch)) = replica {
+            let current = partition.leader_epoch().0;
+            if epoch >= 0 && epoch < current {
+                return ReadReply::failed(PartitionError::FencedLeaderEpoch {
+                    asked: epoch,
+                    current,
+                });
+            }
+            if epoch > current {
+                return ReadReply::failed(PartitionError::UnknownLeaderEpoch {
+                    asked: epoch,
+                    current,
+                });
+            }
+            if let Some(change) = partition.follower_fetched(node, offset) {
+                self.send_isr_change(&partition, change);
+            }
         }
+        partition
+            .read(
+                offset,
+                max_bytes,
+                min_one_batch,
+                isolation,
+                replica.is_some(),
+            )
+            .await
     }
 
     /// The idempotent producers a partition remembers (DescribeProducers).
@@ -153,7 +195,8 @@ impl Shard {
         self.partition(tp).await?.delete_records(offset).await
     }
 
-    /// Brings this shard's partitions in line with the image (see `Partitions::reconcile`).
+    /// Brings this shard's partitions in line with the image (see `Partitions::reconcile`): the
+    /// replicas this node holds, as leader or follower; followers start fetching.
     pub async fn reconcile_partitions(&self) -> Result<(), (usize, String)> {
         let image = self.image();
         let me = NodeId(self.node_id);
@@ -162,11 +205,17 @@ impl Shard {
                 && image
                     .topics
                     .get(&*tp.topic)
-                    .is_some_and(|meta| meta.led_by(tp.partition, me))
+                    .is_some_and(|meta| meta.replica_on(tp.partition, me))
         };
-        self.partitions
+        let (moved, failed) = self
+            .partitions
             .reconcile(&image, &self.broker(), owns)
-            .await
+            .await;
+        self.follow(moved);
+        match failed {
+            None => Ok(()),
+            Some(failed) => Err(failed),
+        }
     }
 
     /// Flushes and checkpoints every owned log (shutdown).

@@ -1,7 +1,8 @@
 //! Kafka requests from this broker to another node of the cluster, over the other node's client
-//! listener, as any Kafka client sends them: today a transaction's markers for the partitions
-//! other nodes lead (WriteTxnMarkers, as Kafka's coordinator sends them). One connection per
-//! call, bounded in time and in the size of what comes back.
+//! listener, as any Kafka client sends them: a transaction's markers for the partitions other
+//! nodes lead (WriteTxnMarkers, as Kafka's coordinator sends them, one connection per call) and
+//! a follower's fetches (a [`Connection`] kept per leader). Bounded in time and in the size of
+//! what comes back.
 
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use crate::io;
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// An answer larger than this is not one we asked for.
-const RESPONSE_BYTES_MAX: usize = 16 << 20;
+const RESPONSE_BYTES_MAX: usize = 64 << 20;
 
 /// Why a call to another node failed.
 #[derive(Debug, thiserror::Error)]
@@ -28,13 +29,14 @@ pub enum PeerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{addr}: no answer within {CALL_TIMEOUT:?}")]
+    #[error("{addr}: no answer in time")]
     Timeout { addr: String },
     #[error("{addr}: a malformed answer: {what}")]
     Malformed { addr: String, what: String },
 }
 
-/// Sends `request` as `api_key` v`version` to `host:port` and decodes the answer.
+/// Sends `request` as `api_key` v`version` to `host:port` on a connection of its own and decodes
+/// the answer.
 pub async fn call<Req: Encodable, Resp: Decodable>(
     host: &str,
     port: u16,
@@ -43,22 +45,134 @@ pub async fn call<Req: Encodable, Resp: Decodable>(
     request: &Req,
     client_id: &str,
 ) -> Result<Resp, PeerError> {
-    let addr = format!("{host}:{port}");
-    let exchange = exchange(&addr, api_key, version, request, client_id);
-    let timeout = io::sleep(CALL_TIMEOUT);
-    futures::pin_mut!(exchange, timeout);
-    let frame = match select(exchange, timeout).await {
-        Either::Left((answer, _)) => answer?,
-        Either::Right(_) => return Err(PeerError::Timeout { addr: addr.clone() }),
-    };
+    let mut connection = Connection::new(host, port, client_id);
+    connection
+        .call(api_key, version, request, CALL_TIMEOUT)
+        .await
+}
+
+/// A connection to another node kept for many calls, one at a time (a follower's fetcher): made
+/// on first use, dropped after any failure and made again by the next call.
+pub struct Connection {
+    addr: String,
+    client_id: String,
+    stream: Option<(io::net::ReadHalf, io::net::WriteHalf)>,
+    correlation_id: i32,
+}
+
+impl Connection {
+    pub fn new(host: &str, port: u16, client_id: &str) -> Connection {
+        Connection {
+            addr: format!("{host}:{port}"),
+            client_id: client_id.to_string(),
+            stream: None,
+            correlation_id: 0,
+        }
+    }
+
+    /// Where it connects.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Sends `request` and decodes the answer, within `within` (connecting included).
+    pub async fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        request: &Req,
+        within: Duration,
+    ) -> Result<Resp, PeerError> {
+        self.correlation_id = self.correlation_id.wrapping_add(1);
+        let correlation_id = self.correlation_id;
+        let addr = self.addr.clone();
+        let answer = {
+            let exchange = self.exchange(api_key, version, request, correlation_id);
+            let timeout = io::sleep(within);
+            futures::pin_mut!(exchange, timeout);
+            match select(exchange, timeout).await {
+                Either::Left((answer, _)) => answer,
+                Either::Right(_) => Err(PeerError::Timeout { addr: addr.clone() }),
+            }
+        };
+        let decoded =
+            answer.and_then(|frame| decode(&addr, frame, api_key, version, correlation_id));
+        if decoded.is_err() {
+            self.stream = None;
+        }
+        decoded
+    }
+
+    async fn exchange<Req: Encodable>(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        request: &Req,
+        correlation_id: i32,
+    ) -> Result<Vec<u8>, PeerError> {
+        let addr = self.addr.clone();
+        let failed = |source: std::io::Error| PeerError::Io {
+            addr: addr.clone(),
+            source,
+        };
+        let mut header = RequestHeader::default();
+        header.request_api_key = api_key as i16;
+        header.request_api_version = version;
+        header.correlation_id = correlation_id;
+        header.client_id = Some(StrBytes::from_string(self.client_id.clone()));
+        let mut body = BytesMut::new();
+        header
+            .encode(&mut body, api_key.request_header_version(version))
+            .and_then(|()| request.encode(&mut body, version))
+            .map_err(|e| failed(std::io::Error::other(e.to_string())))?;
+        let mut frame = BytesMut::with_capacity(body.len() + 4);
+        frame.put_i32(body.len() as i32);
+        frame.put_slice(&body);
+        if self.stream.is_none() {
+            let target = std::net::ToSocketAddrs::to_socket_addrs(&addr)
+                .map_err(failed)?
+                .next()
+                .ok_or_else(|| failed(std::io::Error::other("no address")))?;
+            let stream = io::net::connect(target, CONNECT_TIMEOUT)
+                .await
+                .map_err(failed)?;
+            self.stream = Some(stream);
+        }
+        let (read, write) = self.stream.as_mut().expect("connected above");
+        write.write_all(&frame).await.map_err(failed)?;
+        write.flush().await.map_err(failed)?;
+        let mut len = [0u8; 4];
+        if !read.read_exact_or_eof(&mut len).await.map_err(failed)? {
+            return Err(failed(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        let len = i32::from_be_bytes(len);
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&len| len <= RESPONSE_BYTES_MAX)
+            .ok_or_else(|| failed(std::io::Error::other(format!("a {len}-byte answer"))))?;
+        let mut answer = vec![0u8; len];
+        if !read.read_exact_or_eof(&mut answer).await.map_err(failed)? {
+            return Err(failed(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        Ok(answer)
+    }
+}
+
+fn decode<Resp: Decodable>(
+    addr: &str,
+    frame: Vec<u8>,
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+) -> Result<Resp, PeerError> {
     let malformed = |what: String| PeerError::Malformed {
-        addr: addr.clone(),
+        addr: addr.to_string(),
         what,
     };
     let mut frame = bytes::Bytes::from(frame);
     let header = ResponseHeader::decode(&mut frame, api_key.response_header_version(version))
         .map_err(|e| malformed(format!("header: {e}")))?;
-    if header.correlation_id != 1 {
+    if header.correlation_id != correlation_id {
         return Err(malformed(format!(
             "correlation id {}",
             header.correlation_id
@@ -70,55 +184,6 @@ pub async fn call<Req: Encodable, Resp: Decodable>(
             "{} bytes past the answer",
             frame.remaining()
         )));
-    }
-    Ok(answer)
-}
-
-async fn exchange<Req: Encodable>(
-    addr: &str,
-    api_key: ApiKey,
-    version: i16,
-    request: &Req,
-    client_id: &str,
-) -> Result<Vec<u8>, PeerError> {
-    let failed = |source: std::io::Error| PeerError::Io {
-        addr: addr.to_string(),
-        source,
-    };
-    let mut header = RequestHeader::default();
-    header.request_api_key = api_key as i16;
-    header.request_api_version = version;
-    header.correlation_id = 1;
-    header.client_id = Some(StrBytes::from_string(client_id.to_string()));
-    let mut body = BytesMut::new();
-    header
-        .encode(&mut body, api_key.request_header_version(version))
-        .and_then(|()| request.encode(&mut body, version))
-        .map_err(|e| failed(std::io::Error::other(e.to_string())))?;
-    let mut frame = BytesMut::with_capacity(body.len() + 4);
-    frame.put_i32(body.len() as i32);
-    frame.put_slice(&body);
-    let target = std::net::ToSocketAddrs::to_socket_addrs(addr)
-        .map_err(failed)?
-        .next()
-        .ok_or_else(|| failed(std::io::Error::other("no address")))?;
-    let (mut read, mut write) = io::net::connect(target, CONNECT_TIMEOUT)
-        .await
-        .map_err(failed)?;
-    write.write_all(&frame).await.map_err(failed)?;
-    write.flush().await.map_err(failed)?;
-    let mut len = [0u8; 4];
-    if !read.read_exact_or_eof(&mut len).await.map_err(failed)? {
-        return Err(failed(std::io::ErrorKind::UnexpectedEof.into()));
-    }
-    let len = i32::from_be_bytes(len);
-    let len = usize::try_from(len)
-        .ok()
-        .filter(|&len| len <= RESPONSE_BYTES_MAX)
-        .ok_or_else(|| failed(std::io::Error::other(format!("a {len}-byte answer"))))?;
-    let mut answer = vec![0u8; len];
-    if !read.read_exact_or_eof(&mut answer).await.map_err(failed)? {
-        return Err(failed(std::io::ErrorKind::UnexpectedEof.into()));
     }
     Ok(answer)
 }

@@ -217,7 +217,10 @@ impl Liveness {
                 let heard = quorum.last_heard(id).map_or(since, |at| at.max(since));
                 let silent = now.saturating_duration_since(heard) > session;
                 match (silent, image.fenced.contains(&id)) {
-                    (true, false) => Some(Change::FenceBroker { id }),
+                    (true, false) => Some(Change::FenceBroker {
+                        id,
+                        unclean: shard.broker().bool("unclean.leader.election.enable"),
+                    }),
                     (false, true) if quorum.last_heard(id).is_some_and(|at| at > since) => {
                         Some(Change::UnfenceBroker { id })
                     }

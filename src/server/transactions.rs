@@ -63,7 +63,11 @@ pub fn coordinator(shard: Weak<Shard>, config: TxnConfig) -> Coordinator {
                     return Err(TxnError::Unavailable);
                 };
                 let tp = TopicPartition::new(TXN_TOPIC, partition);
-                match super::append_code(&shard.append_local(&tp, batch).await) {
+                match super::append_code(
+                    &shard
+                        .append_local(&tp, batch, crate::replication::Acks::INTERNAL)
+                        .await,
+                ) {
                     0 => Ok(()),
                     code => {
                         tracing::warn!(%tp, code, "cannot write transaction state");
@@ -160,7 +164,11 @@ impl Shard {
             );
             async move {
                 let tp = TopicPartition::new(topic.clone(), partition);
-                let code = super::append_code(&self.append(tp, batch).await);
+                let code = super::append_code(
+                    &self
+                        .append(tp, batch, crate::replication::Acks::INTERNAL)
+                        .await,
+                );
                 vec![(topic, partition, code)]
             }
         });

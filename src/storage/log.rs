@@ -117,6 +117,8 @@ pub(super) struct State {
     pub(super) producers: Producers,
     /// Aborted transactions by the offset of their ABORT marker.
     pub(super) aborted: BTreeMap<Offset, super::producers::AbortedTxn>,
+    /// Where each leader epoch's batches start (the leader-epoch checkpoint).
+    pub(super) epochs: super::epochs::Epochs,
 }
 
 impl State {
@@ -253,6 +255,7 @@ impl Log {
                     .max(first_base),
                 producers: Producers::default(),
                 aborted: BTreeMap::new(),
+                epochs: Default::default(),
             })),
             clock,
             write_lock: io::Lock::default(),
@@ -275,6 +278,11 @@ impl Log {
                 .await?;
         }
         log.rebuild_producers().await?;
+        let (epochs, changed) = super::epochs::Epochs::load(dir, log.log_start(), log.log_end());
+        log.state.borrow_mut().epochs = epochs;
+        if changed {
+            log.write_epochs().await?;
+        }
         Ok(log)
     }
 
@@ -532,6 +540,26 @@ impl Log {
             }
         };
         checkpoint::write(&self.dir, &saved, &self.faults).await
+    }
+
+    /// Rewrites the leader-epoch checkpoint from the state.
+    pub(super) async fn write_epochs(&self) -> Result<(), StorageError> {
+        let bytes = self.state.borrow().epochs.encode();
+        let path = super::epochs::path(&self.dir);
+        io::write_atomically(&path, bytes, &self.faults).await?;
+        Ok(())
+    }
+
+    /// The newest leader epoch the log holds batches of.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.state.borrow().epochs.latest()
+    }
+
+    /// Where leader epoch `epoch` ends here: the largest epoch at or below it the log holds and
+    /// the offset after its last batch (OffsetForLeaderEpoch); `None` if it holds none.
+    pub fn epoch_end(&self, epoch: i32) -> Option<(i32, Offset)> {
+        let state = self.state.borrow();
+        state.epochs.end_of(epoch, state.log_end)
     }
 
     /// Writes the checkpoint when the caller already holds the write lock.

@@ -6,6 +6,7 @@
 mod checkpoint;
 mod cleaner;
 mod config;
+mod epochs;
 mod index;
 mod loaded;
 mod log;

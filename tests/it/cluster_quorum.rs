@@ -2,8 +2,7 @@
 //! they elect a controller, register, spread `__consumer_offsets` and new topics' partitions over
 //! all three; clients produce to each partition's leader and consume with a group through any
 //! node; the controller killed with `kill -9`, the other two elect another, fence the silent
-//! broker and go on making changes, and the killed node, restarted, registers and catches up. Replicas on several nodes are refused
-//! until records are copied between them.
+//! broker and go on making changes, and the killed node, restarted, registers and catches up.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -86,8 +85,8 @@ fn three_nodes_form_one_cluster_and_outlive_their_controllers_kill9() {
         .unwrap();
     drop(group);
 
-    // One replica per partition for now: asking for more is refused, plainly.
-    let replicated = NewTopic::new("rf3", 1, TopicReplication::Fixed(3));
+    // More replicas than live brokers is refused, plainly.
+    let replicated = NewTopic::new("rf4", 1, TopicReplication::Fixed(4));
     let results = futures_lite::future::block_on(
         admin(&other_addr).create_topics(&[replicated], &AdminOptions::new()),
     )

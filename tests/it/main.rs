@@ -7,6 +7,7 @@ mod kit;
 
 mod cli;
 mod cluster_quorum;
+mod cluster_replication;
 mod fuzz_regressions;
 mod kafka_admin;
 mod kafka_bad_input;

@@ -554,3 +554,57 @@ fn flush_ms_flushes_once_the_last_flush_is_that_old() {
         assert_eq!(log.recovery_point(), Offset(2), "flush.ms passed: flushed");
     });
 }
+
+/// The leader-epoch checkpoint follows appends (a new entry per newer epoch), truncation (entries
+/// past the new end go) and restarts (kept; entries past a log cut by a crash go).
+#[test]
+fn leader_epochs_follow_appends_truncation_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_epoch = |epoch| AppendOptions {
+        leader_epoch: Some(epoch),
+        ..AppendOptions::default()
+    };
+    io::block_on(async {
+        let log = Log::open(dir.path(), small_config(), Faults::default())
+            .await
+            .unwrap();
+        assert_eq!(log.latest_epoch(), None);
+        for (epoch, name) in [(0, "a"), (0, "b"), (3, "c"), (7, "d")] {
+            log.append(vec![batch(name, 5, 0, Codec::None)], with_epoch(epoch))
+                .await
+                .unwrap();
+        }
+        assert_eq!(log.latest_epoch(), Some(7));
+        assert_eq!(log.epoch_end(0), Some((0, Offset(10))));
+        assert_eq!(log.epoch_end(5), Some((3, Offset(15))));
+        assert_eq!(log.epoch_end(7), Some((7, Offset(20))));
+        drop(log);
+        let log = Log::open(dir.path(), small_config(), Faults::default())
+            .await
+            .unwrap();
+        assert_eq!(log.epoch_end(4), Some((3, Offset(15))));
+        assert_eq!(log.truncate_to(Offset(12)).await.unwrap(), Offset(10));
+        assert_eq!(log.latest_epoch(), Some(0));
+        assert_eq!(log.epoch_end(7), Some((0, Offset(10))));
+        // A replica's append keeps the leader's epochs.
+        let mut copied = batch("e", 2, 0, Codec::None).to_vec();
+        sluice::model::batch::set_base_offset(&mut copied, Offset(10));
+        sluice::model::batch::set_partition_leader_epoch(&mut copied, 9);
+        let replica = AppendOptions {
+            assign_offsets: false,
+            ..AppendOptions::default()
+        };
+        log.append(vec![Bytes::from(copied)], replica)
+            .await
+            .unwrap();
+        assert_eq!(log.epoch_end(9), Some((9, Offset(12))));
+        drop(log);
+        let log = Log::open(dir.path(), small_config(), Faults::default())
+            .await
+            .unwrap();
+        assert_eq!(log.epoch_end(8), Some((0, Offset(10))));
+        assert_eq!(log.latest_epoch(), Some(9));
+        assert_eq!(log.truncate_to(Offset(0)).await.unwrap(), Offset(0));
+        assert_eq!(log.latest_epoch(), None);
+    });
+}

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::{Answer, Api, Request};
 use crate::io;
-use crate::model::{Isolation, Offset, TopicPartition};
+use crate::model::{Isolation, NodeId, Offset, TopicPartition};
 use crate::protocol::fetch::{self as encoder, FetchResponseData, PartitionData, TopicData};
 use crate::protocol::ResponseError as E;
 use crate::server::fanout::ReadArgs;
@@ -39,12 +39,35 @@ struct Wanted {
     error_code: i16,
     offset: i64,
     partition_max_bytes: u64,
+    /// The leader epoch a follower fetches under.
+    epoch: i32,
 }
 
 async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
     let body: FetchRequest = request.decode("FetchRequest")?;
     let version = request.version;
     let image = shard.image();
+    // A follower's fetch names its broker (v15 moved the field into replica_state).
+    let replica_id = if version >= 15 {
+        body.replica_state.replica_id.0
+    } else {
+        body.replica_id.0
+    };
+    let replica = (replica_id >= 0).then_some(NodeId(replica_id));
+    // Per partition, in request order: the leader epoch a follower fetches under.
+    let epochs: std::collections::HashMap<(Arc<str>, i32), i32> = match replica {
+        None => Default::default(),
+        Some(_) => body
+            .topics
+            .iter()
+            .flat_map(|t| {
+                let name: Arc<str> = Arc::from(t.topic.0.as_str());
+                t.partitions
+                    .iter()
+                    .map(move |p| ((name.clone(), p.partition), p.current_leader_epoch))
+            })
+            .collect(),
+    };
     let entry = |name: Arc<str>, id: Uuid, partition: i32, offset: i64, max_bytes: i32| Entry {
         name,
         id,
@@ -146,6 +169,10 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
             error_code: if exists { 0 } else { unknown },
             offset: e.fetch_offset,
             partition_max_bytes: e.max_bytes,
+            epoch: epochs
+                .get(&(e.name.clone(), e.partition))
+                .copied()
+                .unwrap_or(-1),
         });
         data.topics
             .last_mut()
@@ -178,8 +205,10 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
     loop {
         // A fetch that may wait registers its wake-ups in the same pass that reads.
         let watch = Instant::now() < deadline && min_bytes > 0;
-        let (total, errors, wakes) =
-            read_all(&shard, &wanted, max_bytes, isolation, watch, &mut data).await;
+        let (total, errors, wakes) = read_all(
+            &shard, &wanted, max_bytes, isolation, replica, watch, &mut data,
+        )
+        .await;
         let now = Instant::now();
         if total >= min_bytes || errors || now >= deadline || shard.is_stopping() {
             break;
@@ -255,6 +284,7 @@ async fn read_all(
     wanted: &[Wanted],
     max_bytes: u64,
     isolation: Isolation,
+    replica: Option<NodeId>,
     watch: bool,
     data: &mut FetchResponseData,
 ) -> (u64, bool, Vec<oneshot::Receiver<()>>) {
@@ -269,6 +299,7 @@ async fn read_all(
                 max_bytes: w.partition_max_bytes.min(max_bytes),
                 min_one_batch: true,
                 isolation,
+                replica: replica.map(|node| (node, w.epoch)),
             })
         })
         .collect();

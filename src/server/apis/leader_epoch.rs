@@ -1,6 +1,6 @@
 //! OffsetForLeaderEpoch v0-v4 (KIP-101, KIP-320): the end offset of a leader epoch, so that a
-//! consumer or follower can tell whether its position survived a leader change. On one node the
-//! only epoch is [`LEADER_EPOCH`] and it runs to the log end.
+//! consumer or follower can tell whether its position survived a leader change, from the
+//! partition's leader-epoch checkpoint.
 
 use std::rc::Rc;
 
@@ -11,9 +11,9 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 use kafka_protocol::messages::{ApiKey, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
 use super::{Answer, Api, Request};
-use crate::model::TopicPartition;
+use crate::model::{Offset, TopicPartition};
 use crate::protocol::ResponseError as E;
-use crate::replication::{OffsetSpec, LEADER_EPOCH};
+use crate::replication::PartitionError;
 use crate::server::{partition_code, Shard};
 
 pub const API: Api = Api {
@@ -49,19 +49,22 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                 out.end_offset = UNDEFINED_EPOCH_OFFSET;
                 if !exists {
                     out.error_code = E::UnknownTopicOrPartition.code();
-                } else if current != NO_CURRENT_EPOCH && current > LEADER_EPOCH.0 {
-                    out.error_code = E::UnknownLeaderEpoch.code();
-                } else if current != NO_CURRENT_EPOCH && current < LEADER_EPOCH.0 {
-                    out.error_code = E::FencedLeaderEpoch.code();
-                } else if wanted >= 0 && wanted <= LEADER_EPOCH.0 {
-                    // Every epoch up to ours ends where the log ends: there was only one leader.
-                    match shard.list_offset(&tp, OffsetSpec::Latest).await {
-                        Ok(end) => {
-                            out.leader_epoch = LEADER_EPOCH.0;
-                            out.end_offset = end.offset.0;
-                        }
-                        Err(e) => out.error_code = partition_code(&e),
+                    return out;
+                }
+                let owner = shard.owner(&tp);
+                let found: Result<_, PartitionError> = shard
+                    .on_shard(owner, move |shard| async move {
+                        shard.epoch_end_local(&tp, current, wanted).await
+                    })
+                    .await
+                    .and_then(|found| found);
+                match found {
+                    Ok(Some((epoch, end))) => {
+                        out.leader_epoch = epoch;
+                        out.end_offset = end.0;
                     }
+                    Ok(None) => {}
+                    Err(e) => out.error_code = partition_code(&e),
                 }
                 out
             }
@@ -72,4 +75,40 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
         response.topics.push(entry);
     }
     request.answer(&response)
+}
+
+impl Shard {
+    /// Where leader epoch `wanted` ends in the log of `tp` (this shard owns it and leads it):
+    /// the largest epoch at or below it the log holds, and the offset after it. `current` fences
+    /// a caller that knows another leader epoch than this one.
+    async fn epoch_end_local(
+        &self,
+        tp: &TopicPartition,
+        current: i32,
+        wanted: i32,
+    ) -> Result<Option<(i32, Offset)>, PartitionError> {
+        let partition = self.partition(tp).await?;
+        let epoch = partition.leader_epoch().0;
+        if current != NO_CURRENT_EPOCH && current > epoch {
+            return Err(PartitionError::UnknownLeaderEpoch {
+                asked: current,
+                current: epoch,
+            });
+        }
+        if current != NO_CURRENT_EPOCH && current < epoch {
+            return Err(PartitionError::FencedLeaderEpoch {
+                asked: current,
+                current: epoch,
+            });
+        }
+        // An epoch past the current one never was (Kafka answers it undefined); the current one
+        // runs to the log end even before this leader wrote in it.
+        if wanted < 0 || wanted > epoch {
+            return Ok(None);
+        }
+        if wanted == epoch {
+            return Ok(Some((epoch, partition.log.log_end())));
+        }
+        Ok(partition.log.epoch_end(wanted))
+    }
 }

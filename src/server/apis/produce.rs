@@ -1,7 +1,7 @@
 //! Produce v3-v9 (record batch v2 only): each partition's batches go to the owning shard as the
 //! `Bytes` slice of the request frame they arrived in; the answers come back per partition.
-//! acks=0 gets no answer; acks=1 and acks=all (the same on one node) answer once the append is
-//! done under the flush policy.
+//! acks=0 gets no answer; acks=1 answers once the leader's append is done under the flush policy;
+//! acks=all once every replica in the ISR has it (on one node: the same as acks=1).
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use super::{str_bytes, Answer, Api, Request};
 use crate::cluster::validate_topic_name;
 use crate::model::TopicPartition;
 use crate::protocol::ResponseError as E;
-use crate::replication::{Appended, PartitionError, Refused};
+use crate::replication::{Acks, Appended, PartitionError, Refused};
 use crate::server::{partition_code, Shard};
 
 pub const API: Api = Api {
@@ -47,6 +47,13 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
     let body: ProduceRequest = request.decode("ProduceRequest")?;
     let acks = body.acks;
     let acks_valid = matches!(acks, -1..=1);
+    let acks_mode = if acks == -1 {
+        Acks::All {
+            timeout: std::time::Duration::from_millis(body.timeout_ms.clamp(0, 300_000) as u64),
+        }
+    } else {
+        Acks::Leader
+    };
     let mut topics = Vec::new();
     for topic in body.topic_data {
         let name = topic.name.0.to_string();
@@ -80,7 +87,7 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                     (false, _) => Err(name_error),
                     (true, None) => Err(E::CorruptMessage.code()),
                     (true, Some(records)) if refused(&records) => Err(E::InvalidRecord.code()),
-                    (true, Some(records)) => Ok(shard.append(tp, records).await),
+                    (true, Some(records)) => Ok(shard.append(tp, records, acks_mode).await),
                 };
                 (index, reply)
             }

@@ -48,7 +48,11 @@ async fn write_txn_markers(shard: Rc<Shard>, request: Request) -> Answer {
                 );
                 async move {
                     let code = if exists {
-                        append_code(&shard.append(tp, batch).await)
+                        append_code(
+                            &shard
+                                .append(tp, batch, crate::replication::Acks::INTERNAL)
+                                .await,
+                        )
                     } else {
                         E::UnknownTopicOrPartition.code()
                     };

@@ -29,6 +29,8 @@ struct Chunk {
     producers: HashMap<i64, ProducerEntry>,
     /// Transactions the staged markers end.
     ended: Vec<EndedTxn>,
+    /// Leader epochs the staged batches start (each newer than the one before).
+    epochs: Vec<(i32, Offset)>,
 }
 
 enum Checked {
@@ -228,6 +230,7 @@ impl Log {
             records: 0,
             producers: HashMap::new(),
             ended: Vec::new(),
+            epochs: Vec::new(),
         }
     }
 
@@ -275,7 +278,12 @@ impl Log {
         };
         let mut first_offset = None;
         chunk.buf.reserve(pending.bytes);
-        let restore = (chunk.buf.len(), chunk.batches.len(), chunk.next_offset);
+        let restore = (
+            chunk.buf.len(),
+            chunk.batches.len(),
+            chunk.next_offset,
+            chunk.epochs.len(),
+        );
         for bytes in &pending.batches {
             let mut rest = &bytes[..];
             while !rest.is_empty() {
@@ -299,6 +307,7 @@ impl Log {
                     chunk.buf.truncate(restore.0);
                     chunk.batches.truncate(restore.1);
                     chunk.next_offset = restore.2;
+                    chunk.epochs.truncate(restore.3);
                     return Err(StorageError::OffsetMismatch {
                         expected: chunk.next_offset,
                         got,
@@ -312,6 +321,15 @@ impl Log {
                     max_timestamp: view.max_timestamp(),
                     records: view.records_count(),
                 });
+                let epoch = view.header().partition_leader_epoch.get();
+                let latest = chunk
+                    .epochs
+                    .last()
+                    .map(|(e, _)| *e)
+                    .or_else(|| self.state.borrow().epochs.latest());
+                if epoch >= 0 && latest.is_none_or(|latest| epoch > latest) {
+                    chunk.epochs.push((epoch, view.base_offset()));
+                }
                 first_offset.get_or_insert(view.base_offset());
                 chunk.next_offset = view.next_offset();
             }
@@ -467,11 +485,16 @@ impl Log {
             }
             chunk.producers.clear();
             chunk.ended.clear();
+            chunk.epochs.clear();
             return Err(e);
         }
         let mut new_aborted = Vec::new();
+        let mut new_epoch = false;
         let pending = {
             let mut state = self.state.borrow_mut();
+            for (epoch, start) in chunk.epochs.drain(..) {
+                new_epoch |= state.epochs.note(epoch, start);
+            }
             let active = state.active_mut();
             for info in &chunk.batches {
                 active.note_batch(info);
@@ -511,6 +534,14 @@ impl Log {
         }
         if !new_aborted.is_empty() {
             self.append_txn_index(&new_aborted);
+        }
+        if new_epoch {
+            // Once per leader change. Written after the batches: a crash between the two leaves
+            // the new epoch unrecorded, and a follower asking about it is told where the older
+            // one ends (its batches past that are cut and fetched again).
+            if let Err(e) = self.write_epochs().await {
+                tracing::warn!(log = %self.dir.display(), error = %e, "cannot write the leader-epoch checkpoint; rewritten with the next new epoch or truncation");
+            }
         }
         chunk.position = self.state.borrow().active().size_bytes;
         chunk.batches.clear();

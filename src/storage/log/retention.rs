@@ -87,9 +87,20 @@ impl Log {
             state.log_end = end;
             state.recovery_point = state.recovery_point.min(end);
             state.first_dirty = state.first_dirty.min(end);
+            state.epochs.truncate(end);
         }
+        self.write_epochs().await?;
         self.write_checkpoint().await?;
         // Producers' batches past the new end are gone: rebuild from a snapshot below it.
+        self.rebuild_producers().await?;
+        Ok(self.log_end())
+    }
+
+    /// Deletes everything and starts an empty log at `offset` (a follower behind its leader's log
+    /// start). Returns the new log end.
+    pub async fn restart_at(&self, offset: Offset) -> Result<Offset, StorageError> {
+        let _guard = self.write_lock.lock().await;
+        self.reset_to(offset.max(Offset::ZERO)).await?;
         self.rebuild_producers().await?;
         Ok(self.log_end())
     }
@@ -110,7 +121,9 @@ impl Log {
             state.log_end = offset;
             state.recovery_point = offset;
             state.first_dirty = offset;
+            state.epochs.clear();
         }
+        self.write_epochs().await?;
         self.write_checkpoint().await
     }
 

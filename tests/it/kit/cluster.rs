@@ -26,6 +26,29 @@ pub struct View {
     pub brokers: Vec<i32>,
     /// Each topic with its partitions' leaders.
     pub topics: Vec<(String, Vec<i32>)>,
+    /// Each topic with its partitions' in-sync replicas.
+    pub isr: Vec<(String, Vec<Vec<i32>>)>,
+}
+
+impl View {
+    /// The leader and ISR of `topic`'s `partition`, if listed.
+    pub fn partition(&self, topic: &str, partition: usize) -> Option<(i32, Vec<i32>)> {
+        let leader = self
+            .topics
+            .iter()
+            .find(|(n, _)| n == topic)?
+            .1
+            .get(partition)?;
+        let isr = self
+            .isr
+            .iter()
+            .find(|(n, _)| n == topic)?
+            .1
+            .get(partition)?;
+        let mut isr = isr.clone();
+        isr.sort();
+        Some((*leader, isr))
+    }
 }
 
 fn free_port() -> u16 {
@@ -73,15 +96,32 @@ impl Cluster {
         let mut request = MetadataRequest::default();
         request.topics = None;
         let response: MetadataResponse = super::raw::call(&mut s, ApiKey::Metadata, 9, 1, &request);
+        let name = |t: &kafka_protocol::messages::metadata_response::MetadataResponseTopic| {
+            t.name.as_ref().map_or(String::new(), |n| n.0.to_string())
+        };
         View {
+            isr: response
+                .topics
+                .iter()
+                .map(|t| {
+                    let isr = t
+                        .partitions
+                        .iter()
+                        .map(|p| p.isr_nodes.iter().map(|n| n.0).collect())
+                        .collect();
+                    (name(t), isr)
+                })
+                .collect(),
             controller: response.controller_id.0,
             brokers: response.brokers.iter().map(|b| b.node_id.0).collect(),
             topics: response
                 .topics
                 .iter()
                 .map(|t| {
-                    let name = t.name.as_ref().map_or(String::new(), |n| n.0.to_string());
-                    (name, t.partitions.iter().map(|p| p.leader_id.0).collect())
+                    (
+                        name(t),
+                        t.partitions.iter().map(|p| p.leader_id.0).collect(),
+                    )
                 })
                 .collect(),
         }
@@ -131,6 +171,38 @@ impl Cluster {
 
     pub fn resume(&mut self, id: usize) {
         signal(self.node(id).pid(), libc::SIGCONT);
+    }
+
+    /// Waits until every node of `among` lists `topic`'s `partition` with a leader and the ISR
+    /// `isr` (sorted); returns the leader.
+    pub fn await_isr(
+        &mut self,
+        among: &[usize],
+        topic: &str,
+        partition: usize,
+        isr: &[i32],
+    ) -> i32 {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            let views: Vec<Option<(i32, Vec<i32>)>> = among
+                .iter()
+                .map(|&id| self.view(id).partition(topic, partition))
+                .collect();
+            let first = views[0].clone();
+            if let Some((leader, got)) = first.filter(|(l, got)| *l >= 0 && got == isr) {
+                if views
+                    .iter()
+                    .all(|v| v.as_ref().is_some_and(|(l, g)| *l == leader && g == &got))
+                {
+                    return leader;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{topic}-{partition}: never ISR {isr:?}: {views:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Starts node `id` again on its data dir and port (after `kill9` or a stop).

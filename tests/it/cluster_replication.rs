@@ -1,0 +1,184 @@
+//! Records copied between nodes (issue 20): a topic with three replicas on three real nodes,
+//! written by an idempotent acks=all producer while its leader is killed with `kill -9`; a
+//! follower in the ISR takes over, the producer carries on by itself, the killed node comes back,
+//! cuts what it must, catches up and rejoins the ISR, and every acknowledged record is read back
+//! at its acknowledged offset, once, in order. And min.insync.replicas: with a follower gone, a
+//! topic that needs three in sync refuses acks=all (NOT_ENOUGH_REPLICAS) and takes acks=1.
+
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::kit::client::{admin, producer};
+use crate::kit::cluster::{check_acknowledged, Acked, Cluster};
+
+fn create_replicated(addr: &str, name: &str, configs: &[(&str, &str)]) {
+    let mut topic = NewTopic::new(name, 1, TopicReplication::Fixed(3));
+    for (k, v) in configs {
+        topic = topic.set(k, v);
+    }
+    let results =
+        futures_lite::future::block_on(admin(addr).create_topics(&[topic], &AdminOptions::new()))
+            .expect("create_topics");
+    results[0].as_ref().expect("created");
+}
+
+/// Sends `count` records to partition 0 of `topic`, tagged `tag-i`; the acknowledged ones
+/// (partition, offset, value) and the errors of the others.
+fn send(
+    producer: &FutureProducer,
+    topic: &str,
+    tag: &str,
+    count: usize,
+) -> (Vec<Acked>, Vec<RDKafkaErrorCode>) {
+    let futures: Vec<_> = (0..count)
+        .map(|i| {
+            let value = format!("{tag}-{i}").into_bytes();
+            let record: FutureRecord<'_, str, Vec<u8>> = FutureRecord::to(topic)
+                .partition(0)
+                .key("k")
+                .payload(&value);
+            let future = producer
+                .send_result(record)
+                .map_err(|(e, _)| e)
+                .expect("enqueue");
+            (value, future)
+        })
+        .collect();
+    let mut acked = Vec::new();
+    let mut errors = Vec::new();
+    for (value, future) in futures {
+        match futures_lite::future::block_on(future).expect("not cancelled") {
+            Ok((partition, offset)) => acked.push((partition, offset, value)),
+            Err((e, _)) => errors.push(e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail)),
+        }
+    }
+    (acked, errors)
+}
+
+#[test]
+fn an_rf3_topic_outlives_its_leader_killed_kill9_and_the_leader_rejoins() {
+    let mut cluster = Cluster::start(
+        3,
+        &[
+            "num.partitions=1",
+            "broker.session.timeout.ms=2000",
+            "replica.lag.time.max.ms=3000",
+        ],
+    );
+    cluster.await_controller(&[1, 2, 3], 3);
+    let bootstrap = cluster.bootstrap();
+    create_replicated(&bootstrap, "copied", &[("min.insync.replicas", "2")]);
+    let leader = cluster.await_isr(&[1, 2, 3], "copied", 0, &[1, 2, 3]) as usize;
+
+    let writer = producer(
+        &bootstrap,
+        &[
+            ("acks", "all"),
+            ("enable.idempotence", "true"),
+            ("message.timeout.ms", "30000"),
+        ],
+    );
+    let mut acked: Vec<Acked> = Vec::new();
+    for round in 0..3 {
+        let (ok, errors) = send(&writer, "copied", &format!("before{round}"), 50);
+        assert!(errors.is_empty(), "{errors:?}");
+        acked.extend(ok);
+    }
+    // Every replica has it: the high watermark (what a consumer may read) passed it all.
+    check_acknowledged(&bootstrap, "copied", &acked);
+
+    cluster.kill9(leader);
+    let survivors: Vec<usize> = (1..=3).filter(|&id| id != leader).collect();
+    let mut expected: Vec<i32> = survivors.iter().map(|&id| id as i32).collect();
+    expected.sort();
+    // Writes go on through the failover: the producer finds the new leader by itself.
+    let (during, _) = send(&writer, "copied", "during", 50);
+    acked.extend(during);
+    let next = cluster.await_isr(&survivors, "copied", 0, &expected) as usize;
+    assert_ne!(next, leader);
+    for round in 0..2 {
+        let (ok, errors) = send(&writer, "copied", &format!("after{round}"), 50);
+        assert!(errors.is_empty(), "{errors:?}");
+        acked.extend(ok);
+    }
+    acked.sort_by_key(|a| a.1);
+    check_acknowledged(&bootstrap, "copied", &acked);
+
+    // The old leader returns as a follower, catches up and is back in the ISR.
+    cluster.restart(leader);
+    cluster.await_isr(&[1, 2, 3], "copied", 0, &[1, 2, 3]);
+    let (ok, errors) = send(&writer, "copied", "rejoined", 50);
+    assert!(errors.is_empty(), "{errors:?}");
+    acked.extend(ok);
+    check_acknowledged(&bootstrap, "copied", &acked);
+
+    // The leader of the moment dies too: the two left (the rejoined node among them) elect one
+    // of themselves, and nothing acknowledged is missing.
+    cluster.kill9(next);
+    let left: Vec<usize> = (1..=3).filter(|&id| id != next).collect();
+    let mut expected: Vec<i32> = left.iter().map(|&id| id as i32).collect();
+    expected.sort();
+    cluster.await_isr(&left, "copied", 0, &expected);
+    let addrs: Vec<String> = left
+        .iter()
+        .map(|&id| cluster.node(id).addr.clone())
+        .collect();
+    check_acknowledged(&addrs.join(","), "copied", &acked);
+}
+
+#[test]
+fn min_insync_replicas_refuses_acks_all_and_takes_acks_1_with_a_follower_down() {
+    let mut cluster = Cluster::start(
+        3,
+        &[
+            "num.partitions=1",
+            "broker.session.timeout.ms=2000",
+            "replica.lag.time.max.ms=2000",
+        ],
+    );
+    cluster.await_controller(&[1, 2, 3], 3);
+    let bootstrap = cluster.bootstrap();
+    create_replicated(&bootstrap, "two", &[("min.insync.replicas", "2")]);
+    create_replicated(&bootstrap, "three", &[("min.insync.replicas", "3")]);
+    let leader = cluster.await_isr(&[1, 2, 3], "three", 0, &[1, 2, 3]) as usize;
+    cluster.await_isr(&[1, 2, 3], "two", 0, &[1, 2, 3]);
+    // A follower of "three" goes down (not its leader; the same node follows or leads "two").
+    let follower = (1..=3).find(|&id| id != leader).unwrap();
+    cluster.kill9(follower);
+    let up: Vec<usize> = (1..=3).filter(|&id| id != follower).collect();
+    let mut isr: Vec<i32> = up.iter().map(|&id| id as i32).collect();
+    isr.sort();
+    cluster.await_isr(&up, "three", 0, &isr);
+    cluster.await_isr(&up, "two", 0, &isr);
+
+    let quick = [
+        ("acks", "all"),
+        ("message.timeout.ms", "3000"),
+        ("retries", "0"),
+    ];
+    let all = producer(&bootstrap, &quick);
+    let (ok, _) = send(&all, "two", "two", 10);
+    assert_eq!(ok.len(), 10, "ISR 2 meets min.insync.replicas=2");
+    let (ok, errors) = send(&all, "three", "three", 5);
+    assert!(ok.is_empty(), "{ok:?}");
+    assert!(
+        errors
+            .iter()
+            .all(|e| *e == RDKafkaErrorCode::NotEnoughReplicas),
+        "{errors:?}"
+    );
+    let one = producer(&bootstrap, &[("acks", "1"), ("message.timeout.ms", "5000")]);
+    let (ok, errors) = send(&one, "three", "one", 5);
+    assert_eq!((ok.len(), errors.len()), (5, 0), "{errors:?}");
+
+    // The follower returns: writes with acks=all go through again.
+    cluster.restart(follower);
+    cluster.await_isr(&[1, 2, 3], "three", 0, &[1, 2, 3]);
+    let retrying = producer(
+        &bootstrap,
+        &[("acks", "all"), ("message.timeout.ms", "10000")],
+    );
+    let (ok, errors) = send(&retrying, "three", "back", 5);
+    assert_eq!((ok.len(), errors.len()), (5, 0), "{errors:?}");
+}
