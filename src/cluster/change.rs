@@ -33,6 +33,11 @@ pub enum Change {
     UnfenceBroker {
         id: NodeId,
     },
+    /// The broker is shutting down cleanly (Kafka's controlled shutdown): fenced, its
+    /// leaderships handed to the ISR, until it registers again.
+    ShutdownBroker {
+        id: NodeId,
+    },
     /// Replicas go on `replication_factor` registered brokers each (see [`place`]).
     CreateTopic {
         name: String,
@@ -94,13 +99,20 @@ impl Change {
     }
 
     /// Creates one of Kafka's internal topics (`__consumer_offsets`, `__transaction_state`):
-    /// compacted, in segments of 100 MiB, as Kafka makes them.
-    pub fn create_internal_topic(name: &str, partitions: i32) -> Change {
+    /// compacted, in segments of 100 MiB, as Kafka makes them, with `replication_factor`
+    /// replicas of each partition.
+    pub fn create_internal_topic(name: &str, partitions: i32, replication_factor: u16) -> Change {
         let configs = [
             ("cleanup.policy".to_string(), "compact".to_string()),
             ("segment.bytes".to_string(), (100 << 20).to_string()),
         ];
-        Change::create_topic(name, partitions, configs.into())
+        Change::CreateTopic {
+            name: name.to_string(),
+            id: Uuid::new_v4(),
+            partitions,
+            replication_factor: replication_factor.max(1),
+            configs: configs.into(),
+        }
     }
 
     /// The topic this change is about, if it is about one.
@@ -114,6 +126,7 @@ impl Change {
             Change::RegisterBroker { .. }
             | Change::FenceBroker { .. }
             | Change::UnfenceBroker { .. }
+            | Change::ShutdownBroker { .. }
             | Change::SetBrokerConfigs { .. }
             | Change::AllocateProducerIds { .. } => None,
         }
@@ -208,7 +221,9 @@ pub fn apply(image: &Image, change: &Change) -> Result<Image, ChangeError> {
     let mut next = image.clone();
     next.revision += 1;
     match change {
-        Change::FenceBroker { id, .. } | Change::UnfenceBroker { id }
+        Change::FenceBroker { id, .. }
+        | Change::UnfenceBroker { id }
+        | Change::ShutdownBroker { id }
             if !next.brokers.contains_key(id) =>
         {
             return Err(ChangeError::UnknownBroker(id.0));
@@ -219,7 +234,13 @@ pub fn apply(image: &Image, change: &Change) -> Result<Image, ChangeError> {
         }
         Change::UnfenceBroker { id } => {
             next.fenced.remove(id);
+            next.shut_down.remove(id);
             election::unfence(&mut next, *id);
+        }
+        Change::ShutdownBroker { id } => {
+            next.fenced.insert(*id);
+            next.shut_down.insert(*id);
+            election::fence(&mut next, *id, false);
         }
         Change::AlterPartition {
             topic,
@@ -240,6 +261,7 @@ pub fn apply(image: &Image, change: &Change) -> Result<Image, ChangeError> {
             election::alter_isr(&mut next, alter)?;
         }
         Change::RegisterBroker { id, broker } => {
+            next.shut_down.remove(id);
             if next.fenced.remove(id) {
                 election::unfence(&mut next, *id);
             }

@@ -101,6 +101,9 @@ pub struct Image {
     /// Registered brokers the controller has not heard from within `broker.session.timeout.ms`:
     /// not listed to clients, given no new replicas, their partitions without a leader.
     pub fenced: BTreeSet<NodeId>,
+    /// Fenced brokers that shut down cleanly (controlled shutdown): they stay fenced, heard or
+    /// not, until they register again.
+    pub shut_down: BTreeSet<NodeId>,
     pub topics: BTreeMap<String, TopicMeta>,
     /// The first producer id past every block handed out: the next block starts here.
     pub producer_ids_end: i64,
@@ -296,8 +299,8 @@ impl Image {
                 );
             }
         }
-        let fenced = match table.get("fenced").and_then(toml::Value::as_array) {
-            None => BTreeSet::new(),
+        let ids = |key: &str| match table.get(key).and_then(toml::Value::as_array) {
+            None => Ok(BTreeSet::new()),
             Some(ids) => ids
                 .iter()
                 .map(|id| {
@@ -306,8 +309,10 @@ impl Image {
                         .map(NodeId)
                 })
                 .collect::<Option<BTreeSet<NodeId>>>()
-                .ok_or("fenced is not a list of broker ids")?,
+                .ok_or(format!("{key} is not a list of broker ids")),
         };
+        let fenced = ids("fenced")?;
+        let shut_down = ids("shut_down")?;
         let producer_ids_end = match table.get("producer_ids_end") {
             None => 0,
             Some(end) => end
@@ -322,6 +327,7 @@ impl Image {
             broker_configs,
             producer_ids_end,
             fenced,
+            shut_down,
         })
     }
 
@@ -347,9 +353,11 @@ impl Image {
         let mut root = toml::Table::new();
         root.insert("revision".into(), (self.revision as i64).into());
         root.insert("producer_ids_end".into(), self.producer_ids_end.into());
-        if !self.fenced.is_empty() {
-            let ids: Vec<toml::Value> = self.fenced.iter().map(|id| (id.0 as i64).into()).collect();
-            root.insert("fenced".into(), ids.into());
+        for (key, set) in [("fenced", &self.fenced), ("shut_down", &self.shut_down)] {
+            if !set.is_empty() {
+                let ids: Vec<toml::Value> = set.iter().map(|id| (id.0 as i64).into()).collect();
+                root.insert(key.into(), ids.into());
+            }
         }
         let brokers: toml::Table = self
             .brokers

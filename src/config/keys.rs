@@ -423,6 +423,18 @@ pub const DECLARED_BROKER_KEYS: &[Key] = &[
         "compact when this share of the closed log is uncleaned",
     ),
     broker(
+        "offsets.topic.replication.factor",
+        int(1, i16::MAX as i64),
+        "3",
+        "replicas of each __consumer_offsets partition (at most the brokers of the cluster)",
+    ),
+    broker(
+        "transaction.state.log.replication.factor",
+        int(1, i16::MAX as i64),
+        "3",
+        "replicas of each __transaction_state partition (at most the live brokers)",
+    ),
+    broker(
         "offsets.topic.num.partitions",
         int(1, 1000),
         "50",

@@ -375,6 +375,9 @@ pub struct Coordinator {
     expiry_checked: Cell<Option<Instant>>,
     /// The groups holding pending transactional offsets of each producer.
     txn_groups: RefCell<HashMap<i64, BTreeSet<String>>>,
+    /// `__consumer_offsets` partitions whose groups are being loaded (this node leads them
+    /// since a moment): their groups answer COORDINATOR_LOAD_IN_PROGRESS until loaded.
+    loading: RefCell<BTreeSet<i32>>,
 }
 
 fn error_join(error: GroupError, member_id: &str) -> JoinOutcome {
@@ -404,7 +407,36 @@ impl Coordinator {
             loaded: Cell::new(false),
             expiry_checked: Cell::new(None),
             txn_groups: RefCell::new(HashMap::new()),
+            loading: RefCell::new(BTreeSet::new()),
         }
+    }
+
+    /// Whether the groups were loaded at start.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.get()
+    }
+
+    /// This shard leads `partition` of `__consumer_offsets` from now: its groups wait while
+    /// they are loaded (then [`Coordinator::load`] and [`Coordinator::end_loading`]).
+    pub fn begin_loading(&self, partition: i32) {
+        self.unload(partition);
+        self.loading.borrow_mut().insert(partition);
+    }
+
+    pub fn end_loading(&self, partition: i32) {
+        self.loading.borrow_mut().remove(&partition);
+    }
+
+    /// Another node leads `partition` of `__consumer_offsets` from now: its groups are forgotten
+    /// here (their clients find the new coordinator).
+    pub fn unload(&self, partition: i32) {
+        let partitions = self.config.offsets_partitions;
+        let ours = |group: &str| offsets_partition(group, partitions) == partition;
+        self.groups.borrow_mut().retain(|name, _| !ours(name));
+        for groups in self.txn_groups.borrow_mut().values_mut() {
+            groups.retain(|name| !ours(name));
+        }
+        self.loading.borrow_mut().remove(&partition);
     }
 
     pub fn config(&self) -> &GroupConfig {
@@ -415,7 +447,8 @@ impl Coordinator {
         if group.is_empty() {
             return Err(GroupError::InvalidGroupId);
         }
-        if !self.loaded.get() {
+        let partition = offsets_partition(group, self.config.offsets_partitions);
+        if !self.loaded.get() || self.loading.borrow().contains(&partition) {
             return Err(GroupError::Loading);
         }
         Ok(())

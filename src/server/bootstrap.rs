@@ -107,6 +107,7 @@ fn load_image(
             changes.push(Change::create_internal_topic(
                 OFFSETS_TOPIC,
                 offsets_partitions,
+                1,
             ));
         }
         if handed_out > image.producer_ids_end {

@@ -14,6 +14,7 @@ use crate::group::{self, CommittedOffset, Coordinator, GroupConfig, GroupError, 
 use crate::io;
 use crate::model::{BatchView, ShardId, TopicPartition};
 use crate::protocol::ResponseError as E;
+use crate::replication::{Partition, Transition};
 
 /// How often a shard's coordinator looks for expired sessions and due rebalances.
 const GROUP_TICK_MS: u64 = 100;
@@ -149,16 +150,87 @@ impl Shard {
         mut out: impl FnMut(i32, LogEntry),
     ) {
         for partition in 0..partitions {
-            let tp = TopicPartition::new(topic, partition);
-            if self.owner(&tp) != self.id {
+            self.read_internal_partition(topic, partition, &mut out)
+                .await;
+        }
+    }
+
+    /// Every entry of `partition` of internal topic `topic` if this shard owns and leads it.
+    pub async fn read_internal_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        mut out: impl FnMut(i32, LogEntry),
+    ) {
+        let tp = TopicPartition::new(topic, partition);
+        if self.owner(&tp) != self.id {
+            return;
+        }
+        let Ok(p) = self.partition(&tp).await else {
+            return;
+        };
+        if let Err(e) = read_log(&p.log, |e| out(partition, e)).await {
+            tracing::error!(%tp, error = %e, "cannot read an internal topic's records");
+        }
+    }
+
+    /// The coordinators follow the leadership of their internal partitions: a partition led
+    /// here from a new leader epoch has its groups (or transactions) loaded from its log; one
+    /// led elsewhere has them forgotten. (At start the shard's first load covers the partitions
+    /// it leads.)
+    pub(super) fn coordinators_follow(&self, moved: &[(Rc<Partition>, Transition)]) {
+        for (partition, transition) in moved {
+            let topic = &*partition.tp.topic;
+            let index = partition.tp.partition;
+            let offsets = topic == OFFSETS_TOPIC;
+            if !offsets && topic != crate::txn::TXN_TOPIC {
                 continue;
             }
-            let Ok(p) = self.partition(&tp).await else {
+            let leads = *transition == Transition::Leads;
+            if !leads {
+                match offsets {
+                    true => self.groups.unload(index),
+                    false => self.txns.unload(index),
+                }
                 continue;
+            }
+            let loaded = match offsets {
+                true => self.groups.is_loaded(),
+                false => self.txns.is_loaded(),
             };
-            if let Err(e) = read_log(&p.log, |e| out(partition, e)).await {
-                tracing::error!(%tp, error = %e, "cannot read an internal topic's records");
+            // A partition just created (epoch 0) has nothing to load, and the coordinator may
+            // already be serving it (the topic is created on a coordinator's first use).
+            if !loaded || partition.leader_epoch().0 == 0 {
+                continue;
             }
+            match offsets {
+                true => self.groups.begin_loading(index),
+                false => self.txns.begin_loading(index),
+            }
+            let shard = self.this.clone();
+            self.background
+                .spawn(async move {
+                    let Some(shard) = shard.upgrade() else { return };
+                    let started = Instant::now();
+                    let mut entries = Vec::new();
+                    let topic = if offsets { OFFSETS_TOPIC } else { crate::txn::TXN_TOPIC };
+                    shard
+                        .read_internal_partition(topic, index, |p, e| entries.push((p, e)))
+                        .await;
+                    let count = entries.len();
+                    if offsets {
+                        shard.groups.load(entries);
+                        shard.groups.end_loading(index);
+                    } else {
+                        shard.txns.load(entries.into_iter().filter_map(|(_, e)| match e {
+                            LogEntry::Record { key, value, .. } => Some((key, value)),
+                            LogEntry::Marker { .. } => None,
+                        }));
+                        shard.txns.end_loading(index);
+                    }
+                    tracing::info!(topic, partition = index, records = count, elapsed = ?started.elapsed(), "coordinator loaded a partition it leads now");
+                })
+                .detach();
         }
     }
 

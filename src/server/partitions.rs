@@ -211,6 +211,7 @@ impl Shard {
             .partitions
             .reconcile(&image, &self.broker(), owns)
             .await;
+        self.coordinators_follow(&moved);
         self.follow(moved);
         match failed {
             None => Ok(()),

@@ -167,6 +167,7 @@ pub async fn hand_over(shard: &Shard) {
     let Some(controller) = &shard.controller else {
         return;
     };
+    controlled_shutdown(shard).await;
     let quorum = controller.quorum();
     let Some(to) = quorum.transfer_leadership().await else {
         return;
@@ -180,6 +181,27 @@ pub async fn hand_over(shard: &Shard) {
         handed = !quorum.is_leader(),
         "handed the controller's leadership over"
     );
+}
+
+/// Kafka's controlled shutdown: before a node of a cluster stops, the controller fences it and
+/// hands the partitions it leads to their ISR, so clients move at once rather than after the
+/// session timeout. Bounded: a cluster without a quorum lets it stop anyway.
+async fn controlled_shutdown(shard: &Shard) {
+    let me = NodeId(shard.node_id);
+    let image = shard.image();
+    if image.brokers.len() < 2 || image.fenced.contains(&me) {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let change = shard.change(Change::ShutdownBroker { id: me }, false);
+    match io::net::timeout(Duration::from_secs(5), change).await {
+        Some(Ok(_)) => tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "controlled shutdown: this node's leaderships moved to the other replicas in sync"
+        ),
+        Some(Err(e)) => tracing::warn!(error = %e, "controlled shutdown refused; stopping anyway"),
+        None => tracing::warn!("controlled shutdown took too long; stopping anyway"),
+    }
 }
 
 /// The active controller's watch over the brokers: one not heard from within
@@ -221,7 +243,10 @@ impl Liveness {
                         id,
                         unclean: shard.broker().bool("unclean.leader.election.enable"),
                     }),
-                    (false, true) if quorum.last_heard(id).is_some_and(|at| at > since) => {
+                    (false, true)
+                        if !image.shut_down.contains(&id)
+                            && quorum.last_heard(id).is_some_and(|at| at > since) =>
+                    {
                         Some(Change::UnfenceBroker { id })
                     }
                     _ => None,
@@ -274,7 +299,11 @@ async fn join(shard: Weak<Shard>, quorum: Rc<Quorum>, voters: Vec<NodeId>) {
             return;
         } else if voters.iter().all(|v| image.brokers.contains_key(v)) {
             let partitions = shard.broker().i32("offsets.topic.num.partitions");
-            Change::create_internal_topic(OFFSETS_TOPIC, partitions)
+            let factor = shard
+                .broker()
+                .i64("offsets.topic.replication.factor")
+                .min(voters.len() as i64) as u16;
+            Change::create_internal_topic(OFFSETS_TOPIC, partitions, factor)
         } else {
             drop(shard);
             io::sleep(JOIN_RETRY).await;

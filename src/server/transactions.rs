@@ -276,7 +276,13 @@ impl Shard {
         if self.topic(TXN_TOPIC).is_some() {
             return Ok(());
         }
-        let change = Change::create_internal_topic(TXN_TOPIC, self.txns.config().partitions);
+        let live = self.image().live_brokers().count().max(1) as i64;
+        let factor = self
+            .broker()
+            .i64("transaction.state.log.replication.factor")
+            .min(live) as u16;
+        let change =
+            Change::create_internal_topic(TXN_TOPIC, self.txns.config().partitions, factor);
         match self.change(change, false).await {
             Ok(_) => {
                 tracing::info!(topic = TXN_TOPIC, "created");

@@ -96,6 +96,8 @@ pub struct Coordinator {
     loaded: Cell<bool>,
     timeouts_checked: Cell<Option<Instant>>,
     expiry_checked: Cell<Option<Instant>>,
+    /// `__transaction_state` partitions being loaded (led here since a moment).
+    loading: RefCell<BTreeSet<i32>>,
 }
 
 /// Marks an id busy for one operation; dropping it (also when the request is dropped) frees it.
@@ -131,7 +133,33 @@ impl Coordinator {
             loaded: Cell::new(false),
             timeouts_checked: Cell::new(None),
             expiry_checked: Cell::new(None),
+            loading: RefCell::new(BTreeSet::new()),
         }
+    }
+
+    /// Whether the transactions were loaded at start.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.get()
+    }
+
+    /// This shard leads `partition` of `__transaction_state` from now: its ids wait while they
+    /// are loaded (then [`Coordinator::load`] and [`Coordinator::end_loading`]).
+    pub fn begin_loading(&self, partition: i32) {
+        self.unload(partition);
+        self.loading.borrow_mut().insert(partition);
+    }
+
+    pub fn end_loading(&self, partition: i32) {
+        self.loading.borrow_mut().remove(&partition);
+    }
+
+    /// Another node leads `partition` of `__transaction_state` from now: its ids are forgotten.
+    pub fn unload(&self, partition: i32) {
+        let partitions = self.config.partitions;
+        let ours = |id: &str| txn_partition(id, partitions) == partition;
+        self.txns.borrow_mut().retain(|id, _| !ours(id));
+        self.unfinished.borrow_mut().retain(|id| !ours(id));
+        self.loading.borrow_mut().remove(&partition);
     }
 
     pub fn config(&self) -> &TxnConfig {
@@ -142,7 +170,8 @@ impl Coordinator {
         if id.is_empty() {
             return Err(TxnError::EmptyId);
         }
-        if !self.loaded.get() {
+        let partition = txn_partition(id, self.config.partitions);
+        if !self.loaded.get() || self.loading.borrow().contains(&partition) {
             return Err(TxnError::Loading);
         }
         Ok(())

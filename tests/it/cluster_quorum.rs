@@ -180,6 +180,7 @@ fn a_transaction_over_every_nodes_partitions_commits_and_aborts() {
 #[test]
 fn the_cluster_script_starts_kills_restarts_and_stops_nodes() {
     use std::process::Command;
+    let _turn = crate::kit::cluster::one_cluster_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     // Ports from a free one, so that parallel tests do not collide (the script uses base+12..+33).
     let base = std::net::TcpListener::bind("127.0.0.1:0")

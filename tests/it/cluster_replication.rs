@@ -9,7 +9,7 @@ use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::kit::client::{admin, producer};
+use crate::kit::client::{admin, consumer, producer, read_n};
 use crate::kit::cluster::{check_acknowledged, Acked, Cluster};
 
 fn create_replicated(addr: &str, name: &str, configs: &[(&str, &str)]) {
@@ -128,6 +128,43 @@ fn an_rf3_topic_outlives_its_leader_killed_kill9_and_the_leader_rejoins() {
 }
 
 #[test]
+fn a_clean_shutdown_hands_its_leaderships_over_before_it_stops() {
+    // The default session timeout (9 s): only the controlled shutdown can move the leader sooner.
+    let mut cluster = Cluster::start(3, &["num.partitions=1"]);
+    cluster.await_controller(&[1, 2, 3], 3);
+    let bootstrap = cluster.bootstrap();
+    create_replicated(&bootstrap, "handed", &[("min.insync.replicas", "2")]);
+    let leader = cluster.await_isr(&[1, 2, 3], "handed", 0, &[1, 2, 3]) as usize;
+    let writer = producer(
+        &bootstrap,
+        &[("acks", "all"), ("enable.idempotence", "true")],
+    );
+    let (mut acked, errors) = send(&writer, "handed", "before", 50);
+    assert!(errors.is_empty(), "{errors:?}");
+
+    let stopping = std::time::Instant::now();
+    cluster.node(leader).stop();
+    let survivors: Vec<usize> = (1..=3).filter(|&id| id != leader).collect();
+    let view = cluster.view(survivors[0]);
+    let (now, isr) = view.partition("handed", 0).expect("listed");
+    assert!(
+        now >= 0 && now != leader as i32 && !isr.contains(&(leader as i32)),
+        "the leadership moved before the node stopped: {view:?}"
+    );
+    let (ok, errors) = send(&writer, "handed", "after", 50);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(
+        stopping.elapsed() < std::time::Duration::from_secs(8),
+        "writes resumed within the session timeout: {:?}",
+        stopping.elapsed()
+    );
+    acked.extend(ok);
+    cluster.restart(leader);
+    cluster.await_isr(&[1, 2, 3], "handed", 0, &[1, 2, 3]);
+    check_acknowledged(&bootstrap, "handed", &acked);
+}
+
+#[test]
 fn min_insync_replicas_refuses_acks_all_and_takes_acks_1_with_a_follower_down() {
     let mut cluster = Cluster::start(
         3,
@@ -181,4 +218,84 @@ fn min_insync_replicas_refuses_acks_all_and_takes_acks_1_with_a_follower_down() 
     );
     let (ok, errors) = send(&retrying, "three", "back", 5);
     assert_eq!((ok.len(), errors.len()), (5, 0), "{errors:?}");
+}
+
+/// A consumer group and a transactional producer whose coordinators' node is killed with
+/// `kill -9`: `__consumer_offsets` and `__transaction_state` have three replicas, a follower of
+/// their partition leads them next and loads the groups and transactions from its copy; the group
+/// resumes at its committed offset and the producer commits its next transaction.
+#[test]
+fn a_group_and_a_transaction_carry_on_across_their_coordinator_killed_kill9() {
+    use crate::kafka_transactions::{read_all, send as send_values, txn_producer, values};
+    use rdkafka::consumer::{CommitMode, Consumer};
+    use rdkafka::producer::Producer;
+    const T: std::time::Duration = std::time::Duration::from_secs(30);
+
+    let mut cluster = Cluster::start(3, &["num.partitions=1", "broker.session.timeout.ms=2000"]);
+    cluster.await_controller(&[1, 2, 3], 3);
+    let bootstrap = cluster.bootstrap();
+    create_replicated(&bootstrap, "work", &[("min.insync.replicas", "2")]);
+    cluster.await_isr(&[1, 2, 3], "work", 0, &[1, 2, 3]);
+    let group_partition = sluice::group::offsets_partition("carry", 50) as usize;
+    let coordinator = cluster.await_isr(
+        &[1, 2, 3],
+        "__consumer_offsets",
+        group_partition,
+        &[1, 2, 3],
+    ) as usize;
+
+    let writer = producer(&bootstrap, &[("acks", "all")]);
+    let (acked, errors) = send(&writer, "work", "w", 20);
+    assert!(errors.is_empty(), "{errors:?}");
+    let group_config = [("group.id", "carry"), ("auto.offset.reset", "earliest")];
+    let group = consumer(&bootstrap, &group_config);
+    group.subscribe(&["work"]).unwrap();
+    let first = read_n(&group, 10);
+    assert_eq!(first[9].offset, acked[9].1);
+    group.commit_consumer_state(CommitMode::Sync).unwrap();
+    drop(group);
+
+    // A transactional id whose coordinator is on the same node as the group's.
+    drop(txn_producer(&bootstrap, "warm-up", &[]));
+    let txn_id = (0..)
+        .map(|i| format!("carry-{i}"))
+        .find(|id| {
+            let p = sluice::txn::txn_partition(id, 50) as usize;
+            cluster.await_isr(&[1, 2, 3], "__transaction_state", p, &[1, 2, 3]) as usize
+                == coordinator
+        })
+        .unwrap();
+    let txn = txn_producer(&bootstrap, &txn_id, &[]);
+    txn.begin_transaction().unwrap();
+    send_values(&txn, "work", &values("t1", 5));
+    txn.commit_transaction(T).unwrap();
+
+    cluster.kill9(coordinator);
+    let survivors: Vec<usize> = (1..=3).filter(|&id| id != coordinator).collect();
+    let mut isr: Vec<i32> = survivors.iter().map(|&id| id as i32).collect();
+    isr.sort();
+    cluster.await_isr(&survivors, "__consumer_offsets", group_partition, &isr);
+
+    let group = consumer(&bootstrap, &group_config);
+    group.subscribe(&["work"]).unwrap();
+    let rest = read_n(&group, 10);
+    assert_eq!(
+        rest[0].offset, acked[10].1,
+        "resumed at the committed offset"
+    );
+    drop(group);
+
+    txn.begin_transaction().unwrap();
+    send_values(&txn, "work", &values("t2", 5));
+    txn.commit_transaction(T).unwrap();
+    let addrs: Vec<String> = survivors
+        .iter()
+        .map(|&id| cluster.node(id).addr.clone())
+        .collect();
+    let committed = read_all(&addrs.join(","), "work", 1, "read_committed");
+    let mut expected: Vec<String> = (0..20).map(|i| format!("w-{i}")).collect();
+    expected.extend(values("t1", 5));
+    expected.extend(values("t2", 5));
+    expected.sort();
+    assert_eq!(committed, expected);
 }

@@ -14,6 +14,20 @@ use rdkafka::Offset;
 
 pub struct Cluster {
     nodes: Vec<Broker>,
+    /// Held while the cluster runs (dropped after its nodes stop): clusters run one at a time, so
+    /// that three nodes' heartbeats are not starved by another test's three on a 2-core machine
+    /// (a broker missing its session timeout is fenced, which such a test does not expect).
+    _serial: std::sync::MutexGuard<'static, ()>,
+}
+
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The turn of a test that runs a cluster of its own (not through [`Cluster`]), held while it runs.
+pub fn one_cluster_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    // A test that failed while holding it poisons it; the next still runs.
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A record acknowledged with acks=all: (partition, offset, value).
@@ -61,6 +75,7 @@ fn free_port() -> u16 {
 impl Cluster {
     /// Starts `nodes` nodes with `--set` overrides (`key=value`) on each.
     pub fn start(nodes: usize, sets: &[&str]) -> Cluster {
+        let serial = one_cluster_at_a_time();
         let ports: Vec<(u16, u16)> = (0..nodes).map(|_| (free_port(), free_port())).collect();
         let voters: Vec<String> = ports
             .iter()
@@ -87,7 +102,10 @@ impl Cluster {
                 Broker::start_on(client, &sets)
             })
             .collect();
-        Cluster { nodes }
+        Cluster {
+            nodes,
+            _serial: serial,
+        }
     }
 
     /// What node `id`'s Metadata (v1+, all topics) says now.
