@@ -300,7 +300,9 @@ impl Partition {
     }
 
     /// The high watermark may move up to `end` (the minimum over the ISR, or the leader's as a
-    /// follower heard it), and the fetches and produces waiting on this partition wake.
+    /// follower heard it); if it moved, the fetches and produces waiting on this partition wake.
+    /// (Only then: a follower's fetch moves it, and waking the other followers' fetches on every
+    /// fetch would have them wake each other for ever.)
     pub(super) fn advance_high_watermark(&self, end: Offset) {
         let before = self.high_watermark.get();
         let log_end = self.log.log_end();
@@ -310,8 +312,8 @@ impl Partition {
         );
         if end > before {
             self.high_watermark.set(end);
+            self.wake_waiters();
         }
-        self.wake_waiters();
     }
 
     /// Wakes every long-polling fetch waiting on this partition.
@@ -364,6 +366,8 @@ impl Partition {
                     tracing::debug!(%tp, offset = info.first_offset.0, "an idempotent producer's retry: answered with the original offsets");
                 }
                 self.update_high_watermark();
+                // The log end moved: followers' fetches waiting on it go and copy.
+                self.wake_waiters();
                 if let Acks::All { timeout } = acks {
                     self.await_isr(info.last_offset.plus(1), timeout)
                         .await

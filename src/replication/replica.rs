@@ -152,9 +152,8 @@ impl Partition {
             }
             candidate
         };
-        match candidate {
-            Some(end) => self.advance_high_watermark(end),
-            None => self.wake_waiters(),
+        if let Some(end) = candidate {
+            self.advance_high_watermark(end);
         }
     }
 

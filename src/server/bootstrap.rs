@@ -427,15 +427,36 @@ fn start_shards(
 ) -> Result<Vec<io::shard::ShardHandle<()>>, ServeError> {
     let (common, events) = (common.clone(), events.clone());
     crate::shard::start(cores, move |id, mesh| async move {
+        // Sent however the shard ends, a panic included: the others stop and `serve` exits
+        // with an error instead of waiting for ever on a shard that is gone.
+        let _exit = ExitNotice {
+            id,
+            events: events.clone(),
+        };
         if let Err(reason) = run_shard(id, common, mesh, events.clone()).await {
             let _ = events.send(Event::Failed(id, reason));
         }
-        let _ = events.send(Event::Exited);
     })
     .map_err(|(id, source)| ServeError::Io {
         what: format!("starting shard {id}"),
         source,
     })
+}
+
+/// Tells the supervisor a shard ended (as failed if it panicked) when dropped.
+struct ExitNotice {
+    id: ShardId,
+    events: mpsc::Sender<Event>,
+}
+
+impl Drop for ExitNotice {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let reason = "panicked (see the message above)".to_string();
+            let _ = self.events.send(Event::Failed(self.id, reason));
+        }
+        let _ = self.events.send(Event::Exited);
+    }
 }
 
 /// The one thread that receives SIGINT and SIGTERM (blocked everywhere else).

@@ -76,7 +76,7 @@ impl Shard {
             let Transition::Follows { leader, epoch } = transition else {
                 continue;
             };
-            tracing::info!(%tp, leader = leader.0, epoch = epoch.0, "following");
+            tracing::debug!(%tp, leader = leader.0, epoch = epoch.0, "following");
             let state = by_leader.entry(leader).or_insert_with(|| {
                 let state = Rc::new(FetcherState {
                     partitions: RefCell::new(BTreeMap::new()),

@@ -204,6 +204,10 @@ async fn controlled_shutdown(shard: &Shard) {
     }
 }
 
+/// How long a voter's port must have refused connections (and nothing heard from it since)
+/// before the active controller takes it for dead.
+const REFUSED_FOR: Duration = Duration::from_millis(300);
+
 /// The active controller's watch over the brokers: one not heard from within
 /// `broker.session.timeout.ms` is fenced (not listed, no new replicas, its partitions without a
 /// leader); one heard again is unfenced. Every broker is a voter here, so raft's own messages
@@ -237,7 +241,12 @@ impl Liveness {
             .filter(|&&id| id != me)
             .find_map(|&id| {
                 let heard = quorum.last_heard(id).map_or(since, |at| at.max(since));
-                let silent = now.saturating_duration_since(heard) > session;
+                // A process that died leaves its port refusing connections: fenced at once,
+                // without waiting out the session (a pause or a cut network still does).
+                let dead = quorum.refused_since(id).is_some_and(|refused| {
+                    refused > heard && now.saturating_duration_since(refused) >= REFUSED_FOR
+                });
+                let silent = dead || now.saturating_duration_since(heard) > session;
                 match (silent, image.fenced.contains(&id)) {
                     (true, false) => Some(Change::FenceBroker {
                         id,

@@ -47,6 +47,12 @@ const PROPOSE_TIMEOUT: std::time::Duration = if cfg!(test) {
 /// of one has none.
 pub trait Transport {
     fn send(&self, message: Message);
+
+    /// Since when connections to `peer` have been refused outright (its host answers, no process
+    /// listens: it died), if they are now.
+    fn refused_since(&self, _peer: NodeId) -> Option<std::time::Instant> {
+        None
+    }
 }
 
 /// The transport of a quorum of one.
@@ -293,6 +299,11 @@ impl Quorum {
     /// When `node` was last heard from (`None`: not since this voter opened).
     pub fn last_heard(&self, node: NodeId) -> Option<std::time::Instant> {
         self.heard.borrow().get(&node).copied()
+    }
+
+    /// Since when connections to voter `node` have been refused outright, if they are now.
+    pub fn refused_since(&self, node: NodeId) -> Option<std::time::Instant> {
+        self.transport.refused_since(node)
     }
 
     /// How many snapshots this voter took from a leader since it opened.

@@ -4,6 +4,7 @@
 //! raft tolerates a lost message, so what cannot be sent is dropped, and a queue that grows past
 //! its bound drops its oldest. Received messages are stepped into the quorum, which then drives.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
@@ -63,19 +64,24 @@ pub fn parse_voters(text: &str) -> Result<Vec<Voter>, String> {
 /// The sending side: one queue and one task per peer, on the controller's shard.
 pub struct TcpTransport {
     peers: HashMap<u64, mpsc::UnboundedSender<Message>>,
+    /// Peers whose connections are refused now, and since when.
+    refused: Refused,
 }
+
+type Refused = Rc<RefCell<HashMap<NodeId, std::time::Instant>>>;
 
 impl TcpTransport {
     /// Starts a sender task per voter other than `me`.
     pub fn start(me: NodeId, voters: &[Voter]) -> TcpTransport {
         let mut peers = HashMap::new();
+        let refused = Refused::default();
         for voter in voters.iter().filter(|v| v.id != me) {
             let (tx, rx) = mpsc::unbounded();
             let target = format!("{}:{}", voter.host, voter.port);
-            io::spawn(send_loop(voter.id, target, rx)).detach();
+            io::spawn(send_loop(voter.id, target, rx, refused.clone())).detach();
             peers.insert(raft_id(voter.id), tx);
         }
-        TcpTransport { peers }
+        TcpTransport { peers, refused }
     }
 }
 
@@ -88,9 +94,18 @@ impl Transport for TcpTransport {
             None => tracing::warn!(to = message.to, "a message to a node that is not a voter"),
         }
     }
+
+    fn refused_since(&self, peer: NodeId) -> Option<std::time::Instant> {
+        self.refused.borrow().get(&peer).copied()
+    }
 }
 
-async fn send_loop(peer: NodeId, target: String, mut queue: mpsc::UnboundedReceiver<Message>) {
+async fn send_loop(
+    peer: NodeId,
+    target: String,
+    mut queue: mpsc::UnboundedReceiver<Message>,
+    refused: Refused,
+) {
     let mut pending: VecDeque<Message> = VecDeque::new();
     let mut connection: Option<io::net::WriteHalf> = None;
     let mut logged_down = false;
@@ -112,9 +127,14 @@ async fn send_loop(peer: NodeId, target: String, mut queue: mpsc::UnboundedRecei
                 Ok(write) => {
                     tracing::info!(peer = peer.0, %target, "connected to the controller");
                     logged_down = false;
+                    refused.borrow_mut().remove(&peer);
                     connection = Some(write);
                 }
                 Err(e) => {
+                    if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                        let now = std::time::Instant::now();
+                        refused.borrow_mut().entry(peer).or_insert(now);
+                    }
                     if !logged_down {
                         tracing::warn!(peer = peer.0, %target, error = %e, "cannot reach the controller; retrying");
                         logged_down = true;

@@ -1,0 +1,439 @@
+//! What replication costs and how fast a partition fails over, on this machine, in one run:
+//!
+//! 1. Produce throughput, latency and broker CPU: SLUICE_BENCH_MESSAGES (default 200,000) 1 KiB
+//!    messages over 16 partitions with a librdkafka producer, against a single node with
+//!    replication factor 1 and acks=1, and against a three-node cluster (three `sluice serve`
+//!    processes on loopback) with replication factor 3, min.insync.replicas=2 and acks=all, in
+//!    alternating order, SLUICE_BENCH_ROUNDS rounds (default 3). Latency is from enqueue to
+//!    acknowledgement of every message (at the producer's full rate, so it includes queueing);
+//!    CPU is the brokers' user+system seconds over the run (/proc), summed over the three nodes.
+//! 2. Leader failover: an idempotent acks=all producer writes a message every 2 ms to an RF=3
+//!    partition; its leader is killed with SIGKILL (or stopped with SIGTERM, a controlled
+//!    shutdown); the time from the signal to the first acknowledgement of a message sent after
+//!    it. The node is restarted and back in the ISR before the next round (SLUICE_BENCH_FAILOVERS,
+//!    default 5, of each).
+//!
+//! `cargo build --release && cargo bench --bench replication`.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{env_or, median};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::Consumer;
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::ClientContext;
+
+const PARTITIONS: i32 = 16;
+const MESSAGE_BYTES: usize = 1024;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+}
+
+/// One `sluice serve` of the bench, restartable on its ports and data.
+struct Node {
+    sets: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn start(sets: Vec<String>) -> Node {
+        let mut node = Node { sets, child: None };
+        node.spawn();
+        node
+    }
+
+    fn spawn(&mut self) {
+        let bin = std::env::var("SLUICE_BENCH_BIN").unwrap_or(env!("CARGO_BIN_EXE_sluice").into());
+        let mut command = Command::new(bin);
+        command.arg("serve");
+        for set in &self.sets {
+            command.args(["--set", set]);
+        }
+        let child = command
+            .env(
+                "RUST_LOG",
+                std::env::var("SLUICE_BENCH_LOGS").unwrap_or("error".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(if std::env::var("SLUICE_BENCH_LOGS").is_ok() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .expect("start sluice (build it with --release)");
+        self.child = Some(child);
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    fn signal(&mut self, signal: i32) {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let _ = child.wait();
+    }
+
+    /// User+system CPU seconds so far (/proc/PID/stat).
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+        // SAFETY: sysconf has no memory effects.
+        ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.signal(libc::SIGTERM);
+        }
+    }
+}
+
+/// Starts `n` nodes (one: a single node; more: a cluster of voters), waits until they serve.
+fn start(n: usize, dir: &std::path::Path, extra: &[&str]) -> (Vec<Node>, Vec<String>) {
+    let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+    let voters: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, c))| format!("{}@127.0.0.1:{c}", i + 1))
+        .collect();
+    let mut nodes = Vec::new();
+    let mut addrs = Vec::new();
+    for (i, &(client, controller)) in ports.iter().enumerate() {
+        let mut sets = vec![
+            format!("node.id={}", i + 1),
+            format!("log.dirs={}", dir.join(format!("node{}", i + 1)).display()),
+        ];
+        if n > 1 {
+            sets.push(format!("controller.quorum.voters={}", voters.join(",")));
+            sets.push(format!(
+                "listeners=PLAINTEXT://127.0.0.1:{client},CONTROLLER://127.0.0.1:{controller}"
+            ));
+        } else {
+            sets.push(format!("listeners=PLAINTEXT://127.0.0.1:{client}"));
+        }
+        sets.extend(extra.iter().map(|s| s.to_string()));
+        nodes.push(Node::start(sets));
+        addrs.push(format!("127.0.0.1:{client}"));
+    }
+    (nodes, addrs)
+}
+
+fn admin(addr: &str) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .create()
+        .unwrap()
+}
+
+/// Creates `topic`, retrying while the cluster is still forming.
+fn create_topic(addr: &str, topic: &str, partitions: i32, factor: i32, configs: &[(&str, &str)]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(factor));
+        for (k, v) in configs {
+            new = new.set(k, v);
+        }
+        let done =
+            futures_lite::future::block_on(admin(addr).create_topics(&[new], &AdminOptions::new()));
+        if matches!(&done, Ok(results) if results[0].is_ok()) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "cannot create {topic}: {done:?}");
+        if std::env::var("SLUICE_BENCH_LOGS").is_ok() {
+            eprintln!("create {topic}: {done:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The leader and ISR of `topic`'s `partition` as `addr`'s metadata says.
+fn leader_and_isr(addr: &str, topic: &str, partition: i32) -> Option<(i32, Vec<i32>)> {
+    let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .create()
+        .ok()?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(2))
+        .ok()?;
+    let p = metadata
+        .topics()
+        .first()?
+        .partitions()
+        .get(partition as usize)?;
+    let mut isr = p.isr().to_vec();
+    isr.sort();
+    Some((p.leader(), isr))
+}
+
+/// Waits until `addr` lists `brokers` brokers (a cluster that formed).
+fn await_brokers(addr: &str, brokers: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", addr)
+            .create()
+            .unwrap();
+        let listed = consumer
+            .fetch_metadata(None, Duration::from_secs(2))
+            .map_or(0, |m| m.brokers().len());
+        if listed == brokers {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{addr}: {listed} brokers");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn await_isr(addrs: &[String], topic: &str, partitions: i32, isr: &[i32]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for p in 0..partitions {
+        while !addrs
+            .iter()
+            .all(|a| leader_and_isr(a, topic, p).is_some_and(|(l, got)| l >= 0 && got == isr))
+        {
+            assert!(Instant::now() < deadline, "{topic}-{p} never ISR {isr:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// A producer context recording each message's latency (µs) and counting failures.
+struct Timed {
+    latencies: Arc<Mutex<Vec<u32>>>,
+    failed: Arc<AtomicU64>,
+    acked_after: FirstAck,
+}
+
+/// From when (the signal), and the first acknowledgement of a message sent after it.
+type FirstAck = Arc<Mutex<Option<(Instant, Option<Instant>)>>>;
+
+impl ClientContext for Timed {}
+
+impl ProducerContext for Timed {
+    type DeliveryOpaque = Box<Instant>;
+    fn delivery(&self, result: &DeliveryResult<'_>, sent: Box<Instant>) {
+        if result.is_err() {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let now = Instant::now();
+        let micros = now.duration_since(*sent).as_micros().min(u32::MAX as u128) as u32;
+        self.latencies.lock().unwrap().push(micros);
+        let mut after = self.acked_after.lock().unwrap();
+        if let Some((signal, first @ None)) = after.as_mut() {
+            if *sent > *signal {
+                *first = Some(now);
+            }
+        }
+    }
+}
+
+fn producer(addr: &str, settings: &[(&str, &str)]) -> BaseProducer<Timed> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", addr)
+        .set("linger.ms", "5")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.kbytes", "1048576");
+    for (k, v) in settings {
+        config.set(*k, *v);
+    }
+    config
+        .create_with_context(Timed {
+            latencies: Arc::default(),
+            failed: Arc::default(),
+            acked_after: Arc::default(),
+        })
+        .unwrap()
+}
+
+struct Run {
+    rate: f64,
+    cpu_per_gb: f64,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+}
+
+/// Sends `messages` to `topic` as fast as the producer goes; the rate, CPU per GB over
+/// `nodes` and latency percentiles (ms).
+fn produce(addr: &str, nodes: &[Node], topic: &str, messages: u64, acks: &str) -> Run {
+    let producer = producer(addr, &[("acks", acks)]);
+    let payload = vec![b'x'; MESSAGE_BYTES];
+    let cpu = |nodes: &[Node]| nodes.iter().map(Node::cpu_seconds).sum::<f64>();
+    let cpu_before = cpu(nodes);
+    let started = Instant::now();
+    for i in 0..messages {
+        let mut record = BaseRecord::with_opaque_to(topic, Box::new(Instant::now()))
+            .payload(&payload[..])
+            .key(&b""[..])
+            .partition((i % PARTITIONS as u64) as i32);
+        loop {
+            match producer.send::<[u8], [u8]>(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(1));
+                }
+            }
+        }
+        if i % 1024 == 0 {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer.flush(Duration::from_secs(300)).expect("flush");
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu_used = cpu(nodes) - cpu_before;
+    assert_eq!(producer.context().failed.load(Ordering::Relaxed), 0);
+    let mut latencies = producer.context().latencies.lock().unwrap().clone();
+    latencies.sort_unstable();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize] as f64 / 1000.0;
+    let gb = (messages as f64 * MESSAGE_BYTES as f64) / 1e9;
+    Run {
+        rate: messages as f64 / elapsed,
+        cpu_per_gb: cpu_used / gb,
+        p50: at(0.5),
+        p99: at(0.99),
+        p999: at(0.999),
+    }
+}
+
+fn main() {
+    let rounds = env_or("SLUICE_BENCH_ROUNDS", 3) as usize;
+    let messages = env_or("SLUICE_BENCH_MESSAGES", 200_000);
+    let failovers = env_or("SLUICE_BENCH_FAILOVERS", 5) as usize;
+    let temp = tempfile::tempdir().unwrap();
+    let (single, single_addrs) = start(1, &temp.path().join("single"), &[]);
+    let (mut cluster, addrs) = start(3, &temp.path().join("cluster"), &[]);
+    let bootstrap = addrs.join(",");
+    for addr in &addrs {
+        await_brokers(addr, 3);
+    }
+
+    let mut ratios = Vec::new();
+    let mut cpu_ratios = Vec::new();
+    for round in 0..rounds {
+        let one = |round| {
+            let topic = format!("rf1-{round}");
+            create_topic(&single_addrs[0], &topic, PARTITIONS, 1, &[]);
+            produce(&single_addrs[0], &single, &topic, messages, "1")
+        };
+        let three = |round| {
+            let topic = format!("rf3-{round}");
+            create_topic(
+                &bootstrap,
+                &topic,
+                PARTITIONS,
+                3,
+                &[("min.insync.replicas", "2")],
+            );
+            await_isr(&addrs, &topic, PARTITIONS, &[1, 2, 3]);
+            produce(&bootstrap, &cluster, &topic, messages, "all")
+        };
+        let (rf1, rf3) = if round % 2 == 0 {
+            let a = one(round);
+            (a, three(round))
+        } else {
+            let b = three(round);
+            (one(round), b)
+        };
+        println!(
+            "round {round}: rf1 acks=1 {:.0} msgs/s, {:.2} cpu-s/GB, p50/p99/p99.9 {:.1}/{:.1}/{:.1} ms; \
+             rf3 acks=all {:.0} msgs/s, {:.2} cpu-s/GB (3 nodes), p50/p99/p99.9 {:.1}/{:.1}/{:.1} ms",
+            rf1.rate, rf1.cpu_per_gb, rf1.p50, rf1.p99, rf1.p999,
+            rf3.rate, rf3.cpu_per_gb, rf3.p50, rf3.p99, rf3.p999
+        );
+        ratios.push(rf3.rate / rf1.rate);
+        cpu_ratios.push(rf3.cpu_per_gb / rf1.cpu_per_gb);
+    }
+    println!(
+        "rf3_over_rf1 throughput_median {:.3} cpu_per_gb_median {:.2}",
+        median(&mut ratios),
+        median(&mut cpu_ratios)
+    );
+    drop(single);
+
+    create_topic(
+        &bootstrap,
+        "failover",
+        1,
+        3,
+        &[("min.insync.replicas", "2")],
+    );
+    await_isr(&addrs, "failover", 1, &[1, 2, 3]);
+    for (name, signal) in [("kill -9", libc::SIGKILL), ("SIGTERM", libc::SIGTERM)] {
+        let mut times = Vec::new();
+        for round in 0..failovers {
+            let (leader, _) = leader_and_isr(&bootstrap, "failover", 0).unwrap();
+            let leader = leader as usize;
+            let producer = producer(
+                &bootstrap,
+                &[
+                    ("acks", "all"),
+                    ("enable.idempotence", "true"),
+                    ("linger.ms", "0"),
+                    ("message.timeout.ms", "60000"),
+                ],
+            );
+            let payload = [b'x'; 100];
+            let send = |producer: &BaseProducer<Timed>| {
+                let record = BaseRecord::with_opaque_to("failover", Box::new(Instant::now()))
+                    .payload(&payload[..])
+                    .key(&b""[..])
+                    .partition(0);
+                producer
+                    .send::<[u8], [u8]>(record)
+                    .map_err(|(e, _)| e)
+                    .unwrap();
+                producer.poll(Duration::from_millis(2));
+            };
+            for _ in 0..200 {
+                send(&producer);
+            }
+            let signalled = Instant::now();
+            *producer.context().acked_after.lock().unwrap() = Some((signalled, None));
+            cluster[leader - 1].signal(signal);
+            let deadline = signalled + Duration::from_secs(60);
+            let acked = loop {
+                send(&producer);
+                if let Some((_, Some(at))) = *producer.context().acked_after.lock().unwrap() {
+                    break at;
+                }
+                assert!(Instant::now() < deadline, "no acknowledgement after {name}");
+            };
+            let took = acked.duration_since(signalled).as_secs_f64();
+            println!("failover {name} round {round}: leader {leader}, first ack after {took:.3} s");
+            times.push(took);
+            producer.flush(Duration::from_secs(60)).unwrap();
+            assert_eq!(producer.context().failed.load(Ordering::Relaxed), 0);
+            cluster[leader - 1].spawn();
+            await_isr(&addrs, "failover", 1, &[1, 2, 3]);
+        }
+        let key = if signal == libc::SIGKILL {
+            "kill9"
+        } else {
+            "sigterm"
+        };
+        println!("failover_{key}_median_s {:.3}", median(&mut times));
+    }
+    let _ = &mut cluster;
+}
