@@ -226,7 +226,14 @@ struct Timed {
 /// From when (the signal), and the first acknowledgement of a message sent after it.
 type FirstAck = Arc<Mutex<Option<(Instant, Option<Instant>)>>>;
 
-impl ClientContext for Timed {}
+impl ClientContext for Timed {
+    fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        eprintln!("{:.3} librdkafka {fac}: {message}", now.as_secs_f64());
+    }
+}
 
 impl ProducerContext for Timed {
     type DeliveryOpaque = Box<Instant>;
@@ -256,6 +263,15 @@ fn producer(addr: &str, settings: &[(&str, &str)]) -> BaseProducer<Timed> {
         .set("queue.buffering.max.kbytes", "1048576");
     for (k, v) in settings {
         config.set(*k, *v);
+    }
+    // librdkafka's debug log, for the failover producer only (the bulk ones would drown in it).
+    let failover = settings.iter().any(|(k, _)| *k == "enable.idempotence");
+    if let Some(debug) = std::env::var("SLUICE_BENCH_CLIENT_DEBUG")
+        .ok()
+        .filter(|_| failover)
+    {
+        config.set("debug", debug);
+        config.set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
     }
     config
         .create_with_context(Timed {
@@ -323,7 +339,11 @@ fn main() {
     let failovers = env_or("SLUICE_BENCH_FAILOVERS", 5) as usize;
     let temp = tempfile::tempdir().unwrap();
     let (single, single_addrs) = start(1, &temp.path().join("single"), &[]);
-    let (mut cluster, addrs) = start(3, &temp.path().join("cluster"), &[]);
+    let extra: Vec<String> = std::env::var("SLUICE_BENCH_SET")
+        .map(|s| s.split_whitespace().map(String::from).collect())
+        .unwrap_or_default();
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let (mut cluster, addrs) = start(3, &temp.path().join("cluster"), &extra);
     let bootstrap = addrs.join(",");
     for addr in &addrs {
         await_brokers(addr, 3);
@@ -406,11 +426,17 @@ fn main() {
                     .unwrap();
                 producer.poll(Duration::from_millis(2));
             };
+            // Warm: the producer has its id and its first messages acknowledged.
             for _ in 0..200 {
                 send(&producer);
             }
+            producer.flush(Duration::from_secs(30)).unwrap();
             let signalled = Instant::now();
             *producer.context().acked_after.lock().unwrap() = Some((signalled, None));
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            eprintln!("{:.3} SIGNAL {name} to {leader}", now.as_secs_f64());
             cluster[leader - 1].signal(signal);
             let deadline = signalled + Duration::from_secs(60);
             let acked = loop {

@@ -53,6 +53,9 @@ struct FetcherState {
     partitions: RefCell<BTreeMap<TopicPartition, Follow>>,
     /// Set when the shard no longer follows anything from this leader: the task ends.
     stopped: Cell<bool>,
+    /// Fired when a partition is added: the fetch waiting at the leader (up to
+    /// `replica.fetch.wait.max.ms`) is given up so that the next one carries it at once.
+    kick: RefCell<Option<futures::channel::oneshot::Sender<()>>>,
 }
 
 /// The shard's fetchers, by leader node.
@@ -81,6 +84,7 @@ impl Shard {
                 let state = Rc::new(FetcherState {
                     partitions: RefCell::new(BTreeMap::new()),
                     stopped: Cell::new(false),
+                    kick: RefCell::new(None),
                 });
                 let task = run(self.this.clone(), leader, state.clone());
                 self.background.spawn(task).detach();
@@ -91,6 +95,9 @@ impl Shard {
                 truncate: true,
             };
             state.partitions.borrow_mut().insert(tp.clone(), follow);
+            if let Some(kick) = state.kick.borrow_mut().take() {
+                let _ = kick.send(());
+            }
         }
         by_leader.retain(|_, state| {
             let keep = !state.partitions.borrow().is_empty();
@@ -208,7 +215,15 @@ async fn run(shard: Weak<Shard>, leader: NodeId, state: Rc<FetcherState>) {
             .cloned()
             .collect();
         let result = if truncating.is_empty() {
-            fetch(&shard, conn, &state, followed).await
+            let (kick, kicked) = futures::channel::oneshot::channel();
+            *state.kick.borrow_mut() = Some(kick);
+            let mut given_up = false;
+            let fetched = fetch(&shard, conn, &state, followed, kicked, &mut given_up).await;
+            if given_up {
+                // The answer to the fetch given up would arrive on this connection.
+                connection = None;
+            }
+            fetched
         } else {
             truncate(&shard, conn, &state, truncating).await
         };
@@ -333,6 +348,8 @@ async fn fetch(
     conn: &mut Connection,
     state: &FetcherState,
     followed: Vec<(TopicPartition, Follow)>,
+    kicked: futures::channel::oneshot::Receiver<()>,
+    given_up: &mut bool,
 ) -> Result<(), PeerError> {
     let broker = shard.broker();
     let wait_ms = broker.i64("replica.fetch.wait.max.ms").clamp(0, 30_000) as i32;
@@ -380,9 +397,16 @@ async fn fetch(
         return Ok(());
     }
     let within = Duration::from_millis(wait_ms as u64) + Duration::from_secs(10);
-    let answer: FetchResponse = conn
-        .call(ApiKey::Fetch, FETCH_VERSION, &request, within)
-        .await?;
+    // Only the wait for the answer is given up when a partition is added, never an append.
+    let call = conn.call(ApiKey::Fetch, FETCH_VERSION, &request, within);
+    futures::pin_mut!(call);
+    let answer: FetchResponse = match futures::future::select(call, kicked).await {
+        futures::future::Either::Left((answer, _)) => answer?,
+        futures::future::Either::Right(_) => {
+            *given_up = true;
+            return Ok(());
+        }
+    };
     let mut backoff = answer.error_code != 0;
     for topic in answer.responses {
         for p in topic.partitions {

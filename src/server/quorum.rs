@@ -243,8 +243,11 @@ impl Liveness {
                 let heard = quorum.last_heard(id).map_or(since, |at| at.max(since));
                 // A process that died leaves its port refusing connections: fenced at once,
                 // without waiting out the session (a pause or a cut network still does).
+                // (Against when it was last heard, not when this node began to lead: a controller
+                // elected because the last one died found its port refused while campaigning.)
                 let dead = quorum.refused_since(id).is_some_and(|refused| {
-                    refused > heard && now.saturating_duration_since(refused) >= REFUSED_FOR
+                    quorum.last_heard(id).is_none_or(|at| refused > at)
+                        && now.saturating_duration_since(refused) >= REFUSED_FOR
                 });
                 let silent = dead || now.saturating_duration_since(heard) > session;
                 match (silent, image.fenced.contains(&id)) {

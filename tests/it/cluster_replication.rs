@@ -127,6 +127,29 @@ fn an_rf3_topic_outlives_its_leader_killed_kill9_and_the_leader_rejoins() {
     check_acknowledged(&addrs.join(","), "copied", &acked);
 }
 
+/// A raw Produce v10 of one record to partition 0 of `topic` on `broker`.
+fn produce_v10(
+    broker: &mut crate::kit::broker::Broker,
+    topic: &str,
+) -> kafka_protocol::messages::ProduceResponse {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ApiKey, ProduceRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    use sluice::model::records::simple_batch;
+    let mut partition = PartitionProduceData::default();
+    partition.index = 0;
+    partition.records = Some(simple_batch(1, 10, sluice::model::Codec::None));
+    let mut data = TopicProduceData::default();
+    data.name = TopicName(StrBytes::from_string(topic.to_string()));
+    data.partition_data = vec![partition];
+    let mut request = ProduceRequest::default();
+    request.acks = -1;
+    request.timeout_ms = 5_000;
+    request.topic_data = vec![data];
+    let mut s = crate::kit::raw::connect(broker);
+    crate::kit::raw::call(&mut s, ApiKey::Produce, 10, 1, &request)
+}
+
 #[test]
 fn a_clean_shutdown_hands_its_leaderships_over_before_it_stops() {
     // The default session timeout (9 s): only the controlled shutdown can move the leader sooner.
@@ -150,6 +173,27 @@ fn a_clean_shutdown_hands_its_leaderships_over_before_it_stops() {
     assert!(
         now >= 0 && now != leader as i32 && !isr.contains(&(leader as i32)),
         "the leadership moved before the node stopped: {view:?}"
+    );
+    // KIP-951: a node that does not lead names the leader in its NOT_LEADER_OR_FOLLOWER.
+    let other = *survivors.iter().find(|&&id| id as i32 != now).unwrap();
+    let answer = produce_v10(cluster.node(other), "handed");
+    let p = &answer.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 6, "NOT_LEADER_OR_FOLLOWER");
+    assert_eq!(p.current_leader.leader_id.0, now);
+    let leader_port = cluster
+        .node(now as usize)
+        .addr
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        answer
+            .node_endpoints
+            .iter()
+            .any(|n| n.node_id.0 == now && n.port.to_string() == leader_port),
+        "{:?}",
+        answer.node_endpoints
     );
     let (ok, errors) = send(&writer, "handed", "after", 50);
     assert!(errors.is_empty(), "{errors:?}");

@@ -182,7 +182,7 @@ fn api_versions_answers_an_unknown_version_in_v0() {
     let decoded = ApiVersionsResponse::decode(&mut response, 0).unwrap();
     assert_eq!(decoded.error_code, 35, "UNSUPPORTED_VERSION");
     let produce = decoded.api_keys.iter().find(|k| k.api_key == 0).unwrap();
-    assert_eq!((produce.min_version, produce.max_version), (3, 9));
+    assert_eq!((produce.min_version, produce.max_version), (3, 10));
     // The connection stays usable with a version we serve.
     let mut body = BytesMut::new();
     let mut versions = kafka_protocol::messages::ApiVersionsRequest::default();

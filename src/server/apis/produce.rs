@@ -1,4 +1,4 @@
-//! Produce v3-v9 (record batch v2 only): each partition's batches go to the owning shard as the
+//! Produce v3-v10 (record batch v2 only; v10 names a partition's new leader, KIP-951): each partition's batches go to the owning shard as the
 //! `Bytes` slice of the request frame they arrived in; the answers come back per partition.
 //! acks=0 gets no answer; acks=1 answers once the leader's append is done under the flush policy;
 //! acks=all once every replica in the ISR has it (on one node: the same as acks=1).
@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 use kafka_protocol::messages::produce_response::{
-    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
 };
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ApiKey, BrokerId, ProduceRequest, ProduceResponse};
 
 use super::{str_bytes, Answer, Api, Request};
 use crate::cluster::validate_topic_name;
@@ -22,7 +22,7 @@ use crate::server::{partition_code, Shard};
 pub const API: Api = Api {
     key: ApiKey::Produce,
     min_version: 3,
-    max_version: 9,
+    max_version: 10,
     handle: |shard, request| Box::pin(handle(shard, request)),
 };
 
@@ -111,7 +111,46 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
             topic
         })
         .collect();
+    if request.version >= 10 {
+        name_new_leaders(&shard, &mut response);
+    }
     request.answer(&response)
+}
+
+/// KIP-951: a partition answered NOT_LEADER_OR_FOLLOWER names its leader now (and the response
+/// where to reach it), so that the client moves there without asking for metadata first.
+fn name_new_leaders(shard: &Shard, response: &mut ProduceResponse) {
+    let image = shard.image();
+    let mut endpoints = std::collections::BTreeMap::new();
+    for topic in &mut response.responses {
+        let meta = image.topics.get(topic.name.0.as_str());
+        for p in &mut topic.partition_responses {
+            if p.error_code != E::NotLeaderOrFollower.code() {
+                continue;
+            }
+            let Some(a) = meta.and_then(|m| m.assignments.get(usize::try_from(p.index).ok()?))
+            else {
+                continue;
+            };
+            let Some(broker) = image.brokers.get(&a.leader) else {
+                continue;
+            };
+            if image.fenced.contains(&a.leader) {
+                continue;
+            }
+            p.current_leader.leader_id = BrokerId(a.leader.0);
+            p.current_leader.leader_epoch = a.leader_epoch.0;
+            endpoints.entry(a.leader.0).or_insert_with(|| {
+                let mut node = NodeEndpoint::default();
+                node.node_id = BrokerId(a.leader.0);
+                node.host = str_bytes(broker.host.clone());
+                node.port = broker.port as i32;
+                node.rack = broker.rack.clone().map(str_bytes);
+                node
+            });
+        }
+    }
+    response.node_endpoints = endpoints.into_values().collect();
 }
 
 /// One partition's answer: refused before the append (`Err(code)`), or the append's outcome.
