@@ -75,6 +75,8 @@ struct Common {
     quorum: Option<super::quorum::Setup>,
     /// The node id of the quorum's leader (-1 while none is known), kept by the controller shard.
     active_controller: Arc<AtomicI32>,
+    /// Whether this node acts on the leaderships its image gives it (see `Shard::caught_up`).
+    caught_up: Arc<std::sync::atomic::AtomicBool>,
 }
 /// Opens the metadata quorum and brings the image up to date with this start: this broker
 /// registered with its endpoints, `__consumer_offsets` created on first start, and the producer
@@ -283,6 +285,8 @@ pub fn serve(mut broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeE
         } else {
             broker_node_id
         })),
+        // A node alone is caught up from the start; one of a cluster once it registered.
+        caught_up: Arc::new(AtomicBool::new(quorum.is_none())),
         quorum,
         stop: Arc::new(AtomicBool::new(false)),
         drained: Arc::new(AtomicUsize::new(0)),
@@ -588,6 +592,7 @@ async fn run_shard(
         in_flight: Cell::new(0),
         fds: common.fds,
         active_controller: common.active_controller.clone(),
+        caught_up: common.caught_up.clone(),
         this: weak.clone(),
         fetchers: Default::default(),
     });

@@ -166,8 +166,16 @@ impl Shard {
         if self.owner(&tp) != self.id {
             return;
         }
-        let Ok(p) = self.partition(&tp).await else {
-            return;
+        // Led here as the image says, even before the node caught up with the cluster (its
+        // coordinators load at start; a partition that turns out led elsewhere is dropped when
+        // the image says so).
+        let p = match self.partitions.get(&tp) {
+            Some(p) if p.is_leader() => p,
+            Some(_) => return,
+            None => match self.partition(&tp).await {
+                Ok(p) => p,
+                Err(_) => return,
+            },
         };
         if let Err(e) = read_log(&p.log, |e| out(partition, e)).await {
             tracing::error!(%tp, error = %e, "cannot read an internal topic's records");

@@ -85,6 +85,11 @@ pub struct Shard {
     pub fds: fds::FdBudget,
     /// The node id of the metadata quorum's leader (-1 while none is known).
     pub active_controller: Arc<std::sync::atomic::AtomicI32>,
+    /// Whether this node acts on the leaderships in its image: a node of a cluster starts from the
+    /// image it stored, which may be stale (it was killed, others took over); it serves as leader
+    /// only once its registration in this run is committed, so its image holds every change
+    /// before it. (A node alone: from the start.)
+    pub caught_up: Arc<std::sync::atomic::AtomicBool>,
     /// This shard, for the tasks it starts.
     this: Weak<Shard>,
     /// Fetching the partitions this shard follows, one fetcher per leader node.

@@ -60,6 +60,9 @@ pub fn append_code(result: &Result<Appended, Refused>) -> i16 {
 impl Shard {
     /// The partition if this shard owns it and it exists, opening its log on first use.
     pub async fn partition(&self, tp: &TopicPartition) -> Result<Rc<Partition>, PartitionError> {
+        if !self.caught_up.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(PartitionError::NotLeader);
+        }
         if let Some(partition) = self.partitions.get(tp) {
             // A follower's replica is open too, for its fetcher.
             return match partition.is_leader() {

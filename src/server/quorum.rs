@@ -281,10 +281,10 @@ impl Liveness {
 /// Registers this broker (its endpoints, its rack) and, once every voter has registered,
 /// creates `__consumer_offsets` (so that its partitions spread over all of them); each change
 /// retried until a leader commits it.
-async fn join(shard: Weak<Shard>, quorum: Rc<Quorum>, voters: Vec<NodeId>) {
+async fn join(weak: Weak<Shard>, quorum: Rc<Quorum>, voters: Vec<NodeId>) {
     use crate::group::OFFSETS_TOPIC;
     let me = {
-        let Some(shard) = shard.upgrade() else { return };
+        let Some(shard) = weak.upgrade() else { return };
         let broker = shard.broker();
         let meta = BrokerMeta {
             host: shard.advertised_host.clone(),
@@ -295,13 +295,16 @@ async fn join(shard: Weak<Shard>, quorum: Rc<Quorum>, voters: Vec<NodeId>) {
     };
     let mut logged = false;
     loop {
-        let Some(shard) = shard.upgrade() else { return };
+        let Some(shard) = weak.upgrade() else { return };
         if shard.is_stopping() {
             return;
         }
         let image = quorum.image();
+        let caught_up = shard.caught_up.load(Ordering::Acquire);
         let registered = image.brokers.get(&me.0) == Some(&me.1) && !image.fenced.contains(&me.0);
-        let change = if !registered {
+        // Registered again at every start, whatever the stored image says: once that is
+        // committed, the image holds every change before it and the node may lead.
+        let change = if !registered || !caught_up {
             Change::RegisterBroker {
                 id: me.0,
                 broker: me.1.clone(),
@@ -322,7 +325,18 @@ async fn join(shard: Weak<Shard>, quorum: Rc<Quorum>, voters: Vec<NodeId>) {
             continue;
         };
         drop(shard);
+        let registering = matches!(change, Change::RegisterBroker { .. });
         match quorum.propose(&change).await {
+            Ok(image) if registering && !caught_up => {
+                let Some(shard) = weak.upgrade() else { return };
+                // Every shard holds that image before any acts as leader.
+                shard.publish(image).await;
+                shard.caught_up.store(true, Ordering::Release);
+                tracing::info!(
+                    node = me.0 .0,
+                    "registered: serving the partitions this node leads"
+                );
+            }
             Ok(_) | Err(ChangeError::TopicExists(_)) => {}
             Err(e) => {
                 if !logged {
