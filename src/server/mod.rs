@@ -10,7 +10,8 @@
 //! reads on the shards that own its partitions; `partitions`, `groups`, `transactions`: the
 //! owner side of each as requests reach it, and each one's error -> code mapping; `controller`
 //! and `quorum`: metadata changes and the metadata quorum's voter on the controller shard;
-//! `peers`: Kafka requests to other nodes.
+//! `peers`: Kafka requests to other nodes; `fetcher`: a follower's fetching from its leaders and
+//! the leader's ISR upkeep.
 
 mod admission;
 mod apis;
