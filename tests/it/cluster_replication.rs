@@ -56,23 +56,24 @@ fn send(
     (acked, errors)
 }
 
-#[test]
-fn an_rf3_topic_outlives_its_leader_killed_kill9_and_the_leader_rejoins() {
-    let mut cluster = Cluster::start(
-        3,
-        &[
-            "num.partitions=1",
-            "broker.session.timeout.ms=2000",
-            "replica.lag.time.max.ms=3000",
-        ],
-    );
+/// Three nodes that fence a silent broker after 2 s and drop a follower from the ISR after 3 s,
+/// formed, and their bootstrap list.
+fn three_nodes() -> (Cluster, String) {
+    let sets = [
+        "num.partitions=1",
+        "broker.session.timeout.ms=2000",
+        "replica.lag.time.max.ms=3000",
+    ];
+    let mut cluster = Cluster::start(3, &sets);
     cluster.await_controller(&[1, 2, 3], 3);
     let bootstrap = cluster.bootstrap();
-    create_replicated(&bootstrap, "copied", &[("min.insync.replicas", "2")]);
-    let leader = cluster.await_isr(&[1, 2, 3], "copied", 0, &[1, 2, 3]) as usize;
+    (cluster, bootstrap)
+}
 
-    let writer = producer(
-        &bootstrap,
+/// An idempotent acks=all producer that rides over faults.
+fn idempotent_writer(bootstrap: &str) -> FutureProducer {
+    producer(
+        bootstrap,
         &[
             ("acks", "all"),
             ("enable.idempotence", "true"),
@@ -81,7 +82,16 @@ fn an_rf3_topic_outlives_its_leader_killed_kill9_and_the_leader_rejoins() {
             // request in 5 s (30 s by default) and retry elsewhere.
             ("request.timeout.ms", "5000"),
         ],
-    );
+    )
+}
+
+#[test]
+fn an_rf3_topic_outlives_its_leader_killed_kill9_and_the_leader_rejoins() {
+    let (mut cluster, bootstrap) = three_nodes();
+    create_replicated(&bootstrap, "copied", &[("min.insync.replicas", "2")]);
+    let leader = cluster.await_isr(&[1, 2, 3], "copied", 0, &[1, 2, 3]) as usize;
+
+    let writer = idempotent_writer(&bootstrap);
     let mut acked: Vec<Acked> = Vec::new();
     for round in 0..3 {
         let (ok, errors) = send(&writer, "copied", &format!("before{round}"), 50);
@@ -361,29 +371,10 @@ fn a_group_and_a_transaction_carry_on_across_their_coordinator_killed_kill9() {
 /// acknowledged record is read back once, in order, at its offset.
 #[test]
 fn a_leader_paused_past_its_session_loses_the_lead_and_rejoins_after_resume() {
-    let mut cluster = Cluster::start(
-        3,
-        &[
-            "num.partitions=1",
-            "broker.session.timeout.ms=2000",
-            "replica.lag.time.max.ms=3000",
-        ],
-    );
-    cluster.await_controller(&[1, 2, 3], 3);
-    let bootstrap = cluster.bootstrap();
+    let (mut cluster, bootstrap) = three_nodes();
     create_replicated(&bootstrap, "paused", &[("min.insync.replicas", "2")]);
     let leader = cluster.await_isr(&[1, 2, 3], "paused", 0, &[1, 2, 3]) as usize;
-    let writer = producer(
-        &bootstrap,
-        &[
-            ("acks", "all"),
-            ("enable.idempotence", "true"),
-            ("message.timeout.ms", "30000"),
-            // A paused broker holds its connections open and answers nothing: give up on a
-            // request in 5 s (30 s by default) and retry elsewhere.
-            ("request.timeout.ms", "5000"),
-        ],
-    );
+    let writer = idempotent_writer(&bootstrap);
     let (mut acked, errors) = send(&writer, "paused", "before", 50);
     assert!(errors.is_empty(), "{errors:?}");
 
@@ -453,29 +444,10 @@ fn a_seeded_fault_schedule_loses_no_acknowledged_record() {
         state.wrapping_mul(0x2545_f491_4f6c_dd1d) % bound
     };
 
-    let mut cluster = Cluster::start(
-        3,
-        &[
-            "num.partitions=1",
-            "broker.session.timeout.ms=2000",
-            "replica.lag.time.max.ms=3000",
-        ],
-    );
-    cluster.await_controller(&[1, 2, 3], 3);
-    let bootstrap = cluster.bootstrap();
+    let (mut cluster, bootstrap) = three_nodes();
     create_replicated(&bootstrap, "chaos", &[("min.insync.replicas", "2")]);
     cluster.await_isr(&[1, 2, 3], "chaos", 0, &[1, 2, 3]);
-    let writer = producer(
-        &bootstrap,
-        &[
-            ("acks", "all"),
-            ("enable.idempotence", "true"),
-            ("message.timeout.ms", "30000"),
-            // A paused broker holds its connections open and answers nothing: give up on a
-            // request in 5 s (30 s by default) and retry elsewhere.
-            ("request.timeout.ms", "5000"),
-        ],
-    );
+    let writer = idempotent_writer(&bootstrap);
     let mut acked: Vec<Acked> = Vec::new();
     for step in 0..steps {
         let (leader, _) = cluster
