@@ -65,6 +65,8 @@ pub enum Change {
     AllocateProducerIds {
         count: i64,
     },
+    /// Each partition whose preferred replica (its first) is live and in sync is led by it.
+    ElectPreferredLeaders,
     /// A partition's leader changes its ISR (Kafka's AlterPartition), from the leader and
     /// partition epochs it holds.
     AlterPartition {
@@ -127,6 +129,7 @@ impl Change {
             | Change::FenceBroker { .. }
             | Change::UnfenceBroker { .. }
             | Change::ShutdownBroker { .. }
+            | Change::ElectPreferredLeaders
             | Change::SetBrokerConfigs { .. }
             | Change::AllocateProducerIds { .. } => None,
         }
@@ -237,6 +240,7 @@ pub fn apply(image: &Image, change: &Change) -> Result<Image, ChangeError> {
             next.shut_down.remove(id);
             election::unfence(&mut next, *id);
         }
+        Change::ElectPreferredLeaders => election::elect_preferred(&mut next),
         Change::ShutdownBroker { id } => {
             next.fenced.insert(*id);
             next.shut_down.insert(*id);
@@ -659,6 +663,18 @@ mod tests {
         let image = apply(&image, &alter(two, now.partition_epoch)).unwrap();
         assert_eq!(a(&image).isr.len(), 2);
         assert_eq!(a(&image).partition_epoch, now.partition_epoch + 1);
+        // The preferred replica (the first) is in sync again: an election makes it the leader.
+        let preferred = a(&image).replicas[0];
+        let moves = super::super::election::preferred_elections(&image);
+        let elected = apply(&image, &Change::ElectPreferredLeaders).unwrap();
+        assert_eq!(
+            (moves, a(&elected).leader),
+            if a(&image).isr.contains(&preferred) && a(&image).leader != preferred {
+                (1, preferred)
+            } else {
+                (0, a(&image).leader)
+            }
+        );
         assert_eq!(Image::from_toml(&image.to_toml()).unwrap(), image);
     }
 

@@ -148,3 +148,34 @@ pub(super) fn alter_isr(next: &mut Image, alter: AlterIsr) -> Result<(), ChangeE
     meta.assignments = Arc::from(assignments);
     Ok(())
 }
+
+/// Whether partition `a`'s preferred replica (the first) could lead and does not: live, in sync,
+/// not the leader.
+fn prefers_another(a: &Assignment, fenced: &std::collections::BTreeSet<NodeId>) -> bool {
+    a.replicas
+        .first()
+        .is_some_and(|p| *p != a.leader && a.isr.contains(p) && !fenced.contains(p))
+}
+
+/// How many partitions a preferred-leader election would move (Kafka's leader imbalance).
+pub fn preferred_elections(image: &Image) -> usize {
+    image
+        .topics
+        .values()
+        .flat_map(|meta| meta.assignments.iter())
+        .filter(|a| prefers_another(a, &image.fenced))
+        .count()
+}
+
+/// Every partition whose preferred replica is live and in sync is led by it (Kafka's
+/// preferred-leader election, `auto.leader.rebalance.enable`).
+pub(super) fn elect_preferred(next: &mut Image) {
+    let fenced = next.fenced.clone();
+    each_assignment(next, |_, a| {
+        if !prefers_another(a, &fenced) {
+            return false;
+        }
+        new_leader(a, a.replicas[0]);
+        true
+    });
+}

@@ -219,6 +219,18 @@ pub const DECLARED_BROKER_KEYS: &[Key] = &[
         "how long a follower waits after a failed fetch",
     ),
     broker(
+        "auto.leader.rebalance.enable",
+        Kind::Bool,
+        "true",
+        "the active controller moves leaderships back to each partition's preferred replica",
+    ),
+    broker(
+        "leader.imbalance.check.interval.seconds",
+        int(1, I32),
+        "300",
+        "how often the active controller looks for partitions led by another than their preferred replica",
+    ),
+    broker(
         "unclean.leader.election.enable",
         Kind::Bool,
         "false",

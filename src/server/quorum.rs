@@ -218,6 +218,8 @@ struct Liveness {
     leading_since: std::cell::Cell<Option<std::time::Instant>>,
     /// A fencing change in flight.
     busy: std::cell::Cell<bool>,
+    /// When leaders were last looked at for a preferred-leader election.
+    rebalanced: std::cell::Cell<Option<std::time::Instant>>,
 }
 
 impl Liveness {
@@ -264,17 +266,50 @@ impl Liveness {
                     _ => None,
                 }
             });
-        let Some(change) = change else { return };
+        let Some(change) = change.or_else(|| self.rebalance(shard, &image, now)) else {
+            return;
+        };
         self.busy.set(true);
         let (liveness, quorum) = (self.clone(), quorum.clone());
         io::spawn(async move {
             match quorum.propose(&change).await {
-                Ok(_) => tracing::warn!(?change, "broker liveness changed"),
+                Ok(_) => tracing::warn!(?change, "the active controller changed the metadata"),
                 Err(e) => tracing::debug!(?change, error = %e, "a liveness change was not made"),
             }
             liveness.busy.set(false);
         })
         .detach();
+    }
+}
+
+impl Liveness {
+    /// Every `leader.imbalance.check.interval.seconds` with `auto.leader.rebalance.enable`: a
+    /// preferred-leader election if some partition's preferred replica is live, in sync and not
+    /// leading (Kafka waits for 10% of a broker's partitions, `leader.imbalance.per.broker.
+    /// percentage`; here one is enough).
+    fn rebalance(
+        &self,
+        shard: &Shard,
+        image: &crate::cluster::Image,
+        now: std::time::Instant,
+    ) -> Option<Change> {
+        let broker = shard.broker();
+        if !broker.bool("auto.leader.rebalance.enable") {
+            return None;
+        }
+        let every =
+            Duration::from_secs(broker.i64("leader.imbalance.check.interval.seconds") as u64);
+        let last = *self.rebalanced.get().get_or_insert(now);
+        self.rebalanced.set(Some(last));
+        if now.saturating_duration_since(last) < every {
+            return None;
+        }
+        self.rebalanced.set(Some(now));
+        let moves = crate::cluster::preferred_elections(image);
+        (moves > 0).then(|| {
+            tracing::info!(partitions = moves, "electing preferred leaders");
+            Change::ElectPreferredLeaders
+        })
     }
 }
 

@@ -482,3 +482,45 @@ fn a_seeded_fault_schedule_loses_no_acknowledged_record() {
     acked.sort_by_key(|a| a.1);
     check_acknowledged(&bootstrap, "chaos", &acked);
 }
+
+/// With `auto.leader.rebalance.enable` (the default) the leader killed and restarted leads its
+/// partition again once it is back in sync: the preferred replica (the first) is the leader.
+#[test]
+fn the_preferred_leader_leads_again_once_back_in_sync() {
+    let mut cluster = Cluster::start(
+        3,
+        &[
+            "num.partitions=1",
+            "broker.session.timeout.ms=2000",
+            "leader.imbalance.check.interval.seconds=1",
+        ],
+    );
+    cluster.await_controller(&[1, 2, 3], 3);
+    let bootstrap = cluster.bootstrap();
+    create_replicated(&bootstrap, "preferred", &[]);
+    let preferred = cluster.await_isr(&[1, 2, 3], "preferred", 0, &[1, 2, 3]) as usize;
+    cluster.kill9(preferred);
+    let others: Vec<usize> = (1..=3).filter(|&id| id != preferred).collect();
+    let mut isr: Vec<i32> = others.iter().map(|&id| id as i32).collect();
+    isr.sort();
+    assert_ne!(
+        cluster.await_isr(&others, "preferred", 0, &isr) as usize,
+        preferred
+    );
+    cluster.restart(preferred);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        // Every node agrees (the restarted one's Metadata shows its stored image at first).
+        let now: Vec<_> = (1..=3)
+            .map(|id| cluster.view(id).partition("preferred", 0))
+            .collect();
+        if now
+            .iter()
+            .all(|v| v == &Some((preferred as i32, vec![1, 2, 3])))
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {now:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
