@@ -299,19 +299,11 @@ fn produce(addr: &str, nodes: &[Node], topic: &str, messages: u64, acks: &str) -
     let cpu_before = cpu(nodes);
     let started = Instant::now();
     for i in 0..messages {
-        let mut record = BaseRecord::with_opaque_to(topic, Box::new(Instant::now()))
+        let record = BaseRecord::with_opaque_to(topic, Box::new(Instant::now()))
             .payload(&payload[..])
             .key(&b""[..])
             .partition((i % PARTITIONS as u64) as i32);
-        loop {
-            match producer.send::<[u8], [u8]>(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(1));
-                }
-            }
-        }
+        common::enqueue::<_, [u8], [u8]>(&producer, record);
         if i % 1024 == 0 {
             producer.poll(Duration::ZERO);
         }

@@ -134,6 +134,26 @@ pub fn bulk_producer(addr: &str, settings: &[(&str, &str)]) -> BaseProducer<Coun
         .unwrap()
 }
 
+/// Enqueues `record`, serving delivery reports while the producer's queue is full.
+pub fn enqueue<'a, C, K, P>(
+    producer: &BaseProducer<C>,
+    mut record: BaseRecord<'a, K, P, C::DeliveryOpaque>,
+) where
+    C: ProducerContext,
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((_, back)) => {
+                record = back;
+                producer.poll(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
 /// Sends `messages` copies of `payload` round-robin over `partitions`, waits for every
 /// acknowledgement, and checks that none failed.
 pub fn send_all(
@@ -145,18 +165,10 @@ pub fn send_all(
 ) {
     for i in 0..messages {
         let partition = (i % partitions as u64) as i32;
-        let mut record = BaseRecord::<(), [u8]>::to(topic)
+        let record = BaseRecord::<(), [u8]>::to(topic)
             .payload(payload)
             .partition(partition);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(1));
-                }
-            }
-        }
+        enqueue(producer, record);
         if i % 1024 == 0 {
             producer.poll(Duration::ZERO);
         }

@@ -342,7 +342,7 @@ impl Partition {
             return Err(refused(PartitionError::NotLeader));
         }
         if acks != Acks::Leader {
-            let (isr, min) = (self.assignment().isr.len(), self.min_insync.get());
+            let (isr, min) = (self.isr_len(), self.min_insync.get());
             if isr < min {
                 return Err(refused(PartitionError::NotEnoughReplicas { isr, min }));
             }
@@ -403,7 +403,7 @@ impl Partition {
             if !self.is_leader() {
                 return Err(PartitionError::NotLeader);
             }
-            if self.assignment().isr.len() < self.min_insync.get() {
+            if self.isr_len() < self.min_insync.get() {
                 return Err(PartitionError::NotEnoughReplicasAfterAppend);
             }
             let (tx, rx) = oneshot::channel();

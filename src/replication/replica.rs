@@ -78,6 +78,11 @@ impl Partition {
         self.replicas.borrow().assignment.clone()
     }
 
+    /// How many replicas are in sync (acks=all looks on every produce: no copy).
+    pub fn isr_len(&self) -> usize {
+        self.replicas.borrow().assignment.isr.len()
+    }
+
     pub fn is_leader(&self) -> bool {
         self.replicas.borrow().assignment.leader == self.me
     }

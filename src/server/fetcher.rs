@@ -16,6 +16,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::{Rc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -196,7 +197,7 @@ async fn run(shard: Weak<Shard>, leader: NodeId, state: Rc<FetcherState>) {
             continue;
         };
         let conn = match &mut connection {
-            Some(c) if c.addr() == format!("{}:{}", endpoint.host, endpoint.port) => c,
+            Some(c) if c.is_to(&endpoint.host, endpoint.port) => c,
             _ => connection.insert(Connection::new(
                 &endpoint.host,
                 endpoint.port,
@@ -265,15 +266,10 @@ async fn truncate(
         p.partition = tp.partition;
         p.current_leader_epoch = follow.epoch;
         p.leader_epoch = latest;
-        match request.topics.last_mut() {
-            Some(t) if t.topic.0.as_str() == &*tp.topic => t.partitions.push(p),
-            _ => {
-                let mut t = OffsetForLeaderTopic::default();
-                t.topic = TopicName(StrBytes::from_string(tp.topic.to_string()));
-                t.partitions.push(p);
-                request.topics.push(t);
-            }
-        }
+        let topics = &mut request.topics;
+        add_to_topic(topics, &tp.topic, p, |t: &mut OffsetForLeaderTopic| {
+            (&mut t.topic, &mut t.partitions)
+        });
         asked.push((tp.clone(), partition, latest, follow.epoch));
     }
     if asked.is_empty() {
@@ -290,12 +286,13 @@ async fn truncate(
         .await?;
     let mut ends = HashMap::new();
     for topic in answer.topics {
+        let name: Arc<str> = Arc::from(topic.topic.0.as_str());
         for p in topic.partitions {
-            ends.insert((topic.topic.0.to_string(), p.partition), p);
+            ends.insert(TopicPartition::new(name.clone(), p.partition), p);
         }
     }
     for (tp, partition, latest, epoch) in asked {
-        let Some(end) = ends.get(&(tp.topic.to_string(), tp.partition)) else {
+        let Some(end) = ends.get(&tp) else {
             continue;
         };
         if end.error_code != 0 {
@@ -378,19 +375,10 @@ async fn fetch(
         p.log_start_offset = partition.log.log_start().0;
         p.partition_max_bytes = partition_max;
         p.last_fetched_epoch = partition.log.latest_epoch().unwrap_or(-1);
-        match request.topics.last_mut() {
-            Some(t) if t.topic.0.as_str() == &*tp.topic => t.partitions.push(p),
-            _ => {
-                let mut t = FetchTopic::default();
-                t.topic = TopicName(StrBytes::from_string(tp.topic.to_string()));
-                t.partitions.push(p);
-                request.topics.push(t);
-            }
-        }
-        fetching.insert(
-            (tp.topic.to_string(), tp.partition),
-            (tp, partition, follow),
-        );
+        add_to_topic(&mut request.topics, &tp.topic, p, |t: &mut FetchTopic| {
+            (&mut t.topic, &mut t.partitions)
+        });
+        fetching.insert(tp.clone(), (tp, partition, follow));
     }
     if fetching.is_empty() {
         io::sleep(Duration::from_millis(wait_ms as u64)).await;
@@ -409,8 +397,9 @@ async fn fetch(
     };
     let mut backoff = answer.error_code != 0;
     for topic in answer.responses {
+        let name: Arc<str> = Arc::from(topic.topic.0.as_str());
         for p in topic.partitions {
-            let key = (topic.topic.0.to_string(), p.partition_index);
+            let key = TopicPartition::new(name.clone(), p.partition_index);
             let Some((tp, partition, follow)) = fetching.remove(&key) else {
                 continue;
             };
@@ -471,4 +460,24 @@ fn mark_truncate(state: &FetcherState, tp: &TopicPartition, epoch: i32) {
             follow.truncate = true;
         }
     }
+}
+
+/// Adds `partition` to the request's entry for `topic`: the last entry, since partitions come
+/// topic by topic (the followed partitions are kept in order), or a new one.
+fn add_to_topic<T: Default, P>(
+    topics: &mut Vec<T>,
+    topic: &str,
+    partition: P,
+    fields: impl Fn(&mut T) -> (&mut TopicName, &mut Vec<P>),
+) {
+    let same = topics
+        .last_mut()
+        .is_some_and(|t| fields(t).0 .0.as_str() == topic);
+    if !same {
+        let mut entry = T::default();
+        *fields(&mut entry).0 = TopicName(StrBytes::from_string(topic.to_string()));
+        topics.push(entry);
+    }
+    let last = topics.last_mut().expect("pushed above");
+    fields(last).1.push(partition);
 }

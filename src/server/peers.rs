@@ -54,6 +54,8 @@ pub async fn call<Req: Encodable, Resp: Decodable>(
 /// A connection to another node kept for many calls, one at a time (a follower's fetcher): made
 /// on first use, dropped after any failure and made again by the next call.
 pub struct Connection {
+    host: String,
+    port: u16,
     addr: String,
     client_id: String,
     stream: Option<(io::net::ReadHalf, io::net::WriteHalf)>,
@@ -63,6 +65,8 @@ pub struct Connection {
 impl Connection {
     pub fn new(host: &str, port: u16, client_id: &str) -> Connection {
         Connection {
+            host: host.to_string(),
+            port,
             addr: format!("{host}:{port}"),
             client_id: client_id.to_string(),
             stream: None,
@@ -70,9 +74,9 @@ impl Connection {
         }
     }
 
-    /// Where it connects.
-    pub fn addr(&self) -> &str {
-        &self.addr
+    /// Whether it connects to `host:port`.
+    pub fn is_to(&self, host: &str, port: u16) -> bool {
+        self.host == host && self.port == port
     }
 
     /// Sends `request` and decodes the answer, within `within` (connecting included).
