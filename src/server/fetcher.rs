@@ -41,6 +41,8 @@ const FETCH_VERSION: i16 = 12;
 const EPOCH_VERSION: i16 = 4;
 /// How often a leader looks for followers that fell behind.
 const ISR_TICK: Duration = Duration::from_millis(250);
+/// How long a leader waits to send an ISR change again after the controller could not be asked.
+const ISR_RETRY: Duration = Duration::from_secs(1);
 
 /// One followed partition: the leader epoch it follows under, and whether its log may hold a
 /// tail to cut before it fetches.
@@ -136,9 +138,16 @@ impl Shard {
                         tracing::debug!(%tp, node, "an ISR change naming a fenced broker");
                         io::sleep(ISR_TICK).await;
                     }
+                    // No controller reachable (this node cut off, or an election): every
+                    // partition it leads tries, so one line a second says so, and each waits
+                    // a second before it asks again.
                     Err(e) => {
-                        tracing::warn!(%tp, ?isr, error = %e, "the controller did not take an ISR change");
-                        io::sleep(ISR_TICK).await;
+                        crate::throttled!(|count| tracing::warn!(
+                            %tp, ?isr, error = %e, count,
+                            "the controller did not take an ISR change (count: failed \
+                             changes in the last second, over all partitions)"
+                        ));
+                        io::sleep(ISR_RETRY).await;
                     }
                 }
                 // The image brought it (or it failed): another may be sent.

@@ -12,7 +12,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use crate::kit::client::{admin, consumer, producer, read_n};
 use crate::kit::cluster::{check_acknowledged, Acked, Cluster};
 
-fn create_replicated(addr: &str, name: &str, configs: &[(&str, &str)]) {
+pub(crate) fn create_replicated(addr: &str, name: &str, configs: &[(&str, &str)]) {
     let mut topic = NewTopic::new(name, 1, TopicReplication::Fixed(3));
     for (k, v) in configs {
         topic = topic.set(k, v);
@@ -25,7 +25,7 @@ fn create_replicated(addr: &str, name: &str, configs: &[(&str, &str)]) {
 
 /// Sends `count` records to partition 0 of `topic`, tagged `tag-i`; the acknowledged ones
 /// (partition, offset, value) and the errors of the others.
-fn send(
+pub(crate) fn send(
     producer: &FutureProducer,
     topic: &str,
     tag: &str,
@@ -56,31 +56,36 @@ fn send(
     (acked, errors)
 }
 
-/// Three nodes that fence a silent broker after 2 s and drop a follower from the ISR after 3 s,
-/// formed, and their bootstrap list.
+/// What the replication tests' nodes are given: a silent broker is fenced after 2 s, a follower
+/// behind for 3 s leaves the ISR.
+pub(crate) const THREE_NODES: [&str; 3] = [
+    "num.partitions=1",
+    "broker.session.timeout.ms=2000",
+    "replica.lag.time.max.ms=3000",
+];
+
+/// Three nodes set as [`THREE_NODES`], formed, and their bootstrap list.
 fn three_nodes() -> (Cluster, String) {
-    let sets = [
-        "num.partitions=1",
-        "broker.session.timeout.ms=2000",
-        "replica.lag.time.max.ms=3000",
-    ];
-    let mut cluster = Cluster::start(3, &sets);
+    let mut cluster = Cluster::start(3, &THREE_NODES);
     cluster.await_controller(&[1, 2, 3], 3);
     let bootstrap = cluster.bootstrap();
     (cluster, bootstrap)
 }
 
 /// An idempotent acks=all producer that rides over faults.
-fn idempotent_writer(bootstrap: &str) -> FutureProducer {
+pub(crate) fn idempotent_writer(bootstrap: &str) -> FutureProducer {
     producer(
         bootstrap,
         &[
             ("acks", "all"),
             ("enable.idempotence", "true"),
             ("message.timeout.ms", "30000"),
-            // A paused broker holds its connections open and answers nothing: give up on a
-            // request in 5 s (30 s by default) and retry elsewhere.
+            // A paused or cut-off broker holds its connections open and answers nothing: the
+            // leader gives up waiting for its followers in 5 s, and librdkafka gives up on a
+            // request in flight (socket.timeout.ms, 60 s by default) in 5 s and retries where
+            // the leader is then.
             ("request.timeout.ms", "5000"),
+            ("socket.timeout.ms", "5000"),
         ],
     )
 }
@@ -371,116 +376,66 @@ fn a_group_and_a_transaction_carry_on_across_their_coordinator_killed_kill9() {
 /// acknowledged record is read back once, in order, at its offset.
 #[test]
 fn a_leader_paused_past_its_session_loses_the_lead_and_rejoins_after_resume() {
-    let (mut cluster, bootstrap) = three_nodes();
-    create_replicated(&bootstrap, "paused", &[("min.insync.replicas", "2")]);
-    let leader = cluster.await_isr(&[1, 2, 3], "paused", 0, &[1, 2, 3]) as usize;
-    let writer = idempotent_writer(&bootstrap);
-    let (mut acked, errors) = send(&writer, "paused", "before", 50);
+    let (cluster, bootstrap) = three_nodes();
+    outlive_a_stalled_leader(
+        cluster,
+        &bootstrap,
+        "paused",
+        Cluster::pause,
+        Cluster::resume,
+    );
+}
+
+/// The leader stalled by `stall` (its connections open, nothing answered) while an idempotent
+/// acks=all producer writes to `topic`: the others fence it, one of them leads, the producer
+/// carries on; after `recover` the old leader follows, cuts what was never committed and rejoins
+/// the ISR. Every acknowledged record is read back once, in order, at its offset, then through
+/// the old leader alone (the others stopped, it leads): its log holds all of them.
+pub(crate) fn outlive_a_stalled_leader(
+    mut cluster: Cluster,
+    bootstrap: &str,
+    topic: &str,
+    stall: fn(&mut Cluster, usize),
+    recover: fn(&mut Cluster, usize),
+) {
+    create_replicated(bootstrap, topic, &[("min.insync.replicas", "2")]);
+    let leader = cluster.await_isr(&[1, 2, 3], topic, 0, &[1, 2, 3]) as usize;
+    let writer = idempotent_writer(bootstrap);
+    let (mut acked, errors) = send(&writer, topic, "before", 50);
     assert!(errors.is_empty(), "{errors:?}");
 
-    cluster.pause(leader);
+    stall(&mut cluster, leader);
     let others: Vec<usize> = (1..=3).filter(|&id| id != leader).collect();
     let mut isr: Vec<i32> = others.iter().map(|&id| id as i32).collect();
     isr.sort();
-    let (during, _) = send(&writer, "paused", "during", 50);
+    let (during, _) = send(&writer, topic, "during", 50);
     acked.extend(during);
-    let next = cluster.await_isr(&others, "paused", 0, &isr);
+    let next = cluster.await_isr(&others, topic, 0, &isr);
     assert_ne!(next as usize, leader);
-    let (ok, errors) = send(&writer, "paused", "after", 50);
+    let (ok, errors) = send(&writer, topic, "after", 50);
     assert!(errors.is_empty(), "{errors:?}");
     acked.extend(ok);
 
-    cluster.resume(leader);
-    cluster.await_isr(&[1, 2, 3], "paused", 0, &[1, 2, 3]);
-    let (ok, errors) = send(&writer, "paused", "resumed", 50);
+    recover(&mut cluster, leader);
+    cluster.await_isr(&[1, 2, 3], topic, 0, &[1, 2, 3]);
+    let (ok, errors) = send(&writer, topic, "recovered", 50);
     assert!(errors.is_empty(), "{errors:?}");
     acked.extend(ok);
     acked.sort_by_key(|a| a.1);
-    check_acknowledged(&bootstrap, "paused", &acked);
-    // The resumed node holds the same log: with the others gone it serves all of it.
+    check_acknowledged(bootstrap, topic, &acked);
     for &id in &others {
         cluster.node(id).stop();
     }
     let alone = cluster.node(leader).addr.clone();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while cluster.view(leader).partition("paused", 0).map(|(l, _)| l) != Some(leader as i32) {
+    while cluster.view(leader).partition(topic, 0).map(|(l, _)| l) != Some(leader as i32) {
         assert!(
             std::time::Instant::now() < deadline,
-            "the resumed node never led"
+            "the recovered node never led"
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    check_acknowledged(&alone, "paused", &acked);
-}
-
-/// A seeded schedule of faults (kill -9, SIGSTOP for a while, SIGTERM, each followed by the
-/// node's return) on three nodes while an idempotent acks=all producer writes between them; at
-/// most one node is down at a time, so a majority and an ISR of two remain. The invariant: every
-/// acknowledged record is read back once, in order, at its offset, and the ISR heals.
-/// `SLUICE_SEED` replays a schedule (the seed is printed); `SLUICE_FAULT_STEPS` (default 4) sets
-/// its length.
-#[test]
-fn a_seeded_fault_schedule_loses_no_acknowledged_record() {
-    let seed: u64 = std::env::var("SLUICE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    let steps: usize = std::env::var("SLUICE_FAULT_STEPS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(4);
-    println!("fault schedule: SLUICE_SEED={seed} SLUICE_FAULT_STEPS={steps}");
-    let mut state = seed | 1;
-    let mut next = move |bound: u64| {
-        // xorshift64*
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        state.wrapping_mul(0x2545_f491_4f6c_dd1d) % bound
-    };
-
-    let (mut cluster, bootstrap) = three_nodes();
-    create_replicated(&bootstrap, "chaos", &[("min.insync.replicas", "2")]);
-    cluster.await_isr(&[1, 2, 3], "chaos", 0, &[1, 2, 3]);
-    let writer = idempotent_writer(&bootstrap);
-    let mut acked: Vec<Acked> = Vec::new();
-    for step in 0..steps {
-        let (leader, _) = cluster
-            .view(1 + next(3) as usize)
-            .partition("chaos", 0)
-            .unwrap_or((1, vec![]));
-        // The leader half the time, else any node.
-        let victim = if next(2) == 0 && leader > 0 {
-            leader as usize
-        } else {
-            1 + next(3) as usize
-        };
-        let fault = next(3);
-        println!("step {step}: fault {fault} on node {victim} (leader {leader})");
-        match fault {
-            0 => cluster.kill9(victim),
-            1 => cluster.pause(victim),
-            _ => cluster.node(victim).stop(),
-        }
-        let (ok, _) = send(&writer, "chaos", &format!("s{step}"), 30);
-        acked.extend(ok);
-        std::thread::sleep(std::time::Duration::from_millis(500 + next(2500)));
-        match fault {
-            1 => cluster.resume(victim),
-            _ => cluster.restart(victim),
-        }
-        cluster.await_isr(&[1, 2, 3], "chaos", 0, &[1, 2, 3]);
-        let (ok, errors) = send(&writer, "chaos", &format!("h{step}"), 30);
-        assert!(errors.is_empty(), "seed {seed} step {step}: {errors:?}");
-        acked.extend(ok);
-    }
-    acked.sort_by_key(|a| a.1);
-    check_acknowledged(&bootstrap, "chaos", &acked);
+    check_acknowledged(&alone, topic, &acked);
 }
 
 /// With `auto.leader.rebalance.enable` (the default) the leader killed and restarted leads its

@@ -6,6 +6,7 @@
 mod kit;
 
 mod cli;
+mod cluster_faults;
 mod cluster_quorum;
 mod cluster_replication;
 mod fuzz_regressions;

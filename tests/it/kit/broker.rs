@@ -17,6 +17,8 @@ pub struct Broker {
     fd_limit: Option<u64>,
     /// The line `serve` printed once it listened.
     pub serving_line: String,
+    /// A command that runs `serve` (e.g. in a network namespace: `ip netns exec NS`).
+    wrapper: Vec<String>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -50,23 +52,30 @@ impl Broker {
             cwd: Some(temp.path().to_path_buf()),
             fd_limit: None,
             serving_line: String::new(),
+            wrapper: Vec::new(),
             _temp: Some(temp),
         };
         broker.spawn();
         broker
     }
 
+    /// Starts a broker through `wrapper` (a command that runs the one after it), with `--set`
+    /// overrides that give its listeners.
+    pub fn start_wrapped(wrapper: Vec<String>, sets: &[&str]) -> Broker {
+        Broker::start_with(0, sets, None, wrapper)
+    }
+
     /// Starts a broker whose descriptor limit (soft and hard) is `limit`.
     pub fn start_with_fd_limit(limit: u64, sets: &[&str]) -> Broker {
-        Broker::start_with(0, sets, Some(limit))
+        Broker::start_with(0, sets, Some(limit), Vec::new())
     }
 
     /// Starts a broker on client port `port` (kept across restarts).
     pub fn start_on(port: u16, sets: &[&str]) -> Broker {
-        Broker::start_with(port, sets, None)
+        Broker::start_with(port, sets, None, Vec::new())
     }
 
-    fn start_with(port: u16, sets: &[&str], fd_limit: Option<u64>) -> Broker {
+    fn start_with(port: u16, sets: &[&str], fd_limit: Option<u64>, wrapper: Vec<String>) -> Broker {
         let temp = tempfile::tempdir().expect("temp dir");
         let data_dir = temp.path().join("data");
         let mut args = vec![
@@ -92,6 +101,7 @@ impl Broker {
             cwd: None,
             fd_limit,
             serving_line: String::new(),
+            wrapper,
             _temp: Some(temp),
         };
         broker.spawn();
@@ -107,7 +117,14 @@ impl Broker {
                     .arg(env!("CARGO_BIN_EXE_sluice"));
                 c
             }
-            None => Command::new(env!("CARGO_BIN_EXE_sluice")),
+            None => match self.wrapper.split_first() {
+                Some((program, args)) => {
+                    let mut c = Command::new(program);
+                    c.args(args).arg(env!("CARGO_BIN_EXE_sluice"));
+                    c
+                }
+                None => Command::new(env!("CARGO_BIN_EXE_sluice")),
+            },
         };
         if let Some(cwd) = &self.cwd {
             command.current_dir(cwd);

@@ -9,11 +9,14 @@ use std::time::{Duration, Instant};
 
 use super::broker::Broker;
 use super::client::consume;
+use super::netns::Net;
 use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
 use rdkafka::Offset;
 
 pub struct Cluster {
     nodes: Vec<Broker>,
+    /// The nodes' network namespaces, when they have their own (dropped after the nodes).
+    net: Option<Net>,
     /// Held while the cluster runs (dropped after its nodes stop): clusters run one at a time, so
     /// that three nodes' heartbeats are not starved by another test's three on a 2-core machine
     /// (a broker missing its session timeout is fenced, which such a test does not expect).
@@ -104,8 +107,57 @@ impl Cluster {
             .collect();
         Cluster {
             nodes,
+            net: None,
             _serial: serial,
         }
+    }
+
+    /// Starts `nodes` nodes each in a network namespace of its own (see [`Net`]), so that
+    /// [`Cluster::cut`] can cut one off; or why that cannot be done here.
+    pub fn start_apart(nodes: usize, sets: &[&str]) -> Result<Cluster, String> {
+        let serial = one_cluster_at_a_time();
+        let net = Net::create(nodes)?;
+        let voters: Vec<String> = (1..=nodes)
+            .map(|i| format!("{i}@{}:9093", net.ip(i)))
+            .collect();
+        let voters = format!("controller.quorum.voters={}", voters.join(","));
+        let nodes = (1..=nodes)
+            .map(|i| {
+                let ip = net.ip(i);
+                let own = [
+                    format!("node.id={i}"),
+                    voters.clone(),
+                    format!("listeners=PLAINTEXT://{ip}:9092,CONTROLLER://{ip}:9093"),
+                ];
+                let sets: Vec<&str> = own
+                    .iter()
+                    .map(String::as_str)
+                    .chain(sets.iter().copied())
+                    .collect();
+                Broker::start_wrapped(net.wrapper(i), &sets)
+            })
+            .collect();
+        Ok(Cluster {
+            nodes,
+            net: Some(net),
+            _serial: serial,
+        })
+    }
+
+    /// Whether the nodes have network namespaces of their own (and so can be cut off).
+    pub fn can_cut(&self) -> bool {
+        self.net.is_some()
+    }
+
+    /// Cuts node `id` off from the other nodes and from the test's clients: its connections
+    /// stall, as when a cable is pulled.
+    pub fn cut(&mut self, id: usize) {
+        self.net.as_ref().expect("nodes apart").cut(id);
+    }
+
+    /// Connects node `id` again.
+    pub fn heal(&mut self, id: usize) {
+        self.net.as_ref().expect("nodes apart").heal(id);
     }
 
     /// What node `id`'s Metadata (v1+, all topics) says now.

@@ -1,9 +1,11 @@
-//! The test kit: starting brokers (`broker`) and clusters of them (`cluster`), librdkafka clients
-//! (`client`), raw Kafka frames (`raw`), record batches and logs for the storage tests
+//! The test kit: starting brokers (`broker`) and clusters of them (`cluster`), network namespaces
+//! to cut nodes apart (`netns`), librdkafka clients (`client`), raw Kafka frames (`raw`), record
+//! batches and logs for the storage tests
 //! (`batches`).
 
 pub mod batches;
 pub mod broker;
 pub mod client;
 pub mod cluster;
+pub mod netns;
 pub mod raw;
