@@ -77,6 +77,19 @@ pub enum Change {
         partition_epoch: i32,
         isr: Vec<NodeId>,
     },
+    /// Moves a partition's replicas onto `replicas` (Kafka's AlterPartitionReassignments), or
+    /// cancels the reassignment that runs (`None`).
+    ReassignPartition {
+        topic: String,
+        partition: i32,
+        replicas: Option<Vec<NodeId>>,
+    },
+    /// Kafka's ElectLeaders for these partitions: preferred (the first replica, where live and
+    /// in sync) or unclean (any live replica where none leads).
+    ElectLeaders {
+        unclean: bool,
+        partitions: Vec<(String, i32)>,
+    },
 }
 
 impl Change {
@@ -124,12 +137,15 @@ impl Change {
             | Change::DeleteTopic { name }
             | Change::CreatePartitions { name, .. }
             | Change::SetTopicConfigs { name, .. } => Some(name),
-            Change::AlterPartition { topic, .. } => Some(topic),
+            Change::AlterPartition { topic, .. } | Change::ReassignPartition { topic, .. } => {
+                Some(topic)
+            }
             Change::RegisterBroker { .. }
             | Change::FenceBroker { .. }
             | Change::UnfenceBroker { .. }
             | Change::ShutdownBroker { .. }
             | Change::ElectPreferredLeaders
+            | Change::ElectLeaders { .. }
             | Change::SetBrokerConfigs { .. }
             | Change::AllocateProducerIds { .. } => None,
         }
@@ -158,6 +174,13 @@ pub enum ChangeError {
     IneligibleReplica(i32),
     #[error("broker {0} is not registered")]
     UnknownBroker(i32),
+    #[error("topic `{0}` has no partition {1}")]
+    UnknownPartition(String, i32),
+    /// A reassignment's replicas: none, or one twice.
+    #[error("{0}")]
+    InvalidReplicas(String),
+    #[error("partition {1} of `{0}` is not being reassigned")]
+    NoReassignment(String, i32),
     #[error("replication factor {factor} is larger than the {brokers} live brokers")]
     InvalidReplicationFactor { factor: u16, brokers: usize },
     /// An unknown config key, a bad value, or a broker key that takes a restart.
@@ -263,7 +286,17 @@ pub fn apply(image: &Image, change: &Change) -> Result<Image, ChangeError> {
                 isr,
             };
             election::alter_isr(&mut next, alter)?;
+            election::complete_reassignments(&mut next, topic);
         }
+        Change::ReassignPartition {
+            topic,
+            partition,
+            replicas,
+        } => election::reassign(&mut next, topic, *partition, replicas.as_deref())?,
+        Change::ElectLeaders {
+            unclean,
+            partitions,
+        } => election::elect_leaders(&mut next, *unclean, partitions),
         Change::RegisterBroker { id, broker } => {
             next.shut_down.remove(id);
             if next.fenced.remove(id) {
@@ -383,11 +416,11 @@ pub fn place(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// An image with brokers 1..=n registered.
-    fn with_brokers(n: i32) -> Image {
+    pub(in crate::cluster) fn with_brokers(n: i32) -> Image {
         (1..=n).fold(Image::default(), |image, id| {
             let broker = BrokerMeta {
                 host: "127.0.0.1".into(),
@@ -400,7 +433,7 @@ mod tests {
     }
 
     /// Creates `name` with `factor` replicas of each of its `partitions`.
-    fn replicated(name: &str, partitions: i32, factor: u16) -> Change {
+    pub(in crate::cluster) fn replicated(name: &str, partitions: i32, factor: u16) -> Change {
         match Change::create_topic(name, partitions, BTreeMap::new()) {
             Change::CreateTopic {
                 name,

@@ -179,3 +179,216 @@ pub(super) fn elect_preferred(next: &mut Image) {
         true
     });
 }
+
+/// Finds partition `partition` of `topic` in `next` for `f`, which changes it or refuses; a
+/// change bumps the partition epoch.
+fn with_assignment(
+    next: &mut Image,
+    topic: &str,
+    partition: i32,
+    f: impl FnOnce(&mut Assignment, &std::collections::BTreeSet<NodeId>) -> Result<(), ChangeError>,
+) -> Result<(), ChangeError> {
+    let fenced = next.fenced.clone();
+    let unknown = || ChangeError::UnknownPartition(topic.to_string(), partition);
+    let meta = next.topics.get_mut(topic).ok_or_else(unknown)?;
+    let mut assignments = meta.assignments.to_vec();
+    let a = usize::try_from(partition)
+        .ok()
+        .and_then(|p| assignments.get_mut(p))
+        .ok_or_else(unknown)?;
+    f(a, &fenced)?;
+    a.partition_epoch += 1;
+    meta.assignments = Arc::from(assignments);
+    Ok(())
+}
+
+/// Ends partition `a`'s replicas at `target` (the ISR and the leader follow; a leader that is
+/// not in it hands over to the first live replica of `target` in sync), the reassignment done.
+fn settle(a: &mut Assignment, target: Vec<NodeId>, fenced: &std::collections::BTreeSet<NodeId>) {
+    a.isr.retain(|n| target.contains(n));
+    if !target.contains(&a.leader) {
+        let next = target
+            .iter()
+            .find(|n| a.isr.contains(n) && !fenced.contains(n))
+            .copied();
+        if let Some(leader) = next {
+            new_leader(a, leader);
+        }
+    }
+    a.isr = target
+        .iter()
+        .filter(|n| a.isr.contains(n))
+        .copied()
+        .collect();
+    a.replicas = target;
+    a.adding.clear();
+    a.removing.clear();
+}
+
+/// Completes `a`'s reassignment once every replica it ends with is in sync (Kafka's rule); true
+/// when it did.
+fn complete_if_in_sync(a: &mut Assignment, fenced: &std::collections::BTreeSet<NodeId>) -> bool {
+    if !a.is_reassigning() {
+        return false;
+    }
+    let target = a.target();
+    let leader_stays = target.contains(&a.leader) && !fenced.contains(&a.leader);
+    let successor = target
+        .iter()
+        .any(|n| a.isr.contains(n) && !fenced.contains(n));
+    if !target.iter().all(|n| a.isr.contains(n)) || !(leader_stays || successor) {
+        return false;
+    }
+    settle(a, target, fenced);
+    true
+}
+
+/// Moves partition `partition` of `topic` onto `target` (Kafka's AlterPartitionReassignments,
+/// KIP-455): the replicas become the union of the target and the current ones, the new ones copy
+/// from the leader and, once all of the target is in sync, the others leave. `None` cancels a
+/// running reassignment (the replicas return to what they were).
+pub(super) fn reassign(
+    next: &mut Image,
+    topic: &str,
+    partition: i32,
+    target: Option<&[NodeId]>,
+) -> Result<(), ChangeError> {
+    let registered: Vec<NodeId> = next.brokers.keys().copied().collect();
+    with_assignment(next, topic, partition, |a, fenced| {
+        // What the replicas were before any running reassignment.
+        let original: Vec<NodeId> = a
+            .replicas
+            .iter()
+            .filter(|n| !a.adding.contains(n))
+            .copied()
+            .collect();
+        let Some(target) = target else {
+            if !a.is_reassigning() {
+                return Err(ChangeError::NoReassignment(topic.to_string(), partition));
+            }
+            let leads = |n: &NodeId| a.isr.contains(n) && !fenced.contains(n);
+            if !original.contains(&a.leader) && !original.iter().any(leads) {
+                return Err(ChangeError::InvalidReplicas(format!(
+                    "no replica of {original:?} is in sync to lead again"
+                )));
+            }
+            settle(a, original, fenced);
+            return Ok(());
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        if target.is_empty() || !target.iter().all(|n| seen.insert(*n)) {
+            return Err(ChangeError::InvalidReplicas(format!(
+                "{target:?}: a partition needs one or more replicas, each once"
+            )));
+        }
+        if let Some(unknown) = target.iter().find(|n| !registered.contains(n)) {
+            return Err(ChangeError::InvalidReplicas(format!(
+                "broker {} is not registered",
+                unknown.0
+            )));
+        }
+        let mut replicas = target.to_vec();
+        replicas.extend(original.iter().filter(|n| !target.contains(n)));
+        a.adding = target
+            .iter()
+            .filter(|n| !original.contains(n))
+            .copied()
+            .collect();
+        a.removing = original
+            .iter()
+            .filter(|n| !target.contains(n))
+            .copied()
+            .collect();
+        // A replica added by the reassignment this one replaces is no longer copying for it.
+        a.isr.retain(|n| replicas.contains(n));
+        a.replicas = replicas;
+        complete_if_in_sync(a, fenced);
+        Ok(())
+    })
+}
+
+/// Completes the reassignment of every partition whose target is in sync (after an ISR change).
+pub(super) fn complete_reassignments(next: &mut Image, topic: &str) {
+    let fenced = next.fenced.clone();
+    if let Some(meta) = next.topics.get_mut(topic) {
+        if meta.assignments.iter().any(Assignment::is_reassigning) {
+            let mut assignments = meta.assignments.to_vec();
+            for a in &mut assignments {
+                if complete_if_in_sync(a, &fenced) {
+                    a.partition_epoch += 1;
+                }
+            }
+            meta.assignments = Arc::from(assignments);
+        }
+    }
+}
+
+/// Why partition `a` takes no election of `kind`, if it takes none (Kafka's ElectLeaders rules).
+pub fn election_refused(
+    a: &Assignment,
+    unclean: bool,
+    fenced: &std::collections::BTreeSet<NodeId>,
+) -> Option<ElectionRefused> {
+    if !unclean {
+        return match a.replicas.first() {
+            Some(p) if *p == a.leader && !fenced.contains(p) => Some(ElectionRefused::NotNeeded),
+            Some(p) if a.isr.contains(p) && !fenced.contains(p) => None,
+            _ => Some(ElectionRefused::PreferredUnavailable),
+        };
+    }
+    if !fenced.contains(&a.leader) {
+        return Some(ElectionRefused::NotNeeded);
+    }
+    match a.replicas.iter().any(|n| !fenced.contains(n)) {
+        true => None,
+        false => Some(ElectionRefused::NoEligibleLeader),
+    }
+}
+
+/// Why a partition was not given a new leader by ElectLeaders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ElectionRefused {
+    /// The leader is already the one the election would choose (or, unclean, is live).
+    NotNeeded,
+    /// The preferred replica is fenced or out of sync.
+    PreferredUnavailable,
+    /// No replica is live.
+    NoEligibleLeader,
+}
+
+/// Elects leaders for `partitions` (Kafka's ElectLeaders): preferred, the first replica where it
+/// is live and in sync; unclean, for a partition without a live leader, the first live replica
+/// in sync, else any live replica (losing what only the others had). Partitions that take no
+/// election are left as they are.
+pub(super) fn elect_leaders(next: &mut Image, unclean: bool, partitions: &[(String, i32)]) {
+    for (topic, partition) in partitions {
+        let _ = with_assignment(next, topic, *partition, |a, fenced| {
+            if election_refused(a, unclean, fenced).is_some() {
+                return Err(ChangeError::StaleEpoch);
+            }
+            if !unclean {
+                new_leader(a, a.replicas[0]);
+                return Ok(());
+            }
+            let live = |n: &&NodeId| !fenced.contains(n);
+            if let Some(leader) = a.replicas.iter().filter(live).find(|n| a.isr.contains(n)) {
+                new_leader(a, *leader);
+                a.isr.retain(|n| !fenced.contains(n));
+                return Ok(());
+            }
+            let leader = *a.replicas.iter().find(live).expect("checked");
+            tracing::warn!(
+                topic, partition, leader = leader.0, isr = ?a.isr,
+                "unclean leader election (ElectLeaders): a replica out of sync leads; records only \
+                 the others had are lost"
+            );
+            new_leader(a, leader);
+            a.isr = vec![leader];
+            Ok(())
+        });
+    }
+}
+
+#[cfg(test)]
+#[path = "election_tests.rs"]
+mod tests;

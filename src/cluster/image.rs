@@ -35,25 +35,51 @@ pub struct Assignment {
     pub partition_epoch: i32,
     /// The in-sync replicas, the leader among them.
     pub isr: Vec<NodeId>,
+    /// While the replicas are being reassigned (KIP-455): those of `replicas` that are new and
+    /// copying, and those that leave once the new ones are in sync. Both empty otherwise.
+    pub adding: Vec<NodeId>,
+    pub removing: Vec<NodeId>,
 }
 
 impl Assignment {
     /// `replicas/leader/leader epoch/partition epoch/ISR`, node lists comma-separated
-    /// (`1,2,3/1/0/0/1,2`): the file holds one such word per partition, so that the image of a
-    /// node with 10,000 partitions writes and reads in milliseconds.
+    /// (`1,2,3/1/0/0/1,2`), then `/adding/removing` while a reassignment runs: the file holds one
+    /// such word per partition, so that the image of a node with 10,000 partitions writes and
+    /// reads in milliseconds.
     pub fn to_text(&self) -> String {
         let nodes = |nodes: &[NodeId]| {
             let ids: Vec<String> = nodes.iter().map(|n| n.0.to_string()).collect();
             ids.join(",")
         };
-        format!(
+        let mut text = format!(
             "{}/{}/{}/{}/{}",
             nodes(&self.replicas),
             self.leader.0,
             self.leader_epoch.0,
             self.partition_epoch,
             nodes(&self.isr)
-        )
+        );
+        if self.is_reassigning() {
+            text.push_str(&format!(
+                "/{}/{}",
+                nodes(&self.adding),
+                nodes(&self.removing)
+            ));
+        }
+        text
+    }
+
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
+
+    /// The replicas a running reassignment ends with (all of them otherwise), in order.
+    pub fn target(&self) -> Vec<NodeId> {
+        self.replicas
+            .iter()
+            .filter(|n| !self.removing.contains(n))
+            .copied()
+            .collect()
     }
 
     /// A new partition on `replicas`, the first of them leading, all in sync.
@@ -65,6 +91,8 @@ impl Assignment {
             partition_epoch: 0,
             isr: replicas.clone(),
             replicas,
+            adding: Vec::new(),
+            removing: Vec::new(),
         }
     }
 }
@@ -388,16 +416,26 @@ impl Image {
 
 /// One partition's assignment from its text (see [`Assignment::to_text`]).
 fn assignment(text: &str) -> Result<Assignment, String> {
-    let bad =
-        || format!("assignment `{text}` is not replicas/leader/leader epoch/partition epoch/ISR");
+    let bad = || {
+        format!(
+            "assignment `{text}` is not replicas/leader/leader epoch/partition epoch/ISR\
+             [/adding/removing]"
+        )
+    };
     let nodes = |list: &str| -> Result<Vec<NodeId>, String> {
+        if list.is_empty() {
+            return Ok(Vec::new());
+        }
         list.split(',')
             .map(|id| id.parse().map(NodeId).map_err(|_| bad()))
             .collect()
     };
     let fields: Vec<&str> = text.split('/').collect();
-    let [replicas, leader, leader_epoch, partition_epoch, isr] = fields[..] else {
-        return Err(bad());
+    let (replicas, leader, leader_epoch, partition_epoch, isr, adding, removing) = match fields[..]
+    {
+        [r, l, le, pe, isr] => (r, l, le, pe, isr, "", ""),
+        [r, l, le, pe, isr, adding, removing] => (r, l, le, pe, isr, adding, removing),
+        _ => return Err(bad()),
     };
     let number = |field: &str| field.parse::<i32>().map_err(|_| bad());
     let assignment = Assignment {
@@ -406,11 +444,16 @@ fn assignment(text: &str) -> Result<Assignment, String> {
         leader_epoch: Epoch(number(leader_epoch)?),
         partition_epoch: number(partition_epoch)?,
         isr: nodes(isr)?,
+        adding: nodes(adding)?,
+        removing: nodes(removing)?,
     };
     let known = |n: &NodeId| assignment.replicas.contains(n);
-    if !known(&assignment.leader) || !assignment.isr.iter().all(known) {
+    let all_known = [&assignment.isr, &assignment.adding, &assignment.removing]
+        .iter()
+        .all(|list| list.iter().all(known));
+    if assignment.replicas.is_empty() || !known(&assignment.leader) || !all_known {
         return Err(format!(
-            "assignment `{text}`: leader or ISR not among the replicas"
+            "assignment `{text}`: leader, ISR or reassignment not among the replicas"
         ));
     }
     Ok(assignment)
@@ -447,9 +490,19 @@ mod tests {
             leader_epoch: Epoch(4),
             partition_epoch: 9,
             isr: vec![NodeId(1), NodeId(3)],
+            adding: Vec::new(),
+            removing: Vec::new(),
         };
         assert_eq!(a.to_text(), "3,1,2/1/4/9/1,3");
         assert_eq!(assignment(&a.to_text()).unwrap(), a);
+        let moving = Assignment {
+            adding: vec![NodeId(2)],
+            removing: vec![NodeId(3)],
+            ..a.clone()
+        };
+        assert_eq!(moving.to_text(), "3,1,2/1/4/9/1,3/2/3");
+        assert_eq!(assignment(&moving.to_text()).unwrap(), moving);
+        assert_eq!(moving.target(), [NodeId(1), NodeId(2)]);
         for bad in [
             "",
             "1/1/0/0",
@@ -457,6 +510,8 @@ mod tests {
             "1/1/0/0/2",
             "x/1/0/0/1",
             "1/1/0/0/1/1",
+            "1/1/0/0/1/4/",
+            "/1/0/0/1",
         ] {
             assert!(assignment(bad).is_err(), "{bad}");
         }

@@ -23,7 +23,7 @@ pub use change::{
     ChangeError,
 };
 pub use controller::{legacy_producer_ids_end, Controller, PRODUCER_ID_BLOCK};
-pub use election::preferred_elections;
+pub use election::{election_refused, preferred_elections, ElectionRefused};
 pub use image::{
     Assignment, BrokerMeta, Image, TopicMeta, DYNAMIC_BROKER_KEYS, TOPIC_NAME_BYTES_MAX,
     TOPIC_PARTITIONS_MAX,

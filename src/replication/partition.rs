@@ -256,6 +256,8 @@ impl Partition {
             leader_epoch: Epoch(-1),
             partition_epoch: -1,
             isr: Vec::new(),
+            adding: Vec::new(),
+            removing: Vec::new(),
         };
         let high_watermark = if alone {
             log.log_end()

@@ -62,6 +62,9 @@ pub enum Transition {
     Leads,
     /// This node follows `leader` under `epoch`; its log may hold a tail the leader does not have.
     Follows { leader: NodeId, epoch: Epoch },
+    /// This node holds no replica any more (the topic deleted, or the replica moved away): the
+    /// partition is closed and its data deleted.
+    Gone,
 }
 
 /// A change of ISR for the controller.
@@ -105,6 +108,22 @@ impl Partition {
             }
             replicas.assignment = assignment.clone();
             replicas.isr_change_pending = false;
+            if !new_term {
+                // The replicas themselves may have changed (a reassignment): new ones are
+                // tracked from their first fetch, those gone are forgotten.
+                let me = self.me;
+                replicas
+                    .followers
+                    .retain(|n, _| assignment.replicas.contains(n));
+                for node in assignment.replicas.iter().filter(|n| **n != me) {
+                    replicas.followers.entry(*node).or_insert(Follower {
+                        log_end: None,
+                        caught_up_ms: now_ms,
+                        last_fetch_ms: now_ms,
+                        leader_end_at_last_fetch: Offset::ZERO,
+                    });
+                }
+            }
             if new_term {
                 replicas.epoch_start = self.log.log_end();
                 // A new leader counts its followers as caught up from now (Kafka does).

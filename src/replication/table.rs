@@ -121,7 +121,7 @@ impl Partitions {
 
     /// Brings the open partitions in line with `image`: reconfigures those whose topic's configs
     /// may have changed and gives them their assignment, closes (deleting their data) those it no
-    /// longer names, and opens those it names that `owns` and are not open. Returns what the
+    /// longer names or no longer places on this node, and opens those it names that `owns` and are not open. Returns what the
     /// assignments made of the replicas that changed role, and how many could not be opened with
     /// the first error (those are retried when next used).
     pub async fn reconcile(
@@ -135,7 +135,11 @@ impl Partitions {
         for partition in current {
             let tp = &partition.tp;
             match image.topics.get(&*tp.topic) {
-                Some(meta) if meta.id == partition.topic_id && tp.partition < meta.partitions => {
+                Some(meta)
+                    if meta.id == partition.topic_id
+                        && tp.partition < meta.partitions
+                        && meta.replica_on(tp.partition, self.me) =>
+                {
                     partition.reconfigure(meta.log_config(broker), meta.codec(broker));
                     partition.set_min_insync(min_insync(meta, broker));
                     let assignment = assignment_of(meta, tp.partition, self.me);
@@ -154,8 +158,9 @@ impl Partitions {
                     if let Err(e) = std::fs::remove_dir_all(&dir) {
                         tracing::error!(%tp, dir = %dir.display(), error = %e, "cannot delete the partition's data");
                     } else {
-                        tracing::info!(%tp, "deleted partition");
+                        tracing::info!(%tp, "deleted the partition's replica on this node");
                     }
+                    moved.push((partition.clone(), Transition::Gone));
                 }
             }
         }

@@ -8,6 +8,7 @@ mod kit;
 mod cli;
 mod cluster_faults;
 mod cluster_quorum;
+mod cluster_reassign;
 mod cluster_replication;
 mod fuzz_regressions;
 mod kafka_admin;

@@ -25,6 +25,7 @@ mod leader_epoch;
 mod list_offsets;
 mod metadata;
 mod produce;
+mod reassignments;
 mod topics_admin;
 mod transactions;
 mod write_txn_markers;
@@ -90,6 +91,9 @@ pub const APIS: &[Api] = &[
     topics_admin::CREATE_PARTITIONS,
     topics_admin::DELETE_RECORDS,
     topics_admin::DESCRIBE_CLUSTER,
+    reassignments::ELECT_LEADERS,
+    reassignments::ALTER_REASSIGNMENTS,
+    reassignments::LIST_REASSIGNMENTS,
     leader_epoch::API,
     init_producer_id::API,
     describe_producers::API,

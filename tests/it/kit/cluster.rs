@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use super::broker::Broker;
 use super::client::consume;
 use super::netns::Net;
-use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+use kafka_protocol::messages::metadata_response::MetadataResponsePartition;
+use kafka_protocol::messages::{ApiKey, BrokerId, MetadataRequest, MetadataResponse};
 use rdkafka::Offset;
 
 pub struct Cluster {
@@ -45,6 +46,8 @@ pub struct View {
     pub topics: Vec<(String, Vec<i32>)>,
     /// Each topic with its partitions' in-sync replicas.
     pub isr: Vec<(String, Vec<Vec<i32>>)>,
+    /// Each topic with its partitions' replicas, in order.
+    pub replicas: Vec<(String, Vec<Vec<i32>>)>,
 }
 
 impl View {
@@ -169,19 +172,23 @@ impl Cluster {
         let name = |t: &kafka_protocol::messages::metadata_response::MetadataResponseTopic| {
             t.name.as_ref().map_or(String::new(), |n| n.0.to_string())
         };
-        View {
-            isr: response
+        let lists = |list: fn(&MetadataResponsePartition) -> &Vec<BrokerId>| {
+            response
                 .topics
                 .iter()
                 .map(|t| {
-                    let isr = t
+                    let each = t
                         .partitions
                         .iter()
-                        .map(|p| p.isr_nodes.iter().map(|n| n.0).collect())
+                        .map(|p| list(p).iter().map(|n| n.0).collect())
                         .collect();
-                    (name(t), isr)
+                    (name(t), each)
                 })
-                .collect(),
+                .collect()
+        };
+        View {
+            isr: lists(|p| &p.isr_nodes),
+            replicas: lists(|p| &p.replica_nodes),
             controller: response.controller_id.0,
             brokers: response.brokers.iter().map(|b| b.node_id.0).collect(),
             topics: response
