@@ -22,6 +22,9 @@ pub struct PartitionData {
     /// `None` (a null array) for read_uncommitted.
     pub aborted: Option<Vec<(i64, i64)>>,
     pub records: Vec<FileSlice>,
+    /// From v12, with NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH: the leader now (id, epoch),
+    /// so that the client moves there without asking for metadata (KIP-951).
+    pub current_leader: Option<(i32, i32)>,
 }
 
 impl PartitionData {
@@ -43,6 +46,17 @@ pub struct FetchResponseData {
     pub error_code: i16,
     pub session_id: i32,
     pub topics: Vec<TopicData>,
+    /// From v16: where the leaders named in `current_leader` are.
+    pub node_endpoints: Vec<NodeEndpoint>,
+}
+
+/// A broker's address, as KIP-951 responses give it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeEndpoint {
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
 }
 
 struct Writer {
@@ -167,11 +181,46 @@ pub fn encode(version: i16, correlation_id: i32, data: &FetchResponseData) -> Re
                 w.buf.put_i32(-1); // preferred read replica
             }
             w.records(&p.records);
-            w.no_tagged_fields();
+            match p.current_leader {
+                Some((leader_id, leader_epoch)) if flexible => {
+                    // One tagged field: current_leader (tag 1), a LeaderIdAndEpoch of 9 bytes.
+                    w.unsigned_varint(1);
+                    w.unsigned_varint(1);
+                    w.unsigned_varint(9);
+                    w.buf.put_i32(leader_id);
+                    w.buf.put_i32(leader_epoch);
+                    w.no_tagged_fields();
+                }
+                _ => w.no_tagged_fields(),
+            }
         }
         w.no_tagged_fields();
     }
-    w.no_tagged_fields();
+    if version >= 16 && !data.node_endpoints.is_empty() {
+        // One tagged field: node_endpoints (tag 0), written aside to learn its size.
+        let mut field = Writer {
+            parts: Vec::new(),
+            buf: BytesMut::new(),
+            flexible: true,
+        };
+        field.array_len(data.node_endpoints.len());
+        for node in &data.node_endpoints {
+            field.buf.put_i32(node.node_id);
+            field.string(&node.host);
+            field.buf.put_i32(node.port);
+            match &node.rack {
+                Some(rack) => field.string(rack),
+                None => field.unsigned_varint(0),
+            }
+            field.no_tagged_fields();
+        }
+        w.unsigned_varint(1);
+        w.unsigned_varint(0);
+        w.unsigned_varint(field.buf.len() as u64);
+        w.buf.put_slice(&field.buf);
+    } else {
+        w.no_tagged_fields();
+    }
     let mut parts = w.finish();
     let total: u64 = parts.iter().map(Part::len).sum();
     let frame_len =
@@ -231,8 +280,15 @@ mod tests {
                         log_start_offset: 0,
                         aborted: Some(vec![(42, 1), (43, 2)]),
                         records: vec![],
+                        current_leader: Some((2, 7)),
                     },
                 ],
+            }],
+            node_endpoints: vec![NodeEndpoint {
+                node_id: 2,
+                host: "b2".into(),
+                port: 9092,
+                rack: Some("r1".into()),
             }],
         };
         for version in VERSION_MIN..=VERSION_MAX {
@@ -292,6 +348,23 @@ mod tests {
                 .collect();
             assert_eq!(aborted, vec![(42, 1), (43, 2)], "v{version}");
             assert_eq!(p3.records.as_deref().map(<[u8]>::len), Some(0));
+            if version >= 12 {
+                let leader = &p3.current_leader;
+                assert_eq!(
+                    (leader.leader_id.0, leader.leader_epoch),
+                    (2, 7),
+                    "v{version}"
+                );
+                assert_eq!(p0.current_leader.leader_id.0, -1, "v{version}: none");
+            }
+            if version >= 16 {
+                let node = &decoded.node_endpoints[0];
+                assert_eq!(
+                    (node.node_id.0, node.host.as_str(), node.port),
+                    (2, "b2", 9092)
+                );
+                assert_eq!(node.rack.as_deref(), Some("r1"));
+            }
         }
     }
 }

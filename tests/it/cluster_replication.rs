@@ -127,6 +127,13 @@ fn an_rf3_topic_outlives_its_leader_killed_kill9_and_the_leader_rejoins() {
     // leads nothing until its registration in this run is committed (and by then it follows):
     // a write sent to it at once is refused, not taken and later cut.
     cluster.restart(leader);
+    // Nor does its Metadata name it leader from that image (no leader until it caught up).
+    let named = cluster.view(leader).partition("copied", 0).map(|(l, _)| l);
+    assert_ne!(
+        named,
+        Some(leader as i32),
+        "the restarted node names itself leader"
+    );
     let answer = produce_v10(cluster.node(leader), "copied", 1);
     assert_eq!(
         answer.responses[0].partition_responses[0].error_code, 6,
@@ -176,6 +183,36 @@ fn produce_v10(
     crate::kit::raw::call(&mut s, ApiKey::Produce, 10, 1, &request)
 }
 
+/// A raw Fetch v16 (topics by id) of partition 0 of `topic` from offset 0 on `broker`.
+fn fetch_v16(
+    broker: &mut crate::kit::broker::Broker,
+    topic: &str,
+) -> kafka_protocol::messages::FetchResponse {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{
+        ApiKey, FetchRequest, MetadataRequest, MetadataResponse, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    let mut s = crate::kit::raw::connect(broker);
+    let mut wanted = kafka_protocol::messages::metadata_request::MetadataRequestTopic::default();
+    wanted.name = Some(TopicName(StrBytes::from_string(topic.to_string())));
+    let mut metadata = MetadataRequest::default();
+    metadata.topics = Some(vec![wanted]);
+    let known: MetadataResponse = crate::kit::raw::call(&mut s, ApiKey::Metadata, 12, 1, &metadata);
+    let mut partition = FetchPartition::default();
+    partition.partition = 0;
+    partition.partition_max_bytes = 1 << 20;
+    let mut entry = FetchTopic::default();
+    entry.topic_id = known.topics[0].topic_id;
+    entry.partitions = vec![partition];
+    let mut request = FetchRequest::default();
+    request.replica_id = kafka_protocol::messages::BrokerId(-1);
+    request.max_wait_ms = 0;
+    request.max_bytes = 1 << 20;
+    request.topics = vec![entry];
+    crate::kit::raw::call(&mut s, ApiKey::Fetch, 16, 2, &request)
+}
+
 #[test]
 fn a_clean_shutdown_hands_its_leaderships_over_before_it_stops() {
     // The default session timeout (9 s): only the controlled shutdown can move the leader sooner.
@@ -220,6 +257,19 @@ fn a_clean_shutdown_hands_its_leaderships_over_before_it_stops() {
             .any(|n| n.node_id.0 == now && n.port.to_string() == leader_port),
         "{:?}",
         answer.node_endpoints
+    );
+    // And so does its Fetch (v12+ the leader, v16 its address).
+    let fetched = fetch_v16(cluster.node(other), "handed");
+    let p = &fetched.responses[0].partitions[0];
+    assert_eq!(p.error_code, 6, "NOT_LEADER_OR_FOLLOWER");
+    assert_eq!(p.current_leader.leader_id.0, now);
+    assert!(
+        fetched
+            .node_endpoints
+            .iter()
+            .any(|n| n.node_id.0 == now && n.port.to_string() == leader_port),
+        "{:?}",
+        fetched.node_endpoints
     );
     let (ok, errors) = send(&writer, "handed", "after", 50);
     assert!(errors.is_empty(), "{errors:?}");

@@ -186,6 +186,7 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                 log_start_offset: -1,
                 aborted: None,
                 records: Vec::new(),
+                current_leader: None,
             });
     }
     let max_bytes = if body.max_bytes > 0 {
@@ -235,11 +236,45 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
     if session_id != 0 {
         answer_session(&shard, session_id, &entries, previously_sent, &mut data);
     }
+    if version >= 12 {
+        name_current_leaders(&shard, &mut data, version >= 16);
+    }
     Ok(Some(encoder::encode(
         version,
         request.correlation_id,
         &data,
     )))
+}
+
+/// KIP-951: a partition answered NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH names the leader
+/// now (from v12), and from v16 the response says where it is.
+fn name_current_leaders(shard: &Shard, data: &mut FetchResponseData, endpoints: bool) {
+    let moved = [E::NotLeaderOrFollower.code(), E::FencedLeaderEpoch.code()];
+    let image = shard.image();
+    let mut nodes = std::collections::BTreeMap::new();
+    for topic in &mut data.topics {
+        for p in &mut topic.partitions {
+            if !moved.contains(&p.error_code) {
+                continue;
+            }
+            let Some((leader, epoch, broker)) = super::leader_now(&image, &topic.name, p.partition)
+            else {
+                continue;
+            };
+            p.current_leader = Some((leader, epoch));
+            if endpoints {
+                nodes
+                    .entry(leader)
+                    .or_insert_with(|| encoder::NodeEndpoint {
+                        node_id: leader,
+                        host: broker.host.clone(),
+                        port: broker.port as i32,
+                        rack: broker.rack.clone(),
+                    });
+            }
+        }
+    }
+    data.node_endpoints = nodes.into_values().collect();
 }
 
 /// Remembers what this answer tells the client; in an incremental answer, leaves out the

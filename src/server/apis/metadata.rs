@@ -34,9 +34,12 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
     let topic_operations = authorized::topic(body.include_topic_authorized_operations);
     let mut topics = Vec::new();
     let fenced = shard.image().fenced.clone();
+    // A node restarted into a cluster answers from the image it stored until its registration
+    // in this run is committed: its leaders may be stale, so it names none (clients ask again).
+    let stale = !shard.caught_up.load(std::sync::atomic::Ordering::Acquire);
     if all {
         for (name, meta) in shard.image().topics.iter() {
-            topics.push(topic_entry(name, Some(meta), &fenced));
+            topics.push(topic_entry(name, Some(meta), &fenced, stale));
         }
     } else {
         for wanted in body.topics.iter().flatten() {
@@ -56,7 +59,7 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                 (None, _) => String::new(),
             };
             if let Err(e) = validate_topic_name(&name) {
-                let mut entry = topic_entry(&name, None, &fenced);
+                let mut entry = topic_entry(&name, None, &fenced, stale);
                 entry.error_code = error_code(&e);
                 topics.push(entry);
                 continue;
@@ -66,7 +69,7 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                 None if auto_create => shard.auto_create(&name).await,
                 None => None,
             };
-            topics.push(topic_entry(&name, meta.as_ref(), &fenced));
+            topics.push(topic_entry(&name, meta.as_ref(), &fenced, stale));
         }
     }
     let mut response = MetadataResponse::default();
@@ -99,6 +102,7 @@ fn topic_entry(
     name: &str,
     meta: Option<&TopicMeta>,
     fenced: &std::collections::BTreeSet<NodeId>,
+    stale: bool,
 ) -> MetadataResponseTopic {
     let mut entry = MetadataResponseTopic::default();
     entry.name = Some(topic_name(name));
@@ -119,12 +123,22 @@ fn topic_entry(
             p.leader_epoch = assignment.leader_epoch.0;
             p.replica_nodes = nodes(&assignment.replicas);
             p.isr_nodes = nodes(&assignment.isr);
-            // Its only replica's broker is fenced: no leader until it returns.
+            let offline: Vec<NodeId> = assignment
+                .replicas
+                .iter()
+                .filter(|n| fenced.contains(n))
+                .copied()
+                .collect();
+            p.offline_replicas = nodes(&offline);
+            // The leader's broker is fenced (no replica in sync is live): no leader until one
+            // returns.
             if fenced.contains(&assignment.leader) {
                 p.error_code = E::LeaderNotAvailable.code();
                 p.leader_id = BrokerId(-1);
                 p.isr_nodes.clear();
-                p.offline_replicas = nodes(&[assignment.leader]);
+            } else if stale {
+                p.error_code = E::LeaderNotAvailable.code();
+                p.leader_id = BrokerId(-1);
             }
             p
         })

@@ -263,6 +263,22 @@ pub fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 
+/// KIP-951: the live leader of `topic`'s `partition` now, its leader epoch and its address, for
+/// a client told NOT_LEADER_OR_FOLLOWER (or FENCED_LEADER_EPOCH) to move there at once.
+pub fn leader_now<'a>(
+    image: &'a crate::cluster::Image,
+    topic: &str,
+    partition: i32,
+) -> Option<(i32, i32, &'a crate::cluster::BrokerMeta)> {
+    let meta = image.topics.get(topic)?;
+    let a = meta.assignments.get(usize::try_from(partition).ok()?)?;
+    if image.fenced.contains(&a.leader) {
+        return None;
+    }
+    let broker = image.brokers.get(&a.leader)?;
+    Some((a.leader.0, a.leader_epoch.0, broker))
+}
+
 pub fn str_bytes(text: impl Into<String>) -> StrBytes {
     StrBytes::from_string(text.into())
 }

@@ -123,26 +123,19 @@ fn name_new_leaders(shard: &Shard, response: &mut ProduceResponse) {
     let image = shard.image();
     let mut endpoints = std::collections::BTreeMap::new();
     for topic in &mut response.responses {
-        let meta = image.topics.get(topic.name.0.as_str());
         for p in &mut topic.partition_responses {
             if p.error_code != E::NotLeaderOrFollower.code() {
                 continue;
             }
-            let Some(a) = meta.and_then(|m| m.assignments.get(usize::try_from(p.index).ok()?))
+            let Some((leader, epoch, broker)) = super::leader_now(&image, &topic.name.0, p.index)
             else {
                 continue;
             };
-            let Some(broker) = image.brokers.get(&a.leader) else {
-                continue;
-            };
-            if image.fenced.contains(&a.leader) {
-                continue;
-            }
-            p.current_leader.leader_id = BrokerId(a.leader.0);
-            p.current_leader.leader_epoch = a.leader_epoch.0;
-            endpoints.entry(a.leader.0).or_insert_with(|| {
+            p.current_leader.leader_id = BrokerId(leader);
+            p.current_leader.leader_epoch = epoch;
+            endpoints.entry(leader).or_insert_with(|| {
                 let mut node = NodeEndpoint::default();
-                node.node_id = BrokerId(a.leader.0);
+                node.node_id = BrokerId(leader);
                 node.host = str_bytes(broker.host.clone());
                 node.port = broker.port as i32;
                 node.rack = broker.rack.clone().map(str_bytes);
