@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::election;
 use super::image::{Assignment, BrokerMeta, Image, TopicMeta, DYNAMIC_BROKER_KEYS};
 use super::image::{TOPIC_NAME_BYTES_MAX, TOPIC_PARTITIONS_MAX};
+use super::placement::place;
 use crate::config::{Values, BROKER_KEYS, DECLARED_BROKER_KEYS, TOPIC_KEYS};
 use crate::model::NodeId;
 
@@ -385,34 +386,6 @@ pub fn apply(image: &Image, change: &Change) -> Result<Image, ChangeError> {
         }
     }
     Ok(next)
-}
-
-/// Replicas for `partitions` of topic `id`: `factor` distinct registered brokers each, taken
-/// round-robin from a start derived from the id (so that topics do not all lead on the same
-/// broker), the first of them the leader. Deterministic: the same image and id place the same.
-pub fn place(
-    image: &Image,
-    id: Uuid,
-    partitions: std::ops::Range<i32>,
-    factor: u16,
-) -> Result<Vec<Assignment>, ChangeError> {
-    let brokers: Vec<NodeId> = image.live_brokers().map(|(id, _)| *id).collect();
-    if factor == 0 || factor as usize > brokers.len() {
-        return Err(ChangeError::InvalidReplicationFactor {
-            factor,
-            brokers: brokers.len(),
-        });
-    }
-    let start = (id.as_u128() % brokers.len() as u128) as usize;
-    Ok(partitions
-        .map(|partition| {
-            let first = start + partition as usize;
-            let replicas = (0..factor as usize)
-                .map(|r| brokers[(first + r) % brokers.len()])
-                .collect();
-            Assignment::new(replicas)
-        })
-        .collect())
 }
 
 #[cfg(test)]

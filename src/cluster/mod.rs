@@ -15,11 +15,12 @@ mod change;
 mod controller;
 mod election;
 mod image;
+mod placement;
 mod quorum;
 mod store;
 
 pub use change::{
-    apply, place, validate_broker_configs, validate_topic_configs, validate_topic_name, Change,
+    apply, validate_broker_configs, validate_topic_configs, validate_topic_name, Change,
     ChangeError,
 };
 pub use controller::{legacy_producer_ids_end, Controller, PRODUCER_ID_BLOCK};
@@ -28,6 +29,7 @@ pub use image::{
     Assignment, BrokerMeta, Image, TopicMeta, DYNAMIC_BROKER_KEYS, TOPIC_NAME_BYTES_MAX,
     TOPIC_PARTITIONS_MAX,
 };
+pub use placement::place;
 pub use quorum::{
     parse_voters, serve_voters, NoPeers, Quorum, QuorumError, TcpTransport, Transport, Voter,
 };

@@ -183,6 +183,12 @@ pub const DECLARED_BROKER_KEYS: &[Key] = &[
         "in a cluster: a broker the active controller has not heard from for this long is fenced",
     ),
     broker(
+        "broker.rack",
+        Kind::Any,
+        "",
+        "the rack (or zone) of this broker: a partition's replicas go on different racks",
+    ),
+    broker(
         "replica.lag.time.max.ms",
         int(1, i64::MAX),
         "30000",
