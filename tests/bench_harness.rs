@@ -10,6 +10,9 @@
 #[path = "it/kit/broker.rs"]
 #[allow(dead_code)] // this binary uses only part of the kit's broker helper
 mod broker;
+#[path = "it/kit/raw.rs"]
+#[allow(dead_code)] // the broker helper's, to see a cluster formed
+mod raw;
 
 use std::path::Path;
 use std::time::Duration;

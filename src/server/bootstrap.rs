@@ -245,8 +245,11 @@ pub fn serve(mut broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeE
     let data_dir = resolve_data_dir(&broker)?;
     let _lock = lock_data_dir(&data_dir)?;
     let background_shares = io_properties(&mut broker, &data_dir)?;
-    let quorum = super::quorum::setup(&broker).map_err(ServeError::Config)?;
+    let mut quorum = super::quorum::setup(&broker).map_err(ServeError::Config)?;
     let cluster_id = cluster_id(&data_dir, &broker)?;
+    if let Some(setup) = &mut quorum {
+        setup.cluster_id = cluster_id.clone();
+    }
     let addresses = Addresses::of(&broker)?;
     let image = match &quorum {
         None => load_image(&broker, &data_dir, &addresses)?,

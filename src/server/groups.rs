@@ -126,6 +126,12 @@ impl Shard {
         Fut: Future<Output = T> + 'static,
         T: Send + 'static,
     {
+        // Another node leads the group's partition: it is the coordinator (Kafka's answer to a
+        // client that asked the wrong node is NOT_COORDINATOR, so that it looks again).
+        let partition = group::offsets_partition(group, self.group_partitions());
+        if self.leads_elsewhere(OFFSETS_TOPIC, partition) {
+            return Err(GroupError::NotCoordinator);
+        }
         self.on_shard(self.group_shard(group), op).await
     }
 

@@ -87,6 +87,18 @@ impl Shard {
         })
     }
 
+    /// Whether the image names another live node the leader of `topic`'s `partition` (a
+    /// coordinator's partition, say): false where the topic or the partition is unknown.
+    pub fn leads_elsewhere(&self, topic: &str, partition: i32) -> bool {
+        let image = self.image();
+        let me = crate::model::NodeId(self.node_id);
+        image
+            .topics
+            .get(topic)
+            .and_then(|meta| meta.leader(partition))
+            .is_some_and(|leader| leader != me && !image.fenced.contains(&leader))
+    }
+
     pub fn topic(&self, name: &str) -> Option<TopicMeta> {
         self.image.borrow().topics.get(name).cloned()
     }

@@ -34,6 +34,8 @@ pub struct Setup {
     pub voters: Vec<Voter>,
     /// Where the other controllers connect.
     pub listen: SocketAddr,
+    /// The cluster id (`meta.properties`): controllers of another cluster are refused.
+    pub cluster_id: String,
 }
 
 /// The listeners `listeners` names for the other controllers.
@@ -79,18 +81,33 @@ pub fn setup(broker: &Values) -> Result<Option<Setup>, String> {
             )
         })?;
     let (_, host, port) = listener;
+    // Another node's entry: two nodes with one node.id would each take the other's messages as
+    // their own, and raft trusts its peers.
+    let mine = voters.iter().find(|v| v.id.0 == me).expect("checked above");
+    if port != 0 && mine.port != port {
+        return Err(format!(
+            "controller.quorum.voters names node {me} at {}:{} but its controller listener is \
+             port {port}: is node.id right?",
+            mine.host, mine.port
+        ));
+    }
     let listen = (host, port)
         .to_socket_addrs()
         .map_err(|e| format!("resolving {host}: {e}"))?
         .next()
         .ok_or_else(|| format!("`{host}` has no address"))?;
-    Ok(Some(Setup { voters, listen }))
+    Ok(Some(Setup {
+        voters,
+        listen,
+        cluster_id: String::new(),
+    }))
 }
 
 /// What a cluster's voter serves with: its bound controller listener and the voters.
 pub struct Serving {
     listener: io::net::Listener,
     voters: Vec<Voter>,
+    cluster_id: String,
 }
 
 /// Opens this node's voter (a quorum of one without `setup`) and, in a cluster, binds its
@@ -106,9 +123,15 @@ pub async fn open(
             let listener = io::net::Listener::bind(setup.listen)
                 .map_err(|e| format!("binding the controller listener {}: {e}", setup.listen))?;
             let ids = setup.voters.iter().map(|v| v.id).collect();
-            let transport = Rc::new(TcpTransport::start(node, &setup.voters));
+            let transport = Rc::new(TcpTransport::start(node, &setup.voters, &setup.cluster_id));
             let voters = setup.voters.clone();
-            (ids, transport, Some(Serving { listener, voters }))
+            let cluster_id = setup.cluster_id.clone();
+            let serving = Serving {
+                listener,
+                voters,
+                cluster_id,
+            };
+            (ids, transport, Some(serving))
         }
     };
     let quorum = Quorum::open(data_dir, node, &voters, io::Faults::default(), transport)
@@ -120,11 +143,16 @@ pub async fn open(
 /// Starts the voter's tasks on the controller shard (a cluster's only: a quorum of one needs
 /// none).
 pub fn run(shard: &Rc<Shard>, quorum: Rc<Quorum>, serving: Option<Serving>) {
-    let Some(Serving { listener, voters }) = serving else {
+    let Some(Serving {
+        listener,
+        voters,
+        cluster_id,
+    }) = serving
+    else {
         return;
     };
     let ids: Vec<NodeId> = voters.iter().map(|v| v.id).collect();
-    io::spawn(serve_voters(listener, quorum.clone(), voters)).detach();
+    io::spawn(serve_voters(listener, quorum.clone(), voters, cluster_id)).detach();
     let weak = Rc::downgrade(shard);
     {
         let (quorum, weak) = (quorum.clone(), weak.clone());
@@ -429,5 +457,12 @@ mod tests {
             ("process.roles", "broker"),
         ]));
         assert!(broker_only.unwrap_err().contains("process.roles"));
+        // Node 2's id on node 1's listener: two nodes would share an identity.
+        let someone_else = setup(&values(&[
+            ("node.id", "2"),
+            ("controller.quorum.voters", voters),
+            ("listeners", listeners),
+        ]));
+        assert!(someone_else.unwrap_err().contains("is node.id right?"));
     }
 }

@@ -48,6 +48,7 @@ pub fn error_code(error: TxnError) -> i16 {
         TxnError::InvalidState => E::InvalidTxnState,
         TxnError::NotFound => E::TransactionalIdNotFound,
         TxnError::Unavailable => E::CoordinatorNotAvailable,
+        TxnError::NotCoordinator => E::NotCoordinator,
     }
     .code()
 }
@@ -303,6 +304,11 @@ impl Shard {
         Fut: Future<Output = T> + 'static,
         T: Send + 'static,
     {
+        // Another node leads the id's partition: it is the coordinator (see `on_group`).
+        let partition = txn::txn_partition(transactional_id, self.txns.config().partitions);
+        if self.leads_elsewhere(TXN_TOPIC, partition) {
+            return Err(TxnError::NotCoordinator);
+        }
         self.on_shard(self.txn_shard(transactional_id), op).await
     }
 

@@ -24,6 +24,9 @@ pub enum TxnError {
     /// producer id could be had, or its shard is stopping); another try may succeed.
     #[error("the coordinator is not available")]
     Unavailable,
+    /// Another node leads the transactional id's `__transaction_state` partition.
+    #[error("this node is not the transaction's coordinator")]
+    NotCoordinator,
 }
 
 impl From<crate::shard::Unreachable> for TxnError {

@@ -61,7 +61,9 @@ fn create_validate_describe_alter_and_delete_topics() {
         create_error(addr, bad_config, &AdminOptions::new()),
         Some(RDKafkaErrorCode::InvalidConfig)
     );
-    let replicated = NewTopic::new("rf3", 1, TopicReplication::Fixed(3));
+    // More replicas than brokers (one, or three in the cluster run).
+    let factor = if broker::cluster_mode() { 4 } else { 3 };
+    let replicated = NewTopic::new("rf3", 1, TopicReplication::Fixed(factor));
     assert_eq!(
         create_error(addr, replicated, &AdminOptions::new()),
         Some(RDKafkaErrorCode::InvalidReplicationFactor)

@@ -106,6 +106,9 @@ fn kill_9_during_acks_all_production_loses_no_acknowledged_record() {
 /// broker registers, takes every partition, and hands out producer ids past the old file's end.
 #[test]
 fn a_data_dir_from_before_assignments_is_taken_over() {
+    if broker::single_node_only("a single node's data dir from before assignments") {
+        return;
+    }
     use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse};
     use rdkafka::consumer::Consumer;
     use sluice::cluster::{FileStore, Image};

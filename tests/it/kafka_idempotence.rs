@@ -131,6 +131,11 @@ fn an_idempotent_producer_leaves_no_duplicate_and_no_gap_across_a_kill_9() {
 
 #[test]
 fn producer_ids_never_repeat_and_sequences_are_enforced() {
+    if broker::single_node_only(
+        "raw InitProducerId and Produce to node 1, which may not coordinate or lead",
+    ) {
+        return;
+    }
     use bytes::Bytes;
     use kafka_protocol::messages::{
         ApiKey, InitProducerIdRequest, InitProducerIdResponse, TopicName, TransactionalId,

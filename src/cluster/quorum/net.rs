@@ -71,14 +71,16 @@ pub struct TcpTransport {
 type Refused = Rc<RefCell<HashMap<NodeId, std::time::Instant>>>;
 
 impl TcpTransport {
-    /// Starts a sender task per voter other than `me`.
-    pub fn start(me: NodeId, voters: &[Voter]) -> TcpTransport {
+    /// Starts a sender task per voter other than `me`; each connection opens with `cluster`,
+    /// the cluster id (see [`hello`]).
+    pub fn start(me: NodeId, voters: &[Voter], cluster: &str) -> TcpTransport {
         let mut peers = HashMap::new();
         let refused = Refused::default();
         for voter in voters.iter().filter(|v| v.id != me) {
             let (tx, rx) = mpsc::unbounded();
             let target = format!("{}:{}", voter.host, voter.port);
-            io::spawn(send_loop(voter.id, target, rx, refused.clone())).detach();
+            let hello = hello(cluster);
+            io::spawn(send_loop(voter.id, target, hello, rx, refused.clone())).detach();
             peers.insert(raft_id(voter.id), tx);
         }
         TcpTransport { peers, refused }
@@ -100,15 +102,47 @@ impl Transport for TcpTransport {
     }
 }
 
+/// The first bytes of every connection between controllers: a magic word and the cluster id.
+/// A voter refuses a connection from another cluster's (Kafka's INCONSISTENT_CLUSTER_ID): raft
+/// trusts its peers, and a message from another cluster's leader (a node of a cluster that
+/// once had this address, say) would make it stop the process.
+const HELLO_MAGIC: &[u8; 8] = b"SLUICEQ1";
+/// The longest cluster id a hello carries.
+const CLUSTER_ID_BYTES_MAX: usize = 255;
+
+fn hello(cluster: &str) -> Vec<u8> {
+    let id = &cluster.as_bytes()[..cluster.len().min(CLUSTER_ID_BYTES_MAX)];
+    let mut hello = HELLO_MAGIC.to_vec();
+    hello.push(id.len() as u8);
+    hello.extend_from_slice(id);
+    hello
+}
+
+/// Reads a connection's hello: the cluster id it names.
+async fn read_hello(read: &mut io::net::ReadHalf) -> std::io::Result<String> {
+    let mut head = [0u8; 9];
+    if !read.read_exact_or_eof(&mut head).await? || &head[..8] != HELLO_MAGIC {
+        return Err(std::io::Error::other("no controller hello"));
+    }
+    let mut id = vec![0u8; head[8] as usize];
+    if !read.read_exact_or_eof(&mut id).await? {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    String::from_utf8(id).map_err(|_| std::io::Error::other("a cluster id that is not UTF-8"))
+}
+
 async fn send_loop(
     peer: NodeId,
     target: String,
+    hello: Vec<u8>,
     mut queue: mpsc::UnboundedReceiver<Message>,
     refused: Refused,
 ) {
     let mut pending: VecDeque<Message> = VecDeque::new();
     let mut connection: Option<io::net::WriteHalf> = None;
     let mut logged_down = false;
+    // A new connection: its hello goes first.
+    let mut fresh = false;
     loop {
         if pending.is_empty() {
             match queue.next().await {
@@ -129,6 +163,7 @@ async fn send_loop(
                     logged_down = false;
                     refused.borrow_mut().remove(&peer);
                     connection = Some(write);
+                    fresh = true;
                 }
                 Err(e) => {
                     if e.kind() == std::io::ErrorKind::ConnectionRefused {
@@ -147,6 +182,10 @@ async fn send_loop(
             }
         }
         let mut frames = Vec::new();
+        if fresh {
+            frames.extend_from_slice(&hello);
+            fresh = false;
+        }
         for message in pending.drain(..) {
             let body = message.write_to_bytes().expect("a message always encodes");
             frames.extend_from_slice(&(body.len() as u32).to_be_bytes());
@@ -177,7 +216,13 @@ async fn connect(target: &str) -> std::io::Result<io::net::WriteHalf> {
 /// Only connections from the voters' addresses are taken, and only messages from a voter to this
 /// one: raft trusts its peers (a forged message can make it stop the process), so nothing else
 /// reaches it. (Authentication of the controllers comes with the security work.)
-pub async fn serve(listener: io::net::Listener, quorum: Rc<Quorum>, voters: Vec<Voter>) {
+pub async fn serve(
+    listener: io::net::Listener,
+    quorum: Rc<Quorum>,
+    voters: Vec<Voter>,
+    cluster: String,
+) {
+    let cluster = Rc::new(cluster);
     let addresses: HashSet<IpAddr> = voters
         .iter()
         .filter_map(|v| (v.host.as_str(), v.port).to_socket_addrs().ok())
@@ -200,10 +245,10 @@ pub async fn serve(listener: io::net::Listener, quorum: Rc<Quorum>, voters: Vec<
                     });
                     continue;
                 }
-                let (quorum, ids) = (quorum.clone(), ids.clone());
+                let (quorum, ids, cluster) = (quorum.clone(), ids.clone(), cluster.clone());
                 io::spawn(async move {
                     let peer = read.peer();
-                    if let Err(e) = receive(read, &quorum, &ids).await {
+                    if let Err(e) = receive(read, &quorum, &ids, &cluster).await {
                         tracing::warn!(?peer, error = %e, "a controller connection failed");
                     }
                 })
@@ -221,8 +266,16 @@ async fn receive(
     mut read: io::net::ReadHalf,
     quorum: &Quorum,
     voters: &HashSet<u64>,
+    cluster: &str,
 ) -> std::io::Result<()> {
     let me = raft_id(quorum.me());
+    let theirs = read_hello(&mut read).await?;
+    if theirs != cluster {
+        return Err(std::io::Error::other(format!(
+            "a controller of cluster {theirs}, not this one's ({cluster}): check \
+             controller.quorum.voters and meta.properties"
+        )));
+    }
     loop {
         let mut len = [0u8; 4];
         if !read.read_exact_or_eof(&mut len).await? {
@@ -310,7 +363,7 @@ mod over_tcp {
             let ids: Vec<NodeId> = voters.iter().map(|v| v.id).collect();
             let mut quorums = Vec::new();
             for (i, listener) in listeners.into_iter().enumerate() {
-                let transport = Rc::new(TcpTransport::start(ids[i], &voters));
+                let transport = Rc::new(TcpTransport::start(ids[i], &voters, "c1"));
                 let quorum = Quorum::open(
                     dirs[i].path(),
                     ids[i],
@@ -320,7 +373,7 @@ mod over_tcp {
                 )
                 .await
                 .unwrap();
-                io::spawn(serve(listener, quorum.clone(), voters.clone())).detach();
+                io::spawn(serve(listener, quorum.clone(), voters.clone(), "c1".into())).detach();
                 let ticked = quorum.clone();
                 io::spawn(async move {
                     loop {
@@ -386,6 +439,50 @@ mod over_tcp {
                 io::sleep(Duration::from_millis(20)).await;
             }
             panic!("not every voter applied the change");
+        });
+    }
+
+    /// A controller of another cluster is refused before anything it sends reaches raft: its
+    /// heartbeat (from voter 2, term 5) moves nothing; the same bytes under this cluster's id
+    /// make voter 2 the leader here.
+    #[test]
+    fn a_controller_of_another_cluster_is_refused() {
+        use protobuf::Message as _;
+        use raft::prelude::{Message, MessageType};
+        let dir = tempfile::tempdir().unwrap();
+        io::block_on(async {
+            let listener = io::net::Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let voter = |id: i32, port| Voter {
+                id: NodeId(id),
+                host: "127.0.0.1".into(),
+                port,
+            };
+            let voters = vec![voter(1, addr.port()), voter(2, 1)];
+            let ids = [NodeId(1), NodeId(2)];
+            let transport = Rc::new(TcpTransport::start(ids[0], &voters, "ours"));
+            let quorum = Quorum::open(dir.path(), ids[0], &ids, io::Faults::default(), transport)
+                .await
+                .unwrap();
+            io::spawn(serve(listener, quorum.clone(), voters, "ours".into())).detach();
+            let mut heartbeat = Message::default();
+            heartbeat.set_msg_type(MessageType::MsgHeartbeat);
+            heartbeat.from = super::super::raft_id(NodeId(2));
+            heartbeat.to = super::super::raft_id(NodeId(1));
+            heartbeat.term = 5;
+            let body = heartbeat.write_to_bytes().unwrap();
+            for (cluster, leads) in [("theirs", None), ("ours", Some(NodeId(2)))] {
+                let (_read, mut write) = io::net::connect(addr, Duration::from_secs(1))
+                    .await
+                    .unwrap();
+                let mut bytes = super::hello(cluster);
+                bytes.extend_from_slice(&(body.len() as u32).to_be_bytes());
+                bytes.extend_from_slice(&body);
+                write.write_all(&bytes).await.unwrap();
+                write.flush().await.unwrap();
+                io::sleep(Duration::from_millis(200)).await;
+                assert_eq!(quorum.leader(), leads, "from cluster {cluster}");
+            }
         });
     }
 }

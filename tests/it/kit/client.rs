@@ -45,8 +45,10 @@ pub fn admin(addr: &str) -> AdminClient<DefaultClientContext> {
         .expect("admin client")
 }
 
+/// Creates `name` with the broker's `default.replication.factor` (1 on one node; 3 in the suite's
+/// cluster run).
 pub fn create_topic(addr: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
-    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(-1));
     for (k, v) in configs {
         topic = topic.set(k, v);
     }

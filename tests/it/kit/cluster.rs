@@ -83,12 +83,7 @@ impl Cluster {
     pub fn start(nodes: usize, sets: &[&str]) -> Cluster {
         let serial = one_cluster_at_a_time();
         let ports: Vec<(u16, u16)> = (0..nodes).map(|_| (free_port(), free_port())).collect();
-        let voters: Vec<String> = ports
-            .iter()
-            .enumerate()
-            .map(|(i, (_, controller))| format!("{}@127.0.0.1:{controller}", i + 1))
-            .collect();
-        let voters = format!("controller.quorum.voters={}", voters.join(","));
+        let voters = super::broker::voters_on_loopback(&ports);
         let nodes = ports
             .iter()
             .enumerate()
