@@ -383,6 +383,9 @@ fn main() {
         median(&mut cpu_ratios)
     );
     drop(single);
+    if failovers == 0 {
+        return;
+    }
 
     create_topic(
         &bootstrap,

@@ -121,10 +121,16 @@ impl Shard {
         let mut out: Vec<Option<ReadReply<Vec<ReadRange>>>> = Vec::with_capacity(reads.len());
         let mut pending = Vec::new();
         {
+            // Only a leader answers consumers (a follower's replica is open too, for its
+            // fetcher: it answers NOT_LEADER_OR_FOLLOWER through `read_local`).
+            let serving = self.caught_up.load(std::sync::atomic::Ordering::Acquire);
             for (index, read) in reads.iter().enumerate() {
                 match self.partitions.get(&read.tp) {
                     Some(partition)
-                        if read.replica.is_none() && partition.high_watermark() == read.offset =>
+                        if serving
+                            && read.replica.is_none()
+                            && partition.is_leader()
+                            && partition.high_watermark() == read.offset =>
                     {
                         out.push(Some(partition.nothing_new(read.isolation)));
                         // Registered in the same look-up, before anything can append.
