@@ -329,7 +329,46 @@ impl Quorum {
                 .borrow_mut()
                 .insert(from, std::time::Instant::now());
         }
-        Ok(self.node.borrow_mut().step(message)?)
+        let mut message = message;
+        let mut node = self.node.borrow_mut();
+        // The commit index the leader named, when it is past this voter's log.
+        let mut lost: Option<u64> = None;
+        if message.get_msg_type() == raft::prelude::MessageType::MsgHeartbeat {
+            // A leader names the commit index up to what it believes this voter holds; a voter
+            // that lost its data (a disk replaced) holds less, and raft panics on a commit past
+            // its log. It commits what it has, and asks for a snapshot below.
+            let last = node.raft.raft_log.last_index();
+            if message.commit > last {
+                crate::throttled!(|count| tracing::warn!(
+                    commit = message.commit,
+                    last,
+                    count,
+                    "the leader's heartbeat names a commit index past this voter's log (was its \
+                     data lost?); taking what it has"
+                ));
+                lost = Some(message.commit);
+                message.commit = last;
+            }
+        }
+        let leader = message.from;
+        node.step(message)?;
+        if let Some(believed) = lost {
+            // The leader believes this voter holds what it lost (its match index), so it would
+            // send it nothing; a rejection at that index asking for a snapshot (raft's request
+            // for a follower that lost data) makes it send one.
+            let mut ask = raft::prelude::Message::default();
+            ask.set_msg_type(raft::prelude::MessageType::MsgAppendResponse);
+            ask.to = leader;
+            ask.from = node.raft.id;
+            ask.term = node.raft.term;
+            ask.reject = true;
+            ask.index = believed;
+            ask.reject_hint = node.raft.raft_log.last_index();
+            ask.request_snapshot = node.raft.raft_log.last_index().max(1);
+            drop(node);
+            self.transport.send(ask);
+        }
+        Ok(())
     }
 
     /// Proposes `change` and waits until it is committed and applied here: the image after it,

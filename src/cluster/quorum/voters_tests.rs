@@ -440,3 +440,31 @@ fn a_drive_dropped_half_way_loses_nothing() {
         }
     });
 }
+
+/// A voter whose data dir is lost (a disk replaced) comes back empty under its id: the leader's
+/// heartbeats name a commit index past its empty log, which raft takes for a broken invariant
+/// and panics on. It is clamped to the voter's log and the voter asks for a snapshot, so it
+/// catches up instead of stopping the process (the vote it forgot is a risk Kafka's KIP-853
+/// closes; this only keeps the node up and in line).
+#[test]
+fn a_voter_that_lost_its_data_catches_up_without_stopping_the_process() {
+    io::block_on(async {
+        let mut cluster = Cluster::start().await;
+        let leader = cluster.elect(&[0, 1, 2]).await;
+        cluster.propose(leader, &register(1)).await.unwrap();
+        for i in 0..5 {
+            let create = Change::create_topic(format!("t{i}"), 1, Default::default());
+            cluster.propose(leader, &create).await.unwrap();
+        }
+        let wiped = (leader + 1) % 3;
+        cluster.nodes[wiped] = None;
+        cluster.dirs[wiped] = tempfile::tempdir().unwrap();
+        let node = cluster.open(wiped).await;
+        cluster.nodes[wiped] = Some(node);
+        cluster.tick(30).await;
+        let image = cluster.node(wiped).image();
+        for i in 0..5 {
+            assert!(image.topics.contains_key(&format!("t{i}")), "t{i}");
+        }
+    });
+}
