@@ -330,10 +330,11 @@ pub fn election_refused(
     fenced: &std::collections::BTreeSet<NodeId>,
 ) -> Option<ElectionRefused> {
     if !unclean {
-        return match a.replicas.first() {
-            Some(p) if *p == a.leader && !fenced.contains(p) => Some(ElectionRefused::NotNeeded),
-            Some(p) if a.isr.contains(p) && !fenced.contains(p) => None,
-            _ => Some(ElectionRefused::PreferredUnavailable),
+        let leads = a.replicas.first() == Some(&a.leader) && !fenced.contains(&a.leader);
+        return match (prefers_another(a, fenced), leads) {
+            (true, _) => None,
+            (false, true) => Some(ElectionRefused::NotNeeded),
+            (false, false) => Some(ElectionRefused::PreferredUnavailable),
         };
     }
     if !fenced.contains(&a.leader) {

@@ -31,6 +31,18 @@ struct Follower {
     leader_end_at_last_fetch: Offset,
 }
 
+impl Follower {
+    /// A follower tracked from `now_ms`, counted as caught up from then (Kafka does).
+    fn new(now_ms: i64) -> Follower {
+        Follower {
+            log_end: None,
+            caught_up_ms: now_ms,
+            last_fetch_ms: now_ms,
+            leader_end_at_last_fetch: Offset::ZERO,
+        }
+    }
+}
+
 /// The partition's replicas as the image says, and the leader's view of its followers.
 #[derive(Debug)]
 pub(super) struct Replicas {
@@ -116,12 +128,10 @@ impl Partition {
                     .followers
                     .retain(|n, _| assignment.replicas.contains(n));
                 for node in assignment.replicas.iter().filter(|n| **n != me) {
-                    replicas.followers.entry(*node).or_insert(Follower {
-                        log_end: None,
-                        caught_up_ms: now_ms,
-                        last_fetch_ms: now_ms,
-                        leader_end_at_last_fetch: Offset::ZERO,
-                    });
+                    replicas
+                        .followers
+                        .entry(*node)
+                        .or_insert_with(|| Follower::new(now_ms));
                 }
             }
             if new_term {
@@ -131,15 +141,7 @@ impl Partition {
                     .replicas
                     .iter()
                     .filter(|n| **n != self.me)
-                    .map(|n| {
-                        let follower = Follower {
-                            log_end: None,
-                            caught_up_ms: now_ms,
-                            last_fetch_ms: now_ms,
-                            leader_end_at_last_fetch: Offset::ZERO,
-                        };
-                        (*n, follower)
-                    })
+                    .map(|n| (*n, Follower::new(now_ms)))
                     .collect();
             }
             match (new_term, assignment.leader == self.me) {

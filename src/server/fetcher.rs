@@ -25,10 +25,10 @@ use kafka_protocol::messages::offset_for_leader_epoch_request::{
 };
 use kafka_protocol::messages::{
     ApiKey, BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest,
-    OffsetForLeaderEpochResponse, TopicName,
+    OffsetForLeaderEpochResponse,
 };
-use kafka_protocol::protocol::StrBytes;
 
+use super::apis::add_to_topic;
 use super::peers::{Connection, PeerError};
 use super::Shard;
 use crate::cluster::{Change, ChangeError};
@@ -469,24 +469,4 @@ fn mark_truncate(state: &FetcherState, tp: &TopicPartition, epoch: i32) {
             follow.truncate = true;
         }
     }
-}
-
-/// Adds `partition` to the request's entry for `topic`: the last entry, since partitions come
-/// topic by topic (the followed partitions are kept in order), or a new one.
-fn add_to_topic<T: Default, P>(
-    topics: &mut Vec<T>,
-    topic: &str,
-    partition: P,
-    fields: impl Fn(&mut T) -> (&mut TopicName, &mut Vec<P>),
-) {
-    let same = topics
-        .last_mut()
-        .is_some_and(|t| fields(t).0 .0.as_str() == topic);
-    if !same {
-        let mut entry = T::default();
-        *fields(&mut entry).0 = TopicName(StrBytes::from_string(topic.to_string()));
-        topics.push(entry);
-    }
-    let last = topics.last_mut().expect("pushed above");
-    fields(last).1.push(partition);
 }

@@ -7,18 +7,14 @@
 use std::time::Duration;
 
 use crate::cluster_replication::{
-    create_replicated, idempotent_writer, outlive_a_stalled_leader, send, THREE_NODES,
+    create_replicated, idempotent_writer, outlive_a_stalled_leader, send, three_nodes, THREE_NODES,
 };
 use crate::kit::cluster::{check_acknowledged, Acked, Cluster};
 
 /// Three formed nodes apart, or why not (printed).
 fn three_nodes_apart() -> Option<(Cluster, String)> {
     match Cluster::start_apart(3, &THREE_NODES) {
-        Ok(mut cluster) => {
-            cluster.await_controller(&[1, 2, 3], 3);
-            let bootstrap = cluster.bootstrap();
-            Some((cluster, bootstrap))
-        }
+        Ok(cluster) => Some(cluster.formed()),
         Err(why) => {
             eprintln!("skipped: nodes in network namespaces need root and iproute2 ({why})");
             None
@@ -69,12 +65,7 @@ fn a_seeded_fault_schedule_loses_no_acknowledged_record() {
         state.wrapping_mul(0x2545_f491_4f6c_dd1d) % bound
     };
 
-    let (mut cluster, bootstrap) = three_nodes_apart().unwrap_or_else(|| {
-        let mut cluster = Cluster::start(3, &THREE_NODES);
-        cluster.await_controller(&[1, 2, 3], 3);
-        let bootstrap = cluster.bootstrap();
-        (cluster, bootstrap)
-    });
+    let (mut cluster, bootstrap) = three_nodes_apart().unwrap_or_else(three_nodes);
     let kinds = if cluster.can_cut() { 4 } else { 3 };
     create_replicated(&bootstrap, "chaos", &[("min.insync.replicas", "2")]);
     cluster.await_isr(&[1, 2, 3], "chaos", 0, &[1, 2, 3]);

@@ -19,7 +19,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 
-use crate::cluster_replication::{idempotent_writer, send, THREE_NODES};
+use crate::cluster_replication::{idempotent_writer, send, three_nodes, THREE_NODES};
 use crate::kit::broker::Broker;
 use crate::kit::client::admin;
 use crate::kit::cluster::{check_acknowledged, Acked, Cluster};
@@ -105,9 +105,7 @@ fn create(bootstrap: &str, topic: &str, replicas: i32) {
 /// cancel with none running, is refused.
 #[test]
 fn a_partition_moves_to_another_node_while_a_producer_writes() {
-    let mut cluster = Cluster::start(3, &THREE_NODES);
-    cluster.await_controller(&[1, 2, 3], 3);
-    let bootstrap = cluster.bootstrap();
+    let (mut cluster, bootstrap) = three_nodes();
     create(&bootstrap, "moving", 2);
     let replicas = |cluster: &mut Cluster, id: usize| {
         let view = cluster.view(id);
@@ -210,9 +208,7 @@ fn elect_leaders_gives_the_partition_back_to_its_preferred_replica() {
         .copied()
         .chain(["auto.leader.rebalance.enable=false"])
         .collect();
-    let mut cluster = Cluster::start(3, &sets);
-    cluster.await_controller(&[1, 2, 3], 3);
-    let bootstrap = cluster.bootstrap();
+    let (mut cluster, bootstrap) = Cluster::start(3, &sets).formed();
     create(&bootstrap, "elected", 3);
     let preferred = cluster.await_isr(&[1, 2, 3], "elected", 0, &[1, 2, 3]) as usize;
     cluster.kill9(preferred);

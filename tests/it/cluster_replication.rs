@@ -65,11 +65,8 @@ pub(crate) const THREE_NODES: [&str; 3] = [
 ];
 
 /// Three nodes set as [`THREE_NODES`], formed, and their bootstrap list.
-fn three_nodes() -> (Cluster, String) {
-    let mut cluster = Cluster::start(3, &THREE_NODES);
-    cluster.await_controller(&[1, 2, 3], 3);
-    let bootstrap = cluster.bootstrap();
-    (cluster, bootstrap)
+pub(crate) fn three_nodes() -> (Cluster, String) {
+    Cluster::start(3, &THREE_NODES).formed()
 }
 
 /// An idempotent acks=all producer that rides over faults.
@@ -216,9 +213,7 @@ fn fetch_v16(
 #[test]
 fn a_clean_shutdown_hands_its_leaderships_over_before_it_stops() {
     // The default session timeout (9 s): only the controlled shutdown can move the leader sooner.
-    let mut cluster = Cluster::start(3, &["num.partitions=1"]);
-    cluster.await_controller(&[1, 2, 3], 3);
-    let bootstrap = cluster.bootstrap();
+    let (mut cluster, bootstrap) = Cluster::start(3, &["num.partitions=1"]).formed();
     create_replicated(&bootstrap, "handed", &[("min.insync.replicas", "2")]);
     let leader = cluster.await_isr(&[1, 2, 3], "handed", 0, &[1, 2, 3]) as usize;
     let writer = producer(
@@ -286,16 +281,15 @@ fn a_clean_shutdown_hands_its_leaderships_over_before_it_stops() {
 
 #[test]
 fn min_insync_replicas_refuses_acks_all_and_takes_acks_1_with_a_follower_down() {
-    let mut cluster = Cluster::start(
+    let (mut cluster, bootstrap) = Cluster::start(
         3,
         &[
             "num.partitions=1",
             "broker.session.timeout.ms=2000",
             "replica.lag.time.max.ms=2000",
         ],
-    );
-    cluster.await_controller(&[1, 2, 3], 3);
-    let bootstrap = cluster.bootstrap();
+    )
+    .formed();
     create_replicated(&bootstrap, "two", &[("min.insync.replicas", "2")]);
     create_replicated(&bootstrap, "three", &[("min.insync.replicas", "3")]);
     let leader = cluster.await_isr(&[1, 2, 3], "three", 0, &[1, 2, 3]) as usize;
@@ -351,9 +345,8 @@ fn a_group_and_a_transaction_carry_on_across_their_coordinator_killed_kill9() {
     use rdkafka::producer::Producer;
     const T: std::time::Duration = std::time::Duration::from_secs(30);
 
-    let mut cluster = Cluster::start(3, &["num.partitions=1", "broker.session.timeout.ms=2000"]);
-    cluster.await_controller(&[1, 2, 3], 3);
-    let bootstrap = cluster.bootstrap();
+    let (mut cluster, bootstrap) =
+        Cluster::start(3, &["num.partitions=1", "broker.session.timeout.ms=2000"]).formed();
     create_replicated(&bootstrap, "work", &[("min.insync.replicas", "2")]);
     cluster.await_isr(&[1, 2, 3], "work", 0, &[1, 2, 3]);
     let group_partition = sluice::group::offsets_partition("carry", 50) as usize;
@@ -492,16 +485,15 @@ pub(crate) fn outlive_a_stalled_leader(
 /// partition again once it is back in sync: the preferred replica (the first) is the leader.
 #[test]
 fn the_preferred_leader_leads_again_once_back_in_sync() {
-    let mut cluster = Cluster::start(
+    let (mut cluster, bootstrap) = Cluster::start(
         3,
         &[
             "num.partitions=1",
             "broker.session.timeout.ms=2000",
             "leader.imbalance.check.interval.seconds=1",
         ],
-    );
-    cluster.await_controller(&[1, 2, 3], 3);
-    let bootstrap = cluster.bootstrap();
+    )
+    .formed();
     create_replicated(&bootstrap, "preferred", &[]);
     let preferred = cluster.await_isr(&[1, 2, 3], "preferred", 0, &[1, 2, 3]) as usize;
     cluster.kill9(preferred);

@@ -279,6 +279,26 @@ pub fn leader_now<'a>(
     Some((a.leader.0, a.leader_epoch.0, broker))
 }
 
+/// Adds `partition` to the entry for `topic` in a request's or response's topics: the last entry,
+/// since partitions come topic by topic, or a new one.
+pub fn add_to_topic<T: Default, P>(
+    topics: &mut Vec<T>,
+    topic: &str,
+    partition: P,
+    fields: impl Fn(&mut T) -> (&mut TopicName, &mut Vec<P>),
+) {
+    let same = topics
+        .last_mut()
+        .is_some_and(|t| fields(t).0 .0.as_str() == topic);
+    if !same {
+        let mut entry = T::default();
+        *fields(&mut entry).0 = TopicName(StrBytes::from_string(topic.to_string()));
+        topics.push(entry);
+    }
+    let last = topics.last_mut().expect("pushed above");
+    fields(last).1.push(partition);
+}
+
 pub fn str_bytes(text: impl Into<String>) -> StrBytes {
     StrBytes::from_string(text.into())
 }

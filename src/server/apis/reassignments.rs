@@ -16,7 +16,7 @@ use kafka_protocol::messages::{
     ListPartitionReassignmentsResponse, TopicName,
 };
 
-use super::{str_bytes, Answer, Api, Request};
+use super::{add_to_topic, str_bytes, Answer, Api, Request};
 use crate::cluster::{election_refused, Assignment, Change, ElectionRefused, Image};
 use crate::model::NodeId;
 use crate::protocol::ResponseError as E;
@@ -85,16 +85,24 @@ async fn elect_leaders(shard: Rc<Shard>, request: Request) -> Answer {
             .flat_map(|(name, meta)| (0..meta.partitions).map(move |p| (name.clone(), p)))
             .collect(),
     };
+    // Each asked partition with why it takes no election, if it takes none.
+    let asked: Vec<(String, i32, Option<E>)> = asked
+        .into_iter()
+        .map(|(t, p)| {
+            let refused = election_error(&image, &t, p, unclean);
+            (t, p, refused)
+        })
+        .collect();
     let candidates: Vec<(String, i32)> = asked
         .iter()
-        .filter(|(t, p)| election_error(&image, t, *p, unclean).is_none())
-        .cloned()
+        .filter(|(_, _, refused)| refused.is_none())
+        .map(|(t, p, _)| (t.clone(), *p))
         .collect();
     let mut failed: Option<Refusal> = None;
     if !candidates.is_empty() {
         let change = Change::ElectLeaders {
             unclean,
-            partitions: candidates.clone(),
+            partitions: candidates,
         };
         if let Err(e) = shard.change(change, false).await {
             failed = Some(Refusal::from(e));
@@ -102,32 +110,27 @@ async fn elect_leaders(shard: Rc<Shard>, request: Request) -> Answer {
     }
     let after = shard.image();
     let mut results: Vec<ReplicaElectionResult> = Vec::new();
-    for (topic, partition) in asked {
+    for (topic, partition, refused) in asked {
         let mut result = PartitionResult::default();
         result.partition_id = partition;
-        if candidates.contains(&(topic.clone(), partition)) {
-            if let Some(refusal) = &failed {
+        match (refused, &failed) {
+            (None, Some(refusal)) => {
                 result.error_code = refusal.code;
                 result.error_message = Some(str_bytes(refusal.message.clone()));
-            } else if let Some(e) = elected(&after, &topic, partition, unclean) {
-                result.error_code = e.code();
             }
-        } else {
-            let e = election_error(&image, &topic, partition, unclean);
-            if all && e == Some(E::ElectionNotNeeded) {
-                continue;
+            (None, None) => {
+                result.error_code =
+                    elected(&after, &topic, partition, unclean).map_or(0, |e| e.code());
             }
-            result.error_code = e.map_or(0, |e| e.code());
+            (Some(E::ElectionNotNeeded), _) if all => continue,
+            (Some(e), _) => result.error_code = e.code(),
         }
-        match results.iter_mut().find(|r| r.topic.0.as_str() == topic) {
-            Some(entry) => entry.partition_result.push(result),
-            None => {
-                let mut entry = ReplicaElectionResult::default();
-                entry.topic = TopicName(str_bytes(topic));
-                entry.partition_result.push(result);
-                results.push(entry);
-            }
-        }
+        add_to_topic(
+            &mut results,
+            &topic,
+            result,
+            |r: &mut ReplicaElectionResult| (&mut r.topic, &mut r.partition_result),
+        );
     }
     response.replica_election_results = results;
     request.answer(&response)

@@ -142,6 +142,15 @@ impl Cluster {
         })
     }
 
+    /// Waits until every node names one controller and sees them all (see
+    /// [`Cluster::await_controller`]); the cluster and its bootstrap list.
+    pub fn formed(mut self) -> (Cluster, String) {
+        let all: Vec<usize> = (1..=self.nodes.len()).collect();
+        self.await_controller(&all, all.len());
+        let bootstrap = self.bootstrap();
+        (self, bootstrap)
+    }
+
     /// Whether the nodes have network namespaces of their own (and so can be cut off).
     pub fn can_cut(&self) -> bool {
         self.net.is_some()
