@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::election;
 use super::image::{Assignment, BrokerMeta, Image, TopicMeta, DYNAMIC_BROKER_KEYS};
 use super::image::{TOPIC_NAME_BYTES_MAX, TOPIC_PARTITIONS_MAX};
-use super::placement::place;
+use super::placement::{self, place};
 use crate::config::{Values, BROKER_KEYS, DECLARED_BROKER_KEYS, TOPIC_KEYS};
 use crate::model::NodeId;
 
@@ -39,20 +39,27 @@ pub enum Change {
     ShutdownBroker {
         id: NodeId,
     },
-    /// Replicas go on `replication_factor` registered brokers each (see [`place`]).
+    /// Replicas go on `replication_factor` registered brokers each (see [`place`]), or where
+    /// `assignments` puts them (one replica list per partition, as CreateTopics names them).
     CreateTopic {
         name: String,
         id: Uuid,
         partitions: i32,
         replication_factor: u16,
         configs: BTreeMap<String, String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        assignments: Option<Vec<Vec<NodeId>>>,
     },
     DeleteTopic {
         name: String,
     },
+    /// Grows the topic to `count` partitions, the new ones placed as the topic's first or on
+    /// `assignments` (one replica list per new partition).
     CreatePartitions {
         name: String,
         count: i32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        assignments: Option<Vec<Vec<NodeId>>>,
     },
     SetTopicConfigs {
         name: String,
@@ -111,6 +118,7 @@ impl Change {
             partitions,
             replication_factor: 1,
             configs,
+            assignments: None,
         }
     }
 
@@ -128,6 +136,7 @@ impl Change {
             partitions,
             replication_factor: replication_factor.max(1),
             configs: configs.into(),
+            assignments: None,
         }
     }
 
@@ -320,6 +329,7 @@ pub fn apply(image: &Image, change: &Change) -> Result<Image, ChangeError> {
             partitions,
             replication_factor,
             configs,
+            assignments,
         } => {
             validate_topic_name(name)?;
             if next.topics.contains_key(name) {
@@ -334,11 +344,21 @@ pub fn apply(image: &Image, change: &Change) -> Result<Image, ChangeError> {
                 )));
             }
             validate_topic_configs(configs)?;
+            let placed = match assignments {
+                Some(manual) if manual.len() != *partitions as usize => {
+                    return Err(ChangeError::InvalidReplicas(format!(
+                        "{} replica lists for {partitions} partitions",
+                        manual.len()
+                    )));
+                }
+                Some(manual) => placement::manual(&next, manual, None)?,
+                None => place(&next, *id, 0..*partitions, *replication_factor)?,
+            };
             let meta = TopicMeta {
                 id: *id,
                 partitions: *partitions,
                 configs: configs.clone(),
-                assignments: place(&next, *id, 0..*partitions, *replication_factor)?.into(),
+                assignments: placed.into(),
             };
             next.topics.insert(name.clone(), meta);
         }
@@ -347,7 +367,11 @@ pub fn apply(image: &Image, change: &Change) -> Result<Image, ChangeError> {
                 return Err(ChangeError::UnknownTopic(name.clone()));
             }
         }
-        Change::CreatePartitions { name, count } => {
+        Change::CreatePartitions {
+            name,
+            count,
+            assignments,
+        } => {
             let meta = next
                 .topics
                 .get_mut(name)
@@ -364,7 +388,17 @@ pub fn apply(image: &Image, change: &Change) -> Result<Image, ChangeError> {
                 )));
             }
             let factor = meta.assignments.first().map_or(1, |a| a.replicas.len());
-            let added = place(image, meta.id, meta.partitions..*count, factor as u16)?;
+            let added = match assignments {
+                Some(manual) if manual.len() != (*count - meta.partitions) as usize => {
+                    return Err(ChangeError::InvalidReplicas(format!(
+                        "{} replica lists for {} new partitions",
+                        manual.len(),
+                        count - meta.partitions
+                    )));
+                }
+                Some(manual) => placement::manual(image, manual, Some(factor))?,
+                None => place(image, meta.id, meta.partitions..*count, factor as u16)?,
+            };
             meta.assignments = meta.assignments.iter().cloned().chain(added).collect();
             meta.partitions = *count;
         }
@@ -420,6 +454,7 @@ pub(super) mod tests {
                 partitions,
                 replication_factor: factor,
                 configs,
+                assignments: None,
             },
             _ => unreachable!(),
         }
@@ -457,6 +492,7 @@ pub(super) mod tests {
             Change::CreatePartitions {
                 name: "a".into(),
                 count: 5,
+                assignments: None,
             },
             Change::DeleteTopic { name: "b".into() },
         ];
@@ -481,6 +517,7 @@ pub(super) mod tests {
             partitions: 1,
             replication_factor: 1,
             configs: BTreeMap::new(),
+            assignments: None,
         };
         assert_eq!(
             apply(&image, &again).unwrap_err(),
@@ -540,6 +577,7 @@ pub(super) mod tests {
         let grown = Change::CreatePartitions {
             name: "t".into(),
             count: 8,
+            assignments: None,
         };
         let image = apply(&image, &grown).unwrap();
         assert_eq!(image.topics["t"].assignments.len(), 8);

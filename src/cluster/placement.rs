@@ -83,6 +83,53 @@ pub fn place(
         .collect())
 }
 
+/// Partitions on the replicas a client named (CreateTopics' and CreatePartitions' assignments),
+/// checked as Kafka checks them: each list names registered brokers, each once, and as many as
+/// `factor` (the topic's other partitions) where there is one. The replicas that are not fenced
+/// are in sync and the first of them leads; a partition none of whose replicas is live is refused.
+pub fn manual(
+    image: &Image,
+    lists: &[Vec<NodeId>],
+    factor: Option<usize>,
+) -> Result<Vec<Assignment>, ChangeError> {
+    let refuse = |message: String| Err(ChangeError::InvalidReplicas(message));
+    let mut placed = Vec::with_capacity(lists.len());
+    for (i, replicas) in lists.iter().enumerate() {
+        if replicas.is_empty() {
+            return refuse(format!("the replica list of new partition {i} is empty"));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(twice) = replicas.iter().find(|n| !seen.insert(**n)) {
+            return refuse(format!(
+                "new partition {i} names broker {} more than once",
+                twice.0
+            ));
+        }
+        if let Some(unknown) = replicas.iter().find(|n| !image.brokers.contains_key(n)) {
+            return refuse(format!(
+                "new partition {i} names broker {}, which is not registered",
+                unknown.0
+            ));
+        }
+        if let Some(factor) = factor.filter(|&f| f != replicas.len()) {
+            return refuse(format!(
+                "new partition {i} has {} replicas, the topic's others {factor}",
+                replicas.len()
+            ));
+        }
+        let mut assignment = Assignment::new(replicas.clone());
+        assignment.isr.retain(|n| !image.fenced.contains(n));
+        let Some(&leader) = assignment.isr.first() else {
+            return refuse(format!(
+                "every broker named for new partition {i} is fenced or shut down"
+            ));
+        };
+        assignment.leader = leader;
+        placed.push(assignment);
+    }
+    Ok(placed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +206,74 @@ mod tests {
                 factor: 5,
                 brokers: 4
             })
+        ));
+    }
+
+    #[test]
+    fn named_replicas_are_checked_as_kafka_checks_them() {
+        let fenced = apply(&on_racks(&[None, None, None]), &Change::fence(NodeId(3))).unwrap();
+        let nodes = |lists: &[&[i32]]| -> Vec<Vec<NodeId>> {
+            let list = |l: &&[i32]| l.iter().map(|&n| NodeId(n)).collect();
+            lists.iter().map(list).collect()
+        };
+        let create = |lists: &[&[i32]]| Change::CreateTopic {
+            name: "t".into(),
+            id: Uuid::from_u128(7),
+            partitions: lists.len() as i32,
+            replication_factor: 1,
+            configs: BTreeMap::new(),
+            assignments: Some(nodes(lists)),
+        };
+        let image = apply(&fenced, &create(&[&[3, 2], &[1, 3]])).unwrap();
+        let a = &image.topics["t"].assignments;
+        // The fenced broker is a replica, not in sync, and does not lead.
+        assert_eq!(a[0].replicas, nodes(&[&[3, 2]])[0]);
+        assert_eq!(
+            (a[0].leader, a[0].isr.clone()),
+            (NodeId(2), vec![NodeId(2)])
+        );
+        assert_eq!(
+            (a[1].leader, a[1].isr.clone()),
+            (NodeId(1), vec![NodeId(1)])
+        );
+        // Empty, a broker twice, one not registered, only fenced ones.
+        for bad in [&[&[][..]][..], &[&[1, 1]], &[&[4]], &[&[3]]] {
+            let refused = apply(&fenced, &create(bad)).unwrap_err();
+            assert!(
+                matches!(refused, ChangeError::InvalidReplicas(_)),
+                "{bad:?}"
+            );
+        }
+        let grow = |count: i32, lists: &[&[i32]]| Change::CreatePartitions {
+            name: "t".into(),
+            count,
+            assignments: Some(nodes(lists)),
+        };
+        let grown = apply(&image, &grow(3, &[&[2, 1]])).unwrap();
+        assert_eq!(
+            grown.topics["t"].assignments[2].replicas,
+            nodes(&[&[2, 1]])[0]
+        );
+        // As many lists as new partitions, each as long as the topic's others.
+        for (count, lists) in [(4, &[&[2, 1][..]][..]), (3, &[&[2]]), (3, &[&[1, 2, 3]])] {
+            let refused = apply(&image, &grow(count, lists)).unwrap_err();
+            assert!(
+                matches!(refused, ChangeError::InvalidReplicas(_)),
+                "{lists:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_change_written_before_named_replicas_still_reads() {
+        let old = r#"{"CreatePartitions":{"name":"t","count":3}}"#;
+        let change: Change = serde_json::from_str(old).unwrap();
+        assert!(matches!(
+            change,
+            Change::CreatePartitions {
+                assignments: None,
+                ..
+            }
         ));
     }
 }

@@ -111,6 +111,7 @@ impl Shard {
             partitions: broker.i32("num.partitions"),
             replication_factor: broker.i32("default.replication.factor").clamp(1, 1 << 15) as u16,
             configs: Default::default(),
+            assignments: None,
         };
         match self.change(change, false).await {
             Ok(meta) => meta,

@@ -16,7 +16,7 @@
 use super::Shard;
 use crate::cluster::{ChangeError, Image};
 use crate::io;
-use crate::model::TopicPartition;
+use crate::model::{NodeId, TopicPartition};
 
 /// Descriptors the process keeps for itself, plus this many per shard.
 const PROCESS_RESERVED: u64 = 32;
@@ -120,8 +120,8 @@ impl Shard {
         current: &Image,
         next: &Image,
     ) -> Result<(), ChangeError> {
-        let now = partitions_per_shard(current, self.shards);
-        let after = partitions_per_shard(next, self.shards);
+        let now = partitions_per_shard(current, NodeId(self.node_id), self.shards);
+        let after = partitions_per_shard(next, NodeId(self.node_id), self.shards);
         let grown: Vec<usize> = after
             .iter()
             .zip(&now)
@@ -134,11 +134,16 @@ impl Shard {
     }
 }
 
-/// How many partitions of `image` each of `shards` shards owns.
-fn partitions_per_shard(image: &Image, shards: usize) -> Vec<usize> {
+/// How many partitions of `image` each of `shards` shards of `node` holds a replica of (a
+/// partition not yet assigned counts: a single node takes it when it registers).
+fn partitions_per_shard(image: &Image, node: NodeId, shards: usize) -> Vec<usize> {
     let mut counts = vec![0; shards];
     for (name, meta) in &image.topics {
         for partition in 0..meta.partitions {
+            let assigned = meta.assignments.get(partition as usize);
+            if assigned.is_some_and(|a| !a.replicas.contains(&node)) {
+                continue;
+            }
             let tp = TopicPartition::new(name.clone(), partition);
             counts[crate::shard::owner(&tp, shards).index()] += 1;
         }
@@ -187,5 +192,25 @@ mod tests {
             .unwrap();
         assert!(refusal.contains("shard 1"), "{refusal}");
         assert!(refusal.contains(&budget.partitions_per_shard.to_string()));
+    }
+
+    #[test]
+    fn a_node_counts_only_the_partitions_it_holds_a_copy_of() {
+        use crate::cluster::{apply, BrokerMeta, Change};
+        let image = (1..=3).fold(Image::default(), |image, id| {
+            let broker = BrokerMeta {
+                host: "127.0.0.1".into(),
+                port: 9092,
+                rack: None,
+            };
+            let id = NodeId(id);
+            apply(&image, &Change::RegisterBroker { id, broker }).unwrap()
+        });
+        // Six partitions, one replica each, round-robin over three nodes: two on each.
+        let image = apply(&image, &Change::create_topic("t", 6, Default::default())).unwrap();
+        for node in 1..=3 {
+            let counts = partitions_per_shard(&image, NodeId(node), 2);
+            assert_eq!(counts.iter().sum::<usize>(), 2, "node {node}: {counts:?}");
+        }
     }
 }

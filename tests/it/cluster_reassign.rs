@@ -1,12 +1,14 @@
 //! Moving replicas and leaderships by request (issue 20): AlterPartitionReassignments moves a
 //! partition onto another node while an idempotent acks=all producer keeps writing
 //! (ListPartitionReassignments shows it until it is done; the node it left deletes its copy),
-//! and ElectLeaders gives a partition back to its preferred replica.
+//! and ElectLeaders gives a partition back to its preferred replica; CreateTopics and
+//! CreatePartitions put replicas where the client names them.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_lite::future::block_on;
 use kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
 };
@@ -17,7 +19,8 @@ use kafka_protocol::messages::{
     ListPartitionReassignmentsResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminOptions, NewPartitions, NewTopic, TopicReplication};
+use rdkafka::types::RDKafkaErrorCode;
 
 use crate::cluster_replication::{idempotent_writer, send, three_nodes, THREE_NODES};
 use crate::kit::broker::Broker;
@@ -239,4 +242,62 @@ fn elect_leaders_gives_the_partition_back_to_its_preferred_replica() {
     assert!(errors.is_empty(), "{errors:?}");
     acked.extend(ok);
     check_acknowledged(&bootstrap, "elected", &acked);
+}
+
+/// A topic created with its replicas named (kafka-topics' `--replica-assignment`) lives on those
+/// nodes, the first of each list leading, and takes acks=all writes; partitions added with
+/// named replicas likewise. A list naming an unknown node, or a count that does not match, is
+/// refused with INVALID_REPLICA_ASSIGNMENT and nothing is created.
+#[test]
+fn replicas_named_by_the_client_are_where_partitions_live() {
+    let (mut cluster, bootstrap) = three_nodes();
+    let client = admin(&bootstrap);
+    let options = AdminOptions::new();
+    let named = NewTopic::new("named", 2, TopicReplication::Variable(&[&[2, 3], &[3, 1]]));
+    let created = block_on(client.create_topics(&[named], &options)).expect("create_topics");
+    created[0].as_ref().expect("created");
+    let unknown = NewTopic::new("nowhere", 1, TopicReplication::Variable(&[&[1, 9]]));
+    let refused = block_on(client.create_topics(&[unknown], &options)).expect("create_topics");
+    assert_eq!(
+        refused[0].as_ref().unwrap_err().1,
+        RDKafkaErrorCode::InvalidReplicaAssignment
+    );
+    let layout = |cluster: &mut Cluster, id: usize, topic: &str| {
+        let view = cluster.view(id);
+        let found = view.replicas.iter().find(|(n, _)| n == topic);
+        found.map(|(_, r)| r.clone()).unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (1..=3).any(|id| layout(&mut cluster, id, "named") != [vec![2, 3], vec![3, 1]]) {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            layout(&mut cluster, 1, "named")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(layout(&mut cluster, 1, "nowhere").is_empty());
+    assert_eq!(cluster.await_isr(&[1, 2, 3], "named", 0, &[2, 3]), 2);
+    assert_eq!(cluster.await_isr(&[1, 2, 3], "named", 1, &[1, 3]), 3);
+
+    let grow = NewPartitions::new("named", 3).assign(&[&[1, 2]]);
+    let grown = block_on(client.create_partitions(&[grow], &options)).expect("create_partitions");
+    grown[0].as_ref().expect("grown");
+    let short = NewPartitions::new("named", 5).assign(&[&[1, 2]]);
+    let refused =
+        block_on(client.create_partitions(&[short], &options)).expect("create_partitions");
+    assert_eq!(
+        refused[0].as_ref().unwrap_err().1,
+        RDKafkaErrorCode::InvalidReplicaAssignment
+    );
+    assert_eq!(cluster.await_isr(&[1, 2, 3], "named", 2, &[1, 2]), 1);
+    assert_eq!(layout(&mut cluster, 3, "named").len(), 3);
+
+    let writer = idempotent_writer(&bootstrap);
+    let (acked, errors) = send(&writer, "named", "on-2-and-3", 20);
+    assert!(errors.is_empty(), "{errors:?}");
+    // Node 1 holds no copy of partition 0; nodes 2 and 3 do.
+    assert!(!cluster.node(1).data_dir().join("named-0").exists());
+    assert!(cluster.node(3).data_dir().join("named-0").exists());
+    check_acknowledged(&bootstrap, "named", &acked);
 }

@@ -62,6 +62,7 @@ fn a_quorum_of_one_commits_its_changes_and_recovers_them() {
         let more = Change::CreatePartitions {
             name: "t".into(),
             count: 6,
+            assignments: None,
         };
         assert_eq!(q.propose(&more).await.unwrap().topics["t"].partitions, 6);
     });

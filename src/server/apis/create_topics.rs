@@ -1,5 +1,4 @@
-//! CreateTopics v0-v7, with configs and validate-only. One node: a replication factor above 1 is
-//! refused; an explicit assignment may only name this broker.
+//! CreateTopics v0-v7, with configs, validate-only and replicas named by the client.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -12,6 +11,7 @@ use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse
 use super::{str_bytes, Answer, Api, Request};
 use crate::cluster::Change;
 use crate::config::topic_effective;
+use crate::model::NodeId;
 use crate::protocol::ResponseError as E;
 use crate::server::controller::Refusal;
 use crate::server::Shard;
@@ -36,7 +36,10 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
             Ok(meta) => {
                 result.topic_id = meta.id;
                 result.num_partitions = meta.partitions;
-                result.replication_factor = 1;
+                result.replication_factor = meta
+                    .assignments
+                    .first()
+                    .map_or(1, |a| a.replicas.len() as i16);
                 let effective = topic_effective(&shard.broker(), &meta.config_values());
                 result.configs = Some(
                     effective
@@ -67,26 +70,9 @@ async fn create(
     topic: &kafka_protocol::messages::create_topics_request::CreatableTopic,
     validate_only: bool,
 ) -> Result<crate::cluster::TopicMeta, Refusal> {
-    let node = shard.node_id;
-    let partitions = if !topic.assignments.is_empty() {
-        if topic.num_partitions != -1 || topic.replication_factor != -1 {
-            return Err(Refusal::new(
-                E::InvalidRequest,
-                "give either an assignment or a partition count and replication factor",
-            ));
-        }
-        let valid = topic.assignments.iter().enumerate().all(|(i, a)| {
-            a.partition_index == i as i32 && a.broker_ids.iter().map(|b| b.0).eq([node])
-        });
-        if !valid {
-            return Err(Refusal::new(
-                E::InvalidReplicaAssignment,
-                format!(
-                    "assignments must list partitions 0.. in order, each on broker {node} only"
-                ),
-            ));
-        }
-        topic.assignments.len() as i32
+    let assignments = manual_assignments(topic)?;
+    let partitions = if let Some(lists) = &assignments {
+        lists.len() as i32
     } else if topic.num_partitions == -1 {
         shard.broker().i32("num.partitions")
     } else {
@@ -100,8 +86,8 @@ async fn create(
         configs.insert(config.name.to_string(), value.to_string());
     }
     let replication_factor = match topic.replication_factor {
-        // Explicit assignments: checked above to be one replica, on this broker.
-        _ if !topic.assignments.is_empty() => 1,
+        // Named replicas: the change checks them.
+        _ if assignments.is_some() => 1,
         -1 => shard.broker().i32("default.replication.factor"),
         factor => factor as i32,
     };
@@ -120,9 +106,50 @@ async fn create(
         partitions,
         replication_factor,
         configs,
+        assignments,
     };
     shard
         .change(change, validate_only)
         .await?
         .ok_or_else(|| Refusal::new(E::UnknownServerError, "created topic vanished"))
+}
+
+/// The replicas the request names for each partition, in partition order: Kafka takes them in
+/// any order but each partition once, numbered 0 to n-1, and then no count or factor beside them.
+fn manual_assignments(
+    topic: &kafka_protocol::messages::create_topics_request::CreatableTopic,
+) -> Result<Option<Vec<Vec<NodeId>>>, Refusal> {
+    if topic.assignments.is_empty() {
+        return Ok(None);
+    }
+    if topic.num_partitions != -1 || topic.replication_factor != -1 {
+        return Err(Refusal::new(
+            E::InvalidRequest,
+            "give either replica assignments or a partition count and replication factor",
+        ));
+    }
+    let count = topic.assignments.len();
+    let mut lists: Vec<Option<Vec<NodeId>>> = vec![None; count];
+    for a in &topic.assignments {
+        let slot = usize::try_from(a.partition_index)
+            .ok()
+            .and_then(|i| lists.get_mut(i))
+            .ok_or_else(|| {
+                Refusal::new(
+                    E::InvalidReplicaAssignment,
+                    "partitions should be a consecutive 0-based integer sequence",
+                )
+            })?;
+        if slot.is_some() {
+            return Err(Refusal::new(
+                E::InvalidReplicaAssignment,
+                format!("partition {} is assigned twice", a.partition_index),
+            ));
+        }
+        *slot = Some(a.broker_ids.iter().map(|b| NodeId(b.0)).collect());
+    }
+    // `count` slots, each filled at most once by `count` entries: all are filled.
+    Ok(Some(
+        lists.into_iter().map(Option::unwrap_or_default).collect(),
+    ))
 }

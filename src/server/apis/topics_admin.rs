@@ -3,6 +3,7 @@
 use std::rc::Rc;
 
 use futures::future::join_all;
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsAssignment;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
@@ -15,7 +16,7 @@ use kafka_protocol::messages::{
 
 use super::{str_bytes, Answer, Api, Request};
 use crate::cluster::Change;
-use crate::model::TopicPartition;
+use crate::model::{NodeId, TopicPartition};
 use crate::protocol::ResponseError as E;
 use crate::server::controller::Refusal;
 use crate::server::{partition_code, Shard};
@@ -47,24 +48,18 @@ async fn create_partitions(shard: Rc<Shard>, request: Request) -> Answer {
     for topic in body.topics {
         let mut result = CreatePartitionsTopicResult::default();
         result.name = topic.name.clone();
-        let foreign = topic
-            .assignments
-            .iter()
-            .flatten()
-            .any(|a| a.broker_ids.iter().map(|b| b.0).ne([shard.node_id]));
-        let outcome = if foreign {
-            Err(Refusal::new(
-                E::InvalidReplicaAssignment,
-                format!("new partitions can only be on broker {}", shard.node_id),
-            ))
-        } else {
-            let change = Change::CreatePartitions {
-                name: topic.name.0.to_string(),
-                count: topic.count,
-            };
-            let changed = shard.change(change, body.validate_only).await;
-            changed.map(|_| ()).map_err(Refusal::from)
+        let change = Change::CreatePartitions {
+            name: topic.name.0.to_string(),
+            count: topic.count,
+            assignments: topic.assignments.as_ref().map(|lists| {
+                let nodes = |a: &CreatePartitionsAssignment| {
+                    a.broker_ids.iter().map(|b| NodeId(b.0)).collect()
+                };
+                lists.iter().map(nodes).collect()
+            }),
         };
+        let changed = shard.change(change, body.validate_only).await;
+        let outcome = changed.map(|_| ()).map_err(Refusal::from);
         if let Err(e) = outcome {
             result.error_code = e.code;
             result.error_message = Some(str_bytes(e.message));
