@@ -26,13 +26,14 @@ pub enum StoreError {
     Corrupt { path: PathBuf, what: String },
 }
 
-/// Where in the Raft log an image stands: the last entry applied to it, and the voters (their
-/// node ids) then.
+/// Where in the Raft log an image stands: the last entry applied to it, and the voters and the
+/// learners (brokers that do not vote, `process.roles=broker`) then, by node id.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Applied {
     pub index: u64,
     pub term: u64,
     pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -90,20 +91,29 @@ impl FileStore {
                         .map(|n| n as u64)
                         .ok_or_else(|| corrupt(format!("raft.{key} is not a log position")))
                 };
+                let ids = |key: &str, value: &toml::Value| {
+                    value
+                        .as_array()
+                        .and_then(|ids| {
+                            ids.iter()
+                                .map(|id| id.as_integer().filter(|&n| n >= 0).map(|n| n as u64))
+                                .collect::<Option<Vec<u64>>>()
+                        })
+                        .ok_or_else(|| corrupt(format!("raft.{key} is not a list of node ids")))
+                };
                 let voters = raft
                     .get("voters")
-                    .and_then(toml::Value::as_array)
-                    .map(|ids| {
-                        ids.iter()
-                            .map(|id| id.as_integer().filter(|&n| n >= 0).map(|n| n as u64))
-                            .collect::<Option<Vec<u64>>>()
-                    })
-                    .ok_or_else(|| corrupt("raft.voters is not a list of node ids".into()))?
-                    .ok_or_else(|| corrupt("raft.voters is not a list of node ids".into()))?;
+                    .ok_or_else(|| corrupt("raft.voters is missing".into()))?;
+                // Written from the first version with learners on.
+                let learners = match raft.get("learners") {
+                    Some(list) => ids("learners", list)?,
+                    None => Vec::new(),
+                };
                 Applied {
                     index: number("index")?,
                     term: number("term")?,
-                    voters,
+                    voters: ids("voters", voters)?,
+                    learners,
                 }
             }
         };
@@ -115,12 +125,18 @@ impl FileStore {
     pub async fn store_applied(&self, image: &Image, applied: &Applied) -> std::io::Result<String> {
         std::fs::create_dir_all(&self.dir)?;
         let text = image.to_toml();
-        let voters: Vec<String> = applied.voters.iter().map(u64::to_string).collect();
+        let list = |ids: &[u64]| {
+            ids.iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let file = format!(
-            "{text}\n[raft]\nindex = {}\nterm = {}\nvoters = [{}]\n",
+            "{text}\n[raft]\nindex = {}\nterm = {}\nvoters = [{}]\nlearners = [{}]\n",
             applied.index,
             applied.term,
-            voters.join(", ")
+            list(&applied.voters),
+            list(&applied.learners),
         );
         io::write_atomically(&self.path(), file.into_bytes(), &self.faults).await?;
         Ok(text)
@@ -142,7 +158,8 @@ mod tests {
         let applied = Applied {
             index: 7,
             term: 2,
-            voters: vec![1],
+            voters: vec![1, 2, 3],
+            learners: vec![4],
         };
         io::block_on(store.store_applied(&image, &applied)).unwrap();
         assert_eq!(store.load_applied().unwrap(), (image, applied));

@@ -246,7 +246,7 @@ pub const DECLARED_BROKER_KEYS: &[Key] = &[
         "process.roles",
         Kind::Any,
         "",
-        "`broker,controller` (the default when empty: every node is both)",
+        "`broker,controller` (the default when empty), `broker` (no vote: a learner of the quorum) or `controller` (no partitions, no client listener)",
     ),
     broker(
         "advertised.listeners",

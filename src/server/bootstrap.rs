@@ -60,7 +60,10 @@ struct Common {
     broker: Values,
     data_dir: PathBuf,
     cluster_id: String,
+    /// The client listener; a controller-only node has none (`serves_clients` false: this is
+    /// its controller listener, for the start-up line).
     listen: SocketAddr,
+    serves_clients: bool,
     advertised_host: String,
     advertised_port: u16,
     image: Arc<Image>,
@@ -250,7 +253,11 @@ pub fn serve(mut broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeE
     if let Some(setup) = &mut quorum {
         setup.cluster_id = cluster_id.clone();
     }
-    let addresses = Addresses::of(&broker)?;
+    let addresses = match quorum.as_ref().filter(|q| !q.broker) {
+        // A controller only (`process.roles=controller`): no listener for clients.
+        Some(setup) => Addresses::controller_only(setup),
+        None => Addresses::of(&broker)?,
+    };
     let image = match &quorum {
         None => load_image(&broker, &data_dir, &addresses)?,
         // A cluster's changes wait for its leader: the shards start from the image as stored,
@@ -279,6 +286,7 @@ pub fn serve(mut broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeE
         data_dir,
         cluster_id,
         listen: addresses.listen,
+        serves_clients: addresses.reserved.is_some(),
         advertised_host: addresses.advertised_host,
         advertised_port: addresses.advertised_port,
         image: Arc::new(image),
@@ -376,13 +384,26 @@ fn io_properties(broker: &mut Values, data_dir: &Path) -> Result<usize, ServeErr
 /// Where the broker listens (its port reserved until every shard listens on it) and what it
 /// advertises to clients.
 struct Addresses {
-    reserved: OwnedFd,
+    reserved: Option<OwnedFd>,
     listen: SocketAddr,
     advertised_host: String,
     advertised_port: u16,
 }
 
 impl Addresses {
+    /// A controller-only node's: no client listener (its controller listener names it).
+    fn controller_only(setup: &super::quorum::Setup) -> Addresses {
+        let listen = setup
+            .listen
+            .expect("a controller has a controller listener");
+        Addresses {
+            reserved: None,
+            listen,
+            advertised_host: listen.ip().to_string(),
+            advertised_port: listen.port(),
+        }
+    }
+
     fn of(broker: &Values) -> Result<Addresses, ServeError> {
         // The first listener for clients (not one for the other controllers).
         let listener_text = broker
@@ -418,7 +439,7 @@ impl Addresses {
             (listen.ip().to_string(), listen.port())
         };
         Ok(Addresses {
-            reserved,
+            reserved: Some(reserved),
             listen,
             advertised_host,
             advertised_port,
@@ -491,11 +512,15 @@ fn start_signal_thread(
 fn supervise(
     events: &mpsc::Receiver<Event>,
     common: &Common,
-    reserved: OwnedFd,
+    mut reserved: Option<OwnedFd>,
 ) -> Result<(), ServeError> {
     let shards = common.shards;
     let listen = common.listen;
-    let mut reserved = Some(reserved);
+    let role = if common.serves_clients {
+        ""
+    } else {
+        " as a controller only (no client listener)"
+    };
     let mut listening = 0;
     let mut exited = 0;
     let mut failure: Option<ServeError> = None;
@@ -512,7 +537,7 @@ fn supervise(
                         "serving; {}", common.fds.describe()
                     );
                     println!(
-                        "sluice: serving on {listen} with {shards} shards; data in {}; {}",
+                        "sluice: serving on {listen}{role} with {shards} shards; data in {}; {}",
                         common.data_dir.display(),
                         common.fds.describe()
                     );
@@ -618,11 +643,23 @@ async fn run_shard(
     shard.spawn_group_ticker();
     shard.load_txns().await;
     shard.spawn_txn_ticker();
-    let listener = io::net::Listener::bind(common.listen)
-        .map_err(|e| format!("binding {}: {e}", common.listen))?;
+    let listener = if common.serves_clients {
+        let bound = io::net::Listener::bind(common.listen)
+            .map_err(|e| format!("binding {}: {e}", common.listen))?;
+        Some(bound)
+    } else {
+        None
+    };
     let _ = events.send(Event::Listening);
 
-    let accept_loop = listener::accept_loop(shard.clone(), listener, common.admission.clone());
+    let accept_loop = async {
+        match listener {
+            Some(listener) => {
+                listener::accept_loop(shard.clone(), listener, common.admission.clone()).await
+            }
+            None => futures::future::pending().await,
+        }
+    };
     let watch_stop = async {
         while !common.stop.load(Ordering::SeqCst) {
             io::sleep(Duration::from_millis(STOP_POLL_MS)).await;

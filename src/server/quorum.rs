@@ -11,7 +11,9 @@ use std::rc::{Rc, Weak};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use futures::channel::mpsc::UnboundedReceiver;
 use futures::StreamExt;
+use raft::prelude::Message;
 
 use super::Shard;
 use crate::cluster::{
@@ -32,10 +34,14 @@ const JOIN_RETRY: Duration = Duration::from_millis(500);
 #[derive(Clone, Debug)]
 pub struct Setup {
     pub voters: Vec<Voter>,
-    /// Where the other controllers connect.
-    pub listen: SocketAddr,
+    /// Where the other controllers and the learners connect: `None` on a broker that does not
+    /// vote (`process.roles=broker`), which connects to the voters instead.
+    pub listen: Option<SocketAddr>,
     /// The cluster id (`meta.properties`): controllers of another cluster are refused.
     pub cluster_id: String,
+    /// Whether this node is a broker (registers, holds partitions, serves clients); a node with
+    /// `process.roles=controller` only votes.
+    pub broker: bool,
 }
 
 /// The listeners `listeners` names for the other controllers.
@@ -46,44 +52,94 @@ pub fn is_controller_listener(broker: &Values, name: &str) -> bool {
         .any(|n| n.trim() == name)
 }
 
+/// `process.roles`: whether this node is a broker, and whether a controller (empty: both).
+fn roles(broker: &Values) -> Result<(bool, bool), String> {
+    let text = broker.get("process.roles");
+    if text.trim().is_empty() {
+        return Ok((true, true));
+    }
+    let (mut is_broker, mut is_controller) = (false, false);
+    for role in text.split(',').map(str::trim) {
+        match role {
+            "broker" => is_broker = true,
+            "controller" => is_controller = true,
+            _ => {
+                return Err(format!(
+                    "process.roles={text}: `{role}` is not a role (broker, controller)"
+                ))
+            }
+        }
+    }
+    Ok((is_broker, is_controller))
+}
+
 /// The quorum this node takes part in: `None` for a node alone. Refuses what it cannot serve.
 pub fn setup(broker: &Values) -> Result<Option<Setup>, String> {
     let voters = parse_voters(broker.get("controller.quorum.voters"))?;
+    let (is_broker, is_controller) = roles(broker)?;
     if voters.is_empty() {
+        if !(is_broker && is_controller) {
+            return Err(format!(
+                "process.roles={}: a node that is not both broker and controller needs \
+                 controller.quorum.voters",
+                broker.get("process.roles")
+            ));
+        }
         return Ok(None);
     }
-    let roles = broker.get("process.roles");
-    let mut named: Vec<&str> = roles.split(',').map(str::trim).collect();
-    named.sort_unstable();
-    if !roles.is_empty() && named != ["broker", "controller"] {
-        return Err(format!(
-            "process.roles={roles}: only nodes that are both broker and controller are served so \
-             far (leave it empty or set broker,controller)"
-        ));
-    }
     let me = broker.i32("node.id");
-    if !voters.iter().any(|v| v.id.0 == me) {
+    let listeners: Vec<(&str, &str, u16)> = broker
+        .get("listeners")
+        .split(',')
+        .filter_map(parse_listener)
+        .collect();
+    let controller_listener = listeners
+        .iter()
+        .find(|(name, _, _)| is_controller_listener(broker, name));
+    let voter = voters.iter().find(|v| v.id.0 == me);
+    if !is_controller {
+        // Kafka's rules for a broker that does not vote.
+        if voter.is_some() {
+            return Err(format!(
+                "node.id={me} is one of controller.quorum.voters but process.roles=broker: a \
+                 voter needs the controller role"
+            ));
+        }
+        if controller_listener.is_some() {
+            return Err(format!(
+                "process.roles=broker: `listeners` names a controller listener ({}); a broker \
+                 that does not vote connects to the voters instead",
+                broker.get("controller.listener.names")
+            ));
+        }
+        return Ok(Some(Setup {
+            voters,
+            listen: None,
+            cluster_id: String::new(),
+            broker: true,
+        }));
+    }
+    let Some(mine) = voter else {
         return Err(format!(
             "node.id={me} is not one of controller.quorum.voters ({})",
             broker.get("controller.quorum.voters")
         ));
+    };
+    if !is_broker && listeners.len() != usize::from(controller_listener.is_some()) {
+        return Err(format!(
+            "process.roles=controller: `listeners` may name only the controller listener ({})",
+            broker.get("controller.listener.names")
+        ));
     }
-    let listener = broker
-        .get("listeners")
-        .split(',')
-        .filter_map(parse_listener)
-        .find(|(name, _, _)| is_controller_listener(broker, name))
-        .ok_or_else(|| {
-            format!(
-                "controller.quorum.voters is set but `listeners` has no {} listener for the other \
-                 controllers",
-                broker.get("controller.listener.names")
-            )
-        })?;
-    let (_, host, port) = listener;
+    let &(_, host, port) = controller_listener.ok_or_else(|| {
+        format!(
+            "controller.quorum.voters is set but `listeners` has no {} listener for the other \
+             controllers",
+            broker.get("controller.listener.names")
+        )
+    })?;
     // Another node's entry: two nodes with one node.id would each take the other's messages as
     // their own, and raft trusts its peers.
-    let mine = voters.iter().find(|v| v.id.0 == me).expect("checked above");
     if port != 0 && mine.port != port {
         return Err(format!(
             "controller.quorum.voters names node {me} at {}:{} but its controller listener is \
@@ -98,20 +154,25 @@ pub fn setup(broker: &Values) -> Result<Option<Setup>, String> {
         .ok_or_else(|| format!("`{host}` has no address"))?;
     Ok(Some(Setup {
         voters,
-        listen,
+        listen: Some(listen),
         cluster_id: String::new(),
+        broker: is_broker,
     }))
 }
 
-/// What a cluster's voter serves with: its bound controller listener and the voters.
+/// What a node of a cluster serves with: its bound controller listener (a voter's), its
+/// transport, and what the voters send a learner.
 pub struct Serving {
-    listener: io::net::Listener,
+    listener: Option<io::net::Listener>,
+    transport: Rc<TcpTransport>,
+    received: Option<UnboundedReceiver<Message>>,
     voters: Vec<Voter>,
     cluster_id: String,
+    broker: bool,
 }
 
-/// Opens this node's voter (a quorum of one without `setup`) and, in a cluster, binds its
-/// controller listener.
+/// Opens this node's voter or learner (a quorum of one without `setup`) and, for a voter of a
+/// cluster, binds its controller listener.
 pub async fn open(
     data_dir: &std::path::Path,
     node: NodeId,
@@ -120,18 +181,30 @@ pub async fn open(
     let (voters, transport, serving): (Vec<NodeId>, Rc<dyn Transport>, _) = match setup {
         None => (vec![node], Rc::new(NoPeers), None),
         Some(setup) => {
-            let listener = io::net::Listener::bind(setup.listen)
-                .map_err(|e| format!("binding the controller listener {}: {e}", setup.listen))?;
             let ids = setup.voters.iter().map(|v| v.id).collect();
-            let transport = Rc::new(TcpTransport::start(node, &setup.voters, &setup.cluster_id));
-            let voters = setup.voters.clone();
-            let cluster_id = setup.cluster_id.clone();
+            let (listener, transport, received) = match setup.listen {
+                Some(listen) => {
+                    let listener = io::net::Listener::bind(listen)
+                        .map_err(|e| format!("binding the controller listener {listen}: {e}"))?;
+                    let transport = TcpTransport::start(node, &setup.voters, &setup.cluster_id);
+                    (Some(listener), transport, None)
+                }
+                None => {
+                    let (transport, received) =
+                        TcpTransport::start_learner(node, &setup.voters, &setup.cluster_id);
+                    (None, transport, Some(received))
+                }
+            };
+            let transport = Rc::new(transport);
             let serving = Serving {
                 listener,
-                voters,
-                cluster_id,
+                transport: transport.clone(),
+                received,
+                voters: setup.voters.clone(),
+                cluster_id: setup.cluster_id.clone(),
+                broker: setup.broker,
             };
-            (ids, transport, Some(serving))
+            (ids, transport as Rc<dyn Transport>, Some(serving))
         }
     };
     let quorum = Quorum::open(data_dir, node, &voters, io::Faults::default(), transport)
@@ -140,22 +213,41 @@ pub async fn open(
     Ok((quorum, serving))
 }
 
-/// Starts the voter's tasks on the controller shard (a cluster's only: a quorum of one needs
-/// none).
+/// Starts the node's quorum tasks on the controller shard (a cluster's only: a quorum of one
+/// needs none).
 pub fn run(shard: &Rc<Shard>, quorum: Rc<Quorum>, serving: Option<Serving>) {
-    let Some(Serving {
-        listener,
-        voters,
-        cluster_id,
-    }) = serving
-    else {
+    let Some(serving) = serving else {
         return;
     };
-    let ids: Vec<NodeId> = voters.iter().map(|v| v.id).collect();
-    io::spawn(serve_voters(listener, quorum.clone(), voters, cluster_id)).detach();
+    let ids: Vec<NodeId> = serving.voters.iter().map(|v| v.id).collect();
+    if let Some(listener) = serving.listener {
+        let serve = serve_voters(
+            listener,
+            quorum.clone(),
+            serving.transport.clone(),
+            serving.voters,
+            serving.cluster_id,
+        );
+        io::spawn(serve).detach();
+    }
+    if let Some(mut received) = serving.received {
+        let quorum = quorum.clone();
+        io::spawn(async move {
+            while let Some(message) = received.next().await {
+                if let Err(e) = quorum.step(message).await {
+                    tracing::debug!(error = %e, "a controller message was not taken");
+                    continue;
+                }
+                if let Err(e) = quorum.drive().await {
+                    tracing::error!(error = %e, "the metadata quorum stopped");
+                }
+            }
+        })
+        .detach();
+    }
     let weak = Rc::downgrade(shard);
     {
-        let (quorum, weak) = (quorum.clone(), weak.clone());
+        let (quorum, weak, transport) = (quorum.clone(), weak.clone(), serving.transport);
         io::spawn(async move {
             let liveness = Rc::new(Liveness::default());
             loop {
@@ -166,6 +258,9 @@ pub fn run(shard: &Rc<Shard>, quorum: Rc<Quorum>, serving: Option<Serving>) {
                 }
                 quorum.tick().await;
                 if let Err(e) = quorum.drive().await {
+                    tracing::error!(error = %e, "the metadata quorum stopped");
+                }
+                if let Err(e) = quorum.admit_learners(&transport.connected_learners()).await {
                     tracing::error!(error = %e, "the metadata quorum stopped");
                 }
                 let leader = quorum.leader().map_or(-1, |n| n.0);
@@ -186,7 +281,9 @@ pub fn run(shard: &Rc<Shard>, quorum: Rc<Quorum>, serving: Option<Serving>) {
         })
         .detach();
     }
-    io::spawn(join(weak, quorum, ids)).detach();
+    if serving.broker {
+        io::spawn(join(weak, quorum, ids)).detach();
+    }
 }
 
 /// A clean shutdown of the active controller hands its leadership over first, and waits (a
@@ -217,7 +314,8 @@ pub async fn hand_over(shard: &Shard) {
 async fn controlled_shutdown(shard: &Shard) {
     let me = NodeId(shard.node_id);
     let image = shard.image();
-    if image.brokers.len() < 2 || image.fenced.contains(&me) {
+    // (A controller that is no broker has nothing to hand over.)
+    if image.brokers.len() < 2 || image.fenced.contains(&me) || !image.brokers.contains_key(&me) {
         return;
     }
     let started = std::time::Instant::now();
@@ -341,9 +439,10 @@ impl Liveness {
     }
 }
 
-/// Registers this broker (its endpoints, its rack) and, once every voter has registered,
-/// creates `__consumer_offsets` (so that its partitions spread over all of them); each change
-/// retried until a leader commits it.
+/// Registers this broker (its endpoints, its rack) and, once as many brokers as there are
+/// voters have registered (or as many as `offsets.topic.replication.factor`, if fewer), creates
+/// `__consumer_offsets` so that its partitions spread over them; each change retried until a
+/// leader commits it.
 async fn join(weak: Weak<Shard>, quorum: Rc<Quorum>, voters: Vec<NodeId>) {
     use crate::group::OFFSETS_TOPIC;
     let me = {
@@ -375,12 +474,9 @@ async fn join(weak: Weak<Shard>, quorum: Rc<Quorum>, voters: Vec<NodeId>) {
         } else if image.topics.contains_key(OFFSETS_TOPIC) {
             tracing::info!(node = me.0 .0, "joined the cluster");
             return;
-        } else if voters.iter().all(|v| image.brokers.contains_key(v)) {
+        } else if image.live_brokers().count() >= offsets_factor(&shard, voters.len()) {
             let partitions = shard.broker().i32("offsets.topic.num.partitions");
-            let factor = shard
-                .broker()
-                .i64("offsets.topic.replication.factor")
-                .min(voters.len() as i64) as u16;
+            let factor = offsets_factor(&shard, voters.len()) as u16;
             Change::create_internal_topic(OFFSETS_TOPIC, partitions, factor)
         } else {
             drop(shard);
@@ -412,6 +508,17 @@ async fn join(weak: Weak<Shard>, quorum: Rc<Quorum>, voters: Vec<NodeId>) {
     }
 }
 
+/// The replicas of `__consumer_offsets` in a cluster of `voters` voters: the config, at most
+/// one per voter (a cluster of three combined nodes waits for all three; one that starts with
+/// fewer nodes than the config asks does not wait for ever).
+fn offsets_factor(shard: &Shard, voters: usize) -> usize {
+    let configured = shard
+        .broker()
+        .i64("offsets.topic.replication.factor")
+        .max(1) as usize;
+    configured.min(voters)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,7 +545,8 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(ok.voters.len(), 2);
-        assert_eq!(ok.listen.port(), 9093);
+        assert_eq!(ok.listen.unwrap().port(), 9093);
+        assert!(ok.broker);
         let not_a_voter = setup(&values(&[
             ("node.id", "3"),
             ("controller.quorum.voters", voters),
@@ -450,13 +558,62 @@ mod tests {
             ("controller.quorum.voters", voters),
         ]));
         assert!(no_listener.unwrap_err().contains("CONTROLLER listener"));
-        let broker_only = setup(&values(&[
+        // A voter must have the controller role; a broker that does not vote has no controller
+        // listener and no controller.quorum.voters entry, and connects to the voters.
+        let voter_as_broker = setup(&values(&[
             ("node.id", "1"),
             ("controller.quorum.voters", voters),
             ("listeners", listeners),
             ("process.roles", "broker"),
         ]));
-        assert!(broker_only.unwrap_err().contains("process.roles"));
+        assert!(voter_as_broker.unwrap_err().contains("controller role"));
+        let learner = setup(&values(&[
+            ("node.id", "4"),
+            ("controller.quorum.voters", voters),
+            ("listeners", "PLAINTEXT://127.0.0.1:9092"),
+            ("process.roles", "broker"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!((learner.listen, learner.broker), (None, true));
+        let learner_listening = setup(&values(&[
+            ("node.id", "4"),
+            ("controller.quorum.voters", voters),
+            ("listeners", listeners),
+            ("process.roles", "broker"),
+        ]));
+        assert!(learner_listening
+            .unwrap_err()
+            .contains("controller listener"));
+        // A controller only: its listener and nothing for clients.
+        let controller = setup(&values(&[
+            ("node.id", "2"),
+            ("controller.quorum.voters", voters),
+            ("listeners", "CONTROLLER://127.0.0.1:19093"),
+            ("process.roles", "controller"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(controller.listen.unwrap().port(), 19093);
+        assert!(!controller.broker);
+        let controller_with_clients = setup(&values(&[
+            ("node.id", "1"),
+            ("controller.quorum.voters", voters),
+            ("listeners", listeners),
+            ("process.roles", "controller"),
+        ]));
+        assert!(controller_with_clients
+            .unwrap_err()
+            .contains("only the controller"));
+        for (roles, voters) in [("broker", ""), ("controller", ""), ("both", voters)] {
+            let refused = setup(&values(&[
+                ("node.id", "1"),
+                ("controller.quorum.voters", voters),
+                ("listeners", listeners),
+                ("process.roles", roles),
+            ]));
+            assert!(refused.unwrap_err().contains("process.roles"), "{roles}");
+        }
         // Node 2's id on node 1's listener: two nodes would share an identity.
         let someone_else = setup(&values(&[
             ("node.id", "2"),

@@ -10,6 +10,7 @@ mod cluster_faults;
 mod cluster_quorum;
 mod cluster_reassign;
 mod cluster_replication;
+mod cluster_roles;
 mod fuzz_regressions;
 mod kafka_admin;
 mod kafka_bad_input;

@@ -141,8 +141,11 @@ impl Quorum {
         let (image, applied) = store.load_applied()?;
         let raft_dir = data_dir.join(METADATA_DIR).join("raft");
         let (files, recovered) = LogFiles::open(&raft_dir, faults)?;
-        let configured: Vec<u64> = voters.iter().map(|v| v.0 as u64).collect();
-        if !applied.voters.is_empty() && applied.voters != configured {
+        let mut configured: Vec<u64> = voters.iter().map(|v| v.0 as u64).collect();
+        configured.sort_unstable();
+        let mut stored = applied.voters.clone();
+        stored.sort_unstable();
+        if !stored.is_empty() && stored != configured {
             tracing::warn!(
                 stored = ?applied.voters,
                 ?configured,
@@ -158,7 +161,12 @@ impl Quorum {
                 .map(|&v| raft_id(NodeId(v as i32)))
                 .collect()
         };
-        let conf_state = ConfState::from((voters.clone(), Vec::new()));
+        let learners: Vec<u64> = applied
+            .learners
+            .iter()
+            .map(|&l| raft_id(NodeId(l as i32)))
+            .collect();
+        let conf_state = ConfState::from((voters.clone(), learners));
         let mem = MemStorage::new();
         {
             let mut core = mem.wl();
@@ -294,6 +302,44 @@ impl Quorum {
             tracing::warn!(error = %e, "handing over the metadata quorum's leadership");
         }
         Some(node_of(to))
+    }
+
+    /// As the leader, makes the first of `connected` (brokers that do not vote, connected to this
+    /// voter) that is not yet in raft's configuration a learner: committed like any change, it
+    /// is then sent the log and heartbeats. One at a time (raft takes one configuration change
+    /// at a time); the next call takes the next.
+    pub async fn admit_learners(&self, connected: &[NodeId]) -> Result<(), QuorumError> {
+        let proposed = {
+            let _guard = self.driving.lock().await;
+            let mut node = self.node.borrow_mut();
+            if node.raft.state != raft::StateRole::Leader || node.raft.has_pending_conf() {
+                return Ok(());
+            }
+            let Some(&new) = connected
+                .iter()
+                .find(|&&n| node.raft.prs().get(raft_id(n)).is_none())
+            else {
+                return Ok(());
+            };
+            let mut change = ConfChange::default();
+            change.set_change_type(raft::prelude::ConfChangeType::AddLearnerNode);
+            change.node_id = raft_id(new);
+            tracing::info!(
+                node = new.0,
+                "a broker that does not vote joins the metadata quorum as a learner"
+            );
+            node.propose_conf_change(Vec::new(), change)
+        };
+        if let Err(e) = proposed {
+            tracing::debug!(error = %e, "adding a learner was not proposed");
+            return Ok(());
+        }
+        self.drive().await
+    }
+
+    /// Whether this node is a voter of the quorum (not a learner, nor outside it).
+    pub fn is_voter(&self) -> bool {
+        self.node.borrow().raft.promotable()
     }
 
     /// When `node` was last heard from (`None`: not since this voter opened).
@@ -567,7 +613,8 @@ impl Quorum {
         let applied = Applied {
             index: last_index,
             term: last_term,
-            voters: stored_voters(&voters.conf_state),
+            voters: stored_ids(&voters.conf_state.voters),
+            learners: stored_ids(&voters.conf_state.learners),
         };
         let text = self
             .store
@@ -634,7 +681,8 @@ impl Quorum {
         let applied = Applied {
             index: meta.index,
             term: meta.term,
-            voters: stored_voters(&conf_state),
+            voters: stored_ids(&conf_state.voters),
+            learners: stored_ids(&conf_state.learners),
         };
         self.store
             .store_applied(&image, &applied)
@@ -675,9 +723,9 @@ fn node_of(id: u64) -> NodeId {
     NodeId((id - 1) as i32)
 }
 
-/// The voters of `conf` as the stored image names them (node ids).
-fn stored_voters(conf: &ConfState) -> Vec<u64> {
-    conf.voters.iter().map(|&v| node_of(v).0 as u64).collect()
+/// Raft ids (a conf state's voters or learners) as the stored image names them (node ids).
+fn stored_ids(ids: &[u64]) -> Vec<u64> {
+    ids.iter().map(|&v| node_of(v).0 as u64).collect()
 }
 
 /// raft logs through `slog`: its lines go to `tracing` (its info lines, elections mostly, at

@@ -61,11 +61,16 @@ pub fn parse_voters(text: &str) -> Result<Vec<Voter>, String> {
     Ok(voters)
 }
 
-/// The sending side: one queue and one task per peer, on the controller's shard.
+/// The sending side: one queue and one task per peer, on the controller's shard. A voter also
+/// sends to the learners connected to it (brokers that do not vote) over their connections.
 pub struct TcpTransport {
-    peers: HashMap<u64, mpsc::UnboundedSender<Message>>,
+    peers: RefCell<HashMap<u64, mpsc::UnboundedSender<Message>>>,
     /// Peers whose connections are refused now, and since when.
     refused: Refused,
+    /// Learners connected to this voter, each with the number of its connection (a learner
+    /// that reconnects replaces its route; the old connection's end must not remove the new).
+    learners: RefCell<HashMap<NodeId, u64>>,
+    connections: std::cell::Cell<u64>,
 }
 
 type Refused = Rc<RefCell<HashMap<NodeId, std::time::Instant>>>;
@@ -74,26 +79,89 @@ impl TcpTransport {
     /// Starts a sender task per voter other than `me`; each connection opens with `cluster`,
     /// the cluster id (see [`hello`]).
     pub fn start(me: NodeId, voters: &[Voter], cluster: &str) -> TcpTransport {
-        let mut peers = HashMap::new();
-        let refused = Refused::default();
+        let transport = TcpTransport::empty();
         for voter in voters.iter().filter(|v| v.id != me) {
             let (tx, rx) = mpsc::unbounded();
             let target = format!("{}:{}", voter.host, voter.port);
-            let hello = hello(cluster);
-            io::spawn(send_loop(voter.id, target, hello, rx, refused.clone())).detach();
-            peers.insert(raft_id(voter.id), tx);
+            let hello = hello(cluster, None);
+            let refused = transport.refused.clone();
+            io::spawn(send_loop(voter.id, target, hello, rx, refused)).detach();
+            transport.peers.borrow_mut().insert(raft_id(voter.id), tx);
         }
-        TcpTransport { peers, refused }
+        transport
+    }
+
+    /// A learner's transport (`process.roles=broker`): it keeps a connection to every voter,
+    /// sends its answers on it, and receives the leader's log and heartbeats on it (the voters
+    /// cannot connect to a broker). What the voters send comes out of the receiver.
+    pub fn start_learner(
+        me: NodeId,
+        voters: &[Voter],
+        cluster: &str,
+    ) -> (TcpTransport, mpsc::UnboundedReceiver<Message>) {
+        let transport = TcpTransport::empty();
+        let (inbound, received) = mpsc::unbounded();
+        for voter in voters {
+            let (tx, rx) = mpsc::unbounded();
+            let target = format!("{}:{}", voter.host, voter.port);
+            let link = Link {
+                me,
+                peer: voter.id,
+                target,
+                hello: hello(cluster, Some(me)),
+            };
+            io::spawn(link.keep(rx, inbound.clone())).detach();
+            transport.peers.borrow_mut().insert(raft_id(voter.id), tx);
+        }
+        (transport, received)
+    }
+
+    fn empty() -> TcpTransport {
+        TcpTransport {
+            peers: RefCell::default(),
+            refused: Refused::default(),
+            learners: RefCell::default(),
+            connections: std::cell::Cell::new(0),
+        }
+    }
+
+    /// The learners connected to this voter now.
+    pub fn connected_learners(&self) -> Vec<NodeId> {
+        let mut learners: Vec<NodeId> = self.learners.borrow().keys().copied().collect();
+        learners.sort();
+        learners
+    }
+
+    /// Routes messages to `learner` over the connection it opened; the number to forget it by.
+    fn learner_connected(&self, learner: NodeId, route: mpsc::UnboundedSender<Message>) -> u64 {
+        let number = self.connections.get() + 1;
+        self.connections.set(number);
+        self.peers.borrow_mut().insert(raft_id(learner), route);
+        self.learners.borrow_mut().insert(learner, number);
+        number
+    }
+
+    fn learner_gone(&self, learner: NodeId, number: u64) {
+        let mut learners = self.learners.borrow_mut();
+        if learners.get(&learner) == Some(&number) {
+            learners.remove(&learner);
+            self.peers.borrow_mut().remove(&raft_id(learner));
+        }
     }
 }
 
 impl Transport for TcpTransport {
     fn send(&self, message: Message) {
-        match self.peers.get(&message.to) {
+        match self.peers.borrow().get(&message.to) {
             Some(peer) => {
                 let _ = peer.unbounded_send(message);
             }
-            None => tracing::warn!(to = message.to, "a message to a node that is not a voter"),
+            // A learner not connected now: raft sends again once it is.
+            None => crate::throttled!(|count| tracing::debug!(
+                to = message.to,
+                count,
+                "a message to a node not connected: dropped"
+            )),
         }
     }
 
@@ -102,33 +170,89 @@ impl Transport for TcpTransport {
     }
 }
 
-/// The first bytes of every connection between controllers: a magic word and the cluster id.
-/// A voter refuses a connection from another cluster's (Kafka's INCONSISTENT_CLUSTER_ID): raft
-/// trusts its peers, and a message from another cluster's leader (a node of a cluster that
-/// once had this address, say) would make it stop the process.
+/// The first bytes of every connection to a controller: a magic word, for a learner its node
+/// id, and the cluster id. A voter refuses a connection from another cluster's (Kafka's
+/// INCONSISTENT_CLUSTER_ID): raft trusts its peers, and a message from another cluster's leader
+/// (a node of a cluster that once had this address, say) would make it stop the process.
 const HELLO_MAGIC: &[u8; 8] = b"SLUICEQ1";
+const LEARNER_HELLO_MAGIC: &[u8; 8] = b"SLUICEL1";
 /// The longest cluster id a hello carries.
 const CLUSTER_ID_BYTES_MAX: usize = 255;
 
-fn hello(cluster: &str) -> Vec<u8> {
+fn hello(cluster: &str, learner: Option<NodeId>) -> Vec<u8> {
     let id = &cluster.as_bytes()[..cluster.len().min(CLUSTER_ID_BYTES_MAX)];
-    let mut hello = HELLO_MAGIC.to_vec();
+    let mut hello = match learner {
+        None => HELLO_MAGIC.to_vec(),
+        Some(node) => {
+            let mut hello = LEARNER_HELLO_MAGIC.to_vec();
+            hello.extend_from_slice(&node.0.to_be_bytes());
+            hello
+        }
+    };
     hello.push(id.len() as u8);
     hello.extend_from_slice(id);
     hello
 }
 
-/// Reads a connection's hello: the cluster id it names.
-async fn read_hello(read: &mut io::net::ReadHalf) -> std::io::Result<String> {
-    let mut head = [0u8; 9];
-    if !read.read_exact_or_eof(&mut head).await? || &head[..8] != HELLO_MAGIC {
+/// Reads a connection's hello: the cluster id it names, and the learner's node id if a learner
+/// opened it.
+async fn read_hello(read: &mut io::net::ReadHalf) -> std::io::Result<(String, Option<NodeId>)> {
+    let mut magic = [0u8; 8];
+    if !read.read_exact_or_eof(&mut magic).await? {
         return Err(std::io::Error::other("no controller hello"));
     }
-    let mut id = vec![0u8; head[8] as usize];
+    let learner = match &magic {
+        m if m == HELLO_MAGIC => None,
+        m if m == LEARNER_HELLO_MAGIC => {
+            let mut id = [0u8; 4];
+            if !read.read_exact_or_eof(&mut id).await? {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            Some(NodeId(i32::from_be_bytes(id)))
+        }
+        _ => return Err(std::io::Error::other("no controller hello")),
+    };
+    let mut len = [0u8; 1];
+    if !read.read_exact_or_eof(&mut len).await? {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    let mut id = vec![0u8; len[0] as usize];
     if !read.read_exact_or_eof(&mut id).await? {
         return Err(std::io::ErrorKind::UnexpectedEof.into());
     }
-    String::from_utf8(id).map_err(|_| std::io::Error::other("a cluster id that is not UTF-8"))
+    let cluster = String::from_utf8(id)
+        .map_err(|_| std::io::Error::other("a cluster id that is not UTF-8"))?;
+    Ok((cluster, learner))
+}
+
+/// Messages as frames: a length (4 bytes, big-endian) and the message.
+fn frames(messages: impl IntoIterator<Item = Message>, into: &mut Vec<u8>) {
+    for message in messages {
+        let body = message.write_to_bytes().expect("a message always encodes");
+        into.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        into.extend_from_slice(&body);
+    }
+}
+
+/// Reads the next message of a connection (`None` at its end).
+async fn read_message(read: &mut io::net::ReadHalf) -> std::io::Result<Option<Message>> {
+    let mut len = [0u8; 4];
+    if !read.read_exact_or_eof(&mut len).await? {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MESSAGE_BYTES_MAX {
+        return Err(std::io::Error::other(format!(
+            "a {len}-byte frame, over the {MESSAGE_BYTES_MAX}-byte bound"
+        )));
+    }
+    let mut body = vec![0u8; len];
+    if !read.read_exact_or_eof(&mut body).await? {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Message::parse_from_bytes(&body)
+        .map(Some)
+        .map_err(|e| std::io::Error::other(format!("not a raft message: {e}")))
 }
 
 async fn send_loop(
@@ -158,7 +282,7 @@ async fn send_loop(
         }
         if connection.is_none() {
             match connect(&target).await {
-                Ok(write) => {
+                Ok((_read, write)) => {
                     tracing::info!(peer = peer.0, %target, "connected to the controller");
                     logged_down = false;
                     refused.borrow_mut().remove(&peer);
@@ -181,18 +305,14 @@ async fn send_loop(
                 }
             }
         }
-        let mut frames = Vec::new();
+        let mut bytes = Vec::new();
         if fresh {
-            frames.extend_from_slice(&hello);
+            bytes.extend_from_slice(&hello);
             fresh = false;
         }
-        for message in pending.drain(..) {
-            let body = message.write_to_bytes().expect("a message always encodes");
-            frames.extend_from_slice(&(body.len() as u32).to_be_bytes());
-            frames.extend_from_slice(&body);
-        }
+        frames(pending.drain(..), &mut bytes);
         let write = connection.as_mut().expect("connected");
-        let sent = match write.write_all(&frames).await {
+        let sent = match write.write_all(&bytes).await {
             Ok(()) => write.flush().await,
             Err(e) => Err(e),
         };
@@ -203,53 +323,135 @@ async fn send_loop(
     }
 }
 
-async fn connect(target: &str) -> std::io::Result<io::net::WriteHalf> {
+/// A learner's connection to one voter, kept open: what the learner sends goes out on it, and
+/// what the voter sends back (the leader's entries and heartbeats) comes in on it.
+struct Link {
+    me: NodeId,
+    peer: NodeId,
+    target: String,
+    hello: Vec<u8>,
+}
+
+impl Link {
+    async fn keep(
+        self,
+        mut queue: mpsc::UnboundedReceiver<Message>,
+        inbound: mpsc::UnboundedSender<Message>,
+    ) {
+        let mut logged_down = false;
+        loop {
+            let (mut read, mut write) = match connect(&self.target).await {
+                Ok(halves) => halves,
+                Err(e) => {
+                    if !logged_down {
+                        tracing::warn!(peer = self.peer.0, target = %self.target, error = %e, "cannot reach the controller; retrying");
+                        logged_down = true;
+                    }
+                    while queue.try_recv().is_ok() {}
+                    io::sleep(RETRY_BACKOFF).await;
+                    continue;
+                }
+            };
+            tracing::info!(peer = self.peer.0, target = %self.target, "connected to the controller as a learner");
+            logged_down = false;
+            let receiving = async {
+                loop {
+                    match read_message(&mut read).await {
+                        Ok(Some(m)) if m.from == raft_id(self.peer) && m.to == raft_id(self.me) => {
+                            if inbound.unbounded_send(m).is_err() {
+                                return Ok(());
+                            }
+                        }
+                        Ok(Some(m)) => {
+                            return Err(std::io::Error::other(format!(
+                                "a message from {} to {} on the link to voter {}",
+                                m.from, m.to, self.peer.0
+                            )))
+                        }
+                        Ok(None) => return Ok(()),
+                        Err(e) => return Err(e),
+                    }
+                }
+            };
+            let sending = async {
+                let mut bytes = self.hello.clone();
+                loop {
+                    write.write_all(&bytes).await?;
+                    write.flush().await?;
+                    bytes.clear();
+                    let Some(first) = queue.next().await else {
+                        return Ok(());
+                    };
+                    let mut batch = vec![first];
+                    while let Ok(message) = queue.try_recv() {
+                        batch.push(message);
+                    }
+                    frames(batch, &mut bytes);
+                }
+            };
+            futures::pin_mut!(receiving, sending);
+            let ended: std::io::Result<()> = match futures::future::select(receiving, sending).await
+            {
+                futures::future::Either::Left((ended, _))
+                | futures::future::Either::Right((ended, _)) => ended,
+            };
+            if let Err(e) = ended {
+                tracing::warn!(peer = self.peer.0, target = %self.target, error = %e, "lost the connection to the controller");
+            }
+            if inbound.is_closed() {
+                return;
+            }
+            io::sleep(RETRY_BACKOFF).await;
+        }
+    }
+}
+
+async fn connect(target: &str) -> std::io::Result<(io::net::ReadHalf, io::net::WriteHalf)> {
     let addr: SocketAddr = target
         .to_socket_addrs()?
         .next()
         .ok_or_else(|| std::io::Error::other(format!("{target} has no address")))?;
-    let (_read, write) = io::net::connect(addr, CONNECT_TIMEOUT).await?;
-    Ok(write)
+    io::net::connect(addr, CONNECT_TIMEOUT).await
 }
 
-/// Accepts the other voters' connections on `listener` and steps what they send into `quorum`.
-/// Only connections from the voters' addresses are taken, and only messages from a voter to this
-/// one: raft trusts its peers (a forged message can make it stop the process), so nothing else
-/// reaches it. (Authentication of the controllers comes with the security work.)
+/// Accepts the other voters' connections on `listener`, and the learners', and steps what they
+/// send into `quorum`. A voter's connection is taken only from a voter's address, and only
+/// messages from that voter to this one: raft trusts its peers (a forged message can make it
+/// stop the process), so nothing else reaches it. A learner (a broker that does not vote) may
+/// connect from anywhere but only answers: its acknowledgements of the log and heartbeats, and
+/// the changes it proposes. (Authentication of the controllers comes with the security work.)
 pub async fn serve(
     listener: io::net::Listener,
     quorum: Rc<Quorum>,
+    transport: Rc<TcpTransport>,
     voters: Vec<Voter>,
     cluster: String,
 ) {
-    let cluster = Rc::new(cluster);
-    let addresses: HashSet<IpAddr> = voters
-        .iter()
-        .filter_map(|v| (v.host.as_str(), v.port).to_socket_addrs().ok())
-        .flatten()
-        .map(|a| a.ip())
-        .collect();
-    let ids: Rc<HashSet<u64>> = Rc::new(voters.iter().map(|v| raft_id(v.id)).collect());
+    let accepting = Rc::new(Accepting {
+        addresses: voters
+            .iter()
+            .filter_map(|v| (v.host.as_str(), v.port).to_socket_addrs().ok())
+            .flatten()
+            .map(|a| a.ip())
+            .collect(),
+        voters: voters.iter().map(|v| raft_id(v.id)).collect(),
+        quorum,
+        transport,
+        cluster,
+    });
     loop {
         match listener.accept().await {
-            Ok((read, _write)) => {
-                let from_voter = read.peer().is_some_and(|p| addresses.contains(&p.ip()));
-                if !from_voter {
-                    let peer = read.peer();
-                    crate::throttled!(|count| {
-                        tracing::warn!(
-                            ?peer,
-                            count,
-                            "a controller connection from outside the voters: closed"
-                        )
-                    });
-                    continue;
-                }
-                let (quorum, ids, cluster) = (quorum.clone(), ids.clone(), cluster.clone());
+            Ok((read, write)) => {
+                let accepting = accepting.clone();
                 io::spawn(async move {
                     let peer = read.peer();
-                    if let Err(e) = receive(read, &quorum, &ids, &cluster).await {
-                        tracing::warn!(?peer, error = %e, "a controller connection failed");
+                    if let Err(e) = accepting.take(read, write).await {
+                        crate::throttled!(|count| tracing::warn!(
+                            ?peer,
+                            error = %e,
+                            count,
+                            "a controller connection failed"
+                        ));
                     }
                 })
                 .detach();
@@ -262,50 +464,110 @@ pub async fn serve(
     }
 }
 
-async fn receive(
-    mut read: io::net::ReadHalf,
-    quorum: &Quorum,
-    voters: &HashSet<u64>,
-    cluster: &str,
-) -> std::io::Result<()> {
-    let me = raft_id(quorum.me());
-    let theirs = read_hello(&mut read).await?;
-    if theirs != cluster {
-        return Err(std::io::Error::other(format!(
-            "a controller of cluster {theirs}, not this one's ({cluster}): check \
-             controller.quorum.voters and meta.properties"
-        )));
+/// How long a new connection may take to say who it is.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+struct Accepting {
+    addresses: HashSet<IpAddr>,
+    /// The voters' raft ids.
+    voters: HashSet<u64>,
+    quorum: Rc<Quorum>,
+    transport: Rc<TcpTransport>,
+    cluster: String,
+}
+
+impl Accepting {
+    async fn take(
+        &self,
+        mut read: io::net::ReadHalf,
+        write: io::net::WriteHalf,
+    ) -> std::io::Result<()> {
+        let (theirs, learner) = io::net::timeout(HELLO_TIMEOUT, read_hello(&mut read))
+            .await
+            .ok_or_else(|| std::io::Error::other("no hello in time"))??;
+        if theirs != self.cluster {
+            return Err(std::io::Error::other(format!(
+                "a controller of cluster {theirs}, not this one's ({}): check \
+                 controller.quorum.voters and meta.properties",
+                self.cluster
+            )));
+        }
+        let Some(learner) = learner else {
+            if !read
+                .peer()
+                .is_some_and(|p| self.addresses.contains(&p.ip()))
+            {
+                return Err(std::io::Error::other(
+                    "a controller connection from outside the voters: closed",
+                ));
+            }
+            return self.receive(read, |from| self.voters.contains(&from)).await;
+        };
+        if self.voters.contains(&raft_id(learner)) {
+            return Err(std::io::Error::other(format!(
+                "node {} connected as a learner but is a voter",
+                learner.0
+            )));
+        }
+        let (route, mut queue) = mpsc::unbounded::<Message>();
+        let number = self.transport.learner_connected(learner, route);
+        let mut write = write;
+        io::spawn(async move {
+            let mut bytes = Vec::new();
+            while let Some(first) = queue.next().await {
+                let mut batch = vec![first];
+                while let Ok(message) = queue.try_recv() {
+                    batch.push(message);
+                }
+                bytes.clear();
+                frames(batch, &mut bytes);
+                if write.write_all(&bytes).await.is_err() || write.flush().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .detach();
+        let received = self.receive(read, |from| from == raft_id(learner)).await;
+        self.transport.learner_gone(learner, number);
+        received
     }
-    loop {
-        let mut len = [0u8; 4];
-        if !read.read_exact_or_eof(&mut len).await? {
-            return Ok(());
+
+    /// Steps each message of the connection into the quorum while `from_ok` takes its sender;
+    /// a learner's (not a voter) only answers and proposes.
+    async fn receive(
+        &self,
+        mut read: io::net::ReadHalf,
+        from_ok: impl Fn(u64) -> bool,
+    ) -> std::io::Result<()> {
+        use raft::prelude::MessageType as T;
+        let me = raft_id(self.quorum.me());
+        while let Some(message) = read_message(&mut read).await? {
+            let voter = self.voters.contains(&message.from);
+            let answer = matches!(
+                message.get_msg_type(),
+                T::MsgAppendResponse | T::MsgHeartbeatResponse | T::MsgPropose
+            );
+            if message.to != me
+                || message.from == me
+                || !from_ok(message.from)
+                || !(voter || answer)
+            {
+                return Err(std::io::Error::other(format!(
+                    "a {:?} from {} to {}: not one this connection may carry",
+                    message.get_msg_type(),
+                    message.from,
+                    message.to
+                )));
+            }
+            if let Err(e) = self.quorum.step(message).await {
+                tracing::debug!(error = %e, "a controller message was not taken");
+                continue;
+            }
+            if let Err(e) = self.quorum.drive().await {
+                return Err(std::io::Error::other(e.to_string()));
+            }
         }
-        let len = u32::from_be_bytes(len) as usize;
-        if len > MESSAGE_BYTES_MAX {
-            return Err(std::io::Error::other(format!(
-                "a {len}-byte frame, over the {MESSAGE_BYTES_MAX}-byte bound"
-            )));
-        }
-        let mut body = vec![0u8; len];
-        if !read.read_exact_or_eof(&mut body).await? {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        let message = Message::parse_from_bytes(&body)
-            .map_err(|e| std::io::Error::other(format!("not a raft message: {e}")))?;
-        if message.to != me || message.from == me || !voters.contains(&message.from) {
-            return Err(std::io::Error::other(format!(
-                "a message from {} to {}: not from another voter to this one",
-                message.from, message.to
-            )));
-        }
-        if let Err(e) = quorum.step(message).await {
-            tracing::debug!(error = %e, "a controller message was not taken");
-            continue;
-        }
-        if let Err(e) = quorum.drive().await {
-            return Err(std::io::Error::other(e.to_string()));
-        }
+        Ok(())
     }
 }
 
@@ -333,156 +595,5 @@ mod tests {
 }
 
 #[cfg(test)]
-mod over_tcp {
-    use std::rc::Rc;
-    use std::time::Duration;
-
-    use super::{serve, TcpTransport, Voter};
-    use crate::cluster::{Change, Quorum};
-    use crate::io;
-    use crate::model::NodeId;
-
-    /// Three voters on loopback listeners, ticked by a timer: they elect a leader over TCP and
-    /// a change proposed on a follower (forwarded to the leader) reaches every image.
-    #[test]
-    fn three_voters_agree_over_loopback_tcp() {
-        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-        io::block_on(async {
-            let listeners: Vec<io::net::Listener> = (0..3)
-                .map(|_| io::net::Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap())
-                .collect();
-            let voters: Vec<Voter> = listeners
-                .iter()
-                .enumerate()
-                .map(|(i, l)| Voter {
-                    id: NodeId(i as i32 + 1),
-                    host: "127.0.0.1".into(),
-                    port: l.local_addr().unwrap().port(),
-                })
-                .collect();
-            let ids: Vec<NodeId> = voters.iter().map(|v| v.id).collect();
-            let mut quorums = Vec::new();
-            for (i, listener) in listeners.into_iter().enumerate() {
-                let transport = Rc::new(TcpTransport::start(ids[i], &voters, "c1"));
-                let quorum = Quorum::open(
-                    dirs[i].path(),
-                    ids[i],
-                    &ids,
-                    io::Faults::default(),
-                    transport,
-                )
-                .await
-                .unwrap();
-                io::spawn(serve(listener, quorum.clone(), voters.clone(), "c1".into())).detach();
-                let ticked = quorum.clone();
-                io::spawn(async move {
-                    loop {
-                        io::sleep(Duration::from_millis(20)).await;
-                        ticked.tick().await;
-                        let _ = ticked.drive().await;
-                    }
-                })
-                .detach();
-                quorums.push(quorum);
-            }
-            let leader = loop {
-                if let Some(leader) = quorums.iter().position(|q| q.is_leader()) {
-                    break leader;
-                }
-                io::sleep(Duration::from_millis(20)).await;
-            };
-            let follower = (leader + 1) % 3;
-            while quorums[follower].leader().is_none() {
-                io::sleep(Duration::from_millis(20)).await;
-            }
-            let create = Change::create_topic("over-tcp", 2, Default::default());
-            let register = Change::RegisterBroker {
-                id: ids[follower],
-                broker: crate::cluster::BrokerMeta {
-                    host: "localhost".into(),
-                    port: 9092,
-                    rack: None,
-                },
-            };
-            quorums[follower].propose(&register).await.unwrap();
-            let image = quorums[follower].propose(&create).await.unwrap();
-            assert_eq!(image.topics["over-tcp"].partitions, 2);
-            // A message that claims to come from a node that is no voter (a heartbeat committing
-            // far past the log: raft would stop the process on it) is refused with the connection.
-            let target = format!("127.0.0.1:{}", voters[follower].port)
-                .parse()
-                .unwrap();
-            let (_, mut write) = io::net::connect(target, Duration::from_secs(1))
-                .await
-                .unwrap();
-            let mut forged = raft::prelude::Message::default();
-            forged.set_msg_type(raft::prelude::MessageType::MsgHeartbeat);
-            forged.from = 99;
-            forged.to = super::raft_id(ids[follower]);
-            forged.term = 1_000;
-            forged.commit = 1_000_000;
-            let body = protobuf::Message::write_to_bytes(&forged).unwrap();
-            let mut frame = (body.len() as u32).to_be_bytes().to_vec();
-            frame.extend_from_slice(&body);
-            write.write_all(&frame).await.unwrap();
-            write.flush().await.unwrap();
-            io::sleep(Duration::from_millis(100)).await;
-            let more = Change::create_topic("still-here", 1, Default::default());
-            quorums[follower].propose(&more).await.unwrap();
-            for _ in 0..100 {
-                if quorums
-                    .iter()
-                    .all(|q| q.image().topics.contains_key("still-here"))
-                {
-                    return;
-                }
-                io::sleep(Duration::from_millis(20)).await;
-            }
-            panic!("not every voter applied the change");
-        });
-    }
-
-    /// A controller of another cluster is refused before anything it sends reaches raft: its
-    /// heartbeat (from voter 2, term 5) moves nothing; the same bytes under this cluster's id
-    /// make voter 2 the leader here.
-    #[test]
-    fn a_controller_of_another_cluster_is_refused() {
-        use protobuf::Message as _;
-        use raft::prelude::{Message, MessageType};
-        let dir = tempfile::tempdir().unwrap();
-        io::block_on(async {
-            let listener = io::net::Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-            let addr = listener.local_addr().unwrap();
-            let voter = |id: i32, port| Voter {
-                id: NodeId(id),
-                host: "127.0.0.1".into(),
-                port,
-            };
-            let voters = vec![voter(1, addr.port()), voter(2, 1)];
-            let ids = [NodeId(1), NodeId(2)];
-            let transport = Rc::new(TcpTransport::start(ids[0], &voters, "ours"));
-            let quorum = Quorum::open(dir.path(), ids[0], &ids, io::Faults::default(), transport)
-                .await
-                .unwrap();
-            io::spawn(serve(listener, quorum.clone(), voters, "ours".into())).detach();
-            let mut heartbeat = Message::default();
-            heartbeat.set_msg_type(MessageType::MsgHeartbeat);
-            heartbeat.from = super::super::raft_id(NodeId(2));
-            heartbeat.to = super::super::raft_id(NodeId(1));
-            heartbeat.term = 5;
-            let body = heartbeat.write_to_bytes().unwrap();
-            for (cluster, leads) in [("theirs", None), ("ours", Some(NodeId(2)))] {
-                let (_read, mut write) = io::net::connect(addr, Duration::from_secs(1))
-                    .await
-                    .unwrap();
-                let mut bytes = super::hello(cluster);
-                bytes.extend_from_slice(&(body.len() as u32).to_be_bytes());
-                bytes.extend_from_slice(&body);
-                write.write_all(&bytes).await.unwrap();
-                write.flush().await.unwrap();
-                io::sleep(Duration::from_millis(200)).await;
-                assert_eq!(quorum.leader(), leads, "from cluster {cluster}");
-            }
-        });
-    }
-}
+#[path = "net_tests.rs"]
+mod over_tcp;

@@ -79,22 +79,56 @@ fn free_port() -> u16 {
 }
 
 impl Cluster {
-    /// Starts `nodes` nodes with `--set` overrides (`key=value`) on each.
+    /// Starts `nodes` nodes with `--set` overrides (`key=value`) on each, every one a broker
+    /// and a controller (one node alone: no quorum configured).
     pub fn start(nodes: usize, sets: &[&str]) -> Cluster {
+        if nodes > 1 {
+            return Cluster::start_with_roles(&vec!["broker,controller"; nodes], sets);
+        }
         let serial = one_cluster_at_a_time();
-        let ports: Vec<(u16, u16)> = (0..nodes).map(|_| (free_port(), free_port())).collect();
-        let voters = super::broker::voters_on_loopback(&ports);
+        let sets: Vec<&str> = ["node.id=1"]
+            .into_iter()
+            .chain(sets.iter().copied())
+            .collect();
+        Cluster {
+            nodes: vec![Broker::start_on(free_port(), &sets)],
+            net: None,
+            _serial: serial,
+        }
+    }
+
+    /// Starts one node per entry of `roles`, each entry its `process.roles` (`broker,controller`,
+    /// `controller` or `broker`): the voters are the nodes with the controller role, a
+    /// controller only has no client listener, a broker only no controller listener.
+    pub fn start_with_roles(roles: &[&str], sets: &[&str]) -> Cluster {
+        let serial = one_cluster_at_a_time();
+        let ports: Vec<(u16, u16)> = roles.iter().map(|_| (free_port(), free_port())).collect();
+        let voters: Vec<String> = ports
+            .iter()
+            .zip(roles)
+            .enumerate()
+            .filter(|(_, (_, role))| role.contains("controller"))
+            .map(|(i, ((_, controller), _))| format!("{}@127.0.0.1:{controller}", i + 1))
+            .collect();
+        let voters = format!("controller.quorum.voters={}", voters.join(","));
         let nodes = ports
             .iter()
+            .zip(roles)
             .enumerate()
-            .map(|(i, &(client, controller))| {
-                let mut own = vec![format!("node.id={}", i + 1)];
-                if nodes > 1 {
-                    own.push(voters.clone());
-                    own.push(format!(
-                        "listeners=PLAINTEXT://127.0.0.1:{client},CONTROLLER://127.0.0.1:{controller}"
-                    ));
-                }
+            .map(|(i, (&(client, controller), role))| {
+                let listeners = match *role {
+                    "controller" => format!("CONTROLLER://127.0.0.1:{controller}"),
+                    "broker" => format!("PLAINTEXT://127.0.0.1:{client}"),
+                    _ => format!(
+                        "PLAINTEXT://127.0.0.1:{client},CONTROLLER://127.0.0.1:{controller}"
+                    ),
+                };
+                let own = [
+                    format!("node.id={}", i + 1),
+                    format!("process.roles={role}"),
+                    voters.clone(),
+                    format!("listeners={listeners}"),
+                ];
                 let sets: Vec<&str> = own
                     .iter()
                     .map(String::as_str)

@@ -1,0 +1,82 @@
+//! Nodes with one role (issue 20): `process.roles=controller` votes in the metadata quorum and
+//! holds no partitions, `process.roles=broker` holds partitions and follows the metadata log as
+//! a raft learner, without a vote. Together with combined nodes they make one cluster, as
+//! KRaft's dedicated controllers and brokers do.
+
+use std::time::{Duration, Instant};
+
+use crate::cluster_replication::{create_replicated, idempotent_writer, send, THREE_NODES};
+use crate::kit::client::create_topic;
+use crate::kit::cluster::{check_acknowledged, Cluster};
+
+/// Waits until every node of `brokers` lists exactly `brokers` as the cluster's brokers, names
+/// one controller among `voters`, and lists `topic`; returns the controller.
+fn await_agreement(cluster: &mut Cluster, brokers: &[usize], voters: &[i32], topic: &str) -> i32 {
+    let listed: Vec<i32> = brokers.iter().map(|&b| b as i32).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let views: Vec<_> = brokers.iter().map(|&id| cluster.view(id)).collect();
+        let controller = views[0].controller;
+        let agreed = views.iter().all(|v| {
+            let mut seen = v.brokers.clone();
+            seen.sort();
+            v.controller == controller && seen == listed && v.topics.iter().any(|t| t.0 == topic)
+        });
+        if agreed && voters.contains(&controller) {
+            return controller;
+        }
+        assert!(Instant::now() < deadline, "never agreed: {views:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Nodes 1 and 2 are broker and controller, node 3 a controller only, node 4 a broker only.
+/// The brokers are 1, 2 and 4 (3 is never listed and holds no copy); the controller is one of
+/// the voters 1, 2, 3 (4 never leads the quorum). A topic replicated three times lives on 1, 2
+/// and 4 and takes acks=all writes; the broker-only node killed with `kill -9` is fenced and
+/// leaves the ISR, writes go on, and restarted it catches up on the metadata it missed and
+/// rejoins the ISR; with the controller-only node killed, the others still make changes and the
+/// broker-only node follows them. Every acknowledged record is read back.
+#[test]
+fn controllers_only_and_brokers_only_make_one_cluster() {
+    let roles = [
+        "broker,controller",
+        "broker,controller",
+        "controller",
+        "broker",
+    ];
+    let mut cluster = Cluster::start_with_roles(&roles, &THREE_NODES);
+    let (brokers, voters) = ([1, 2, 4], [1, 2, 3]);
+    await_agreement(&mut cluster, &brokers, &voters, "__consumer_offsets");
+    let bootstrap: Vec<String> = brokers
+        .iter()
+        .map(|&id| cluster.node(id).addr.clone())
+        .collect();
+    let bootstrap = bootstrap.join(",");
+    create_replicated(&bootstrap, "roles", &[("min.insync.replicas", "2")]);
+    cluster.await_isr(&brokers, "roles", 0, &[1, 2, 4]);
+    let writer = idempotent_writer(&bootstrap);
+    let (mut acked, errors) = send(&writer, "roles", "all-in", 20);
+    assert!(errors.is_empty(), "{errors:?}");
+    let nowhere = cluster.node(3).data_dir().join("roles-0");
+    assert!(!nowhere.exists(), "a controller only holds no partition");
+
+    cluster.kill9(4);
+    cluster.await_isr(&[1, 2], "roles", 0, &[1, 2]);
+    let (ok, errors) = send(&writer, "roles", "without-4", 20);
+    assert!(errors.is_empty(), "{errors:?}");
+    acked.extend(ok);
+    create_topic(&cluster.node(1).addr, "while-4-was-away", 1, &[]);
+    cluster.restart(4);
+    cluster.await_isr(&brokers, "roles", 0, &[1, 2, 4]);
+    await_agreement(&mut cluster, &brokers, &voters, "while-4-was-away");
+
+    cluster.kill9(3);
+    await_agreement(&mut cluster, &brokers, &[1, 2], "__consumer_offsets");
+    create_topic(&cluster.node(2).addr, "without-3", 1, &[]);
+    await_agreement(&mut cluster, &brokers, &[1, 2], "without-3");
+    let (ok, errors) = send(&writer, "roles", "without-3", 20);
+    assert!(errors.is_empty(), "{errors:?}");
+    acked.extend(ok);
+    check_acknowledged(&bootstrap, "roles", &acked);
+}
