@@ -34,6 +34,12 @@ pub enum Change {
     UnfenceBroker {
         id: NodeId,
     },
+    /// Voter `id` holds the log up to this change in its metadata directory `directory`: its
+    /// votes count (again, if it came back with another directory: its data was lost).
+    RegisterVoter {
+        id: NodeId,
+        directory: Uuid,
+    },
     /// The broker is shutting down cleanly (Kafka's controlled shutdown): fenced, its
     /// leaderships handed to the ISR, until it registers again.
     ShutdownBroker {
@@ -151,6 +157,7 @@ impl Change {
                 Some(topic)
             }
             Change::RegisterBroker { .. }
+            | Change::RegisterVoter { .. }
             | Change::FenceBroker { .. }
             | Change::UnfenceBroker { .. }
             | Change::ShutdownBroker { .. }
@@ -322,6 +329,9 @@ pub fn apply(image: &Image, change: &Change) -> Result<Image, ChangeError> {
                     }
                 }
             }
+        }
+        Change::RegisterVoter { id, directory } => {
+            next.voter_dirs.insert(*id, *directory);
         }
         Change::CreateTopic {
             name,

@@ -138,6 +138,10 @@ pub struct Image {
     /// Broker configs changed at runtime (IncrementalAlterConfigs / AlterConfigs on the broker):
     /// they override the config file and `--set`.
     pub broker_configs: BTreeMap<String, String>,
+    /// Each voter's metadata directory (a random id made with its raft state, as Kafka's
+    /// KIP-853 directory ids): a voter that comes back with another has lost its votes and its
+    /// log, and is not counted in elections until it has caught up (`Change::RegisterVoter`).
+    pub voter_dirs: BTreeMap<NodeId, Uuid>,
 }
 
 /// The broker keys that may change while the broker runs; the others (listeners, log.dirs,
@@ -341,6 +345,17 @@ impl Image {
         };
         let fenced = ids("fenced")?;
         let shut_down = ids("shut_down")?;
+        let mut voter_dirs = BTreeMap::new();
+        if let Some(table) = table.get("voter_dirs").and_then(toml::Value::as_table) {
+            for (id, dir) in table {
+                let id = id.parse().map(NodeId).map_err(|_| format!("voter {id}"))?;
+                let dir = dir
+                    .as_str()
+                    .and_then(|d| Uuid::parse_str(d).ok())
+                    .ok_or_else(|| format!("voter {}: a directory that is no id", id.0))?;
+                voter_dirs.insert(id, dir);
+            }
+        }
         let producer_ids_end = match table.get("producer_ids_end") {
             None => 0,
             Some(end) => end
@@ -356,6 +371,7 @@ impl Image {
             producer_ids_end,
             fenced,
             shut_down,
+            voter_dirs,
         })
     }
 
@@ -401,6 +417,14 @@ impl Image {
             })
             .collect();
         root.insert("brokers".into(), brokers.into());
+        if !self.voter_dirs.is_empty() {
+            let dirs: toml::Table = self
+                .voter_dirs
+                .iter()
+                .map(|(id, dir)| (id.0.to_string(), dir.to_string().into()))
+                .collect();
+            root.insert("voter_dirs".into(), dirs.into());
+        }
         root.insert("topics".into(), topics.into());
         let broker: toml::Table = self
             .broker_configs

@@ -31,6 +31,7 @@ pub use image::{
 };
 pub use placement::place;
 pub use quorum::{
-    parse_voters, serve_voters, NoPeers, Quorum, QuorumError, TcpTransport, Transport, Voter,
+    directory_id, parse_voters, serve_voters, NoPeers, Quorum, QuorumError, TcpTransport,
+    Transport, Voter,
 };
 pub use store::{Applied, FileStore, StoreError, METADATA_DIR};

@@ -17,12 +17,13 @@ use raft::prelude::Message;
 
 use super::Shard;
 use crate::cluster::{
-    parse_voters, serve_voters, BrokerMeta, Change, ChangeError, NoPeers, Quorum, TcpTransport,
-    Transport, Voter,
+    directory_id, parse_voters, serve_voters, BrokerMeta, Change, ChangeError, NoPeers, Quorum,
+    TcpTransport, Transport, Voter,
 };
 use crate::config::{parse_listener, Values};
 use crate::io;
 use crate::model::NodeId;
+use uuid::Uuid;
 
 /// Raft's clock: elections after 10 to 20 ticks without a leader (1 to 2 s, Kafka's
 /// `controller.quorum.election.timeout.ms`), heartbeats every 2.
@@ -163,7 +164,8 @@ pub fn setup(broker: &Values) -> Result<Option<Setup>, String> {
 /// What a node of a cluster serves with: its bound controller listener (a voter's), its
 /// transport, and what the voters send a learner.
 pub struct Serving {
-    listener: Option<io::net::Listener>,
+    /// A voter's controller listener and metadata directory id.
+    listener: Option<(io::net::Listener, uuid::Uuid)>,
     transport: Rc<TcpTransport>,
     received: Option<UnboundedReceiver<Message>>,
     voters: Vec<Voter>,
@@ -186,8 +188,12 @@ pub async fn open(
                 Some(listen) => {
                     let listener = io::net::Listener::bind(listen)
                         .map_err(|e| format!("binding the controller listener {listen}: {e}"))?;
-                    let transport = TcpTransport::start(node, &setup.voters, &setup.cluster_id);
-                    (Some(listener), transport, None)
+                    let dir = directory_id(data_dir)
+                        .await
+                        .map_err(|e| format!("the metadata directory id: {e}"))?;
+                    let transport =
+                        TcpTransport::start(node, &setup.voters, &setup.cluster_id, dir);
+                    (Some((listener, dir)), transport, None)
                 }
                 None => {
                     let (transport, received) =
@@ -220,7 +226,15 @@ pub fn run(shard: &Rc<Shard>, quorum: Rc<Quorum>, serving: Option<Serving>) {
         return;
     };
     let ids: Vec<NodeId> = serving.voters.iter().map(|v| v.id).collect();
-    if let Some(listener) = serving.listener {
+    if let Some((listener, directory)) = serving.listener {
+        let me = NodeId(shard.node_id);
+        io::spawn(register_directory(
+            Rc::downgrade(shard),
+            quorum.clone(),
+            me,
+            directory,
+        ))
+        .detach();
         let serve = serve_voters(
             listener,
             quorum.clone(),
@@ -436,6 +450,36 @@ impl Liveness {
             tracing::info!(partitions = moves, "electing preferred leaders");
             Change::ElectPreferredLeaders
         })
+    }
+}
+
+/// Records this voter's metadata directory in the image (`Change::RegisterVoter`) unless it is
+/// there: at the first start, and after its data was lost (until then its votes do not count).
+/// Retried until a leader commits it.
+async fn register_directory(weak: Weak<Shard>, quorum: Rc<Quorum>, me: NodeId, directory: Uuid) {
+    let mut logged = false;
+    loop {
+        if weak.upgrade().is_none_or(|shard| shard.is_stopping()) {
+            return;
+        }
+        let known = quorum.image().voter_dirs.get(&me).copied();
+        if known == Some(directory) {
+            return;
+        }
+        if known.is_some() && !logged {
+            tracing::warn!(
+                node = me.0,
+                %directory,
+                "this voter's metadata directory is new (its data was lost?): its votes count \
+                 once it has caught up with the quorum's leader"
+            );
+            logged = true;
+        }
+        let change = Change::RegisterVoter { id: me, directory };
+        match quorum.propose(&change).await {
+            Ok(_) => tracing::info!(node = me.0, %directory, "metadata directory registered"),
+            Err(_) => io::sleep(JOIN_RETRY).await,
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 //! be made (no root, no iproute2) the cut test says so and skips, and the schedule runs on
 //! loopback without cuts.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::cluster_replication::{
     create_replicated, idempotent_writer, outlive_a_stalled_leader, send, three_nodes, THREE_NODES,
@@ -105,4 +105,100 @@ fn a_seeded_fault_schedule_loses_no_acknowledged_record() {
     }
     acked.sort_by_key(|a| a.1);
     check_acknowledged(&bootstrap, "chaos", &acked);
+}
+
+/// Node `id`'s stored image: each voter's metadata directory as it records them.
+fn recorded_dirs(cluster: &mut Cluster, id: usize) -> std::collections::BTreeMap<String, String> {
+    let path = cluster
+        .node(id)
+        .data_dir()
+        .join("__cluster_metadata/topics.toml");
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let table: toml::Table = text.parse().unwrap_or_default();
+    let dirs = table.get("voter_dirs").and_then(toml::Value::as_table);
+    dirs.into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect()
+}
+
+/// Waits until node `id` records `voter`'s directory as `dir`.
+fn await_recorded(cluster: &mut Cluster, id: usize, voter: &str, dir: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while recorded_dirs(cluster, id).get(voter).map(String::as_str) != Some(dir) {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            recorded_dirs(cluster, id)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A voter whose data is lost (its data dir replaced by an empty one, same `node.id`) forgot
+/// whom it voted for and which entries it acknowledged, so its votes do not count until it has
+/// caught up (Kafka's KIP-853 directory ids): with another voter down, the survivor and the
+/// wiped voter elect no controller (before, the wiped voter's vote made the survivor leader,
+/// although the lost copy may have been the one that made an entry committed). Once the third
+/// returns, the wiped voter catches up and registers its new directory; from then on it counts:
+/// with the third down again the two elect a controller and make changes.
+#[test]
+fn a_voter_that_lost_its_data_has_no_vote_until_it_caught_up() {
+    let (mut cluster, _) = three_nodes();
+    let dir_of = |cluster: &mut Cluster, id: usize| {
+        let path = cluster
+            .node(id)
+            .data_dir()
+            .join("__cluster_metadata/raft/directory.id");
+        std::fs::read_to_string(path)
+            .expect("directory.id")
+            .trim()
+            .to_string()
+    };
+    // The controller (L) is killed, another voter (W) wiped; the third (S) survives.
+    let l = cluster.view(1).controller as usize;
+    let (w, s) = match l {
+        1 => (2, 3),
+        2 => (3, 1),
+        _ => (1, 2),
+    };
+    let old = dir_of(&mut cluster, w);
+    await_recorded(&mut cluster, s, &w.to_string(), &old);
+    cluster.kill9(w);
+    std::fs::remove_dir_all(cluster.node(w).data_dir()).expect("wipe a node");
+    cluster.kill9(l);
+    cluster.restart(w);
+    // Well past two election timeouts (1-2 s each): S never leads with W's vote.
+    let until = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < until {
+        let controller = cluster.view(s).controller as usize;
+        assert!(
+            controller != s && controller != w,
+            "elected {controller} with a lost vote"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let new = dir_of(&mut cluster, w);
+    assert_ne!(new, old);
+    cluster.restart(l);
+    cluster.await_controller(&[1, 2, 3], 3);
+    await_recorded(&mut cluster, s, &w.to_string(), &new);
+    // W counts again: with L down once more, S and W elect a controller.
+    cluster.kill9(l);
+    let controller = cluster.await_controller(&[s, w], 2);
+    assert!(controller == s || controller == w);
+    crate::kit::client::create_topic(&cluster.node(w).addr, "after-the-loss", 1, &[]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cluster
+        .view(s)
+        .topics
+        .iter()
+        .any(|t| t.0 == "after-the-loss")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the change never reached the survivor"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -713,6 +713,26 @@ impl Quorum {
     }
 }
 
+/// This node's metadata directory id (see `Image::voter_dirs`): made once, with the raft state
+/// it names, so that a data dir replaced (or a raft log lost) comes back with another.
+pub async fn directory_id(data_dir: &Path) -> std::io::Result<uuid::Uuid> {
+    let raft_dir = data_dir.join(METADATA_DIR).join("raft");
+    let path = raft_dir.join("directory.id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => uuid::Uuid::parse_str(text.trim()).map_err(|e| {
+            std::io::Error::other(format!("{}: not a directory id: {e}", path.display()))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(&raft_dir)?;
+            let id = uuid::Uuid::new_v4();
+            let text = format!("{id}\n").into_bytes();
+            io::write_atomically(&path, text, &io::Faults::default()).await?;
+            Ok(id)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// A node's id in raft, which keeps 0 for "none": Kafka's node id plus one.
 fn raft_id(node: NodeId) -> u64 {
     node.0 as u64 + 1

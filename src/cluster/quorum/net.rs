@@ -14,8 +14,9 @@ use futures::channel::mpsc;
 use futures::StreamExt;
 use protobuf::Message as _;
 use raft::prelude::Message;
+use uuid::Uuid;
 
-use super::{raft_id, Quorum, Transport};
+use super::{node_of, raft_id, Quorum, Transport};
 use crate::io;
 use crate::model::NodeId;
 
@@ -77,13 +78,13 @@ type Refused = Rc<RefCell<HashMap<NodeId, std::time::Instant>>>;
 
 impl TcpTransport {
     /// Starts a sender task per voter other than `me`; each connection opens with `cluster`,
-    /// the cluster id (see [`hello`]).
-    pub fn start(me: NodeId, voters: &[Voter], cluster: &str) -> TcpTransport {
+    /// the cluster id, and `directory`, this voter's metadata directory id (see [`hello`]).
+    pub fn start(me: NodeId, voters: &[Voter], cluster: &str, directory: Uuid) -> TcpTransport {
         let transport = TcpTransport::empty();
         for voter in voters.iter().filter(|v| v.id != me) {
             let (tx, rx) = mpsc::unbounded();
             let target = format!("{}:{}", voter.host, voter.port);
-            let hello = hello(cluster, None);
+            let hello = hello(cluster, Hello::Voter(Some(directory)));
             let refused = transport.refused.clone();
             io::spawn(send_loop(voter.id, target, hello, rx, refused)).detach();
             transport.peers.borrow_mut().insert(raft_id(voter.id), tx);
@@ -108,7 +109,7 @@ impl TcpTransport {
                 me,
                 peer: voter.id,
                 target,
-                hello: hello(cluster, Some(me)),
+                hello: hello(cluster, Hello::Learner(me)),
             };
             io::spawn(link.keep(rx, inbound.clone())).detach();
             transport.peers.borrow_mut().insert(raft_id(voter.id), tx);
@@ -170,45 +171,66 @@ impl Transport for TcpTransport {
     }
 }
 
-/// The first bytes of every connection to a controller: a magic word, for a learner its node
-/// id, and the cluster id. A voter refuses a connection from another cluster's (Kafka's
-/// INCONSISTENT_CLUSTER_ID): raft trusts its peers, and a message from another cluster's leader
-/// (a node of a cluster that once had this address, say) would make it stop the process.
-const HELLO_MAGIC: &[u8; 8] = b"SLUICEQ1";
+/// The first bytes of every connection to a controller: a magic word, a voter's metadata
+/// directory id or a learner's node id, and the cluster id. A voter refuses a connection from
+/// another cluster's (Kafka's INCONSISTENT_CLUSTER_ID): raft trusts its peers, and a message
+/// from another cluster's leader (a node of a cluster that once had this address, say) would
+/// make it stop the process. (`SLUICEQ1`, a voter's hello without a directory, is the previous
+/// version's.)
+const HELLO_MAGIC_V1: &[u8; 8] = b"SLUICEQ1";
+const HELLO_MAGIC: &[u8; 8] = b"SLUICEQ2";
 const LEARNER_HELLO_MAGIC: &[u8; 8] = b"SLUICEL1";
 /// The longest cluster id a hello carries.
 const CLUSTER_ID_BYTES_MAX: usize = 255;
 
-fn hello(cluster: &str, learner: Option<NodeId>) -> Vec<u8> {
+/// Who opened a connection to a controller.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Hello {
+    /// A voter, with its metadata directory id (unknown from the previous version).
+    Voter(Option<Uuid>),
+    /// A broker that does not vote.
+    Learner(NodeId),
+}
+
+fn hello(cluster: &str, from: Hello) -> Vec<u8> {
     let id = &cluster.as_bytes()[..cluster.len().min(CLUSTER_ID_BYTES_MAX)];
-    let mut hello = match learner {
-        None => HELLO_MAGIC.to_vec(),
-        Some(node) => {
-            let mut hello = LEARNER_HELLO_MAGIC.to_vec();
-            hello.extend_from_slice(&node.0.to_be_bytes());
-            hello
+    let mut hello = Vec::new();
+    match from {
+        Hello::Voter(directory) => {
+            hello.extend_from_slice(HELLO_MAGIC);
+            hello.extend_from_slice(directory.unwrap_or_default().as_bytes());
         }
-    };
+        Hello::Learner(node) => {
+            hello.extend_from_slice(LEARNER_HELLO_MAGIC);
+            hello.extend_from_slice(&node.0.to_be_bytes());
+        }
+    }
     hello.push(id.len() as u8);
     hello.extend_from_slice(id);
     hello
 }
 
-/// Reads a connection's hello: the cluster id it names, and the learner's node id if a learner
-/// opened it.
-async fn read_hello(read: &mut io::net::ReadHalf) -> std::io::Result<(String, Option<NodeId>)> {
+/// Reads a connection's hello: the cluster id it names, and who sent it.
+async fn read_hello(read: &mut io::net::ReadHalf) -> std::io::Result<(String, Hello)> {
     let mut magic = [0u8; 8];
     if !read.read_exact_or_eof(&mut magic).await? {
         return Err(std::io::Error::other("no controller hello"));
     }
-    let learner = match &magic {
-        m if m == HELLO_MAGIC => None,
+    let from = match &magic {
+        m if m == HELLO_MAGIC_V1 => Hello::Voter(None),
+        m if m == HELLO_MAGIC => {
+            let mut id = [0u8; 16];
+            if !read.read_exact_or_eof(&mut id).await? {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            Hello::Voter(Some(Uuid::from_bytes(id)).filter(|d| !d.is_nil()))
+        }
         m if m == LEARNER_HELLO_MAGIC => {
             let mut id = [0u8; 4];
             if !read.read_exact_or_eof(&mut id).await? {
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
-            Some(NodeId(i32::from_be_bytes(id)))
+            Hello::Learner(NodeId(i32::from_be_bytes(id)))
         }
         _ => return Err(std::io::Error::other("no controller hello")),
     };
@@ -222,7 +244,7 @@ async fn read_hello(read: &mut io::net::ReadHalf) -> std::io::Result<(String, Op
     }
     let cluster = String::from_utf8(id)
         .map_err(|_| std::io::Error::other("a cluster id that is not UTF-8"))?;
-    Ok((cluster, learner))
+    Ok((cluster, from))
 }
 
 /// Messages as frames: a length (4 bytes, big-endian) and the message.
@@ -482,7 +504,7 @@ impl Accepting {
         mut read: io::net::ReadHalf,
         write: io::net::WriteHalf,
     ) -> std::io::Result<()> {
-        let (theirs, learner) = io::net::timeout(HELLO_TIMEOUT, read_hello(&mut read))
+        let (theirs, from) = io::net::timeout(HELLO_TIMEOUT, read_hello(&mut read))
             .await
             .ok_or_else(|| std::io::Error::other("no hello in time"))??;
         if theirs != self.cluster {
@@ -492,16 +514,20 @@ impl Accepting {
                 self.cluster
             )));
         }
-        let Some(learner) = learner else {
-            if !read
-                .peer()
-                .is_some_and(|p| self.addresses.contains(&p.ip()))
-            {
-                return Err(std::io::Error::other(
-                    "a controller connection from outside the voters: closed",
-                ));
+        let learner = match from {
+            Hello::Learner(learner) => learner,
+            Hello::Voter(directory) => {
+                if !read
+                    .peer()
+                    .is_some_and(|p| self.addresses.contains(&p.ip()))
+                {
+                    return Err(std::io::Error::other(
+                        "a controller connection from outside the voters: closed",
+                    ));
+                }
+                let voters = |from| self.voters.contains(&from);
+                return self.receive(read, voters, directory).await;
             }
-            return self.receive(read, |from| self.voters.contains(&from)).await;
         };
         if self.voters.contains(&raft_id(learner)) {
             return Err(std::io::Error::other(format!(
@@ -527,28 +553,36 @@ impl Accepting {
             }
         })
         .detach();
-        let received = self.receive(read, |from| from == raft_id(learner)).await;
+        let received = self
+            .receive(read, |from| from == raft_id(learner), None)
+            .await;
         self.transport.learner_gone(learner, number);
         received
     }
 
-    /// Steps each message of the connection into the quorum while `from_ok` takes its sender;
-    /// a learner's (not a voter) only answers and proposes.
+    /// Steps each message of the connection into the quorum while `from_ok` takes its sender
+    /// (one sender per connection); a learner's (not a voter) only answers and proposes. A
+    /// voter's votes are dropped while its metadata `directory` is not the one the image
+    /// records for it (see [`counts_in_elections`]).
     async fn receive(
         &self,
         mut read: io::net::ReadHalf,
         from_ok: impl Fn(u64) -> bool,
+        directory: Option<Uuid>,
     ) -> std::io::Result<()> {
         use raft::prelude::MessageType as T;
         let me = raft_id(self.quorum.me());
+        let mut sender = None;
         while let Some(message) = read_message(&mut read).await? {
             let voter = self.voters.contains(&message.from);
             let answer = matches!(
                 message.get_msg_type(),
                 T::MsgAppendResponse | T::MsgHeartbeatResponse | T::MsgPropose
             );
+            let same = *sender.get_or_insert(message.from) == message.from;
             if message.to != me
                 || message.from == me
+                || !same
                 || !from_ok(message.from)
                 || !(voter || answer)
             {
@@ -558,6 +592,19 @@ impl Accepting {
                     message.from,
                     message.to
                 )));
+            }
+            let image = self.quorum.image();
+            let from = node_of(message.from);
+            if !counts_in_elections(&image, from, directory, message.get_msg_type()) {
+                crate::throttled!(|count| tracing::warn!(
+                    node = from.0,
+                    directory = ?directory,
+                    known = ?image.voter_dirs.get(&from),
+                    count,
+                    "a vote from a voter whose metadata directory is not the one the quorum \
+                     knows (its data was lost?) is not counted until it has caught up"
+                ));
+                continue;
             }
             if let Err(e) = self.quorum.step(message).await {
                 tracing::debug!(error = %e, "a controller message was not taken");
@@ -571,9 +618,92 @@ impl Accepting {
     }
 }
 
+/// Whether a message of type `kind` from voter `from`, whose metadata directory is `directory`,
+/// takes part in elections: not a vote (asked or given, pre-vote too) from a voter that came
+/// back with another directory than `image` records, since it forgot whom it voted for and what
+/// it acknowledged (Raft counts on both). Once its `RegisterVoter` is committed (it then holds
+/// the log up to there, as a majority does) its votes count again. Other messages always pass.
+fn counts_in_elections(
+    image: &crate::cluster::Image,
+    from: NodeId,
+    directory: Option<Uuid>,
+    kind: raft::prelude::MessageType,
+) -> bool {
+    use raft::prelude::MessageType as T;
+    let vote = matches!(
+        kind,
+        T::MsgRequestVote
+            | T::MsgRequestVoteResponse
+            | T::MsgRequestPreVote
+            | T::MsgRequestPreVoteResponse
+    );
+    match (image.voter_dirs.get(&from), directory) {
+        (Some(known), Some(theirs)) if vote => *known == theirs,
+        _ => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_voter_back_with_another_directory_has_no_vote_until_registered() {
+        use raft::prelude::MessageType as T;
+        let (old, new) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let mut image = crate::cluster::Image::default();
+        let (w, kinds) = (NodeId(3), [T::MsgRequestPreVote, T::MsgRequestVoteResponse]);
+        // Nothing recorded (a new cluster) or a voter of the previous version: counted.
+        assert!(counts_in_elections(&image, w, Some(new), T::MsgRequestVote));
+        image.voter_dirs.insert(w, old);
+        assert!(counts_in_elections(&image, w, None, T::MsgRequestVote));
+        for kind in kinds {
+            assert!(counts_in_elections(&image, w, Some(old), kind));
+            assert!(!counts_in_elections(&image, w, Some(new), kind), "{kind:?}");
+        }
+        // Its acknowledgements of the log are true of what it holds now: they pass.
+        assert!(counts_in_elections(
+            &image,
+            w,
+            Some(new),
+            T::MsgAppendResponse
+        ));
+        let image = crate::cluster::apply(
+            &image,
+            &crate::cluster::Change::RegisterVoter {
+                id: w,
+                directory: new,
+            },
+        )
+        .unwrap();
+        assert!(counts_in_elections(&image, w, Some(new), T::MsgRequestVote));
+        assert_eq!(
+            crate::cluster::Image::from_toml(&image.to_toml()).unwrap(),
+            image
+        );
+    }
+
+    #[test]
+    fn hellos_read_back() {
+        io::block_on(async {
+            let listener = io::net::Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let sent = [
+                Hello::Voter(Some(Uuid::from_u128(9))),
+                Hello::Voter(None),
+                Hello::Learner(NodeId(11)),
+            ];
+            for from in sent {
+                let (_, mut write) = io::net::connect(addr, std::time::Duration::from_secs(1))
+                    .await
+                    .unwrap();
+                write.write_all(&hello("c-1", from)).await.unwrap();
+                write.flush().await.unwrap();
+                let (mut read, _) = listener.accept().await.unwrap();
+                assert_eq!(read_hello(&mut read).await.unwrap(), ("c-1".into(), from));
+            }
+        });
+    }
 
     #[test]
     fn voters_read_as_kafka_writes_them() {

@@ -17,7 +17,12 @@ async fn open_voter(
     cluster: &str,
 ) -> (Rc<Quorum>, Rc<TcpTransport>) {
     let ids: Vec<NodeId> = voters.iter().map(|v| v.id).collect();
-    let transport = Rc::new(TcpTransport::start(me, voters, cluster));
+    let transport = Rc::new(TcpTransport::start(
+        me,
+        voters,
+        cluster,
+        uuid::Uuid::new_v4(),
+    ));
     let quorum = Quorum::open(dir, me, &ids, io::Faults::default(), transport.clone())
         .await
         .unwrap();
@@ -159,7 +164,7 @@ fn a_controller_of_another_cluster_is_refused() {
             let (_read, mut write) = io::net::connect(addr, Duration::from_secs(1))
                 .await
                 .unwrap();
-            let mut bytes = super::hello(cluster, None);
+            let mut bytes = super::hello(cluster, super::Hello::Voter(None));
             bytes.extend_from_slice(&(body.len() as u32).to_be_bytes());
             bytes.extend_from_slice(&body);
             write.write_all(&bytes).await.unwrap();
