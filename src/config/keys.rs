@@ -207,6 +207,13 @@ pub const DECLARED_BROKER_KEYS: &[Key] = &[
         "the bytes a follower's fetch waits for",
     ),
     broker(
+        "replica.fetch.busy.wait.ms",
+        int(0, 30_000),
+        "10",
+        "under load (the last answer brought 64 KiB or more) a follower's fetch waits this long \
+         at the leader for 1 MiB: fewer, larger rounds; 0 turns it off (Sluice's own)",
+    ),
+    broker(
         "replica.fetch.max.bytes",
         int(1024, I32),
         "1048576",

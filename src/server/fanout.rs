@@ -138,14 +138,19 @@ impl Shard {
                             partition.add_waiter(wake.clone());
                         }
                     }
-                    _ => {
+                    found => {
                         out.push(None);
-                        pending.push(index);
+                        // Where the partition ends before it is read: the read returns at least
+                        // that much (or its max_bytes), so a watch past it wakes only for what
+                        // was appended since, not at once.
+                        let replica = read.replica.is_some();
+                        let before = found.map(|p| p.readable_end(replica));
+                        pending.push((index, before));
                     }
                 }
             }
         }
-        let read = join_all(pending.iter().map(|&index| {
+        let read = join_all(pending.iter().map(|&(index, _)| {
             let r = &reads[index];
             self.read_local(
                 &r.tp,
@@ -157,7 +162,7 @@ impl Shard {
             )
         }))
         .await;
-        for (&index, reply) in pending.iter().zip(read) {
+        for (&(index, _), reply) in pending.iter().zip(read) {
             out[index] = Some(reply);
         }
         let out: Vec<ReadReply<Vec<ReadRange>>> = out
@@ -166,13 +171,14 @@ impl Shard {
             .collect();
         if let Some(wake) = &wake {
             // The partitions read from disk: past what was seen, not past the fetch offset
-            // (otherwise a fetch short of its min_bytes would wake at once and spin), at once if
-            // an append came while reading or a partition is gone.
-            for &index in &pending {
+            // (otherwise a fetch short of its min_bytes would wake at once and spin: a follower's
+            // did, re-reading every partition until its wait ran out), at once if an append came
+            // while reading or a partition is gone.
+            for &(index, before) in &pending {
                 let (read, reply) = (&reads[index], &out[index]);
                 let replica = read.replica.is_some();
                 let seen = if replica {
-                    read.offset
+                    read.offset.max(before.unwrap_or(read.offset))
                 } else {
                     read.offset.max(reply.header.high_watermark)
                 };

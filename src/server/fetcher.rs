@@ -59,7 +59,20 @@ struct FetcherState {
     /// Fired when a partition is added: the fetch waiting at the leader (up to
     /// `replica.fetch.wait.max.ms`) is given up so that the next one carries it at once.
     kick: RefCell<Option<futures::channel::oneshot::Sender<()>>>,
+    /// The last answer brought at least `BUSY_BYTES`: the next fetch waits for more (see
+    /// `BUSY_MIN_BYTES`).
+    busy: Cell<bool>,
 }
+
+/// Under load a follower asks for fewer, larger answers: once an answer brought `BUSY_BYTES`,
+/// the next fetch asks the leader to wait until it has `BUSY_MIN_BYTES` for it, or
+/// `replica.fetch.busy.wait.ms` (Sluice's own key; Kafka's followers always take what is
+/// there). A fetch round costs both sides about the same whatever it carries (the request, a
+/// read of every partition, the wake-ups), so under load the rounds are most of replication's
+/// CPU per GB (bench/RESULTS.md); a quiet partition's records still go at once (the answer
+/// before was small). acks=all may wait up to that long more under load.
+const BUSY_BYTES: usize = 64 << 10;
+const BUSY_MIN_BYTES: i32 = 1 << 20;
 
 /// The shard's fetchers, by leader node.
 #[derive(Default)]
@@ -88,6 +101,7 @@ impl Shard {
                     partitions: RefCell::new(BTreeMap::new()),
                     stopped: Cell::new(false),
                     kick: RefCell::new(None),
+                    busy: Cell::new(false),
                 });
                 let task = run(self.this.clone(), leader, state.clone());
                 self.background.spawn(task).detach();
@@ -358,13 +372,19 @@ async fn fetch(
     given_up: &mut bool,
 ) -> Result<(), PeerError> {
     let broker = shard.broker();
-    let wait_ms = broker.i64("replica.fetch.wait.max.ms").clamp(0, 30_000) as i32;
+    let mut wait_ms = broker.i64("replica.fetch.wait.max.ms").clamp(0, 30_000) as i32;
+    let mut min_bytes = broker
+        .i64("replica.fetch.min.bytes")
+        .clamp(1, i32::MAX as i64) as i32;
+    let busy_wait = broker.i64("replica.fetch.busy.wait.ms").clamp(0, 30_000) as i32;
+    if state.busy.get() && busy_wait > 0 && min_bytes < BUSY_MIN_BYTES {
+        min_bytes = BUSY_MIN_BYTES;
+        wait_ms = wait_ms.min(busy_wait);
+    }
     let mut request = FetchRequest::default();
     request.replica_id = BrokerId(shard.node_id);
     request.max_wait_ms = wait_ms;
-    request.min_bytes = broker
-        .i64("replica.fetch.min.bytes")
-        .clamp(1, i32::MAX as i64) as i32;
+    request.min_bytes = min_bytes;
     request.max_bytes = broker
         .i64("replica.fetch.response.max.bytes")
         .clamp(1024, 32 << 20) as i32;
@@ -405,6 +425,13 @@ async fn fetch(
         }
     };
     let mut backoff = answer.error_code != 0;
+    let brought: usize = answer
+        .responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+        .sum();
+    state.busy.set(brought >= BUSY_BYTES);
     for topic in answer.responses {
         let name: Arc<str> = Arc::from(topic.topic.0.as_str());
         for p in topic.partitions {
@@ -470,3 +497,4 @@ fn mark_truncate(state: &FetcherState, tp: &TopicPartition, epoch: i32) {
         }
     }
 }
+
