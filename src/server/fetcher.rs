@@ -497,4 +497,3 @@ fn mark_truncate(state: &FetcherState, tp: &TopicPartition, epoch: i32) {
         }
     }
 }
-

@@ -191,6 +191,13 @@ fn describe_cluster_and_incremental_alter_configs() {
         ),
         broker.addr
     );
+    // v1, endpoint type 2 (KIP-919, controllers): a broker refuses it as Kafka's do.
+    let mut controllers = DescribeClusterRequest::default();
+    controllers.endpoint_type = 2;
+    let refused: DescribeClusterResponse =
+        call(&mut s, ApiKey::DescribeCluster, 1, 2, &controllers);
+    assert_eq!(refused.error_code, 119, "UNSUPPORTED_ENDPOINT_TYPE");
+    assert!(refused.brokers.is_empty());
     let alter = |s: &mut std::net::TcpStream,
                  resource_type: i8,
                  name: &str,

@@ -35,6 +35,9 @@ pub const DELETE_RECORDS: Api = Api {
     handle: |shard, request| Box::pin(delete_records(shard, request)),
 };
 
+/// Kafka's error code 119 (not in the protocol crate's list).
+const UNSUPPORTED_ENDPOINT_TYPE: i16 = 119;
+
 pub const DESCRIBE_CLUSTER: Api = Api {
     key: ApiKey::DescribeCluster,
     min_version: 0,
@@ -111,8 +114,16 @@ async fn delete_records(shard: Rc<Shard>, request: Request) -> Answer {
 async fn describe_cluster(shard: Rc<Shard>, request: Request) -> Answer {
     let body: DescribeClusterRequest = request.decode("DescribeClusterRequest")?;
     let mut response = DescribeClusterResponse::default();
-    // v1: endpoint type 1 is brokers; 2 (controllers) is answered with the same single node.
     response.endpoint_type = body.endpoint_type;
+    // v1 (KIP-919): endpoint type 2 asks a controller for the controllers; a broker answers
+    // UNSUPPORTED_ENDPOINT_TYPE, as Kafka's do (Sluice's controllers take no client requests).
+    if body.endpoint_type == 2 {
+        response.error_code = UNSUPPORTED_ENDPOINT_TYPE;
+        response.error_message = Some(str_bytes(
+            "this node is a broker: ask a controller (bootstrap.controllers) for the controllers",
+        ));
+        return request.answer(&response);
+    }
     response.cluster_id = str_bytes(shard.cluster_id.clone());
     response.controller_id = BrokerId(shard.active_controller());
     response.brokers = shard
