@@ -3,7 +3,8 @@
 # dir and log, all of them voters of the metadata quorum.
 #
 #   scripts/cluster.sh start [N]      start N nodes (default 3); node i: clients on 127.0.0.1:<base+i*10>,
-#                                     controllers on the next port
+#                                     controllers on the next port, the admin
+#                                     listener (/metrics) on the one after
 #   scripts/cluster.sh status         each node: pid or down, and what its Metadata says (needs kcat)
 #   scripts/cluster.sh stop           SIGTERM every node and wait
 #   scripts/cluster.sh kill I         kill -9 node I
@@ -21,6 +22,7 @@ base=${SLUICE_BASE_PORT:-19080}
 
 client_port() { echo $((base + $1 * 10 + 2)); }
 controller_port() { echo $((base + $1 * 10 + 3)); }
+admin_port() { echo $((base + $1 * 10 + 4)); }
 nodes() { cat "$dir/nodes" 2>/dev/null || echo 0; }
 pid_of() { cat "$dir/node$1.pid" 2>/dev/null || true; }
 alive() { local pid; pid=$(pid_of "$1"); [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
@@ -48,6 +50,7 @@ start_node() {
   before=$(grep -c "serving on" "$dir/node$i.log" || true)
   "$bin" serve --set "node.id=$i" --set "controller.quorum.voters=$(voters)" \
     --set "listeners=PLAINTEXT://127.0.0.1:$(client_port "$i"),CONTROLLER://127.0.0.1:$(controller_port "$i")" \
+    --set "admin.listener=127.0.0.1:$(admin_port "$i")" \
     --set "log.dirs=$dir/data$i" >>"$dir/node$i.log" 2>&1 &
   echo $! >"$dir/node$i.pid"
   for _ in $(seq 1 600); do

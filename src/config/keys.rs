@@ -183,6 +183,13 @@ pub const DECLARED_BROKER_KEYS: &[Key] = &[
         "in a cluster: a broker the active controller has not heard from for this long is fenced",
     ),
     broker(
+        "admin.listener",
+        Kind::Any,
+        "127.0.0.1:9644",
+        "host:port of the admin HTTP listener (/metrics, /v1/health, /v1/ready); empty: none. \
+         Sluice's own (Redpanda's admin port)",
+    ),
+    broker(
         "broker.rack",
         Kind::Any,
         "",

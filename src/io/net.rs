@@ -170,6 +170,11 @@ impl ReadHalf {
         self.peer
     }
 
+    /// Reads what has arrived into `buf` (waiting for at least a byte): how much, 0 at the end.
+    pub async fn read_some(&mut self, buf: &mut [u8]) -> Result<usize> {
+        self.read(buf).await
+    }
+
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
         let stream = &self.stream;
         futures_lite::future::poll_fn(|cx| {

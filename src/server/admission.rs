@@ -63,6 +63,11 @@ impl Admission {
         self.per_ip.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The connections admitted and open now, over every shard.
+    pub fn open(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
+    }
+
     /// Whether another connection fits under `max.connections` now (the accept loop waits
     /// while it does not, leaving new connections in the kernel's listen queue, as Kafka does).
     pub fn has_room(&self) -> bool {

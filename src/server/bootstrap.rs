@@ -57,6 +57,11 @@ fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeErro
 /// What every shard is started with.
 #[derive(Clone)]
 struct Common {
+    /// `admin.listener`, and whether it was set (the default port taken by another process is
+    /// not a reason to stop: the node serves without it and says so).
+    admin: Option<(SocketAddr, bool)>,
+    /// Where the admin listener was bound, for the start-up line.
+    admin_bound: Arc<std::sync::Mutex<Option<SocketAddr>>>,
     broker: Values,
     data_dir: PathBuf,
     cluster_id: String,
@@ -279,7 +284,10 @@ pub fn serve(mut broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeE
         broker.i64("max.connections.per.ip") as usize,
     );
     let broker_node_id = broker.i32("node.id");
+    let admin = admin_address(&broker)?;
     let common = Common {
+        admin,
+        admin_bound: Default::default(),
         admission,
         fds,
         broker,
@@ -447,6 +455,40 @@ impl Addresses {
     }
 }
 
+/// `admin.listener` resolved (`None`: empty, no admin listener).
+fn admin_address(broker: &Values) -> Result<Option<(SocketAddr, bool)>, ServeError> {
+    let text = broker.get("admin.listener").trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let address = text
+        .to_socket_addrs()
+        .map_err(|e| ServeError::Config(format!("admin.listener `{text}`: {e}")))?
+        .next()
+        .ok_or_else(|| ServeError::Config(format!("admin.listener `{text}` has no address")))?;
+    Ok(Some((address, broker.is_set("admin.listener"))))
+}
+
+/// Binds the admin listener on the controller shard: an error stops `serve` where the operator
+/// set the address; the default one taken is logged and left out.
+fn bind_admin(common: &Common) -> Result<Option<io::net::Listener>, String> {
+    let Some((address, set)) = common.admin else {
+        return Ok(None);
+    };
+    match io::net::Listener::bind(address) {
+        Ok(listener) => {
+            let bound = listener.local_addr().ok();
+            *common.admin_bound.lock().expect("not poisoned") = bound;
+            Ok(Some(listener))
+        }
+        Err(e) if set => Err(format!("binding admin.listener {address}: {e}")),
+        Err(e) => {
+            tracing::warn!(%address, error = %e, "the admin listener's default address is taken: serving without it (set admin.listener)");
+            Ok(None)
+        }
+    }
+}
+
 /// One pinned executor per entry of `cores`, each running `run_shard`.
 fn start_shards(
     cores: Vec<Option<usize>>,
@@ -536,8 +578,12 @@ fn supervise(
                         data_dir = %common.data_dir.display(),
                         "serving; {}", common.fds.describe()
                     );
+                    let admin = match *common.admin_bound.lock().expect("not poisoned") {
+                        Some(admin) => format!("; admin on http://{admin}"),
+                        None => String::new(),
+                    };
                     println!(
-                        "sluice: serving on {listen}{role} with {shards} shards; data in {}; {}",
+                        "sluice: serving on {listen}{role} with {shards} shards; data in {}; {}{admin}",
                         common.data_dir.display(),
                         common.fds.describe()
                     );
@@ -623,6 +669,7 @@ async fn run_shard(
         caught_up: common.caught_up.clone(),
         this: weak.clone(),
         fetchers: Default::default(),
+        metrics: Default::default(),
     });
     if let Some((quorum, serving)) = voter {
         super::quorum::run(&shard, quorum, serving);
@@ -650,6 +697,12 @@ async fn run_shard(
     } else {
         None
     };
+    if id == CONTROLLER_SHARD {
+        if let Some(listener) = bind_admin(&common)? {
+            let serving = super::admin::serve(shard.clone(), listener, common.admission.clone());
+            io::spawn(serving).detach();
+        }
+    }
     let _ = events.send(Event::Listening);
 
     let accept_loop = async {

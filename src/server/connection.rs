@@ -188,14 +188,17 @@ async fn read_loop(
             Some(Err(e)) => return Close::Io(e),
         }
         let task = match apis::dispatch(shard, frame.freeze(), reader.peer()) {
-            Dispatch::Run(future, decoded_bytes) => {
+            Dispatch::Run(future, decoded_bytes, api) => {
+                let started = std::time::Instant::now();
                 // What the request takes decoded counts too, before it is decoded.
                 let decoded = shard.request_memory.acquire(decoded_bytes as usize).await;
                 let guard = shard.begin_request();
                 let outstanding = outstanding.clone();
                 outstanding.set(outstanding.get() + 1);
+                let counted = shard.clone();
                 shard.hot.spawn(async move {
                     let response = future.await;
+                    counted.metrics.request(api, started.elapsed());
                     drop((guard, grant, decoded));
                     outstanding.set(outstanding.get() - 1);
                     response

@@ -13,6 +13,7 @@
 //! `peers`: Kafka requests to other nodes; `fetcher`: a follower's fetching from its leaders and
 //! the leader's ISR upkeep.
 
+mod admin;
 mod admission;
 mod apis;
 mod bootstrap;
@@ -24,6 +25,7 @@ mod fetch_sessions;
 mod fetcher;
 mod groups;
 mod listener;
+mod metrics;
 mod partitions;
 mod peers;
 mod quorum;
@@ -95,6 +97,8 @@ pub struct Shard {
     this: Weak<Shard>,
     /// Fetching the partitions this shard follows, one fetcher per leader node.
     fetchers: fetcher::Fetchers,
+    /// What this shard counts for `/metrics`.
+    pub metrics: metrics::Metrics,
 }
 
 /// Counts a request as in flight until dropped.

@@ -5,6 +5,7 @@
 
 mod kit;
 
+mod admin_api;
 mod cli;
 mod cluster_faults;
 mod cluster_quorum;

@@ -236,6 +236,16 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
     if session_id != 0 {
         answer_session(&shard, session_id, &entries, previously_sent, &mut data);
     }
+    if replica.is_none() {
+        for topic in &data.topics {
+            let bytes: u64 = topic.partitions.iter().map(|p| p.records_len()).sum();
+            if bytes > 0 {
+                shard
+                    .metrics
+                    .fetched(&Arc::from(topic.name.as_str()), bytes);
+            }
+        }
+    }
     if version >= 12 {
         name_current_leaders(&shard, &mut data, version >= 16);
     }

@@ -124,8 +124,9 @@ pub fn served() -> impl Iterator<Item = (i16, std::ops::RangeInclusive<i16>)> {
 }
 
 pub enum Dispatch {
-    /// The future that answers, and the memory its request takes decoded (the frame aside).
-    Run(AnswerFuture, u64),
+    /// The future that answers, the memory its request takes decoded (the frame aside), and
+    /// its API (for the metrics).
+    Run(AnswerFuture, u64, ApiKey),
     Close(Close),
 }
 
@@ -157,6 +158,7 @@ pub fn dispatch(
             return Dispatch::Run(
                 Box::pin(api_versions::unsupported(prefix.correlation_id)),
                 0,
+                api.key,
             );
         }
         return Dispatch::Close(Close::UnsupportedVersion {
@@ -185,7 +187,7 @@ pub fn dispatch(
         checked,
     };
     let decoded_bytes = request.checked.decoded_bytes();
-    Dispatch::Run((api.handle)(shard.clone(), request), decoded_bytes)
+    Dispatch::Run((api.handle)(shard.clone(), request), decoded_bytes, api.key)
 }
 
 /// The "authorized operations" fields of Metadata, DescribeCluster and DescribeGroups. With no

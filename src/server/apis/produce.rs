@@ -26,6 +26,16 @@ pub const API: Api = Api {
     handle: |shard, request| Box::pin(handle(shard, request)),
 };
 
+/// The records a produced set of batches holds, by their headers (for the metrics).
+fn messages_in(mut records: &[u8]) -> u64 {
+    let mut count = 0;
+    while let Ok((batch, rest)) = crate::model::BatchView::parse_header(records) {
+        count += batch.records_count().max(0) as u64;
+        records = rest;
+    }
+    count
+}
+
 /// What Kafka refuses before looking inside a partition's records, by their first header (the
 /// owner checks every batch whole): more than one batch (Produce v3+ carries exactly one, and an
 /// idempotent producer's retry is recognised batch by batch), a control batch (transaction
@@ -87,7 +97,15 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                     (false, _) => Err(name_error),
                     (true, None) => Err(E::CorruptMessage.code()),
                     (true, Some(records)) if refused(&records) => Err(E::InvalidRecord.code()),
-                    (true, Some(records)) => Ok(shard.append(tp, records, acks_mode).await),
+                    (true, Some(records)) => {
+                        let (bytes, messages) = (records.len() as u64, messages_in(&records));
+                        let topic = tp.topic.clone();
+                        let appended = shard.append(tp, records, acks_mode).await;
+                        if appended.is_ok() {
+                            shard.metrics.produced(&topic, bytes, messages);
+                        }
+                        Ok(appended)
+                    }
                 };
                 (index, reply)
             }

@@ -17,6 +17,8 @@ pub struct Broker {
     fd_limit: Option<u64>,
     /// The line `serve` printed once it listened.
     pub serving_line: String,
+    /// Where its admin listener is (`host:port`), if it has one.
+    pub admin: Option<String>,
     /// A command that runs `serve` (e.g. in a network namespace: `ip netns exec NS`).
     wrapper: Vec<String>,
     /// With `SLUICE_TEST_CLUSTER` set: the two other nodes of this broker's cluster (this one is
@@ -55,6 +57,7 @@ impl Broker {
             cwd: Some(temp.path().to_path_buf()),
             fd_limit: None,
             serving_line: String::new(),
+            admin: None,
             wrapper: Vec::new(),
             peers: Vec::new(),
             _temp: Some(temp),
@@ -149,6 +152,9 @@ impl Broker {
             format!("log.dirs={}", data_dir.display()),
             "--set".to_string(),
             format!("listeners=PLAINTEXT://127.0.0.1:{port}"),
+            // Tests run brokers side by side: each its own admin port.
+            "--set".to_string(),
+            "admin.listener=127.0.0.1:0".to_string(),
         ];
         for set in sets {
             args.push("--set".into());
@@ -167,6 +173,7 @@ impl Broker {
             cwd: None,
             fd_limit,
             serving_line: String::new(),
+            admin: None,
             wrapper,
             peers: Vec::new(),
             _temp: Some(temp),
@@ -229,6 +236,10 @@ impl Broker {
             .to_string();
         // Keep draining stdout so the broker never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
+        self.admin = line
+            .split("admin on http://")
+            .nth(1)
+            .map(|rest| rest.trim().to_string());
         self.addr = addr;
         self.serving_line = line;
         self.child = Some(child);

@@ -1,0 +1,238 @@
+//! The admin listener (`admin.listener`, default `127.0.0.1:9644`, Redpanda's port): plain HTTP
+//! on the controller shard, for operators and their tools. `GET /metrics` (Prometheus text,
+//! see `metrics.rs`), `GET /v1/health` (the process serves), `GET /v1/ready` (storage recovered,
+//! metadata loaded and, in a cluster, this node registered: it serves what it leads).
+//!
+//! Requests are parsed by `httparse`; one request per connection (`Connection: close`), its head
+//! bounded to `HEAD_BYTES_MAX` and `HEAD_TIMEOUT`, so a slow or hostile client costs one task
+//! and a few KiB. Nothing here touches the Kafka listeners.
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+
+use super::admission::Admission;
+use super::metrics::{self, Scrape, ShardCounts, ShardGauges};
+use super::Shard;
+use crate::io;
+use crate::model::NodeId;
+
+/// The longest request head taken.
+const HEAD_BYTES_MAX: usize = 8 << 10;
+/// How long a client may take to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Admin connections served at once; past it new ones wait in the backlog.
+const CONNECTIONS_MAX: usize = 64;
+
+/// Serves the admin listener until the shard stops.
+pub async fn serve(shard: Rc<Shard>, listener: io::net::Listener, admission: Arc<Admission>) {
+    let open = Rc::new(std::cell::Cell::new(0usize));
+    loop {
+        if shard.is_stopping() {
+            return;
+        }
+        while open.get() >= CONNECTIONS_MAX {
+            io::sleep(Duration::from_millis(10)).await;
+        }
+        match listener.accept().await {
+            Ok((read, write)) => {
+                open.set(open.get() + 1);
+                let (shard, admission, open) = (shard.clone(), admission.clone(), open.clone());
+                io::spawn(async move {
+                    answer(&shard, &admission, read, write).await;
+                    open.set(open.get() - 1);
+                })
+                .detach();
+            }
+            Err(e) => {
+                crate::throttled!(
+                    |count| tracing::warn!(error = %e, count, "admin listener: accept failed")
+                );
+                io::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// An HTTP answer: status line, content type, body.
+struct Reply {
+    status: &'static str,
+    content_type: &'static str,
+    body: String,
+}
+
+impl Reply {
+    fn text(status: &'static str, body: impl Into<String>) -> Reply {
+        Reply {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.into(),
+        }
+    }
+
+    fn json(status: &'static str, body: String) -> Reply {
+        Reply {
+            status,
+            content_type: "application/json",
+            body,
+        }
+    }
+}
+
+async fn answer(
+    shard: &Rc<Shard>,
+    admission: &Admission,
+    mut read: io::net::ReadHalf,
+    mut write: io::net::WriteHalf,
+) {
+    let reply = match io::net::timeout(HEAD_TIMEOUT, read_head(&mut read)).await {
+        None => Reply::text("408 Request Timeout", "the request head took too long\n"),
+        Some(Err(reply)) => reply,
+        Some(Ok((method, path))) => route(shard, admission, &method, &path).await,
+    };
+    let head = format!(
+        "HTTP/1.1 {}\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        reply.status,
+        reply.content_type,
+        reply.body.len()
+    );
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(reply.body.as_bytes());
+    if write.write_all(&bytes).await.is_ok() {
+        let _ = write.flush().await;
+    }
+    if !reply.status.starts_with('2') {
+        // A refused request may have left bytes unread (a head too large): closing on them
+        // would reset the connection before the client reads the answer. Take them first.
+        let mut sink = [0u8; 4096];
+        let drain = async {
+            let mut taken = 0;
+            while taken < LINGER_BYTES_MAX {
+                match read.read_some(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => taken += n,
+                }
+            }
+        };
+        let _ = io::net::timeout(LINGER, drain).await;
+    }
+}
+
+/// How long, and how many bytes, a refused request's unread rest is taken before closing.
+const LINGER: Duration = Duration::from_millis(500);
+const LINGER_BYTES_MAX: usize = 64 << 10;
+
+/// Reads a request head: its method and path, or the answer that refuses it.
+async fn read_head(read: &mut io::net::ReadHalf) -> Result<(String, String), Reply> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = read
+            .read_some(&mut chunk)
+            .await
+            .map_err(|e| Reply::text("400 Bad Request", format!("{e}\n")))?;
+        if n == 0 {
+            return Err(Reply::text("400 Bad Request", "the connection closed\n"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut request = httparse::Request::new(&mut headers);
+        match request.parse(&buf) {
+            Ok(httparse::Status::Complete(_)) => {
+                let method = request.method.unwrap_or_default().to_string();
+                let path = request.path.unwrap_or_default().to_string();
+                return Ok((method, path));
+            }
+            Ok(httparse::Status::Partial) if buf.len() < HEAD_BYTES_MAX => continue,
+            Ok(httparse::Status::Partial) => {
+                return Err(Reply::text(
+                    "431 Request Header Fields Too Large",
+                    format!("a request head over {HEAD_BYTES_MAX} bytes\n"),
+                ))
+            }
+            Err(e) => return Err(Reply::text("400 Bad Request", format!("{e}\n"))),
+        }
+    }
+}
+
+async fn route(shard: &Rc<Shard>, admission: &Admission, method: &str, path: &str) -> Reply {
+    let path = path.split('?').next().unwrap_or_default();
+    if method != "GET" {
+        return Reply::text("405 Method Not Allowed", "only GET is served\n");
+    }
+    match path {
+        "/metrics" => Reply {
+            status: "200 OK",
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            body: metrics::render(&scrape(shard, admission).await),
+        },
+        "/v1/health" => Reply::json("200 OK", "{\"status\":\"live\"}\n".into()),
+        "/v1/ready" => {
+            if shard.caught_up.load(Ordering::Acquire) {
+                Reply::json("200 OK", "{\"status\":\"ready\"}\n".into())
+            } else {
+                let why = "waiting for this node's registration in the cluster's metadata";
+                Reply::json(
+                    "503 Service Unavailable",
+                    format!("{{\"status\":\"starting\",\"reason\":\"{why}\"}}\n"),
+                )
+            }
+        }
+        _ => Reply::text("404 Not Found", format!("no such path: {path}\n")),
+    }
+}
+
+/// Every shard's counters and gauges (one message to each other shard), and the node's.
+async fn scrape(shard: &Rc<Shard>, admission: &Admission) -> Scrape {
+    let mut shards = vec![(ShardCounts::default(), ShardGauges::default()); shard.shards];
+    shards[shard.id.index()] = shard.counts_and_gauges();
+    let others = join_all(shard.mesh.peers().map(|peer| {
+        let asked = shard
+            .mesh
+            .remote(peer, |s| async move { s.counts_and_gauges() });
+        async move { (peer, asked.await) }
+    }))
+    .await;
+    for (peer, answer) in others {
+        if let Ok(answer) = answer {
+            shards[peer.index()] = answer;
+        }
+    }
+    let image = shard.image();
+    let offline_partitions = image
+        .topics
+        .values()
+        .flat_map(|meta| meta.assignments.iter())
+        .filter(|a| {
+            let live = |n: &NodeId| image.brokers.contains_key(n) && !image.fenced.contains(n);
+            !live(&a.leader)
+        })
+        .count() as u64;
+    Scrape {
+        shards,
+        connections: admission.open() as u64,
+        active_controller: shard.active_controller() == shard.node_id,
+        offline_partitions,
+    }
+}
+
+impl Shard {
+    /// This shard's counters, and what it holds now.
+    fn counts_and_gauges(&self) -> (ShardCounts, ShardGauges) {
+        let mut gauges = ShardGauges::default();
+        for partition in self.partitions.all() {
+            gauges.partitions += 1;
+            if partition.is_leader() {
+                gauges.leaders += 1;
+                let assignment = partition.assignment();
+                if assignment.isr.len() < assignment.replicas.len() {
+                    gauges.under_replicated += 1;
+                }
+            }
+        }
+        (self.metrics.snapshot(), gauges)
+    }
+}

@@ -1,0 +1,159 @@
+//! The admin listener (issue 21, first step): `/v1/health`, `/v1/ready` and `/metrics` over
+//! plain HTTP, the metrics parsed with a Prometheus text parser and checked to move as a real
+//! client produces and consumes; requests the listener does not serve get HTTP errors and the
+//! broker goes on serving Kafka clients.
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::kit::broker::{cluster_mode, Broker};
+use crate::kit::client::{consume, create_topic, produce, producer, Sent};
+
+/// Sends `request` (a whole HTTP request) to `addr`: the status code and the body.
+fn http(addr: &str, request: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the admin listener");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("an answer");
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head}"));
+    (status, body.to_string())
+}
+
+fn get(addr: &str, path: &str) -> (u16, String) {
+    http(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: sluice\r\n\r\n"),
+    )
+}
+
+/// A scrape: each sample's name, labels and value.
+fn scrape(addr: &str) -> prometheus_parse::Scrape {
+    let (status, body) = get(addr, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    let lines = body.lines().map(|l| Ok(l.to_string()));
+    prometheus_parse::Scrape::parse(lines).expect("Prometheus text")
+}
+
+/// The value of `name` where its labels include `labels` (summed over the others), if any.
+fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let matching: Vec<f64> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .collect();
+    (!matching.is_empty()).then(|| matching.iter().sum())
+}
+
+#[test]
+fn metrics_health_and_readiness_over_the_admin_listener() {
+    let broker = Broker::start(&[]);
+    let admin = broker
+        .admin
+        .clone()
+        .expect("the serving line names the admin listener");
+    let (status, body) = get(&admin, "/v1/health");
+    assert_eq!((status, body.contains("live")), (200, true), "{body}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(&admin, "/v1/ready").0 != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    create_topic(&broker.addr, "metered", 1, &[]);
+    let before = scrape(&admin);
+    let metadata = |s: &prometheus_parse::Scrape| {
+        let requests = "kafka_network_requestmetrics_requests_total";
+        value(s, requests, &[("request", "Metadata")]).unwrap_or(0.0)
+    };
+    let writer = producer(&broker.addr, &[("acks", "all")]);
+    let records: Vec<Sent> = (0..20).map(|i| Sent::new("k", &format!("v{i}"))).collect();
+    produce(&writer, "metered", Some(0), &records).expect("produced");
+    let read = consume(&broker.addr, "metered", 0, rdkafka::Offset::Beginning, 20);
+    assert_eq!(read.len(), 20);
+    let after = scrape(&admin);
+    // The clients bootstrap through this node: its Metadata count moved.
+    assert!(
+        metadata(&after) > metadata(&before),
+        "Metadata requests did not move"
+    );
+    let partitions = value(&after, "kafka_server_replicamanager_partitioncount", &[]);
+    assert!(partitions.unwrap_or(0.0) >= 1.0, "{partitions:?}");
+    assert_eq!(
+        value(
+            &after,
+            "kafka_server_socketservermetrics_connection_count",
+            &[]
+        )
+        .map(|v| v >= 1.0),
+        Some(true)
+    );
+    let latency = after
+        .samples
+        .iter()
+        .find(|s| s.metric == "kafka_network_requestmetrics_totaltime_seconds")
+        .map(|s| s.value.clone());
+    assert!(
+        matches!(latency, Some(prometheus_parse::Value::Histogram(_))),
+        "{latency:?}"
+    );
+    if !cluster_mode() {
+        // One node: it leads the partition, so the produce and the fetch were its own.
+        let topic = [("topic", "metered")];
+        let counter = |name: &str| value(&after, name, &topic).unwrap_or(0.0);
+        assert_eq!(
+            counter("kafka_server_brokertopicmetrics_messagesin_total"),
+            20.0
+        );
+        assert!(counter("kafka_server_brokertopicmetrics_bytesin_total") > 20.0 * 2.0);
+        assert!(counter("kafka_server_brokertopicmetrics_bytesout_total") > 0.0);
+        let produced = value(
+            &after,
+            "kafka_network_requestmetrics_requests_total",
+            &[("request", "Produce")],
+        );
+        assert!(produced.unwrap_or(0.0) >= 1.0);
+        assert_eq!(
+            value(
+                &after,
+                "kafka_controller_kafkacontroller_activecontrollercount",
+                &[]
+            ),
+            Some(1.0)
+        );
+    }
+
+    // What the listener does not serve.
+    assert_eq!(get(&admin, "/nope").0, 404);
+    assert_eq!(
+        http(&admin, "POST /metrics HTTP/1.1\r\nHost: s\r\n\r\n").0,
+        405
+    );
+    assert_eq!(http(&admin, "\x16\x03\x01 not http at all\r\n\r\n").0, 400);
+    let huge = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "x".repeat(16 << 10));
+    assert_eq!(http(&admin, &huge).0, 431);
+    // The Kafka listener goes on.
+    let more = produce(&writer, "metered", Some(0), &records[..1]);
+    assert!(
+        more.is_ok(),
+        "{:?}",
+        more.err().map(|e| e.rdkafka_error_code())
+    );
+    let _ = RDKafkaErrorCode::NoError;
+}
