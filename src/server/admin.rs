@@ -1,7 +1,8 @@
 //! The admin listener (`admin.listener`, default `127.0.0.1:9644`, Redpanda's port): plain HTTP
 //! on the controller shard, for operators and their tools. `GET /metrics` (Prometheus text,
 //! see `metrics.rs`), `GET /v1/health` (the process serves), `GET /v1/ready` (storage recovered,
-//! metadata loaded and, in a cluster, this node registered: it serves what it leads).
+//! metadata loaded and, in a cluster, this node registered: it serves what it leads),
+//! `GET /v1/cluster` and `GET /v1/partitions` (JSON).
 //!
 //! Requests are parsed by `httparse`; one request per connection (`Connection: close`), its head
 //! bounded to `HEAD_BYTES_MAX` and `HEAD_TIMEOUT`, so a slow or hostile client costs one task
@@ -170,6 +171,8 @@ async fn route(shard: &Rc<Shard>, admission: &Admission, method: &str, path: &st
             body: metrics::render(&scrape(shard, admission).await),
         },
         "/v1/health" => Reply::json("200 OK", "{\"status\":\"live\"}\n".into()),
+        "/v1/cluster" => Reply::json("200 OK", cluster(shard)),
+        "/v1/partitions" => Reply::json("200 OK", partitions(shard).await),
         "/v1/ready" => {
             if shard.caught_up.load(Ordering::Acquire) {
                 Reply::json("200 OK", "{\"status\":\"ready\"}\n".into())
@@ -219,7 +222,79 @@ async fn scrape(shard: &Rc<Shard>, admission: &Admission) -> Scrape {
     }
 }
 
+/// `/v1/cluster`: the cluster as this node's metadata has it.
+fn cluster(shard: &Shard) -> String {
+    let image = shard.image();
+    let brokers: Vec<serde_json::Value> = image
+        .brokers
+        .iter()
+        .map(|(id, b)| {
+            serde_json::json!({
+                "node_id": id.0,
+                "host": b.host,
+                "port": b.port,
+                "rack": b.rack,
+                "fenced": image.fenced.contains(id),
+            })
+        })
+        .collect();
+    let controller = shard.active_controller();
+    let body = serde_json::json!({
+        "cluster_id": shard.cluster_id,
+        "node_id": shard.node_id,
+        "controller_id": (controller >= 0).then_some(controller),
+        "brokers": brokers,
+        "topics": image.topics.len(),
+        "partitions": image.topics.values().map(|m| m.partitions as u64).sum::<u64>(),
+    });
+    format!("{body}\n")
+}
+
+/// `/v1/partitions`: every partition this node holds a replica of, from the shard that owns
+/// it: its leader, replicas and ISR, log start and end, high watermark and size on disk.
+async fn partitions(shard: &Rc<Shard>) -> String {
+    let mut all = shard.partition_rows();
+    let others = join_all(shard.mesh.peers().map(|peer| {
+        shard
+            .mesh
+            .remote(peer, |s| async move { s.partition_rows() })
+    }))
+    .await;
+    all.extend(others.into_iter().flatten().flatten());
+    all.sort_by(|a, b| {
+        let key = |v: &serde_json::Value| (v["topic"].to_string(), v["partition"].as_i64());
+        key(a).cmp(&key(b))
+    });
+    format!("{}\n", serde_json::Value::Array(all))
+}
+
 impl Shard {
+    /// The rows of `/v1/partitions` this shard owns.
+    fn partition_rows(&self) -> Vec<serde_json::Value> {
+        let ids = |nodes: &[NodeId]| nodes.iter().map(|n| n.0).collect::<Vec<i32>>();
+        self.partitions
+            .all()
+            .iter()
+            .map(|p| {
+                let assignment = p.assignment();
+                serde_json::json!({
+                    "topic": &*p.tp.topic,
+                    "partition": p.tp.partition,
+                    "node": self.node_id,
+                    "shard": self.id.index(),
+                    "leader": assignment.leader.0,
+                    "leader_epoch": assignment.leader_epoch.0,
+                    "replicas": ids(&assignment.replicas),
+                    "isr": ids(&assignment.isr),
+                    "log_start_offset": p.log.log_start().0,
+                    "log_end_offset": p.log.log_end().0,
+                    "high_watermark": p.high_watermark().0,
+                    "size_bytes": p.log.size_bytes().ok(),
+                })
+            })
+            .collect()
+    }
+
     /// This shard's counters, and what it holds now.
     fn counts_and_gauges(&self) -> (ShardCounts, ShardGauges) {
         let mut gauges = ShardGauges::default();

@@ -1,7 +1,8 @@
-//! The admin listener (issue 21, first step): `/v1/health`, `/v1/ready` and `/metrics` over
+//! The admin listener (issue 21, first steps): `/v1/health`, `/v1/ready` and `/metrics` over
 //! plain HTTP, the metrics parsed with a Prometheus text parser and checked to move as a real
 //! client produces and consumes; requests the listener does not serve get HTTP errors and the
-//! broker goes on serving Kafka clients.
+//! broker goes on serving Kafka clients. `/v1/cluster` and `/v1/partitions` agree with what
+//! Metadata and a consumer say.
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -156,4 +157,86 @@ fn metrics_health_and_readiness_over_the_admin_listener() {
         more.err().map(|e| e.rdkafka_error_code())
     );
     let _ = RDKafkaErrorCode::NoError;
+}
+
+/// `/v1/cluster` names the brokers and controller Metadata names; `/v1/partitions` lists each
+/// partition of a new topic with the leader Metadata names and, for the partition written, the
+/// log end and high watermark past the last record a consumer reads.
+#[test]
+fn the_admin_json_agrees_with_the_kafka_api() {
+    use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+    let broker = Broker::start(&[]);
+    let admin = broker.admin.clone().expect("an admin listener");
+    create_topic(&broker.addr, "described", 3, &[]);
+    let writer = producer(&broker.addr, &[("acks", "all")]);
+    let records: Vec<Sent> = (0..7).map(|i| Sent::new("k", &format!("v{i}"))).collect();
+    produce(&writer, "described", Some(1), &records).expect("produced");
+
+    let mut s = crate::kit::raw::connect(&broker);
+    let mut request = MetadataRequest::default();
+    request.topics = None;
+    let metadata: MetadataResponse =
+        crate::kit::raw::call(&mut s, ApiKey::Metadata, 9, 1, &request);
+    let (status, body) = get(&admin, "/v1/cluster");
+    assert_eq!(status, 200, "{body}");
+    let cluster: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(cluster["controller_id"], metadata.controller_id.0);
+    let mut listed: Vec<i64> = cluster["brokers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["fenced"] == false)
+        .map(|b| b["node_id"].as_i64().unwrap())
+        .collect();
+    listed.sort();
+    let mut named: Vec<i64> = metadata
+        .brokers
+        .iter()
+        .map(|b| b.node_id.0 as i64)
+        .collect();
+    named.sort();
+    assert_eq!(listed, named);
+
+    let leaders: Vec<(i32, i32)> = metadata
+        .topics
+        .iter()
+        .filter(|t| t.name.as_ref().is_some_and(|n| n.as_str() == "described"))
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (p.partition_index, p.leader_id.0))
+        })
+        .collect();
+    assert_eq!(leaders.len(), 3);
+    let (status, body) = get(&admin, "/v1/partitions");
+    assert_eq!(status, 200, "{body}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&body).expect("JSON");
+    let node = cluster["node_id"].as_i64().unwrap();
+    for (partition, leader) in leaders {
+        let row = rows
+            .iter()
+            .find(|r| r["topic"] == "described" && r["partition"] == partition);
+        // In a cluster a node lists the partitions it holds a replica of.
+        let Some(row) = row else {
+            assert!(cluster_mode(), "partition {partition} not listed: {body}");
+            continue;
+        };
+        assert_eq!(row["leader"], leader, "{row}");
+        assert_eq!(row["node"], node);
+        assert!(row["isr"].as_array().unwrap().iter().any(|n| *n == leader));
+        if partition == 1 && leader as i64 == node {
+            let end = crate::kit::client::consume(
+                &broker.addr,
+                "described",
+                1,
+                rdkafka::Offset::Beginning,
+                7,
+            )
+            .last()
+            .map(|g| g.offset + 1);
+            assert_eq!(row["log_end_offset"].as_i64(), end, "{row}");
+            assert_eq!(row["high_watermark"], row["log_end_offset"]);
+            assert!(row["size_bytes"].as_u64().unwrap_or(0) > 0, "{row}");
+        }
+    }
 }
