@@ -2,7 +2,8 @@
 //! on the controller shard, for operators and their tools. `GET /metrics` (Prometheus text,
 //! see `metrics.rs`), `GET /v1/health` (the process serves), `GET /v1/ready` (storage recovered,
 //! metadata loaded and, in a cluster, this node registered: it serves what it leads),
-//! `GET /v1/cluster` and `GET /v1/partitions` (JSON).
+//! `GET /v1/cluster` and `GET /v1/partitions` (JSON), and `GET`/`PUT /v1/log-level` (the log
+//! filter in `RUST_LOG`'s syntax, changed at run time).
 //!
 //! Requests are parsed by `httparse`; one request per connection (`Connection: close`), its head
 //! bounded to `HEAD_BYTES_MAX` and `HEAD_TIMEOUT`, so a slow or hostile client costs one task
@@ -92,7 +93,7 @@ async fn answer(
     let reply = match io::net::timeout(HEAD_TIMEOUT, read_head(&mut read)).await {
         None => Reply::text("408 Request Timeout", "the request head took too long\n"),
         Some(Err(reply)) => reply,
-        Some(Ok((method, path))) => route(shard, admission, &method, &path).await,
+        Some(Ok(request)) => route(shard, admission, &request).await,
     };
     let head = format!(
         "HTTP/1.1 {}\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
@@ -126,11 +127,22 @@ async fn answer(
 const LINGER: Duration = Duration::from_millis(500);
 const LINGER_BYTES_MAX: usize = 64 << 10;
 
-/// Reads a request head: its method and path, or the answer that refuses it.
-async fn read_head(read: &mut io::net::ReadHalf) -> Result<(String, String), Reply> {
+/// A request as the routes take it.
+struct HttpRequest {
+    method: String,
+    path: String,
+    body: Vec<u8>,
+}
+
+/// The longest request body taken (a log filter).
+const BODY_BYTES_MAX: usize = 4 << 10;
+
+/// Reads a request (its head, and the body its `content-length` names), or the answer that
+/// refuses it.
+async fn read_head(read: &mut io::net::ReadHalf) -> Result<HttpRequest, Reply> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
-    loop {
+    let (method, path, length, head_len) = loop {
         let n = read
             .read_some(&mut chunk)
             .await
@@ -142,10 +154,22 @@ async fn read_head(read: &mut io::net::ReadHalf) -> Result<(String, String), Rep
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut request = httparse::Request::new(&mut headers);
         match request.parse(&buf) {
-            Ok(httparse::Status::Complete(_)) => {
+            Ok(httparse::Status::Complete(head_len)) => {
+                let length = request
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .map(|h| {
+                        std::str::from_utf8(h.value)
+                            .ok()
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .ok_or_else(|| Reply::text("400 Bad Request", "a bad content-length\n"))
+                    })
+                    .transpose()?
+                    .unwrap_or(0);
                 let method = request.method.unwrap_or_default().to_string();
                 let path = request.path.unwrap_or_default().to_string();
-                return Ok((method, path));
+                break (method, path, length, head_len);
             }
             Ok(httparse::Status::Partial) if buf.len() < HEAD_BYTES_MAX => continue,
             Ok(httparse::Status::Partial) => {
@@ -156,13 +180,46 @@ async fn read_head(read: &mut io::net::ReadHalf) -> Result<(String, String), Rep
             }
             Err(e) => return Err(Reply::text("400 Bad Request", format!("{e}\n"))),
         }
+    };
+    if length > BODY_BYTES_MAX {
+        return Err(Reply::text(
+            "413 Content Too Large",
+            format!("a body over {BODY_BYTES_MAX} bytes\n"),
+        ));
     }
+    let mut body = buf.split_off(head_len);
+    while body.len() < length {
+        let n = read
+            .read_some(&mut chunk)
+            .await
+            .map_err(|e| Reply::text("400 Bad Request", format!("{e}\n")))?;
+        if n == 0 {
+            return Err(Reply::text("400 Bad Request", "the body was cut short\n"));
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    body.truncate(length);
+    Ok(HttpRequest { method, path, body })
 }
 
-async fn route(shard: &Rc<Shard>, admission: &Admission, method: &str, path: &str) -> Reply {
-    let path = path.split('?').next().unwrap_or_default();
-    if method != "GET" {
-        return Reply::text("405 Method Not Allowed", "only GET is served\n");
+async fn route(shard: &Rc<Shard>, admission: &Admission, request: &HttpRequest) -> Reply {
+    let path = request.path.split('?').next().unwrap_or_default();
+    match (request.method.as_str(), path) {
+        ("PUT", "/v1/log-level") => {
+            let directives = String::from_utf8_lossy(&request.body).trim().to_string();
+            return match super::log_level::set(&directives) {
+                Ok(()) => Reply::text("200 OK", format!("{directives}\n")),
+                Err(e) => Reply::text("400 Bad Request", format!("{e}\n")),
+            };
+        }
+        ("GET", "/v1/log-level") => {
+            return match super::log_level::current() {
+                Some(current) => Reply::text("200 OK", format!("{current}\n")),
+                None => Reply::text("404 Not Found", "no log filter in this process\n"),
+            };
+        }
+        ("GET", _) => {}
+        _ => return Reply::text("405 Method Not Allowed", "only GET is served here\n"),
     }
     match path {
         "/metrics" => Reply {

@@ -25,6 +25,7 @@ mod fetch_sessions;
 mod fetcher;
 mod groups;
 mod listener;
+pub mod log_level;
 mod metrics;
 mod partitions;
 mod peers;

@@ -240,3 +240,44 @@ fn the_admin_json_agrees_with_the_kafka_api() {
         }
     }
 }
+
+/// `PUT /v1/log-level` changes the log filter while the broker runs: a metadata change is not
+/// logged at the tests' `warn`, and is once the filter says `info`; `GET` names the filter; a
+/// filter that does not parse is refused and the one in force stays.
+#[test]
+fn the_log_filter_changes_at_run_time() {
+    let broker = Broker::start_with_fd_limit(8192, &[]);
+    let admin = broker.admin.clone().expect("an admin listener");
+    let put = |filter: &str| {
+        http(
+            &admin,
+            &format!(
+                "PUT /v1/log-level HTTP/1.1\r\nHost: s\r\ncontent-length: {}\r\n\r\n{filter}",
+                filter.len()
+            ),
+        )
+    };
+    create_topic(&broker.addr, "quiet", 1, &[]);
+    assert_eq!(put("info").0, 200);
+    assert_eq!(get(&admin, "/v1/log-level"), (200, "info\n".to_string()));
+    create_topic(&broker.addr, "loud", 1, &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !broker
+        .log()
+        .lines()
+        .any(|l| l.contains("metadata changed") && l.contains("\"loud\""))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no info line after the change:\n{}",
+            broker.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if std::env::var_os("SLUICE_TEST_LOG").is_none() {
+        let log = broker.log();
+        assert!(!log.contains("\"quiet\""), "logged at warn:\n{log}");
+    }
+    assert_eq!(put("sluice=loudest[").0, 400);
+    assert_eq!(get(&admin, "/v1/log-level").1, "info\n");
+}
