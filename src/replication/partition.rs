@@ -278,6 +278,11 @@ impl Partition {
         }
     }
 
+    /// `min.insync.replicas` as this partition applies it.
+    pub fn min_insync(&self) -> usize {
+        self.min_insync.get()
+    }
+
     pub fn set_min_insync(&self, min: usize) {
         self.min_insync.set(min.max(1));
     }

@@ -363,6 +363,9 @@ impl Shard {
                 if assignment.isr.len() < assignment.replicas.len() {
                     gauges.under_replicated += 1;
                 }
+                if assignment.isr.len() < partition.min_insync() {
+                    gauges.under_min_isr += 1;
+                }
             }
         }
         (self.metrics.snapshot(), gauges)

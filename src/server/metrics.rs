@@ -52,6 +52,9 @@ pub struct TopicCounts {
 pub struct ShardCounts {
     pub requests: BTreeMap<i16, ApiCounts>,
     pub topics: BTreeMap<Arc<str>, TopicCounts>,
+    /// ISR changes this shard's leaders made (committed by the controller).
+    pub isr_shrinks: u64,
+    pub isr_expands: u64,
 }
 
 impl ShardCounts {
@@ -67,6 +70,8 @@ impl ShardCounts {
             mine.messages_in += counts.messages_in;
             mine.bytes_out += counts.bytes_out;
         }
+        self.isr_shrinks += other.isr_shrinks;
+        self.isr_expands += other.isr_expands;
     }
 }
 
@@ -107,6 +112,16 @@ impl Metrics {
         counts.topics.entry(topic.clone()).or_default().bytes_out += bytes;
     }
 
+    /// A leader's ISR change, committed: from `before` replicas in sync to `after`.
+    pub fn isr_changed(&self, before: usize, after: usize) {
+        let mut counts = self.counts.borrow_mut();
+        if after < before {
+            counts.isr_shrinks += 1;
+        } else if after > before {
+            counts.isr_expands += 1;
+        }
+    }
+
     /// A copy, for a scrape.
     pub fn snapshot(&self) -> ShardCounts {
         self.counts.borrow().clone()
@@ -120,6 +135,9 @@ pub struct ShardGauges {
     pub leaders: u64,
     /// Partitions this shard leads whose ISR is smaller than their replicas.
     pub under_replicated: u64,
+    /// Partitions this shard leads whose ISR is smaller than their `min.insync.replicas`
+    /// (acks=all is refused).
+    pub under_min_isr: u64,
 }
 
 /// What the node says at a scrape.
@@ -201,7 +219,7 @@ pub fn render(scrape: &Scrape) -> String {
             let _ = writeln!(out, "{name}{{topic=\"{}\"}} {value}", escape(topic));
         }
     }
-    let gauges: [(&str, &str, Gauge); 3] = [
+    let gauges: [(&str, &str, Gauge); 4] = [
         (
             "partitioncount",
             "Partitions this shard holds a replica of.",
@@ -213,6 +231,11 @@ pub fn render(scrape: &Scrape) -> String {
             "Partitions this shard leads with fewer in sync than replicas.",
             |g| g.under_replicated,
         ),
+        (
+            "underminisrpartitioncount",
+            "Partitions this shard leads with fewer in sync than min.insync.replicas.",
+            |g| g.under_min_isr,
+        ),
     ];
     for (which, help, value) in gauges {
         let name = format!("kafka_server_replicamanager_{which}");
@@ -220,6 +243,22 @@ pub fn render(scrape: &Scrape) -> String {
         for (shard, (_, gauges)) in scrape.shards.iter().enumerate() {
             let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {}", value(gauges));
         }
+    }
+    for (which, help, value) in [
+        (
+            "isrshrinks",
+            "ISR shrinks of partitions this node leads (IsrShrinksPerSec).",
+            node.isr_shrinks,
+        ),
+        (
+            "isrexpands",
+            "ISR expansions of partitions this node leads (IsrExpandsPerSec).",
+            node.isr_expands,
+        ),
+    ] {
+        let name = format!("kafka_server_replicamanager_{which}_total");
+        family(&mut out, &name, "counter", help);
+        let _ = writeln!(out, "{name} {value}");
     }
     let single = [
         (
@@ -283,10 +322,14 @@ mod tests {
         a.produced(&topic, 1000, 10);
         b.produced(&topic, 500, 5);
         b.fetched(&topic, 700);
+        a.isr_changed(3, 2);
+        b.isr_changed(2, 3);
+        b.isr_changed(2, 1);
         let gauges = ShardGauges {
             partitions: 3,
             leaders: 2,
             under_replicated: 1,
+            under_min_isr: 1,
         };
         let text = render(&Scrape {
             shards: vec![(a.snapshot(), gauges), (b.snapshot(), gauges)],
@@ -304,6 +347,9 @@ mod tests {
             "kafka_server_brokertopicmetrics_bytesout_total{topic=\"t\\\"q\"} 700",
             "kafka_server_replicamanager_underreplicatedpartitions{shard=\"1\"} 1",
             "kafka_server_socketservermetrics_connection_count 4",
+            "kafka_server_replicamanager_isrshrinks_total 2",
+            "kafka_server_replicamanager_isrexpands_total 1",
+            "kafka_server_replicamanager_underminisrpartitioncount{shard=\"0\"} 1",
             "kafka_controller_kafkacontroller_activecontrollercount 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");

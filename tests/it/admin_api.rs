@@ -38,7 +38,7 @@ fn get(addr: &str, path: &str) -> (u16, String) {
 }
 
 /// A scrape: each sample's name, labels and value.
-fn scrape(addr: &str) -> prometheus_parse::Scrape {
+pub(crate) fn scrape(addr: &str) -> prometheus_parse::Scrape {
     let (status, body) = get(addr, "/metrics");
     assert_eq!(status, 200, "{body}");
     let lines = body.lines().map(|l| Ok(l.to_string()));
@@ -46,7 +46,11 @@ fn scrape(addr: &str) -> prometheus_parse::Scrape {
 }
 
 /// The value of `name` where its labels include `labels` (summed over the others), if any.
-fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn value(
+    scrape: &prometheus_parse::Scrape,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
     let matching: Vec<f64> = scrape
         .samples
         .iter()

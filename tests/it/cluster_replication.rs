@@ -322,6 +322,19 @@ fn min_insync_replicas_refuses_acks_all_and_takes_acks_1_with_a_follower_down() 
     let one = producer(&bootstrap, &[("acks", "1"), ("message.timeout.ms", "5000")]);
     let (ok, errors) = send(&one, "three", "one", 5);
     assert_eq!((ok.len(), errors.len()), (5, 0), "{errors:?}");
+    // The leader's metrics say so (what operators alert on).
+    let admin = cluster
+        .node(leader)
+        .admin
+        .clone()
+        .expect("an admin listener");
+    let metric = |name: &str| {
+        let scraped = crate::admin_api::scrape(&admin);
+        crate::admin_api::value(&scraped, name, &[]).unwrap_or(0.0)
+    };
+    assert!(metric("kafka_server_replicamanager_underminisrpartitioncount") >= 1.0);
+    assert!(metric("kafka_server_replicamanager_underreplicatedpartitions") >= 1.0);
+    assert!(metric("kafka_server_replicamanager_isrshrinks_total") >= 1.0);
 
     // The follower returns: writes with acks=all go through again.
     cluster.restart(follower);
@@ -332,6 +345,11 @@ fn min_insync_replicas_refuses_acks_all_and_takes_acks_1_with_a_follower_down() 
     );
     let (ok, errors) = send(&retrying, "three", "back", 5);
     assert_eq!((ok.len(), errors.len()), (5, 0), "{errors:?}");
+    assert!(metric("kafka_server_replicamanager_isrexpands_total") >= 1.0);
+    assert_eq!(
+        metric("kafka_server_replicamanager_underminisrpartitioncount"),
+        0.0
+    );
 }
 
 /// A consumer group and a transactional producer whose coordinators' node is killed with
