@@ -365,6 +365,16 @@ impl Group {
 }
 
 /// The groups of one shard.
+/// A group as the metrics see it: its state's name, its members, its committed offsets as
+/// (topic, partition, offset).
+#[derive(Clone, Debug)]
+pub struct GroupOffsets {
+    pub name: String,
+    pub state: &'static str,
+    pub members: usize,
+    pub offsets: Vec<(String, i32, i64)>,
+}
+
 pub struct Coordinator {
     config: GroupConfig,
     persist: Persist,
@@ -409,6 +419,24 @@ impl Coordinator {
             txn_groups: RefCell::new(HashMap::new()),
             loading: RefCell::new(BTreeSet::new()),
         }
+    }
+
+    /// Every group this coordinator holds, with its committed offsets (for the metrics).
+    pub fn committed(&self) -> Vec<GroupOffsets> {
+        self.groups
+            .borrow()
+            .iter()
+            .map(|(name, group)| GroupOffsets {
+                name: name.clone(),
+                state: group.state.name(),
+                members: group.members.len(),
+                offsets: group
+                    .offsets
+                    .iter()
+                    .map(|((topic, partition), c)| (topic.clone(), *partition, c.offset))
+                    .collect(),
+            })
+            .collect()
     }
 
     /// Whether the groups were loaded at start.

@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use super::admission::Admission;
-use super::metrics::{self, Scrape, ShardCounts, ShardGauges};
+use super::metrics::{self, Scrape, ShardCounts, ShardGauges, ShardGroups};
 use super::Shard;
 use crate::io;
 use crate::model::NodeId;
@@ -248,7 +248,10 @@ async fn route(shard: &Rc<Shard>, admission: &Admission, request: &HttpRequest) 
 /// Every shard's counters and gauges (one message to each other shard), and the node's.
 async fn scrape(shard: &Rc<Shard>, admission: &Admission) -> Scrape {
     let mut shards = vec![(ShardCounts::default(), ShardGauges::default()); shard.shards];
-    shards[shard.id.index()] = shard.counts_and_gauges();
+    let mut groups = vec![ShardGroups::default(); shard.shards];
+    let (counts, gauges, held) = shard.counts_and_gauges();
+    shards[shard.id.index()] = (counts, gauges);
+    groups[shard.id.index()] = held;
     let others = join_all(shard.mesh.peers().map(|peer| {
         let asked = shard
             .mesh
@@ -257,8 +260,9 @@ async fn scrape(shard: &Rc<Shard>, admission: &Admission) -> Scrape {
     }))
     .await;
     for (peer, answer) in others {
-        if let Ok(answer) = answer {
-            shards[peer.index()] = answer;
+        if let Ok((counts, gauges, held)) = answer {
+            shards[peer.index()] = (counts, gauges);
+            groups[peer.index()] = held;
         }
     }
     let image = shard.image();
@@ -273,6 +277,7 @@ async fn scrape(shard: &Rc<Shard>, admission: &Admission) -> Scrape {
         .count() as u64;
     Scrape {
         shards,
+        groups,
         connections: admission.open() as u64,
         active_controller: shard.active_controller() == shard.node_id,
         offline_partitions,
@@ -352,13 +357,21 @@ impl Shard {
             .collect()
     }
 
-    /// This shard's counters, and what it holds now.
-    fn counts_and_gauges(&self) -> (ShardCounts, ShardGauges) {
+    /// This shard's counters, what it holds now, and its groups.
+    fn counts_and_gauges(&self) -> (ShardCounts, ShardGauges, ShardGroups) {
         let mut gauges = ShardGauges::default();
+        let mut held = ShardGroups {
+            groups: self.groups.committed(),
+            high_watermarks: Vec::new(),
+        };
         for partition in self.partitions.all() {
             gauges.partitions += 1;
             if partition.is_leader() {
                 gauges.leaders += 1;
+                let tp = &partition.tp;
+                let end = partition.high_watermark().0;
+                held.high_watermarks
+                    .push((tp.topic.clone(), tp.partition, end));
                 let assignment = partition.assignment();
                 if assignment.isr.len() < assignment.replicas.len() {
                     gauges.under_replicated += 1;
@@ -368,6 +381,6 @@ impl Shard {
                 }
             }
         }
-        (self.metrics.snapshot(), gauges)
+        (self.metrics.snapshot(), gauges, held)
     }
 }

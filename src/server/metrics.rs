@@ -140,9 +140,18 @@ pub struct ShardGauges {
     pub under_min_isr: u64,
 }
 
+/// The consumer groups a shard coordinates, and the high watermarks of the partitions it leads
+/// (a group's lag is a leader's high watermark less the group's committed offset).
+#[derive(Clone, Default)]
+pub struct ShardGroups {
+    pub groups: Vec<crate::group::GroupOffsets>,
+    pub high_watermarks: Vec<(Arc<str>, i32, i64)>,
+}
+
 /// What the node says at a scrape.
 pub struct Scrape {
     pub shards: Vec<(ShardCounts, ShardGauges)>,
+    pub groups: Vec<ShardGroups>,
     pub connections: u64,
     pub active_controller: bool,
     /// Partitions of the cluster without a live leader, as this node's image has them.
@@ -260,6 +269,7 @@ pub fn render(scrape: &Scrape) -> String {
         family(&mut out, &name, "counter", help);
         let _ = writeln!(out, "{name} {value}");
     }
+    render_groups(&mut out, &scrape.groups);
     let single = [
         (
             "kafka_server_socketservermetrics_connection_count",
@@ -282,6 +292,79 @@ pub fn render(scrape: &Scrape) -> String {
         let _ = writeln!(out, "{name} {value}");
     }
     out
+}
+
+/// Groups by state, and each group's lag on the partitions this node leads: per partition
+/// (`kafka_consumergroup_lag`, as the Kafka exporter names it) and summed per group.
+fn render_groups(out: &mut String, shards: &[ShardGroups]) {
+    let mut ends: std::collections::HashMap<(&str, i32), i64> = Default::default();
+    for shard in shards {
+        for (topic, partition, hw) in &shard.high_watermarks {
+            ends.insert((topic, *partition), *hw);
+        }
+    }
+    let groups = || shards.iter().flat_map(|s| &s.groups);
+    let states = "kafka_coordinator_group_groupmetadatamanager_numgroups";
+    family(
+        out,
+        states,
+        "gauge",
+        "Groups this node coordinates, by state (NumGroups).",
+    );
+    let mut by_state: BTreeMap<&str, u64> = BTreeMap::new();
+    for group in groups() {
+        *by_state.entry(group.state).or_default() += 1;
+    }
+    for (state, count) in by_state {
+        let _ = writeln!(out, "{states}{{state=\"{state}\"}} {count}");
+    }
+    let members = "kafka_consumergroup_members";
+    family(
+        out,
+        members,
+        "gauge",
+        "Members of each group this node coordinates.",
+    );
+    for group in groups() {
+        let (name, count) = (escape(&group.name), group.members);
+        let _ = writeln!(out, "{members}{{consumergroup=\"{name}\"}} {count}");
+    }
+    let lag = "kafka_consumergroup_lag";
+    let sum = "kafka_consumergroup_lag_sum";
+    family(
+        out,
+        lag,
+        "gauge",
+        "High watermark less the committed offset, on partitions this node leads.",
+    );
+    let mut sums = Vec::new();
+    for group in groups() {
+        let name = &group.name;
+        let mut total = 0;
+        for (topic, partition, committed) in &group.offsets {
+            let Some(end) = ends.get(&(topic.as_str(), *partition)) else {
+                continue;
+            };
+            let behind = (end - committed).max(0);
+            total += behind;
+            let _ = writeln!(
+                out,
+                "{lag}{{consumergroup=\"{}\",topic=\"{}\",partition=\"{partition}\"}} {behind}",
+                escape(name),
+                escape(topic)
+            );
+        }
+        sums.push((name, total));
+    }
+    family(
+        out,
+        sum,
+        "gauge",
+        "A group's lag summed over the partitions this node leads.",
+    );
+    for (name, total) in sums {
+        let _ = writeln!(out, "{sum}{{consumergroup=\"{}\"}} {total}", escape(name));
+    }
 }
 
 /// How a per-shard gauge is read.
@@ -333,6 +416,15 @@ mod tests {
         };
         let text = render(&Scrape {
             shards: vec![(a.snapshot(), gauges), (b.snapshot(), gauges)],
+            groups: vec![ShardGroups {
+                groups: vec![crate::group::GroupOffsets {
+                    name: "g".into(),
+                    state: "Stable",
+                    members: 2,
+                    offsets: vec![("t\"q".into(), 0, 40)],
+                }],
+                high_watermarks: vec![(topic.clone(), 0, 55)],
+            }],
             connections: 4,
             active_controller: true,
             offline_partitions: 0,
@@ -348,6 +440,9 @@ mod tests {
             "kafka_server_replicamanager_underreplicatedpartitions{shard=\"1\"} 1",
             "kafka_server_socketservermetrics_connection_count 4",
             "kafka_server_replicamanager_isrshrinks_total 2",
+            "kafka_consumergroup_lag{consumergroup=\"g\",topic=\"t\\\"q\",partition=\"0\"} 15",
+            "kafka_consumergroup_lag_sum{consumergroup=\"g\"} 15",
+            "kafka_coordinator_group_groupmetadatamanager_numgroups{state=\"Stable\"} 1",
             "kafka_server_replicamanager_isrexpands_total 1",
             "kafka_server_replicamanager_underminisrpartitioncount{shard=\"0\"} 1",
             "kafka_controller_kafkacontroller_activecontrollercount 1",

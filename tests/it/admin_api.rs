@@ -142,6 +142,31 @@ fn metrics_health_and_readiness_over_the_admin_listener() {
             ),
             Some(1.0)
         );
+        // A group that read and committed everything has no lag; five more records make five.
+        use rdkafka::consumer::{CommitMode, Consumer};
+        let group = crate::kit::client::consumer(
+            &broker.addr,
+            &[
+                ("group.id", "metered-group"),
+                ("auto.offset.reset", "earliest"),
+            ],
+        );
+        group.subscribe(&["metered"]).unwrap();
+        assert_eq!(crate::kit::client::read_n(&group, 20).len(), 20);
+        group.commit_consumer_state(CommitMode::Sync).unwrap();
+        let lag = |s: &prometheus_parse::Scrape| {
+            let labels = [("consumergroup", "metered-group"), ("topic", "metered")];
+            value(s, "kafka_consumergroup_lag", &labels)
+        };
+        assert_eq!(lag(&scrape(&admin)), Some(0.0));
+        produce(&writer, "metered", Some(0), &records[..5]).expect("produced");
+        assert_eq!(lag(&scrape(&admin)), Some(5.0));
+        let sum = value(
+            &scrape(&admin),
+            "kafka_consumergroup_lag_sum",
+            &[("consumergroup", "metered-group")],
+        );
+        assert_eq!(sum, Some(5.0));
     }
 
     // What the listener does not serve.
