@@ -25,6 +25,10 @@ pub struct Partitions {
     opening: io::Lock,
     /// This node.
     me: NodeId,
+    /// How often the ISR of a partition this node leads shrank and grew (by the leader's own
+    /// AlterPartition or by the controller fencing a follower), for the metrics.
+    isr_shrinks: std::cell::Cell<u64>,
+    isr_expands: std::cell::Cell<u64>,
 }
 
 /// The assignment of `tp` in `meta` (an image from before assignments: `me` alone).
@@ -58,6 +62,8 @@ impl Partitions {
             clock,
             open: RefCell::new(HashMap::new()),
             opening: io::Lock::default(),
+            isr_shrinks: Default::default(),
+            isr_expands: Default::default(),
             me,
         }
     }
@@ -119,6 +125,11 @@ impl Partitions {
         Ok((partition, transition))
     }
 
+    /// ISR shrinks and expansions of the partitions this node led, since it started.
+    pub fn isr_changes(&self) -> (u64, u64) {
+        (self.isr_shrinks.get(), self.isr_expands.get())
+    }
+
     /// Brings the open partitions in line with `image`: reconfigures those whose topic's configs
     /// may have changed and gives them their assignment, closes (deleting their data) those it no
     /// longer names or no longer places on this node, and opens those it names that `owns` and are not open. Returns what the
@@ -143,7 +154,19 @@ impl Partitions {
                     partition.reconfigure(meta.log_config(broker), meta.codec(broker));
                     partition.set_min_insync(min_insync(meta, broker));
                     let assignment = assignment_of(meta, tp.partition, self.me);
+                    let (led, before) = (partition.is_leader(), partition.isr_len());
                     let transition = partition.assign(&assignment);
+                    if led && partition.is_leader() {
+                        let after = partition.isr_len();
+                        let counter = match after.cmp(&before) {
+                            std::cmp::Ordering::Less => Some(&self.isr_shrinks),
+                            std::cmp::Ordering::Greater => Some(&self.isr_expands),
+                            std::cmp::Ordering::Equal => None,
+                        };
+                        if let Some(counter) = counter {
+                            counter.set(counter.get() + 1);
+                        }
+                    }
                     if transition != Transition::Same {
                         moved.push((partition.clone(), transition));
                     }

@@ -381,6 +381,8 @@ impl Shard {
                 }
             }
         }
-        (self.metrics.snapshot(), gauges, held)
+        let mut counts = self.metrics.snapshot();
+        (counts.isr_shrinks, counts.isr_expands) = self.partitions.isr_changes();
+        (counts, gauges, held)
     }
 }

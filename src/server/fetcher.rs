@@ -142,12 +142,8 @@ impl Shard {
             .spawn(async move {
                 let Some(shard) = shard.upgrade() else { return };
                 let isr: Vec<i32> = change.isr.iter().map(|n| n.0).collect();
-                let before = partition.isr_len();
                 match shard.change(alter, false).await {
-                    Ok(_) => {
-                        shard.metrics.isr_changed(before, isr.len());
-                        tracing::info!(%tp, ?isr, "ISR changed")
-                    }
+                    Ok(_) => tracing::info!(%tp, ?isr, "ISR changed"),
                     Err(ChangeError::StaleEpoch) => {
                         tracing::debug!(%tp, "an ISR change from an epoch that moved on");
                     }

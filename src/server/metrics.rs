@@ -52,7 +52,7 @@ pub struct TopicCounts {
 pub struct ShardCounts {
     pub requests: BTreeMap<i16, ApiCounts>,
     pub topics: BTreeMap<Arc<str>, TopicCounts>,
-    /// ISR changes this shard's leaders made (committed by the controller).
+    /// ISR changes of the partitions this shard led (read from its partitions at a scrape).
     pub isr_shrinks: u64,
     pub isr_expands: u64,
 }
@@ -110,16 +110,6 @@ impl Metrics {
         }
         let mut counts = self.counts.borrow_mut();
         counts.topics.entry(topic.clone()).or_default().bytes_out += bytes;
-    }
-
-    /// A leader's ISR change, committed: from `before` replicas in sync to `after`.
-    pub fn isr_changed(&self, before: usize, after: usize) {
-        let mut counts = self.counts.borrow_mut();
-        if after < before {
-            counts.isr_shrinks += 1;
-        } else if after > before {
-            counts.isr_expands += 1;
-        }
     }
 
     /// A copy, for a scrape.
@@ -405,9 +395,10 @@ mod tests {
         a.produced(&topic, 1000, 10);
         b.produced(&topic, 500, 5);
         b.fetched(&topic, 700);
-        a.isr_changed(3, 2);
-        b.isr_changed(2, 3);
-        b.isr_changed(2, 1);
+        let mut counts_a = a.snapshot();
+        counts_a.isr_shrinks = 1;
+        let mut counts_b = b.snapshot();
+        (counts_b.isr_shrinks, counts_b.isr_expands) = (1, 1);
         let gauges = ShardGauges {
             partitions: 3,
             leaders: 2,
@@ -415,7 +406,7 @@ mod tests {
             under_min_isr: 1,
         };
         let text = render(&Scrape {
-            shards: vec![(a.snapshot(), gauges), (b.snapshot(), gauges)],
+            shards: vec![(counts_a, gauges), (counts_b, gauges)],
             groups: vec![ShardGroups {
                 groups: vec![crate::group::GroupOffsets {
                     name: "g".into(),
