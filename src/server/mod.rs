@@ -139,6 +139,20 @@ impl Shard {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// The controller as clients are told it (Metadata, DescribeCluster): the active controller
+    /// when it is a live broker; else, as Kafka's KRaft brokers do (clients cannot reach a
+    /// controller-only node; any broker takes their admin requests), a live broker: the lowest
+    /// id, so that every node names the same one.
+    pub fn controller_for_clients(&self) -> i32 {
+        let active = self.active_controller();
+        let image = self.image();
+        let live: Vec<i32> = image.live_brokers().map(|(id, _)| id.0).collect();
+        if active < 0 || live.contains(&active) {
+            return active;
+        }
+        live.first().copied().unwrap_or(-1)
+    }
+
     /// The broker's effective configs now.
     pub fn broker(&self) -> Rc<Values> {
         self.broker.borrow().clone()

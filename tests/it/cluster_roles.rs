@@ -3,36 +3,66 @@
 //! a raft learner, without a vote. Together with combined nodes they make one cluster, as
 //! KRaft's dedicated controllers and brokers do.
 
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use crate::cluster_replication::{create_replicated, idempotent_writer, send, THREE_NODES};
 use crate::kit::client::create_topic;
 use crate::kit::cluster::{check_acknowledged, Cluster};
 
-/// Waits until every node of `brokers` lists exactly `brokers` as the cluster's brokers, names
-/// one controller among `voters`, and lists `topic`; returns the controller.
+/// The active controller as node `id`'s admin listener names it (`/v1/cluster`; Metadata names
+/// a broker instead when the controller is a controller only, as Kafka's KRaft brokers do).
+fn active_controller(cluster: &mut Cluster, id: usize) -> Option<i64> {
+    let admin = cluster.node(id).admin.clone().expect("an admin listener");
+    let mut stream = std::net::TcpStream::connect(&admin).ok()?;
+    stream
+        .write_all(b"GET /v1/cluster HTTP/1.1\r\nHost: s\r\n\r\n")
+        .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let body = answer.split_once("\r\n\r\n")?.1;
+    let cluster: serde_json::Value = serde_json::from_str(body).ok()?;
+    cluster["controller_id"].as_i64()
+}
+
+/// Waits until every node of `brokers` lists exactly `brokers` as the cluster's brokers and
+/// `topic`, names one of them as the controller in Metadata, and names one active controller
+/// among `voters` on its admin listener; returns that one.
 fn await_agreement(cluster: &mut Cluster, brokers: &[usize], voters: &[i32], topic: &str) -> i32 {
     let listed: Vec<i32> = brokers.iter().map(|&b| b as i32).collect();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let views: Vec<_> = brokers.iter().map(|&id| cluster.view(id)).collect();
-        let controller = views[0].controller;
+        let for_clients = views[0].controller;
         let agreed = views.iter().all(|v| {
             let mut seen = v.brokers.clone();
             seen.sort();
-            v.controller == controller && seen == listed && v.topics.iter().any(|t| t.0 == topic)
+            v.controller == for_clients && seen == listed && v.topics.iter().any(|t| t.0 == topic)
         });
-        if agreed && voters.contains(&controller) {
-            return controller;
+        let active: Vec<Option<i64>> = brokers
+            .iter()
+            .map(|&id| active_controller(cluster, id))
+            .collect();
+        let one = active[0].filter(|a| voters.contains(&(*a as i32)));
+        if let Some(one) = one {
+            let same = active.iter().all(|a| *a == Some(one));
+            if agreed && listed.contains(&for_clients) && same {
+                return one as i32;
+            }
         }
-        assert!(Instant::now() < deadline, "never agreed: {views:?}");
+        assert!(
+            Instant::now() < deadline,
+            "never agreed: {views:?} {active:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
 /// Nodes 1 and 2 are broker and controller, node 3 a controller only, node 4 a broker only.
-/// The brokers are 1, 2 and 4 (3 is never listed and holds no copy); the controller is one of
-/// the voters 1, 2, 3 (4 never leads the quorum). A topic replicated three times lives on 1, 2
+/// The brokers are 1, 2 and 4 (3 is never listed and holds no copy); the active controller is
+/// one of the voters 1, 2, 3 (4 never leads the quorum), and Metadata names a broker as the
+/// controller even when node 3 is it (clients cannot reach a controller only; any broker takes
+/// their admin requests). A topic replicated three times lives on 1, 2
 /// and 4 and takes acks=all writes; the broker-only node killed with `kill -9` is fenced and
 /// leaves the ISR, writes go on, and restarted it catches up on the metadata it missed and
 /// rejoins the ISR; with the controller-only node killed, the others still make changes and the

@@ -86,7 +86,7 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
         })
         .collect();
     response.cluster_id = Some(str_bytes(shard.cluster_id.clone()));
-    response.controller_id = BrokerId(shard.active_controller());
+    response.controller_id = BrokerId(shard.controller_for_clients());
     response.topics = topics;
     response.cluster_authorized_operations =
         authorized::cluster(body.include_cluster_authorized_operations);

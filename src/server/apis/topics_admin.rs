@@ -125,7 +125,7 @@ async fn describe_cluster(shard: Rc<Shard>, request: Request) -> Answer {
         return request.answer(&response);
     }
     response.cluster_id = str_bytes(shard.cluster_id.clone());
-    response.controller_id = BrokerId(shard.active_controller());
+    response.controller_id = BrokerId(shard.controller_for_clients());
     response.brokers = shard
         .image()
         .live_brokers()
