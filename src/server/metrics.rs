@@ -103,13 +103,19 @@ impl Metrics {
         entry.messages_in += messages;
     }
 
-    /// Bytes of `topic` sent to a consumer or a follower.
-    pub fn fetched(&self, topic: &Arc<str>, bytes: u64) {
+    /// Bytes of `topic` sent to a consumer (the name is copied only the first time).
+    pub fn fetched(&self, topic: &str, bytes: u64) {
         if bytes == 0 {
             return;
         }
         let mut counts = self.counts.borrow_mut();
-        counts.topics.entry(topic.clone()).or_default().bytes_out += bytes;
+        match counts.topics.get_mut(topic) {
+            Some(entry) => entry.bytes_out += bytes,
+            None => {
+                let entry = counts.topics.entry(Arc::from(topic)).or_default();
+                entry.bytes_out += bytes;
+            }
+        }
     }
 
     /// A copy, for a scrape.
