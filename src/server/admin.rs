@@ -90,7 +90,7 @@ async fn answer(
     mut read: io::net::ReadHalf,
     mut write: io::net::WriteHalf,
 ) {
-    let reply = match io::net::timeout(HEAD_TIMEOUT, read_head(&mut read)).await {
+    let reply = match io::net::timeout(HEAD_TIMEOUT, read_request(&mut read)).await {
         None => Reply::text("408 Request Timeout", "the request head took too long\n"),
         Some(Err(reply)) => reply,
         Some(Ok(request)) => route(shard, admission, &request).await,
@@ -139,18 +139,10 @@ const BODY_BYTES_MAX: usize = 4 << 10;
 
 /// Reads a request (its head, and the body its `content-length` names), or the answer that
 /// refuses it.
-async fn read_head(read: &mut io::net::ReadHalf) -> Result<HttpRequest, Reply> {
+async fn read_request(read: &mut io::net::ReadHalf) -> Result<HttpRequest, Reply> {
     let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
     let (method, path, length, head_len) = loop {
-        let n = read
-            .read_some(&mut chunk)
-            .await
-            .map_err(|e| Reply::text("400 Bad Request", format!("{e}\n")))?;
-        if n == 0 {
-            return Err(Reply::text("400 Bad Request", "the connection closed\n"));
-        }
-        buf.extend_from_slice(&chunk[..n]);
+        read_more(read, &mut buf, "the connection closed").await?;
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut request = httparse::Request::new(&mut headers);
         match request.parse(&buf) {
@@ -189,17 +181,28 @@ async fn read_head(read: &mut io::net::ReadHalf) -> Result<HttpRequest, Reply> {
     }
     let mut body = buf.split_off(head_len);
     while body.len() < length {
-        let n = read
-            .read_some(&mut chunk)
-            .await
-            .map_err(|e| Reply::text("400 Bad Request", format!("{e}\n")))?;
-        if n == 0 {
-            return Err(Reply::text("400 Bad Request", "the body was cut short\n"));
-        }
-        body.extend_from_slice(&chunk[..n]);
+        read_more(read, &mut body, "the body was cut short").await?;
     }
     body.truncate(length);
     Ok(HttpRequest { method, path, body })
+}
+
+/// Appends what arrives next to `buf`; at the end of the connection, 400 with `closed`.
+async fn read_more(
+    read: &mut io::net::ReadHalf,
+    buf: &mut Vec<u8>,
+    closed: &str,
+) -> Result<(), Reply> {
+    let mut chunk = [0u8; 1024];
+    let n = read
+        .read_some(&mut chunk)
+        .await
+        .map_err(|e| Reply::text("400 Bad Request", format!("{e}\n")))?;
+    if n == 0 {
+        return Err(Reply::text("400 Bad Request", format!("{closed}\n")));
+    }
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(())
 }
 
 async fn route(shard: &Rc<Shard>, admission: &Admission, request: &HttpRequest) -> Reply {

@@ -248,11 +248,7 @@ pub fn run(shard: &Rc<Shard>, quorum: Rc<Quorum>, serving: Option<Serving>) {
         let quorum = quorum.clone();
         io::spawn(async move {
             while let Some(message) = received.next().await {
-                if let Err(e) = quorum.step(message).await {
-                    tracing::debug!(error = %e, "a controller message was not taken");
-                    continue;
-                }
-                if let Err(e) = quorum.drive().await {
+                if let Err(e) = quorum.deliver(message).await {
                     tracing::error!(error = %e, "the metadata quorum stopped");
                 }
             }

@@ -417,6 +417,16 @@ impl Quorum {
         Ok(())
     }
 
+    /// A message from another node, stepped and then acted on (`step`, `drive`): one raft
+    /// refuses is logged and dropped; the error is the quorum's own (it cannot go on).
+    pub async fn deliver(&self, message: Message) -> Result<(), QuorumError> {
+        if let Err(e) = self.step(message).await {
+            tracing::debug!(error = %e, "a controller message was not taken");
+            return Ok(());
+        }
+        self.drive().await
+    }
+
     /// Proposes `change` and waits until it is committed and applied here: the image after it,
     /// or why it was refused (a change that no longer applies is refused by every voter alike).
     pub async fn propose(&self, change: &Change) -> Result<Arc<Image>, ChangeError> {

@@ -256,6 +256,15 @@ fn frames(messages: impl IntoIterator<Item = Message>, into: &mut Vec<u8>) {
     }
 }
 
+/// `first` and every message queued behind it now, to go out in one write.
+fn with_queued(first: Message, queue: &mut mpsc::UnboundedReceiver<Message>) -> Vec<Message> {
+    let mut batch = vec![first];
+    while let Ok(message) = queue.try_recv() {
+        batch.push(message);
+    }
+    batch
+}
+
 /// Reads the next message of a connection (`None` at its end).
 async fn read_message(read: &mut io::net::ReadHalf) -> std::io::Result<Option<Message>> {
     let mut len = [0u8; 4];
@@ -404,11 +413,7 @@ impl Link {
                     let Some(first) = queue.next().await else {
                         return Ok(());
                     };
-                    let mut batch = vec![first];
-                    while let Ok(message) = queue.try_recv() {
-                        batch.push(message);
-                    }
-                    frames(batch, &mut bytes);
+                    frames(with_queued(first, &mut queue), &mut bytes);
                 }
             };
             futures::pin_mut!(receiving, sending);
@@ -541,12 +546,8 @@ impl Accepting {
         io::spawn(async move {
             let mut bytes = Vec::new();
             while let Some(first) = queue.next().await {
-                let mut batch = vec![first];
-                while let Ok(message) = queue.try_recv() {
-                    batch.push(message);
-                }
                 bytes.clear();
-                frames(batch, &mut bytes);
+                frames(with_queued(first, &mut queue), &mut bytes);
                 if write.write_all(&bytes).await.is_err() || write.flush().await.is_err() {
                     return;
                 }
@@ -606,11 +607,7 @@ impl Accepting {
                 ));
                 continue;
             }
-            if let Err(e) = self.quorum.step(message).await {
-                tracing::debug!(error = %e, "a controller message was not taken");
-                continue;
-            }
-            if let Err(e) = self.quorum.drive().await {
+            if let Err(e) = self.quorum.deliver(message).await {
                 return Err(std::io::Error::other(e.to_string()));
             }
         }

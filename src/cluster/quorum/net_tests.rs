@@ -224,9 +224,7 @@ fn a_learner_follows_the_log_and_proposes_without_a_vote() {
         let stepped = learner.clone();
         io::spawn(async move {
             while let Some(message) = received.next().await {
-                if stepped.step(message).await.is_ok() {
-                    let _ = stepped.drive().await;
-                }
+                let _ = stepped.deliver(message).await;
             }
         })
         .detach();
