@@ -1,34 +1,224 @@
 //! `sluice`: the command line: `serve` runs the broker; `dump-log` inspects a partition directory.
 
+mod cli;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
 
 use sluice::config::{load_toml, Values, BROKER_KEYS};
 use sluice::io;
 use sluice::model::{records, BatchView};
 use sluice::storage::{Log, LogConfig};
 
-const USAGE: &str = "usage:
-  sluice serve [--config FILE] [--set key=value]... [--cores N|LIST]
-                                                run the broker (Kafka listener 127.0.0.1:9092,
-                                                data in ./sluice-data, one shard per core)
-  sluice dump-log <partition-dir> [--records]   recover a partition directory and print its batches
-  sluice tune list                              the tuning profiles and their settings
-  sluice tune check|apply|revert [--profile P]... [--device DEV] [--iface IF] [--root DIR] [--dry-run]
-                                                compare the host with profiles, apply them (root;
-                                                records what it replaced), or restore that
-  sluice iotune --dir DIR [--seconds N]         measure the disk under DIR (default 20 s) and write
-                                                DIR/io-properties.toml, which serve reads";
-
-/// Log lines waiting for stderr before new ones are dropped (see `main`).
+/// Log lines waiting for stderr before new ones are dropped (see `logging`).
 const LOG_LINES_BUFFERED: usize = 16 * 1024;
 
+#[derive(Parser, Debug)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Sluice: a Kafka-compatible streaming broker, and a command line for any \
+             Kafka-compatible cluster",
+    after_help = "Client commands (topic, group, cluster, produce, consume, doctor) reach the \
+                  brokers in --brokers (default 127.0.0.1:9092, or $SLUICE_BROKERS). Exit codes: \
+                  0 done, 1 refused or failed, 2 bad usage, 3 no broker reachable."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the broker (Kafka listener 127.0.0.1:9092, data in ./sluice-data, one shard per core)
+    Serve(ServeArgs),
+    /// Create, list, describe, alter, grow and delete topics
+    Topic {
+        #[command(subcommand)]
+        command: cli::topic::TopicCommand,
+        #[command(flatten)]
+        conn: cli::Connection,
+    },
+    /// List, describe and delete consumer groups; reset their offsets
+    Group {
+        #[command(subcommand)]
+        command: cli::group::GroupCommand,
+        #[command(flatten)]
+        conn: cli::Connection,
+    },
+    /// The cluster's id, controller and brokers
+    Cluster {
+        #[command(subcommand)]
+        command: cli::cluster::ClusterCommand,
+        #[command(flatten)]
+        conn: cli::Connection,
+    },
+    /// Write records read from stdin, one per line
+    Produce {
+        #[command(flatten)]
+        args: cli::data::ProduceArgs,
+        #[command(flatten)]
+        conn: cli::Connection,
+    },
+    /// Print records to stdout
+    Consume {
+        #[command(flatten)]
+        args: cli::data::ConsumeArgs,
+        #[command(flatten)]
+        conn: cli::Connection,
+    },
+    /// Check the host, the cluster's health and the log directories' free space
+    Doctor {
+        #[command(flatten)]
+        args: cli::doctor::DoctorArgs,
+        #[command(flatten)]
+        conn: cli::Connection,
+    },
+    /// Compare the host with tuning profiles, apply them (root), or restore what was replaced
+    Tune {
+        #[command(subcommand)]
+        command: TuneCommand,
+    },
+    /// Measure the disk under DIR and write DIR/io-properties.toml, which serve reads
+    Iotune {
+        /// The directory of log.dirs
+        #[arg(long)]
+        dir: PathBuf,
+        /// How long to measure
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+        seconds: u64,
+    },
+    /// Recover a partition directory and print its batches
+    DumpLog {
+        dir: PathBuf,
+        /// Print every record too
+        #[arg(long)]
+        records: bool,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completion { shell: clap_complete::Shell },
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// A config file (TOML, Kafka's key names)
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// A config key=value, after the file; repeat for more
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// The cores for shards: a count or a list (0,2,4-7)
+    #[arg(long, value_name = "N|LIST")]
+    cores: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum TuneCommand {
+    /// The tuning profiles and their settings
+    List,
+    /// Compare the host with profiles (exit 1 where it differs)
+    Check(TuneArgs),
+    /// Apply profiles (root; records what it replaced)
+    Apply(TuneArgs),
+    /// Restore what apply replaced
+    Revert(TuneArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct TuneArgs {
+    /// A profile (see `sluice tune list`); repeat for more
+    #[arg(long = "profile", value_name = "P")]
+    profiles: Vec<String>,
+    /// The block device for disk profiles
+    #[arg(long)]
+    device: Option<String>,
+    /// The network interface for NIC profiles
+    #[arg(long)]
+    iface: Option<String>,
+    /// The root of /proc and /sys
+    #[arg(long, default_value = "/")]
+    root: PathBuf,
+    /// Print what apply would do
+    #[arg(long)]
+    dry_run: bool,
+}
+
 fn main() -> ExitCode {
-    // Lines go to stderr from a thread of their own: a shard never waits on a slow reader of its
-    // log (a full pipe, a busy journald). Past LOG_LINES_BUFFERED waiting lines, new ones are
-    // dropped rather than slow the broker's clients. The guard writes out the rest at exit.
+    let cli = Cli::parse();
+    let broker_side = matches!(
+        cli.command,
+        Command::Serve(_) | Command::DumpLog { .. } | Command::Tune { .. } | Command::Iotune { .. }
+    );
+    let _log_guard = logging(broker_side);
+    let client = |outcome: cli::Outcome| match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.exit(),
+    };
+    match cli.command {
+        Command::DumpLog { dir, records } => {
+            if let Err(message) = io::probe_io_uring() {
+                eprintln!("error: {message}");
+                return ExitCode::FAILURE;
+            }
+            match io::block_on(dump_log(dir, records)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Iotune { dir, seconds } => match iotune(&dir, seconds) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("error: {message}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Tune { command } => match tune(command) {
+            Ok(code) => code,
+            Err(message) => {
+                eprintln!("error: {message}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Serve(args) => match serve_options(args) {
+            Ok((broker, cores)) => match sluice::server::serve(broker, cores) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(message) => {
+                eprintln!("error: {message}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Topic { command, conn } => client(cli::topic::run(command, &conn)),
+        Command::Group { command, conn } => client(cli::group::run(command, &conn)),
+        Command::Cluster { command, conn } => client(cli::cluster::run(command, &conn)),
+        Command::Produce { args, conn } => client(cli::data::produce(args, &conn)),
+        Command::Consume { args, conn } => client(cli::data::consume(args, &conn)),
+        Command::Doctor { args, conn } => client(cli::doctor::run(args, &conn)),
+        Command::Completion { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "sluice", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// The broker's log (and the other broker-side commands'): lines go to stderr from a thread of
+/// their own, so a shard never waits on a slow reader of its log (a full pipe, a busy journald).
+/// Past LOG_LINES_BUFFERED waiting lines, new ones are dropped rather than slow the broker's
+/// clients; the guard writes out the rest at exit. The client commands print their own lines and
+/// log only what RUST_LOG asks for.
+fn logging(broker_side: bool) -> tracing_appender::non_blocking::WorkerGuard {
     // The writer thread must never take SIGINT/SIGTERM (serve handles them on its own thread).
-    let (writer, _log_guard) = sluice::server::without_stop_signals(|| {
+    let (writer, guard) = sluice::server::without_stop_signals(|| {
         tracing_appender::non_blocking::NonBlockingBuilder::default()
             .lossy(true)
             .buffered_lines_limit(LOG_LINES_BUFFERED)
@@ -38,9 +228,10 @@ fn main() -> ExitCode {
     // The filter sits in a reloadable layer: the admin listener changes it at run time.
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    let fallback = if broker_side { "info" } else { "off" };
+    let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| fallback.into());
     let filter = tracing_subscriber::EnvFilter::try_new(&directives)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(fallback));
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     tracing_subscriber::registry()
         .with(filter)
@@ -58,80 +249,32 @@ fn main() -> ExitCode {
             handle.reload(filter).map_err(|e| e.to_string())
         }),
     );
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("dump-log") if args.len() >= 2 => {
-            let dir = PathBuf::from(&args[1]);
-            let with_records = args.iter().any(|a| a == "--records");
-            if let Err(message) = io::probe_io_uring() {
-                eprintln!("error: {message}");
-                return ExitCode::FAILURE;
-            }
-            match io::block_on(dump_log(dir, with_records)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Some("iotune") => match iotune(&args[1..]) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(message) => {
-                eprintln!("error: {message}\n{USAGE}");
-                ExitCode::from(2)
-            }
-        },
-        Some("tune") => match tune(&args[1..]) {
-            Ok(code) => code,
-            Err(message) => {
-                eprintln!("error: {message}\n{USAGE}");
-                ExitCode::from(2)
-            }
-        },
-        Some("serve") => match serve_options(&args[1..]) {
-            Ok((broker, cores)) => match sluice::server::serve(broker, cores) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            },
-            Err(message) => {
-                eprintln!("error: {message}\n{USAGE}");
-                ExitCode::from(2)
-            }
-        },
-        _ => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
-        }
-    }
+    guard
 }
 
 /// `sluice tune ...`: exit 0 when the host matches (check) or everything applied, 1 otherwise.
-fn tune(args: &[String]) -> Result<ExitCode, String> {
+fn tune(command: TuneCommand) -> Result<ExitCode, String> {
     use sluice::tune::{self, Outcome, State, Target};
-    let command = args.first().map(String::as_str).unwrap_or("");
-    let mut names = Vec::new();
-    let mut target = Target {
-        root: PathBuf::from("/"),
+    let (command, args) = match command {
+        TuneCommand::List => ("list", None),
+        TuneCommand::Check(args) => ("check", Some(args)),
+        TuneCommand::Apply(args) => ("apply", Some(args)),
+        TuneCommand::Revert(args) => ("revert", Some(args)),
+    };
+    let args = args.unwrap_or(TuneArgs {
+        profiles: Vec::new(),
         device: None,
         iface: None,
+        root: PathBuf::from("/"),
+        dry_run: false,
+    });
+    let names = args.profiles;
+    let dry_run = args.dry_run;
+    let target = Target {
+        root: args.root,
+        device: args.device,
+        iface: args.iface,
     };
-    let mut dry_run = false;
-    let mut iter = args.iter().skip(1);
-    while let Some(arg) = iter.next() {
-        let mut value = |name: &str| option_value(&mut iter, name);
-        match arg.as_str() {
-            "--profile" => names.push(value("--profile")?),
-            "--device" => target.device = Some(value("--device")?),
-            "--iface" => target.iface = Some(value("--iface")?),
-            "--root" => target.root = PathBuf::from(value("--root")?),
-            "--dry-run" => dry_run = true,
-            other => return Err(format!("unknown option `{other}`")),
-        }
-    }
     let needs_privilege = (command == "apply" && !dry_run) || command == "revert";
     // SAFETY: geteuid(2) has no preconditions.
     if needs_privilege && tune::is_real_root(&target.root) && unsafe { libc::geteuid() } != 0 {
@@ -210,34 +353,16 @@ fn tune(args: &[String]) -> Result<ExitCode, String> {
             }
             Ok(exit_code(!failed))
         }
-        other => Err(format!("unknown tune command `{other}`")),
+        _ => unreachable!("the tune commands are clap's"),
     }
 }
 
 /// `sluice iotune --dir DIR [--seconds N]`: measures, prints, writes DIR/io-properties.toml.
-fn iotune(args: &[String]) -> Result<(), String> {
+fn iotune(dir: &std::path::Path, seconds: u64) -> Result<(), String> {
     use sluice::tune::iotune;
-    let mut dir = None;
-    let mut seconds: u64 = 20;
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        let mut value = |name: &str| option_value(&mut iter, name);
-        match arg.as_str() {
-            "--dir" => dir = Some(PathBuf::from(value("--dir")?)),
-            "--seconds" => {
-                seconds = value("--seconds")?
-                    .parse()
-                    .ok()
-                    .filter(|s| *s >= 1)
-                    .ok_or("--seconds takes a whole number of seconds, at least 1")?
-            }
-            other => return Err(format!("unknown option `{other}`")),
-        }
-    }
-    let dir = dir.ok_or("iotune needs --dir (the directory of log.dirs)")?;
     io::probe_io_uring()?;
     println!("measuring {} for about {seconds} s", dir.display());
-    let found = iotune::measure(&dir, std::time::Duration::from_secs(seconds))
+    let found = iotune::measure(dir, std::time::Duration::from_secs(seconds))
         .map_err(|e| format!("measuring {}: {e}", dir.display()))?;
     let mib = |b: f64| b / (1 << 20) as f64;
     println!(
@@ -251,7 +376,7 @@ fn iotune(args: &[String]) -> Result<(), String> {
         found.disk_profile
     );
     let path = dir.join(iotune::FILE_NAME);
-    std::fs::write(&path, found.to_toml(&dir))
+    std::fs::write(&path, found.to_toml(dir))
         .map_err(|e| format!("writing {}: {e}", path.display()))?;
     println!(
         "wrote {}: serve gives background I/O {} shares and writes concurrent appends in groups \
@@ -263,16 +388,6 @@ fn iotune(args: &[String]) -> Result<(), String> {
         found.disk_profile
     );
     Ok(())
-}
-
-/// The value after option `name`.
-fn option_value<'a>(
-    iter: &mut impl Iterator<Item = &'a String>,
-    name: &str,
-) -> Result<String, String> {
-    iter.next()
-        .cloned()
-        .ok_or_else(|| format!("{name} needs a value"))
 }
 
 fn exit_code(success: bool) -> ExitCode {
@@ -301,27 +416,15 @@ fn avoid_nic_cpus(available: Vec<usize>) -> Vec<usize> {
 }
 
 /// Parses `serve`'s options: the config file first, then `--set` overrides in order.
-fn serve_options(args: &[String]) -> Result<(Values, Vec<Option<usize>>), String> {
+fn serve_options(args: ServeArgs) -> Result<(Values, Vec<Option<usize>>), String> {
     let mut broker = Values::new(&BROKER_KEYS);
-    let mut sets = Vec::new();
-    let mut config_file = None;
-    let mut cores = None;
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        let mut value = |name: &str| option_value(&mut iter, name);
-        match arg.as_str() {
-            "--config" => config_file = Some(value("--config")?),
-            "--set" => sets.push(value("--set")?),
-            "--cores" => cores = Some(value("--cores")?),
-            other => return Err(format!("unknown option `{other}`")),
-        }
+    if let Some(path) = &args.config {
+        load_toml(&mut broker, path).map_err(|e| e.to_string())?;
     }
-    if let Some(path) = config_file {
-        load_toml(&mut broker, std::path::Path::new(&path)).map_err(|e| e.to_string())?;
-    }
-    for pair in &sets {
+    for pair in &args.sets {
         broker.set_pair(pair).map_err(|e| e.to_string())?;
     }
+    let cores = args.cores;
     let available = sluice::shard::available_cpus();
     let cores = match cores {
         Some(text) => sluice::shard::parse_cores(&text, &available)?

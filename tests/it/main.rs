@@ -7,6 +7,7 @@ mod kit;
 
 mod admin_api;
 mod cli;
+mod cli_client;
 mod cluster_faults;
 mod cluster_quorum;
 mod cluster_reassign;
