@@ -112,6 +112,15 @@ struct ServeArgs {
     /// The cores for shards: a count or a list (0,2,4-7)
     #[arg(long, value_name = "N|LIST")]
     cores: Option<String>,
+    /// How log lines are written to stderr: text, or json (one object per line)
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -151,7 +160,11 @@ fn main() -> ExitCode {
         cli.command,
         Command::Serve(_) | Command::DumpLog { .. } | Command::Tune { .. } | Command::Iotune { .. }
     );
-    let _log_guard = logging(broker_side);
+    let format = match &cli.command {
+        Command::Serve(args) => args.log_format,
+        _ => LogFormat::Text,
+    };
+    let _log_guard = logging(broker_side, format);
     let client = |outcome: cli::Outcome| match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => failure.exit(),
@@ -215,8 +228,10 @@ fn main() -> ExitCode {
 /// their own, so a shard never waits on a slow reader of its log (a full pipe, a busy journald).
 /// Past LOG_LINES_BUFFERED waiting lines, new ones are dropped rather than slow the broker's
 /// clients; the guard writes out the rest at exit. The client commands print their own lines and
-/// log only what RUST_LOG asks for.
-fn logging(broker_side: bool) -> tracing_appender::non_blocking::WorkerGuard {
+/// log only what RUST_LOG asks for. Each line names the spans it was logged in: the shard
+/// (`node`, `shard`) and the client connection (`peer`, `client`); JSON lines carry them as the
+/// fields of `spans`.
+fn logging(broker_side: bool, format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     // The writer thread must never take SIGINT/SIGTERM (serve handles them on its own thread).
     let (writer, guard) = sluice::server::without_stop_signals(|| {
         tracing_appender::non_blocking::NonBlockingBuilder::default()
@@ -233,13 +248,31 @@ fn logging(broker_side: bool) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_new(&directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(fallback));
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let (text, json) = match format {
+        LogFormat::Text => (
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(writer)
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+            ),
+            None,
+        ),
+        LogFormat::Json => (
+            None,
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_current_span(false)
+                    .with_span_list(true)
+                    .with_thread_names(true)
+                    .with_writer(writer),
+            ),
+        ),
+    };
     tracing_subscriber::registry()
         .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(writer)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
-        )
+        .with(text)
+        .with(json)
         .init();
     sluice::server::log_level::install(
         &directives,

@@ -224,7 +224,25 @@ async fn route(shard: &Rc<Shard>, admission: &Admission, request: &HttpRequest) 
         ("GET", _) => {}
         _ => return Reply::text("405 Method Not Allowed", "only GET is served here\n"),
     }
+    if let Some((content_type, body)) = super::console::asset(path) {
+        return Reply {
+            status: "200 OK",
+            content_type,
+            body: body.to_string(),
+        };
+    }
     match path {
+        "/v1/topics" => Reply::json("200 OK", super::console::topics(shard)),
+        "/v1/groups" => Reply::json("200 OK", super::console::groups(shard).await),
+        "/v1/messages" => {
+            let query = request.path.split_once('?').map_or("", |(_, q)| q);
+            match super::console::messages(shard, query).await {
+                Ok(body) => Reply::json("200 OK", body),
+                Err((status, why)) => {
+                    Reply::json(status, format!("{}\n", serde_json::json!({"error": why})))
+                }
+            }
+        }
         "/metrics" => Reply {
             status: "200 OK",
             content_type: "text/plain; version=0.0.4; charset=utf-8",

@@ -497,6 +497,10 @@ fn start_shards(
 ) -> Result<Vec<io::shard::ShardHandle<()>>, ServeError> {
     let (common, events) = (common.clone(), events.clone());
     crate::shard::start(cores, move |id, mesh| async move {
+        // Every line this shard's thread logs names the node and the shard (an error-level
+        // span: enabled whenever logging is). The shard's tasks all run on this thread.
+        let node = common.broker.i32("node.id");
+        let _span = tracing::error_span!("shard", node, shard = id.0).entered();
         // Sent however the shard ends, a panic included: the others stop and `serve` exits
         // with an error instead of waiting for ever on a shard that is gone.
         let _exit = ExitNotice {

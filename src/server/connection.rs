@@ -16,6 +16,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures::channel::mpsc;
 use futures::{SinkExt, StreamExt};
+use tracing::Instrument as _;
 
 use super::admission::Admitted;
 use super::apis::{self, Answer, Dispatch};
@@ -158,6 +159,7 @@ async fn read_loop(
     let frame_timeout = Duration::from_millis(broker.i64("socket.request.read.timeout.ms") as u64);
     drop(broker);
     let outstanding = Rc::new(Cell::new(0usize));
+    let mut client_named = false;
     loop {
         let prefix = match next_prefix(shard, reader, &outstanding, idle).await {
             Next::Prefix(prefix) => prefix,
@@ -187,7 +189,11 @@ async fn read_loop(
             Some(Ok(false)) => return Close::PeerClosed,
             Some(Err(e)) => return Close::Io(e),
         }
-        let task = match apis::dispatch(shard, frame.freeze(), reader.peer()) {
+        // The first request names the client in the connection's span (recorded once: a
+        // record re-formats the span's fields).
+        let name_client = (!client_named).then(tracing::Span::current);
+        client_named = true;
+        let task = match apis::dispatch(shard, frame.freeze(), reader.peer(), name_client) {
             Dispatch::Run(future, decoded_bytes, api) => {
                 let started = std::time::Instant::now();
                 // What the request takes decoded counts too, before it is decoded.
@@ -196,13 +202,17 @@ async fn read_loop(
                 let outstanding = outstanding.clone();
                 outstanding.set(outstanding.get() + 1);
                 let counted = shard.clone();
-                shard.hot.spawn(async move {
+                let answered = async move {
                     let response = future.await;
                     counted.metrics.request(api, started.elapsed());
                     drop((guard, grant, decoded));
                     outstanding.set(outstanding.get() - 1);
                     response
-                })
+                };
+                // The request's own lines carry the connection's peer and client id.
+                shard
+                    .hot
+                    .spawn(answered.instrument(tracing::Span::current()))
             }
             Dispatch::Close(close) => {
                 drop(grant);

@@ -5,6 +5,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tracing::Instrument as _;
+
 use super::{admission, connection, Shard};
 use crate::io::{self, Throttled};
 
@@ -44,8 +46,15 @@ pub(super) async fn accept_loop(
         }
         match admitted {
             Ok(admitted) => {
+                // Every line about this connection names its peer and, once its first
+                // request is read, its client id.
+                let span = tracing::error_span!(
+                    "conn",
+                    peer = %reader.peer().map_or("?".to_string(), |p| p.to_string()),
+                    client = tracing::field::Empty
+                );
                 let connection = connection::serve(shard.clone(), reader, writer, admitted);
-                shard.hot.spawn(connection).detach();
+                shard.hot.spawn(connection.instrument(span)).detach();
             }
             Err(refused) => {
                 let peer = reader.peer();

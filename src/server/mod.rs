@@ -18,6 +18,7 @@ mod admission;
 mod apis;
 mod bootstrap;
 mod connection;
+mod console;
 mod controller;
 pub(crate) mod fanout;
 pub mod fds;

@@ -158,6 +158,15 @@ fn serve_explains_a_blocked_io_uring() {
 /// Runs `serve` until it prints its serving line, then stops it with SIGTERM (a clean stop,
 /// which flushes the log): its log and exit status.
 fn serve_until_serving(command: &mut Command) -> (String, std::process::ExitStatus) {
+    serve_and(command, |_| {})
+}
+
+/// Runs `serve` until it prints its serving line, calls `meanwhile` with the address it
+/// serves on, then stops it with SIGTERM: its log and exit status.
+fn serve_and(
+    command: &mut Command,
+    meanwhile: impl FnOnce(&str),
+) -> (String, std::process::ExitStatus) {
     use std::io::{BufRead, BufReader};
     let mut child = command
         .stdout(std::process::Stdio::piped())
@@ -168,7 +177,11 @@ fn serve_until_serving(command: &mut Command) -> (String, std::process::ExitStat
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut first)
         .unwrap();
-    assert!(first.starts_with("sluice: serving on"), "{first}");
+    let addr = first
+        .strip_prefix("sluice: serving on ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{first}"));
+    meanwhile(addr);
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
@@ -266,5 +279,63 @@ fn iotune_measures_a_directory_and_serve_reads_the_result() {
     assert!(
         stderr.contains("io-properties") && stderr.contains("disk_profile"),
         "{stderr}"
+    );
+}
+
+/// `serve --log-format json`: every line on stderr is one JSON object, and a line about a
+/// client's connection names the node and shard it was logged on and the client's peer and id.
+#[test]
+fn json_logs_name_the_shard_and_the_client() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command
+        .args(["serve", "--log-format", "json", "--cores", "1"])
+        .args(["--set", &format!("log.dirs={}", dir.path().display())])
+        .args(["--set", "listeners=PLAINTEXT://127.0.0.1:0"])
+        .args(["--set", "admin.listener=127.0.0.1:0", "--set", "node.id=7"])
+        .env_remove("RUST_LOG");
+    let (stderr, status) = serve_and(&mut command, |addr| {
+        // ApiVersions v0 from client "json-test", then a frame of an unknown API: the broker
+        // closes the connection and logs why.
+        let mut socket = std::net::TcpStream::connect(addr).unwrap();
+        let mut request = vec![0, 18, 0, 0, 0, 0, 0, 1, 0, 9];
+        request.extend_from_slice(b"json-test");
+        let mut frame = (request.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&request);
+        socket.write_all(&frame).unwrap();
+        let mut length = [0u8; 4];
+        socket.read_exact(&mut length).unwrap();
+        let mut answer = vec![0u8; i32::from_be_bytes(length) as usize];
+        socket.read_exact(&mut answer).unwrap();
+        socket
+            .write_all(&[0, 0, 0, 8, 0x7f, 0x7f, 0, 0, 0, 0, 0, 2])
+            .unwrap();
+        let mut rest = Vec::new();
+        let _ = socket.read_to_end(&mut rest);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    });
+    assert!(status.success());
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let closed = lines
+        .iter()
+        .find(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("closing the connection"))
+        })
+        .unwrap_or_else(|| panic!("no line about the closed connection in {stderr}"));
+    let spans = closed["spans"].as_array().expect("spans");
+    let shard = spans.iter().find(|s| s["name"] == "shard").expect("shard");
+    assert_eq!(shard["node"], 7, "{closed}");
+    assert_eq!(shard["shard"], 0, "{closed}");
+    let conn = spans.iter().find(|s| s["name"] == "conn").expect("conn");
+    assert_eq!(conn["client"], "json-test", "{closed}");
+    assert!(
+        conn["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{closed}"
     );
 }

@@ -139,6 +139,7 @@ pub fn dispatch(
     shard: &Rc<Shard>,
     mut frame: Bytes,
     peer: Option<std::net::SocketAddr>,
+    name_client: Option<tracing::Span>,
 ) -> Dispatch {
     let prefix = match protocol::parse_prefix(&frame) {
         Ok(prefix) => prefix,
@@ -186,6 +187,9 @@ pub fn dispatch(
         body: frame,
         checked,
     };
+    if let Some(span) = name_client {
+        span.record("client", request.client_id.as_str());
+    }
     let decoded_bytes = request.checked.decoded_bytes();
     Dispatch::Run((api.handle)(shard.clone(), request), decoded_bytes, api.key)
 }

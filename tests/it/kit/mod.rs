@@ -5,6 +5,7 @@
 
 pub mod batches;
 pub mod broker;
+pub mod browser;
 pub mod client;
 pub mod cluster;
 pub mod netns;
