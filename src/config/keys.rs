@@ -190,6 +190,14 @@ pub const DECLARED_BROKER_KEYS: &[Key] = &[
          Sluice's own (Redpanda's admin port)",
     ),
     broker(
+        "metrics.partition.series",
+        Kind::Bool,
+        "true",
+        "/metrics has series per partition (log size, segments, offsets, a group's lag per \
+         partition); false on hosts with very many partitions keeps the per-shard and per-group \
+         sums only. Sluice's own",
+    ),
+    broker(
         "broker.rack",
         Kind::Any,
         "",

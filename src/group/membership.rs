@@ -200,6 +200,7 @@ impl Coordinator {
                 group.pending.clear();
             }
             complete_join(group);
+            self.rebalances.set(self.rebalances.get() + 1);
             true
         };
         if completed {

@@ -383,6 +383,8 @@ pub struct Coordinator {
     loaded: Cell<bool>,
     /// When the ticker last looked for expired offsets.
     expiry_checked: Cell<Option<Instant>>,
+    /// Rebalances completed here (a new generation), for metrics.
+    rebalances: Cell<u64>,
     /// The groups holding pending transactional offsets of each producer.
     txn_groups: RefCell<HashMap<i64, BTreeSet<String>>>,
     /// `__consumer_offsets` partitions whose groups are being loaded (this node leads them
@@ -416,6 +418,7 @@ impl Coordinator {
             groups: RefCell::new(HashMap::new()),
             loaded: Cell::new(false),
             expiry_checked: Cell::new(None),
+            rebalances: Cell::new(0),
             txn_groups: RefCell::new(HashMap::new()),
             loading: RefCell::new(BTreeSet::new()),
         }
@@ -437,6 +440,11 @@ impl Coordinator {
                     .collect(),
             })
             .collect()
+    }
+
+    /// Rebalances completed by the groups this coordinator held (a new generation each).
+    pub fn rebalances(&self) -> u64 {
+        self.rebalances.get()
     }
 
     /// Whether the groups were loaded at start.

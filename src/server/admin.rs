@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use super::admission::Admission;
-use super::metrics::{self, Scrape, ShardCounts, ShardGauges, ShardGroups};
+use super::metrics::{self, PartitionLog, Scrape, ShardCounts, ShardGauges, ShardGroups};
 use super::Shard;
 use crate::io;
 use crate::model::NodeId;
@@ -268,23 +268,25 @@ async fn route(shard: &Rc<Shard>, admission: &Admission, request: &HttpRequest) 
 
 /// Every shard's counters and gauges (one message to each other shard), and the node's.
 async fn scrape(shard: &Rc<Shard>, admission: &Admission) -> Scrape {
+    let partition_series = shard.broker().bool("metrics.partition.series");
     let mut shards = vec![(ShardCounts::default(), ShardGauges::default()); shard.shards];
     let mut groups = vec![ShardGroups::default(); shard.shards];
-    let (counts, gauges, held) = shard.counts_and_gauges();
-    shards[shard.id.index()] = (counts, gauges);
-    groups[shard.id.index()] = held;
+    let mut partitions = Vec::new();
+    let mine = shard.counts_and_gauges(partition_series);
     let others = join_all(shard.mesh.peers().map(|peer| {
-        let asked = shard
-            .mesh
-            .remote(peer, |s| async move { s.counts_and_gauges() });
+        let asked = shard.mesh.remote(peer, move |s| async move {
+            s.counts_and_gauges(partition_series)
+        });
         async move { (peer, asked.await) }
     }))
     .await;
-    for (peer, answer) in others {
-        if let Ok((counts, gauges, held)) = answer {
-            shards[peer.index()] = (counts, gauges);
-            groups[peer.index()] = held;
-        }
+    let answers = others
+        .into_iter()
+        .filter_map(|(peer, answer)| Some((peer, answer.ok()?)));
+    for (id, held) in std::iter::once((shard.id, mine)).chain(answers) {
+        shards[id.index()] = (held.counts, held.gauges);
+        groups[id.index()] = held.groups;
+        partitions.extend(held.partitions);
     }
     let image = shard.image();
     let offline_partitions = image
@@ -298,6 +300,8 @@ async fn scrape(shard: &Rc<Shard>, admission: &Admission) -> Scrape {
         .count() as u64;
     Scrape {
         shards,
+        partitions,
+        partition_series,
         groups,
         connections: admission.open() as u64,
         active_controller: shard.active_controller() == shard.node_id,
@@ -378,15 +382,38 @@ impl Shard {
             .collect()
     }
 
-    /// This shard's counters, what it holds now, and its groups.
-    fn counts_and_gauges(&self) -> (ShardCounts, ShardGauges, ShardGroups) {
+    /// This shard's counters, what it holds now, its groups, and (with `per_partition`) its
+    /// partitions' logs. The traffic of topics since deleted is forgotten here.
+    fn counts_and_gauges(&self, per_partition: bool) -> Held {
+        let image = self.image();
+        self.metrics
+            .retain_topics(|topic| image.topics.contains_key(topic));
+        drop(image);
         let mut gauges = ShardGauges::default();
         let mut held = ShardGroups {
             groups: self.groups.committed(),
             high_watermarks: Vec::new(),
         };
+        let mut counts = self.metrics.snapshot();
+        let mut partitions = Vec::new();
         for partition in self.partitions.all() {
             gauges.partitions += 1;
+            let log = &partition.log;
+            let bytes = log.size_bytes().unwrap_or(0);
+            let segments = log.segment_count() as u64;
+            gauges.log_bytes += bytes;
+            gauges.segments += segments;
+            counts.log.add(&log.stats());
+            if per_partition {
+                partitions.push(PartitionLog {
+                    topic: partition.tp.topic.clone(),
+                    partition: partition.tp.partition,
+                    bytes,
+                    segments,
+                    log_start: log.log_start().0,
+                    log_end: log.log_end().0,
+                });
+            }
             if partition.is_leader() {
                 gauges.leaders += 1;
                 let tp = &partition.tp;
@@ -402,8 +429,21 @@ impl Shard {
                 }
             }
         }
-        let mut counts = self.metrics.snapshot();
         (counts.isr_shrinks, counts.isr_expands) = self.partitions.isr_changes();
-        (counts, gauges, held)
+        counts.rebalances = self.groups.rebalances();
+        Held {
+            counts,
+            gauges,
+            groups: held,
+            partitions,
+        }
     }
+}
+
+/// What one shard answers a scrape with.
+struct Held {
+    counts: ShardCounts,
+    gauges: ShardGauges,
+    groups: ShardGroups,
+    partitions: Vec<PartitionLog>,
 }

@@ -692,6 +692,7 @@ async fn run_shard(
     shard.spawn_isr_ticker();
     shard.load_groups().await;
     shard.spawn_group_ticker();
+    shard.spawn_stall_ticker();
     shard.load_txns().await;
     shard.spawn_txn_ticker();
     let listener = if common.serves_clients {

@@ -203,6 +203,7 @@ async fn read_loop(
                 outstanding.set(outstanding.get() + 1);
                 let counted = shard.clone();
                 let answered = async move {
+                    counted.metrics.queued(api, started.elapsed());
                     let response = future.await;
                     counted.metrics.request(api, started.elapsed());
                     drop((guard, grant, decoded));

@@ -22,19 +22,23 @@ const BUCKETS_S: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// One API's requests on one shard: how many, and how long each took to answer (microseconds).
+/// One API's requests on one shard: how many, how long each took to answer, and how long each
+/// waited between its frame read and its handler's start (microseconds).
 #[derive(Clone)]
 pub struct ApiCounts {
     pub count: u64,
     pub micros: Histogram<u64>,
+    pub queue_micros: Histogram<u64>,
 }
 
 impl ApiCounts {
     fn new() -> ApiCounts {
+        // 1 µs to 1 hour at 2 significant digits: a few KiB per API per shard.
+        let histogram = || Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid bounds");
         ApiCounts {
             count: 0,
-            // 1 µs to 1 hour at 2 significant digits: a few KiB per API per shard.
-            micros: Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid bounds"),
+            micros: histogram(),
+            queue_micros: histogram(),
         }
     }
 }
@@ -55,7 +59,17 @@ pub struct ShardCounts {
     /// ISR changes of the partitions this shard led (read from its partitions at a scrape).
     pub isr_shrinks: u64,
     pub isr_expands: u64,
+    /// Times the shard's event loop ran a timer late by STALL or more, and by how long in all.
+    pub stalls: u64,
+    pub stall_micros: u64,
+    /// Its open logs' work (appends, writes, syncs, compaction), read at a scrape.
+    pub log: crate::storage::LogStats,
+    /// Rebalances its groups completed (a new generation), read at a scrape.
+    pub rebalances: u64,
 }
+
+/// A timer this late means the shard's event loop was busy (a task that did not yield).
+pub const STALL: Duration = Duration::from_millis(10);
 
 impl ShardCounts {
     fn merge(&mut self, other: &ShardCounts) {
@@ -63,6 +77,7 @@ impl ShardCounts {
             let mine = self.requests.entry(*api).or_insert_with(ApiCounts::new);
             mine.count += counts.count;
             let _ = mine.micros.add(&counts.micros);
+            let _ = mine.queue_micros.add(&counts.queue_micros);
         }
         for (topic, counts) in &other.topics {
             let mine = self.topics.entry(topic.clone()).or_default();
@@ -72,6 +87,10 @@ impl ShardCounts {
         }
         self.isr_shrinks += other.isr_shrinks;
         self.isr_expands += other.isr_expands;
+        self.stalls += other.stalls;
+        self.stall_micros += other.stall_micros;
+        self.log.add(&other.log);
+        self.rebalances += other.rebalances;
     }
 }
 
@@ -82,17 +101,47 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Updates the counts of `api`.
+    fn api(&self, api: ApiKey, update: impl FnOnce(&mut ApiCounts)) {
+        let mut counts = self.counts.borrow_mut();
+        update(
+            counts
+                .requests
+                .entry(api as i16)
+                .or_insert_with(ApiCounts::new),
+        );
+    }
+
     /// A request of `api` answered after `took`.
     pub fn request(&self, api: ApiKey, took: Duration) {
-        let mut counts = self.counts.borrow_mut();
-        let entry = counts
-            .requests
-            .entry(api as i16)
-            .or_insert_with(ApiCounts::new);
-        entry.count += 1;
-        entry
-            .micros
-            .saturating_record(took.as_micros().max(1) as u64);
+        self.api(api, |entry| {
+            entry.count += 1;
+            entry.micros.saturating_record(micros(took));
+        });
+    }
+
+    /// A request of `api` whose handler started `waited` after its frame was read.
+    pub fn queued(&self, api: ApiKey, waited: Duration) {
+        self.api(api, |entry| {
+            entry.queue_micros.saturating_record(micros(waited))
+        });
+    }
+
+    /// The event loop ran a timer `late` (counted as a stall from STALL on).
+    pub fn lateness(&self, late: Duration) {
+        if late >= STALL {
+            let mut counts = self.counts.borrow_mut();
+            counts.stalls += 1;
+            counts.stall_micros += late.as_micros() as u64;
+        }
+    }
+
+    /// Forgets the traffic of topics `keep` no longer names (deleted ones).
+    pub fn retain_topics(&self, keep: impl Fn(&str) -> bool) {
+        self.counts
+            .borrow_mut()
+            .topics
+            .retain(|topic, _| keep(topic));
     }
 
     /// Records appended to `topic` by a producer: `bytes` of batches holding `messages`.
@@ -124,6 +173,34 @@ impl Metrics {
     }
 }
 
+/// How often a shard's stall ticker wakes to see how late its timer ran.
+const STALL_TICK: Duration = Duration::from_millis(50);
+
+impl super::Shard {
+    /// Wakes every STALL_TICK and counts how late the wake came: a shard whose event loop ran
+    /// a task that did not yield shows as stalls (`sluice_reactor_stalls_total`).
+    pub fn spawn_stall_ticker(self: &std::rc::Rc<Self>) {
+        // On the hot queue: background work yielding to requests is not a stall.
+        let shard = std::rc::Rc::downgrade(self);
+        self.hot
+            .spawn(async move {
+                loop {
+                    let asked = std::time::Instant::now();
+                    crate::io::sleep(STALL_TICK).await;
+                    let late = asked.elapsed().saturating_sub(STALL_TICK);
+                    let Some(shard) = shard.upgrade() else {
+                        break;
+                    };
+                    if shard.is_stopping() {
+                        break;
+                    }
+                    shard.metrics.lateness(late);
+                }
+            })
+            .detach();
+    }
+}
+
 /// What a shard holds now, read at scrape time.
 #[derive(Clone, Copy, Default)]
 pub struct ShardGauges {
@@ -134,6 +211,20 @@ pub struct ShardGauges {
     /// Partitions this shard leads whose ISR is smaller than their `min.insync.replicas`
     /// (acks=all is refused).
     pub under_min_isr: u64,
+    /// Bytes and segments of the logs of its open partitions.
+    pub log_bytes: u64,
+    pub segments: u64,
+}
+
+/// One partition's log, for the per-partition series.
+#[derive(Clone)]
+pub struct PartitionLog {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub bytes: u64,
+    pub segments: u64,
+    pub log_start: i64,
+    pub log_end: i64,
 }
 
 /// The consumer groups a shard coordinates, and the high watermarks of the partitions it leads
@@ -147,6 +238,10 @@ pub struct ShardGroups {
 /// What the node says at a scrape.
 pub struct Scrape {
     pub shards: Vec<(ShardCounts, ShardGauges)>,
+    /// Every open partition's log; empty when `metrics.partition.series` is off.
+    pub partitions: Vec<PartitionLog>,
+    /// Whether series per partition are written (`metrics.partition.series`).
+    pub partition_series: bool,
     pub groups: Vec<ShardGroups>,
     pub connections: u64,
     pub active_controller: bool,
@@ -176,31 +271,20 @@ pub fn render(scrape: &Scrape) -> String {
             counts.count
         );
     }
-    let time = "kafka_network_requestmetrics_totaltime_seconds";
-    family(
+    histograms(
         &mut out,
-        time,
-        "histogram",
+        "kafka_network_requestmetrics_totaltime_seconds",
         "From a request read to its answer, by API (TotalTimeMs).",
+        &node,
+        |c| &c.micros,
     );
-    for (api, counts) in &node.requests {
-        let name = api_name(*api);
-        for bound in BUCKETS_S {
-            let below = counts.micros.count_between(0, (bound * 1e6) as u64);
-            let _ = writeln!(
-                out,
-                "{time}_bucket{{request=\"{name}\",le=\"{bound}\"}} {below}"
-            );
-        }
-        let total = counts.micros.len();
-        let sum = counts.micros.mean() * total as f64 / 1e6;
-        let _ = writeln!(
-            out,
-            "{time}_bucket{{request=\"{name}\",le=\"+Inf\"}} {total}"
-        );
-        let _ = writeln!(out, "{time}_sum{{request=\"{name}\"}} {sum}");
-        let _ = writeln!(out, "{time}_count{{request=\"{name}\"}} {total}");
-    }
+    histograms(
+        &mut out,
+        "kafka_network_requestmetrics_requestqueuetime_seconds",
+        "From a request read to its handler's start, by API (RequestQueueTimeMs).",
+        &node,
+        |c| &c.queue_micros,
+    );
     let topics = [
         ("bytesin", "Bytes produced to the topic (BytesInPerSec)."),
         (
@@ -265,7 +349,33 @@ pub fn render(scrape: &Scrape) -> String {
         family(&mut out, &name, "counter", help);
         let _ = writeln!(out, "{name} {value}");
     }
-    render_groups(&mut out, &scrape.groups);
+    render_logs(&mut out, scrape, &node);
+    render_groups(&mut out, &scrape.groups, scrape.partition_series);
+    let rebalances = "kafka_server_group_coordinator_metrics_group_completed_rebalance_count";
+    family(
+        &mut out,
+        rebalances,
+        "counter",
+        "Rebalances completed (a new generation) by the groups this node coordinates.",
+    );
+    let _ = writeln!(out, "{rebalances} {}", node.rebalances);
+    for (name, help, value) in [
+        (
+            "sluice_reactor_stalls_total",
+            "Timers a shard's event loop ran 10 ms or more late (a task that did not yield).",
+            (|c| c.stalls as f64) as fn(&ShardCounts) -> f64,
+        ),
+        (
+            "sluice_reactor_stall_seconds_total",
+            "How late those timers ran, in all.",
+            |c| c.stall_micros as f64 / 1e6,
+        ),
+    ] {
+        family(&mut out, name, "counter", help);
+        for (shard, (counts, _)) in scrape.shards.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {}", value(counts));
+        }
+    }
     let single = [
         (
             "kafka_server_socketservermetrics_connection_count",
@@ -290,9 +400,135 @@ pub fn render(scrape: &Scrape) -> String {
     out
 }
 
+/// A histogram per API from each API's counts (`which` picks the histogram).
+fn histograms(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    node: &ShardCounts,
+    which: fn(&ApiCounts) -> &Histogram<u64>,
+) {
+    family(out, name, "histogram", help);
+    for (api, counts) in &node.requests {
+        let api = api_name(*api);
+        let micros = which(counts);
+        for bound in BUCKETS_S {
+            let below = micros.count_between(0, (bound * 1e6) as u64);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{request=\"{api}\",le=\"{bound}\"}} {below}"
+            );
+        }
+        let total = micros.len();
+        let sum = micros.mean() * total as f64 / 1e6;
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{request=\"{api}\",le=\"+Inf\"}} {total}"
+        );
+        let _ = writeln!(out, "{name}_sum{{request=\"{api}\"}} {sum}");
+        let _ = writeln!(out, "{name}_count{{request=\"{api}\"}} {total}");
+    }
+}
+
+/// The logs: size and segments per shard (and per partition when those series are on),
+/// flushes and their time, group commit (appends per write), compaction.
+fn render_logs(out: &mut String, scrape: &Scrape, node: &ShardCounts) {
+    let per_shard: [(&str, &str, Gauge); 2] = [
+        (
+            "sluice_shard_log_size_bytes",
+            "Bytes of the logs of the partitions a shard holds.",
+            |g| g.log_bytes,
+        ),
+        (
+            "sluice_shard_log_segments",
+            "Segments of the logs of the partitions a shard holds.",
+            |g| g.segments,
+        ),
+    ];
+    for (name, help, value) in per_shard {
+        family(out, name, "gauge", help);
+        for (shard, (_, gauges)) in scrape.shards.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {}", value(gauges));
+        }
+    }
+    if scrape.partition_series {
+        let per_partition: [(&str, &str, PartitionValue); 4] = [
+            ("size", "Bytes of the partition's log (Size).", |p| {
+                p.bytes as i64
+            }),
+            (
+                "numlogsegments",
+                "Segments of the partition's log (NumLogSegments).",
+                |p| p.segments as i64,
+            ),
+            (
+                "logstartoffset",
+                "The log start offset (LogStartOffset).",
+                |p| p.log_start,
+            ),
+            ("logendoffset", "The log end offset (LogEndOffset).", |p| {
+                p.log_end
+            }),
+        ];
+        for (which, help, value) in per_partition {
+            let name = format!("kafka_log_log_{which}");
+            family(out, &name, "gauge", help);
+            for p in &scrape.partitions {
+                let topic = escape(&p.topic);
+                let _ = writeln!(
+                    out,
+                    "{name}{{topic=\"{topic}\",partition=\"{}\"}} {}",
+                    p.partition,
+                    value(p)
+                );
+            }
+        }
+    }
+    let flush = "kafka_log_logflushstats_logflushrateandtimems_seconds";
+    family(
+        out,
+        flush,
+        "summary",
+        "fdatasyncs of active segments (flushes and rolls) and their time (LogFlushRateAndTimeMs).",
+    );
+    let _ = writeln!(out, "{flush}_sum {}", node.log.sync_micros as f64 / 1e6);
+    let _ = writeln!(out, "{flush}_count {}", node.log.syncs);
+    for (name, help, value) in [
+        (
+            "sluice_log_appends_total",
+            "Appends acknowledged by the logs of open partitions.",
+            node.log.appends,
+        ),
+        (
+            "sluice_log_writes_total",
+            "Segment writes that carried them (appends per write: the group commit).",
+            node.log.writes,
+        ),
+        (
+            "sluice_log_cleaner_passes_total",
+            "Compaction passes that cleaned something.",
+            node.log.cleanings,
+        ),
+        (
+            "sluice_log_cleaner_removed_records_total",
+            "Records compaction removed.",
+            node.log.cleaned_records,
+        ),
+        (
+            "sluice_log_cleaner_reclaimed_bytes_total",
+            "Bytes compaction gave back.",
+            node.log.cleaned_bytes,
+        ),
+    ] {
+        family(out, name, "counter", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+}
+
 /// Groups by state, and each group's lag on the partitions this node leads: per partition
-/// (`kafka_consumergroup_lag`, as the Kafka exporter names it) and summed per group.
-fn render_groups(out: &mut String, shards: &[ShardGroups]) {
+/// (`kafka_consumergroup_lag`, as the Kafka exporter names it, when the per-partition series
+/// are on) and summed per group.
+fn render_groups(out: &mut String, shards: &[ShardGroups], per_partition: bool) {
     let mut ends: std::collections::HashMap<(&str, i32), i64> = Default::default();
     for shard in shards {
         for (topic, partition, hw) in &shard.high_watermarks {
@@ -343,6 +579,9 @@ fn render_groups(out: &mut String, shards: &[ShardGroups]) {
             };
             let behind = (end - committed).max(0);
             total += behind;
+            if !per_partition {
+                continue;
+            }
             let _ = writeln!(
                 out,
                 "{lag}{{consumergroup=\"{}\",topic=\"{}\",partition=\"{partition}\"}} {behind}",
@@ -363,8 +602,16 @@ fn render_groups(out: &mut String, shards: &[ShardGroups]) {
     }
 }
 
+/// A duration in whole microseconds, at least 1 (the histograms' lowest value).
+fn micros(took: Duration) -> u64 {
+    took.as_micros().max(1) as u64
+}
+
 /// How a per-shard gauge is read.
 type Gauge = fn(&ShardGauges) -> u64;
+
+/// How a per-partition gauge is read.
+type PartitionValue = fn(&PartitionLog) -> i64;
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
@@ -401,18 +648,38 @@ mod tests {
         a.produced(&topic, 1000, 10);
         b.produced(&topic, 500, 5);
         b.fetched(&topic, 700);
+        a.queued(ApiKey::Produce, Duration::from_micros(300));
+        b.lateness(Duration::from_millis(3));
+        b.lateness(Duration::from_millis(40));
         let mut counts_a = a.snapshot();
         counts_a.isr_shrinks = 1;
+        counts_a.log.syncs = 2;
+        counts_a.log.sync_micros = 1500;
         let mut counts_b = b.snapshot();
         (counts_b.isr_shrinks, counts_b.isr_expands) = (1, 1);
+        counts_b.log.appends = 64;
+        counts_b.log.writes = 4;
+        counts_b.rebalances = 3;
         let gauges = ShardGauges {
             partitions: 3,
             leaders: 2,
             under_replicated: 1,
             under_min_isr: 1,
+            log_bytes: 4096,
+            segments: 2,
         };
-        let text = render(&Scrape {
+        let partition = PartitionLog {
+            topic: topic.clone(),
+            partition: 0,
+            bytes: 4096,
+            segments: 2,
+            log_start: 5,
+            log_end: 55,
+        };
+        let mut scrape = Scrape {
             shards: vec![(counts_a, gauges), (counts_b, gauges)],
+            partitions: vec![partition],
+            partition_series: true,
             groups: vec![ShardGroups {
                 groups: vec![crate::group::GroupOffsets {
                     name: "g".into(),
@@ -425,7 +692,8 @@ mod tests {
             connections: 4,
             active_controller: true,
             offline_partitions: 0,
-        });
+        };
+        let text = render(&scrape);
         for line in [
             "kafka_network_requestmetrics_requests_total{request=\"Produce\"} 2",
             "kafka_network_requestmetrics_totaltime_seconds_bucket{request=\"Produce\",le=\"0.0005\"} 1",
@@ -443,8 +711,27 @@ mod tests {
             "kafka_server_replicamanager_isrexpands_total 1",
             "kafka_server_replicamanager_underminisrpartitioncount{shard=\"0\"} 1",
             "kafka_controller_kafkacontroller_activecontrollercount 1",
+            "kafka_network_requestmetrics_requestqueuetime_seconds_bucket{request=\"Produce\",le=\"0.0005\"} 1",
+            "sluice_reactor_stalls_total{shard=\"1\"} 1",
+            "sluice_reactor_stall_seconds_total{shard=\"1\"} 0.04",
+            "kafka_log_logflushstats_logflushrateandtimems_seconds_sum 0.0015",
+            "kafka_log_logflushstats_logflushrateandtimems_seconds_count 2",
+            "sluice_log_appends_total 64",
+            "sluice_log_writes_total 4",
+            "kafka_server_group_coordinator_metrics_group_completed_rebalance_count 3",
+            "sluice_shard_log_size_bytes{shard=\"0\"} 4096",
+            "kafka_log_log_numlogsegments{topic=\"t\\\"q\",partition=\"0\"} 2",
+            "kafka_log_log_logstartoffset{topic=\"t\\\"q\",partition=\"0\"} 5",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
         }
+        // Without the per-partition series: the sums stay, the partitions' lines go.
+        scrape.partition_series = false;
+        scrape.partitions.clear();
+        let text = render(&scrape);
+        assert!(text.contains("kafka_consumergroup_lag_sum{consumergroup=\"g\"} 15"));
+        assert!(!text.contains("kafka_consumergroup_lag{"), "{text}");
+        assert!(!text.contains("kafka_log_log_size{"), "{text}");
+        assert!(text.contains("sluice_shard_log_segments{shard=\"1\"} 2"));
     }
 }

@@ -114,7 +114,15 @@ impl Log {
     /// One compaction pass (a no-op unless the policy includes `compact` and the dirty ratio is
     /// reached). Appends continue meanwhile; only the final swap holds the write lock.
     pub async fn clean(&self, now: TimestampMs) -> Result<CleanReport, StorageError> {
-        self.clean_until(now, CleanerStep::Done).await
+        let report = self.clean_until(now, CleanerStep::Done).await?;
+        if report.segments_cleaned > 0 {
+            self.count(|stats| {
+                stats.cleanings += 1;
+                stats.cleaned_records += report.records_removed;
+                stats.cleaned_bytes += report.bytes_before.saturating_sub(report.bytes_after);
+            });
+        }
+        Ok(report)
     }
 
     /// As [`Log::clean`], stopping at `stop` as if the process died there.

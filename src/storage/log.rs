@@ -93,6 +93,26 @@ pub struct LogStats {
     pub writes: u64,
     /// fdatasyncs of the active segment (flushes and rolls).
     pub syncs: u64,
+    /// Time those fdatasyncs took, in all (microseconds).
+    pub sync_micros: u64,
+    /// Compaction passes that cleaned something, the records they removed and the bytes they
+    /// gave back.
+    pub cleanings: u64,
+    pub cleaned_records: u64,
+    pub cleaned_bytes: u64,
+}
+
+impl LogStats {
+    /// Adds `more`'s counts to these (a shard's or a node's sum).
+    pub fn add(&mut self, more: &LogStats) {
+        self.appends += more.appends;
+        self.writes += more.writes;
+        self.syncs += more.syncs;
+        self.sync_micros += more.sync_micros;
+        self.cleanings += more.cleanings;
+        self.cleaned_records += more.cleaned_records;
+        self.cleaned_bytes += more.cleaned_bytes;
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -418,7 +438,7 @@ impl Log {
         self.stats.get()
     }
 
-    fn count(&self, update: impl FnOnce(&mut LogStats)) {
+    pub(super) fn count(&self, update: impl FnOnce(&mut LogStats)) {
         let mut stats = self.stats.get();
         update(&mut stats);
         self.stats.set(stats);

@@ -310,3 +310,103 @@ fn the_log_filter_changes_at_run_time() {
     assert_eq!(put("sluice=loudest[").0, 400);
     assert_eq!(get(&admin, "/v1/log-level").1, "info\n");
 }
+
+/// The logs' metrics: per partition (size, segments, offsets) and per shard, flushes and their
+/// time, group commit, the requests' queue time, stalls and rebalances; a deleted topic's series
+/// go with it; `metrics.partition.series=false` keeps the sums and drops the partitions' lines.
+#[test]
+fn log_metrics_follow_the_partitions_and_forget_deleted_topics() {
+    if crate::kit::broker::single_node_only("one node's partitions and shards") {
+        return;
+    }
+    let broker = Broker::start(&[]);
+    let admin = broker.admin.clone().expect("the admin listener");
+    create_topic(&broker.addr, "logged", 1, &[("segment.bytes", "4096")]);
+    let writer = producer(&broker.addr, &[("acks", "all"), ("linger.ms", "0")]);
+    let records: Vec<Sent> = (0..60)
+        .map(|i| Sent::new("k", &format!("{i:0>200}")))
+        .collect();
+    for chunk in records.chunks(6) {
+        produce(&writer, "logged", Some(0), chunk).expect("produced");
+    }
+    use rdkafka::consumer::{CommitMode, Consumer};
+    let group = crate::kit::client::consumer(
+        &broker.addr,
+        &[
+            ("group.id", "logged-group"),
+            ("auto.offset.reset", "earliest"),
+        ],
+    );
+    group.subscribe(&["logged"]).unwrap();
+    assert_eq!(crate::kit::client::read_n(&group, 60).len(), 60);
+    group.commit_consumer_state(CommitMode::Sync).unwrap();
+
+    let s = scrape(&admin);
+    let tp = [("topic", "logged"), ("partition", "0")];
+    let segments = value(&s, "kafka_log_log_numlogsegments", &tp).unwrap_or(0.0);
+    assert!(segments >= 2.0, "4 KiB segments of 12 KiB: {segments}");
+    assert_eq!(value(&s, "kafka_log_log_logendoffset", &tp), Some(60.0));
+    assert!(value(&s, "kafka_log_log_size", &tp).unwrap_or(0.0) > 12_000.0);
+    assert!(value(&s, "sluice_shard_log_size_bytes", &[]).unwrap_or(0.0) > 12_000.0);
+    assert!(value(&s, "sluice_shard_log_segments", &[]).unwrap_or(0.0) >= segments);
+    assert!(value(&s, "sluice_log_appends_total", &[]).unwrap_or(0.0) >= 10.0);
+    assert!(value(&s, "sluice_log_writes_total", &[]).unwrap_or(0.0) >= 1.0);
+    assert!(value(&s, "sluice_reactor_stalls_total", &[]).is_some());
+    let rebalances = "kafka_server_group_coordinator_metrics_group_completed_rebalance_count";
+    assert!(value(&s, rebalances, &[]).unwrap_or(0.0) >= 1.0);
+    let queue = s.samples.iter().find(|x| {
+        x.metric == "kafka_network_requestmetrics_requestqueuetime_seconds"
+            && x.labels.get("request") == Some("Produce")
+    });
+    assert!(
+        matches!(
+            queue.map(|q| &q.value),
+            Some(prometheus_parse::Value::Histogram(_))
+        ),
+        "{queue:?}"
+    );
+    // Each segment roll synced the old one: the flush summary counted them.
+    let (_, text) = get(&admin, "/metrics");
+    let flushes: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("kafka_log_logflushstats_logflushrateandtimems_seconds_count ")
+        })
+        .and_then(|v| v.parse().ok())
+        .expect("the flush count");
+    assert!(
+        flushes >= segments - 1.0,
+        "{flushes} flushes, {segments} segments"
+    );
+
+    drop(group);
+    let admin_client = crate::kit::client::admin(&broker.addr);
+    let options = rdkafka::admin::AdminOptions::new();
+    futures_lite::future::block_on(admin_client.delete_topics(&["logged"], &options)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = scrape(&admin);
+        let left = s
+            .samples
+            .iter()
+            .filter(|x| x.labels.get("topic") == Some("logged"))
+            .map(|x| x.metric.clone())
+            .collect::<Vec<_>>();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a deleted topic's series stay: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let quiet = Broker::start(&["metrics.partition.series=false"]);
+    let quiet_admin = quiet.admin.clone().expect("the admin listener");
+    create_topic(&quiet.addr, "quiet", 1, &[]);
+    produce(&producer(&quiet.addr, &[]), "quiet", Some(0), &records[..3]).expect("produced");
+    let s = scrape(&quiet_admin);
+    assert!(value(&s, "kafka_log_log_size", &[]).is_none());
+    assert!(value(&s, "sluice_shard_log_size_bytes", &[]).unwrap_or(0.0) > 600.0);
+}

@@ -566,8 +566,13 @@ impl Log {
             let state = self.state.borrow();
             (state.active().log.clone(), state.log_end)
         };
-        self.count(|stats| stats.syncs += 1);
+        let started = std::time::Instant::now();
         log.fdatasync().await?;
+        let took = started.elapsed().as_micros() as u64;
+        self.count(|stats| {
+            stats.syncs += 1;
+            stats.sync_micros += took;
+        });
         let mut state = self.state.borrow_mut();
         state.recovery_point = state.recovery_point.max(end);
         state.unflushed_messages = 0;
@@ -599,8 +604,13 @@ impl Log {
             (base, active.take_pending_indexes(), files)
         };
         pending.write().await;
-        self.count(|stats| stats.syncs += 1);
+        let started = std::time::Instant::now();
         files.0.fdatasync().await?;
+        let took = started.elapsed().as_micros() as u64;
+        self.count(|stats| {
+            stats.syncs += 1;
+            stats.sync_micros += took;
+        });
         files.1.sync().await?;
         // The sealed segment's aborted transactions, durable before the next segment begins.
         let sealed = self.active_base();
