@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bulk_producer, create_topic, delete_topic, median, send_all};
+use common::{
+    bulk_producer, create_topic, delete_topic, median, process_cpu_seconds, send_all, settle,
+};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -122,46 +124,6 @@ fn broker_pid(child: i32) -> i32 {
 
 /// Writes back dirty pages before a measured phase, so that neither side pays for the other's
 /// writeback (it made the ingest floor swing 3x between runs).
-fn settle() {
-    // SAFETY: sync(2) has no preconditions.
-    unsafe { libc::sync() };
-    std::thread::sleep(Duration::from_millis(200));
-}
-
-/// user + system CPU seconds of a process, all threads.
-/// The serving process's CPU time (user + system): its CPU-time clock
-/// (`clock_getcpuclockid`, nanoseconds), or where that is refused, `/proc/<pid>/stat` (10 ms
-/// ticks: 0.037 s/GB for a 256 MiB round, too coarse for a before/after of a few percent).
-fn process_cpu_seconds(pid: i32) -> f64 {
-    if let Some(seconds) = cpu_clock_seconds(pid) {
-        return seconds;
-    }
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after_comm.split_whitespace().collect();
-    // Fields 14 and 15 of stat(5), counted after the command name (which is field 2).
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
-}
-
-fn cpu_clock_seconds(pid: i32) -> Option<f64> {
-    let mut clock: libc::clockid_t = 0;
-    // SAFETY: clock_getcpuclockid writes one clockid_t to the pointer we pass.
-    if unsafe { libc::clock_getcpuclockid(pid, &mut clock) } != 0 {
-        return None;
-    }
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec to the pointer we pass.
-    if unsafe { libc::clock_gettime(clock, &mut now) } != 0 {
-        return None;
-    }
-    Some(now.tv_sec as f64 + now.tv_nsec as f64 / 1e9)
-}
-
 fn self_cpu_seconds() -> f64 {
     // SAFETY: getrusage fills the struct we pass.
     let usage = unsafe {

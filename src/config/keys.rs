@@ -190,6 +190,13 @@ pub const DECLARED_BROKER_KEYS: &[Key] = &[
          Sluice's own (Redpanda's admin port)",
     ),
     broker(
+        "metrics.enabled",
+        Kind::Bool,
+        "true",
+        "count requests, traffic and stalls for /metrics; false leaves the counters at zero \
+         (to measure what counting costs). Sluice's own",
+    ),
+    broker(
         "metrics.partition.series",
         Kind::Bool,
         "true",

@@ -673,7 +673,7 @@ async fn run_shard(
         caught_up: common.caught_up.clone(),
         this: weak.clone(),
         fetchers: Default::default(),
-        metrics: Default::default(),
+        metrics: super::metrics::Metrics::new(common.broker.bool("metrics.enabled")),
     });
     if let Some((quorum, serving)) = voter {
         super::quorum::run(&shard, quorum, serving);

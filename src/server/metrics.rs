@@ -95,14 +95,35 @@ impl ShardCounts {
 }
 
 /// The counters a shard keeps; only its own thread touches them.
-#[derive(Default)]
 pub struct Metrics {
     counts: RefCell<ShardCounts>,
+    /// `metrics.enabled`: off, nothing is counted.
+    enabled: bool,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new(true)
+    }
 }
 
 impl Metrics {
+    pub fn new(enabled: bool) -> Metrics {
+        Metrics {
+            counts: RefCell::default(),
+            enabled,
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// Updates the counts of `api`.
     fn api(&self, api: ApiKey, update: impl FnOnce(&mut ApiCounts)) {
+        if !self.enabled {
+            return;
+        }
         let mut counts = self.counts.borrow_mut();
         update(
             counts
@@ -129,7 +150,7 @@ impl Metrics {
 
     /// The event loop ran a timer `late` (counted as a stall from STALL on).
     pub fn lateness(&self, late: Duration) {
-        if late >= STALL {
+        if late >= STALL && self.enabled {
             let mut counts = self.counts.borrow_mut();
             counts.stalls += 1;
             counts.stall_micros += late.as_micros() as u64;
@@ -146,6 +167,9 @@ impl Metrics {
 
     /// Records appended to `topic` by a producer: `bytes` of batches holding `messages`.
     pub fn produced(&self, topic: &Arc<str>, bytes: u64, messages: u64) {
+        if !self.enabled {
+            return;
+        }
         let mut counts = self.counts.borrow_mut();
         let entry = counts.topics.entry(topic.clone()).or_default();
         entry.bytes_in += bytes;
@@ -154,7 +178,7 @@ impl Metrics {
 
     /// Bytes of `topic` sent to a consumer (the name is copied only the first time).
     pub fn fetched(&self, topic: &str, bytes: u64) {
-        if bytes == 0 {
+        if bytes == 0 || !self.enabled {
             return;
         }
         let mut counts = self.counts.borrow_mut();
@@ -180,6 +204,9 @@ impl super::Shard {
     /// Wakes every STALL_TICK and counts how late the wake came: a shard whose event loop ran
     /// a task that did not yield shows as stalls (`sluice_reactor_stalls_total`).
     pub fn spawn_stall_ticker(self: &std::rc::Rc<Self>) {
+        if !self.metrics.enabled() {
+            return;
+        }
         // On the hot queue: background work yielding to requests is not a stall.
         let shard = std::rc::Rc::downgrade(self);
         self.hot
