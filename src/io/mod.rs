@@ -152,11 +152,10 @@ impl File {
         // Short writes to a regular file happen only when the disk fills (or on a signal); the
         // caller rolls back to its last good position, so treat one as the failure it means.
         let len = buf.len();
-        let written = self
-            .inner
-            .write_at(buf, pos)
-            .await
-            .map_err(|e| self.error(e.into()))?;
+        let submitted = InFlight::start();
+        let written = self.inner.write_at(buf, pos).await;
+        drop(submitted);
+        let written = written.map_err(|e| self.error(e.into()))?;
         if written < len {
             return Err(self.error(std::io::Error::from_raw_os_error(libc_enospc())));
         }
@@ -165,12 +164,10 @@ impl File {
 
     /// Reads up to `len` bytes at `pos` (fewer at the end of the file).
     pub async fn read_at(&self, pos: u64, len: usize) -> Result<Vec<u8>> {
-        let read = self
-            .inner
-            .read_at(pos, len)
-            .await
-            .map_err(|e| self.error(e.into()))?;
-        Ok(read.to_vec())
+        let submitted = InFlight::start();
+        let read = self.inner.read_at(pos, len).await;
+        drop(submitted);
+        Ok(read.map_err(|e| self.error(e.into()))?.to_vec())
     }
 
     /// Reads exactly `len` bytes at `pos`, or fails with UnexpectedEof.
@@ -192,6 +189,7 @@ impl File {
         if self.faults.fails_syncs() {
             return Err(self.error(std::io::Error::from_raw_os_error(5)));
         }
+        let _submitted = InFlight::start();
         self.inner
             .fdatasync()
             .await
@@ -424,4 +422,45 @@ pub fn io_uring_advice(error: std::io::Error) -> String {
         _ => "io_uring is not available to this process.",
     };
     format!("cannot create an io_uring (io_uring_setup: {error}): {cause}")
+}
+
+/// This thread's (shard's) file I/O on its ring: how many operations are in flight now, and the
+/// depth each one found when it was submitted (itself included), for metrics.
+#[derive(Clone)]
+pub struct DiskDepth {
+    pub in_flight: u64,
+    pub depths: hdrhistogram::Histogram<u64>,
+}
+
+thread_local! {
+    static DISK_DEPTH: std::cell::RefCell<DiskDepth> = std::cell::RefCell::new(DiskDepth {
+        in_flight: 0,
+        depths: hdrhistogram::Histogram::new_with_bounds(1, 1 << 20, 2).expect("valid bounds"),
+    });
+}
+
+/// A copy of this thread's file I/O depth.
+pub fn disk_depth() -> DiskDepth {
+    DISK_DEPTH.with(|d| d.borrow().clone())
+}
+
+/// One file operation in flight on this thread's ring, from its submission until dropped.
+struct InFlight;
+
+impl InFlight {
+    fn start() -> InFlight {
+        DISK_DEPTH.with(|d| {
+            let mut d = d.borrow_mut();
+            d.in_flight += 1;
+            let depth = d.in_flight;
+            d.depths.saturating_record(depth);
+        });
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        DISK_DEPTH.with(|d| d.borrow_mut().in_flight -= 1);
+    }
 }

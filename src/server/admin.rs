@@ -431,6 +431,9 @@ impl Shard {
         }
         (counts.isr_shrinks, counts.isr_expands) = self.partitions.isr_changes();
         counts.rebalances = self.groups.rebalances();
+        let depth = crate::io::disk_depth();
+        gauges.disk_in_flight = depth.in_flight;
+        counts.disk_depths = Some(depth.depths);
         Held {
             counts,
             gauges,

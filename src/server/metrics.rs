@@ -66,6 +66,8 @@ pub struct ShardCounts {
     pub log: crate::storage::LogStats,
     /// Rebalances its groups completed (a new generation), read at a scrape.
     pub rebalances: u64,
+    /// The depth each file operation found on the shard's ring when it was submitted.
+    pub disk_depths: Option<Histogram<u64>>,
 }
 
 /// A timer this late means the shard's event loop was busy (a task that did not yield).
@@ -91,6 +93,13 @@ impl ShardCounts {
         self.stall_micros += other.stall_micros;
         self.log.add(&other.log);
         self.rebalances += other.rebalances;
+        match (&mut self.disk_depths, &other.disk_depths) {
+            (Some(mine), Some(theirs)) => {
+                let _ = mine.add(theirs);
+            }
+            (None, Some(theirs)) => self.disk_depths = Some(theirs.clone()),
+            _ => {}
+        }
     }
 }
 
@@ -241,6 +250,8 @@ pub struct ShardGauges {
     /// Bytes and segments of the logs of its open partitions.
     pub log_bytes: u64,
     pub segments: u64,
+    /// File operations in flight on its ring.
+    pub disk_in_flight: u64,
 }
 
 /// One partition's log, for the per-partition series.
@@ -511,6 +522,41 @@ fn render_logs(out: &mut String, scrape: &Scrape, node: &ShardCounts) {
             }
         }
     }
+    let in_flight = "sluice_io_uring_disk_in_flight";
+    family(
+        out,
+        in_flight,
+        "gauge",
+        "File operations (reads, writes, fdatasyncs) in flight on a shard's io_uring.",
+    );
+    for (shard, (_, gauges)) in scrape.shards.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "{in_flight}{{shard=\"{shard}\"}} {}",
+            gauges.disk_in_flight
+        );
+    }
+    let depth = "sluice_io_uring_disk_queue_depth";
+    family(
+        out,
+        depth,
+        "histogram",
+        "File operations in flight on the shard's io_uring when each was submitted (itself included).",
+    );
+    if let Some(depths) = &node.disk_depths {
+        for bound in [1u64, 2, 4, 8, 16, 32, 64, 128, 256, 512] {
+            let below = depths.count_between(0, bound);
+            let _ = writeln!(out, "{depth}_bucket{{le=\"{bound}\"}} {below}");
+        }
+        let total = depths.len();
+        let _ = writeln!(out, "{depth}_bucket{{le=\"+Inf\"}} {total}");
+        let _ = writeln!(
+            out,
+            "{depth}_sum {}",
+            (depths.mean() * total as f64).round()
+        );
+        let _ = writeln!(out, "{depth}_count {total}");
+    }
     let flush = "kafka_log_logflushstats_logflushrateandtimems_seconds";
     family(
         out,
@@ -687,6 +733,10 @@ mod tests {
         counts_b.log.appends = 64;
         counts_b.log.writes = 4;
         counts_b.rebalances = 3;
+        let mut depths = Histogram::new_with_bounds(1, 1 << 20, 2).unwrap();
+        depths.record(1).unwrap();
+        depths.record(3).unwrap();
+        counts_b.disk_depths = Some(depths);
         let gauges = ShardGauges {
             partitions: 3,
             leaders: 2,
@@ -694,6 +744,7 @@ mod tests {
             under_min_isr: 1,
             log_bytes: 4096,
             segments: 2,
+            disk_in_flight: 1,
         };
         let partition = PartitionLog {
             topic: topic.clone(),
@@ -747,6 +798,9 @@ mod tests {
             "sluice_log_writes_total 4",
             "kafka_server_group_coordinator_metrics_group_completed_rebalance_count 3",
             "sluice_shard_log_size_bytes{shard=\"0\"} 4096",
+            "sluice_io_uring_disk_in_flight{shard=\"1\"} 1",
+            "sluice_io_uring_disk_queue_depth_bucket{le=\"2\"} 1",
+            "sluice_io_uring_disk_queue_depth_bucket{le=\"4\"} 2",
             "kafka_log_log_numlogsegments{topic=\"t\\\"q\",partition=\"0\"} 2",
             "kafka_log_log_logstartoffset{topic=\"t\\\"q\",partition=\"0\"} 5",
         ] {

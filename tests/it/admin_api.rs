@@ -352,6 +352,19 @@ fn log_metrics_follow_the_partitions_and_forget_deleted_topics() {
     assert!(value(&s, "sluice_log_appends_total", &[]).unwrap_or(0.0) >= 10.0);
     assert!(value(&s, "sluice_log_writes_total", &[]).unwrap_or(0.0) >= 1.0);
     assert!(value(&s, "sluice_reactor_stalls_total", &[]).is_some());
+    assert!(value(&s, "sluice_io_uring_disk_in_flight", &[]).is_some());
+    let depth = s.samples.iter().find_map(|x| match &x.value {
+        prometheus_parse::Value::Histogram(buckets)
+            if x.metric == "sluice_io_uring_disk_queue_depth" =>
+        {
+            buckets.last().map(|b| b.count)
+        }
+        _ => None,
+    });
+    assert!(
+        depth.unwrap_or(0.0) >= 10.0,
+        "file operations counted: {depth:?}"
+    );
     let rebalances = "kafka_server_group_coordinator_metrics_group_completed_rebalance_count";
     assert!(value(&s, rebalances, &[]).unwrap_or(0.0) >= 1.0);
     let queue = s.samples.iter().find(|x| {
