@@ -50,7 +50,20 @@ pub async fn connect(addr: SocketAddr, within: Duration) -> Result<(ReadHalf, Wr
 
 /// Reserves `addr`'s port for the shards without accepting on it: with port 0 the kernel picks
 /// one port, which every shard then binds with SO_REUSEPORT. Drop it once the shards listen.
+///
+/// A fixed port another process listens on is refused (EADDRINUSE) even where that process
+/// bound it with SO_REUSEPORT too (another `sluice serve` of the same user, which the kernel
+/// would let join the port and split the connections with): a first bind without SO_REUSEPORT
+/// finds any listener there.
 pub fn reserve_port(addr: SocketAddr) -> Result<(OwnedFd, SocketAddr)> {
+    if addr.port() != 0 {
+        bind_socket(addr, libc::SO_REUSEADDR)?;
+    }
+    bind_socket(addr, libc::SO_REUSEPORT)
+}
+
+/// A socket bound (not listening) on `addr` with socket option `option` set.
+fn bind_socket(addr: SocketAddr, option: libc::c_int) -> Result<(OwnedFd, SocketAddr)> {
     let domain = if addr.is_ipv6() {
         libc::AF_INET6
     } else {
@@ -69,7 +82,7 @@ pub fn reserve_port(addr: SocketAddr) -> Result<(OwnedFd, SocketAddr)> {
         libc::setsockopt(
             fd,
             libc::SOL_SOCKET,
-            libc::SO_REUSEPORT,
+            option,
             &one as *const libc::c_int as *const libc::c_void,
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )

@@ -339,3 +339,23 @@ fn json_logs_name_the_shard_and_the_client() {
         "{closed}"
     );
 }
+
+/// A second `serve` on a port another broker listens on stops with EADDRINUSE: SO_REUSEPORT
+/// (each shard's listener) would otherwise let it join the port, and the kernel would hand it
+/// half the connections (a broker stuck in shutdown on 9092 once took them and never answered).
+#[test]
+fn a_second_broker_on_a_taken_port_refuses_to_start() {
+    let first = crate::kit::broker::Broker::start_on_fixed_port(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("serve")
+        .args(["--set", &format!("log.dirs={}", dir.path().display())])
+        .args(["--set", &format!("listeners=PLAINTEXT://{}", first.addr)])
+        .args(["--set", "admin.listener="])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Address already in use"), "{stderr}");
+    assert!(stderr.contains(&first.addr), "{stderr}");
+}
