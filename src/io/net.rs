@@ -53,13 +53,69 @@ pub async fn connect(addr: SocketAddr, within: Duration) -> Result<(ReadHalf, Wr
 ///
 /// A fixed port another process listens on is refused (EADDRINUSE) even where that process
 /// bound it with SO_REUSEPORT too (another `sluice serve` of the same user, which the kernel
-/// would let join the port and split the connections with): a first bind without SO_REUSEPORT
-/// finds any listener there.
+/// would let join the port and split the connections with). The kernel's table of listening
+/// sockets says so (`/proc/net/tcp`, `tcp6`); a test bind would also trip on the closing
+/// connections a killed broker leaves on its port, which a restart must not.
 pub fn reserve_port(addr: SocketAddr) -> Result<(OwnedFd, SocketAddr)> {
-    if addr.port() != 0 {
-        bind_socket(addr, libc::SO_REUSEADDR)?;
+    if addr.port() != 0 && listened_on(addr) {
+        return Err(std::io::Error::from_raw_os_error(libc::EADDRINUSE));
     }
     bind_socket(addr, libc::SO_REUSEPORT)
+}
+
+/// Whether a socket of this network namespace listens where `addr` would (its port, on its
+/// address or on the wildcard).
+fn listened_on(addr: SocketAddr) -> bool {
+    const LISTEN: &str = "0A";
+    let mut found = false;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state)) = (fields.get(1), fields.get(3)) else {
+                continue;
+            };
+            let Some((ip_hex, port_hex)) = local.split_once(':') else {
+                continue;
+            };
+            if *state != LISTEN || u16::from_str_radix(port_hex, 16).ok() != Some(addr.port()) {
+                continue;
+            }
+            let theirs = proc_ip(ip_hex);
+            found |= match theirs {
+                None => true,
+                Some(ip) => {
+                    ip.is_unspecified() || addr.ip().is_unspecified() || same_ip(ip, addr.ip())
+                }
+            };
+        }
+    }
+    found
+}
+
+/// An address as `/proc/net/tcp*` prints it: each 32-bit word of the address as the host reads
+/// it, in hex (`0100007F` is 127.0.0.1 on a little-endian host).
+fn proc_ip(hex: &str) -> Option<std::net::IpAddr> {
+    let words: Option<Vec<u32>> = (0..hex.len() / 8)
+        .map(|i| u32::from_str_radix(&hex[i * 8..i * 8 + 8], 16).ok())
+        .collect();
+    let bytes: Vec<u8> = words?.into_iter().flat_map(u32::to_ne_bytes).collect();
+    match bytes.len() {
+        4 => Some(std::net::IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?)),
+        16 => Some(std::net::IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?)),
+        _ => None,
+    }
+}
+
+/// The same address, an IPv4 one and its IPv6-mapped form included.
+fn same_ip(a: std::net::IpAddr, b: std::net::IpAddr) -> bool {
+    let canonical = |ip: std::net::IpAddr| match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+        v4 => v4,
+    };
+    canonical(a) == canonical(b)
 }
 
 /// A socket bound (not listening) on `addr` with socket option `option` set.
@@ -328,6 +384,26 @@ pub async fn timeout<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proc_addresses_decode_and_a_listener_is_found() {
+        if cfg!(target_endian = "little") {
+            assert_eq!(proc_ip("0100007F"), Some("127.0.0.1".parse().unwrap()));
+            assert_eq!(
+                proc_ip("00000000000000000000000001000000"),
+                Some("::1".parse().unwrap())
+            );
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert!(listened_on(addr));
+        assert!(listened_on(SocketAddr::new(
+            [0, 0, 0, 0].into(),
+            addr.port()
+        )));
+        drop(listener);
+        assert!(!listened_on(addr));
+    }
 
     #[test]
     fn a_shard_connects_out_and_both_sides_exchange_bytes() {

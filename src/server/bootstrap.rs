@@ -710,20 +710,29 @@ async fn run_shard(
     }
     let _ = events.send(Event::Listening);
 
-    let accept_loop = async {
-        match listener {
-            Some(listener) => {
-                listener::accept_loop(shard.clone(), listener, common.admission.clone()).await
+    // The accept loop runs in a task of its own, aborted at stop. Raced in one task with the
+    // stop watch (as it once was), every tick of the watch polled the pending accept again, and
+    // glommio keeps every waker an accept is polled with (`Source::collect_rw`): 20 a second
+    // overflowed the task's 16-bit reference count after about 27 minutes, and both shards
+    // panicked and stopped accepting.
+    let (accepting, stop_accepting) = futures::future::abortable({
+        let (shard, admission) = (shard.clone(), common.admission.clone());
+        async move {
+            if let Some(listener) = listener {
+                listener::accept_loop(shard, listener, admission).await
             }
-            None => futures::future::pending().await,
         }
-    };
-    let watch_stop = async {
-        while !common.stop.load(Ordering::SeqCst) {
-            io::sleep(Duration::from_millis(STOP_POLL_MS)).await;
-        }
-    };
-    futures_lite::future::or(accept_loop, watch_stop).await;
+    });
+    shard
+        .hot
+        .spawn(async move {
+            let _ = accepting.await;
+        })
+        .detach();
+    while !common.stop.load(Ordering::SeqCst) {
+        io::sleep(Duration::from_millis(STOP_POLL_MS)).await;
+    }
+    stop_accepting.abort();
 
     // The active controller hands over first, while its voter still ticks and talks.
     super::quorum::hand_over(&shard).await;
