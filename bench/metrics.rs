@@ -12,9 +12,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Instant;
 
 use common::{
@@ -33,24 +33,9 @@ struct Broker {
 }
 
 fn start(dir: &Path, sets: &[&str]) -> Broker {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    command
-        .args(["serve", "--set", &format!("log.dirs={}", dir.display())])
-        .args(["--set", "listeners=PLAINTEXT://127.0.0.1:0"])
-        .args(["--set", "admin.listener=127.0.0.1:0"]);
-    for set in sets {
-        command.args(["--set", set]);
-    }
-    if let Ok(cores) = std::env::var("SLUICE_BENCH_CORES") {
-        command.args(["--cores", &cores]);
-    }
-    let mut child = command
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start sluice (build it with --release)");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines.next().unwrap().unwrap();
+    let mut all = vec!["admin.listener=127.0.0.1:0"];
+    all.extend_from_slice(sets);
+    let (child, line) = common::start_broker_line(dir, &all);
     let addr = line
         .strip_prefix("sluice: serving on ")
         .and_then(|r| r.split_whitespace().next())
@@ -60,7 +45,6 @@ fn start(dir: &Path, sets: &[&str]) -> Broker {
         .rsplit_once("admin on http://")
         .map(|(_, a)| a.trim().to_string())
         .expect("the admin listener in the serving line");
-    std::thread::spawn(move || for _ in lines {});
     Broker { child, addr, admin }
 }
 

@@ -35,6 +35,17 @@ pub fn median(values: &mut [f64]) -> f64 {
 /// SLUICE_BENCH_WRAP runs it under another program (scripts/zero_copy.sh: strace);
 /// SLUICE_BENCH_BIN runs another build of `sluice` (an older commit's, for a before/after).
 pub fn start_broker(data_dir: &Path, sets: &[&str]) -> (Child, String) {
+    let (child, line) = start_broker_line(data_dir, sets);
+    let addr = line
+        .strip_prefix("sluice: serving on ")
+        .and_then(|r| r.split_whitespace().next())
+        .expect("serving line")
+        .to_string();
+    (child, addr)
+}
+
+/// As [`start_broker`], returning the whole serving line (it names the admin listener too).
+pub fn start_broker_line(data_dir: &Path, sets: &[&str]) -> (Child, String) {
     let wrap = std::env::var("SLUICE_BENCH_WRAP").unwrap_or_default();
     let mut words: Vec<String> = wrap.split_whitespace().map(String::from).collect();
     words.push(
@@ -62,13 +73,8 @@ pub fn start_broker(data_dir: &Path, sets: &[&str]) -> (Child, String) {
         .expect("start sluice (build it with --release)");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let line = lines.next().unwrap().unwrap();
-    let addr = line
-        .strip_prefix("sluice: serving on ")
-        .and_then(|r| r.split_whitespace().next())
-        .expect("serving line")
-        .to_string();
     std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+    (child, line)
 }
 
 /// SIGTERM and wait.
