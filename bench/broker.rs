@@ -19,9 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{
-    bulk_producer, create_topic, delete_topic, median, process_cpu_seconds, send_all, settle,
-};
+use common::{create_topic, delete_topic, median, process_cpu_seconds, settle};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -136,14 +134,7 @@ fn self_cpu_seconds() -> f64 {
 }
 
 fn produce(addr: &str, topic: &str, messages: u64) {
-    let producer = bulk_producer(addr, &[("acks", "1")]);
-    send_all(
-        &producer,
-        topic,
-        messages,
-        PARTITIONS,
-        &[b'x'; MESSAGE_BYTES],
-    );
+    common::produce_bulk(addr, topic, messages, PARTITIONS, &[b'x'; MESSAGE_BYTES]);
 }
 
 fn consume(addr: &str, topic: &str, messages: u64) -> f64 {

@@ -17,10 +17,7 @@ use std::path::Path;
 use std::process::Child;
 use std::time::Instant;
 
-use common::{
-    bulk_producer, create_topic, delete_topic, env_or, median, process_cpu_seconds, send_all,
-    settle,
-};
+use common::{create_topic, delete_topic, env_or, median, process_cpu_seconds, settle};
 
 const PARTITIONS: i32 = 16;
 const MESSAGE_BYTES: usize = 1024;
@@ -60,9 +57,8 @@ fn produce_round(broker: &Broker, topic: &str, messages: u64) -> (f64, f64) {
     let pid = broker.child.id() as i32;
     let cpu = process_cpu_seconds(pid);
     let started = Instant::now();
-    let producer = bulk_producer(&broker.addr, &[("acks", "1")]);
-    send_all(
-        &producer,
+    common::produce_bulk(
+        &broker.addr,
         topic,
         messages,
         PARTITIONS,
@@ -70,28 +66,30 @@ fn produce_round(broker: &Broker, topic: &str, messages: u64) -> (f64, f64) {
     );
     let wall = started.elapsed().as_secs_f64();
     let cpu = process_cpu_seconds(pid) - cpu;
-    drop(producer);
     delete_topic(&broker.addr, topic);
     let gb = (messages * MESSAGE_BYTES as u64) as f64 / 1e9;
     (messages as f64 / wall, cpu / gb)
 }
 
-/// `GET /metrics`: the seconds it took and the bytes of text.
-fn scrape(admin: &str) -> (f64, usize) {
+/// The text of `GET /metrics` (its body), and the seconds the answer took.
+fn get_metrics(admin: &str) -> (String, f64) {
     let started = Instant::now();
     let mut stream = std::net::TcpStream::connect(admin).expect("admin listener");
     stream
         .write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\n\r\n")
         .unwrap();
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
     let took = started.elapsed().as_secs_f64();
-    let head = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(0);
-    assert!(answer.starts_with(b"HTTP/1.1 200"), "a scrape failed");
-    (took, answer.len() - head - 4)
+    assert!(answer.starts_with("HTTP/1.1 200"), "a scrape failed");
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (body.to_string(), took)
+}
+
+/// `GET /metrics`: the seconds it took and the bytes of text.
+fn scrape(admin: &str) -> (f64, usize) {
+    let (text, took) = get_metrics(admin);
+    (took, text.len())
 }
 
 fn main() {
@@ -163,13 +161,9 @@ fn main() {
 
 /// The partitions the node holds, as its scrape sums them over the shards.
 fn partition_count(admin: &str) -> u64 {
-    let mut stream = std::net::TcpStream::connect(admin).expect("admin listener");
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    text.lines()
+    get_metrics(admin)
+        .0
+        .lines()
         .filter_map(|l| l.strip_prefix("kafka_server_replicamanager_partitioncount{"))
         .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
         .sum()

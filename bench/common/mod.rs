@@ -224,3 +224,10 @@ fn cpu_clock_seconds(pid: i32) -> Option<f64> {
     }
     Some(now.tv_sec as f64 + now.tv_nsec as f64 / 1e9)
 }
+
+/// Sends `messages` copies of `message` over `partitions` partitions of `topic` with a bulk
+/// producer (acks=1) and waits for every delivery.
+pub fn produce_bulk(addr: &str, topic: &str, messages: u64, partitions: i32, message: &[u8]) {
+    let producer = bulk_producer(addr, &[("acks", "1")]);
+    send_all(&producer, topic, messages, partitions, message);
+}

@@ -165,46 +165,47 @@ fn cluster(conn: &Connection, findings: &mut Vec<Finding>) {
             }
         }
     }
-    let few = |list: &[String]| {
-        let shown: Vec<&str> = list.iter().take(10).map(String::as_str).collect();
-        let more = list.len().saturating_sub(10);
-        let more = if more > 0 {
-            format!(" and {more} more")
-        } else {
-            String::new()
+    findings.push(partitions_finding(
+        "offline partitions",
+        Level::Fail,
+        "without a leader",
+        &offline,
+        total,
+    ));
+    findings.push(partitions_finding(
+        "under-replicated",
+        Level::Warn,
+        "with replicas out of the ISR",
+        &under,
+        total,
+    ));
+}
+
+/// A check over partitions: ok when `found` is empty, else `level`, naming up to ten of them.
+fn partitions_finding(
+    check: &str,
+    level: Level,
+    what: &str,
+    found: &[String],
+    total: usize,
+) -> Finding {
+    if found.is_empty() {
+        return Finding {
+            check: check.into(),
+            level: Level::Ok,
+            detail: format!("none of {total}"),
         };
-        format!("{}{more}", shown.join(", "))
+    }
+    let shown: Vec<&str> = found.iter().take(10).map(String::as_str).collect();
+    let more = match found.len().saturating_sub(10) {
+        0 => String::new(),
+        more => format!(" and {more} more"),
     };
-    findings.push(Finding {
-        check: "offline partitions".into(),
-        level: if offline.is_empty() {
-            Level::Ok
-        } else {
-            Level::Fail
-        },
-        detail: if offline.is_empty() {
-            format!("none of {total}")
-        } else {
-            format!("{} without a leader: {}", offline.len(), few(&offline))
-        },
-    });
-    findings.push(Finding {
-        check: "under-replicated".into(),
-        level: if under.is_empty() {
-            Level::Ok
-        } else {
-            Level::Warn
-        },
-        detail: if under.is_empty() {
-            format!("none of {total}")
-        } else {
-            format!(
-                "{} with replicas out of the ISR: {}",
-                under.len(),
-                few(&under)
-            )
-        },
-    });
+    Finding {
+        check: check.into(),
+        level,
+        detail: format!("{} {what}: {}{more}", found.len(), shown.join(", ")),
+    }
 }
 
 fn disks(args: &DoctorArgs, findings: &mut Vec<Finding>) {

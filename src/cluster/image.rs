@@ -178,6 +178,11 @@ impl Image {
             .filter(|(id, _)| !self.fenced.contains(id))
     }
 
+    /// Whether `node` is a registered broker that is not fenced.
+    pub fn is_live(&self, node: &NodeId) -> bool {
+        self.brokers.contains_key(node) && !self.fenced.contains(node)
+    }
+
     /// The broker's effective configs: the static ones with this image's runtime changes on top.
     pub fn broker_values(&self, static_values: &Values) -> Values {
         let mut values = static_values.clone();

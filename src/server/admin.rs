@@ -293,10 +293,7 @@ async fn scrape(shard: &Rc<Shard>, admission: &Admission) -> Scrape {
         .topics
         .values()
         .flat_map(|meta| meta.assignments.iter())
-        .filter(|a| {
-            let live = |n: &NodeId| image.brokers.contains_key(n) && !image.fenced.contains(n);
-            !live(&a.leader)
-        })
+        .filter(|a| !image.is_live(&a.leader))
         .count() as u64;
     Scrape {
         shards,
@@ -390,9 +387,9 @@ impl Shard {
             .retain_topics(|topic| image.topics.contains_key(topic));
         drop(image);
         let mut gauges = ShardGauges::default();
-        let mut held = ShardGroups {
+        let held = ShardGroups {
             groups: self.groups.committed(),
-            high_watermarks: Vec::new(),
+            high_watermarks: self.led_high_watermarks(),
         };
         let mut counts = self.metrics.snapshot();
         let mut partitions = Vec::new();
@@ -416,10 +413,6 @@ impl Shard {
             }
             if partition.is_leader() {
                 gauges.leaders += 1;
-                let tp = &partition.tp;
-                let end = partition.high_watermark().0;
-                held.high_watermarks
-                    .push((tp.topic.clone(), tp.partition, end));
                 let assignment = partition.assignment();
                 if assignment.isr.len() < assignment.replicas.len() {
                     gauges.under_replicated += 1;
@@ -440,6 +433,19 @@ impl Shard {
             groups: held,
             partitions,
         }
+    }
+}
+
+impl Shard {
+    /// (topic, partition, high watermark) of each partition this shard leads: a group's lag is
+    /// the leader's high watermark less its committed offset.
+    pub(super) fn led_high_watermarks(&self) -> Vec<(Arc<str>, i32, i64)> {
+        self.partitions
+            .all()
+            .into_iter()
+            .filter(|p| p.is_leader())
+            .map(|p| (p.tp.topic.clone(), p.tp.partition, p.high_watermark().0))
+            .collect()
     }
 }
 

@@ -203,9 +203,9 @@ async fn read_loop(
                 outstanding.set(outstanding.get() + 1);
                 let counted = shard.clone();
                 let answered = async move {
-                    counted.metrics.queued(api, started.elapsed());
+                    let queued = started.elapsed();
                     let response = future.await;
-                    counted.metrics.request(api, started.elapsed());
+                    counted.metrics.request(api, queued, started.elapsed());
                     drop((guard, grant, decoded));
                     outstanding.set(outstanding.get() - 1);
                     response

@@ -142,18 +142,13 @@ impl Metrics {
         );
     }
 
-    /// A request of `api` answered after `took`.
-    pub fn request(&self, api: ApiKey, took: Duration) {
+    /// A request of `api` answered `took` after its frame was read, its handler started
+    /// `queued` after.
+    pub fn request(&self, api: ApiKey, queued: Duration, took: Duration) {
         self.api(api, |entry| {
             entry.count += 1;
             entry.micros.saturating_record(micros(took));
-        });
-    }
-
-    /// A request of `api` whose handler started `waited` after its frame was read.
-    pub fn queued(&self, api: ApiKey, waited: Duration) {
-        self.api(api, |entry| {
-            entry.queue_micros.saturating_record(micros(waited))
+            entry.queue_micros.saturating_record(micros(queued));
         });
     }
 
@@ -448,24 +443,39 @@ fn histograms(
 ) {
     family(out, name, "histogram", help);
     for (api, counts) in &node.requests {
-        let api = api_name(*api);
-        let micros = which(counts);
-        for bound in BUCKETS_S {
-            let below = micros.count_between(0, (bound * 1e6) as u64);
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{request=\"{api}\",le=\"{bound}\"}} {below}"
-            );
-        }
-        let total = micros.len();
-        let sum = micros.mean() * total as f64 / 1e6;
+        let labels = format!("request=\"{}\"", api_name(*api));
+        histogram_lines(out, name, &labels, which(counts), &BUCKETS_S, 1e6);
+    }
+}
+
+/// One histogram's lines: a bucket per bound (`le` in exported units; recorded values are
+/// `scale` times those), `+Inf`, the sum (exported units) and the count.
+fn histogram_lines(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    recorded: &Histogram<u64>,
+    bounds: &[f64],
+    scale: f64,
+) {
+    let comma = if labels.is_empty() { "" } else { "," };
+    for bound in bounds {
+        let below = recorded.count_between(0, (bound * scale) as u64);
         let _ = writeln!(
             out,
-            "{name}_bucket{{request=\"{api}\",le=\"+Inf\"}} {total}"
+            "{name}_bucket{{{labels}{comma}le=\"{bound}\"}} {below}"
         );
-        let _ = writeln!(out, "{name}_sum{{request=\"{api}\"}} {sum}");
-        let _ = writeln!(out, "{name}_count{{request=\"{api}\"}} {total}");
     }
+    let total = recorded.len();
+    let sum = recorded.mean() * total as f64 / scale;
+    let _ = writeln!(out, "{name}_bucket{{{labels}{comma}le=\"+Inf\"}} {total}");
+    let braced = if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    };
+    let _ = writeln!(out, "{name}_sum{braced} {sum}");
+    let _ = writeln!(out, "{name}_count{braced} {total}");
 }
 
 /// The logs: size and segments per shard (and per partition when those series are on),
@@ -544,18 +554,8 @@ fn render_logs(out: &mut String, scrape: &Scrape, node: &ShardCounts) {
         "File operations in flight on the shard's io_uring when each was submitted (itself included).",
     );
     if let Some(depths) = &node.disk_depths {
-        for bound in [1u64, 2, 4, 8, 16, 32, 64, 128, 256, 512] {
-            let below = depths.count_between(0, bound);
-            let _ = writeln!(out, "{depth}_bucket{{le=\"{bound}\"}} {below}");
-        }
-        let total = depths.len();
-        let _ = writeln!(out, "{depth}_bucket{{le=\"+Inf\"}} {total}");
-        let _ = writeln!(
-            out,
-            "{depth}_sum {}",
-            (depths.mean() * total as f64).round()
-        );
-        let _ = writeln!(out, "{depth}_count {total}");
+        let bounds = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+        histogram_lines(out, depth, "", depths, &bounds, 1.0);
     }
     let flush = "kafka_log_logflushstats_logflushrateandtimems_seconds";
     family(
@@ -714,14 +714,25 @@ mod tests {
     #[test]
     fn counts_merge_over_shards_and_render_as_prometheus_text() {
         let (a, b) = (Metrics::default(), Metrics::default());
-        a.request(ApiKey::Produce, Duration::from_micros(300));
-        b.request(ApiKey::Produce, Duration::from_millis(20));
-        b.request(ApiKey::Fetch, Duration::from_millis(2));
+        a.request(
+            ApiKey::Produce,
+            Duration::from_micros(300),
+            Duration::from_micros(300),
+        );
+        b.request(
+            ApiKey::Produce,
+            Duration::from_millis(1),
+            Duration::from_millis(20),
+        );
+        b.request(
+            ApiKey::Fetch,
+            Duration::from_millis(1),
+            Duration::from_millis(2),
+        );
         let topic: Arc<str> = Arc::from("t\"q");
         a.produced(&topic, 1000, 10);
         b.produced(&topic, 500, 5);
         b.fetched(&topic, 700);
-        a.queued(ApiKey::Produce, Duration::from_micros(300));
         b.lateness(Duration::from_millis(3));
         b.lateness(Duration::from_millis(40));
         let mut counts_a = a.snapshot();

@@ -37,7 +37,6 @@ pub fn asset(path: &str) -> Option<(&'static str, &'static str)> {
 pub fn topics(shard: &Shard) -> String {
     let image = shard.image();
     let me = NodeId(shard.node_id);
-    let live = |n: &NodeId| image.brokers.contains_key(n) && !image.fenced.contains(n);
     let ids = |nodes: &[NodeId]| nodes.iter().map(|n| n.0).collect::<Vec<i32>>();
     let topics: Vec<Value> = image
         .topics
@@ -52,12 +51,12 @@ pub fn topics(shard: &Shard) -> String {
                     let offline: Vec<i32> = a
                         .replicas
                         .iter()
-                        .filter(|n| !live(n))
+                        .filter(|n| !image.is_live(n))
                         .map(|n| n.0)
                         .collect();
                     json!({
                         "partition": p,
-                        "leader": live(&a.leader).then_some(a.leader.0),
+                        "leader": image.is_live(&a.leader).then_some(a.leader.0),
                         "leader_epoch": a.leader_epoch.0,
                         "replicas": ids(&a.replicas),
                         "isr": ids(&a.isr),
@@ -174,14 +173,7 @@ fn shard_groups(shard: &Shard) -> (Vec<Value>, Ends) {
             })
         })
         .collect();
-    let ends = shard
-        .partitions
-        .all()
-        .into_iter()
-        .filter(|p| p.is_leader())
-        .map(|p| (p.tp.topic.clone(), p.tp.partition, p.high_watermark().0))
-        .collect();
-    (groups, ends)
+    (groups, shard.led_high_watermarks())
 }
 
 /// A consumer-protocol assignment's partitions, `[{topic, partition}]` (empty if it is not one).
