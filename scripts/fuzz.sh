@@ -14,7 +14,7 @@ cd "$(dirname "$0")/../fuzz"
 seconds=${1:-20}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(request record_batch decompress)
+[ ${#targets[@]} -gt 0 ] || targets=(request record_batch decompress sasl)
 
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
 cargo fuzz build -s none --release >/dev/null

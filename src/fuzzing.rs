@@ -149,6 +149,58 @@ pub fn decompress(data: &[u8]) {
     }
 }
 
+/// What a client sends to authenticate, picked by the first byte: 0, a SASL/PLAIN message; 1
+/// and 2, the messages of a SCRAM-SHA-256 / -512 exchange (separated by 0xff bytes, which UTF-8
+/// never holds) against a user `user` whose password is `pencil`; 3, a stored credential's
+/// text; 4, a client certificate (its subject becomes the principal). Each either works or
+/// comes back as an error; an exchange that failed stays failed.
+pub fn sasl(data: &[u8]) {
+    use crate::security::scram::{self, Credential, Mechanism, ServerExchange, Step};
+    let Some((&pick, data)) = data.split_first() else {
+        return;
+    };
+    match pick % 5 {
+        0 => {
+            if let Ok((user, password)) = scram::parse_plain(data) {
+                assert!(!user.is_empty() && !password.is_empty());
+            }
+        }
+        pick @ (1 | 2) => {
+            let mechanism = [Mechanism::Sha256, Mechanism::Sha512][pick as usize - 1];
+            let salted = scram::salt_password(mechanism, "pencil", b"salt", 1);
+            let credential = Credential::from_salted(mechanism, &salted, b"salt".to_vec(), 4096);
+            let mut exchange = ServerExchange::new(mechanism);
+            let mut failed = false;
+            for message in data.split(|&b| b == 0xff) {
+                let step =
+                    exchange.step(message, |user| (user == "user").then(|| credential.clone()));
+                match step {
+                    Err(_) => failed = true,
+                    Ok(_) if failed => panic!("an exchange went on after it failed"),
+                    Ok(Step::Authenticated { user, .. }) => assert_eq!(user, "user"),
+                    Ok(Step::Challenge(_)) => {}
+                }
+            }
+        }
+        3 => {
+            if let Some(credential) = std::str::from_utf8(data)
+                .ok()
+                .and_then(Credential::from_text)
+            {
+                assert_eq!(
+                    Credential::from_text(&credential.to_text()),
+                    Some(credential)
+                );
+            }
+        }
+        _ => {
+            if let Some(principal) = crate::security::tls::principal_of(data) {
+                assert!(principal.starts_with("User:"));
+            }
+        }
+    }
+}
+
 /// The seed inputs of each target (`fuzz/seeds/<target>/<name>`): a random well-formed request
 /// for every API version the broker serves, the hostile counts that once aborted it, batches of
 /// every codec with keys, nulls and headers, and compressed data of every codec.
@@ -219,6 +271,20 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         "data-then-marker".into(),
         [&[2u8][..], &two].concat(),
     ));
+    let sasl: [(&str, &[u8]); 6] = [
+        ("plain", b"\0\0user\0pencil"),
+        ("scram-sha-256", b"\x01n,,n=user,r=rOprNGfwEbeRWgbNEkqO"),
+        (
+            "scram-sha-512-final",
+            b"\x02n,,n=user,r=abc\xffc=biws,r=abcdef,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
+        ),
+        ("scram-unknown-user", b"\x01n,a=bob,n=bob,r=abc"),
+        ("credential", b"\x03c2FsdA==:4096:AAEC:AwQF"),
+        ("certificate", b"\x04\x30\x82\x01\x00"),
+    ];
+    for (name, input) in sasl {
+        seeds.push(("sasl", name.to_string(), input.to_vec()));
+    }
     seeds
 }
 

@@ -9,6 +9,7 @@ pub mod io;
 pub mod model;
 pub mod protocol;
 pub mod replication;
+pub mod security;
 pub mod server;
 pub mod shard;
 pub mod storage;

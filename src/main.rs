@@ -55,6 +55,20 @@ enum Command {
         #[command(flatten)]
         conn: cli::Connection,
     },
+    /// Create, delete and list SCRAM users
+    User {
+        #[command(subcommand)]
+        command: cli::user::UserCommand,
+        #[command(flatten)]
+        conn: cli::Connection,
+    },
+    /// Create, list and delete ACLs
+    Acl {
+        #[command(subcommand)]
+        command: cli::acl::AclCommand,
+        #[command(flatten)]
+        conn: cli::Connection,
+    },
     /// Write records read from stdin, one per line
     Produce {
         #[command(flatten)]
@@ -213,6 +227,8 @@ fn main() -> ExitCode {
         Command::Topic { command, conn } => client(cli::topic::run(command, &conn)),
         Command::Group { command, conn } => client(cli::group::run(command, &conn)),
         Command::Cluster { command, conn } => client(cli::cluster::run(command, &conn)),
+        Command::User { command, conn } => client(cli::user::run(command, &conn)),
+        Command::Acl { command, conn } => client(cli::acl::run(command, &conn)),
         Command::Produce { args, conn } => client(cli::data::produce(args, &conn)),
         Command::Consume { args, conn } => client(cli::data::consume(args, &conn)),
         Command::Doctor { args, conn } => client(cli::doctor::run(args, &conn)),

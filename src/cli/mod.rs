@@ -1,17 +1,20 @@
-//! The client commands of the `sluice` binary (`topic`, `group`, `cluster`, `produce`,
-//! `consume`, `doctor`): they talk to any Kafka-compatible cluster over the Kafka protocol, with
-//! librdkafka (the rdkafka crate) for what it covers and [`wire`] for the few admin requests it
-//! does not expose. These modules belong to the binary, not to the broker's library.
+//! The client commands of the `sluice` binary (`topic`, `group`, `cluster`, `user`, `acl`,
+//! `produce`, `consume`, `doctor`): they talk to any Kafka-compatible cluster over the Kafka
+//! protocol, with librdkafka (the rdkafka crate) for what it covers and [`wire`] for the admin
+//! requests it does not expose, secured as `-X` says ([`secure`]). These modules belong to the binary, not to the broker's library.
 //!
 //! Exit codes: 0 done; 1 the cluster refused or something failed (each failure named on stderr);
 //! 2 bad usage (clap's own code); 3 no broker in `--brokers` could be reached.
 
+pub mod acl;
 pub mod cluster;
 pub mod data;
 pub mod doctor;
 pub mod group;
+pub mod secure;
 pub mod table;
 pub mod topic;
+pub mod user;
 pub mod wire;
 
 use std::process::ExitCode;
@@ -122,7 +125,8 @@ impl Connection {
                 reasons.push(format!("{address}: not host:port"));
                 continue;
             }
-            match Wire::connect(address, self.timeout().min(Duration::from_secs(5))) {
+            let within = self.timeout().min(Duration::from_secs(5));
+            match Wire::connect(address, within, &self.security()?) {
                 Ok(wire) => return Ok(wire),
                 Err(Failure::Unreachable(why)) => reasons.push(why),
                 Err(other) => return Err(other),
@@ -133,6 +137,17 @@ impl Connection {
             self.brokers,
             reasons.join("; ")
         )))
+    }
+
+    /// How the CLI's own connections are secured (the `-X` properties librdkafka takes too).
+    pub fn security(&self) -> Result<secure::Security, Failure> {
+        let properties: Vec<(String, String)> = self
+            .properties
+            .iter()
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        secure::Security::from_properties(&properties)
     }
 
     /// librdkafka's configuration for these brokers and `-X` properties.
@@ -180,7 +195,7 @@ impl Connection {
             let answer = wire.call(3, &request)?;
             if answer.error_code == 0 {
                 let address = format!("{}:{}", answer.host.as_str(), answer.port);
-                return Wire::connect(&address, self.timeout());
+                return Wire::connect(&address, self.timeout(), &self.security()?);
             }
             // COORDINATOR_NOT_AVAILABLE while the offsets topic is created: ask again.
             if answer.error_code != 15 || std::time::Instant::now() > deadline {
@@ -201,15 +216,29 @@ pub fn report(
     done: &str,
     results: Vec<Result<String, (String, rdkafka::types::RDKafkaErrorCode)>>,
 ) -> Outcome {
+    let named = results
+        .into_iter()
+        .map(|r| r.map_err(|(name, code)| (name, topic::rd_error(code))))
+        .collect();
+    report_named(conn, what, done, named)
+}
+
+/// As [`report`], the errors already named.
+pub fn report_named(
+    conn: &Connection,
+    what: &str,
+    done: &str,
+    results: Vec<Result<String, (String, String)>>,
+) -> Outcome {
     let mut table = table::Table::new(&[&what.to_uppercase(), "STATUS"]);
     let mut rows = Vec::new();
     let mut failed = false;
     for result in results {
         let (name, error) = match result {
             Ok(name) => (name, None),
-            Err((name, code)) => {
+            Err((name, error)) => {
                 failed = true;
-                (name, Some(topic::rd_error(code)))
+                (name, Some(error))
             }
         };
         table.row(vec![

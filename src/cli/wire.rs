@@ -10,20 +10,22 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 
+use super::secure::{Security, Stream};
 use super::Failure;
 
 /// The largest answer the CLI reads (a Metadata answer for 100k partitions fits).
 const MAX_RESPONSE: usize = 256 << 20;
 
 pub struct Wire {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     peer: String,
     correlation_id: i32,
 }
 
 impl Wire {
-    /// Connects to `address` (`host:port`), trying each address it resolves to.
-    pub fn connect(address: &str, timeout: Duration) -> Result<Wire, Failure> {
+    /// Connects to `address` (`host:port`), trying each address it resolves to, and secures
+    /// the connection as `security` says (TLS, then SASL).
+    pub fn connect(address: &str, timeout: Duration, security: &Security) -> Result<Wire, Failure> {
         let addresses: Vec<SocketAddr> = address
             .to_socket_addrs()
             .map_err(|e| Failure::Unreachable(format!("cannot resolve {address}: {e}")))?
@@ -36,11 +38,15 @@ impl Wire {
                         .set_read_timeout(Some(timeout))
                         .and_then(|()| stream.set_write_timeout(Some(timeout)))
                         .map_err(|e| Failure::Unreachable(format!("{address}: {e}")))?;
-                    return Ok(Wire {
-                        stream,
+                    let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+                    let host = host.trim_start_matches('[').trim_end_matches(']');
+                    let mut wire = Wire {
+                        stream: security.wrap(stream, host)?,
                         peer: address.to_string(),
                         correlation_id: 0,
-                    });
+                    };
+                    security.authenticate(&mut wire)?;
+                    return Ok(wire);
                 }
                 Err(e) => last = format!("cannot connect to {address}: {e}"),
             }

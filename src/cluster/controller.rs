@@ -174,6 +174,7 @@ mod tests {
                     host: "localhost".into(),
                     port: 9092,
                     rack: None,
+                    listeners: Vec::new(),
                 },
             };
             c.change(&me, false, |_, _| Ok(()), publish).await.unwrap();

@@ -8,6 +8,8 @@ use uuid::Uuid;
 use super::change::validate_broker_configs;
 use crate::config::{self, Values, TOPIC_KEYS};
 use crate::model::{Codec, Epoch, NodeId};
+use crate::security::acl::Acls;
+use crate::security::scram::{Credential, Mechanism};
 
 /// Kafka's limit on topic name length.
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
@@ -22,6 +24,42 @@ pub struct BrokerMeta {
     pub port: u16,
     /// `broker.rack`, for placing replicas.
     pub rack: Option<String>,
+    /// Where clients reach it through each of its listeners, by name (the Metadata a client
+    /// asks on a listener names the brokers' endpoints of the same name). Empty in an image
+    /// written before listeners had names: `host` and `port` serve every listener.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<Endpoint>,
+}
+
+/// A named listener's advertised address.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Endpoint {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl BrokerMeta {
+    /// Where a client that came in through listener `listener` reaches this broker: the
+    /// endpoint of the same name, or the broker's first (for "", the brokers' own traffic).
+    pub fn endpoint(&self, listener: &str) -> (&str, u16) {
+        match self.listeners.iter().find(|e| e.name == listener) {
+            Some(e) => (&e.host, e.port),
+            None => (&self.host, self.port),
+        }
+    }
+
+    fn listeners_text(&self) -> String {
+        let texts: Vec<String> = self
+            .listeners
+            .iter()
+            .map(|e| match e.host.contains(':') {
+                true => format!("{}://[{}]:{}", e.name, e.host, e.port),
+                false => format!("{}://{}:{}", e.name, e.host, e.port),
+            })
+            .collect();
+        texts.join(",")
+    }
 }
 
 /// Where one partition's replicas are and which of them leads (Kafka's PartitionRecord).
@@ -142,6 +180,11 @@ pub struct Image {
     /// KIP-853 directory ids): a voter that comes back with another has lost its votes and its
     /// log, and is not counted in elections until it has caught up (`Change::RegisterVoter`).
     pub voter_dirs: BTreeMap<NodeId, Uuid>,
+    /// Users' SCRAM credentials (AlterUserScramCredentials): salted and hashed, never a
+    /// password.
+    pub scram: BTreeMap<String, BTreeMap<Mechanism, Credential>>,
+    /// The ACLs (CreateAcls, DeleteAcls), indexed by resource.
+    pub acls: Arc<Acls>,
 }
 
 /// The broker keys that may change while the broker runs; the others (listeners, log.dirs,
@@ -361,6 +404,26 @@ impl Image {
                 voter_dirs.insert(id, dir);
             }
         }
+        let mut scram = BTreeMap::new();
+        if let Some(table) = table.get("scram").and_then(toml::Value::as_table) {
+            for (user, entry) in table {
+                let mut credentials = BTreeMap::new();
+                for (name, text) in entry.as_table().into_iter().flatten() {
+                    let mechanism = Mechanism::from_name(name)
+                        .ok_or_else(|| format!("user {user}: mechanism {name}"))?;
+                    let credential = text
+                        .as_str()
+                        .and_then(Credential::from_text)
+                        .ok_or_else(|| format!("user {user}: a bad {name} credential"))?;
+                    credentials.insert(mechanism, credential);
+                }
+                scram.insert(user.clone(), credentials);
+            }
+        }
+        let acls = match table.get("acls").and_then(toml::Value::as_array) {
+            Some(values) => Acls::from_toml(values)?,
+            None => Acls::default(),
+        };
         let producer_ids_end = match table.get("producer_ids_end") {
             None => 0,
             Some(end) => end
@@ -377,6 +440,8 @@ impl Image {
             fenced,
             shut_down,
             voter_dirs,
+            scram,
+            acls: Arc::new(acls),
         })
     }
 
@@ -418,6 +483,9 @@ impl Image {
                 if let Some(rack) = &b.rack {
                     entry.insert("rack".into(), rack.clone().into());
                 }
+                if !b.listeners.is_empty() {
+                    entry.insert("listeners".into(), b.listeners_text().into());
+                }
                 (id.0.to_string(), toml::Value::Table(entry))
             })
             .collect();
@@ -429,6 +497,23 @@ impl Image {
                 .map(|(id, dir)| (id.0.to_string(), dir.to_string().into()))
                 .collect();
             root.insert("voter_dirs".into(), dirs.into());
+        }
+        if !self.acls.is_empty() {
+            root.insert("acls".into(), self.acls.to_toml().into());
+        }
+        if !self.scram.is_empty() {
+            let users: toml::Table = self
+                .scram
+                .iter()
+                .map(|(user, credentials)| {
+                    let entry: toml::Table = credentials
+                        .iter()
+                        .map(|(m, c)| (m.name().to_string(), c.to_text().into()))
+                        .collect();
+                    (user.clone(), entry.into())
+                })
+                .collect();
+            root.insert("scram".into(), users.into());
         }
         root.insert("topics".into(), topics.into());
         let broker: toml::Table = self
@@ -500,10 +585,22 @@ fn broker(value: &toml::Value) -> Result<BrokerMeta, String> {
         .and_then(|p| u16::try_from(p).ok())
         .ok_or("no port")?;
     let rack = value.get("rack").and_then(toml::Value::as_str);
+    let mut listeners = Vec::new();
+    let text = value.get("listeners").and_then(toml::Value::as_str);
+    for entry in text.unwrap_or("").split(',').filter(|e| !e.is_empty()) {
+        let (name, host, port) =
+            config::parse_listener(entry).ok_or_else(|| format!("listener `{entry}`"))?;
+        listeners.push(Endpoint {
+            name: name.to_string(),
+            host: host.to_string(),
+            port,
+        });
+    }
     Ok(BrokerMeta {
         host: host.to_string(),
         port,
         rack: rack.map(str::to_string),
+        listeners,
     })
 }
 

@@ -26,7 +26,7 @@ pub use change::{
 pub use controller::{legacy_producer_ids_end, Controller, PRODUCER_ID_BLOCK};
 pub use election::{election_refused, preferred_elections, ElectionRefused};
 pub use image::{
-    Assignment, BrokerMeta, Image, TopicMeta, DYNAMIC_BROKER_KEYS, TOPIC_NAME_BYTES_MAX,
+    Assignment, BrokerMeta, Endpoint, Image, TopicMeta, DYNAMIC_BROKER_KEYS, TOPIC_NAME_BYTES_MAX,
     TOPIC_PARTITIONS_MAX,
 };
 pub use placement::place;

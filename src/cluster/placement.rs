@@ -146,6 +146,7 @@ mod tests {
                     host: "127.0.0.1".into(),
                     port: 9092 + i as u16,
                     rack: rack.map(str::to_string),
+                    listeners: Vec::new(),
                 };
                 let id = NodeId(i as i32 + 1);
                 apply(&image, &Change::RegisterBroker { id, broker }).unwrap()

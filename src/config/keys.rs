@@ -109,15 +109,20 @@ pub fn parse_listener(text: &str) -> Option<(&str, &str, u16)> {
         .then_some((name, host, port))
 }
 
-const fn int(min: i64, max: i64) -> Kind {
+pub(super) const fn int(min: i64, max: i64) -> Kind {
     Kind::Int { min, max }
 }
 
-const I32: i64 = i32::MAX as i64;
+pub(super) const I32: i64 = i32::MAX as i64;
 const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
 const COMPRESSION_TYPES: &[&str] = &["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"];
 
-const fn broker(name: &'static str, kind: Kind, default: &'static str, doc: &'static str) -> Key {
+pub(super) const fn broker(
+    name: &'static str,
+    kind: Kind,
+    default: &'static str,
+    doc: &'static str,
+) -> Key {
     Key {
         name,
         kind,

@@ -8,6 +8,7 @@
 #[rustfmt::skip]
 mod kafka_keys;
 mod keys;
+mod security_keys;
 
 pub use keys::{parse_listener, Key, Kind, DECLARED_BROKER_KEYS, DECLARED_TOPIC_KEYS};
 
@@ -61,6 +62,7 @@ pub const NO_EFFECT_DOC: &str =
 /// server.properties is taken as it is.
 pub static BROKER_KEYS: LazyLock<Vec<Key>> = LazyLock::new(|| {
     let mut keys = DECLARED_BROKER_KEYS.to_vec();
+    keys.extend_from_slice(security_keys::KEYS);
     for &(name, kind, default) in kafka_keys::BROKER {
         if !keys.iter().any(|k| k.name == name) {
             keys.push(Key {

@@ -339,6 +339,12 @@ pub fn spawn<T: 'static>(future: impl Future<Output = T> + 'static) -> Task<T> {
     }
 }
 
+/// Runs CPU-heavy `work` (a password's PBKDF2) on the executor's blocking thread pool, so that
+/// the shard's event loop goes on serving meanwhile.
+pub async fn off_core<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    glommio::executor().spawn_blocking(work).await
+}
+
 /// A spawned task; await it for its result.
 pub struct Task<T> {
     inner: glommio::Task<T>,

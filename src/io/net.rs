@@ -17,6 +17,9 @@ use futures_lite::{AsyncRead, AsyncWrite};
 
 use super::Result;
 
+#[path = "net_tls.rs"]
+pub mod tls;
+
 /// A listener bound on this shard. Every shard binds the same address; the kernel balances.
 pub struct Listener {
     inner: glommio::net::TcpListener,
@@ -56,12 +59,26 @@ pub async fn connect(addr: SocketAddr, within: Duration) -> Result<(ReadHalf, Wr
 /// would let join the port and split the connections with). The kernel's table of listening
 /// sockets says so (`/proc/net/tcp`, `tcp6`); a test bind would also trip on the closing
 /// connections a killed broker leaves on its port, which a restart must not.
+///
+/// A process killed a moment ago may still hold its listening socket: the kernel tears its
+/// io_uring instance down after the process is gone (a pending accept keeps the socket), later
+/// still on a busy machine. A port listened on is looked at again for up to
+/// `LISTENER_GONE_WAIT` before it is refused, so that a restart right after `kill -9` binds.
 pub fn reserve_port(addr: SocketAddr) -> Result<(OwnedFd, SocketAddr)> {
-    if addr.port() != 0 && listened_on(addr) {
-        return Err(std::io::Error::from_raw_os_error(libc::EADDRINUSE));
+    if addr.port() != 0 {
+        let deadline = std::time::Instant::now() + LISTENER_GONE_WAIT;
+        while listened_on(addr) {
+            if std::time::Instant::now() >= deadline {
+                return Err(std::io::Error::from_raw_os_error(libc::EADDRINUSE));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
     bind_socket(addr, libc::SO_REUSEPORT)
 }
+
+/// How long a listening socket of a process just killed may take to go (see [`reserve_port`]).
+const LISTENER_GONE_WAIT: Duration = Duration::from_secs(3);
 
 /// Whether a socket of this network namespace listens where `addr` would (its port, on its
 /// address or on the wildcard).
@@ -224,14 +241,18 @@ fn split(stream: glommio::net::TcpStream) -> Result<(ReadHalf, WriteHalf)> {
         ReadHalf {
             stream: stream.clone(),
             peer,
+            tls: None,
         },
-        WriteHalf { stream },
+        WriteHalf { stream, tls: None },
     ))
 }
 
 pub struct ReadHalf {
     stream: Rc<RefCell<glommio::net::TcpStream>>,
     peer: Option<SocketAddr>,
+    /// The TLS session of a TLS listener's connection (`tls::accept`), and the ciphertext
+    /// read but not yet taken by it.
+    tls: Option<tls::Reading>,
 }
 
 impl ReadHalf {
@@ -245,11 +266,10 @@ impl ReadHalf {
     }
 
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
-        let stream = &self.stream;
-        futures_lite::future::poll_fn(|cx| {
-            Pin::new(&mut *stream.borrow_mut()).poll_read(cx, &mut buf[..])
-        })
-        .await
+        match &mut self.tls {
+            None => read_raw(&self.stream, buf).await,
+            Some(tls) => tls.read(&self.stream, buf).await,
+        }
     }
 
     /// Fills `buf`; `Ok(false)` when the peer closed before the first byte.
@@ -274,6 +294,29 @@ impl ReadHalf {
     }
 }
 
+/// Reads what the socket has (ciphertext, on a TLS connection).
+async fn read_raw(stream: &RefCell<glommio::net::TcpStream>, buf: &mut [u8]) -> Result<usize> {
+    futures_lite::future::poll_fn(|cx| {
+        Pin::new(&mut *stream.borrow_mut()).poll_read(cx, &mut buf[..])
+    })
+    .await
+}
+
+/// Writes all of `buf` to the socket (ciphertext, on a TLS connection).
+async fn write_raw(stream: &RefCell<glommio::net::TcpStream>, mut buf: &[u8]) -> Result<()> {
+    while !buf.is_empty() {
+        let written = futures_lite::future::poll_fn(|cx| {
+            Pin::new(&mut *stream.borrow_mut()).poll_write(cx, buf)
+        })
+        .await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        buf = &buf[written..];
+    }
+    Ok(())
+}
+
 fn shutdown(stream: &RefCell<glommio::net::TcpStream>) {
     let fd = stream.borrow().as_raw_fd();
     // SAFETY: shutdown(2) on the socket the shared stream owns (open while `stream` lives).
@@ -282,28 +325,25 @@ fn shutdown(stream: &RefCell<glommio::net::TcpStream>) {
 
 pub struct WriteHalf {
     stream: Rc<RefCell<glommio::net::TcpStream>>,
+    /// The TLS session, shared with the read half.
+    tls: Option<tls::Session>,
 }
 
 /// How long one wait for room in the socket's send buffer lasts before it is retried.
 const WRITABLE_WAIT_MS: i32 = 200;
 
 impl WriteHalf {
-    pub async fn write_all(&mut self, mut buf: &[u8]) -> Result<()> {
-        let stream = &self.stream;
-        while !buf.is_empty() {
-            let written = futures_lite::future::poll_fn(|cx| {
-                Pin::new(&mut *stream.borrow_mut()).poll_write(cx, buf)
-            })
-            .await?;
-            if written == 0 {
-                return Err(std::io::ErrorKind::WriteZero.into());
-            }
-            buf = &buf[written..];
+    pub async fn write_all(&mut self, buf: &[u8]) -> Result<()> {
+        match &self.tls {
+            None => write_raw(&self.stream, buf).await,
+            Some(session) => tls::write_all(session, &self.stream, buf).await,
         }
-        Ok(())
     }
 
     pub async fn flush(&mut self) -> Result<()> {
+        if let Some(session) = &self.tls {
+            tls::drain(session, &self.stream).await?;
+        }
         let stream = &self.stream;
         futures_lite::future::poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_flush(cx)).await
     }
@@ -316,6 +356,10 @@ impl WriteHalf {
     /// Sends `len` bytes of `file` from `position` with sendfile(2): page cache to socket, no copy
     /// through user space. When the send buffer is full, waits for room off the core.
     pub async fn sendfile(&mut self, file: RawFd, position: u64, len: u64) -> Result<()> {
+        if let Some(session) = &self.tls {
+            // Encrypted in user space: the bytes pass through the TLS session.
+            return tls::send_file(session, &self.stream, file, position, len).await;
+        }
         let socket = self.stream.borrow().as_raw_fd();
         let mut offset = position as libc::off_t;
         let end = position + len;

@@ -18,15 +18,17 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
+use super::addresses::{cluster_protocols, Addresses};
 use super::{
     admission, fds, fetch_sessions, groups, listener, transactions, Shard, CONTROLLER_SHARD,
     SHARD_REQUEST_MEMORY_BYTES,
 };
-use crate::cluster::{self, BrokerMeta, Change, Controller, Image, NoPeers, Quorum};
-use crate::config::{parse_listener, Values};
+use crate::cluster::{self, BrokerMeta, Change, Controller, Endpoint, Image, NoPeers, Quorum};
+use crate::config::Values;
 use crate::io;
 use crate::model::{NodeId, ShardId};
 use crate::replication::Partitions;
+use crate::security::{self, ListenerSpec};
 use crate::shard::MeshBuilder;
 
 /// How long shutdown waits for in-flight requests before closing the logs anyway.
@@ -49,7 +51,7 @@ pub enum ServeError {
     Shard { shard: ShardId, reason: String },
 }
 
-fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
+pub(super) fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
     let what = what.into();
     move |source| ServeError::Io { what, source }
 }
@@ -69,8 +71,11 @@ struct Common {
     /// its controller listener, for the start-up line).
     listen: SocketAddr,
     serves_clients: bool,
+    /// The client listeners, each with the address it is bound to.
+    listeners: Vec<(ListenerSpec, SocketAddr)>,
     advertised_host: String,
     advertised_port: u16,
+    endpoints: Vec<Endpoint>,
     image: Arc<Image>,
     shards: usize,
     stop: Arc<AtomicBool>,
@@ -101,6 +106,7 @@ fn load_image(
         host: addresses.advertised_host.clone(),
         port: addresses.advertised_port,
         rack: Some(broker.get("broker.rack").to_string()).filter(|rack| !rack.is_empty()),
+        listeners: addresses.endpoints.clone(),
     };
     let handed_out = cluster::legacy_producer_ids_end(data_dir).map_err(ServeError::Config)?;
     let offsets_partitions = broker.i32("offsets.topic.num.partitions");
@@ -263,6 +269,13 @@ pub fn serve(mut broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeE
         Some(setup) => Addresses::controller_only(setup),
         None => Addresses::of(&broker)?,
     };
+    for (spec, _) in &addresses.listeners {
+        // TLS files and SASL mechanisms checked before any shard starts.
+        super::auth::Listener::new(spec, &broker).map_err(ServeError::Config)?;
+    }
+    if quorum.is_some() {
+        cluster_protocols(&broker, &addresses)?;
+    }
     let image = match &quorum {
         None => load_image(&broker, &data_dir, &addresses)?,
         // A cluster's changes wait for its leader: the shards start from the image as stored,
@@ -294,9 +307,11 @@ pub fn serve(mut broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeE
         data_dir,
         cluster_id,
         listen: addresses.listen,
-        serves_clients: addresses.reserved.is_some(),
+        serves_clients: !addresses.listeners.is_empty(),
+        listeners: addresses.listeners.clone(),
         advertised_host: addresses.advertised_host,
         advertised_port: addresses.advertised_port,
+        endpoints: addresses.endpoints,
         image: Arc::new(image),
         shards,
         active_controller: Arc::new(AtomicI32::new(if quorum.is_some() {
@@ -386,72 +401,6 @@ fn io_properties(broker: &mut Values, data_dir: &Path) -> Result<usize, ServeErr
         }
         Ok(None) => Ok(crate::storage::BACKGROUND_SHARES),
         Err(e) => Err(ServeError::Config(format!("io-properties: {e}"))),
-    }
-}
-
-/// Where the broker listens (its port reserved until every shard listens on it) and what it
-/// advertises to clients.
-struct Addresses {
-    reserved: Option<OwnedFd>,
-    listen: SocketAddr,
-    advertised_host: String,
-    advertised_port: u16,
-}
-
-impl Addresses {
-    /// A controller-only node's: no client listener (its controller listener names it).
-    fn controller_only(setup: &super::quorum::Setup) -> Addresses {
-        let listen = setup
-            .listen
-            .expect("a controller has a controller listener");
-        Addresses {
-            reserved: None,
-            listen,
-            advertised_host: listen.ip().to_string(),
-            advertised_port: listen.port(),
-        }
-    }
-
-    fn of(broker: &Values) -> Result<Addresses, ServeError> {
-        // The first listener for clients (not one for the other controllers).
-        let listener_text = broker
-            .get("listeners")
-            .split(',')
-            .find(|text| {
-                parse_listener(text)
-                    .is_none_or(|(name, _, _)| !super::quorum::is_controller_listener(broker, name))
-            })
-            .unwrap_or("");
-        let (_, host, port) = parse_listener(listener_text).ok_or_else(|| {
-            ServeError::Config(format!("listeners: bad listener `{listener_text}`"))
-        })?;
-        let listen = (host, port)
-            .to_socket_addrs()
-            .map_err(io_error(format!("resolving {host}")))?
-            .next()
-            .ok_or_else(|| ServeError::Config(format!("listeners: `{host}` has no address")))?;
-        let (reserved, listen) =
-            io::net::reserve_port(listen).map_err(io_error(format!("binding {listen}")))?;
-        let (advertised_host, advertised_port) = if broker.is_set("advertised.listeners") {
-            let text = broker
-                .get("advertised.listeners")
-                .split(',')
-                .next()
-                .unwrap_or("");
-            let (_, h, p) = parse_listener(text)
-                .ok_or_else(|| ServeError::Config(format!("advertised.listeners: bad `{text}`")))?;
-            (h.to_string(), p)
-        } else if listen.ip().is_unspecified() {
-            ("localhost".to_string(), listen.port())
-        } else {
-            (listen.ip().to_string(), listen.port())
-        };
-        Ok(Addresses {
-            reserved: Some(reserved),
-            listen,
-            advertised_host,
-            advertised_port,
-        })
     }
 }
 
@@ -558,7 +507,7 @@ fn start_signal_thread(
 fn supervise(
     events: &mpsc::Receiver<Event>,
     common: &Common,
-    mut reserved: Option<OwnedFd>,
+    mut reserved: Vec<OwnedFd>,
 ) -> Result<(), ServeError> {
     let shards = common.shards;
     let listen = common.listen;
@@ -576,7 +525,7 @@ fn supervise(
                 listening += 1;
                 if listening == shards {
                     // Every shard listens now; the reservation (never listening) can go.
-                    reserved.take();
+                    reserved.clear();
                     tracing::info!(
                         %listen, shards, cluster_id = %common.cluster_id,
                         data_dir = %common.data_dir.display(),
@@ -586,8 +535,21 @@ fn supervise(
                         Some(admin) => format!("; admin on http://{admin}"),
                         None => String::new(),
                     };
+                    // Every listener, where there are several or one speaks more than plaintext.
+                    let mut all = String::new();
+                    let plain = |(spec, _): &(ListenerSpec, SocketAddr)| {
+                        spec.protocol == security::Protocol::Plaintext
+                    };
+                    if common.listeners.len() > 1 || !common.listeners.iter().all(plain) {
+                        let named: Vec<String> = common
+                            .listeners
+                            .iter()
+                            .map(|(spec, address)| format!("{}://{address}", spec.name))
+                            .collect();
+                        all = format!(" (listeners {})", named.join(","));
+                    }
                     println!(
-                        "sluice: serving on {listen}{role} with {shards} shards; data in {}; {}{admin}",
+                        "sluice: serving on {listen}{all}{role} with {shards} shards; data in {}; {}{admin}",
                         common.data_dir.display(),
                         common.fds.describe()
                     );
@@ -650,6 +612,8 @@ async fn run_shard(
         cluster_id: common.cluster_id.clone(),
         advertised_host: common.advertised_host.clone(),
         advertised_port: common.advertised_port,
+        endpoints: common.endpoints.clone(),
+        authorizer: Rc::new(security::authorizer(&common.broker)),
         image: RefCell::new(common.image.clone()),
         partitions: Partitions::new(
             common.data_dir.clone(),
@@ -695,13 +659,13 @@ async fn run_shard(
     shard.spawn_stall_ticker();
     shard.load_txns().await;
     shard.spawn_txn_ticker();
-    let listener = if common.serves_clients {
-        let bound = io::net::Listener::bind(common.listen)
-            .map_err(|e| format!("binding {}: {e}", common.listen))?;
-        Some(bound)
-    } else {
-        None
-    };
+    let mut listeners = Vec::new();
+    for (spec, address) in &common.listeners {
+        let bound =
+            io::net::Listener::bind(*address).map_err(|e| format!("binding {address}: {e}"))?;
+        let named = super::auth::Listener::new(spec, &common.broker)?;
+        listeners.push((bound, Rc::new(named)));
+    }
     if id == CONTROLLER_SHARD {
         if let Some(listener) = bind_admin(&common)? {
             let serving = super::admin::serve(shard.clone(), listener, common.admission.clone());
@@ -718,9 +682,10 @@ async fn run_shard(
     let (accepting, stop_accepting) = futures::future::abortable({
         let (shard, admission) = (shard.clone(), common.admission.clone());
         async move {
-            if let Some(listener) = listener {
-                listener::accept_loop(shard, listener, admission).await
-            }
+            let loops = listeners.into_iter().map(|(bound, named)| {
+                listener::accept_loop(shard.clone(), bound, admission.clone(), named)
+            });
+            futures::future::join_all(loops).await;
         }
     });
     shard

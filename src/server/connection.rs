@@ -20,6 +20,7 @@ use tracing::Instrument as _;
 
 use super::admission::Admitted;
 use super::apis::{self, Answer, Dispatch};
+use super::auth::Conn;
 use super::Shard;
 use crate::io::net::{ReadHalf, WriteHalf};
 use crate::io::Throttled;
@@ -50,6 +51,12 @@ pub enum Close {
     UnsupportedVersion { api_key: i16, version: i16 },
     #[error("the broker is stopping")]
     Stopping,
+    #[error("API key {api_key} before authentication (only ApiVersions, SaslHandshake and SaslAuthenticate)")]
+    Unauthenticated { api_key: i16 },
+    #[error("authentication failed")]
+    AuthenticationFailed,
+    #[error("not authenticated within sasl.handshake.timeout.ms ({ms} ms)")]
+    AuthenticationTimeout { ms: u64 },
     #[error("idle for connections.max.idle.ms ({ms} ms) with nothing owed")]
     Idle { ms: u64 },
     #[error(
@@ -58,11 +65,17 @@ pub enum Close {
     FrameTimeout { bytes: i64, ms: u64 },
 }
 
-pub async fn serve(shard: Rc<Shard>, mut reader: ReadHalf, writer: WriteHalf, admitted: Admitted) {
+pub async fn serve(
+    shard: Rc<Shard>,
+    mut reader: ReadHalf,
+    writer: WriteHalf,
+    admitted: Admitted,
+    conn: Rc<Conn>,
+) {
     let peer = reader.peer();
     let (tx, rx) = mpsc::channel::<Task<Answer>>(CONNECTION_IN_FLIGHT_MAX);
     let writer_task = shard.hot.spawn(write_loop(writer, rx));
-    let close = read_loop(&shard, &mut reader, tx).await;
+    let close = read_loop(&shard, &mut reader, tx, &conn).await;
     // The writer finishes the answers already owed, then ends when the channel closes.
     let written = writer_task.join().await;
     // Warnings about a client's input are throttled per shard: a flood of bad requests must
@@ -82,6 +95,8 @@ pub async fn serve(shard: Rc<Shard>, mut reader: ReadHalf, writer: WriteHalf, ad
         }
         (Close::Io(e), Ok(())) => tracing::debug!(?peer, error = %e, "connection read failed"),
         (Close::Idle { .. }, Ok(())) => tracing::debug!(?peer, %close, "closing the connection"),
+        // Logged where it failed, with the mechanism and the user.
+        (Close::AuthenticationFailed, Ok(())) => {}
         (reason, Ok(())) => warn(reason),
     }
     reader.shutdown().await;
@@ -152,6 +167,7 @@ async fn read_loop(
     shard: &Rc<Shard>,
     reader: &mut ReadHalf,
     mut tx: mpsc::Sender<Task<Answer>>,
+    conn: &Rc<Conn>,
 ) -> Close {
     let broker = shard.broker();
     let limit = broker.i64("socket.request.max.bytes");
@@ -160,9 +176,22 @@ async fn read_loop(
     drop(broker);
     let outstanding = Rc::new(Cell::new(0usize));
     let mut client_named = false;
+    // A connection that must authenticate has `sasl.handshake.timeout.ms` to do it.
+    let handshake = conn.listener.handshake;
+    let deadline = std::time::Instant::now() + handshake;
     loop {
-        let prefix = match next_prefix(shard, reader, &outstanding, idle).await {
+        let authenticating = conn.authenticating();
+        let wait = match authenticating {
+            true => idle.min(deadline.saturating_duration_since(std::time::Instant::now())),
+            false => idle,
+        };
+        let prefix = match next_prefix(shard, reader, &outstanding, wait).await {
             Next::Prefix(prefix) => prefix,
+            Next::Closed(Close::Idle { .. }) if authenticating => {
+                return Close::AuthenticationTimeout {
+                    ms: handshake.as_millis() as u64,
+                }
+            }
             Next::Closed(close) => return close,
         };
         let len = i32::from_be_bytes(prefix) as i64;
@@ -193,7 +222,8 @@ async fn read_loop(
         // record re-formats the span's fields).
         let name_client = (!client_named).then(tracing::Span::current);
         client_named = true;
-        let task = match apis::dispatch(shard, frame.freeze(), reader.peer(), name_client) {
+        let mut answered_now = None;
+        let task = match apis::dispatch(shard, frame.freeze(), conn, name_client) {
             Dispatch::Run(future, decoded_bytes, api) => {
                 let started = std::time::Instant::now();
                 // What the request takes decoded counts too, before it is decoded.
@@ -202,12 +232,19 @@ async fn read_loop(
                 let outstanding = outstanding.clone();
                 outstanding.set(outstanding.get() + 1);
                 let counted = shard.clone();
+                // Until it has authenticated, a connection's requests are served one at a
+                // time: each may change what the next may do.
+                let (done, answered_signal) = futures::channel::oneshot::channel::<()>();
+                if authenticating {
+                    answered_now = Some(answered_signal);
+                }
                 let answered = async move {
                     let queued = started.elapsed();
                     let response = future.await;
                     counted.metrics.request(api, queued, started.elapsed());
                     drop((guard, grant, decoded));
                     outstanding.set(outstanding.get() - 1);
+                    let _ = done.send(());
                     response
                 };
                 // The request's own lines carry the connection's peer and client id.
@@ -222,6 +259,12 @@ async fn read_loop(
         };
         if tx.send(task).await.is_err() {
             return Close::Io(std::io::ErrorKind::BrokenPipe.into());
+        }
+        if let Some(answered) = answered_now {
+            let _ = answered.await;
+            if conn.failed() {
+                return Close::AuthenticationFailed;
+            }
         }
     }
 }

@@ -60,6 +60,9 @@ pub fn error_code(error: &ChangeError) -> i16 {
         ChangeError::PolicyViolation(_) => E::PolicyViolation,
         ChangeError::NotStored(_) => E::KafkaStorageError,
         ChangeError::NoController(_) => E::NotController,
+        ChangeError::NoCredential(..) => E::ResourceNotFound,
+        ChangeError::UnacceptableCredential(_) => E::UnacceptableCredential,
+        ChangeError::InvalidAcl(_) => E::InvalidRequest,
     }
     .code()
 }
@@ -97,6 +100,11 @@ impl Shard {
     }
 
     /// Creates `topic` with the broker's defaults if auto-creation is on and it does not exist.
+    /// `auto.create.topics.enable`, as it is now.
+    pub fn auto_create_enabled(&self) -> bool {
+        self.broker().bool("auto.create.topics.enable")
+    }
+
     pub async fn auto_create(&self, topic: &str) -> Option<TopicMeta> {
         if let Some(meta) = self.topic(topic) {
             return Some(meta);

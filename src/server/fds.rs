@@ -202,6 +202,7 @@ mod tests {
                 host: "127.0.0.1".into(),
                 port: 9092,
                 rack: None,
+                listeners: Vec::new(),
             };
             let id = NodeId(id);
             apply(&image, &Change::RegisterBroker { id, broker }).unwrap()

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tracing::Instrument as _;
 
-use super::{admission, connection, Shard};
+use super::{admission, auth, connection, Shard};
 use crate::io::{self, Throttled};
 
 /// How long the accept loop waits before it looks again for room under `max.connections`, or
@@ -22,6 +22,7 @@ pub(super) async fn accept_loop(
     shard: Rc<Shard>,
     listener: io::net::Listener,
     admission: Arc<admission::Admission>,
+    named: Rc<auth::Listener>,
 ) {
     let mut refusals = Throttled::default();
     loop {
@@ -53,7 +54,7 @@ pub(super) async fn accept_loop(
                     peer = %reader.peer().map_or("?".to_string(), |p| p.to_string()),
                     client = tracing::field::Empty
                 );
-                let connection = connection::serve(shard.clone(), reader, writer, admitted);
+                let connection = serve(shard.clone(), (reader, writer), admitted, named.clone());
                 shard.hot.spawn(connection.instrument(span)).detach();
             }
             Err(refused) => {
@@ -66,4 +67,44 @@ pub(super) async fn accept_loop(
             }
         }
     }
+}
+
+/// Serves one accepted connection: its TLS handshake first, on a TLS listener.
+async fn serve(
+    shard: Rc<Shard>,
+    halves: (io::net::ReadHalf, io::net::WriteHalf),
+    admitted: admission::Admitted,
+    listener: Rc<auth::Listener>,
+) {
+    let peer = halves.0.peer();
+    let (reader, writer) = match &listener.tls {
+        None => halves,
+        Some(tls) => {
+            let config = tls.borrow_mut().current();
+            match io::net::tls::accept(halves, config, listener.handshake).await {
+                Ok(halves) => halves,
+                Err(e) => {
+                    shard.metrics.authentication(false);
+                    HANDSHAKE_FAILURES.with(|throttle| {
+                        throttle.borrow_mut().note(|count| {
+                            tracing::warn!(?peer, listener = %listener.name, error = %e, count, "TLS handshake failed")
+                        })
+                    });
+                    drop(admitted);
+                    return;
+                }
+            }
+        }
+    };
+    let certificate = reader.peer_certificate();
+    if listener.protocol == crate::security::Protocol::Ssl {
+        shard.metrics.authentication(true);
+    }
+    let conn = Rc::new(auth::Conn::new(listener, peer, certificate));
+    connection::serve(shard, reader, writer, admitted, conn).await
+}
+
+thread_local! {
+    /// This shard's failed TLS handshakes, logged at most once a second.
+    static HANDSHAKE_FAILURES: std::cell::RefCell<Throttled> = std::cell::RefCell::new(Throttled::default());
 }

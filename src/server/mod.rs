@@ -13,9 +13,12 @@
 //! `peers`: Kafka requests to other nodes; `fetcher`: a follower's fetching from its leaders and
 //! the leader's ISR upkeep.
 
+mod addresses;
 mod admin;
 mod admission;
 mod apis;
+mod auth;
+pub(crate) mod authz;
 mod bootstrap;
 mod connection;
 mod console;
@@ -70,6 +73,10 @@ pub struct Shard {
     pub cluster_id: String,
     pub advertised_host: String,
     pub advertised_port: u16,
+    /// Each client listener's advertised address, by name (registered with the broker).
+    pub endpoints: Vec<crate::cluster::Endpoint>,
+    /// `authorizer.class.name`, `super.users`, `allow.everyone.if.no.acl.found`.
+    pub authorizer: Rc<crate::security::acl::Authorizer>,
     image: RefCell<Arc<Image>>,
     partitions: Partitions,
     /// On the controller shard only: the one place metadata changes are made.
@@ -114,13 +121,22 @@ impl Drop for InFlight {
     }
 }
 
+/// The listener name brokers reach each other through: the first client listener, the one a
+/// broker registers as its `host` and `port`.
+pub const INTER_BROKER: &str = "";
+
 impl Shard {
     pub fn owner(&self, tp: &TopicPartition) -> ShardId {
         crate::shard::owner(tp, self.shards)
     }
 
-    /// The node that leads `tp` and where clients reach it, if the image knows both.
-    pub fn leader_endpoint(&self, tp: &TopicPartition) -> Option<(i32, String, u16)> {
+    /// The node that leads `tp` and where clients of `listener` reach it, if the image knows
+    /// both.
+    pub fn leader_endpoint(
+        &self,
+        tp: &TopicPartition,
+        listener: &str,
+    ) -> Option<(i32, String, u16)> {
         let image = self.image();
         let meta = image.topics.get(&*tp.topic)?;
         // An image from before assignments: this node holds every partition.
@@ -131,7 +147,8 @@ impl Shard {
             return None;
         }
         let broker = image.brokers.get(&leader)?;
-        Some((leader.0, broker.host.clone(), broker.port))
+        let (host, port) = broker.endpoint(listener);
+        Some((leader.0, host.to_string(), port))
     }
 
     /// The node id of the metadata quorum's leader (-1 while none is known).

@@ -492,6 +492,7 @@ async fn join(weak: Weak<Shard>, quorum: Rc<Quorum>, voters: Vec<NodeId>) {
             host: shard.advertised_host.clone(),
             port: shard.advertised_port,
             rack: Some(broker.get("broker.rack").to_string()).filter(|r| !r.is_empty()),
+            listeners: shard.endpoints.clone(),
         };
         (NodeId(shard.node_id), meta)
     };

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use futures::FutureExt;
 
-use super::Shard;
+use super::{Shard, INTER_BROKER};
 use crate::cluster::{Change, ChangeError};
 use crate::config::Values;
 use crate::group::LogEntry;
@@ -149,7 +149,7 @@ impl Shard {
                 continue;
             }
             let tp = TopicPartition::new(topic.clone(), partition);
-            match self.leader_endpoint(&tp) {
+            match self.leader_endpoint(&tp, INTER_BROKER) {
                 Some((node, _, _)) if node == me => local.push((topic, partition)),
                 Some(leader) => remote.entry(leader).or_default().push((topic, partition)),
                 None => failed.push((topic, partition, E::NotLeaderOrFollower.code())),

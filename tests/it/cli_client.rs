@@ -15,34 +15,34 @@ use serde_json::Value;
 use crate::kit::broker::Broker;
 use crate::kit::client::{consume, consumer, create_topic, produce, producer, read_n, Sent};
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Run {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
     }
 
     /// One JSON document per line (produce and consume).
-    fn json_lines(&self) -> Vec<Value> {
+    pub(crate) fn json_lines(&self) -> Vec<Value> {
         self.stdout
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect()
     }
 
-    fn ok(self) -> Run {
+    pub(crate) fn ok(self) -> Run {
         assert_eq!(self.code, 0, "{}\n{}", self.stdout, self.stderr);
         self
     }
 }
 
 /// `sluice ARGS --brokers ADDR`, with `stdin` piped in.
-fn sluice(addr: &str, args: &[&str], stdin: &str) -> Run {
+pub(crate) fn sluice(addr: &str, args: &[&str], stdin: &str) -> Run {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(args)
         .args(["--brokers", addr])

@@ -35,7 +35,7 @@ fn allocated() -> u64 {
     ALLOCATED.with(Cell::get)
 }
 
-const TARGETS: [&str; 3] = ["request", "record_batch", "decompress"];
+const TARGETS: [&str; 4] = ["request", "record_batch", "decompress", "sasl"];
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
@@ -46,6 +46,7 @@ fn run(target: &str, input: &[u8]) {
         "request" => sluice::fuzzing::request(input, &allocated),
         "record_batch" => sluice::fuzzing::record_batches(input),
         "decompress" => sluice::fuzzing::decompress(input),
+        "sasl" => sluice::fuzzing::sasl(input),
         other => panic!("no target {other}"),
     }
 }

@@ -87,6 +87,7 @@ fn three_voters_agree_over_loopback_tcp() {
                 host: "localhost".into(),
                 port: 9092,
                 rack: None,
+                listeners: Vec::new(),
             },
         };
         quorums[follower].propose(&register).await.unwrap();
@@ -197,6 +198,7 @@ fn a_learner_follows_the_log_and_proposes_without_a_vote() {
                 host: "localhost".into(),
                 port: 9092,
                 rack: None,
+                listeners: Vec::new(),
             },
         };
         voter.propose(&register).await.unwrap();

@@ -26,6 +26,7 @@ fn register() -> Change {
             host: "localhost".into(),
             port: 9092,
             rack: None,
+            listeners: Vec::new(),
         },
     }
 }

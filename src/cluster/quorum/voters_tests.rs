@@ -185,6 +185,7 @@ fn register(id: i32) -> Change {
             host: "localhost".into(),
             port: 9092 + id as u16,
             rack: None,
+            listeners: Vec::new(),
         },
     }
 }

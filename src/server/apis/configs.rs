@@ -20,6 +20,8 @@ use super::{str_bytes, Answer, Api, Request};
 use crate::cluster::Change;
 use crate::config::{topic_effective, ConfigSource, Key, Kind, BROKER_KEYS, TOPIC_KEYS};
 use crate::protocol::ResponseError as E;
+use crate::security::acl::Operation;
+use crate::server::authz::Authz;
 use crate::server::controller::Refusal;
 use crate::server::Shard;
 
@@ -84,6 +86,7 @@ fn entry(
 async fn describe(shard: Rc<Shard>, request: Request) -> Answer {
     let body: DescribeConfigsRequest = request.decode("DescribeConfigsRequest")?;
     let mut response = DescribeConfigsResponse::default();
+    let authz = Authz::of(&shard, &request);
     for resource in body.resources {
         let mut result = DescribeConfigsResult::default();
         result.resource_type = resource.resource_type;
@@ -95,6 +98,18 @@ async fn describe(shard: Rc<Shard>, request: Request) -> Answer {
                 .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
         };
         let name = resource.resource_name.to_string();
+        // DESCRIBE_CONFIGS on the topic, or on the cluster for a broker.
+        if let Err(refusal) = may(
+            &authz,
+            Operation::DescribeConfigs,
+            resource.resource_type,
+            &name,
+        ) {
+            result.error_code = refusal.code;
+            result.error_message = Some(str_bytes(refusal.message));
+            response.results.push(result);
+            continue;
+        }
         match resource.resource_type {
             RESOURCE_TOPIC => match shard.topic(&name) {
                 Some(meta) => {
@@ -151,14 +166,33 @@ async fn describe(shard: Rc<Shard>, request: Request) -> Answer {
     request.answer(&response)
 }
 
-/// Validates and applies new overrides for a topic (or a broker: refused).
+/// Whether the principal may do `operation` on a topic's configs, or a broker's (the
+/// cluster's).
+fn may(authz: &Authz, operation: Operation, resource_type: i8, name: &str) -> Result<(), Refusal> {
+    match resource_type {
+        RESOURCE_TOPIC if !authz.topic(operation, name) => Err(Refusal::new(
+            E::TopicAuthorizationFailed,
+            format!("not authorized for {} on topic `{name}`", operation.name()),
+        )),
+        RESOURCE_BROKER if !authz.cluster(operation) => Err(Refusal::new(
+            E::ClusterAuthorizationFailed,
+            format!("not authorized for {} on the cluster", operation.name()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Validates and applies new overrides for a topic (or a broker: refused), where the
+/// principal may alter them.
 async fn set_configs(
     shard: &Shard,
+    authz: &Authz,
     resource_type: i8,
     name: &str,
     edit: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), Refusal>,
     validate_only: bool,
 ) -> Result<(), Refusal> {
+    may(authz, Operation::AlterConfigs, resource_type, name)?;
     match resource_type {
         RESOURCE_TOPIC => {
             let meta = shard.topic(name).ok_or_else(|| {
@@ -197,6 +231,7 @@ async fn set_configs(
 async fn alter(shard: Rc<Shard>, request: Request) -> Answer {
     let body: AlterConfigsRequest = request.decode("AlterConfigsRequest")?;
     let mut response = AlterConfigsResponse::default();
+    let authz = Authz::of(&shard, &request);
     for resource in body.resources {
         let name = resource.resource_name.to_string();
         // AlterConfigs replaces the whole set of overrides.
@@ -211,6 +246,7 @@ async fn alter(shard: Rc<Shard>, request: Request) -> Answer {
             .collect();
         let outcome = set_configs(
             &shard,
+            &authz,
             resource.resource_type,
             &name,
             |configs| {
@@ -241,6 +277,7 @@ const OP_SUBTRACT: i8 = 3;
 async fn incremental_alter(shard: Rc<Shard>, request: Request) -> Answer {
     let body: IncrementalAlterConfigsRequest = request.decode("IncrementalAlterConfigsRequest")?;
     let mut response = IncrementalAlterConfigsResponse::default();
+    let authz = Authz::of(&shard, &request);
     for resource in body.resources {
         let name = resource.resource_name.to_string();
         let ops: Vec<(String, i8, Option<String>)> = resource
@@ -319,6 +356,7 @@ async fn incremental_alter(shard: Rc<Shard>, request: Request) -> Answer {
         };
         let outcome = set_configs(
             &shard,
+            &authz,
             resource.resource_type,
             &name,
             edit,

@@ -13,6 +13,7 @@ use crate::cluster::Change;
 use crate::config::topic_effective;
 use crate::model::NodeId;
 use crate::protocol::ResponseError as E;
+use crate::server::authz::Authz;
 use crate::server::controller::Refusal;
 use crate::server::Shard;
 
@@ -26,13 +27,22 @@ pub const API: Api = Api {
 async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
     let body: CreateTopicsRequest = request.decode("CreateTopicsRequest")?;
     let mut response = CreateTopicsResponse::default();
+    let authz = Authz::of(&shard, &request);
     for topic in body.topics {
         let name = topic.name.0.to_string();
         let mut result = CreatableTopicResult::default();
         result.name = topic.name.clone();
         result.num_partitions = -1;
         result.replication_factor = -1;
-        match create(&shard, &topic, body.validate_only).await {
+        // CREATE on the cluster or on the topic.
+        let created = match authz.create_topic(&name) {
+            true => create(&shard, &topic, body.validate_only).await,
+            false => Err(Refusal::new(
+                E::TopicAuthorizationFailed,
+                "not authorized to create the topic",
+            )),
+        };
+        match created {
             Ok(meta) => {
                 result.topic_id = meta.id;
                 result.num_partitions = meta.partitions;

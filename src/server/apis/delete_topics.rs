@@ -10,6 +10,8 @@ use uuid::Uuid;
 use super::{str_bytes, topic_name, Answer, Api, Request};
 use crate::cluster::Change;
 use crate::protocol::ResponseError as E;
+use crate::security::acl::Operation;
+use crate::server::authz::Authz;
 use crate::server::controller::error_code;
 use crate::server::Shard;
 
@@ -34,6 +36,7 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
             .collect()
     };
     let mut response = DeleteTopicsResponse::default();
+    let authz = Authz::of(&shard, &request);
     for (name, id) in wanted {
         let mut result = DeletableTopicResult::default();
         result.topic_id = id;
@@ -48,6 +51,14 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                 } else {
                     E::UnknownTopicId.code()
                 };
+            }
+            // DELETE on the topic (by id: refused as if unknown, as Kafka does).
+            Some(name) if !authz.topic(Operation::Delete, &name) => {
+                result.error_code = match id == Uuid::nil() {
+                    true => E::TopicAuthorizationFailed.code(),
+                    false => E::UnknownTopicId.code(),
+                };
+                result.name = (id == Uuid::nil()).then(|| topic_name(&name));
             }
             Some(name) => {
                 result.name = Some(topic_name(&name));

@@ -13,6 +13,9 @@ use kafka_protocol::messages::{
 
 use super::{Answer, Api, Request};
 use crate::model::TopicPartition;
+use crate::protocol::ResponseError as E;
+use crate::security::acl::Operation;
+use crate::server::authz::Authz;
 use crate::server::{partition_code, Shard};
 
 pub const API: Api = Api {
@@ -25,12 +28,20 @@ pub const API: Api = Api {
 async fn describe_producers(shard: Rc<Shard>, request: Request) -> Answer {
     let body: DescribeProducersRequest = request.decode("DescribeProducersRequest")?;
     let mut response = DescribeProducersResponse::default();
+    let authz = Authz::of(&shard, &request);
     for topic in &body.topics {
         let name = topic.name.0.to_string();
+        // READ on the topic.
+        let allowed = authz.topic(Operation::Read, &name);
         let answers = join_all(topic.partition_indexes.iter().map(|&index| {
             let shard = shard.clone();
             let tp = TopicPartition::new(name.as_str(), index);
-            async move { (index, shard.producers(&tp).await) }
+            async move {
+                match allowed {
+                    true => (index, Some(shard.producers(&tp).await)),
+                    false => (index, None),
+                }
+            }
         }))
         .await;
         let mut out = TopicResponse::default();
@@ -41,7 +52,8 @@ async fn describe_producers(shard: Rc<Shard>, request: Request) -> Answer {
                 let mut p = PartitionResponse::default();
                 p.partition_index = index;
                 match answer {
-                    Ok(producers) => {
+                    None => p.error_code = E::TopicAuthorizationFailed.code(),
+                    Some(Ok(producers)) => {
                         p.active_producers = producers
                             .into_iter()
                             .map(|(id, entry)| {
@@ -58,7 +70,7 @@ async fn describe_producers(shard: Rc<Shard>, request: Request) -> Answer {
                             })
                             .collect()
                     }
-                    Err(e) => p.error_code = partition_code(&e),
+                    Some(Err(e)) => p.error_code = partition_code(&e),
                 }
                 p
             })

@@ -20,6 +20,8 @@ use crate::io;
 use crate::model::{Isolation, NodeId, Offset, TopicPartition};
 use crate::protocol::fetch::{self as encoder, FetchResponseData, PartitionData, TopicData};
 use crate::protocol::ResponseError as E;
+use crate::security::acl::Operation;
+use crate::server::authz::Authz;
 use crate::server::fanout::ReadArgs;
 use crate::server::fetch_sessions::{Entry, Plan, Sent};
 use crate::server::{partition_code, Shard};
@@ -144,8 +146,19 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
         E::UnknownTopicOrPartition.code()
     };
     let mut wanted = Vec::with_capacity(entries.len());
-    // The current topic's partition count, looked up once per topic, not per partition.
+    // A follower fetches as a broker (CLUSTER_ACTION); a consumer needs READ on each topic.
+    let authz = Authz::of(&shard, &request);
+    let (follower_allowed, refused) = match replica {
+        Some(_) => (
+            authz.cluster(Operation::ClusterAction),
+            E::ClusterAuthorizationFailed.code(),
+        ),
+        None => (true, E::TopicAuthorizationFailed.code()),
+    };
+    // The current topic's partition count and whether it may be read, looked up once per
+    // topic, not per partition.
     let mut partitions: Option<i32> = None;
+    let mut allowed = false;
     for e in &entries {
         if data
             .topics
@@ -157,6 +170,8 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                 .get(&*e.name)
                 .filter(|m| !e.name.is_empty() && m.id == e.id)
                 .map(|m| m.partitions);
+            allowed =
+                follower_allowed && (replica.is_some() || authz.topic(Operation::Read, &e.name));
             data.topics.push(TopicData {
                 name: e.name.to_string(),
                 id: e.id,
@@ -164,9 +179,14 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
             });
         }
         let exists = partitions.is_some_and(|count| (0..count).contains(&e.partition));
+        let error_code = match (allowed, exists) {
+            (false, _) => refused,
+            (true, true) => 0,
+            (true, false) => unknown,
+        };
         wanted.push(Wanted {
-            tp: exists.then(|| TopicPartition::new(e.name.clone(), e.partition)),
-            error_code: if exists { 0 } else { unknown },
+            tp: (allowed && exists).then(|| TopicPartition::new(e.name.clone(), e.partition)),
+            error_code,
             offset: e.fetch_offset,
             partition_max_bytes: e.max_bytes,
             epoch: epochs
@@ -180,7 +200,7 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
             .partitions
             .push(PartitionData {
                 partition: e.partition,
-                error_code: if exists { 0 } else { unknown },
+                error_code,
                 high_watermark: -1,
                 last_stable_offset: -1,
                 log_start_offset: -1,
@@ -247,7 +267,12 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
         }
     }
     if version >= 12 {
-        name_current_leaders(&shard, &mut data, version >= 16);
+        name_current_leaders(
+            &shard,
+            &mut data,
+            version >= 16,
+            &request.conn.listener.name,
+        );
     }
     Ok(Some(encoder::encode(
         version,
@@ -258,7 +283,12 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
 
 /// KIP-951: a partition answered NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH names the leader
 /// now (from v12), and from v16 the response says where it is.
-fn name_current_leaders(shard: &Shard, data: &mut FetchResponseData, endpoints: bool) {
+fn name_current_leaders(
+    shard: &Shard,
+    data: &mut FetchResponseData,
+    endpoints: bool,
+    listener: &str,
+) {
     let moved = [E::NotLeaderOrFollower.code(), E::FencedLeaderEpoch.code()];
     let image = shard.image();
     let mut nodes = std::collections::BTreeMap::new();
@@ -277,8 +307,8 @@ fn name_current_leaders(shard: &Shard, data: &mut FetchResponseData, endpoints: 
                     .entry(leader)
                     .or_insert_with(|| encoder::NodeEndpoint {
                         node_id: leader,
-                        host: broker.host.clone(),
-                        port: broker.port as i32,
+                        host: broker.endpoint(listener).0.to_string(),
+                        port: i32::from(broker.endpoint(listener).1),
                         rack: broker.rack.clone(),
                     });
             }

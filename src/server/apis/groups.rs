@@ -1,6 +1,6 @@
 //! The consumer-group APIs: FindCoordinator v0-v4, JoinGroup v0-v9, SyncGroup v0-v5, Heartbeat
-//! v0-v4, LeaveGroup v0-v5, OffsetCommit v0-v8, OffsetFetch v0-v8, DescribeGroups v0-v5,
-//! ListGroups v0-v4, DeleteGroups v0-v2 and OffsetDelete v0. Each request goes to the shard
+//! v0-v4, LeaveGroup v0-v5, DescribeGroups v0-v5, ListGroups v0-v4 and DeleteGroups v0-v2 (the
+//! offsets' APIs are in `offsets.rs`). Each request goes to the shard
 //! whose coordinator holds the group (crate::server::groups); this file only translates.
 
 use std::rc::Rc;
@@ -11,31 +11,21 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
-use kafka_protocol::messages::offset_commit_response::{
-    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
-};
-use kafka_protocol::messages::offset_delete_response::{
-    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
-};
-use kafka_protocol::messages::offset_fetch_response::{
-    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
-    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
-};
 use kafka_protocol::messages::{
     BrokerId, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest,
     DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
     HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
-    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
-    OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest,
-    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse,
+    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, SyncGroupRequest, SyncGroupResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::{str_bytes, topic_name, Answer, Api, Request};
-use crate::group::{CommittedOffset, JoinParams, TopicPartitions};
-use crate::model::{ShardId, TimestampMs};
+use super::{str_bytes, Answer, Api, Request};
+use crate::group::JoinParams;
+use crate::model::ShardId;
 use crate::protocol::ResponseError as E;
-use crate::server::groups::{error_code, membership_code, result_code, FetchedOffsets, FetchedRow};
+use crate::security::acl::Operation;
+use crate::server::authz::Authz;
+use crate::server::groups::{error_code, membership_code, result_code};
 use crate::server::Shard;
 
 api!(FIND_COORDINATOR, FindCoordinator, 0, 4, find_coordinator);
@@ -43,20 +33,17 @@ api!(JOIN, JoinGroup, 0, 9, join);
 api!(SYNC, SyncGroup, 0, 5, sync);
 api!(HEARTBEAT, Heartbeat, 0, 4, heartbeat);
 api!(LEAVE, LeaveGroup, 0, 5, leave);
-api!(OFFSET_COMMIT, OffsetCommit, 0, 8, offset_commit);
-api!(OFFSET_FETCH, OffsetFetch, 0, 8, offset_fetch);
 api!(DESCRIBE, DescribeGroups, 0, 5, describe);
 api!(LIST, ListGroups, 0, 5, list);
 api!(DELETE, DeleteGroups, 0, 2, delete);
-api!(OFFSET_DELETE, OffsetDelete, 0, 0, offset_delete);
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
-fn text(s: &StrBytes) -> String {
+pub(super) fn text(s: &StrBytes) -> String {
     s.to_string()
 }
 
-fn opt(s: &Option<StrBytes>) -> Option<String> {
+pub(super) fn opt(s: &Option<StrBytes>) -> Option<String> {
     s.as_ref().map(text)
 }
 
@@ -77,12 +64,27 @@ async fn find_coordinator(shard: Rc<Shard>, request: Request) -> Answer {
     } else {
         Ok(())
     };
+    let authz = Authz::of(&shard, &request);
+    // DESCRIBE on the group or the transactional id.
+    let refused = |key: &str| match body.key_type {
+        KEY_TYPE_GROUP if !authz.group(Operation::Describe, key) => {
+            Some(E::GroupAuthorizationFailed)
+        }
+        KEY_TYPE_TRANSACTION if !authz.transactional_id(Operation::Describe, key) => {
+            Some(E::TransactionalIdAuthorizationFailed)
+        }
+        _ => None,
+    };
     let coordinators: Vec<Coordinator> = keys
         .into_iter()
         .map(|key| {
             let mut c = Coordinator::default();
             c.key = str_bytes(key.clone());
-            if body.key_type != KEY_TYPE_GROUP && body.key_type != KEY_TYPE_TRANSACTION {
+            if let Some(error) = refused(&key) {
+                c.error_code = error.code();
+                c.node_id = BrokerId(-1);
+                c.port = -1;
+            } else if body.key_type != KEY_TYPE_GROUP && body.key_type != KEY_TYPE_TRANSACTION {
                 c.error_code = E::InvalidRequest.code();
                 c.error_message = Some(str_bytes("unknown coordinator key type"));
                 c.node_id = BrokerId(-1);
@@ -106,7 +108,7 @@ async fn find_coordinator(shard: Rc<Shard>, request: Request) -> Answer {
                 } else {
                     shard.txn_partition(&key)
                 };
-                match shard.leader_endpoint(&tp) {
+                match shard.leader_endpoint(&tp, &request.conn.listener.name) {
                     Some((node, host, port)) => {
                         c.node_id = BrokerId(node);
                         c.host = str_bytes(host);
@@ -139,6 +141,12 @@ async fn find_coordinator(shard: Rc<Shard>, request: Request) -> Answer {
 async fn join(shard: Rc<Shard>, request: Request) -> Answer {
     let body: JoinGroupRequest = request.decode("JoinGroupRequest")?;
     let group = body.group_id.0.to_string();
+    if !may_read(&shard, &request, &group) {
+        let mut response = JoinGroupResponse::default();
+        response.error_code = E::GroupAuthorizationFailed.code();
+        response.generation_id = -1;
+        return request.answer(&response);
+    }
     let params = JoinParams {
         group: group.clone(),
         member_id: text(&body.member_id),
@@ -205,6 +213,11 @@ async fn join(shard: Rc<Shard>, request: Request) -> Answer {
 async fn sync(shard: Rc<Shard>, request: Request) -> Answer {
     let body: SyncGroupRequest = request.decode("SyncGroupRequest")?;
     let group = body.group_id.0.to_string();
+    if !may_read(&shard, &request, &group) {
+        let mut response = SyncGroupResponse::default();
+        response.error_code = E::GroupAuthorizationFailed.code();
+        return request.answer(&response);
+    }
     let (generation, member_id) = (body.generation_id, text(&body.member_id));
     let instance_id = opt(&body.group_instance_id);
     let assignments: Vec<_> = body
@@ -245,6 +258,11 @@ async fn sync(shard: Rc<Shard>, request: Request) -> Answer {
 async fn heartbeat(shard: Rc<Shard>, request: Request) -> Answer {
     let body: HeartbeatRequest = request.decode("HeartbeatRequest")?;
     let group = body.group_id.0.to_string();
+    if !may_read(&shard, &request, &group) {
+        let mut response = HeartbeatResponse::default();
+        response.error_code = E::GroupAuthorizationFailed.code();
+        return request.answer(&response);
+    }
     let (generation, member_id) = (body.generation_id, text(&body.member_id));
     let instance_id = opt(&body.group_instance_id);
     let group_sent = group.clone();
@@ -260,6 +278,11 @@ async fn heartbeat(shard: Rc<Shard>, request: Request) -> Answer {
 async fn leave(shard: Rc<Shard>, request: Request) -> Answer {
     let body: LeaveGroupRequest = request.decode("LeaveGroupRequest")?;
     let group = body.group_id.0.to_string();
+    if !may_read(&shard, &request, &group) {
+        let mut response = LeaveGroupResponse::default();
+        response.error_code = E::GroupAuthorizationFailed.code();
+        return request.answer(&response);
+    }
     let members: Vec<(String, Option<String>)> = if request.version >= 3 {
         body.members
             .iter()
@@ -296,236 +319,23 @@ async fn leave(shard: Rc<Shard>, request: Request) -> Answer {
     request.answer(&response)
 }
 
-async fn offset_commit(shard: Rc<Shard>, request: Request) -> Answer {
-    let body: OffsetCommitRequest = request.decode("OffsetCommitRequest")?;
-    let group = body.group_id.0.to_string();
-    let now = TimestampMs::now().0;
-    let image = shard.image();
-    let mut offsets = Vec::new();
-    let mut unknown = Vec::new();
-    for topic in &body.topics {
-        let name = topic.name.0.to_string();
-        let meta = image.topics.get(&name);
-        for p in &topic.partitions {
-            if !meta.is_some_and(|m| (0..m.partitions).contains(&p.partition_index)) {
-                unknown.push((name.clone(), p.partition_index));
-                continue;
-            }
-            offsets.push((
-                name.clone(),
-                p.partition_index,
-                CommittedOffset {
-                    offset: p.committed_offset,
-                    leader_epoch: p.committed_leader_epoch,
-                    metadata: opt(&p.committed_metadata).unwrap_or_default(),
-                    commit_timestamp: if request.version == 1 && p.commit_timestamp >= 0 {
-                        p.commit_timestamp
-                    } else {
-                        now
-                    },
-                },
-            ));
-        }
-    }
-    let (generation, member_id) = if request.version == 0 {
-        (-1, String::new())
-    } else {
-        (body.generation_id_or_member_epoch, text(&body.member_id))
-    };
-    let result = if offsets.is_empty() {
-        Ok(())
-    } else {
-        let instance_id = opt(&body.group_instance_id);
-        let group_sent = group.clone();
-        let committed = shard.on_group(&group, move |shard| async move {
-            let (groups, instance_id) = (&shard.groups, instance_id.as_deref());
-            groups
-                .commit(&group_sent, generation, &member_id, instance_id, offsets)
-                .await
-        });
-        committed.await.and_then(|result| result)
-    };
-    let code = result_code(result);
-    let mut response = OffsetCommitResponse::default();
-    for topic in &body.topics {
-        let mut out = OffsetCommitResponseTopic::default();
-        out.name = topic.name.clone();
-        let name = topic.name.0.to_string();
-        out.partitions = topic
-            .partitions
-            .iter()
-            .map(|p| {
-                let mut r = OffsetCommitResponsePartition::default();
-                r.partition_index = p.partition_index;
-                let is_unknown = unknown
-                    .iter()
-                    .any(|(t, i)| *t == name && *i == p.partition_index);
-                r.error_code = if is_unknown {
-                    E::UnknownTopicOrPartition.code()
-                } else {
-                    code
-                };
-                r
-            })
-            .collect();
-        response.topics.push(out);
-    }
-    request.answer(&response)
-}
-
-async fn fetch_group_offsets(
-    shard: &Shard,
-    group: &str,
-    topics: Option<TopicPartitions>,
-    require_stable: bool,
-) -> FetchedOffsets {
-    let group_sent = group.to_string();
-    let fetched = shard.on_group(group, move |shard| async move {
-        let (groups, group) = (&shard.groups, &group_sent);
-        let rows = groups.fetch_offsets(group, topics)?;
-        let row = |(topic, partition, offset): (String, i32, Option<CommittedOffset>)| {
-            // OffsetFetch v7+: an offset waiting for a transaction's outcome is answered with
-            // UNSTABLE_OFFSET_COMMIT instead.
-            if require_stable && groups.is_unstable(group, &topic, partition) {
-                (topic, partition, None, E::UnstableOffsetCommit.code())
-            } else {
-                (topic, partition, offset, 0)
-            }
-        };
-        Ok(rows.into_iter().map(row).collect())
-    });
-    fetched.await.and_then(|rows| rows).map_err(error_code)
-}
-
-/// Groups consecutive rows by topic, keeping their order.
-fn by_topic<T>(
-    rows: Vec<FetchedRow>,
-    mut partition: impl FnMut(i32, Option<CommittedOffset>, i16) -> T,
-) -> Vec<(String, Vec<T>)> {
-    let mut out: Vec<(String, Vec<T>)> = Vec::new();
-    for (topic, p, offset, code) in rows {
-        if out.last().is_none_or(|(t, _)| *t != topic) {
-            out.push((topic.clone(), Vec::new()));
-        }
-        out.last_mut()
-            .expect("pushed")
-            .1
-            .push(partition(p, offset, code));
-    }
-    out
-}
-
-async fn offset_fetch(shard: Rc<Shard>, request: Request) -> Answer {
-    let body: OffsetFetchRequest = request.decode("OffsetFetchRequest")?;
-    let version = request.version;
-    let mut response = OffsetFetchResponse::default();
-    if version >= 8 {
-        for g in &body.groups {
-            let group = g.group_id.0.to_string();
-            let topics = g.topics.as_ref().map(|ts| {
-                ts.iter()
-                    .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
-                    .collect()
-            });
-            let mut out = OffsetFetchResponseGroup::default();
-            out.group_id = g.group_id.clone();
-            match fetch_group_offsets(&shard, &group, topics, body.require_stable).await {
-                Err(code) => out.error_code = code,
-                Ok(rows) => {
-                    out.topics = by_topic(rows, |index, offset, code| {
-                        let mut p = OffsetFetchResponsePartitions::default();
-                        p.partition_index = index;
-                        p.error_code = code;
-                        fill(
-                            &mut p.committed_offset,
-                            &mut p.committed_leader_epoch,
-                            &mut p.metadata,
-                            offset,
-                        );
-                        p
-                    })
-                    .into_iter()
-                    .map(|(name, partitions)| {
-                        let mut t = OffsetFetchResponseTopics::default();
-                        t.name = topic_name(&name);
-                        t.partitions = partitions;
-                        t
-                    })
-                    .collect();
-                }
-            }
-            response.groups.push(out);
-        }
-        return request.answer(&response);
-    }
-    let group = body.group_id.0.to_string();
-    let topics = body.topics.as_ref().map(|ts| {
-        ts.iter()
-            .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
-            .collect()
-    });
-    let require_stable = version >= 7 && body.require_stable;
-    match fetch_group_offsets(&shard, &group, topics, require_stable).await {
-        Err(code) => {
-            response.error_code = if version >= 2 { code } else { 0 };
-        }
-        Ok(rows) => {
-            response.topics = by_topic(rows, |index, offset, code| {
-                let mut p = OffsetFetchResponsePartition::default();
-                p.partition_index = index;
-                p.error_code = code;
-                fill(
-                    &mut p.committed_offset,
-                    &mut p.committed_leader_epoch,
-                    &mut p.metadata,
-                    offset,
-                );
-                if version < 5 {
-                    p.committed_leader_epoch = -1;
-                }
-                p
-            })
-            .into_iter()
-            .map(|(name, partitions)| {
-                let mut t = OffsetFetchResponseTopic::default();
-                t.name = topic_name(&name);
-                t.partitions = partitions;
-                t
-            })
-            .collect();
-        }
-    }
-    request.answer(&response)
-}
-
-/// An offset fetch answer for one partition: -1 and no metadata when nothing is committed.
-fn fill(
-    offset_out: &mut i64,
-    epoch_out: &mut i32,
-    metadata_out: &mut Option<StrBytes>,
-    offset: Option<CommittedOffset>,
-) {
-    match offset {
-        Some(o) => {
-            *offset_out = o.offset;
-            *epoch_out = o.leader_epoch;
-            *metadata_out = Some(str_bytes(o.metadata));
-        }
-        None => {
-            *offset_out = -1;
-            *epoch_out = -1;
-            *metadata_out = Some(str_bytes(""));
-        }
-    }
+/// READ on the group: what its members need to join, sync, beat and leave.
+fn may_read(shard: &Shard, request: &Request, group: &str) -> bool {
+    Authz::of(shard, request).group(Operation::Read, group)
 }
 
 async fn describe(shard: Rc<Shard>, request: Request) -> Answer {
     let body: DescribeGroupsRequest = request.decode("DescribeGroupsRequest")?;
     let mut response = DescribeGroupsResponse::default();
+    let authz = Authz::of(&shard, &request);
     let described = join_all(body.groups.iter().map(|g| {
         let shard = shard.clone();
         let group = g.0.to_string();
+        let allowed = authz.group(Operation::Describe, &group);
         async move {
+            if !allowed {
+                return (group, None);
+            }
             let group_sent = group.clone();
             let described = shard
                 .on_group(
@@ -533,16 +343,18 @@ async fn describe(shard: Rc<Shard>, request: Request) -> Answer {
                     |shard| async move { shard.groups.describe(&group_sent) },
                 )
                 .await;
-            (group, described)
+            (group, Some(described))
         }
     }))
     .await;
     for (group, answer) in described {
         let mut out = DescribedGroup::default();
         out.group_id = group_id(&group);
-        out.authorized_operations = super::authorized::group(body.include_authorized_operations);
+        out.authorized_operations =
+            super::authorized::group(&authz, body.include_authorized_operations, &group);
         match answer {
-            Ok(d) => {
+            None => out.error_code = E::GroupAuthorizationFailed.code(),
+            Some(Ok(d)) => {
                 out.error_code = d.error.map_or(0, error_code);
                 out.group_state = str_bytes(d.state);
                 out.protocol_type = str_bytes(d.protocol_type);
@@ -564,7 +376,7 @@ async fn describe(shard: Rc<Shard>, request: Request) -> Answer {
                     })
                     .collect();
             }
-            Err(error) => out.error_code = error_code(error),
+            Some(Err(error)) => out.error_code = error_code(error),
         }
         response.groups.push(out);
     }
@@ -596,11 +408,17 @@ async fn list(shard: Rc<Shard>, request: Request) -> Answer {
         return request.answer(&ListGroupsResponse::default());
     }
     let mut response = ListGroupsResponse::default();
+    // DESCRIBE on the cluster lists every group; otherwise those the principal may describe.
+    let authz = Authz::of(&shard, &request);
+    let all = authz.cluster(Operation::Describe);
     for answer in answers {
         match answer {
             Ok(groups) => {
                 for (id, protocol_type, state) in groups {
                     if !filter.is_empty() && !filter.contains(&state.to_ascii_lowercase()) {
+                        continue;
+                    }
+                    if !all && !authz.group(Operation::Describe, &id) {
                         continue;
                     }
                     let mut g = ListedGroup::default();
@@ -624,8 +442,17 @@ async fn list(shard: Rc<Shard>, request: Request) -> Answer {
 async fn delete(shard: Rc<Shard>, request: Request) -> Answer {
     let body: DeleteGroupsRequest = request.decode("DeleteGroupsRequest")?;
     let mut response = DeleteGroupsResponse::default();
+    let authz = Authz::of(&shard, &request);
     for g in &body.groups_names {
         let group = g.0.to_string();
+        if !authz.group(Operation::Delete, &group) {
+            let mut result =
+                kafka_protocol::messages::delete_groups_response::DeletableGroupResult::default();
+            result.group_id = g.clone();
+            result.error_code = E::GroupAuthorizationFailed.code();
+            response.results.push(result);
+            continue;
+        }
         let group_sent = group.clone();
         let deleted = shard.on_group(&group, |shard| async move {
             shard.groups.delete(&group_sent).await
@@ -635,50 +462,6 @@ async fn delete(shard: Rc<Shard>, request: Request) -> Answer {
         result.group_id = g.clone();
         result.error_code = result_code(deleted.await.and_then(|deleted| deleted));
         response.results.push(result);
-    }
-    request.answer(&response)
-}
-
-async fn offset_delete(shard: Rc<Shard>, request: Request) -> Answer {
-    let body: OffsetDeleteRequest = request.decode("OffsetDeleteRequest")?;
-    let group = body.group_id.0.to_string();
-    let partitions: Vec<(String, i32)> = body
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(move |p| (t.name.0.to_string(), p.partition_index))
-        })
-        .collect();
-    let group_sent = group.clone();
-    let codes = shard
-        .on_group(&group, move |shard| async move {
-            shard.groups.delete_offsets(&group_sent, partitions).await
-        })
-        .await
-        .and_then(|codes| codes);
-    let mut response = OffsetDeleteResponse::default();
-    match codes {
-        Err(error) => response.error_code = error_code(error),
-        Ok(codes) => {
-            let mut codes = codes.into_iter();
-            for t in &body.topics {
-                let mut topic = OffsetDeleteResponseTopic::default();
-                topic.name = t.name.clone();
-                topic.partitions = t
-                    .partitions
-                    .iter()
-                    .map(|p| {
-                        let mut r = OffsetDeleteResponsePartition::default();
-                        r.partition_index = p.partition_index;
-                        r.error_code = codes.next().map_or(0, result_code);
-                        r
-                    })
-                    .collect();
-                response.topics.push(topic);
-            }
-        }
     }
     request.answer(&response)
 }

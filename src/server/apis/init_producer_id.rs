@@ -9,6 +9,8 @@ use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResp
 use super::transactions::fenced_for;
 use super::{Answer, Api, Request};
 use crate::protocol::ResponseError as E;
+use crate::security::acl::Operation;
+use crate::server::authz::Authz;
 use crate::server::Shard;
 
 pub const API: Api = Api {
@@ -23,6 +25,18 @@ async fn init_producer_id(shard: Rc<Shard>, request: Request) -> Answer {
     let mut response = InitProducerIdResponse::default();
     response.producer_id = ProducerId(-1);
     response.producer_epoch = -1;
+    // WRITE on the transactional id; an idempotent producer, IDEMPOTENT_WRITE (or WRITE on a
+    // topic).
+    let authz = Authz::of(&shard, &request);
+    let refused = match &body.transactional_id {
+        Some(id) if !id.is_empty() => (!authz.transactional_id(Operation::Write, id))
+            .then_some(E::TransactionalIdAuthorizationFailed),
+        _ => (!authz.idempotent_write()).then_some(E::ClusterAuthorizationFailed),
+    };
+    if let Some(error) = refused {
+        response.error_code = error.code();
+        return request.answer(&response);
+    }
     match body.transactional_id.as_deref().map(|id| id.is_empty()) {
         None => {}
         // As Kafka: an empty transactional id is a malformed request.

@@ -14,6 +14,8 @@ use super::{Answer, Api, Request};
 use crate::model::{Offset, TopicPartition};
 use crate::protocol::ResponseError as E;
 use crate::replication::PartitionError;
+use crate::security::acl::Operation;
+use crate::server::authz::Authz;
 use crate::server::{partition_code, Shard};
 
 pub const API: Api = Api {
@@ -32,8 +34,19 @@ const NO_CURRENT_EPOCH: i32 = -1;
 async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
     let body: OffsetForLeaderEpochRequest = request.decode("OffsetForLeaderEpochRequest")?;
     let mut response = OffsetForLeaderEpochResponse::default();
+    // A follower asks as a broker (CLUSTER_ACTION); a consumer needs DESCRIBE on the topic.
+    let authz = Authz::of(&shard, &request);
+    let follower = body.replica_id.0 >= 0;
+    let follower_refused = follower && !authz.cluster(Operation::ClusterAction);
     for topic in body.topics {
         let name = topic.topic.0.to_string();
+        let refused = if follower_refused {
+            Some(E::ClusterAuthorizationFailed)
+        } else if !follower && !authz.topic(Operation::Describe, &name) {
+            Some(E::TopicAuthorizationFailed)
+        } else {
+            None
+        };
         let meta = shard.topic(&name);
         let answers = topic.partitions.iter().map(|p| {
             let shard = shard.clone();
@@ -47,6 +60,10 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                 out.partition = tp.partition;
                 out.leader_epoch = UNDEFINED_EPOCH;
                 out.end_offset = UNDEFINED_EPOCH_OFFSET;
+                if let Some(error) = refused {
+                    out.error_code = error.code();
+                    return out;
+                }
                 if !exists {
                     out.error_code = E::UnknownTopicOrPartition.code();
                     return out;

@@ -14,6 +14,8 @@ use super::{topic_name, Answer, Api, Request};
 use crate::model::TopicPartition;
 use crate::protocol::ResponseError as E;
 use crate::replication::OffsetSpec;
+use crate::security::acl::Operation;
+use crate::server::authz::Authz;
 use crate::server::{partition_code, Shard};
 
 pub const API: Api = Api {
@@ -31,9 +33,12 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
     let body: ListOffsetsRequest = request.decode("ListOffsetsRequest")?;
     let version = request.version;
     let mut response = ListOffsetsResponse::default();
+    let authz = Authz::of(&shard, &request);
     for topic in body.topics {
         let name = topic.name.0.to_string();
-        let meta = shard.topic(&name);
+        // DESCRIBE on the topic.
+        let allowed = authz.topic(Operation::Describe, &name);
+        let meta = shard.topic(&name).filter(|_| allowed);
         let answers = topic.partitions.iter().map(|p| {
             let shard = shard.clone();
             let tp = TopicPartition::new(name.clone(), p.partition_index);
@@ -56,6 +61,7 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                 out.offset = -1;
                 out.timestamp = -1;
                 match (exists, spec) {
+                    _ if !allowed => out.error_code = E::TopicAuthorizationFailed.code(),
                     (false, _) => out.error_code = E::UnknownTopicOrPartition.code(),
                     (true, None) => out.error_code = E::InvalidRequest.code(),
                     (true, Some(spec)) => match shard.list_offset(&tp, spec).await {

@@ -14,6 +14,8 @@ use super::{authorized, str_bytes, topic_name, Answer, Api, Request};
 use crate::cluster::{validate_topic_name, TopicMeta};
 use crate::model::NodeId;
 use crate::protocol::ResponseError as E;
+use crate::security::acl::Operation;
+use crate::server::authz::Authz;
 use crate::server::controller::error_code;
 use crate::server::Shard;
 
@@ -31,15 +33,19 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
         Some(topics) => request.version == 0 && topics.is_empty(),
     };
     let auto_create = request.version < 4 || body.allow_auto_topic_creation;
-    let topic_operations = authorized::topic(body.include_topic_authorized_operations);
+    let asked_operations = body.include_topic_authorized_operations;
+    let authz = Authz::of(&shard, &request);
     let mut topics = Vec::new();
     let fenced = shard.image().fenced.clone();
     // A node restarted into a cluster answers from the image it stored until its registration
     // in this run is committed: its leaders may be stale, so it names none (clients ask again).
     let stale = !shard.caught_up.load(std::sync::atomic::Ordering::Acquire);
     if all {
+        // Only the topics the principal may describe.
         for (name, meta) in shard.image().topics.iter() {
-            topics.push(topic_entry(name, Some(meta), &fenced, stale));
+            if authz.topic(Operation::Describe, name) {
+                topics.push(topic_entry(name, Some(meta), &fenced, stale));
+            }
         }
     } else {
         for wanted in body.topics.iter().flatten() {
@@ -51,7 +57,6 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                         let mut entry = MetadataResponseTopic::default();
                         entry.error_code = E::UnknownTopicId.code();
                         entry.topic_id = id;
-                        entry.topic_authorized_operations = topic_operations;
                         topics.push(entry);
                         continue;
                     }
@@ -64,7 +69,18 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
                 topics.push(entry);
                 continue;
             }
-            let meta = match shard.topic(&name) {
+            let known = shard.topic(&name);
+            // Not allowed to describe it, or to create it where it would be created: the
+            // topic is named with TOPIC_AUTHORIZATION_FAILED and nothing else.
+            let creating = known.is_none() && auto_create && shard.auto_create_enabled();
+            if !authz.topic(Operation::Describe, &name) || (creating && !authz.create_topic(&name))
+            {
+                let mut entry = topic_entry(&name, None, &fenced, stale);
+                entry.error_code = E::TopicAuthorizationFailed.code();
+                topics.push(entry);
+                continue;
+            }
+            let meta = match known {
                 Some(meta) => Some(meta),
                 None if auto_create => shard.auto_create(&name).await,
                 None => None,
@@ -79,8 +95,9 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
         .map(|(id, registered)| {
             let mut broker = MetadataResponseBroker::default();
             broker.node_id = BrokerId(id.0);
-            broker.host = str_bytes(registered.host.clone());
-            broker.port = registered.port as i32;
+            let (host, port) = registered.endpoint(&request.conn.listener.name);
+            broker.host = str_bytes(host);
+            broker.port = port as i32;
             broker.rack = registered.rack.clone().map(str_bytes);
             broker
         })
@@ -89,10 +106,11 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
     response.controller_id = BrokerId(shard.controller_for_clients());
     response.topics = topics;
     response.cluster_authorized_operations =
-        authorized::cluster(body.include_cluster_authorized_operations);
+        authorized::cluster(&authz, body.include_cluster_authorized_operations);
     for topic in &mut response.topics {
         if topic.error_code == 0 {
-            topic.topic_authorized_operations = topic_operations;
+            let name = topic.name.as_ref().map_or("", |n| n.0.as_str());
+            topic.topic_authorized_operations = authorized::topic(&authz, asked_operations, name);
         }
     }
     request.answer(&response)

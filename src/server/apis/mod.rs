@@ -13,6 +13,7 @@ macro_rules! api {
     };
 }
 
+mod acls;
 mod api_versions;
 mod configs;
 mod create_topics;
@@ -24,8 +25,10 @@ mod init_producer_id;
 mod leader_epoch;
 mod list_offsets;
 mod metadata;
+mod offsets;
 mod produce;
 mod reassignments;
+mod sasl;
 mod topics_admin;
 mod transactions;
 mod write_txn_markers;
@@ -38,6 +41,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, TopicName};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
+use super::auth::Conn;
 use super::connection::Close;
 use super::Shard;
 use crate::protocol::{self, ProtocolError, Response};
@@ -54,6 +58,8 @@ pub struct Request {
     pub client_id: String,
     /// The peer, as Kafka reports it in group descriptions (`/127.0.0.1`).
     pub client_host: String,
+    /// The connection's listener and principal.
+    pub conn: Rc<Conn>,
     body: Bytes,
     /// The bounded walk's acceptance of the whole frame: the only way to `decode`.
     checked: protocol::Checked,
@@ -109,12 +115,19 @@ pub const APIS: &[Api] = &[
     groups::SYNC,
     groups::HEARTBEAT,
     groups::LEAVE,
-    groups::OFFSET_COMMIT,
-    groups::OFFSET_FETCH,
+    offsets::OFFSET_COMMIT,
+    offsets::OFFSET_FETCH,
     groups::DESCRIBE,
     groups::LIST,
     groups::DELETE,
-    groups::OFFSET_DELETE,
+    offsets::OFFSET_DELETE,
+    sasl::HANDSHAKE,
+    sasl::AUTHENTICATE,
+    sasl::DESCRIBE_SCRAM,
+    sasl::ALTER_SCRAM,
+    acls::DESCRIBE,
+    acls::CREATE,
+    acls::DELETE,
 ];
 
 /// Every API key this broker answers, with its version range (for tests and fuzz seeds).
@@ -138,7 +151,7 @@ pub const REQUEST_DECODED_BYTES_MAX: u64 = 64 << 20;
 pub fn dispatch(
     shard: &Rc<Shard>,
     mut frame: Bytes,
-    peer: Option<std::net::SocketAddr>,
+    conn: &Rc<Conn>,
     name_client: Option<tracing::Span>,
 ) -> Dispatch {
     let prefix = match protocol::parse_prefix(&frame) {
@@ -167,6 +180,11 @@ pub fn dispatch(
             version: prefix.api_version,
         });
     }
+    if !conn.allows(api.key) {
+        return Dispatch::Close(Close::Unauthenticated {
+            api_key: prefix.api_key,
+        });
+    }
     let limits = protocol::bounded::Limits {
         decoded_bytes_max: REQUEST_DECODED_BYTES_MAX,
     };
@@ -183,7 +201,11 @@ pub fn dispatch(
         version: prefix.api_version,
         correlation_id: prefix.correlation_id,
         client_id: header.client_id.map(|c| c.to_string()).unwrap_or_default(),
-        client_host: peer.map(|p| format!("/{}", p.ip())).unwrap_or_default(),
+        client_host: conn
+            .peer
+            .map(|p| format!("/{}", p.ip()))
+            .unwrap_or_default(),
+        conn: conn.clone(),
         body: frame,
         checked,
     };
@@ -194,74 +216,57 @@ pub fn dispatch(
     Dispatch::Run((api.handle)(shard.clone(), request), decoded_bytes, api.key)
 }
 
-/// The "authorized operations" fields of Metadata, DescribeCluster and DescribeGroups. With no
-/// authorizer Kafka answers every operation the resource type supports
-/// (`AclEntry.supportedOperations`), as a bit field of operation codes, and `NOT_ASKED` when
-/// the request did not ask.
+/// The "authorized operations" fields of Metadata, DescribeCluster and DescribeGroups: the
+/// operations the resource type supports (Kafka's `AclEntry.supportedOperations`) that the
+/// principal may do, as a bit field of operation codes (every one of them with the authorizer
+/// off), and `NOT_ASKED` when the request did not ask.
 pub mod authorized {
+    use crate::security::acl::{self, Operation::*, ResourceType};
+    use crate::server::authz::Authz;
+
     pub const NOT_ASKED: i32 = i32::MIN;
 
-    /// Kafka's AclOperation codes.
-    const READ: u8 = 3;
-    const WRITE: u8 = 4;
-    const CREATE: u8 = 5;
-    const DELETE: u8 = 6;
-    const ALTER: u8 = 7;
-    const DESCRIBE: u8 = 8;
-    const CLUSTER_ACTION: u8 = 9;
-    const DESCRIBE_CONFIGS: u8 = 10;
-    const ALTER_CONFIGS: u8 = 11;
-    const IDEMPOTENT_WRITE: u8 = 12;
+    const TOPIC: &[acl::Operation] = &[
+        Read,
+        Write,
+        Create,
+        Describe,
+        Delete,
+        Alter,
+        DescribeConfigs,
+        AlterConfigs,
+    ];
+    const CLUSTER: &[acl::Operation] = &[
+        Create,
+        ClusterAction,
+        DescribeConfigs,
+        AlterConfigs,
+        IdempotentWrite,
+        Alter,
+        Describe,
+    ];
+    const GROUP: &[acl::Operation] = &[Read, Describe, Delete];
 
-    const fn bits(operations: &[u8]) -> i32 {
-        let mut field = 0;
-        let mut i = 0;
-        while i < operations.len() {
-            field |= 1 << operations[i];
-            i += 1;
-        }
-        field
-    }
-
-    const TOPIC: i32 = bits(&[
-        READ,
-        WRITE,
-        CREATE,
-        DESCRIBE,
-        DELETE,
-        ALTER,
-        DESCRIBE_CONFIGS,
-        ALTER_CONFIGS,
-    ]);
-    const CLUSTER: i32 = bits(&[
-        CREATE,
-        CLUSTER_ACTION,
-        DESCRIBE_CONFIGS,
-        ALTER_CONFIGS,
-        IDEMPOTENT_WRITE,
-        ALTER,
-        DESCRIBE,
-    ]);
-    const GROUP: i32 = bits(&[READ, DESCRIBE, DELETE]);
-
-    fn when(asked: bool, field: i32) -> i32 {
+    fn when(asked: bool, field: impl FnOnce() -> i32) -> i32 {
         if asked {
-            field
+            field()
         } else {
             NOT_ASKED
         }
     }
 
-    pub fn topic(asked: bool) -> i32 {
-        when(asked, TOPIC)
+    pub fn topic(authz: &Authz, asked: bool, name: &str) -> i32 {
+        when(asked, || authz.operations(ResourceType::Topic, name, TOPIC))
     }
 
-    pub fn cluster(asked: bool) -> i32 {
-        when(asked, CLUSTER)
+    pub fn cluster(authz: &Authz, asked: bool) -> i32 {
+        when(asked, || {
+            authz.operations(ResourceType::Cluster, acl::CLUSTER, CLUSTER)
+        })
     }
 
-    pub fn group(asked: bool) -> i32 {
-        when(asked, GROUP)
+    pub fn group(authz: &Authz, asked: bool, name: &str) -> i32 {
+        when(asked, || authz.operations(ResourceType::Group, name, GROUP))
     }
 }
 

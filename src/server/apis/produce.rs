@@ -17,6 +17,8 @@ use crate::cluster::validate_topic_name;
 use crate::model::TopicPartition;
 use crate::protocol::ResponseError as E;
 use crate::replication::{Acks, Appended, PartitionError, Refused};
+use crate::security::acl::Operation;
+use crate::server::authz::Authz;
 use crate::server::{partition_code, Shard};
 
 pub const API: Api = Api {
@@ -64,6 +66,12 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
     } else {
         Acks::Leader
     };
+    let authz = Authz::of(&shard, &request);
+    // A transactional producer writes for its transactional id.
+    let txn_refused = body
+        .transactional_id
+        .as_ref()
+        .is_some_and(|id| !authz.transactional_id(Operation::Write, id));
     let mut topics = Vec::new();
     for topic in body.topic_data {
         let name = topic.name.0.to_string();
@@ -71,12 +79,18 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
         // internal topic"); only the coordinators do, without this API.
         let internal = name == crate::group::OFFSETS_TOPIC || name == crate::txn::TXN_TOPIC;
         let name_valid = validate_topic_name(&name).is_ok() && !internal;
-        let meta = if !acks_valid || !name_valid {
-            None
-        } else {
-            shard.auto_create(&name).await
+        let may_write = authz.topic(Operation::Write, &name);
+        let meta = match shard.topic(&name) {
+            _ if !acks_valid || !name_valid || !may_write || txn_refused => None,
+            Some(meta) => Some(meta),
+            None if authz.create_topic(&name) => shard.auto_create(&name).await,
+            None => None,
         };
-        let name_error = if !acks_valid {
+        let name_error = if txn_refused {
+            E::TransactionalIdAuthorizationFailed.code()
+        } else if !may_write {
+            E::TopicAuthorizationFailed.code()
+        } else if !acks_valid {
             E::InvalidRequiredAcks.code()
         } else if !name_valid {
             E::InvalidTopicException.code()
@@ -130,14 +144,14 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
         })
         .collect();
     if request.version >= 10 {
-        name_new_leaders(&shard, &mut response);
+        name_new_leaders(&shard, &mut response, &request.conn.listener.name);
     }
     request.answer(&response)
 }
 
 /// KIP-951: a partition answered NOT_LEADER_OR_FOLLOWER names its leader now (and the response
 /// where to reach it), so that the client moves there without asking for metadata first.
-fn name_new_leaders(shard: &Shard, response: &mut ProduceResponse) {
+fn name_new_leaders(shard: &Shard, response: &mut ProduceResponse, listener: &str) {
     let image = shard.image();
     let mut endpoints = std::collections::BTreeMap::new();
     for topic in &mut response.responses {
@@ -154,8 +168,9 @@ fn name_new_leaders(shard: &Shard, response: &mut ProduceResponse) {
             endpoints.entry(leader).or_insert_with(|| {
                 let mut node = NodeEndpoint::default();
                 node.node_id = BrokerId(leader);
-                node.host = str_bytes(broker.host.clone());
-                node.port = broker.port as i32;
+                let (host, port) = broker.endpoint(listener);
+                node.host = str_bytes(host);
+                node.port = port as i32;
                 node.rack = broker.rack.clone().map(str_bytes);
                 node
             });

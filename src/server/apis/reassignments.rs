@@ -20,6 +20,8 @@ use super::{add_to_topic, str_bytes, Answer, Api, Request};
 use crate::cluster::{election_refused, Assignment, Change, ElectionRefused, Image};
 use crate::model::NodeId;
 use crate::protocol::ResponseError as E;
+use crate::security::acl::Operation;
+use crate::server::authz::Authz;
 use crate::server::controller::Refusal;
 use crate::server::Shard;
 
@@ -60,6 +62,11 @@ fn election_error(image: &Image, topic: &str, partition: i32, unclean: bool) -> 
 async fn elect_leaders(shard: Rc<Shard>, request: Request) -> Answer {
     let body: ElectLeadersRequest = request.decode("ElectLeadersRequest")?;
     let mut response = ElectLeadersResponse::default();
+    // ALTER on the cluster.
+    if !Authz::of(&shard, &request).cluster(Operation::Alter) {
+        response.error_code = E::ClusterAuthorizationFailed.code();
+        return request.answer(&response);
+    }
     let unclean = match body.election_type {
         0 => false,
         1 => true,
@@ -153,6 +160,11 @@ async fn alter_reassignments(shard: Rc<Shard>, request: Request) -> Answer {
     let body: AlterPartitionReassignmentsRequest =
         request.decode("AlterPartitionReassignmentsRequest")?;
     let mut response = AlterPartitionReassignmentsResponse::default();
+    // ALTER on the cluster.
+    if !Authz::of(&shard, &request).cluster(Operation::Alter) {
+        response.error_code = E::ClusterAuthorizationFailed.code();
+        return request.answer(&response);
+    }
     for topic in body.topics {
         let mut entry = ReassignableTopicResponse::default();
         entry.name = topic.name.clone();
@@ -195,6 +207,11 @@ async fn list_reassignments(shard: Rc<Shard>, request: Request) -> Answer {
     };
     let ids = |nodes: &[NodeId]| nodes.iter().map(|n| BrokerId(n.0)).collect();
     let mut response = ListPartitionReassignmentsResponse::default();
+    // DESCRIBE on the cluster.
+    if !Authz::of(&shard, &request).cluster(Operation::Describe) {
+        response.error_code = E::ClusterAuthorizationFailed.code();
+        return request.answer(&response);
+    }
     for (topic, partitions) in asked {
         let mut entry = OngoingTopicReassignment::default();
         for partition in partitions {

@@ -18,6 +18,8 @@ use super::{str_bytes, Answer, Api, Request};
 use crate::cluster::Change;
 use crate::model::{NodeId, TopicPartition};
 use crate::protocol::ResponseError as E;
+use crate::security::acl::Operation;
+use crate::server::authz::Authz;
 use crate::server::controller::Refusal;
 use crate::server::{partition_code, Shard};
 
@@ -48,9 +50,16 @@ pub const DESCRIBE_CLUSTER: Api = Api {
 async fn create_partitions(shard: Rc<Shard>, request: Request) -> Answer {
     let body: CreatePartitionsRequest = request.decode("CreatePartitionsRequest")?;
     let mut response = CreatePartitionsResponse::default();
+    let authz = Authz::of(&shard, &request);
     for topic in body.topics {
         let mut result = CreatePartitionsTopicResult::default();
         result.name = topic.name.clone();
+        // ALTER on the topic.
+        if !authz.topic(Operation::Alter, &topic.name.0) {
+            result.error_code = E::TopicAuthorizationFailed.code();
+            response.results.push(result);
+            continue;
+        }
         let change = Change::CreatePartitions {
             name: topic.name.0.to_string(),
             count: topic.count,
@@ -75,8 +84,11 @@ async fn create_partitions(shard: Rc<Shard>, request: Request) -> Answer {
 async fn delete_records(shard: Rc<Shard>, request: Request) -> Answer {
     let body: DeleteRecordsRequest = request.decode("DeleteRecordsRequest")?;
     let mut response = DeleteRecordsResponse::default();
+    let authz = Authz::of(&shard, &request);
     for topic in body.topics {
         let name = topic.name.0.to_string();
+        // DELETE on the topic.
+        let allowed = authz.topic(Operation::Delete, &name);
         let meta = shard.topic(&name);
         let results = topic.partitions.iter().map(|p| {
             let shard = shard.clone();
@@ -89,6 +101,10 @@ async fn delete_records(shard: Rc<Shard>, request: Request) -> Answer {
                 let mut out = DeleteRecordsPartitionResult::default();
                 out.partition_index = tp.partition;
                 out.low_watermark = -1;
+                if !allowed {
+                    out.error_code = E::TopicAuthorizationFailed.code();
+                    return out;
+                }
                 if !exists {
                     out.error_code = E::UnknownTopicOrPartition.code();
                     return out;
@@ -115,6 +131,12 @@ async fn describe_cluster(shard: Rc<Shard>, request: Request) -> Answer {
     let body: DescribeClusterRequest = request.decode("DescribeClusterRequest")?;
     let mut response = DescribeClusterResponse::default();
     response.endpoint_type = body.endpoint_type;
+    // DESCRIBE on the cluster.
+    let authz = Authz::of(&shard, &request);
+    if !authz.cluster(Operation::Describe) {
+        response.error_code = E::ClusterAuthorizationFailed.code();
+        return request.answer(&response);
+    }
     // v1 (KIP-919): endpoint type 2 asks a controller for the controllers; a broker answers
     // UNSUPPORTED_ENDPOINT_TYPE, as Kafka's do (Sluice's controllers take no client requests).
     if body.endpoint_type == 2 {
@@ -132,13 +154,14 @@ async fn describe_cluster(shard: Rc<Shard>, request: Request) -> Answer {
         .map(|(id, registered)| {
             let mut broker = DescribeClusterBroker::default();
             broker.broker_id = BrokerId(id.0);
-            broker.host = str_bytes(registered.host.clone());
-            broker.port = registered.port as i32;
+            let (host, port) = registered.endpoint(&request.conn.listener.name);
+            broker.host = str_bytes(host);
+            broker.port = port as i32;
             broker.rack = registered.rack.clone().map(str_bytes);
             broker
         })
         .collect();
     response.cluster_authorized_operations =
-        super::authorized::cluster(body.include_cluster_authorized_operations);
+        super::authorized::cluster(&authz, body.include_cluster_authorized_operations);
     request.answer(&response)
 }

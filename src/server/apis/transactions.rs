@@ -27,6 +27,8 @@ use super::{str_bytes, topic_name, Answer, Api, Request};
 use crate::group::{offsets_partition, CommittedOffset, OFFSETS_TOPIC};
 use crate::model::{ShardId, TimestampMs};
 use crate::protocol::ResponseError as E;
+use crate::security::acl::Operation;
+use crate::server::authz::Authz;
 use crate::server::transactions::error_code as txn_code;
 use crate::server::Shard;
 use crate::txn::TxnState;
@@ -68,9 +70,12 @@ async fn add_to_txn(
     added.await.and_then(|result| result).map_err(txn_code)
 }
 
-/// One transaction's AddPartitionsToTxn: the code for each of its partitions.
+/// One transaction's AddPartitionsToTxn: the code for each of its partitions. WRITE on the
+/// transactional id and on each topic.
+#[allow(clippy::too_many_arguments)]
 async fn add_one(
     shard: &Rc<Shard>,
+    authz: &Authz,
     id: &str,
     producer_id: i64,
     epoch: i16,
@@ -78,27 +83,34 @@ async fn add_one(
     verify_only: bool,
     version: i16,
 ) -> Vec<AddPartitionsToTxnTopicResult> {
+    let id_allowed = authz.transactional_id(Operation::Write, id);
     let mut partitions = Vec::new();
-    let mut unknown = Vec::new();
+    let mut refused = Vec::new();
     for topic in topics {
         let name = topic.name.0.to_string();
         let count = shard.topic(&name).map_or(0, |m| m.partitions);
+        let error = if !id_allowed {
+            Some(E::TransactionalIdAuthorizationFailed)
+        } else if !authz.topic(Operation::Write, &name) {
+            Some(E::TopicAuthorizationFailed)
+        } else {
+            None
+        };
         for &p in &topic.partitions {
-            if (0..count).contains(&p) {
-                partitions.push((name.clone(), p));
-            } else {
-                unknown.push((name.clone(), p));
+            match error {
+                Some(error) => refused.push(((name.clone(), p), error.code())),
+                None if (0..count).contains(&p) => partitions.push((name.clone(), p)),
+                None => refused.push(((name.clone(), p), E::UnknownTopicOrPartition.code())),
             }
         }
     }
-    let codes: Vec<((String, i32), i16)> = if !unknown.is_empty() {
-        // As Kafka: nothing is added when a partition is unknown.
+    let codes: Vec<((String, i32), i16)> = if !refused.is_empty() {
+        // As Kafka: nothing is added when a partition is refused.
         let skipped = E::OperationNotAttempted.code();
-        let unknown_code = E::UnknownTopicOrPartition.code();
         partitions
             .into_iter()
             .map(|p| (p, skipped))
-            .chain(unknown.into_iter().map(|p| (p, unknown_code)))
+            .chain(refused)
             .collect()
     } else if verify_only {
         let (id_sent, asked) = (id.to_string(), partitions.clone());
@@ -140,6 +152,7 @@ async fn add_one(
 async fn add_partitions(shard: Rc<Shard>, request: Request) -> Answer {
     let body: AddPartitionsToTxnRequest = request.decode("AddPartitionsToTxnRequest")?;
     let mut response = AddPartitionsToTxnResponse::default();
+    let authz = &Authz::of(&shard, &request);
     if request.version >= 4 {
         let results = body.transactions.iter().map(|txn| {
             let shard = shard.clone();
@@ -148,6 +161,7 @@ async fn add_partitions(shard: Rc<Shard>, request: Request) -> Answer {
                 result.transactional_id = txn.transactional_id.clone();
                 result.topic_results = add_one(
                     &shard,
+                    authz,
                     txn.transactional_id.0.as_str(),
                     txn.producer_id.0,
                     txn.producer_epoch,
@@ -163,6 +177,7 @@ async fn add_partitions(shard: Rc<Shard>, request: Request) -> Answer {
     } else {
         response.results_by_topic_v3_and_below = add_one(
             &shard,
+            authz,
             body.v3_and_below_transactional_id.0.as_str(),
             body.v3_and_below_producer_id.0,
             body.v3_and_below_producer_epoch,
@@ -180,7 +195,13 @@ async fn add_offsets(shard: Rc<Shard>, request: Request) -> Answer {
     let id = body.transactional_id.0.to_string();
     let group = body.group_id.0.to_string();
     let mut response = AddOffsetsToTxnResponse::default();
-    response.error_code = if group.is_empty() {
+    // WRITE on the transactional id, READ on the group.
+    let authz = Authz::of(&shard, &request);
+    response.error_code = if !authz.transactional_id(Operation::Write, &id) {
+        E::TransactionalIdAuthorizationFailed.code()
+    } else if !authz.group(Operation::Read, &group) {
+        E::GroupAuthorizationFailed.code()
+    } else if group.is_empty() {
         E::InvalidGroupId.code()
     } else {
         let partition = offsets_partition(&group, shard.group_partitions());
@@ -195,6 +216,11 @@ async fn add_offsets(shard: Rc<Shard>, request: Request) -> Answer {
 async fn end_txn(shard: Rc<Shard>, request: Request) -> Answer {
     let body: EndTxnRequest = request.decode("EndTxnRequest")?;
     let id = body.transactional_id.0.to_string();
+    let mut response = EndTxnResponse::default();
+    if !Authz::of(&shard, &request).transactional_id(Operation::Write, &id) {
+        response.error_code = E::TransactionalIdAuthorizationFailed.code();
+        return request.answer(&response);
+    }
     let (producer_id, epoch) = (body.producer_id.0, body.producer_epoch);
     let commit = body.committed;
     let id_sent = id.clone();
@@ -202,7 +228,6 @@ async fn end_txn(shard: Rc<Shard>, request: Request) -> Answer {
         let txns = &shard.txns;
         txns.end_txn(&id_sent, producer_id, epoch, commit).await
     });
-    let mut response = EndTxnResponse::default();
     let result = ended.await.and_then(|result| result).map_err(txn_code);
     response.error_code = fenced_for(request.version, 2, code_of(result));
     request.answer(&response)
@@ -212,9 +237,22 @@ async fn txn_offset_commit(shard: Rc<Shard>, request: Request) -> Answer {
     let body: TxnOffsetCommitRequest = request.decode("TxnOffsetCommitRequest")?;
     let group = body.group_id.0.to_string();
     let now = TimestampMs::now().0;
+    // WRITE on the transactional id, READ on the group and on each topic.
+    let authz = Authz::of(&shard, &request);
+    let refused = if !authz.transactional_id(Operation::Write, &body.transactional_id) {
+        Some(E::TransactionalIdAuthorizationFailed)
+    } else if !authz.group(Operation::Read, &group) {
+        Some(E::GroupAuthorizationFailed)
+    } else {
+        None
+    };
+    let topic_refused = |t: &str| {
+        refused.or((!authz.topic(Operation::Read, t)).then_some(E::TopicAuthorizationFailed))
+    };
     let offsets: Vec<(String, i32, CommittedOffset)> = body
         .topics
         .iter()
+        .filter(|t| topic_refused(&t.name.0).is_none())
         .flat_map(|t| {
             t.partitions.iter().map(move |p| {
                 (
@@ -240,6 +278,8 @@ async fn txn_offset_commit(shard: Rc<Shard>, request: Request) -> Answer {
         .collect();
     let code = if group.is_empty() {
         E::InvalidGroupId.code()
+    } else if offsets.is_empty() {
+        0
     } else {
         let (producer_id, epoch) = (body.producer_id.0, body.producer_epoch);
         let generation = if request.version >= 3 {
@@ -271,10 +311,11 @@ async fn txn_offset_commit(shard: Rc<Shard>, request: Request) -> Answer {
     for topic in &body.topics {
         let mut t = TxnOffsetCommitResponseTopic::default();
         t.name = topic.name.clone();
+        let refused = topic_refused(&topic.name.0);
         for p in &topic.partitions {
             let mut out = TxnOffsetCommitResponsePartition::default();
             out.partition_index = p.partition_index;
-            out.error_code = code;
+            out.error_code = refused.map_or(code, |e| e.code());
             t.partitions.push(out);
         }
         response.topics.push(t);
@@ -285,6 +326,7 @@ async fn txn_offset_commit(shard: Rc<Shard>, request: Request) -> Answer {
 async fn describe(shard: Rc<Shard>, request: Request) -> Answer {
     let body: DescribeTransactionsRequest = request.decode("DescribeTransactionsRequest")?;
     let exists = shard.topic(crate::txn::TXN_TOPIC).is_some();
+    let authz = &Authz::of(&shard, &request);
     let states = body.transactional_ids.iter().map(|id| {
         let shard = shard.clone();
         async move {
@@ -295,7 +337,10 @@ async fn describe(shard: Rc<Shard>, request: Request) -> Answer {
             state.transaction_start_time_ms = -1;
             state.transaction_state = str_bytes("");
             let text = id.0.to_string();
-            let answer = if exists {
+            // DESCRIBE on the transactional id.
+            let answer = if !authz.transactional_id(Operation::Describe, &text) {
+                Err(E::TransactionalIdAuthorizationFailed.code())
+            } else if exists {
                 let id_sent = text.clone();
                 let described =
                     shard.on_txn(&text, |shard| async move { shard.txns.describe(&id_sent) });
@@ -362,10 +407,15 @@ async fn list(shard: Rc<Shard>, request: Request) -> Answer {
             shard.txns.list(&states, &producer_ids, min_duration_ms)
         })
     });
+    // Those the principal may describe.
+    let authz = Authz::of(&shard, &request);
     for answer in join_all(calls).await {
         match answer {
             Ok(listed) => {
                 for (id, producer_id, state) in listed {
+                    if !authz.transactional_id(Operation::Describe, &id) {
+                        continue;
+                    }
                     let mut out = ListedState::default();
                     out.transactional_id = TransactionalId(str_bytes(id));
                     out.producer_id = ProducerId(producer_id);

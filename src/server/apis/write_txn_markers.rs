@@ -15,6 +15,8 @@ use super::{Answer, Api, Request};
 use crate::model::records::marker_batch;
 use crate::model::{TimestampMs, TopicPartition};
 use crate::protocol::ResponseError as E;
+use crate::security::acl::Operation;
+use crate::server::authz::Authz;
 use crate::server::{append_code, Shard};
 
 pub const API: Api = Api {
@@ -27,12 +29,14 @@ pub const API: Api = Api {
 async fn write_txn_markers(shard: Rc<Shard>, request: Request) -> Answer {
     let body: WriteTxnMarkersRequest = request.decode("WriteTxnMarkersRequest")?;
     let mut response = WriteTxnMarkersResponse::default();
+    // Only brokers write markers: CLUSTER_ACTION.
+    let allowed = Authz::of(&shard, &request).cluster(Operation::ClusterAction);
     for marker in &body.markers {
         let mut result = WritableTxnMarkerResult::default();
         result.producer_id = marker.producer_id;
         for topic in &marker.topics {
             let name = topic.name.0.to_string();
-            let meta = shard.topic(&name);
+            let meta = shard.topic(&name).filter(|_| allowed);
             let writes = topic.partition_indexes.iter().map(|&index| {
                 let shard = shard.clone();
                 let tp = TopicPartition::new(name.clone(), index);
@@ -47,7 +51,9 @@ async fn write_txn_markers(shard: Rc<Shard>, request: Request) -> Answer {
                     TimestampMs::now(),
                 );
                 async move {
-                    let code = if exists {
+                    let code = if !allowed {
+                        E::ClusterAuthorizationFailed.code()
+                    } else if exists {
                         append_code(
                             &shard
                                 .append(tp, batch, crate::replication::Acks::INTERNAL)

@@ -35,11 +35,7 @@ impl Broker {
 
     /// Starts a broker that keeps one port across restarts, so that clients reconnect to it.
     pub fn start_on_fixed_port(sets: &[&str]) -> Broker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        Broker::start_on(port, sets)
+        Broker::start_on(free_port(), sets)
     }
 
     /// Starts a broker as a new user does: in a fresh working directory, with no `log.dirs`
@@ -93,14 +89,14 @@ impl Broker {
     /// unless the test says otherwise, once all three are registered: the suite run against a
     /// cluster (`SLUICE_TEST_CLUSTER=1`). The test talks to node 1; clients find the others.
     fn start_in_cluster(port: u16, sets: &[&str]) -> Broker {
-        let free = || {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port()
+        let client = |i: usize| {
+            if i == 0 && port != 0 {
+                port
+            } else {
+                free_port()
+            }
         };
-        let client = |i: usize| if i == 0 && port != 0 { port } else { free() };
-        let ports: Vec<(u16, u16)> = (0..3).map(|i| (client(i), free())).collect();
+        let ports: Vec<(u16, u16)> = (0..3).map(|i| (client(i), free_port())).collect();
         let voters = voters_on_loopback(&ports);
         let mut nodes: Vec<Broker> = ports
             .iter()
@@ -245,6 +241,16 @@ impl Broker {
         self.child = Some(child);
     }
 
+    /// The address of listener `name` (`host:port`), from the line `serve` printed.
+    pub fn listener(&self, name: &str) -> String {
+        let prefix = format!("{name}://");
+        self.serving_line
+            .split(['(', ')', ' ', ','])
+            .find_map(|word| word.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("no listener {name} in: {}", self.serving_line))
+            .to_string()
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.as_ref().expect("running").id() as i32
     }
@@ -294,6 +300,25 @@ impl Broker {
 
 /// `controller.quorum.voters=...` for nodes 1..=N on loopback, given their (client, controller)
 /// ports.
+/// A port for a broker to keep across restarts: free now, and below the kernel's ephemeral
+/// range (`ip_local_port_range`, 32768 and up by default), so that the many client connections
+/// of the tests running beside it (each holding an ephemeral local port, in TIME_WAIT after it
+/// closes) cannot take it between the pick and the bind, or between a kill and the restart.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Processes running at once start apart; the tests of one process take turns.
+    let start = std::process::id().wrapping_mul(2_654_435_761) % COUNT;
+    loop {
+        let port = (FIRST + (start + NEXT.fetch_add(7, Ordering::Relaxed)) % COUNT) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 pub fn voters_on_loopback(ports: &[(u16, u16)]) -> String {
     let voters: Vec<String> = ports
         .iter()

@@ -122,10 +122,8 @@ pub fn produce(
         if !sent.headers.is_empty() {
             record = record.headers(headers);
         }
-        let future = producer
-            .send_result(record)
-            .map_err(|(e, _)| e)
-            .expect("enqueue");
+        // Refused at once (a topic the client knows it may not write), or queued.
+        let future = producer.send_result(record).map_err(|(e, _)| e)?;
         futures.push(future);
     }
     let mut out = Vec::new();
@@ -179,7 +177,10 @@ pub fn consume(addr: &str, topic: &str, partition: i32, offset: Offset, count: u
     read_n(&consumer, count)
 }
 
-pub fn read_n(consumer: &BaseConsumer, count: usize) -> Vec<Got> {
+pub fn read_n<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    count: usize,
+) -> Vec<Got> {
     let deadline = Instant::now() + TIMEOUT;
     let mut out = Vec::new();
     while out.len() < count {

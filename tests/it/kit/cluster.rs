@@ -72,10 +72,7 @@ impl View {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    super::broker::free_port()
 }
 
 impl Cluster {

@@ -9,4 +9,5 @@ pub mod browser;
 pub mod client;
 pub mod cluster;
 pub mod netns;
+pub mod pki;
 pub mod raw;

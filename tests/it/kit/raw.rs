@@ -83,3 +83,25 @@ pub fn produce(stream: &mut TcpStream, topic: &'static str, records: Bytes) -> (
     let p = &r.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
 }
+
+/// A connection to `addr` (a SASL_PLAINTEXT listener) authenticated as `user` with SASL/PLAIN.
+pub fn connect_as(addr: &str, user: &str, password: &str) -> TcpStream {
+    use kafka_protocol::messages::{
+        SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+        SaslHandshakeResponse,
+    };
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut handshake = SaslHandshakeRequest::default();
+    handshake.mechanism = StrBytes::from_static_str("PLAIN");
+    let shaken: SaslHandshakeResponse = call(&mut stream, ApiKey::SaslHandshake, 1, 1, &handshake);
+    assert_eq!(shaken.error_code, 0, "SaslHandshake");
+    let mut authenticate = SaslAuthenticateRequest::default();
+    authenticate.auth_bytes = Bytes::from(format!("\0{user}\0{password}"));
+    let authenticated: SaslAuthenticateResponse =
+        call(&mut stream, ApiKey::SaslAuthenticate, 2, 2, &authenticate);
+    assert_eq!(authenticated.error_code, 0, "SaslAuthenticate as {user}");
+    stream
+}

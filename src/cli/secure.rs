@@ -1,0 +1,162 @@
+//! The CLI's own connections ([`super::wire`]) secured as librdkafka's are, from the same `-X`
+//! properties: `security.protocol` (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL), `ssl.ca.location`,
+//! `ssl.certificate.location` and `ssl.key.location` (PEM), `sasl.mechanism` (PLAIN,
+//! SCRAM-SHA-256, SCRAM-SHA-512), `sasl.username`, `sasl.password`. TLS is rustls; SCRAM's
+//! client side is `security::scram::ClientExchange`.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+
+use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
+use kafka_protocol::protocol::StrBytes;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use sluice::security::scram::{ClientExchange, Mechanism};
+use sluice::security::Protocol;
+
+use super::wire::Wire;
+use super::{error_name, Failure};
+
+/// A byte stream to a broker: a socket, or TLS over one.
+pub trait Stream: Read + Write {}
+impl<T: Read + Write> Stream for T {}
+
+/// How the CLI's connections are secured.
+#[derive(Clone, Debug)]
+pub struct Security {
+    protocol: Protocol,
+    ca: Option<String>,
+    certificate: Option<String>,
+    key: Option<String>,
+    mechanism: String,
+    user: String,
+    password: String,
+}
+
+impl Security {
+    /// From the `-X` properties (the others are librdkafka's alone).
+    pub fn from_properties(properties: &[(String, String)]) -> Result<Security, Failure> {
+        let get = |key: &str| {
+            properties
+                .iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        let protocol_name = get("security.protocol").unwrap_or("PLAINTEXT".into());
+        let protocol = Protocol::parse(&protocol_name.to_ascii_uppercase()).ok_or_else(|| {
+            Failure::Failed(format!(
+                "security.protocol {protocol_name}: not PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+            ))
+        })?;
+        Ok(Security {
+            protocol,
+            ca: get("ssl.ca.location"),
+            certificate: get("ssl.certificate.location"),
+            key: get("ssl.key.location"),
+            mechanism: get("sasl.mechanism").unwrap_or("GSSAPI".into()),
+            user: get("sasl.username").unwrap_or_default(),
+            password: get("sasl.password").unwrap_or_default(),
+        })
+    }
+
+    /// TLS over `socket` where the protocol asks for it.
+    pub fn wrap(&self, socket: TcpStream, host: &str) -> Result<Box<dyn Stream>, Failure> {
+        if !self.protocol.tls() {
+            return Ok(Box::new(socket));
+        }
+        let config = self.tls_config()?;
+        let name = ServerName::try_from(host.to_string())
+            .map_err(|e| Failure::Failed(format!("{host}: not a TLS server name: {e}")))?;
+        let session = rustls::ClientConnection::new(config, name)
+            .map_err(|e| Failure::Failed(format!("TLS: {e}")))?;
+        Ok(Box::new(rustls::StreamOwned::new(session, socket)))
+    }
+
+    fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, Failure> {
+        let failed =
+            |what: &str, e: &dyn std::fmt::Display| Failure::Failed(format!("{what}: {e}"));
+        let ca = self.ca.as_deref().ok_or_else(|| {
+            Failure::Failed("TLS: set -X ssl.ca.location=FILE (the CA's PEM certificate)".into())
+        })?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(ca).map_err(|e| failed(ca, &e))? {
+            roots
+                .add(cert.map_err(|e| failed(ca, &e))?)
+                .map_err(|e| failed(ca, &e))?;
+        }
+        #[allow(deprecated)] // ring: see security::tls
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| failed("TLS", &e))?
+            .with_root_certificates(roots);
+        let config = match (&self.certificate, &self.key) {
+            (Some(cert), Some(key)) => {
+                let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+                    .map_err(|e| failed(cert, &e))?
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| failed(cert, &e))?;
+                let key = PrivateKeyDer::from_pem_file(key).map_err(|e| failed(key, &e))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| failed("TLS client certificate", &e))?
+            }
+            _ => builder.with_no_client_auth(),
+        };
+        Ok(Arc::new(config))
+    }
+
+    /// Authenticates a new connection where the protocol asks for SASL.
+    pub fn authenticate(&self, wire: &mut Wire) -> Result<(), Failure> {
+        if !self.protocol.sasl() {
+            return Ok(());
+        }
+        let mut handshake = SaslHandshakeRequest::default();
+        handshake.mechanism = StrBytes::from_string(self.mechanism.clone());
+        let answer = wire.call(1, &handshake)?;
+        if answer.error_code != 0 {
+            let offered: Vec<&str> = answer.mechanisms.iter().map(|m| m.as_str()).collect();
+            return Err(Failure::Failed(format!(
+                "SASL mechanism {}: {} (the broker offers {})",
+                self.mechanism,
+                error_name(answer.error_code),
+                offered.join(", ")
+            )));
+        }
+        let mut step = |bytes: Vec<u8>| -> Result<Vec<u8>, Failure> {
+            let mut request = SaslAuthenticateRequest::default();
+            request.auth_bytes = bytes.into();
+            let answer = wire.call(2, &request)?;
+            if answer.error_code != 0 {
+                return Err(Failure::Failed(format!(
+                    "authentication as {}: {}: {}",
+                    self.user,
+                    error_name(answer.error_code),
+                    answer.error_message.as_deref().unwrap_or("")
+                )));
+            }
+            Ok(answer.auth_bytes.to_vec())
+        };
+        if self.mechanism == "PLAIN" {
+            step(format!("\0{}\0{}", self.user, self.password).into_bytes())?;
+            return Ok(());
+        }
+        let mechanism = Mechanism::from_name(&self.mechanism).ok_or_else(|| {
+            Failure::Failed(format!(
+                "sasl.mechanism {}: not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+                self.mechanism
+            ))
+        })?;
+        let (mut exchange, first) = ClientExchange::start(mechanism, &self.user, &self.password);
+        let challenge = step(first)?;
+        let last = exchange
+            .last(&challenge)
+            .map_err(|e| Failure::Failed(format!("SCRAM: {e}")))?;
+        let server_final = step(last)?;
+        exchange
+            .verify(&server_final)
+            .map_err(|_| Failure::Failed("SCRAM: the broker did not prove its key".into()))
+    }
+}

@@ -1,0 +1,88 @@
+//! The broker keys of security (`security/`): listener protocols, TLS, SASL. Kafka's names,
+//! defaults and meanings, but for `ssl.keystore.type` (PEM: Sluice reads no JKS) and
+//! `sasl.enabled.mechanisms` (Kafka's default, GSSAPI, is not served).
+
+use super::keys::{broker, int, Kind, I32};
+use super::Key;
+
+pub(super) const KEYS: &[Key] = &[
+    broker(
+        "listener.security.protocol.map",
+        Kind::Any,
+        "",
+        "NAME:PROTOCOL,... for each listener (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL); empty: \
+         each protocol's name maps to itself and CONTROLLER to PLAINTEXT",
+    ),
+    broker(
+        "inter.broker.listener.name",
+        Kind::Any,
+        "",
+        "the client listener brokers replicate and send transaction markers over (registered \
+         as the broker's address); empty: the first. In a cluster it must be PLAINTEXT for now",
+    ),
+    broker(
+        "ssl.keystore.location",
+        Kind::Any,
+        "",
+        "PEM file with the TLS listeners' private key and certificate chain (read again when \
+         it changes)",
+    ),
+    broker("ssl.keystore.type", Kind::Enum(&["PEM"]), "PEM", "PEM only"),
+    broker(
+        "ssl.keystore.certificate.chain",
+        Kind::Any,
+        "",
+        "the certificate chain in PEM, in-line, where there is no ssl.keystore.location",
+    ),
+    broker(
+        "ssl.keystore.key",
+        Kind::Any,
+        "",
+        "the private key in PEM (unencrypted), in-line, where there is no ssl.keystore.location",
+    ),
+    broker(
+        "ssl.truststore.location",
+        Kind::Any,
+        "",
+        "PEM file of the CAs client certificates must chain to (for ssl.client.auth)",
+    ),
+    broker(
+        "ssl.client.auth",
+        Kind::Enum(&["none", "requested", "required"]),
+        "none",
+        "whether TLS clients must present a certificate; its subject is their principal",
+    ),
+    broker(
+        "sasl.enabled.mechanisms",
+        Kind::Any,
+        "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+        "the SASL mechanisms SASL listeners offer; PLAIN checks the password against the \
+         user's stored SCRAM credential",
+    ),
+    broker(
+        "authorizer.class.name",
+        Kind::Any,
+        "",
+        "turns ACLs on when set (Kafka's org.apache.kafka.metadata.authorizer.StandardAuthorizer, \
+         or any name: Sluice's own authorizer serves it); empty: every client may do anything",
+    ),
+    broker(
+        "super.users",
+        Kind::Any,
+        "",
+        "principals the ACLs do not apply to, `User:admin;User:broker`",
+    ),
+    broker(
+        "allow.everyone.if.no.acl.found",
+        Kind::Bool,
+        "false",
+        "with ACLs on, whether a resource no ACL names is open to everyone",
+    ),
+    broker(
+        "sasl.handshake.timeout.ms",
+        int(1, I32),
+        "10000",
+        "a connection of a TLS or SASL listener that has not finished its handshake and \
+         authenticated within this is closed. Sluice's own",
+    ),
+];

@@ -1,0 +1,105 @@
+//! What a request's principal may do: the ACL checks the handlers make, as Kafka's
+//! `KafkaApis` makes them (which operation on which resource for each API), against the image's
+//! ACLs and the broker's authorizer settings. With the authorizer off every check passes at
+//! once; an ACL change takes effect with the next request, on connections already open.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::apis::Request;
+use super::Shard;
+use crate::security::acl::{self, Acls, Authorizer, Operation, ResourceType, Subject};
+
+/// One request's checks: its principal and host, and the ACLs of the image it started on.
+pub struct Authz {
+    authorizer: Option<(Rc<Authorizer>, Arc<Acls>)>,
+    principal: Rc<str>,
+    host: String,
+}
+
+impl Authz {
+    pub fn of(shard: &Shard, request: &Request) -> Authz {
+        let authorizer = shard
+            .authorizer
+            .enabled
+            .then(|| (shard.authorizer.clone(), shard.image().acls.clone()));
+        Authz {
+            authorizer,
+            principal: request.conn.principal(),
+            host: request
+                .conn
+                .peer
+                .map(|p| p.ip().to_string())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Whether ACLs are checked at all.
+    pub fn enabled(&self) -> bool {
+        self.authorizer.is_some()
+    }
+
+    fn subject(&self) -> Subject<'_> {
+        Subject {
+            principal: &self.principal,
+            host: &self.host,
+        }
+    }
+
+    pub fn allows(&self, operation: Operation, resource_type: ResourceType, name: &str) -> bool {
+        match &self.authorizer {
+            None => true,
+            Some((authorizer, acls)) => {
+                authorizer.allows(acls, self.subject(), operation, resource_type, name)
+            }
+        }
+    }
+
+    /// An idempotent producer's right to its producer id: IDEMPOTENT_WRITE on the cluster, or
+    /// WRITE on some topic (KIP-679).
+    pub fn idempotent_write(&self) -> bool {
+        match &self.authorizer {
+            None => true,
+            Some((authorizer, acls)) => {
+                let subject = self.subject();
+                self.cluster(Operation::IdempotentWrite)
+                    || authorizer.allows_any(acls, subject, Operation::Write, ResourceType::Topic)
+            }
+        }
+    }
+
+    pub fn topic(&self, operation: Operation, topic: &str) -> bool {
+        self.allows(operation, ResourceType::Topic, topic)
+    }
+
+    pub fn group(&self, operation: Operation, group: &str) -> bool {
+        self.allows(operation, ResourceType::Group, group)
+    }
+
+    pub fn transactional_id(&self, operation: Operation, id: &str) -> bool {
+        self.allows(operation, ResourceType::TransactionalId, id)
+    }
+
+    pub fn cluster(&self, operation: Operation) -> bool {
+        self.allows(operation, ResourceType::Cluster, acl::CLUSTER)
+    }
+
+    /// Creating topic `topic`: CREATE on the cluster or on the topic.
+    pub fn create_topic(&self, topic: &str) -> bool {
+        self.cluster(Operation::Create) || self.topic(Operation::Create, topic)
+    }
+
+    /// The "authorized operations" bit field of Metadata, DescribeCluster and DescribeGroups:
+    /// each of `operations` the principal may do on the resource.
+    pub fn operations(
+        &self,
+        resource_type: ResourceType,
+        name: &str,
+        operations: &[Operation],
+    ) -> i32 {
+        operations
+            .iter()
+            .filter(|op| self.allows(**op, resource_type, name))
+            .fold(0, |field, op| field | (1 << op.code()))
+    }
+}
