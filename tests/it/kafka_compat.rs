@@ -217,13 +217,25 @@ fn authorized_operations_are_every_operation_when_asked() {
     metadata.topics = None;
     metadata.include_cluster_authorized_operations = true;
     metadata.include_topic_authorized_operations = true;
-    let answer: MetadataResponse = raw::call(&mut s, ApiKey::Metadata, 10, 1, &metadata);
+    // In a cluster the topic reaches node 1's metadata a moment after the controller made it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (answer, ops) = loop {
+        let answer: MetadataResponse = raw::call(&mut s, ApiKey::Metadata, 10, 1, &metadata);
+        let ops = answer
+            .topics
+            .iter()
+            .position(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "ops"));
+        if let Some(ops) = ops {
+            break (answer, ops);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "topic ops never listed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     assert_eq!(answer.cluster_authorized_operations, cluster_ops);
-    let ops = answer
-        .topics
-        .iter()
-        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "ops"));
-    assert_eq!(ops.unwrap().topic_authorized_operations, topic_ops);
+    assert_eq!(answer.topics[ops].topic_authorized_operations, topic_ops);
     metadata.include_topic_authorized_operations = false;
     let answer: MetadataResponse = raw::call(&mut s, ApiKey::Metadata, 10, 2, &metadata);
     assert!(answer

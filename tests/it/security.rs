@@ -180,7 +180,7 @@ fn ca_location(ca: &Ca) -> String {
 }
 
 #[test]
-fn kafka_clients_produce_and_consume_over_every_protocol() {
+fn real_clients_produce_and_consume_over_every_protocol() {
     let s = secured(&[]);
     let ca = ca_location(&s.ca);
     client::create_topic(&s.broker.listener("PLAINTEXT"), "secured", 1, &[]);
@@ -401,7 +401,7 @@ fn a_renewed_certificate_is_served_without_a_restart() {
 }
 
 #[test]
-fn scram_credentials_are_described_and_deleted_through_the_kafka_api() {
+fn scram_credentials_are_described_and_deleted_through_the_admin_api() {
     let s = secured(&[]);
     let describe = |users: Option<&[&str]>| {
         let mut request = DescribeUserScramCredentialsRequest::default();

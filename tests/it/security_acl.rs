@@ -133,7 +133,7 @@ fn refused_with(result: Result<Vec<(i32, i64)>, KafkaError>) -> Option<RDKafkaEr
 }
 
 #[test]
-fn acls_decide_what_kafka_clients_may_do_and_changes_apply_at_once() {
+fn acls_decide_what_clients_may_do_and_changes_apply_at_once() {
     use code::*;
     let broker = guarded(&[]);
     let admin = broker.listener("PLAINTEXT");
