@@ -320,12 +320,14 @@ pub fn consume(args: ConsumeArgs, conn: &Connection) -> Outcome {
                 }
             }
             Some(Err(e)) => {
-                let fatal = matches!(
-                    e.rdkafka_error_code(),
+                // Without -g the group is librdkafka's placeholder, never used: a cluster that
+                // does not let this principal describe it does not stop the read.
+                let fatal = match e.rdkafka_error_code() {
                     Some(RDKafkaErrorCode::UnknownTopicOrPartition)
-                        | Some(RDKafkaErrorCode::TopicAuthorizationFailed)
-                        | Some(RDKafkaErrorCode::GroupAuthorizationFailed)
-                );
+                    | Some(RDKafkaErrorCode::TopicAuthorizationFailed) => true,
+                    Some(RDKafkaErrorCode::GroupAuthorizationFailed) => args.group.is_some(),
+                    _ => false,
+                };
                 if fatal {
                     break Err(Failure::Failed(format!("consuming: {e}")));
                 }

@@ -112,9 +112,19 @@ impl Connection {
             .collect()
     }
 
-    /// A connection to the first broker of `--brokers` that answers: this also checks, before
-    /// librdkafka spends its whole timeout retrying, that the cluster can be reached at all.
+    /// A connection to the first broker of `--brokers` that answers, secured as `-X` says
+    /// (TLS, SASL), for the CLI's own requests.
     pub fn bootstrap(&self) -> Result<Wire, Failure> {
+        self.first_answering(Some(&self.security()?))
+    }
+
+    /// Whether a broker of `--brokers` answers at all (a TCP connection), checked before
+    /// librdkafka spends its whole timeout retrying; TLS and SASL are then librdkafka's.
+    fn reachable(&self) -> Result<(), Failure> {
+        self.first_answering(None).map(drop)
+    }
+
+    fn first_answering(&self, security: Option<&secure::Security>) -> Result<Wire, Failure> {
         let addresses = self.addresses();
         if addresses.is_empty() {
             return Err(Failure::Unreachable("--brokers names no broker".into()));
@@ -126,7 +136,7 @@ impl Connection {
                 continue;
             }
             let within = self.timeout().min(Duration::from_secs(5));
-            match Wire::connect(address, within, &self.security()?) {
+            match Wire::connect(address, within, security) {
                 Ok(wire) => return Ok(wire),
                 Err(Failure::Unreachable(why)) => reasons.push(why),
                 Err(other) => return Err(other),
@@ -169,7 +179,7 @@ impl Connection {
 
     /// A client of type `T` (an admin client, a producer, a consumer), once the cluster answers.
     pub fn client<T: FromClientConfig>(&self, extra: &[(&str, &str)]) -> Result<T, Failure> {
-        self.bootstrap()?;
+        self.reachable()?;
         let mut config = self.client_config()?;
         for (key, value) in extra {
             config.set(*key, *value);
@@ -195,7 +205,7 @@ impl Connection {
             let answer = wire.call(3, &request)?;
             if answer.error_code == 0 {
                 let address = format!("{}:{}", answer.host.as_str(), answer.port);
-                return Wire::connect(&address, self.timeout(), &self.security()?);
+                return Wire::connect(&address, self.timeout(), Some(&self.security()?));
             }
             // COORDINATOR_NOT_AVAILABLE while the offsets topic is created: ask again.
             if answer.error_code != 15 || std::time::Instant::now() > deadline {

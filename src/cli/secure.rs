@@ -71,7 +71,16 @@ impl Security {
             .map_err(|e| Failure::Failed(format!("{host}: not a TLS server name: {e}")))?;
         let session = rustls::ClientConnection::new(config, name)
             .map_err(|e| Failure::Failed(format!("TLS: {e}")))?;
-        Ok(Box::new(rustls::StreamOwned::new(session, socket)))
+        let mut stream = rustls::StreamOwned::new(session, socket);
+        // The handshake now, so that a refused certificate is said as such (exit 1), not as a
+        // broker that does not answer.
+        while stream.conn.is_handshaking() {
+            stream
+                .conn
+                .complete_io(&mut stream.sock)
+                .map_err(|e| Failure::Failed(format!("TLS with {host}: {e}")))?;
+        }
+        Ok(Box::new(stream))
     }
 
     fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, Failure> {
@@ -81,17 +90,26 @@ impl Security {
             Failure::Failed("TLS: set -X ssl.ca.location=FILE (the CA's PEM certificate)".into())
         })?;
         let mut roots = rustls::RootCertStore::empty();
+        let mut pinned = Vec::new();
         for cert in CertificateDer::pem_file_iter(ca).map_err(|e| failed(ca, &e))? {
-            roots
-                .add(cert.map_err(|e| failed(ca, &e))?)
-                .map_err(|e| failed(ca, &e))?;
+            let cert = cert.map_err(|e| failed(ca, &e))?;
+            pinned.push(cert.clone());
+            // A self-signed server certificate used as its own CA: trusted as pinned below.
+            let _ = roots.add(cert);
         }
         #[allow(deprecated)] // ring: see security::tls
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| failed(ca, &e))?;
         let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| failed("TLS", &e))?
-            .with_root_certificates(roots);
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Pinned { inner, pinned }));
         let config = match (&self.certificate, &self.key) {
             (Some(cert), Some(key)) => {
                 let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
@@ -158,5 +176,64 @@ impl Security {
         exchange
             .verify(&server_final)
             .map_err(|_| Failure::Failed("SCRAM: the broker did not prove its key".into()))
+    }
+}
+
+/// The server's certificate checked as librdkafka (OpenSSL) checks it against
+/// `ssl.ca.location`: chained to a CA there (WebPKI, host name included), or itself one of the
+/// certificates there (a self-signed certificate given as its own CA, which WebPKI refuses as
+/// `CaUsedAsEndEntity`).
+#[derive(Debug)]
+struct Pinned {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    pinned: Vec<CertificateDer<'static>>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        match self
+            .inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Ok(verified) => Ok(verified),
+            Err(_)
+                if self
+                    .pinned
+                    .iter()
+                    .any(|p| p.as_ref() == end_entity.as_ref()) =>
+            {
+                Ok(rustls::client::danger::ServerCertVerified::assertion())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
     }
 }

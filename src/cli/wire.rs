@@ -24,8 +24,12 @@ pub struct Wire {
 
 impl Wire {
     /// Connects to `address` (`host:port`), trying each address it resolves to, and secures
-    /// the connection as `security` says (TLS, then SASL).
-    pub fn connect(address: &str, timeout: Duration, security: &Security) -> Result<Wire, Failure> {
+    /// the connection as `security` says (TLS, then SASL; `None`: a bare TCP connection).
+    pub fn connect(
+        address: &str,
+        timeout: Duration,
+        security: Option<&Security>,
+    ) -> Result<Wire, Failure> {
         let addresses: Vec<SocketAddr> = address
             .to_socket_addrs()
             .map_err(|e| Failure::Unreachable(format!("cannot resolve {address}: {e}")))?
@@ -40,6 +44,13 @@ impl Wire {
                         .map_err(|e| Failure::Unreachable(format!("{address}: {e}")))?;
                     let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
                     let host = host.trim_start_matches('[').trim_end_matches(']');
+                    let Some(security) = security else {
+                        return Ok(Wire {
+                            stream: Box::new(stream),
+                            peer: address.to_string(),
+                            correlation_id: 0,
+                        });
+                    };
                     let mut wire = Wire {
                         stream: security.wrap(stream, host)?,
                         peer: address.to_string(),

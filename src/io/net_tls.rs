@@ -166,6 +166,8 @@ pub enum HandshakeError {
     Timeout(Duration),
     #[error("the peer closed the connection during the TLS handshake")]
     Closed,
+    #[error("the peer closed the connection before the TLS handshake")]
+    NotStarted,
 }
 
 /// Runs the server's side of the handshake on an accepted connection, within `within`, and
@@ -186,6 +188,7 @@ pub async fn accept(
         end: 0,
     };
     let stream = read.stream.clone();
+    let mut received = 0usize;
     let handshake = async {
         while session.borrow().is_handshaking() {
             drain(&session, &stream).await.map_err(HandshakeError::Io)?;
@@ -197,9 +200,13 @@ pub async fn accept(
             let n = read_raw(&stream, &mut chunk)
                 .await
                 .map_err(HandshakeError::Io)?;
+            if n == 0 && received == 0 {
+                return Err(HandshakeError::NotStarted);
+            }
             if n == 0 {
                 return Err(HandshakeError::Closed);
             }
+            received += n;
             let mut rest = &chunk[..n];
             while !rest.is_empty() {
                 let taken = session

@@ -83,6 +83,13 @@ async fn serve(
             let config = tls.borrow_mut().current();
             match io::net::tls::accept(halves, config, listener.handshake).await {
                 Ok(halves) => halves,
+                // Closed before it began (a reachability probe, a load balancer's check): not
+                // an authentication that failed.
+                Err(io::net::tls::HandshakeError::NotStarted) => {
+                    tracing::debug!(?peer, listener = %listener.name, "closed before the TLS handshake");
+                    drop(admitted);
+                    return;
+                }
                 Err(e) => {
                     shard.metrics.authentication(false);
                     HANDSHAKE_FAILURES.with(|throttle| {

@@ -580,3 +580,50 @@ fn the_cli_manages_users_and_speaks_sasl_ssl() {
     let missing = sluice(&plain, &["user", "delete", "bob"], "");
     assert_eq!(missing.code, 1);
 }
+
+#[test]
+fn the_cli_trusts_a_self_signed_certificate_given_as_its_own_ca() {
+    use crate::cli_client::sluice;
+    // What `openssl req -x509` makes: one certificate, a CA, serving as the broker's own.
+    let dir = tempfile::tempdir().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "localhost");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (keystore, ca) = (dir.path().join("broker.pem"), dir.path().join("cert.pem"));
+    std::fs::write(&keystore, format!("{}{}", key.serialize_pem(), cert.pem())).unwrap();
+    std::fs::write(&ca, cert.pem()).unwrap();
+    let broker = Broker::start(&[
+        "listeners=PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0",
+        &format!("ssl.keystore.location={}", keystore.display()),
+    ]);
+    let ca_location = format!("ssl.ca.location={}", ca.display());
+    let args = [
+        "cluster",
+        "info",
+        "--json",
+        "-X",
+        "security.protocol=SSL",
+        "-X",
+        &ca_location,
+    ];
+    let info = sluice(&broker.listener("SSL"), &args, "").ok().json();
+    assert_eq!(info["brokers"].as_array().unwrap().len(), 1);
+    // Another certificate in the CA file: refused, and said so (exit 1, not 3).
+    let other = Ca::new(dir.path(), "other");
+    let other_location = format!("ssl.ca.location={}", other.pem_file.display());
+    let args = [
+        "cluster",
+        "info",
+        "-X",
+        "security.protocol=SSL",
+        "-X",
+        &other_location,
+    ];
+    let refused = sluice(&broker.listener("SSL"), &args, "");
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(refused.stderr.contains("TLS with"), "{}", refused.stderr);
+}
