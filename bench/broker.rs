@@ -20,9 +20,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{create_topic, delete_topic, median, process_cpu_seconds, settle};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Message, Offset, TopicPartitionList};
 
 const PARTITIONS: i32 = 16;
 const MESSAGE_BYTES: usize = 1024;
@@ -138,34 +135,7 @@ fn produce(addr: &str, topic: &str, messages: u64) {
 }
 
 fn consume(addr: &str, topic: &str, messages: u64) -> f64 {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", addr)
-        .set("group.id", "bench")
-        .set("enable.auto.commit", "false")
-        .set("fetch.max.bytes", "52428800")
-        .set("max.partition.fetch.bytes", "4194304")
-        .create()
-        .unwrap();
-    let mut list = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        list.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&list).unwrap();
-    let started = Instant::now();
-    let mut got = 0u64;
-    while got < messages {
-        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
-            let message = message.expect("consume");
-            assert_eq!(message.payload().map(<[u8]>::len), Some(MESSAGE_BYTES));
-            got += 1;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "fetch too slow"
-        );
-    }
-    started.elapsed().as_secs_f64()
+    common::consume_all(addr, &[], topic, PARTITIONS, messages, MESSAGE_BYTES)
 }
 
 fn segment_files(data_dir: &Path, topic: &str) -> Vec<PathBuf> {

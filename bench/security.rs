@@ -13,17 +13,13 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{BufMut, BytesMut};
 use common::{create_topic, delete_topic, env_or, median, process_cpu_seconds, settle};
 use kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialUpsertion;
 use kafka_protocol::messages::{AlterUserScramCredentialsRequest, ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Encodable, StrBytes};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use sluice::security::scram::{salt_password, Mechanism};
 
 const PARTITIONS: i32 = 16;
@@ -161,37 +157,15 @@ fn round(
 }
 
 fn consume(listener: &Listener, topic: &str, messages: u64) -> f64 {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", &listener.addr)
-        .set("group.id", "bench")
-        .set("enable.auto.commit", "false")
-        .set("fetch.max.bytes", "52428800")
-        .set("max.partition.fetch.bytes", "4194304");
-    for (key, value) in listener.settings() {
-        config.set(key, value);
-    }
-    let consumer: BaseConsumer = config.create().unwrap();
-    let mut list = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        list.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&list).unwrap();
-    let started = Instant::now();
-    let mut got = 0u64;
-    while got < messages {
-        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
-            let message = message.expect("consume");
-            assert_eq!(message.payload().map(<[u8]>::len), Some(MESSAGE_BYTES));
-            got += 1;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "fetch too slow"
-        );
-    }
-    started.elapsed().as_secs_f64()
+    let settings = listener.settings();
+    common::consume_all(
+        &listener.addr,
+        &settings,
+        topic,
+        PARTITIONS,
+        messages,
+        MESSAGE_BYTES,
+    )
 }
 
 fn main() {

@@ -231,3 +231,48 @@ pub fn produce_bulk(addr: &str, topic: &str, messages: u64, partitions: i32, mes
     let producer = bulk_producer(addr, &[("acks", "1")]);
     send_all(&producer, topic, messages, partitions, message);
 }
+
+/// Reads `messages` records of `message_bytes` each from the start of `partitions` partitions
+/// of `topic` with an rdkafka consumer (large fetches, `settings` on top); the seconds it took.
+pub fn consume_all(
+    addr: &str,
+    settings: &[(&str, &str)],
+    topic: &str,
+    partitions: i32,
+    messages: u64,
+    message_bytes: usize,
+) -> f64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", addr)
+        .set("group.id", "bench")
+        .set("enable.auto.commit", "false")
+        .set("fetch.max.bytes", "52428800")
+        .set("max.partition.fetch.bytes", "4194304");
+    for (key, value) in settings {
+        config.set(*key, *value);
+    }
+    let consumer: BaseConsumer = config.create().unwrap();
+    let mut list = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&list).unwrap();
+    let started = std::time::Instant::now();
+    let mut got = 0u64;
+    while got < messages {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message.expect("consume");
+            assert_eq!(message.payload().map(<[u8]>::len), Some(message_bytes));
+            got += 1;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "fetch too slow"
+        );
+    }
+    started.elapsed().as_secs_f64()
+}

@@ -10,60 +10,61 @@ use super::apis::Request;
 use super::Shard;
 use crate::security::acl::{self, Acls, Authorizer, Operation, ResourceType, Subject};
 
-/// One request's checks: its principal and host, and the ACLs of the image it started on.
+/// One request's checks: nothing with the authorizer off (no allocation on the produce and
+/// fetch paths); with it on, the principal and host, and the ACLs of the image it started on.
 pub struct Authz {
-    authorizer: Option<(Rc<Authorizer>, Arc<Acls>)>,
+    checked: Option<Checked>,
+}
+
+struct Checked {
+    authorizer: Rc<Authorizer>,
+    acls: Arc<Acls>,
     principal: Rc<str>,
     host: String,
 }
 
 impl Authz {
     pub fn of(shard: &Shard, request: &Request) -> Authz {
-        let authorizer = shard
-            .authorizer
-            .enabled
-            .then(|| (shard.authorizer.clone(), shard.image().acls.clone()));
-        Authz {
-            authorizer,
+        let checked = shard.authorizer.enabled.then(|| Checked {
+            authorizer: shard.authorizer.clone(),
+            acls: shard.image().acls.clone(),
             principal: request.conn.principal(),
             host: request
                 .conn
                 .peer
                 .map(|p| p.ip().to_string())
                 .unwrap_or_default(),
-        }
+        });
+        Authz { checked }
     }
 
     /// Whether ACLs are checked at all.
     pub fn enabled(&self) -> bool {
-        self.authorizer.is_some()
-    }
-
-    fn subject(&self) -> Subject<'_> {
-        Subject {
-            principal: &self.principal,
-            host: &self.host,
-        }
+        self.checked.is_some()
     }
 
     pub fn allows(&self, operation: Operation, resource_type: ResourceType, name: &str) -> bool {
-        match &self.authorizer {
+        match &self.checked {
             None => true,
-            Some((authorizer, acls)) => {
-                authorizer.allows(acls, self.subject(), operation, resource_type, name)
-            }
+            Some(c) => c
+                .authorizer
+                .allows(&c.acls, c.subject(), operation, resource_type, name),
         }
     }
 
     /// An idempotent producer's right to its producer id: IDEMPOTENT_WRITE on the cluster, or
     /// WRITE on some topic (KIP-679).
     pub fn idempotent_write(&self) -> bool {
-        match &self.authorizer {
+        match &self.checked {
             None => true,
-            Some((authorizer, acls)) => {
-                let subject = self.subject();
+            Some(c) => {
                 self.cluster(Operation::IdempotentWrite)
-                    || authorizer.allows_any(acls, subject, Operation::Write, ResourceType::Topic)
+                    || c.authorizer.allows_any(
+                        &c.acls,
+                        c.subject(),
+                        Operation::Write,
+                        ResourceType::Topic,
+                    )
             }
         }
     }
@@ -101,5 +102,14 @@ impl Authz {
             .iter()
             .filter(|op| self.allows(**op, resource_type, name))
             .fold(0, |field, op| field | (1 << op.code()))
+    }
+}
+
+impl Checked {
+    fn subject(&self) -> Subject<'_> {
+        Subject {
+            principal: &self.principal,
+            host: &self.host,
+        }
     }
 }

@@ -234,17 +234,20 @@ async fn read_loop(
                 let counted = shard.clone();
                 // Until it has authenticated, a connection's requests are served one at a
                 // time: each may change what the next may do.
-                let (done, answered_signal) = futures::channel::oneshot::channel::<()>();
-                if authenticating {
-                    answered_now = Some(answered_signal);
-                }
+                let done = authenticating.then(|| {
+                    let (done, answered) = futures::channel::oneshot::channel::<()>();
+                    answered_now = Some(answered);
+                    done
+                });
                 let answered = async move {
                     let queued = started.elapsed();
                     let response = future.await;
                     counted.metrics.request(api, queued, started.elapsed());
                     drop((guard, grant, decoded));
                     outstanding.set(outstanding.get() - 1);
-                    let _ = done.send(());
+                    if let Some(done) = done {
+                        let _ = done.send(());
+                    }
                     response
                 };
                 // The request's own lines carry the connection's peer and client id.
