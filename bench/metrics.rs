@@ -12,7 +12,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Child;
 use std::time::Instant;
@@ -71,24 +70,9 @@ fn produce_round(broker: &Broker, topic: &str, messages: u64) -> (f64, f64) {
     (messages as f64 / wall, cpu / gb)
 }
 
-/// The text of `GET /metrics` (its body), and the seconds the answer took.
-fn get_metrics(admin: &str) -> (String, f64) {
-    let started = Instant::now();
-    let mut stream = std::net::TcpStream::connect(admin).expect("admin listener");
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\n\r\n")
-        .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let took = started.elapsed().as_secs_f64();
-    assert!(answer.starts_with("HTTP/1.1 200"), "a scrape failed");
-    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (body.to_string(), took)
-}
-
 /// `GET /metrics`: the seconds it took and the bytes of text.
 fn scrape(admin: &str) -> (f64, usize) {
-    let (text, took) = get_metrics(admin);
+    let (text, took) = common::get_metrics(admin);
     (took, text.len())
 }
 
@@ -161,7 +145,7 @@ fn main() {
 
 /// The partitions the node holds, as its scrape sums them over the shards.
 fn partition_count(admin: &str) -> u64 {
-    get_metrics(admin)
+    common::get_metrics(admin)
         .0
         .lines()
         .filter_map(|l| l.strip_prefix("kafka_server_replicamanager_partitioncount{"))

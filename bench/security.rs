@@ -98,13 +98,8 @@ impl Listener {
 
 /// The Produce requests the broker has answered (its `/metrics`).
 fn produce_requests(admin_http: &str) -> f64 {
-    let mut stream = TcpStream::connect(admin_http).expect("admin listener");
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\n\r\n")
-        .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    answer
+    common::get_metrics(admin_http)
+        .0
         .lines()
         .filter(|l| {
             l.starts_with("kafka_network_requestmetrics_requests_total{request=\"Produce\"")

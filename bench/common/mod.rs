@@ -276,3 +276,17 @@ pub fn consume_all(
     }
     started.elapsed().as_secs_f64()
 }
+
+/// The text of `GET /metrics` (its body), and the seconds the answer took.
+pub fn get_metrics(admin: &str) -> (String, f64) {
+    let started = std::time::Instant::now();
+    let mut stream = std::net::TcpStream::connect(admin).expect("admin listener");
+    std::io::Write::write_all(&mut stream, b"GET /metrics HTTP/1.1\r\nHost: bench\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
+    let took = started.elapsed().as_secs_f64();
+    assert!(answer.starts_with("HTTP/1.1 200"), "a scrape failed");
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (body.to_string(), took)
+}
