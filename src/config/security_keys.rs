@@ -79,6 +79,14 @@ pub(super) const KEYS: &[Key] = &[
         "with ACLs on, whether a resource no ACL names is open to everyone",
     ),
     broker(
+        "connections.max.reauth.ms",
+        int(0, i64::MAX),
+        "0",
+        "how long an authenticated SASL session lasts before the client must re-authenticate on \
+         its connection (KIP-368); a connection that has not is closed at its next request. 0: \
+         for the connection's life",
+    ),
+    broker(
         "sasl.handshake.timeout.ms",
         int(1, I32),
         "10000",

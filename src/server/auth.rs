@@ -3,11 +3,16 @@
 //! state until it has authenticated. Before that, a SASL listener's connection may send only
 //! ApiVersions, SaslHandshake and SaslAuthenticate, one at a time; anything else closes it, as
 //! Kafka does. `apis/sasl.rs` answers the two SASL requests.
+//!
+//! With `connections.max.reauth.ms` set, an authenticated session lasts that long (KIP-368): the
+//! client is told in SaslAuthenticate (v1+) and re-authenticates on the same connection, with the
+//! same mechanism and as the same principal, by sending SaslHandshake again; a connection whose
+//! session has expired is closed at its next request other than SaslHandshake.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::ApiKey;
 
@@ -27,6 +32,9 @@ pub struct Listener {
     pub mechanisms: Vec<String>,
     /// How long a connection may take to finish its TLS handshake and authenticate.
     pub handshake: Duration,
+    /// `connections.max.reauth.ms`: how long an authenticated SASL session lasts (None: for
+    /// the connection's life).
+    pub reauth: Option<Duration>,
 }
 
 impl Listener {
@@ -45,6 +53,10 @@ impl Listener {
             tls,
             mechanisms: security::enabled_mechanisms(broker)?,
             handshake: Duration::from_millis(broker.i64("sasl.handshake.timeout.ms") as u64),
+            reauth: match broker.i64("connections.max.reauth.ms") {
+                ms if ms > 0 => Some(Duration::from_millis(ms as u64)),
+                _ => None,
+            },
         })
     }
 }
@@ -70,6 +82,12 @@ pub struct Conn {
     principal: RefCell<Rc<str>>,
     /// `None` once authenticated (or on a listener without SASL).
     sasl: RefCell<Option<SaslState>>,
+    /// The mechanism the session authenticated with: a re-authentication must use it.
+    mechanism: Cell<Option<&'static str>>,
+    /// When the current (re-)authentication began: it has `listener.handshake` to finish.
+    began: Cell<Instant>,
+    /// When the authenticated session expires (`connections.max.reauth.ms`).
+    expires: Cell<Option<Instant>>,
 }
 
 impl Conn {
@@ -90,6 +108,9 @@ impl Conn {
             peer,
             principal: RefCell::new(principal.into()),
             sasl: RefCell::new(sasl),
+            mechanism: Cell::new(None),
+            began: Cell::new(Instant::now()),
+            expires: Cell::new(None),
         }
     }
 
@@ -106,6 +127,26 @@ impl Conn {
         matches!(*self.sasl.borrow(), Some(SaslState::Failed))
     }
 
+    /// Whether a session authenticated before is authenticating again (KIP-368).
+    pub fn reauthenticating(&self) -> bool {
+        self.authenticating() && self.mechanism.get().is_some()
+    }
+
+    /// When the current (re-)authentication began.
+    pub fn began(&self) -> Instant {
+        self.began.get()
+    }
+
+    /// Whether the authenticated session has expired (it must re-authenticate first).
+    pub fn expired(&self) -> bool {
+        self.expires.get().is_some_and(|at| at <= Instant::now())
+    }
+
+    /// What SaslAuthenticate tells the client of its session's lifetime (0: unlimited).
+    pub fn session_lifetime_ms(&self) -> i64 {
+        self.listener.reauth.map_or(0, |d| d.as_millis() as i64)
+    }
+
     /// Whether a request of this API may be served now.
     pub fn allows(&self, api: ApiKey) -> bool {
         !self.authenticating()
@@ -115,15 +156,46 @@ impl Conn {
             )
     }
 
+    /// SaslHandshake on an authenticated SASL connection: a re-authentication with `mechanism`
+    /// begins (false: it is not the one the session used, and may not be).
+    pub fn begin_reauthentication(&self, mechanism: &str) -> bool {
+        if self.mechanism.get() != Some(mechanism) {
+            return false;
+        }
+        *self.sasl.borrow_mut() = Some(SaslState::Handshake);
+        self.began.set(Instant::now());
+        true
+    }
+
+    /// The mechanism the session authenticated with, if it has.
+    pub fn mechanism(&self) -> Option<&'static str> {
+        self.mechanism.get()
+    }
+
     /// The SASL state, for the SASL requests to move on.
     pub fn sasl(&self) -> std::cell::RefMut<'_, Option<SaslState>> {
         self.sasl.borrow_mut()
     }
 
-    /// Authenticated as `user`: every API is open to it now.
-    pub fn authenticated(&self, user: &str) {
-        *self.principal.borrow_mut() = format!("User:{user}").into();
+    /// Authenticated as `user` with `mechanism`: every API is open to it now, until the
+    /// session expires. A re-authentication must name the same principal.
+    pub fn authenticated(&self, mechanism: &'static str, user: &str) -> Result<(), String> {
+        let principal = format!("User:{user}");
+        if self.mechanism.get().is_some() && *self.principal() != *principal {
+            return Err(format!(
+                "cannot change principals during re-authentication from {}: {principal}",
+                self.principal()
+            ));
+        }
+        *self.principal.borrow_mut() = principal.into();
         *self.sasl.borrow_mut() = None;
+        self.mechanism.set(Some(mechanism));
+        self.expires.set(
+            self.listener
+                .reauth
+                .map(|lifetime| Instant::now() + lifetime),
+        );
+        Ok(())
     }
 
     /// Authentication failed: logged (at most once a second per shard, with how many) and

@@ -55,6 +55,8 @@ pub enum Close {
     Unauthenticated { api_key: i16 },
     #[error("authentication failed")]
     AuthenticationFailed,
+    #[error("the SASL session expired (connections.max.reauth.ms) and was not renewed")]
+    SessionExpired,
     #[error("not authenticated within sasl.handshake.timeout.ms ({ms} ms)")]
     AuthenticationTimeout { ms: u64 },
     #[error("idle for connections.max.idle.ms ({ms} ms) with nothing owed")]
@@ -94,7 +96,9 @@ pub async fn serve(
             tracing::debug!(?peer, error = %e, "connection closed while writing");
         }
         (Close::Io(e), Ok(())) => tracing::debug!(?peer, error = %e, "connection read failed"),
-        (Close::Idle { .. }, Ok(())) => tracing::debug!(?peer, %close, "closing the connection"),
+        (Close::Idle { .. } | Close::SessionExpired, Ok(())) => {
+            tracing::debug!(?peer, %close, "closing the connection")
+        }
         // Logged where it failed, with the mechanism and the user.
         (Close::AuthenticationFailed, Ok(())) => {}
         (reason, Ok(())) => warn(reason),
@@ -176,13 +180,15 @@ async fn read_loop(
     drop(broker);
     let outstanding = Rc::new(Cell::new(0usize));
     let mut client_named = false;
-    // A connection that must authenticate has `sasl.handshake.timeout.ms` to do it.
+    // A connection that must (re-)authenticate has `sasl.handshake.timeout.ms` to do it.
     let handshake = conn.listener.handshake;
-    let deadline = std::time::Instant::now() + handshake;
     loop {
         let authenticating = conn.authenticating();
         let wait = match authenticating {
-            true => idle.min(deadline.saturating_duration_since(std::time::Instant::now())),
+            true => {
+                let deadline = conn.began() + handshake;
+                idle.min(deadline.saturating_duration_since(std::time::Instant::now()))
+            }
             false => idle,
         };
         let prefix = match next_prefix(shard, reader, &outstanding, wait).await {
@@ -233,8 +239,15 @@ async fn read_loop(
                 outstanding.set(outstanding.get() + 1);
                 let counted = shard.clone();
                 // Until it has authenticated, a connection's requests are served one at a
-                // time: each may change what the next may do.
-                let done = authenticating.then(|| {
+                // time: each may change what the next may do. So are the SASL requests of a
+                // re-authentication.
+                let serial = authenticating
+                    || matches!(
+                        api,
+                        kafka_protocol::messages::ApiKey::SaslHandshake
+                            | kafka_protocol::messages::ApiKey::SaslAuthenticate
+                    );
+                let done = serial.then(|| {
                     let (done, answered) = futures::channel::oneshot::channel::<()>();
                     answered_now = Some(answered);
                     done

@@ -65,6 +65,11 @@ pub struct ShardCounts {
     /// SASL and TLS authentications that succeeded and that failed.
     pub authentications: u64,
     pub failed_authentications: u64,
+    /// SASL re-authentications (KIP-368) that succeeded and that failed, and connections
+    /// closed because their session expired first.
+    pub reauthentications: u64,
+    pub failed_reauthentications: u64,
+    pub expired_sessions: u64,
     /// Its open logs' work (appends, writes, syncs, compaction), read at a scrape.
     pub log: crate::storage::LogStats,
     /// Rebalances its groups completed (a new generation), read at a scrape.
@@ -96,6 +101,9 @@ impl ShardCounts {
         self.stall_micros += other.stall_micros;
         self.authentications += other.authentications;
         self.failed_authentications += other.failed_authentications;
+        self.reauthentications += other.reauthentications;
+        self.failed_reauthentications += other.failed_reauthentications;
+        self.expired_sessions += other.expired_sessions;
         self.log.add(&other.log);
         self.rebalances += other.rebalances;
         match (&mut self.disk_depths, &other.disk_depths) {
@@ -174,6 +182,24 @@ impl Metrics {
                 true => counts.authentications += 1,
                 false => counts.failed_authentications += 1,
             }
+        }
+    }
+
+    /// A re-authentication succeeded or failed.
+    pub fn reauthentication(&self, succeeded: bool) {
+        if self.enabled {
+            let mut counts = self.counts.borrow_mut();
+            match succeeded {
+                true => counts.reauthentications += 1,
+                false => counts.failed_reauthentications += 1,
+            }
+        }
+    }
+
+    /// A connection was closed because its SASL session had expired.
+    pub fn expired_session(&self) {
+        if self.enabled {
+            self.counts.borrow_mut().expired_sessions += 1;
         }
     }
 
@@ -429,6 +455,21 @@ pub fn render(scrape: &Scrape) -> String {
             "SASL exchanges and TLS handshakes that failed (a wrong password, an unknown user, \
              an untrusted certificate, a client that does not speak TLS).",
             |c| c.failed_authentications as f64,
+        ),
+        (
+            "kafka_server_socket_server_metrics_successful_reauthentication_total",
+            "SASL re-authentications (connections.max.reauth.ms) that succeeded.",
+            |c| c.reauthentications as f64,
+        ),
+        (
+            "kafka_server_socket_server_metrics_failed_reauthentication_total",
+            "SASL re-authentications that failed (the connection is closed).",
+            |c| c.failed_reauthentications as f64,
+        ),
+        (
+            "kafka_server_socket_server_metrics_expired_connections_killed_count",
+            "Connections closed because their SASL session expired before they re-authenticated.",
+            |c| c.expired_sessions as f64,
         ),
     ] {
         family(&mut out, name, "counter", help);

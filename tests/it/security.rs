@@ -27,17 +27,17 @@ use crate::kit::pki::{Ca, Issued};
 use crate::kit::{client, raw};
 use sluice::security::scram::{salt_password, Mechanism};
 
-const PASSWORD: &str = "alice-secret";
+pub(crate) const PASSWORD: &str = "alice-secret";
 
 /// A broker with every protocol on loopback, TLS from `server`, client certificates requested
 /// and checked against `ca`; user `alice` has both SCRAM credentials.
-struct Secured {
-    broker: Broker,
-    ca: Ca,
-    _dir: tempfile::TempDir,
+pub(crate) struct Secured {
+    pub broker: Broker,
+    pub ca: Ca,
+    pub _dir: tempfile::TempDir,
 }
 
-fn secured(extra: &[&str]) -> Secured {
+pub(crate) fn secured(extra: &[&str]) -> Secured {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new(dir.path(), "sluice-test");
     let server = ca.server(dir.path(), "broker");
@@ -98,7 +98,7 @@ pub(crate) fn set_password(
 
 /// Errors the client reported through its context.
 #[derive(Clone, Default)]
-struct Reported(Arc<Mutex<Vec<Error>>>);
+pub(crate) struct Reported(pub(crate) Arc<Mutex<Vec<Error>>>);
 
 /// An error a client reported: its code, and its text.
 type Error = (Option<RDKafkaErrorCode>, String);
@@ -140,7 +140,10 @@ impl Reported {
     }
 }
 
-fn secured_consumer(addr: &str, settings: &[(&str, &str)]) -> (BaseConsumer<Reported>, Reported) {
+pub(crate) fn secured_consumer(
+    addr: &str,
+    settings: &[(&str, &str)],
+) -> (BaseConsumer<Reported>, Reported) {
     let reported = Reported::default();
     let mut config = ClientConfig::new();
     config
@@ -175,7 +178,7 @@ fn round_trip(addr: &str, settings: &[(&str, &str)], topic: &str) {
     assert_eq!(values, wanted);
 }
 
-fn ca_location(ca: &Ca) -> String {
+pub(crate) fn ca_location(ca: &Ca) -> String {
     ca.pem_file.display().to_string()
 }
 

@@ -185,6 +185,11 @@ pub fn dispatch(
             api_key: prefix.api_key,
         });
     }
+    // KIP-368: an expired session may only re-authenticate.
+    if api.key != ApiKey::SaslHandshake && !conn.authenticating() && conn.expired() {
+        shard.metrics.expired_session();
+        return Dispatch::Close(Close::SessionExpired);
+    }
     let limits = protocol::bounded::Limits {
         decoded_bytes_max: REQUEST_DECODED_BYTES_MAX,
     };

@@ -50,18 +50,38 @@ async fn handshake(shard: Rc<Shard>, request: Request) -> Answer {
     let mechanisms = &conn.listener.mechanisms;
     let mut response = SaslHandshakeResponse::default();
     response.mechanisms = mechanisms.iter().map(|m| str_bytes(m.as_str())).collect();
-    let mut sasl = conn.sasl();
     let chosen = body.mechanism.as_str();
-    match &*sasl {
+    let state = conn.sasl().take();
+    let state = match state {
+        // An authenticated session re-authenticates (KIP-368), with the mechanism it used.
+        None if conn.listener.protocol.sasl() && conn.mechanism().is_some() => {
+            match conn.begin_reauthentication(chosen) {
+                true => conn.sasl().take(),
+                false => {
+                    let used = conn.mechanism().unwrap_or_default();
+                    response.error_code = E::UnsupportedSaslMechanism.code();
+                    response.mechanisms = vec![str_bytes(used)];
+                    shard.metrics.reauthentication(false);
+                    conn.fail(
+                        chosen,
+                        None,
+                        &format_args!("re-authentication must use the session's mechanism {used}"),
+                    );
+                    return request.answer(&response);
+                }
+            }
+        }
+        state => state,
+    };
+    match state {
         Some(SaslState::Handshake) if mechanisms.iter().any(|m| m == chosen) => {
-            *sasl = Some(match Mechanism::from_name(chosen) {
+            *conn.sasl() = Some(match Mechanism::from_name(chosen) {
                 Some(m) => SaslState::Scram(ServerExchange::new(m)),
                 None => SaslState::Plain,
             });
         }
         Some(SaslState::Handshake) => {
             response.error_code = E::UnsupportedSaslMechanism.code();
-            drop(sasl);
             shard.metrics.authentication(false);
             conn.fail(
                 chosen,
@@ -69,7 +89,10 @@ async fn handshake(shard: Rc<Shard>, request: Request) -> Answer {
                 &"the mechanism is not enabled on this listener",
             );
         }
-        _ => response.error_code = E::IllegalSaslState.code(),
+        other => {
+            *conn.sasl() = other;
+            response.error_code = E::IllegalSaslState.code();
+        }
     }
     request.answer(&response)
 }
@@ -78,6 +101,7 @@ async fn authenticate(shard: Rc<Shard>, request: Request) -> Answer {
     let body: SaslAuthenticateRequest = request.decode("SaslAuthenticateRequest")?;
     let conn = request.conn.clone();
     let mut response = SaslAuthenticateResponse::default();
+    let again = conn.reauthenticating();
     let state = conn.sasl().take();
     let outcome: Result<Option<Bytes>, (&str, Option<String>, String)> = match state {
         Some(SaslState::Plain) => match scram::parse_plain(&body.auth_bytes) {
@@ -95,10 +119,10 @@ async fn authenticate(shard: Rc<Shard>, request: Request) -> Answer {
                     None => false,
                 };
                 match matches {
-                    true => {
-                        conn.authenticated(&user);
-                        Ok(None)
-                    }
+                    true => match conn.authenticated("PLAIN", &user) {
+                        Ok(()) => Ok(None),
+                        Err(e) => Err(("PLAIN", Some(user), e)),
+                    },
                     false => Err(("PLAIN", Some(user), "invalid credentials".into())),
                 }
             }
@@ -119,8 +143,10 @@ async fn authenticate(shard: Rc<Shard>, request: Request) -> Answer {
                     Ok(Some(challenge.into()))
                 }
                 Ok(Step::Authenticated { user, last }) => {
-                    conn.authenticated(&user);
-                    Ok(Some(last.into()))
+                    match conn.authenticated(mechanism.name(), &user) {
+                        Ok(()) => Ok(Some(last.into())),
+                        Err(e) => Err((mechanism.name(), Some(user), e)),
+                    }
                 }
                 Err(e) => Err((mechanism.name(), user_named, e.to_string())),
             }
@@ -134,16 +160,22 @@ async fn authenticate(shard: Rc<Shard>, request: Request) -> Answer {
             return request.answer(&response);
         }
     };
+    let count = |succeeded| match again {
+        true => shard.metrics.reauthentication(succeeded),
+        false => shard.metrics.authentication(succeeded),
+    };
     match outcome {
         Ok(bytes) => {
-            shard.metrics.authentication(true);
+            // Done (not a SCRAM challenge): counted, and the session's lifetime told.
             if !conn.authenticating() {
-                tracing::debug!(principal = %conn.principal(), "authenticated");
+                count(true);
+                tracing::debug!(principal = %conn.principal(), again, "authenticated");
+                response.session_lifetime_ms = conn.session_lifetime_ms();
             }
             response.auth_bytes = bytes.unwrap_or_default();
         }
         Err((mechanism, user, reason)) => {
-            shard.metrics.authentication(false);
+            count(false);
             conn.fail(mechanism, user.as_deref(), &reason);
             response.error_code = E::SaslAuthenticationFailed.code();
             response.error_message = Some(str_bytes(format!(
