@@ -13,6 +13,8 @@ use kafka_protocol::protocol::StrBytes;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use sluice::security::scram::{ClientExchange, Mechanism};
+use sluice::security::tls::Identity;
+use sluice::security::tls_client::client_config;
 use sluice::security::Protocol;
 
 use super::wire::Wire;
@@ -89,41 +91,24 @@ impl Security {
         let ca = self.ca.as_deref().ok_or_else(|| {
             Failure::Failed("TLS: set -X ssl.ca.location=FILE (the CA's PEM certificate)".into())
         })?;
-        let mut roots = rustls::RootCertStore::empty();
-        let mut pinned = Vec::new();
-        for cert in CertificateDer::pem_file_iter(ca).map_err(|e| failed(ca, &e))? {
-            let cert = cert.map_err(|e| failed(ca, &e))?;
-            pinned.push(cert.clone());
-            // A self-signed server certificate used as its own CA: trusted as pinned below.
-            let _ = roots.add(cert);
-        }
-        #[allow(deprecated)] // ring: see security::tls
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
-            Arc::new(roots),
-            provider.clone(),
-        )
-        .build()
-        .map_err(|e| failed(ca, &e))?;
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| failed("TLS", &e))?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pinned { inner, pinned }));
-        let config = match (&self.certificate, &self.key) {
+        let trusted = std::fs::read(ca).map_err(|e| failed(ca, &e))?;
+        let identity = match (&self.certificate, &self.key) {
             (Some(cert), Some(key)) => {
                 let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
                     .map_err(|e| failed(cert, &e))?
                     .collect::<Result<_, _>>()
                     .map_err(|e| failed(cert, &e))?;
                 let key = PrivateKeyDer::from_pem_file(key).map_err(|e| failed(key, &e))?;
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .map_err(|e| failed("TLS client certificate", &e))?
+                Some(Identity {
+                    chain,
+                    key,
+                    origin: cert.clone(),
+                })
             }
-            _ => builder.with_no_client_auth(),
+            _ => None,
         };
-        Ok(Arc::new(config))
+        client_config(&trusted, ca, identity, true)
+            .map_err(|e| Failure::Failed(format!("TLS: {e}")))
     }
 
     /// Authenticates a new connection where the protocol asks for SASL.
@@ -176,64 +161,5 @@ impl Security {
         exchange
             .verify(&server_final)
             .map_err(|_| Failure::Failed("SCRAM: the broker did not prove its key".into()))
-    }
-}
-
-/// The server's certificate checked as librdkafka (OpenSSL) checks it against
-/// `ssl.ca.location`: chained to a CA there (WebPKI, host name included), or itself one of the
-/// certificates there (a self-signed certificate given as its own CA, which WebPKI refuses as
-/// `CaUsedAsEndEntity`).
-#[derive(Debug)]
-struct Pinned {
-    inner: Arc<rustls::client::WebPkiServerVerifier>,
-    pinned: Vec<CertificateDer<'static>>,
-}
-
-impl rustls::client::danger::ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        match self
-            .inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
-            Ok(verified) => Ok(verified),
-            Err(_)
-                if self
-                    .pinned
-                    .iter()
-                    .any(|p| p.as_ref() == end_entity.as_ref()) =>
-            {
-                Ok(rustls::client::danger::ServerCertVerified::assertion())
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.inner.supported_verify_schemes()
     }
 }

@@ -53,6 +53,23 @@ impl Kafka {
     }
 }
 
+/// Kafka's PASSWORD-type broker keys (and Sluice's in-line private key): DescribeConfigs names
+/// them as sensitive and never says their value.
+pub fn is_sensitive(name: &str) -> bool {
+    name.ends_with(".password")
+        || name.ends_with("sasl.jaas.config")
+        || matches!(
+            name,
+            "ssl.keystore.key"
+                | "ssl.keystore.certificate.chain"
+                | "ssl.truststore.certificates"
+                | "password.encoder.secret"
+                | "password.encoder.old.secret"
+                | "delegation.token.secret.key"
+                | "delegation.token.master.key"
+        )
+}
+
 /// What DescribeConfigs says of a key Sluice accepts for Kafka's sake but does not use.
 pub const NO_EFFECT_DOC: &str =
     "a Kafka config Sluice accepts, stores and describes; it has no effect";
@@ -115,11 +132,25 @@ pub enum ConfigError {
     File { path: String, reason: String },
 }
 
+/// `value` checked against `spec`'s kind (`key` as it was given, for the error).
+fn checked(spec: &Key, key: &str, value: &str) -> Result<(), ConfigError> {
+    spec.kind
+        .check(value)
+        .map_err(|reason| ConfigError::BadValue {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason,
+        })
+}
+
 /// A validated set of values for the keys of one table; keys not set take their defaults.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Values {
     table: &'static [Key],
     set: BTreeMap<&'static str, String>,
+    /// Kafka's per-listener keys, `listener.name.LISTENER.[MECHANISM.]KEY` (the listener's name
+    /// in lower case), as set: read by [`Values::for_listener`].
+    per_listener: BTreeMap<String, String>,
 }
 
 impl Values {
@@ -127,11 +158,15 @@ impl Values {
         Values {
             table,
             set: BTreeMap::new(),
+            per_listener: BTreeMap::new(),
         }
     }
 
     /// Sets `key` to `value` after checking both against the table.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        if let Some(rest) = key.strip_prefix("listener.name.") {
+            return self.set_per_listener(key, rest, value);
+        }
         let spec =
             self.table
                 .iter()
@@ -139,15 +174,49 @@ impl Values {
                 .ok_or_else(|| ConfigError::UnknownKey {
                     key: key.to_string(),
                 })?;
-        spec.kind
-            .check(value)
-            .map_err(|reason| ConfigError::BadValue {
-                key: key.to_string(),
-                value: value.to_string(),
-                reason,
-            })?;
+        checked(spec, key, value)?;
         self.set.insert(spec.name, value.trim().to_string());
         Ok(())
+    }
+
+    /// `listener.name.LISTENER.KEY` or `listener.name.LISTENER.MECHANISM.sasl.KEY`: checked as
+    /// KEY is (a key Kafka knows; only some are read per listener, [`Values::for_listener`]).
+    fn set_per_listener(&mut self, key: &str, rest: &str, value: &str) -> Result<(), ConfigError> {
+        let unknown = || ConfigError::UnknownKey {
+            key: key.to_string(),
+        };
+        let (listener, name) = rest.split_once('.').ok_or_else(unknown)?;
+        let listener = listener.to_ascii_lowercase();
+        let known = |name: &str| self.table.iter().find(|k| k.name == name);
+        // KEY, or MECHANISM.KEY for a SASL key (`scram-sha-512.sasl.jaas.config`).
+        let (spec, normal) = match (known(name), name.split_once('.')) {
+            (Some(spec), _) => (spec, format!("listener.name.{listener}.{name}")),
+            (None, Some((mechanism, key))) if key.starts_with("sasl.") => (
+                known(key).ok_or_else(unknown)?,
+                format!(
+                    "listener.name.{listener}.{}.{key}",
+                    mechanism.to_ascii_lowercase()
+                ),
+            ),
+            _ => return Err(unknown()),
+        };
+        checked(spec, key, value)?;
+        self.per_listener.insert(normal, value.trim().to_string());
+        Ok(())
+    }
+
+    /// KEY for `listener` (and SASL `mechanism`, for `sasl.jaas.config`): Kafka's
+    /// `listener.name.LISTENER.[MECHANISM.]KEY` where set, else KEY.
+    pub fn for_listener(&self, listener: &str, mechanism: Option<&str>, key: &str) -> &str {
+        let listener = listener.to_ascii_lowercase();
+        let named = match mechanism {
+            Some(m) => format!("listener.name.{listener}.{}.{key}", m.to_ascii_lowercase()),
+            None => format!("listener.name.{listener}.{key}"),
+        };
+        match self.per_listener.get(&named) {
+            Some(value) => value,
+            None => self.get(key),
+        }
     }
 
     /// Applies `key=value` (the `--set` form).
@@ -445,6 +514,56 @@ mod tests {
         assert_eq!(find("max.compaction.lag.ms"), "9223372036854775807");
         assert_eq!(find("remote.storage.enable"), "false");
         assert_eq!(TOPIC_KEYS.len(), 36, "Kafka 3.9's topic configs");
+    }
+
+    #[test]
+    fn per_listener_keys_are_read_for_their_listener() {
+        let mut values = Values::new(&BROKER_KEYS);
+        let jaas = "ScramLoginModule required username=\"b\" password=\"p\";";
+        values
+            .set(
+                "listener.name.INTERNAL.SCRAM-SHA-512.sasl.jaas.config",
+                jaas,
+            )
+            .unwrap();
+        values
+            .set(
+                "listener.name.internal.ssl.endpoint.identification.algorithm",
+                "",
+            )
+            .unwrap();
+        values
+            .set("listener.name.external.ssl.keystore.password", "x")
+            .unwrap();
+        assert_eq!(
+            values.for_listener("INTERNAL", Some("SCRAM-SHA-512"), "sasl.jaas.config"),
+            jaas
+        );
+        assert_eq!(
+            values.for_listener("internal", Some("PLAIN"), "sasl.jaas.config"),
+            ""
+        );
+        assert_eq!(
+            values.for_listener("INTERNAL", None, "ssl.endpoint.identification.algorithm"),
+            ""
+        );
+        assert_eq!(
+            values.for_listener("EXTERNAL", None, "ssl.endpoint.identification.algorithm"),
+            "https"
+        );
+        for bad in [
+            "listener.name.internal.no.such.key",
+            "listener.name.internal",
+            "listener.name.internal.plain.log.dirs",
+        ] {
+            assert!(
+                matches!(values.set(bad, "x"), Err(ConfigError::UnknownKey { .. })),
+                "{bad}"
+            );
+        }
+        assert!(values
+            .set("listener.name.internal.connections.max.reauth.ms", "soon")
+            .is_err());
     }
 
     #[test]

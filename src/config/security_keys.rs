@@ -18,7 +18,8 @@ pub(super) const KEYS: &[Key] = &[
         Kind::Any,
         "",
         "the client listener brokers replicate and send transaction markers over (registered \
-         as the broker's address); empty: the first. In a cluster it must be PLAINTEXT for now",
+         as the broker's address); empty: the first. TLS and SASL on it use the broker's own \
+         ssl.* keys and sasl.jaas.config",
     ),
     broker(
         "ssl.keystore.location",
@@ -77,6 +78,30 @@ pub(super) const KEYS: &[Key] = &[
         Kind::Bool,
         "false",
         "with ACLs on, whether a resource no ACL names is open to everyone",
+    ),
+    broker(
+        "sasl.mechanism.inter.broker.protocol",
+        Kind::Any,
+        "GSSAPI",
+        "the SASL mechanism a broker authenticates with to the others when the inter-broker \
+         listener is SASL_PLAINTEXT or SASL_SSL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (Kafka's \
+         default, GSSAPI, is not served)",
+    ),
+    broker(
+        "sasl.jaas.config",
+        Kind::Any,
+        "",
+        "the broker's own credentials on a SASL inter-broker listener, as Kafka writes them: \
+         `listener.name.LISTENER.MECHANISM.sasl.jaas.config=org.apache.kafka.common.security.\
+         scram.ScramLoginModule required username=\"broker\" password=\"...\";` (username and \
+         password are read; PLAIN's user_NAME entries are not: users are SCRAM credentials)",
+    ),
+    broker(
+        "ssl.endpoint.identification.algorithm",
+        Kind::Any,
+        "https",
+        "https: a broker checks that another broker's certificate names the host it connects \
+         to; empty: only that it chains to ssl.truststore.location",
     ),
     broker(
         "connections.max.reauth.ms",

@@ -11,13 +11,15 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::{ServerConfig, ServerConnection};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
 
 use super::{read_raw, write_raw, ReadHalf, WriteHalf};
 use crate::io::Result;
 
-/// The TLS session both halves of a connection use.
-pub type Session = Rc<RefCell<ServerConnection>>;
+/// The TLS session both halves of a connection use (a listener's, or a broker's own connection
+/// to another broker).
+pub type Session = Rc<RefCell<Connection>>;
 
 /// Ciphertext read from the socket in one go, at most: large frames (a produce of a megabyte)
 /// arrive in a few reads, as they do in plaintext straight into the frame.
@@ -177,10 +179,29 @@ pub async fn accept(
     config: Arc<ServerConfig>,
     within: Duration,
 ) -> std::result::Result<(ReadHalf, WriteHalf), HandshakeError> {
+    let session = ServerConnection::new(config).map_err(HandshakeError::Tls)?;
+    handshake(halves, session.into(), within).await
+}
+
+/// Runs the client's side of the handshake with `server` (the name its certificate must have)
+/// on a connection this node opened, within `within`.
+pub async fn connect(
+    halves: (ReadHalf, WriteHalf),
+    config: Arc<ClientConfig>,
+    server: ServerName<'static>,
+    within: Duration,
+) -> std::result::Result<(ReadHalf, WriteHalf), HandshakeError> {
+    let session = ClientConnection::new(config, server).map_err(HandshakeError::Tls)?;
+    handshake(halves, session.into(), within).await
+}
+
+async fn handshake(
+    halves: (ReadHalf, WriteHalf),
+    session: Connection,
+    within: Duration,
+) -> std::result::Result<(ReadHalf, WriteHalf), HandshakeError> {
     let (mut read, mut write) = halves;
-    let session: Session = Rc::new(RefCell::new(
-        ServerConnection::new(config).map_err(HandshakeError::Tls)?,
-    ));
+    let session: Session = Rc::new(RefCell::new(session));
     let mut reading = Reading {
         session: session.clone(),
         pending: Vec::new(),
@@ -215,7 +236,7 @@ pub async fn accept(
                     .map_err(HandshakeError::Io)?;
                 let processed = session.borrow_mut().process_new_packets();
                 if let Err(e) = processed {
-                    // The alert that tells the client why.
+                    // The alert that tells the peer why.
                     let _ = drain(&session, &stream).await;
                     return Err(HandshakeError::Tls(e));
                 }

@@ -4,8 +4,10 @@
 //! for them are in `server/sasl.rs`.
 
 pub mod acl;
+pub mod peer;
 pub mod scram;
 pub mod tls;
+pub mod tls_client;
 
 use std::collections::BTreeMap;
 

@@ -392,6 +392,7 @@ pub const CLIENT_ITERATIONS_MAX: u32 = 1 << 20;
 
 /// A client's side of one exchange (the CLI's, and the tests'): `first`, then `last` from the
 /// server's challenge, then `verify` the server's final message.
+#[derive(Clone)]
 pub struct ClientExchange {
     mechanism: Mechanism,
     password: String,
@@ -462,6 +463,11 @@ impl ClientExchange {
         let server_key = mac(m, &salted, b"Server Key");
         self.expected_server_signature = Some(mac(m, &server_key, auth.as_bytes()));
         Ok(format!("{without_proof},p={}", BASE64.encode(proof)).into_bytes())
+    }
+
+    /// Whether `last` has run: the server's next message is its final one.
+    pub fn awaiting_final(&self) -> bool {
+        self.expected_server_signature.is_some()
     }
 
     /// Whether the server's final message proves it holds the credential.

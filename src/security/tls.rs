@@ -38,6 +38,13 @@ impl ClientAuth {
     }
 }
 
+/// A certificate chain and its private key, and where they were read from.
+pub struct Identity {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    pub origin: String,
+}
+
 /// Where the server's TLS settings come from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TlsFiles {
@@ -94,8 +101,8 @@ impl TlsFiles {
         Ok(files)
     }
 
-    /// Reads the files and builds the server configuration.
-    pub fn load(&self) -> Result<Arc<ServerConfig>, String> {
+    /// The node's own certificate chain and private key, read from the keystore.
+    pub fn identity(&self) -> Result<Identity, String> {
         let (pem, origin) = match &self.keystore {
             Some(path) => (read(path)?, path.display().to_string()),
             None => (
@@ -117,6 +124,20 @@ impl TlsFiles {
         }
         let key = PrivateKeyDer::from_pem_slice(&pem)
             .map_err(|e| format!("{origin}: no usable private key: {e}"))?;
+        Ok(Identity { chain, key, origin })
+    }
+
+    /// `ssl.truststore.location`, read (PEM), if set.
+    pub fn truststore(&self) -> Result<Option<(Vec<u8>, String)>, String> {
+        match &self.truststore {
+            None => Ok(None),
+            Some(path) => Ok(Some((read(path)?, path.display().to_string()))),
+        }
+    }
+
+    /// Reads the files and builds the server configuration.
+    pub fn load(&self) -> Result<Arc<ServerConfig>, String> {
+        let Identity { chain, key, origin } = self.identity()?;
         // ring builds with a C compiler alone (aws-lc-rs, rustls' default, wants more); rustls
         // marks its provider deprecated because it lacks the post-quantum key exchange
         // (X25519MLKEM768), which clients then do not get from Sluice.

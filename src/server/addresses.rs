@@ -9,6 +9,7 @@ use super::bootstrap::{io_error, ServeError};
 use crate::cluster::Endpoint;
 use crate::config::Values;
 use crate::io;
+use crate::security::peer::PeerSecurity;
 use crate::security::{self, ListenerSpec};
 
 /// Where the broker listens (its ports reserved until every shard listens on them) and what it
@@ -115,16 +116,14 @@ impl Addresses {
     }
 }
 
-/// In a cluster, what brokers and controllers send each other goes in plaintext for now:
-/// refused at start where the config asks for more, rather than sent in the clear anyway.
-pub(super) fn cluster_protocols(broker: &Values, addresses: &Addresses) -> Result<(), ServeError> {
-    let refuse = |what: &str, name: &str, protocol: security::Protocol| {
-        Err(ServeError::Config(format!(
-            "{what} `{name}` is {}: brokers and controllers speak only PLAINTEXT to each other \
-             yet (issue 22); give them a PLAINTEXT listener on a private network",
-            protocol.name()
-        )))
-    };
+/// How this broker secures its connections to the other brokers (its inter-broker listener's
+/// protocol, `security::peer`); and in a cluster the controllers' traffic goes in plaintext for
+/// now: refused at start where the config asks for more, rather than sent in the clear anyway.
+pub(super) fn peer_security(
+    broker: &Values,
+    addresses: &Addresses,
+    cluster: bool,
+) -> Result<PeerSecurity, ServeError> {
     let map = security::protocol_map(broker).map_err(ServeError::Config)?;
     for name in broker
         .get("controller.listener.names")
@@ -132,16 +131,22 @@ pub(super) fn cluster_protocols(broker: &Values, addresses: &Addresses) -> Resul
         .map(str::trim)
     {
         match map.get(name) {
-            Some(&protocol) if protocol != security::Protocol::Plaintext => {
-                return refuse("the controller listener", name, protocol)
+            Some(&protocol) if cluster && protocol != security::Protocol::Plaintext => {
+                return Err(ServeError::Config(format!(
+                    "the controller listener `{name}` is {}: controllers speak only PLAINTEXT \
+                     to each other and to brokers yet (issue 22); give them a PLAINTEXT \
+                     listener on a private network",
+                    protocol.name()
+                )))
             }
             _ => {}
         }
     }
-    if let Some((spec, _)) = addresses.listeners.get(addresses.inter_broker) {
-        if spec.protocol != security::Protocol::Plaintext {
-            return refuse("the inter-broker listener", &spec.name, spec.protocol);
+    // A node alone never connects to another: what it lacks for that is no reason to stop.
+    match addresses.listeners.get(addresses.inter_broker) {
+        Some((spec, _)) if cluster => {
+            PeerSecurity::of(broker, &spec.name, spec.protocol).map_err(ServeError::Config)
         }
+        _ => Ok(PeerSecurity::default()),
     }
-    Ok(())
 }

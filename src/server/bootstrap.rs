@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use super::addresses::{cluster_protocols, Addresses};
+use super::addresses::{peer_security, Addresses};
 use super::{
     admission, fds, fetch_sessions, groups, listener, transactions, Shard, CONTROLLER_SHARD,
     SHARD_REQUEST_MEMORY_BYTES,
@@ -84,6 +84,7 @@ struct Common {
     background_shares: usize,
     admission: Arc<admission::Admission>,
     fds: fds::FdBudget,
+    peer_security: Arc<crate::security::peer::PeerSecurity>,
     /// This node's part in a cluster's quorum (`None`: a node alone).
     quorum: Option<super::quorum::Setup>,
     /// The node id of the quorum's leader (-1 while none is known), kept by the controller shard.
@@ -273,9 +274,7 @@ pub fn serve(mut broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeE
         // TLS files and SASL mechanisms checked before any shard starts.
         super::auth::Listener::new(spec, &broker).map_err(ServeError::Config)?;
     }
-    if quorum.is_some() {
-        cluster_protocols(&broker, &addresses)?;
-    }
+    let peer_security = Arc::new(peer_security(&broker, &addresses, quorum.is_some())?);
     let image = match &quorum {
         None => load_image(&broker, &data_dir, &addresses)?,
         // A cluster's changes wait for its leader: the shards start from the image as stored,
@@ -303,6 +302,7 @@ pub fn serve(mut broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeE
         admin_bound: Default::default(),
         admission,
         fds,
+        peer_security,
         broker,
         data_dir,
         cluster_id,
@@ -614,6 +614,7 @@ async fn run_shard(
         advertised_port: common.advertised_port,
         endpoints: common.endpoints.clone(),
         authorizer: Rc::new(security::authorizer(&common.broker)),
+        peer_security: common.peer_security.clone(),
         image: RefCell::new(common.image.clone()),
         partitions: Partitions::new(
             common.data_dir.clone(),

@@ -224,6 +224,7 @@ async fn run(shard: Weak<Shard>, leader: NodeId, state: Rc<FetcherState>) {
             _ => connection.insert(Connection::new(
                 &endpoint.host,
                 endpoint.port,
+                &shard.peer_security,
                 &format!("sluice-replica-{}", shard.node_id),
             )),
         };

@@ -77,6 +77,8 @@ pub struct Shard {
     pub endpoints: Vec<crate::cluster::Endpoint>,
     /// `authorizer.class.name`, `super.users`, `allow.everyone.if.no.acl.found`.
     pub authorizer: Rc<crate::security::acl::Authorizer>,
+    /// How this broker's connections to the others' inter-broker listener are secured.
+    pub peer_security: Arc<crate::security::peer::PeerSecurity>,
     image: RefCell<Arc<Image>>,
     partitions: Partitions,
     /// On the controller shard only: the one place metadata changes are made.

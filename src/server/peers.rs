@@ -2,8 +2,10 @@
 //! listener, as any Kafka client sends them: a transaction's markers for the partitions other
 //! nodes lead (WriteTxnMarkers, as Kafka's coordinator sends them, one connection per call) and
 //! a follower's fetches (a [`Connection`] kept per leader). Bounded in time and in the size of
-//! what comes back.
+//! what comes back. Over TLS and SASL where the inter-broker listener asks for them
+//! ([`PeerSecurity`]): the handshake and the authentication run when the connection is made.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
@@ -12,6 +14,9 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use crate::io;
+use crate::protocol::ResponseError;
+use crate::security::peer::{Login, PeerSecurity};
+use crate::security::scram::{ClientExchange, Mechanism};
 
 /// How long a call may take, connection included (Kafka's `request.timeout.ms` default is 30 s;
 /// a marker write that takes this long is retried by the coordinator).
@@ -33,6 +38,8 @@ pub enum PeerError {
     Timeout { addr: String },
     #[error("{addr}: a malformed answer: {what}")]
     Malformed { addr: String, what: String },
+    #[error("{addr}: {what}")]
+    Refused { addr: String, what: String },
 }
 
 /// Sends `request` as `api_key` v`version` to `host:port` on a connection of its own and decodes
@@ -40,12 +47,13 @@ pub enum PeerError {
 pub async fn call<Req: Encodable, Resp: Decodable>(
     host: &str,
     port: u16,
+    security: &Arc<PeerSecurity>,
     api_key: ApiKey,
     version: i16,
     request: &Req,
     client_id: &str,
 ) -> Result<Resp, PeerError> {
-    let mut connection = Connection::new(host, port, client_id);
+    let mut connection = Connection::new(host, port, security, client_id);
     connection
         .call(api_key, version, request, CALL_TIMEOUT)
         .await
@@ -58,17 +66,19 @@ pub struct Connection {
     port: u16,
     addr: String,
     client_id: String,
+    security: Arc<PeerSecurity>,
     stream: Option<(io::net::ReadHalf, io::net::WriteHalf)>,
     correlation_id: i32,
 }
 
 impl Connection {
-    pub fn new(host: &str, port: u16, client_id: &str) -> Connection {
+    pub fn new(host: &str, port: u16, security: &Arc<PeerSecurity>, client_id: &str) -> Connection {
         Connection {
             host: host.to_string(),
             port,
             addr: format!("{host}:{port}"),
             client_id: client_id.to_string(),
+            security: security.clone(),
             stream: None,
             correlation_id: 0,
         }
@@ -87,11 +97,19 @@ impl Connection {
         request: &Req,
         within: Duration,
     ) -> Result<Resp, PeerError> {
-        self.correlation_id = self.correlation_id.wrapping_add(1);
-        let correlation_id = self.correlation_id;
         let addr = self.addr.clone();
         let answer = {
-            let exchange = self.exchange(api_key, version, request, correlation_id);
+            let exchange = async {
+                if self.stream.is_none() {
+                    self.open().await?;
+                }
+                self.correlation_id = self.correlation_id.wrapping_add(1);
+                let correlation_id = self.correlation_id;
+                let frame = self
+                    .exchange(api_key, version, request, correlation_id)
+                    .await?;
+                Ok((frame, correlation_id))
+            };
             let timeout = io::sleep(within);
             futures::pin_mut!(exchange, timeout);
             match select(exchange, timeout).await {
@@ -99,8 +117,9 @@ impl Connection {
                 Either::Right(_) => Err(PeerError::Timeout { addr: addr.clone() }),
             }
         };
-        let decoded =
-            answer.and_then(|frame| decode(&addr, frame, api_key, version, correlation_id));
+        let decoded = answer.and_then(|(frame, correlation_id)| {
+            decode(&addr, frame, api_key, version, correlation_id)
+        });
         if decoded.is_err() {
             self.stream = None;
         }
@@ -132,17 +151,9 @@ impl Connection {
         let mut frame = BytesMut::with_capacity(body.len() + 4);
         frame.put_i32(body.len() as i32);
         frame.put_slice(&body);
-        if self.stream.is_none() {
-            let target = std::net::ToSocketAddrs::to_socket_addrs(&addr)
-                .map_err(failed)?
-                .next()
-                .ok_or_else(|| failed(std::io::Error::other("no address")))?;
-            let stream = io::net::connect(target, CONNECT_TIMEOUT)
-                .await
-                .map_err(failed)?;
-            self.stream = Some(stream);
-        }
-        let (read, write) = self.stream.as_mut().expect("connected above");
+        let Some((read, write)) = self.stream.as_mut() else {
+            return Err(failed(std::io::ErrorKind::NotConnected.into()));
+        };
         write.write_all(&frame).await.map_err(failed)?;
         write.flush().await.map_err(failed)?;
         let mut len = [0u8; 4];
@@ -159,6 +170,131 @@ impl Connection {
             return Err(failed(std::io::ErrorKind::UnexpectedEof.into()));
         }
         Ok(answer)
+    }
+}
+
+impl Connection {
+    /// Connects; then the TLS handshake and the SASL exchange, where the listener has them.
+    async fn open(&mut self) -> Result<(), PeerError> {
+        let addr = self.addr.clone();
+        let failed = |source: std::io::Error| PeerError::Io {
+            addr: addr.clone(),
+            source,
+        };
+        let target = std::net::ToSocketAddrs::to_socket_addrs(&addr)
+            .map_err(failed)?
+            .next()
+            .ok_or_else(|| failed(std::io::Error::other("no address")))?;
+        let mut halves = io::net::connect(target, CONNECT_TIMEOUT)
+            .await
+            .map_err(failed)?;
+        if let Some(config) = &self.security.tls {
+            let refused = |what: String| PeerError::Refused {
+                addr: addr.clone(),
+                what,
+            };
+            let name = rustls::pki_types::ServerName::try_from(self.host.clone())
+                .map_err(|e| refused(format!("not a TLS server name: {e}")))?;
+            halves = io::net::tls::connect(halves, config.clone(), name, CONNECT_TIMEOUT)
+                .await
+                .map_err(|e| refused(e.to_string()))?;
+        }
+        self.stream = Some(halves);
+        if let Some(login) = self.security.sasl.clone() {
+            if let Err(e) = self.authenticate(&login).await {
+                self.stream = None;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// SaslHandshake, then SaslAuthenticate (v2) with PLAIN or SCRAM as `login`.
+    async fn authenticate(&mut self, login: &Login) -> Result<(), PeerError> {
+        use kafka_protocol::messages::{
+            SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+            SaslHandshakeResponse,
+        };
+        let addr = self.addr.clone();
+        let refused = |what: String| PeerError::Refused {
+            addr: addr.clone(),
+            what,
+        };
+        let mut handshake = SaslHandshakeRequest::default();
+        handshake.mechanism = StrBytes::from_string(login.mechanism.clone());
+        let answer: SaslHandshakeResponse = self.step(ApiKey::SaslHandshake, 1, &handshake).await?;
+        if answer.error_code != 0 {
+            return Err(refused(format!(
+                "SASL mechanism {}: {}",
+                login.mechanism,
+                error_name(answer.error_code)
+            )));
+        }
+        let mut exchange = None;
+        let first = match Mechanism::from_name(&login.mechanism) {
+            Some(mechanism) => {
+                let (started, first) =
+                    ClientExchange::start(mechanism, &login.user, &login.password);
+                exchange = Some(started);
+                first
+            }
+            None => format!("\0{}\0{}", login.user, login.password).into_bytes(),
+        };
+        let mut message = first;
+        loop {
+            let mut request = SaslAuthenticateRequest::default();
+            request.auth_bytes = message.into();
+            let answer: SaslAuthenticateResponse =
+                self.step(ApiKey::SaslAuthenticate, 2, &request).await?;
+            if answer.error_code != 0 {
+                return Err(refused(format!(
+                    "authentication as {} ({}): {}: {}",
+                    login.user,
+                    login.mechanism,
+                    error_name(answer.error_code),
+                    answer.error_message.as_deref().unwrap_or("")
+                )));
+            }
+            let Some(scram) = exchange.as_mut() else {
+                return Ok(()); // PLAIN: one message
+            };
+            if scram.awaiting_final() {
+                return scram
+                    .verify(&answer.auth_bytes)
+                    .map_err(|_| refused("SCRAM: the broker did not prove its key".into()));
+            }
+            // PBKDF2 off the shard's core.
+            let (mut off, challenge) = (scram.clone(), answer.auth_bytes.to_vec());
+            let (done, last) = io::off_core(move || {
+                let last = off.last(&challenge);
+                (off, last)
+            })
+            .await;
+            *scram = done;
+            message = last.map_err(|e| refused(format!("SCRAM: {e}")))?;
+        }
+    }
+
+    /// One request of the SASL exchange on the connection being opened.
+    async fn step<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Result<Resp, PeerError> {
+        self.correlation_id = self.correlation_id.wrapping_add(1);
+        let correlation_id = self.correlation_id;
+        let frame = self
+            .exchange(api_key, version, request, correlation_id)
+            .await?;
+        decode(&self.addr, frame, api_key, version, correlation_id)
+    }
+}
+
+fn error_name(code: i16) -> String {
+    match ResponseError::try_from_code(code) {
+        Some(e) => format!("{e:?}"),
+        None => format!("error {code}"),
     }
 }
 

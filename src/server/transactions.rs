@@ -228,8 +228,16 @@ impl Shard {
         let mut request = WriteTxnMarkersRequest::default();
         request.markers = vec![marker];
         let client = format!("sluice-txn-coordinator-{}", self.node_id);
-        let answer: Result<WriteTxnMarkersResponse, _> =
-            super::peers::call(host, port, ApiKey::WriteTxnMarkers, 1, &request, &client).await;
+        let answer: Result<WriteTxnMarkersResponse, _> = super::peers::call(
+            host,
+            port,
+            &self.peer_security,
+            ApiKey::WriteTxnMarkers,
+            1,
+            &request,
+            &client,
+        )
+        .await;
         match answer {
             Ok(response) => {
                 let mut codes: Vec<(String, i32, i16)> = response

@@ -13,6 +13,7 @@ mod cluster_quorum;
 mod cluster_reassign;
 mod cluster_replication;
 mod cluster_roles;
+mod cluster_security;
 mod console;
 mod fuzz_regressions;
 mod kafka_admin;

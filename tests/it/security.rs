@@ -630,3 +630,58 @@ fn the_cli_trusts_a_self_signed_certificate_given_as_its_own_ca() {
     assert_eq!(refused.code, 1, "{}", refused.stderr);
     assert!(refused.stderr.contains("TLS with"), "{}", refused.stderr);
 }
+
+#[test]
+fn passwords_are_never_described_nor_altered_dynamically() {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    use kafka_protocol::messages::{
+        DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
+        IncrementalAlterConfigsResponse,
+    };
+    let s = secured(&["ssl.key.password=hunter2"]);
+    let mut resource = DescribeConfigsResource::default();
+    resource.resource_type = 4; // BROKER
+    resource.resource_name = StrBytes::from_static_str("");
+    resource.configuration_keys = None;
+    let mut request = DescribeConfigsRequest::default();
+    request.resources.push(resource);
+    let described: DescribeConfigsResponse = raw::call(
+        &mut plaintext(&s.broker),
+        ApiKey::DescribeConfigs,
+        4,
+        1,
+        &request,
+    );
+    let configs = &described.results[0].configs;
+    let entry = |name: &str| configs.iter().find(|c| c.name.as_str() == name).unwrap();
+    for name in ["ssl.key.password", "sasl.jaas.config", "ssl.keystore.key"] {
+        assert!(entry(name).is_sensitive, "{name} is sensitive");
+        assert_eq!(entry(name).value, None, "{name}'s value is not said");
+        assert_eq!(entry(name).config_type, 9, "{name} is a PASSWORD");
+    }
+    assert!(!entry("ssl.keystore.location").is_sensitive);
+    assert!(entry("ssl.keystore.location").value.is_some());
+    let mut config = AlterableConfig::default();
+    config.name = StrBytes::from_static_str("sasl.jaas.config");
+    config.config_operation = 0; // SET
+    config.value = Some(StrBytes::from_static_str(
+        "ScramLoginModule required username=\"b\" password=\"p\";",
+    ));
+    let mut resource = AlterConfigsResource::default();
+    resource.resource_type = 4;
+    resource.resource_name = StrBytes::from_static_str("");
+    resource.configs.push(config);
+    let mut request = IncrementalAlterConfigsRequest::default();
+    request.resources.push(resource);
+    let altered: IncrementalAlterConfigsResponse = raw::call(
+        &mut plaintext(&s.broker),
+        ApiKey::IncrementalAlterConfigs,
+        1,
+        2,
+        &request,
+    );
+    assert_eq!(altered.responses[0].error_code, 40, "INVALID_CONFIG");
+}

@@ -69,7 +69,8 @@ fn entry(
 ) -> DescribeConfigsResourceResult {
     let mut c = DescribeConfigsResourceResult::default();
     c.name = str_bytes(key.name);
-    c.value = value.map(str_bytes);
+    c.is_sensitive = crate::config::is_sensitive(key.name);
+    c.value = value.filter(|_| !c.is_sensitive).map(str_bytes);
     c.read_only = false;
     if version == 0 {
         c.is_default = source == ConfigSource::Default;
@@ -77,7 +78,10 @@ fn entry(
         c.config_source = source.kafka_code();
     }
     if version >= 3 {
-        c.config_type = config_type(key.kind);
+        c.config_type = match c.is_sensitive {
+            true => 9, // PASSWORD
+            false => config_type(key.kind),
+        };
         c.documentation = Some(str_bytes(key.doc));
     }
     c
@@ -211,8 +215,21 @@ async fn set_configs(
             changed.map(|_| ()).map_err(Refusal::from)
         }
         RESOURCE_BROKER if name.is_empty() || name == shard.node_id.to_string() => {
-            let mut configs = shard.image().broker_configs.clone();
+            let before = shard.image().broker_configs.clone();
+            let mut configs = before.clone();
             edit(&mut configs)?;
+            // Dynamic configs live in the cluster metadata in the clear: no passwords there.
+            if let Some((key, _)) = configs.iter().find(|(key, value)| {
+                crate::config::is_sensitive(key) && before.get(*key) != Some(*value)
+            }) {
+                return Err(Refusal::new(
+                    E::InvalidConfig,
+                    format!(
+                        "`{key}` is a password: set it in the broker's config file (dynamic \
+                         configs are kept unencrypted in the cluster metadata)"
+                    ),
+                ));
+            }
             let change = Change::SetBrokerConfigs { configs };
             let changed = shard.change(change, validate_only).await;
             changed.map(|_| ()).map_err(Refusal::from)

@@ -96,7 +96,8 @@ impl Cluster {
 
     /// Starts one node per entry of `roles`, each entry its `process.roles` (`broker,controller`,
     /// `controller` or `broker`): the voters are the nodes with the controller role, a
-    /// controller only has no client listener, a broker only no controller listener.
+    /// controller only has no client listener, a broker only no controller listener. In `sets`,
+    /// `{node}`, `{client}` and `{controller}` stand for each node's id and ports.
     pub fn start_with_roles(roles: &[&str], sets: &[&str]) -> Cluster {
         let serial = one_cluster_at_a_time();
         let ports: Vec<(u16, u16)> = roles.iter().map(|_| (free_port(), free_port())).collect();
@@ -126,11 +127,13 @@ impl Cluster {
                     voters.clone(),
                     format!("listeners={listeners}"),
                 ];
-                let sets: Vec<&str> = own
-                    .iter()
-                    .map(String::as_str)
-                    .chain(sets.iter().copied())
-                    .collect();
+                let theirs = sets.iter().map(|set| {
+                    set.replace("{node}", &(i + 1).to_string())
+                        .replace("{client}", &client.to_string())
+                        .replace("{controller}", &controller.to_string())
+                });
+                let sets: Vec<String> = own.into_iter().chain(theirs).collect();
+                let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
                 Broker::start_on(client, &sets)
             })
             .collect();
