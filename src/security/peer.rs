@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use super::tls::TlsFiles;
+use super::tls::{ClientAuth, TlsFiles};
 use super::Protocol;
 use crate::config::Values;
 
@@ -90,6 +90,66 @@ impl PeerSecurity {
             });
         }
         Ok(security)
+    }
+}
+
+/// TLS on the controller listener (its protocol SSL): the controllers' and brokers' connections
+/// to the voters. Both sides present their keystore certificate and check the other's against
+/// `ssl.truststore.location`: raft trusts its peers, so a connection without a trusted
+/// certificate is refused (`ssl.client.auth` must be `required` on that listener).
+#[derive(Clone, Debug)]
+pub struct QuorumTls {
+    /// The voter's side (the controller listener's files, reloaded as they change).
+    pub server: TlsFiles,
+    /// The side of a node connecting to a voter.
+    pub client: Arc<rustls::ClientConfig>,
+}
+
+impl QuorumTls {
+    /// For the controller listener `listener` of protocol `protocol`: `None` for PLAINTEXT; why
+    /// not, for what is not served (SASL there) or a key missing.
+    pub fn of(
+        broker: &Values,
+        listener: &str,
+        protocol: Protocol,
+    ) -> Result<Option<QuorumTls>, String> {
+        match protocol {
+            Protocol::Plaintext => return Ok(None),
+            Protocol::Ssl => {}
+            other => {
+                return Err(format!(
+                    "the controller listener {listener} is {}: controllers speak PLAINTEXT or \
+                     SSL (mutual TLS) for now",
+                    other.name()
+                ))
+            }
+        }
+        let auth = broker.for_listener(listener, None, "ssl.client.auth");
+        if ClientAuth::parse(auth) != Some(ClientAuth::Required) {
+            return Err(format!(
+                "the controller listener {listener} is SSL: set ssl.client.auth=required (or \
+                 listener.name.{}.ssl.client.auth=required): the controllers trust only peers \
+                 with a certificate from ssl.truststore.location",
+                listener.to_ascii_lowercase()
+            ));
+        }
+        let server = TlsFiles::from_config(broker)?.with_client_auth(ClientAuth::Required);
+        let (trusted, origin) = server
+            .truststore()?
+            .ok_or("the controller listener is SSL: set ssl.truststore.location")?;
+        let check_name = !broker
+            .for_listener(listener, None, "ssl.endpoint.identification.algorithm")
+            .trim()
+            .is_empty();
+        let client = super::tls_client::client_config(
+            &trusted,
+            &origin,
+            Some(server.identity()?),
+            check_name,
+        )?;
+        // The server's side loads now too: a bad file stops `serve` at start.
+        server.load()?;
+        Ok(Some(QuorumTls { server, client }))
     }
 }
 

@@ -101,6 +101,12 @@ impl TlsFiles {
         Ok(files)
     }
 
+    /// The same files with `client_auth` instead of `ssl.client.auth`.
+    pub fn with_client_auth(mut self, client_auth: ClientAuth) -> TlsFiles {
+        self.client_auth = client_auth;
+        self
+    }
+
     /// The node's own certificate chain and private key, read from the keystore.
     pub fn identity(&self) -> Result<Identity, String> {
         let (pem, origin) = match &self.keystore {

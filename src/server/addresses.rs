@@ -117,31 +117,13 @@ impl Addresses {
 }
 
 /// How this broker secures its connections to the other brokers (its inter-broker listener's
-/// protocol, `security::peer`); and in a cluster the controllers' traffic goes in plaintext for
-/// now: refused at start where the config asks for more, rather than sent in the clear anyway.
+/// protocol, `security::peer`). The controller listener's TLS is the quorum's
+/// (`server::quorum::setup`).
 pub(super) fn peer_security(
     broker: &Values,
     addresses: &Addresses,
     cluster: bool,
 ) -> Result<PeerSecurity, ServeError> {
-    let map = security::protocol_map(broker).map_err(ServeError::Config)?;
-    for name in broker
-        .get("controller.listener.names")
-        .split(',')
-        .map(str::trim)
-    {
-        match map.get(name) {
-            Some(&protocol) if cluster && protocol != security::Protocol::Plaintext => {
-                return Err(ServeError::Config(format!(
-                    "the controller listener `{name}` is {}: controllers speak only PLAINTEXT \
-                     to each other and to brokers yet (issue 22); give them a PLAINTEXT \
-                     listener on a private network",
-                    protocol.name()
-                )))
-            }
-            _ => {}
-        }
-    }
     // A node alone never connects to another: what it lacks for that is no reason to stop.
     match addresses.listeners.get(addresses.inter_broker) {
         Some((spec, _)) if cluster => {

@@ -43,6 +43,8 @@ pub struct Setup {
     /// Whether this node is a broker (registers, holds partitions, serves clients); a node with
     /// `process.roles=controller` only votes.
     pub broker: bool,
+    /// TLS on the controller listener, when its protocol is SSL.
+    pub tls: Option<crate::security::peer::QuorumTls>,
 }
 
 /// The listeners `listeners` names for the other controllers.
@@ -118,6 +120,7 @@ pub fn setup(broker: &Values) -> Result<Option<Setup>, String> {
             listen: None,
             cluster_id: String::new(),
             broker: true,
+            tls: quorum_tls(broker)?,
         }));
     }
     let Some(mine) = voter else {
@@ -158,7 +161,25 @@ pub fn setup(broker: &Values) -> Result<Option<Setup>, String> {
         listen: Some(listen),
         cluster_id: String::new(),
         broker: is_broker,
+        tls: quorum_tls(broker)?,
     }))
+}
+
+/// TLS on the controller listener (the first of `controller.listener.names`), by its protocol.
+fn quorum_tls(broker: &Values) -> Result<Option<crate::security::peer::QuorumTls>, String> {
+    let name = broker
+        .get("controller.listener.names")
+        .split(',')
+        .map(str::trim)
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let map = crate::security::protocol_map(broker)?;
+    let protocol = map
+        .get(&name)
+        .copied()
+        .unwrap_or(crate::security::Protocol::Plaintext);
+    crate::security::peer::QuorumTls::of(broker, &name, protocol)
 }
 
 /// What a node of a cluster serves with: its bound controller listener (a voter's), its
@@ -171,6 +192,8 @@ pub struct Serving {
     voters: Vec<Voter>,
     cluster_id: String,
     broker: bool,
+    /// The controller listener's TLS files (SSL).
+    tls: Option<crate::security::tls::TlsFiles>,
 }
 
 /// Opens this node's voter or learner (a quorum of one without `setup`) and, for a voter of a
@@ -191,13 +214,15 @@ pub async fn open(
                     let dir = directory_id(data_dir)
                         .await
                         .map_err(|e| format!("the metadata directory id: {e}"))?;
+                    let client = setup.tls.as_ref().map(|tls| tls.client.clone());
                     let transport =
-                        TcpTransport::start(node, &setup.voters, &setup.cluster_id, dir);
+                        TcpTransport::start(node, &setup.voters, &setup.cluster_id, dir, client);
                     (Some((listener, dir)), transport, None)
                 }
                 None => {
+                    let client = setup.tls.as_ref().map(|tls| tls.client.clone());
                     let (transport, received) =
-                        TcpTransport::start_learner(node, &setup.voters, &setup.cluster_id);
+                        TcpTransport::start_learner(node, &setup.voters, &setup.cluster_id, client);
                     (None, transport, Some(received))
                 }
             };
@@ -209,6 +234,7 @@ pub async fn open(
                 voters: setup.voters.clone(),
                 cluster_id: setup.cluster_id.clone(),
                 broker: setup.broker,
+                tls: setup.tls.as_ref().map(|tls| tls.server.clone()),
             };
             (ids, transport as Rc<dyn Transport>, Some(serving))
         }
@@ -235,12 +261,22 @@ pub fn run(shard: &Rc<Shard>, quorum: Rc<Quorum>, serving: Option<Serving>) {
             directory,
         ))
         .detach();
+        let tls = match serving.tls.map(crate::security::tls::Tls::new) {
+            None => None,
+            Some(Ok(tls)) => Some(tls),
+            // Loaded once at start already (`QuorumTls::of`): only a file changed since.
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "the controller listener's TLS files cannot be loaded");
+                return;
+            }
+        };
         let serve = serve_voters(
             listener,
             quorum.clone(),
             serving.transport.clone(),
             serving.voters,
             serving.cluster_id,
+            tls,
         );
         io::spawn(serve).detach();
     }

@@ -1,7 +1,7 @@
 //! Brokers secured among themselves (issue 22): three nodes whose inter-broker listener is
 //! SASL_SSL with mutual TLS, each broker logging in to the others as `User:broker` with
 //! SCRAM-SHA-512 (Kafka's `listener.name.internal.scram-sha-512.sasl.jaas.config`), ACLs on and
-//! `User:ANONYMOUS` without CLUSTER_ACTION. Followers cannot replicate until the broker's user
+//! `User:ANONYMOUS` without CLUSTER_ACTION; the controllers' quorum over SSL (mutual TLS). Followers cannot replicate until the broker's user
 //! exists; once it does they join the ISR, and acks=all with `min.insync.replicas=3` succeeds.
 
 use crate::cluster_replication::{create_replicated, send};
@@ -24,7 +24,7 @@ fn brokers_replicate_over_sasl_ssl_as_their_own_principal() {
     let truststore = format!("ssl.truststore.location={}", ca.pem_file.display());
     let sets = [
         "listeners=PLAINTEXT://127.0.0.1:{client},INTERNAL://127.0.0.1:0,CONTROLLER://127.0.0.1:{controller}",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,INTERNAL:SASL_SSL,CONTROLLER:PLAINTEXT",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,INTERNAL:SASL_SSL,CONTROLLER:SSL",
         "inter.broker.listener.name=INTERNAL",
         keystore.as_str(),
         truststore.as_str(),

@@ -8,6 +8,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::channel::mpsc;
@@ -79,11 +80,18 @@ type Refused = Rc<RefCell<HashMap<NodeId, std::time::Instant>>>;
 impl TcpTransport {
     /// Starts a sender task per voter other than `me`; each connection opens with `cluster`,
     /// the cluster id, and `directory`, this voter's metadata directory id (see [`hello`]).
-    pub fn start(me: NodeId, voters: &[Voter], cluster: &str, directory: Uuid) -> TcpTransport {
+    /// Over TLS where `tls` is given (the controller listener is SSL).
+    pub fn start(
+        me: NodeId,
+        voters: &[Voter],
+        cluster: &str,
+        directory: Uuid,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> TcpTransport {
         let transport = TcpTransport::empty();
         for voter in voters.iter().filter(|v| v.id != me) {
             let (tx, rx) = mpsc::unbounded();
-            let target = format!("{}:{}", voter.host, voter.port);
+            let target = Target::new(voter, tls.clone());
             let hello = hello(cluster, Hello::Voter(Some(directory)));
             let refused = transport.refused.clone();
             io::spawn(send_loop(voter.id, target, hello, rx, refused)).detach();
@@ -99,12 +107,13 @@ impl TcpTransport {
         me: NodeId,
         voters: &[Voter],
         cluster: &str,
+        tls: Option<Arc<rustls::ClientConfig>>,
     ) -> (TcpTransport, mpsc::UnboundedReceiver<Message>) {
         let transport = TcpTransport::empty();
         let (inbound, received) = mpsc::unbounded();
         for voter in voters {
             let (tx, rx) = mpsc::unbounded();
-            let target = format!("{}:{}", voter.host, voter.port);
+            let target = Target::new(voter, tls.clone());
             let link = Link {
                 me,
                 peer: voter.id,
@@ -288,7 +297,7 @@ async fn read_message(read: &mut io::net::ReadHalf) -> std::io::Result<Option<Me
 
 async fn send_loop(
     peer: NodeId,
-    target: String,
+    target: Target,
     hello: Vec<u8>,
     mut queue: mpsc::UnboundedReceiver<Message>,
     refused: Refused,
@@ -312,7 +321,7 @@ async fn send_loop(
             pending.pop_front();
         }
         if connection.is_none() {
-            match connect(&target).await {
+            match target.connect().await {
                 Ok((_read, write)) => {
                     tracing::info!(peer = peer.0, %target, "connected to the controller");
                     logged_down = false;
@@ -359,7 +368,7 @@ async fn send_loop(
 struct Link {
     me: NodeId,
     peer: NodeId,
-    target: String,
+    target: Target,
     hello: Vec<u8>,
 }
 
@@ -371,7 +380,7 @@ impl Link {
     ) {
         let mut logged_down = false;
         loop {
-            let (mut read, mut write) = match connect(&self.target).await {
+            let (mut read, mut write) = match self.target.connect().await {
                 Ok(halves) => halves,
                 Err(e) => {
                     if !logged_down {
@@ -433,12 +442,44 @@ impl Link {
     }
 }
 
-async fn connect(target: &str) -> std::io::Result<(io::net::ReadHalf, io::net::WriteHalf)> {
-    let addr: SocketAddr = target
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| std::io::Error::other(format!("{target} has no address")))?;
-    io::net::connect(addr, CONNECT_TIMEOUT).await
+/// A voter's controller listener, and the TLS to speak there (`None`: plaintext).
+#[derive(Clone)]
+struct Target {
+    host: String,
+    port: u16,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+impl Target {
+    fn new(voter: &Voter, tls: Option<Arc<rustls::ClientConfig>>) -> Target {
+        Target {
+            host: voter.host.clone(),
+            port: voter.port,
+            tls,
+        }
+    }
+
+    async fn connect(&self) -> std::io::Result<(io::net::ReadHalf, io::net::WriteHalf)> {
+        let addr: SocketAddr = (self.host.as_str(), self.port)
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| std::io::Error::other(format!("{self} has no address")))?;
+        let halves = io::net::connect(addr, CONNECT_TIMEOUT).await?;
+        let Some(config) = &self.tls else {
+            return Ok(halves);
+        };
+        let name = rustls::pki_types::ServerName::try_from(self.host.clone())
+            .map_err(|e| std::io::Error::other(format!("{self}: not a TLS server name: {e}")))?;
+        io::net::tls::connect(halves, config.clone(), name, HELLO_TIMEOUT)
+            .await
+            .map_err(std::io::Error::other)
+    }
 }
 
 /// Accepts the other voters' connections on `listener`, and the learners', and steps what they
@@ -446,13 +487,15 @@ async fn connect(target: &str) -> std::io::Result<(io::net::ReadHalf, io::net::W
 /// messages from that voter to this one: raft trusts its peers (a forged message can make it
 /// stop the process), so nothing else reaches it. A learner (a broker that does not vote) may
 /// connect from anywhere but only answers: its acknowledgements of the log and heartbeats, and
-/// the changes it proposes. (Authentication of the controllers comes with the security work.)
+/// the changes it proposes. Over TLS (`tls`, the listener is SSL) the peer must present a
+/// certificate the truststore trusts before it is heard at all.
 pub async fn serve(
     listener: io::net::Listener,
     quorum: Rc<Quorum>,
     transport: Rc<TcpTransport>,
     voters: Vec<Voter>,
     cluster: String,
+    mut tls: Option<crate::security::tls::Tls>,
 ) {
     let accepting = Rc::new(Accepting {
         addresses: voters
@@ -470,9 +513,20 @@ pub async fn serve(
         match listener.accept().await {
             Ok((read, write)) => {
                 let accepting = accepting.clone();
+                let config = tls.as_mut().map(|tls| tls.current());
                 io::spawn(async move {
                     let peer = read.peer();
-                    if let Err(e) = accepting.take(read, write).await {
+                    let halves = match config {
+                        None => Ok((read, write)),
+                        Some(config) => io::net::tls::accept((read, write), config, HELLO_TIMEOUT)
+                            .await
+                            .map_err(std::io::Error::other),
+                    };
+                    let taken = match halves {
+                        Ok((read, write)) => accepting.take(read, write).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = taken {
                         crate::throttled!(|count| tracing::warn!(
                             ?peer,
                             error = %e,

@@ -8,6 +8,8 @@ use super::{serve, TcpTransport, Voter};
 use crate::cluster::{Change, Quorum};
 use crate::io;
 use crate::model::NodeId;
+use crate::security::peer::QuorumTls;
+use crate::security::tls::Tls;
 
 /// Opens voter `me` of `voters` in `dir`, its transport starting connections to the others.
 async fn open_voter(
@@ -16,17 +18,102 @@ async fn open_voter(
     voters: &[Voter],
     cluster: &str,
 ) -> (Rc<Quorum>, Rc<TcpTransport>) {
+    open_voter_over(dir, me, voters, cluster, None).await
+}
+
+/// [`open_voter`], over TLS where `tls` is given.
+async fn open_voter_over(
+    dir: &std::path::Path,
+    me: NodeId,
+    voters: &[Voter],
+    cluster: &str,
+    tls: Option<&QuorumTls>,
+) -> (Rc<Quorum>, Rc<TcpTransport>) {
     let ids: Vec<NodeId> = voters.iter().map(|v| v.id).collect();
     let transport = Rc::new(TcpTransport::start(
         me,
         voters,
         cluster,
         uuid::Uuid::new_v4(),
+        tls.map(|tls| tls.client.clone()),
     ));
     let quorum = Quorum::open(dir, me, &ids, io::Faults::default(), transport.clone())
         .await
         .unwrap();
     (quorum, transport)
+}
+
+/// One voter per dir on loopback listeners, each ticked by a timer, over TLS where `tls` is
+/// given: the voters and their quorums.
+async fn start_voters(
+    dirs: &[tempfile::TempDir],
+    cluster: &str,
+    tls: Option<&QuorumTls>,
+) -> (Vec<Voter>, Vec<Rc<Quorum>>) {
+    let listeners: Vec<io::net::Listener> = dirs
+        .iter()
+        .map(|_| io::net::Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap())
+        .collect();
+    let voters: Vec<Voter> = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| Voter {
+            id: NodeId(i as i32 + 1),
+            host: "127.0.0.1".into(),
+            port: l.local_addr().unwrap().port(),
+        })
+        .collect();
+    let mut quorums = Vec::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let me = voters[i].id;
+        let (quorum, transport) = open_voter_over(dirs[i].path(), me, &voters, cluster, tls).await;
+        let server = tls.map(|tls| Tls::new(tls.server.clone()).unwrap());
+        let serving = serve(
+            listener,
+            quorum.clone(),
+            transport,
+            voters.clone(),
+            cluster.into(),
+            server,
+        );
+        io::spawn(serving).detach();
+        let ticked = quorum.clone();
+        io::spawn(async move {
+            loop {
+                io::sleep(Duration::from_millis(20)).await;
+                ticked.tick().await;
+                let _ = ticked.drive().await;
+            }
+        })
+        .detach();
+        quorums.push(quorum);
+    }
+    (voters, quorums)
+}
+
+/// A broker's registration, as a node proposes it at start.
+fn registration(id: NodeId) -> Change {
+    Change::RegisterBroker {
+        id,
+        broker: crate::cluster::BrokerMeta {
+            host: "localhost".into(),
+            port: 9092,
+            rack: None,
+            listeners: Vec::new(),
+        },
+    }
+}
+
+/// The index of the quorum that leads, once one does.
+async fn await_leader(quorums: &[Rc<Quorum>]) -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(leader) = quorums.iter().position(|q| q.is_leader()) {
+            return leader;
+        }
+        assert!(std::time::Instant::now() < deadline, "no leader");
+        io::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Three voters on loopback listeners, ticked by a timer: they elect a leader over TCP and
@@ -35,61 +122,15 @@ async fn open_voter(
 fn three_voters_agree_over_loopback_tcp() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     io::block_on(async {
-        let listeners: Vec<io::net::Listener> = (0..3)
-            .map(|_| io::net::Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap())
-            .collect();
-        let voters: Vec<Voter> = listeners
-            .iter()
-            .enumerate()
-            .map(|(i, l)| Voter {
-                id: NodeId(i as i32 + 1),
-                host: "127.0.0.1".into(),
-                port: l.local_addr().unwrap().port(),
-            })
-            .collect();
+        let (voters, quorums) = start_voters(&dirs, "c1", None).await;
         let ids: Vec<NodeId> = voters.iter().map(|v| v.id).collect();
-        let mut quorums = Vec::new();
-        for (i, listener) in listeners.into_iter().enumerate() {
-            let (quorum, transport) = open_voter(dirs[i].path(), ids[i], &voters, "c1").await;
-            let serving = serve(
-                listener,
-                quorum.clone(),
-                transport,
-                voters.clone(),
-                "c1".into(),
-            );
-            io::spawn(serving).detach();
-            let ticked = quorum.clone();
-            io::spawn(async move {
-                loop {
-                    io::sleep(Duration::from_millis(20)).await;
-                    ticked.tick().await;
-                    let _ = ticked.drive().await;
-                }
-            })
-            .detach();
-            quorums.push(quorum);
-        }
-        let leader = loop {
-            if let Some(leader) = quorums.iter().position(|q| q.is_leader()) {
-                break leader;
-            }
-            io::sleep(Duration::from_millis(20)).await;
-        };
+        let leader = await_leader(&quorums).await;
         let follower = (leader + 1) % 3;
         while quorums[follower].leader().is_none() {
             io::sleep(Duration::from_millis(20)).await;
         }
         let create = Change::create_topic("over-tcp", 2, Default::default());
-        let register = Change::RegisterBroker {
-            id: ids[follower],
-            broker: crate::cluster::BrokerMeta {
-                host: "localhost".into(),
-                port: 9092,
-                rack: None,
-                listeners: Vec::new(),
-            },
-        };
+        let register = registration(ids[follower]);
         quorums[follower].propose(&register).await.unwrap();
         let image = quorums[follower].propose(&create).await.unwrap();
         assert_eq!(image.topics["over-tcp"].partitions, 2);
@@ -153,6 +194,7 @@ fn a_controller_of_another_cluster_is_refused() {
             transport,
             voters,
             "ours".into(),
+            None,
         ))
         .detach();
         let mut heartbeat = Message::default();
@@ -210,10 +252,11 @@ fn a_learner_follows_the_log_and_proposes_without_a_vote() {
             transport.clone(),
             voters.clone(),
             "c".into(),
+            None,
         );
         io::spawn(serving).detach();
         let (learner_transport, mut received) =
-            TcpTransport::start_learner(NodeId(4), &voters, "c");
+            TcpTransport::start_learner(NodeId(4), &voters, "c", None);
         let learner = Quorum::open(
             learner_dir.path(),
             NodeId(4),
@@ -275,4 +318,108 @@ fn a_learner_follows_the_log_and_proposes_without_a_vote() {
         .load_applied()
         .unwrap();
     assert_eq!((applied.voters, applied.learners), (vec![1], vec![4]));
+}
+
+/// A CA and a keystore (key and certificate for 127.0.0.1) it signed, in `dir`: the broker keys
+/// of a controller listener over SSL with mutual TLS.
+fn tls_keys(dir: &std::path::Path, ca_name: &str) -> crate::config::Values {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, ca_name);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "controller");
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    let (keystore, truststore) = (dir.join("keystore.pem"), dir.join("ca.pem"));
+    std::fs::write(&keystore, format!("{}{}", key.serialize_pem(), cert.pem())).unwrap();
+    std::fs::write(&truststore, ca.pem()).unwrap();
+    let mut broker = crate::config::Values::new(&crate::config::BROKER_KEYS);
+    for (key, value) in [
+        ("ssl.keystore.location", keystore.display().to_string()),
+        ("ssl.truststore.location", truststore.display().to_string()),
+        ("ssl.client.auth", "required".to_string()),
+    ] {
+        broker.set(key, &value).unwrap();
+    }
+    broker
+}
+
+/// Two voters whose controller listeners are SSL agree over mutual TLS; a peer speaking
+/// plaintext, or TLS with a certificate of another CA, is not heard.
+#[test]
+fn voters_over_mutual_tls_agree_and_hear_no_untrusted_peer() {
+    use crate::security::Protocol;
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let keys = tls_keys(dirs[2].path(), "cluster-ca");
+    let tls = QuorumTls::of(&keys, "CONTROLLER", Protocol::Ssl)
+        .unwrap()
+        .expect("SSL");
+    assert!(QuorumTls::of(&keys, "CONTROLLER", Protocol::Plaintext)
+        .unwrap()
+        .is_none());
+    assert!(QuorumTls::of(&keys, "CONTROLLER", Protocol::SaslSsl).is_err());
+    let stranger_dir = tempfile::tempdir().unwrap();
+    let stranger = tls_keys(stranger_dir.path(), "another-ca");
+    let stranger = QuorumTls::of(&stranger, "CONTROLLER", Protocol::Ssl)
+        .unwrap()
+        .expect("SSL");
+    io::block_on(async {
+        let (voters, quorums) = start_voters(&dirs[..2], "c1", Some(&tls)).await;
+        let ids: Vec<NodeId> = voters.iter().map(|v| v.id).collect();
+        let leader = await_leader(&quorums).await;
+        let follower = 1 - leader;
+        while quorums[follower].leader().is_none() {
+            io::sleep(Duration::from_millis(20)).await;
+        }
+        let register = registration(ids[follower]);
+        let image = quorums[follower].propose(&register).await.unwrap();
+        assert!(
+            image.brokers.contains_key(&ids[follower]),
+            "committed over TLS"
+        );
+        let target: std::net::SocketAddr = format!("127.0.0.1:{}", voters[follower].port)
+            .parse()
+            .unwrap();
+        // Plaintext: the TLS handshake fails and the connection is closed.
+        let (mut read, mut write) = io::net::connect(target, Duration::from_secs(1))
+            .await
+            .unwrap();
+        write
+            .write_all(&super::hello("c1", super::Hello::Voter(None)))
+            .await
+            .unwrap();
+        write.flush().await.unwrap();
+        let mut byte = [0u8; 1];
+        let closed = io::net::timeout(Duration::from_secs(5), async {
+            // An alert may come first; then the end.
+            loop {
+                match read.read_some(&mut byte).await {
+                    Ok(0) | Err(_) => return true,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert_eq!(closed, Some(true), "a plaintext peer is closed");
+        // TLS with a certificate the voter does not trust: refused in the handshake.
+        let halves = io::net::connect(target, Duration::from_secs(1))
+            .await
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let refused = io::net::tls::connect(
+            halves,
+            stranger.client.clone(),
+            name,
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(refused.is_err(), "a stranger's TLS handshake fails");
+    });
 }
