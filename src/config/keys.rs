@@ -195,6 +195,15 @@ pub const DECLARED_BROKER_KEYS: &[Key] = &[
          Sluice's own (Redpanda's admin port)",
     ),
     broker(
+        "admin.require.auth",
+        Kind::Bool,
+        "false",
+        "whether admin listener requests (but /v1/health and /v1/ready) need HTTP Basic \
+         credentials of a SCRAM user; with ACLs on, reads need DESCRIBE on the cluster, \
+         changes ALTER, and a topic's messages READ on it. Sluice's own (Redpanda's \
+         admin_api_require_auth)",
+    ),
+    broker(
         "metrics.enabled",
         Kind::Bool,
         "true",

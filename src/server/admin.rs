@@ -8,6 +8,11 @@
 //! Requests are parsed by `httparse`; one request per connection (`Connection: close`), its head
 //! bounded to `HEAD_BYTES_MAX` and `HEAD_TIMEOUT`, so a slow or hostile client costs one task
 //! and a few KiB. Nothing here touches the Kafka listeners.
+//!
+//! With `admin.require.auth`, every request but `/v1/health` and `/v1/ready` (for probes) needs
+//! HTTP Basic credentials of a SCRAM user, checked as SASL/PLAIN checks them; with ACLs on, that
+//! user needs DESCRIBE on the cluster to read, ALTER to change the log level, and READ on a
+//! topic to browse its messages.
 
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -17,10 +22,12 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use super::admission::Admission;
+use super::authz::Authz;
 use super::metrics::{self, PartitionLog, Scrape, ShardCounts, ShardGauges, ShardGroups};
 use super::Shard;
 use crate::io;
 use crate::model::NodeId;
+use crate::security::acl::Operation;
 
 /// The longest request head taken.
 const HEAD_BYTES_MAX: usize = 8 << 10;
@@ -82,7 +89,14 @@ impl Reply {
             body,
         }
     }
+
+    /// 401, asking for HTTP Basic credentials.
+    fn unauthorized(why: &str) -> Reply {
+        Reply::text(UNAUTHORIZED, format!("{why}\n"))
+    }
 }
+
+const UNAUTHORIZED: &str = "401 Unauthorized";
 
 async fn answer(
     shard: &Rc<Shard>,
@@ -93,10 +107,20 @@ async fn answer(
     let reply = match io::net::timeout(HEAD_TIMEOUT, read_request(&mut read)).await {
         None => Reply::text("408 Request Timeout", "the request head took too long\n"),
         Some(Err(reply)) => reply,
-        Some(Ok(request)) => route(shard, admission, &request).await,
+        Some(Ok(request)) => {
+            let peer = read.peer().map(|p| p.ip().to_string()).unwrap_or_default();
+            match authenticate(shard, &request, &peer).await {
+                Ok(authz) => route(shard, admission, &request, &authz).await,
+                Err(reply) => reply,
+            }
+        }
+    };
+    let challenge = match reply.status {
+        UNAUTHORIZED => "www-authenticate: Basic realm=\"sluice\", charset=\"UTF-8\"\r\n",
+        _ => "",
     };
     let head = format!(
-        "HTTP/1.1 {}\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "HTTP/1.1 {}\r\ncontent-type: {}\r\ncontent-length: {}\r\n{challenge}connection: close\r\n\r\n",
         reply.status,
         reply.content_type,
         reply.body.len()
@@ -132,6 +156,50 @@ struct HttpRequest {
     method: String,
     path: String,
     body: Vec<u8>,
+    /// HTTP Basic credentials (user, password), where the request carries them.
+    basic: Option<(String, String)>,
+}
+
+/// The user and password of an `authorization: Basic ...` header.
+fn basic_credentials(value: &[u8]) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let value = std::str::from_utf8(value).ok()?.trim();
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+/// `admin.require.auth`: the request's credentials checked (a SCRAM user's password, as
+/// SASL/PLAIN checks it), and the checks of its user's ACLs; `/v1/health` and `/v1/ready` stay
+/// open for probes. Without it, every request is served and no ACL applies.
+async fn authenticate(shard: &Shard, request: &HttpRequest, peer: &str) -> Result<Authz, Reply> {
+    let path = request.path.split('?').next().unwrap_or_default();
+    if !shard.broker().bool("admin.require.auth") || matches!(path, "/v1/health" | "/v1/ready") {
+        return Ok(Authz::open());
+    }
+    let Some((user, password)) = &request.basic else {
+        return Err(Reply::unauthorized(
+            "admin.require.auth: HTTP Basic credentials of a SCRAM user are needed",
+        ));
+    };
+    if !super::auth::password_matches(shard, user, password.clone()).await {
+        crate::throttled!(|count| tracing::warn!(
+            peer,
+            user,
+            count,
+            "admin listener: authentication failed"
+        ));
+        return Err(Reply::unauthorized("invalid credentials"));
+    }
+    let principal: Rc<str> = format!("User:{user}").into();
+    Ok(Authz::as_principal(shard, || (principal, peer.to_string())))
 }
 
 /// The longest request body taken (a log filter).
@@ -141,7 +209,7 @@ const BODY_BYTES_MAX: usize = 4 << 10;
 /// refuses it.
 async fn read_request(read: &mut io::net::ReadHalf) -> Result<HttpRequest, Reply> {
     let mut buf = Vec::with_capacity(1024);
-    let (method, path, length, head_len) = loop {
+    let (method, path, length, head_len, basic) = loop {
         read_more(read, &mut buf, "the connection closed").await?;
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut request = httparse::Request::new(&mut headers);
@@ -161,7 +229,12 @@ async fn read_request(read: &mut io::net::ReadHalf) -> Result<HttpRequest, Reply
                     .unwrap_or(0);
                 let method = request.method.unwrap_or_default().to_string();
                 let path = request.path.unwrap_or_default().to_string();
-                break (method, path, length, head_len);
+                let basic = request
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("authorization"))
+                    .and_then(|h| basic_credentials(h.value));
+                break (method, path, length, head_len, basic);
             }
             Ok(httparse::Status::Partial) if buf.len() < HEAD_BYTES_MAX => continue,
             Ok(httparse::Status::Partial) => {
@@ -184,7 +257,12 @@ async fn read_request(read: &mut io::net::ReadHalf) -> Result<HttpRequest, Reply
         read_more(read, &mut body, "the body was cut short").await?;
     }
     body.truncate(length);
-    Ok(HttpRequest { method, path, body })
+    Ok(HttpRequest {
+        method,
+        path,
+        body,
+        basic,
+    })
 }
 
 /// Appends what arrives next to `buf`; at the end of the connection, 400 with `closed`.
@@ -205,8 +283,29 @@ async fn read_more(
     Ok(())
 }
 
-async fn route(shard: &Rc<Shard>, admission: &Admission, request: &HttpRequest) -> Reply {
+async fn route(
+    shard: &Rc<Shard>,
+    admission: &Admission,
+    request: &HttpRequest,
+    authz: &Authz,
+) -> Reply {
     let path = request.path.split('?').next().unwrap_or_default();
+    let forbidden = |operation: Operation| {
+        Reply::text(
+            "403 Forbidden",
+            format!("not authorized for {} on the cluster\n", operation.name()),
+        )
+    };
+    let is_asset = super::console::asset(path).is_some();
+    match (request.method.as_str(), path) {
+        ("PUT", _) if !authz.cluster(Operation::Alter) => return forbidden(Operation::Alter),
+        // Messages are checked against their topic; the console's own files need no right.
+        ("GET", "/v1/messages" | "/v1/health" | "/v1/ready") => {}
+        ("GET", _) if !is_asset && !authz.cluster(Operation::Describe) => {
+            return forbidden(Operation::Describe)
+        }
+        _ => {}
+    }
     match (request.method.as_str(), path) {
         ("PUT", "/v1/log-level") => {
             let directives = String::from_utf8_lossy(&request.body).trim().to_string();
@@ -236,7 +335,7 @@ async fn route(shard: &Rc<Shard>, admission: &Admission, request: &HttpRequest) 
         "/v1/groups" => Reply::json("200 OK", super::console::groups(shard).await),
         "/v1/messages" => {
             let query = request.path.split_once('?').map_or("", |(_, q)| q);
-            match super::console::messages(shard, query).await {
+            match super::console::messages(shard, query, authz).await {
                 Ok(body) => Reply::json("200 OK", body),
                 Err((status, why)) => {
                     Reply::json(status, format!("{}\n", serde_json::json!({"error": why})))

@@ -212,6 +212,23 @@ impl Conn {
     }
 }
 
+/// Whether `password` is `user`'s, checked against the user's strongest SCRAM credential in the
+/// cluster metadata (PBKDF2 off the shard's core): SASL/PLAIN, and the admin listener's HTTP
+/// Basic authentication.
+pub async fn password_matches(shard: &super::Shard, user: &str, password: String) -> bool {
+    let stored = shard
+        .image()
+        .scram
+        .get(user)
+        .and_then(|credentials| credentials.iter().next_back().map(|(m, c)| (*m, c.clone())));
+    match stored {
+        Some((mechanism, credential)) => {
+            crate::io::off_core(move || credential.matches_password(mechanism, &password)).await
+        }
+        None => false,
+    }
+}
+
 thread_local! {
     /// This shard's failed authentications, logged at most once a second.
     static FAILURES: RefCell<Throttled> = RefCell::new(Throttled::default());

@@ -25,17 +25,29 @@ struct Checked {
 
 impl Authz {
     pub fn of(shard: &Shard, request: &Request) -> Authz {
-        let checked = shard.authorizer.enabled.then(|| Checked {
-            authorizer: shard.authorizer.clone(),
-            acls: shard.image().acls.clone(),
-            principal: request.conn.principal(),
-            host: request
-                .conn
-                .peer
-                .map(|p| p.ip().to_string())
-                .unwrap_or_default(),
+        Authz::as_principal(shard, || {
+            let host = request.conn.peer.map(|p| p.ip().to_string());
+            (request.conn.principal(), host.unwrap_or_default())
+        })
+    }
+
+    /// The checks of `who` (principal, host), asked only with the authorizer on.
+    pub fn as_principal(shard: &Shard, who: impl FnOnce() -> (Rc<str>, String)) -> Authz {
+        let checked = shard.authorizer.enabled.then(|| {
+            let (principal, host) = who();
+            Checked {
+                authorizer: shard.authorizer.clone(),
+                acls: shard.image().acls.clone(),
+                principal,
+                host,
+            }
         });
         Authz { checked }
+    }
+
+    /// No checks: everything is allowed.
+    pub fn open() -> Authz {
+        Authz { checked: None }
     }
 
     /// Whether ACLs are checked at all.

@@ -13,7 +13,7 @@ use crate::kit::broker::{cluster_mode, Broker};
 use crate::kit::client::{consume, create_topic, produce, producer, Sent};
 
 /// Sends `request` (a whole HTTP request) to `addr`: the status code and the body.
-fn http(addr: &str, request: &str) -> (u16, String) {
+pub(crate) fn http(addr: &str, request: &str) -> (u16, String) {
     let mut stream = std::net::TcpStream::connect(addr).expect("connect to the admin listener");
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))

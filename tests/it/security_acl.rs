@@ -374,3 +374,70 @@ fn the_cli_creates_lists_and_deletes_acls() {
     let left = sluice(&admin, &["acl", "list", "--json"], "").ok().json();
     assert_eq!(left.as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn the_admin_listener_asks_for_credentials_and_applies_acls() {
+    use base64::Engine as _;
+    let broker = guarded(&["admin.require.auth=true"]);
+    client::create_topic(&broker.listener("PLAINTEXT"), "browsed", 1, &[]);
+    let admin = broker.admin.as_deref().expect("an admin listener");
+    let get = |path: &str, login: Option<(&str, &str)>| {
+        let authorization = login.map_or(String::new(), |(user, password)| {
+            let encoded =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            format!("Authorization: Basic {encoded}\r\n")
+        });
+        crate::admin_api::http(
+            admin,
+            &format!("GET {path} HTTP/1.1\r\nHost: sluice\r\n{authorization}\r\n"),
+        )
+    };
+    // Probes stay open; everything else wants a SCRAM user's password.
+    assert_eq!(get("/v1/health", None).0, 200);
+    assert_eq!(get("/v1/ready", None).0, 200);
+    assert_eq!(get("/metrics", None).0, 401);
+    assert_eq!(get("/metrics", Some(("alice", "wrong"))).0, 401);
+    assert_eq!(get("/metrics", Some(("mallory", "alice-pw"))).0, 401);
+    // Authenticated, alice may do only what her ACLs allow.
+    assert_eq!(get("/metrics", Some(("alice", "alice-pw"))).0, 403);
+    let messages = "/v1/messages?topic=browsed&partition=0";
+    assert_eq!(get(messages, Some(("alice", "alice-pw"))).0, 403);
+    create_acls(
+        &broker,
+        &[
+            (
+                code::CLUSTER,
+                "kafka-cluster",
+                code::LITERAL,
+                "User:alice",
+                8, // DESCRIBE
+                code::ALLOW,
+            ),
+            (
+                code::TOPIC,
+                "browsed",
+                code::LITERAL,
+                "User:alice",
+                code::READ,
+                code::ALLOW,
+            ),
+        ],
+    );
+    let (status, body) = get("/metrics", Some(("alice", "alice-pw")));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("kafka_server_socket_server_metrics"));
+    assert_eq!(get(messages, Some(("alice", "alice-pw"))).0, 200);
+    assert_eq!(get(messages, Some(("bob", "bob-pw"))).0, 403);
+    let put = crate::admin_api::http(
+        admin,
+        &format!(
+            "PUT /v1/log-level HTTP/1.1\r\nHost: sluice\r\nAuthorization: Basic {}\r\n\
+             Content-Length: 4\r\n\r\ninfo",
+            base64::engine::general_purpose::STANDARD.encode("alice:alice-pw")
+        ),
+    );
+    assert_eq!(
+        put.0, 403,
+        "DESCRIBE does not let alice change the log level"
+    );
+}

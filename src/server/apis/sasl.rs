@@ -22,7 +22,6 @@ use kafka_protocol::messages::{
 
 use super::{str_bytes, Answer, Api, Request};
 use crate::cluster::Change;
-use crate::io;
 use crate::protocol::ResponseError as E;
 use crate::security::acl::Operation;
 use crate::security::scram::{self, Credential, Mechanism, ServerExchange, Step};
@@ -108,16 +107,7 @@ async fn authenticate(shard: Rc<Shard>, request: Request) -> Answer {
             Err(e) => Err(("PLAIN", None, e.to_string())),
             Ok((user, password)) => {
                 let (user, password) = (user.to_string(), password.to_string());
-                // The strongest credential the user has; PBKDF2 off the core.
-                let stored = shard.image().scram.get(&user).and_then(|credentials| {
-                    credentials.iter().next_back().map(|(m, c)| (*m, c.clone()))
-                });
-                let matches = match stored {
-                    Some((m, credential)) => {
-                        io::off_core(move || credential.matches_password(m, &password)).await
-                    }
-                    None => false,
-                };
+                let matches = super::super::auth::password_matches(&shard, &user, password).await;
                 match matches {
                     true => match conn.authenticated("PLAIN", &user) {
                         Ok(()) => Ok(None),

@@ -199,7 +199,11 @@ fn assigned(mut bytes: bytes::Bytes) -> Vec<Value> {
 /// `/v1/messages?topic=T&partition=P[&offset=N|&timestamp=MS][&limit=N]`: up to `limit`
 /// records (50 by default) of a partition this node leads, below its high watermark, keys,
 /// values and header values as hex. An error is (HTTP status, message).
-pub async fn messages(shard: &Rc<Shard>, query: &str) -> Result<String, (&'static str, String)> {
+pub async fn messages(
+    shard: &Rc<Shard>,
+    query: &str,
+    authz: &crate::server::authz::Authz,
+) -> Result<String, (&'static str, String)> {
     let params: HashMap<String, String> = query
         .split('&')
         .filter_map(|pair| pair.split_once('='))
@@ -220,6 +224,12 @@ pub async fn messages(shard: &Rc<Shard>, query: &str) -> Result<String, (&'stati
         .filter(|t| !t.is_empty())
         .ok_or_else(|| bad("name a topic: ?topic=T&partition=P".into()))?
         .clone();
+    if !authz.topic(crate::security::acl::Operation::Read, &topic) {
+        return Err((
+            "403 Forbidden",
+            format!("not authorized to read topic `{topic}`"),
+        ));
+    }
     let partition = number("partition")?.unwrap_or(0) as i32;
     let offset = number("offset")?;
     let timestamp = number("timestamp")?;
