@@ -194,8 +194,13 @@ pub fn sasl(data: &[u8]) {
             }
         }
         _ => {
-            if let Some(principal) = crate::security::tls::principal_of(data) {
-                assert!(principal.starts_with("User:"));
+            let _ = crate::security::tls::subject_of(data);
+            // The same bytes as mapping rules, and the rules applied to them.
+            if let Ok(rules) = std::str::from_utf8(data)
+                .map_err(|e| e.to_string())
+                .and_then(crate::security::principal::PrincipalRules::parse)
+            {
+                let _ = rules.apply(std::str::from_utf8(data).unwrap_or_default());
             }
         }
     }

@@ -54,6 +54,14 @@ pub(super) const KEYS: &[Key] = &[
         "whether TLS clients must present a certificate; its subject is their principal",
     ),
     broker(
+        "ssl.principal.mapping.rules",
+        Kind::Any,
+        "DEFAULT",
+        "how a client certificate's subject (CN=alice,OU=eng,...) becomes its principal's name: \
+         RULE:pattern/replacement/[LU] and DEFAULT, comma-separated, the first that matches \
+         the whole subject applies; none: the client is refused",
+    ),
+    broker(
         "sasl.enabled.mechanisms",
         Kind::Any,
         "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",

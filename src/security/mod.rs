@@ -5,6 +5,7 @@
 
 pub mod acl;
 pub mod peer;
+pub mod principal;
 pub mod scram;
 pub mod tls;
 pub mod tls_client;

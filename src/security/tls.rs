@@ -245,10 +245,10 @@ fn stamps(files: &TlsFiles) -> Vec<Option<SystemTime>> {
         .collect()
 }
 
-/// Kafka's principal for a client certificate: `User:` and its subject's distinguished name in
-/// RFC 2253 order (most specific first, `CN=alice,OU=eng,O=example`), as Kafka's default
-/// `ssl.principal.mapping.rules` gives it.
-pub fn principal_of(certificate: &[u8]) -> Option<String> {
+/// A client certificate's subject, the distinguished name in RFC 2253 order (most specific
+/// first, `CN=alice,OU=eng,O=example`), as Kafka names it (`ssl.principal.mapping.rules` then
+/// makes it the principal's name; `DEFAULT` keeps it).
+pub fn subject_of(certificate: &[u8]) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(certificate).ok()?;
     let rdns: Vec<String> = cert
         .subject()
@@ -271,7 +271,7 @@ pub fn principal_of(certificate: &[u8]) -> Option<String> {
         })
         .collect();
     let name: Vec<String> = rdns.into_iter().rev().collect();
-    Some(format!("User:{}", name.join(",")))
+    Some(name.join(","))
 }
 
 /// RFC 2253's escapes for an attribute value.
@@ -313,8 +313,8 @@ mod tests {
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
         assert_eq!(
-            principal_of(cert.der()).as_deref(),
-            Some("User:CN=alice,O=Example\\, Inc")
+            subject_of(cert.der()).as_deref(),
+            Some("CN=alice,O=Example\\, Inc")
         );
     }
 }

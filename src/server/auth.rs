@@ -18,6 +18,7 @@ use kafka_protocol::messages::ApiKey;
 
 use crate::config::Values;
 use crate::io::Throttled;
+use crate::security::principal::PrincipalRules;
 use crate::security::scram::ServerExchange;
 use crate::security::tls::{Tls, TlsFiles};
 use crate::security::{self, ListenerSpec, Protocol};
@@ -35,6 +36,8 @@ pub struct Listener {
     /// `connections.max.reauth.ms`: how long an authenticated SASL session lasts (None: for
     /// the connection's life).
     pub reauth: Option<Duration>,
+    /// `ssl.principal.mapping.rules`: a client certificate's subject to its principal's name.
+    pub principal_rules: PrincipalRules,
 }
 
 impl Listener {
@@ -53,6 +56,7 @@ impl Listener {
             tls,
             mechanisms: security::enabled_mechanisms(broker)?,
             handshake: Duration::from_millis(broker.i64("sasl.handshake.timeout.ms") as u64),
+            principal_rules: PrincipalRules::parse(broker.get("ssl.principal.mapping.rules"))?,
             reauth: match broker.i64("connections.max.reauth.ms") {
                 ms if ms > 0 => Some(Duration::from_millis(ms as u64)),
                 _ => None,
@@ -91,16 +95,15 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// A new connection's identity: a client certificate names it, and a SASL listener's must
-    /// authenticate first.
+    /// A new connection's identity: a client certificate names it (`principal`, the mapped
+    /// name), and a SASL listener's must authenticate first.
     pub fn new(
         listener: Rc<Listener>,
         peer: Option<SocketAddr>,
-        certificate: Option<Vec<u8>>,
+        principal: Option<String>,
     ) -> Conn {
-        let principal = certificate
-            .as_deref()
-            .and_then(security::tls::principal_of)
+        let principal = principal
+            .map(|name| format!("User:{name}"))
             .unwrap_or_else(|| security::ANONYMOUS.to_string());
         let sasl = listener.protocol.sasl().then_some(SaslState::Handshake);
         Conn {

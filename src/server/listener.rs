@@ -103,11 +103,31 @@ async fn serve(
             }
         }
     };
-    let certificate = reader.peer_certificate();
+    // The certificate's subject, mapped by ssl.principal.mapping.rules: none applying refuses
+    // the client, as Kafka does.
+    let subject = reader
+        .peer_certificate()
+        .and_then(|der| crate::security::tls::subject_of(&der));
+    let principal = match subject {
+        None => None,
+        Some(subject) => match listener.principal_rules.apply(&subject) {
+            Some(name) => Some(name),
+            None => {
+                shard.metrics.authentication(false);
+                HANDSHAKE_FAILURES.with(|throttle| {
+                    throttle.borrow_mut().note(|count| {
+                        tracing::warn!(?peer, listener = %listener.name, %subject, count, "no ssl.principal.mapping.rules rule applies to the client certificate")
+                    })
+                });
+                drop(admitted);
+                return;
+            }
+        },
+    };
     if listener.protocol == crate::security::Protocol::Ssl {
         shard.metrics.authentication(true);
     }
-    let conn = Rc::new(auth::Conn::new(listener, peer, certificate));
+    let conn = Rc::new(auth::Conn::new(listener, peer, principal));
     connection::serve(shard, reader, writer, admitted, conn).await
 }
 

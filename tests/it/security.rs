@@ -685,3 +685,63 @@ fn passwords_are_never_described_nor_altered_dynamically() {
     );
     assert_eq!(altered.responses[0].error_code, 40, "INVALID_CONFIG");
 }
+
+#[test]
+fn mapping_rules_name_certificate_principals_and_refuse_the_unmapped() {
+    use crate::security_acl::{code, create_acls};
+    let s = secured(&[
+        "ssl.client.auth=required",
+        "ssl.principal.mapping.rules=RULE:^CN=([a-z]+)$/$1/, RULE:^CN=([a-z]+),O=(.*)$/$1@$2/L",
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users=User:ANONYMOUS",
+    ]);
+    client::create_topic(&s.broker.listener("PLAINTEXT"), "mapped", 1, &[]);
+    // ACLs name the mapped principal, not the certificate's subject.
+    create_acls(
+        &s.broker,
+        &[(
+            code::TOPIC,
+            "mapped",
+            code::LITERAL,
+            "User:alice",
+            8, // DESCRIBE
+            code::ALLOW,
+        )],
+    );
+    let dir = s._dir.path();
+    let ca = ca_location(&s.ca);
+    let addr = s.broker.listener("SSL");
+    let metadata = |issued: &Issued| {
+        let (consumer, _) = secured_consumer(
+            &addr,
+            &[
+                ("security.protocol", "SSL"),
+                ("ssl.ca.location", &ca),
+                (
+                    "ssl.certificate.location",
+                    &issued.cert_file.display().to_string(),
+                ),
+                ("ssl.key.location", &issued.key_file.display().to_string()),
+            ],
+        );
+        consumer
+            .fetch_metadata(Some("mapped"), Duration::from_secs(5))
+            .map(|m| m.topics()[0].error())
+    };
+    let alice = s.ca.issue(dir, "alice", "alice", &["alice"], false);
+    assert_eq!(
+        metadata(&alice),
+        Ok(None),
+        "User:alice may describe `mapped`"
+    );
+    let bob = s.ca.issue(dir, "bob", "bob", &["bob"], false);
+    assert!(
+        matches!(metadata(&bob), Ok(Some(_))),
+        "User:bob is mapped and authenticated, but not allowed"
+    );
+    let unmapped = s.ca.issue(dir, "shouty", "SHOUTY", &["shouty"], false);
+    assert!(
+        metadata(&unmapped).is_err(),
+        "no rule applies to CN=SHOUTY: refused"
+    );
+}
