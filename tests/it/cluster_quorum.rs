@@ -14,7 +14,7 @@ use crate::kit::client::{admin, consumer, create_topic, produce, producer, read_
 use crate::kit::cluster::{check_acknowledged, Acked, Cluster};
 
 /// Waits until node `id` lists `topic` with every partition led by a node.
-fn await_topic(cluster: &mut Cluster, id: usize, topic: &str) -> Vec<i32> {
+pub(crate) fn await_topic(cluster: &mut Cluster, id: usize, topic: &str) -> Vec<i32> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let view = cluster.view(id);

@@ -1,9 +1,10 @@
 //! Brokers secured among themselves (issue 22): three nodes whose inter-broker listener is
 //! SASL_SSL with mutual TLS, each broker logging in to the others as `User:broker` with
 //! SCRAM-SHA-512 (Kafka's `listener.name.internal.scram-sha-512.sasl.jaas.config`), ACLs on and
-//! `User:ANONYMOUS` without CLUSTER_ACTION; the controllers' quorum over SSL (mutual TLS). Followers cannot replicate until the broker's user
-//! exists; once it does they join the ISR, and acks=all with `min.insync.replicas=3` succeeds.
-
+//! `User:ANONYMOUS` without CLUSTER_ACTION; the controllers' quorum over SSL (mutual TLS).
+//! Followers cannot replicate until the broker's user exists; once it does they join the ISR,
+//! acks=all with `min.insync.replicas=3` succeeds, and a transaction's markers reach the other
+//! nodes' partitions.
 use crate::cluster_replication::{create_replicated, send};
 use crate::kit::client::producer;
 use crate::kit::cluster::{check_acknowledged, Cluster};
@@ -87,6 +88,30 @@ fn brokers_replicate_over_sasl_ssl_as_their_own_principal() {
         succeeded >= 2.0,
         "the followers logged in to the leader: {succeeded}"
     );
+
+    // A transaction over partitions every node leads: the coordinator's markers go to the
+    // other leaders over the same SASL_SSL listener, as the brokers' user (CLUSTER_ACTION).
+    {
+        use crate::kafka_transactions::{read_all, send as send_txn, txn_producer, values};
+        use rdkafka::producer::Producer;
+        let timeout = std::time::Duration::from_secs(20);
+        crate::kit::client::create_topic(&bootstrap, "txn-secured", 6, &[]);
+        for id in 1..=3 {
+            let leaders = crate::cluster_quorum::await_topic(&mut cluster, id, "txn-secured");
+            let distinct: std::collections::BTreeSet<_> = leaders.iter().collect();
+            assert_eq!(distinct.len(), 3, "{leaders:?}");
+        }
+        let producer = txn_producer(&bootstrap, "secured-txn", &[]);
+        producer.begin_transaction().unwrap();
+        send_txn(&producer, "txn-secured", &values("c", 12));
+        producer.commit_transaction(timeout).unwrap();
+        let mut committed = values("c", 12);
+        committed.sort();
+        assert_eq!(
+            read_all(&bootstrap, "txn-secured", 6, "read_committed"),
+            committed
+        );
+    }
 }
 
 /// `kafka_server_socket_server_metrics_NAME` on node `id`, over its shards.
