@@ -120,6 +120,14 @@ pub(super) const KEYS: &[Key] = &[
          for the connection's life",
     ),
     broker(
+        "connection.failed.authentication.delay.ms",
+        int(0, I32),
+        "100",
+        "how long the answer to a failed authentication (and the close after a failed TLS \
+         handshake) waits, to slow clients guessing passwords; keep it below \
+         connections.max.idle.ms",
+    ),
+    broker(
         "sasl.handshake.timeout.ms",
         int(1, I32),
         "10000",

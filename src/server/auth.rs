@@ -38,6 +38,9 @@ pub struct Listener {
     pub reauth: Option<Duration>,
     /// `ssl.principal.mapping.rules`: a client certificate's subject to its principal's name.
     pub principal_rules: PrincipalRules,
+    /// `connection.failed.authentication.delay.ms`: how long a failed authentication's answer
+    /// (and the close) waits, to slow a client guessing passwords.
+    pub failure_delay: Duration,
 }
 
 impl Listener {
@@ -57,6 +60,9 @@ impl Listener {
             mechanisms: security::enabled_mechanisms(broker)?,
             handshake: Duration::from_millis(broker.i64("sasl.handshake.timeout.ms") as u64),
             principal_rules: PrincipalRules::parse(broker.get("ssl.principal.mapping.rules"))?,
+            failure_delay: Duration::from_millis(
+                broker.i64("connection.failed.authentication.delay.ms") as u64,
+            ),
             reauth: match broker.i64("connections.max.reauth.ms") {
                 ms if ms > 0 => Some(Duration::from_millis(ms as u64)),
                 _ => None,

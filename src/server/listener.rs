@@ -97,6 +97,8 @@ async fn serve(
                             tracing::warn!(?peer, listener = %listener.name, error = %e, count, "TLS handshake failed")
                         })
                     });
+                    // connection.failed.authentication.delay.ms before the close.
+                    io::sleep(listener.failure_delay).await;
                     drop(admitted);
                     return;
                 }
@@ -119,6 +121,7 @@ async fn serve(
                         tracing::warn!(?peer, listener = %listener.name, %subject, count, "no ssl.principal.mapping.rules rule applies to the client certificate")
                     })
                 });
+                io::sleep(listener.failure_delay).await;
                 drop(admitted);
                 return;
             }

@@ -1,7 +1,8 @@
 //! Re-authentication (KIP-368): with `connections.max.reauth.ms` set, a SASL session lasts that
 //! long. librdkafka clients re-authenticate on their connections and carry on; a connection that
 //! does not is closed at its next request; a re-authentication may not change the principal or
-//! the mechanism.
+//! the mechanism. And a failed authentication is answered only after
+//! `connection.failed.authentication.delay.ms`.
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -182,4 +183,26 @@ fn sessions_expire_and_real_clients_reauthenticate_on_their_connections() {
     assert!(renewed >= 5.0, "{renewed} re-authentications");
     assert_eq!(refused, 2.0, "the other principal and the other mechanism");
     assert_eq!(expired, 1.0, "only the raw connection that did not renew");
+}
+
+#[test]
+fn a_failed_authentication_is_answered_after_the_delay() {
+    let s = secured(&["connection.failed.authentication.delay.ms=700"]);
+    let mut stream = TcpStream::connect(s.broker.listener("SASL_PLAINTEXT")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(handshake(&mut stream, "PLAIN").error_code, 0);
+    let asked = Instant::now();
+    let answer = plain(&mut stream, "alice", "a guess");
+    assert_eq!(answer.error_code, 58, "SASL_AUTHENTICATION_FAILED");
+    assert!(
+        asked.elapsed() >= Duration::from_millis(700),
+        "answered after {:?}",
+        asked.elapsed()
+    );
+    assert!(!metadata_answered(&mut stream), "then closed");
+    // A right password is not delayed by the one before (another connection).
+    let (mut stream, _) = login(&s.broker.listener("SASL_PLAINTEXT"), "alice");
+    assert!(metadata_answered(&mut stream));
 }

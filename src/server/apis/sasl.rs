@@ -22,6 +22,7 @@ use kafka_protocol::messages::{
 
 use super::{str_bytes, Answer, Api, Request};
 use crate::cluster::Change;
+use crate::io;
 use crate::protocol::ResponseError as E;
 use crate::security::acl::Operation;
 use crate::security::scram::{self, Credential, Mechanism, ServerExchange, Step};
@@ -66,7 +67,7 @@ async fn handshake(shard: Rc<Shard>, request: Request) -> Answer {
                         None,
                         &format_args!("re-authentication must use the session's mechanism {used}"),
                     );
-                    return request.answer(&response);
+                    return answer_failed(&request, &response).await;
                 }
             }
         }
@@ -93,7 +94,7 @@ async fn handshake(shard: Rc<Shard>, request: Request) -> Answer {
             response.error_code = E::IllegalSaslState.code();
         }
     }
-    request.answer(&response)
+    answer_failed(&request, &response).await
 }
 
 async fn authenticate(shard: Rc<Shard>, request: Request) -> Answer {
@@ -174,7 +175,19 @@ async fn authenticate(shard: Rc<Shard>, request: Request) -> Answer {
             )));
         }
     }
-    request.answer(&response)
+    answer_failed(&request, &response).await
+}
+
+/// The answer, once `connection.failed.authentication.delay.ms` has passed where the
+/// connection failed to authenticate (it closes after).
+async fn answer_failed<R: kafka_protocol::protocol::Encodable>(
+    request: &Request,
+    response: &R,
+) -> Answer {
+    if request.conn.failed() {
+        io::sleep(request.conn.listener.failure_delay).await;
+    }
+    request.answer(response)
 }
 
 async fn describe_scram(shard: Rc<Shard>, request: Request) -> Answer {
