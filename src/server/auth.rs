@@ -232,6 +232,10 @@ pub async fn password_matches(shard: &super::Shard, user: &str, password: String
         .and_then(|credentials| credentials.iter().next_back().map(|(m, c)| (*m, c.clone())));
     match stored {
         Some((mechanism, credential)) => {
+            // One PBKDF2 at a time per shard: a flood of password guesses queues here instead
+            // of taking every core.
+            let checks = PASSWORD_CHECKS.with(|budget| budget.clone());
+            let _turn = checks.acquire(1).await;
             crate::io::off_core(move || credential.matches_password(mechanism, &password)).await
         }
         None => false,
@@ -239,6 +243,8 @@ pub async fn password_matches(shard: &super::Shard, user: &str, password: String
 }
 
 thread_local! {
+    /// This shard's password checks (PBKDF2), one at a time.
+    static PASSWORD_CHECKS: crate::io::Budget = crate::io::Budget::new(1);
     /// This shard's failed authentications, logged at most once a second.
     static FAILURES: RefCell<Throttled> = RefCell::new(Throttled::default());
 }
