@@ -68,6 +68,9 @@ pub struct Connection {
     client_id: String,
     security: Arc<PeerSecurity>,
     stream: Option<(io::net::ReadHalf, io::net::WriteHalf)>,
+    /// When to make the connection again before its SASL session expires (the other broker's
+    /// `connections.max.reauth.ms`, at 90%, as librdkafka renews).
+    renew_at: Option<std::time::Instant>,
     correlation_id: i32,
 }
 
@@ -80,6 +83,7 @@ impl Connection {
             client_id: client_id.to_string(),
             security: security.clone(),
             stream: None,
+            renew_at: None,
             correlation_id: 0,
         }
     }
@@ -100,6 +104,12 @@ impl Connection {
         let addr = self.addr.clone();
         let answer = {
             let exchange = async {
+                if self
+                    .renew_at
+                    .is_some_and(|at| std::time::Instant::now() >= at)
+                {
+                    self.stream = None;
+                }
                 if self.stream.is_none() {
                     self.open().await?;
                 }
@@ -200,17 +210,26 @@ impl Connection {
                 .map_err(|e| refused(e.to_string()))?;
         }
         self.stream = Some(halves);
+        self.renew_at = None;
         if let Some(login) = self.security.sasl.clone() {
-            if let Err(e) = self.authenticate(&login).await {
-                self.stream = None;
-                return Err(e);
+            match self.authenticate(&login).await {
+                Ok(lifetime_ms) if lifetime_ms > 0 => {
+                    let lifetime = Duration::from_millis(lifetime_ms as u64 * 9 / 10);
+                    self.renew_at = Some(std::time::Instant::now() + lifetime);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.stream = None;
+                    return Err(e);
+                }
             }
         }
         Ok(())
     }
 
-    /// SaslHandshake, then SaslAuthenticate (v2) with PLAIN or SCRAM as `login`.
-    async fn authenticate(&mut self, login: &Login) -> Result<(), PeerError> {
+    /// SaslHandshake, then SaslAuthenticate (v2) with PLAIN or SCRAM as `login`: the session's
+    /// lifetime in ms (0: unbounded).
+    async fn authenticate(&mut self, login: &Login) -> Result<i64, PeerError> {
         use kafka_protocol::messages::{
             SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
             SaslHandshakeResponse,
@@ -256,11 +275,12 @@ impl Connection {
                 )));
             }
             let Some(scram) = exchange.as_mut() else {
-                return Ok(()); // PLAIN: one message
+                return Ok(answer.session_lifetime_ms); // PLAIN: one message
             };
             if scram.awaiting_final() {
                 return scram
                     .verify(&answer.auth_bytes)
+                    .map(|()| answer.session_lifetime_ms)
                     .map_err(|_| refused("SCRAM: the broker did not prove its key".into()));
             }
             // PBKDF2 off the shard's core.

@@ -39,6 +39,8 @@ fn brokers_replicate_over_sasl_ssl_as_their_own_principal() {
         "num.partitions=1",
         "broker.session.timeout.ms=2000",
         "replica.lag.time.max.ms=2000",
+        // Sessions end: the brokers' connections to each other are renewed in time.
+        "connections.max.reauth.ms=3000",
     ];
     let (mut cluster, bootstrap) = Cluster::start(3, &sets).formed();
     // Nobody but the brokers' user may act for the cluster (CLUSTER_ACTION: a follower's
@@ -88,6 +90,12 @@ fn brokers_replicate_over_sasl_ssl_as_their_own_principal() {
         succeeded >= 2.0,
         "the followers logged in to the leader: {succeeded}"
     );
+    // Three seconds more of following: every session renewed before it expired.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    for node in 1..=3 {
+        let killed = counter(&mut cluster, node, "expired_connections_killed_count");
+        assert_eq!(killed, 0.0, "node {node} closed an expired broker session");
+    }
 
     // A transaction over partitions every node leads: the coordinator's markers go to the
     // other leaders over the same SASL_SSL listener, as the brokers' user (CLUSTER_ACTION).
