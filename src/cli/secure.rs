@@ -1,6 +1,7 @@
 //! The CLI's own connections ([`super::wire`]) secured as librdkafka's are, from the same `-X`
 //! properties: `security.protocol` (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL), `ssl.ca.location`,
-//! `ssl.certificate.location` and `ssl.key.location` (PEM), `sasl.mechanism` (PLAIN,
+//! `ssl.certificate.location` and `ssl.key.location` (PEM; `ssl.key.password` where the key is
+//! encrypted PKCS#8), `sasl.mechanism` (PLAIN,
 //! SCRAM-SHA-256, SCRAM-SHA-512), `sasl.username`, `sasl.password`. TLS is rustls; SCRAM's
 //! client side is `security::scram::ClientExchange`.
 
@@ -11,9 +12,9 @@ use std::sync::Arc;
 use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
 use kafka_protocol::protocol::StrBytes;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, ServerName};
 use sluice::security::scram::{ClientExchange, Mechanism};
-use sluice::security::tls::Identity;
+use sluice::security::tls::{private_key, Identity};
 use sluice::security::tls_client::client_config;
 use sluice::security::Protocol;
 
@@ -31,6 +32,7 @@ pub struct Security {
     ca: Option<String>,
     certificate: Option<String>,
     key: Option<String>,
+    key_password: String,
     mechanism: String,
     user: String,
     password: String,
@@ -57,6 +59,7 @@ impl Security {
             ca: get("ssl.ca.location"),
             certificate: get("ssl.certificate.location"),
             key: get("ssl.key.location"),
+            key_password: get("ssl.key.password").unwrap_or_default(),
             mechanism: get("sasl.mechanism").unwrap_or("GSSAPI".into()),
             user: get("sasl.username").unwrap_or_default(),
             password: get("sasl.password").unwrap_or_default(),
@@ -98,7 +101,9 @@ impl Security {
                     .map_err(|e| failed(cert, &e))?
                     .collect::<Result<_, _>>()
                     .map_err(|e| failed(cert, &e))?;
-                let key = PrivateKeyDer::from_pem_file(key).map_err(|e| failed(key, &e))?;
+                let pem = std::fs::read(key).map_err(|e| failed(key, &e))?;
+                let key = private_key(&pem, &self.key_password, key)
+                    .map_err(|e| Failure::Failed(format!("TLS: {e}")))?;
                 Some(Identity {
                     chain,
                     key,

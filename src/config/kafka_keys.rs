@@ -272,7 +272,6 @@ pub static BROKER: &[(&str, Kafka, &str)] = &[
     ("ssl.enabled.protocols", Kafka::Text, ""),
     ("ssl.endpoint.identification.algorithm", Kafka::Text, "https"),
     ("ssl.engine.factory.class", Kafka::Text, ""),
-    ("ssl.key.password", Kafka::Text, ""),
     ("ssl.keymanager.algorithm", Kafka::Text, ""),
     ("ssl.keystore.certificate.chain", Kafka::Text, ""),
     ("ssl.keystore.key", Kafka::Text, ""),

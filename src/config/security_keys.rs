@@ -39,7 +39,14 @@ pub(super) const KEYS: &[Key] = &[
         "ssl.keystore.key",
         Kind::Any,
         "",
-        "the private key in PEM (unencrypted), in-line, where there is no ssl.keystore.location",
+        "the private key in PEM, in-line, where there is no ssl.keystore.location",
+    ),
+    broker(
+        "ssl.key.password",
+        Kind::Any,
+        "",
+        "the password of the private key (ssl.keystore.location or ssl.keystore.key) where it \
+         is encrypted PKCS#8 (ENCRYPTED PRIVATE KEY)",
     ),
     broker(
         "ssl.truststore.location",

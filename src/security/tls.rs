@@ -46,14 +46,27 @@ pub struct Identity {
 }
 
 /// Where the server's TLS settings come from.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct TlsFiles {
     keystore: Option<PathBuf>,
     /// In-line PEM (`ssl.keystore.certificate.chain`, `ssl.keystore.key`), when no keystore file.
     chain_pem: String,
     key_pem: String,
+    /// `ssl.key.password`: decrypts an encrypted PKCS#8 private key.
+    key_password: String,
     truststore: Option<PathBuf>,
     client_auth: ClientAuth,
+}
+
+/// Debug without the secrets (the in-line key and its password).
+impl std::fmt::Debug for TlsFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsFiles")
+            .field("keystore", &self.keystore)
+            .field("truststore", &self.truststore)
+            .field("client_auth", &self.client_auth)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TlsFiles {
@@ -74,6 +87,7 @@ impl TlsFiles {
             keystore: path("ssl.keystore.location"),
             chain_pem: broker.get("ssl.keystore.certificate.chain").to_string(),
             key_pem: broker.get("ssl.keystore.key").to_string(),
+            key_password: broker.get("ssl.key.password").to_string(),
             truststore: path("ssl.truststore.location"),
             client_auth,
         };
@@ -116,20 +130,14 @@ impl TlsFiles {
                 "ssl.keystore.key / ssl.keystore.certificate.chain".to_string(),
             ),
         };
+        // The key first: a legacy encrypted key's headers would fail the chain's reading.
+        let key = private_key(&pem, &self.key_password, &origin)?;
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
             .collect::<Result<_, _>>()
             .map_err(|e| format!("{origin}: {e}"))?;
         if chain.is_empty() {
             return Err(format!("{origin}: no CERTIFICATE in it"));
         }
-        if pem.windows(9).any(|w| w == b"ENCRYPTED") {
-            return Err(format!(
-                "{origin}: the private key is encrypted; Sluice reads unencrypted PEM keys \
-                 (keep the file readable by the broker only)"
-            ));
-        }
-        let key = PrivateKeyDer::from_pem_slice(&pem)
-            .map_err(|e| format!("{origin}: no usable private key: {e}"))?;
         Ok(Identity { chain, key, origin })
     }
 
@@ -186,6 +194,49 @@ impl TlsFiles {
             .chain(&self.truststore)
             .map(|p| p.as_path())
     }
+}
+
+/// The private key in `pem`: a plain one (PKCS#8, PKCS#1 or SEC1), or PKCS#8 encrypted with
+/// `password` (`ssl.key.password`), the one encrypted form Kafka reads from a PEM keystore
+/// (PBES2: PBKDF2 or scrypt, with AES-CBC or 3DES, as `openssl pkcs8 -topk8` writes).
+pub fn private_key(
+    pem: &[u8],
+    password: &str,
+    origin: &str,
+) -> Result<PrivateKeyDer<'static>, String> {
+    const BEGIN: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
+    const END: &str = "-----END ENCRYPTED PRIVATE KEY-----";
+    let text = String::from_utf8_lossy(pem);
+    if let Some(start) = text.find(BEGIN) {
+        let end = text[start..]
+            .find(END)
+            .map(|at| start + at + END.len())
+            .ok_or_else(|| format!("{origin}: the ENCRYPTED PRIVATE KEY has no END line"))?;
+        if password.is_empty() {
+            return Err(format!(
+                "{origin}: the private key is encrypted: set ssl.key.password"
+            ));
+        }
+        let (_, document) = pkcs8::SecretDocument::from_pem(&text[start..end])
+            .map_err(|e| format!("{origin}: the encrypted private key: {e}"))?;
+        let info = pkcs8::EncryptedPrivateKeyInfo::try_from(document.as_bytes())
+            .map_err(|e| format!("{origin}: the encrypted private key: {e}"))?;
+        let plain = info.decrypt(password).map_err(|e| {
+            format!(
+                "{origin}: the private key cannot be decrypted with ssl.key.password \
+                 (a wrong password, or a cipher other than PBES2's AES-CBC or 3DES: {e})"
+            )
+        })?;
+        return Ok(PrivateKeyDer::Pkcs8(plain.as_bytes().to_vec().into()));
+    }
+    if text.contains("Proc-Type: 4,ENCRYPTED") {
+        return Err(format!(
+            "{origin}: the private key is encrypted in OpenSSL's legacy form (Proc-Type: \
+             4,ENCRYPTED), which Kafka does not read either: convert it with `openssl pkcs8 \
+             -topk8 -v2 aes-256-cbc` and set ssl.key.password"
+        ));
+    }
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| format!("{origin}: no usable private key: {e}"))
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {
@@ -316,5 +367,64 @@ mod tests {
             subject_of(cert.der()).as_deref(),
             Some("CN=alice,O=Example\\, Inc")
         );
+    }
+
+    /// `key`'s PKCS#8 encrypted with `password` (PBKDF2-SHA256, AES-256-CBC), as PEM.
+    pub(crate) fn encrypted_pem(key: &rcgen::KeyPair, password: &str) -> String {
+        let der = key.serialize_der();
+        let info = pkcs8::PrivateKeyInfo::try_from(der.as_slice()).unwrap();
+        let params =
+            pkcs8::pkcs5::pbes2::Parameters::pbkdf2_sha256_aes256cbc(2048, b"salt-salt", &[7; 16])
+                .unwrap();
+        info.encrypt_with_params(params, password)
+            .unwrap()
+            .to_pem("ENCRYPTED PRIVATE KEY", pkcs8::LineEnding::LF)
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn an_encrypted_key_opens_with_its_password_alone() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let pem = encrypted_pem(&key, "s3cret");
+        let opened = private_key(pem.as_bytes(), "s3cret", "key.pem").unwrap();
+        assert_eq!(opened.secret_der(), key.serialize_der().as_slice());
+
+        let wrong = private_key(pem.as_bytes(), "guess", "key.pem").unwrap_err();
+        assert!(
+            wrong.contains("cannot be decrypted with ssl.key.password"),
+            "{wrong}"
+        );
+        let unset = private_key(pem.as_bytes(), "", "key.pem").unwrap_err();
+        assert!(unset.contains("set ssl.key.password"), "{unset}");
+        let legacy = "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n\
+                      DEK-Info: AES-256-CBC,00\n\nAAAA\n-----END RSA PRIVATE KEY-----\n";
+        let legacy = private_key(legacy.as_bytes(), "s3cret", "key.pem").unwrap_err();
+        assert!(legacy.contains("openssl pkcs8 -topk8"), "{legacy}");
+        // A plain key ignores the password, as Kafka does.
+        let plain = private_key(key.serialize_pem().as_bytes(), "s3cret", "key.pem").unwrap();
+        assert_eq!(plain.secret_der(), key.serialize_der().as_slice());
+    }
+
+    #[test]
+    fn a_keystore_with_an_encrypted_key_serves_tls() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let keystore = dir.path().join("broker.pem");
+        std::fs::write(
+            &keystore,
+            format!("{}{}", encrypted_pem(&key, "pw"), cert.pem()),
+        )
+        .unwrap();
+        let mut broker = Values::new(&crate::config::BROKER_KEYS);
+        broker
+            .set("ssl.keystore.location", keystore.to_str().unwrap())
+            .unwrap();
+        let refused = TlsFiles::from_config(&broker).unwrap().load().unwrap_err();
+        assert!(refused.contains("set ssl.key.password"), "{refused}");
+        broker.set("ssl.key.password", "pw").unwrap();
+        TlsFiles::from_config(&broker).unwrap().load().unwrap();
     }
 }

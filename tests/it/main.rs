@@ -30,6 +30,7 @@ mod kafka_scale;
 mod kafka_transactions;
 mod security;
 mod security_acl;
+mod security_keys;
 mod security_matrix;
 mod security_reauth;
 mod storage_idempotence;

@@ -160,7 +160,7 @@ pub(crate) fn secured_consumer(
 }
 
 /// Produces three records through `settings` and reads them back through the same settings.
-fn round_trip(addr: &str, settings: &[(&str, &str)], topic: &str) {
+pub(crate) fn round_trip(addr: &str, settings: &[(&str, &str)], topic: &str) {
     let producer = client::producer(addr, settings);
     let sent: Vec<client::Sent> = (0..3)
         .map(|i| client::Sent::new(&format!("k{i}"), &format!("{topic}-{i}")))

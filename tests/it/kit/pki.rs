@@ -14,11 +14,17 @@ pub struct Ca {
     pub pem_file: PathBuf,
 }
 
-/// A certificate and its key, each in a PEM file, and the two together (a broker's keystore).
+/// The password of every encrypted key file below (`ssl.key.password`).
+pub const KEY_PASSWORD: &str = "key-secret";
+
+/// A certificate and its key, each in a PEM file, and the two together (a broker's keystore);
+/// the key and the keystore also with the key encrypted (PKCS#8, [`KEY_PASSWORD`]).
 pub struct Issued {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
     pub keystore_file: PathBuf,
+    pub encrypted_key_file: PathBuf,
+    pub encrypted_keystore_file: PathBuf,
 }
 
 impl Ca {
@@ -65,12 +71,21 @@ impl Ca {
             cert_file: dir.join(format!("{file}.pem")),
             key_file: dir.join(format!("{file}-key.pem")),
             keystore_file: dir.join(format!("{file}-keystore.pem")),
+            encrypted_key_file: dir.join(format!("{file}-key-encrypted.pem")),
+            encrypted_keystore_file: dir.join(format!("{file}-keystore-encrypted.pem")),
         };
         std::fs::write(&issued.cert_file, cert.pem()).unwrap();
         std::fs::write(&issued.key_file, key.serialize_pem()).unwrap();
         std::fs::write(
             &issued.keystore_file,
             format!("{}{}", key.serialize_pem(), cert.pem()),
+        )
+        .unwrap();
+        let encrypted = encrypted(&key);
+        std::fs::write(&issued.encrypted_key_file, &encrypted).unwrap();
+        std::fs::write(
+            &issued.encrypted_keystore_file,
+            format!("{encrypted}{}", cert.pem()),
         )
         .unwrap();
         issued
@@ -80,4 +95,27 @@ impl Ca {
     pub fn server(&self, dir: &Path, file: &str) -> Issued {
         self.issue(dir, file, "localhost", &["localhost", "127.0.0.1"], false)
     }
+}
+
+/// `key` as `openssl pkcs8 -topk8 -scrypt` writes it: PKCS#8 encrypted by PBES2 with scrypt
+/// (small parameters, for speed) and AES-256-CBC, under [`KEY_PASSWORD`].
+fn encrypted(key: &KeyPair) -> String {
+    use pkcs8::pkcs5::{pbes2, scrypt};
+    let der = key.serialize_der();
+    let info = pkcs8::PrivateKeyInfo::try_from(der.as_slice()).unwrap();
+    let salt: [u8; 16] = rand_bytes();
+    let iv: [u8; 16] = rand_bytes();
+    let cost = scrypt::Params::new(10, 8, 1, 32).unwrap();
+    let params = pbes2::Parameters::scrypt_aes256cbc(cost, &salt, &iv).unwrap();
+    info.encrypt_with_params(params, KEY_PASSWORD)
+        .unwrap()
+        .to_pem("ENCRYPTED PRIVATE KEY", pkcs8::LineEnding::LF)
+        .unwrap()
+        .to_string()
+}
+
+fn rand_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).unwrap();
+    bytes
 }
