@@ -3,7 +3,7 @@
 //! `ssl.certificate.location` and `ssl.key.location` (PEM; `ssl.key.password` where the key is
 //! encrypted PKCS#8), `sasl.mechanism` (PLAIN,
 //! SCRAM-SHA-256, SCRAM-SHA-512), `sasl.username`, `sasl.password`. TLS is rustls; SCRAM's
-//! client side is `security::scram::ClientExchange`.
+//! client side is `security::scram::ClientLogin`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -13,7 +13,7 @@ use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
 use kafka_protocol::protocol::StrBytes;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use sluice::security::scram::{ClientExchange, Mechanism};
+use sluice::security::scram::ClientLogin;
 use sluice::security::tls::{private_key, Identity};
 use sluice::security::tls_client::client_config;
 use sluice::security::Protocol;
@@ -147,24 +147,20 @@ impl Security {
             }
             Ok(answer.auth_bytes.to_vec())
         };
-        if self.mechanism == "PLAIN" {
-            step(format!("\0{}\0{}", self.user, self.password).into_bytes())?;
-            return Ok(());
+        let (mut login, mut message) =
+            ClientLogin::start(&self.mechanism, &self.user, &self.password).ok_or_else(|| {
+                Failure::Failed(format!(
+                    "sasl.mechanism {}: not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+                    self.mechanism
+                ))
+            })?;
+        loop {
+            let answer = step(message)?;
+            match login.answer(&answer) {
+                Ok(Some(next)) => message = next,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(Failure::Failed(format!("SCRAM: {e}"))),
+            }
         }
-        let mechanism = Mechanism::from_name(&self.mechanism).ok_or_else(|| {
-            Failure::Failed(format!(
-                "sasl.mechanism {}: not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
-                self.mechanism
-            ))
-        })?;
-        let (mut exchange, first) = ClientExchange::start(mechanism, &self.user, &self.password);
-        let challenge = step(first)?;
-        let last = exchange
-            .last(&challenge)
-            .map_err(|e| Failure::Failed(format!("SCRAM: {e}")))?;
-        let server_final = step(last)?;
-        exchange
-            .verify(&server_final)
-            .map_err(|_| Failure::Failed("SCRAM: the broker did not prove its key".into()))
     }
 }

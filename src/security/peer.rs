@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use super::tls::{ClientAuth, TlsFiles};
+use super::tls::{ClientAuth, Tls, TlsFiles};
 use super::Protocol;
 use crate::config::Values;
 
@@ -99,8 +99,9 @@ impl PeerSecurity {
 /// certificate is refused (`ssl.client.auth` must be `required` on that listener).
 #[derive(Clone, Debug)]
 pub struct QuorumTls {
-    /// The voter's side (the controller listener's files, reloaded as they change).
-    pub server: TlsFiles,
+    /// The voter's side (the controller listener's files, loaded at start and reloaded as they
+    /// change).
+    pub server: Tls,
     /// The side of a node connecting to a voter.
     pub client: Arc<rustls::ClientConfig>,
 }
@@ -148,7 +149,7 @@ impl QuorumTls {
             check_name,
         )?;
         // The server's side loads now too: a bad file stops `serve` at start.
-        server.load()?;
+        let server = Tls::new(server)?;
         Ok(Some(QuorumTls { server, client }))
     }
 }

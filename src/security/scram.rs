@@ -194,6 +194,8 @@ pub enum ScramError {
     TooLong(usize),
     #[error("the exchange is already over")]
     Over,
+    #[error("the broker did not prove its key")]
+    ServerProof,
 }
 
 /// The server's side of one exchange.
@@ -480,6 +482,44 @@ impl ClientExchange {
         match &self.expected_server_signature {
             Some(expected) if same(expected, &signature) => Ok(()),
             _ => Err(ScramError::Credentials),
+        }
+    }
+}
+
+/// A client's whole SASL login, PLAIN or SCRAM, without I/O: `start` gives the first message,
+/// then each answer of the broker (the bytes of a SaslAuthenticate response without error)
+/// gives the next message to send, or none once authenticated. The CLI and the brokers'
+/// connections to each other drive it over their own sockets.
+#[derive(Clone)]
+pub enum ClientLogin {
+    Plain,
+    Scram(ClientExchange),
+}
+
+impl ClientLogin {
+    /// For `mechanism` (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, else None): the login and its
+    /// first message.
+    pub fn start(mechanism: &str, user: &str, password: &str) -> Option<(ClientLogin, Vec<u8>)> {
+        if mechanism == "PLAIN" {
+            let message = format!("\0{user}\0{password}").into_bytes();
+            return Some((ClientLogin::Plain, message));
+        }
+        let (exchange, first) =
+            ClientExchange::start(Mechanism::from_name(mechanism)?, user, password);
+        Some((ClientLogin::Scram(exchange), first))
+    }
+
+    /// The next message for the broker's answer `bytes`, or None when the login is done (for
+    /// SCRAM, once the broker proved it holds the credential). SCRAM's second message runs
+    /// PBKDF2: a caller on an event loop runs this off its core.
+    pub fn answer(&mut self, bytes: &[u8]) -> Result<Option<Vec<u8>>, ScramError> {
+        match self {
+            ClientLogin::Plain => Ok(None),
+            ClientLogin::Scram(exchange) if exchange.awaiting_final() => exchange
+                .verify(bytes)
+                .map(|()| None)
+                .map_err(|_| ScramError::ServerProof),
+            ClientLogin::Scram(exchange) => exchange.last(bytes).map(Some),
         }
     }
 }

@@ -120,3 +120,37 @@ fn plain_messages() {
     assert!(parse_plain(b"\0alice\0pw\0x").is_err());
     assert!(parse_plain(b"\0\0pw").is_err());
 }
+
+#[test]
+fn a_client_login_drives_plain_and_scram_to_the_end() {
+    let (mut plain, message) = ClientLogin::start("PLAIN", "alice", "pw").unwrap();
+    assert_eq!(parse_plain(&message), Ok(("alice", "pw")));
+    assert_eq!(plain.answer(b""), Ok(None));
+    assert!(ClientLogin::start("GSSAPI", "alice", "pw").is_none());
+
+    let m = Mechanism::Sha512;
+    let credential = Credential::from_password(m, "pw", 4096);
+    let (mut client, mut message) = ClientLogin::start(m.name(), "alice", "pw").unwrap();
+    let mut server = ServerExchange::new(m);
+    let mut sent = 0;
+    loop {
+        sent += 1;
+        let answer = match server.step(&message, |_| Some(credential.clone())).unwrap() {
+            Step::Challenge(challenge) => challenge,
+            Step::Authenticated { last, .. } => last,
+        };
+        match client.answer(&answer).unwrap() {
+            Some(next) => message = next,
+            None => break,
+        }
+    }
+    assert_eq!(sent, 2, "client-first and client-final");
+    // A server that cannot prove its key is refused.
+    let (mut client, first) = ClientLogin::start(m.name(), "alice", "pw").unwrap();
+    let mut server = ServerExchange::new(m);
+    let Ok(Step::Challenge(challenge)) = server.step(&first, |_| Some(credential.clone())) else {
+        panic!("a challenge first")
+    };
+    client.answer(&challenge).unwrap().expect("client-final");
+    assert_eq!(client.answer(b"v=AAAA"), Err(ScramError::ServerProof));
+}

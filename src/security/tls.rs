@@ -247,6 +247,7 @@ fn read(path: &Path) -> Result<Vec<u8>, String> {
 const RELOAD_CHECK: Duration = Duration::from_secs(1);
 
 /// A shard's TLS server configuration, reloaded when its files change.
+#[derive(Clone, Debug)]
 pub struct Tls {
     files: TlsFiles,
     config: Arc<ServerConfig>,

@@ -116,6 +116,13 @@ impl ShardCounts {
     }
 }
 
+/// A connection's first authentication, or a re-authentication (KIP-368).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Login {
+    First,
+    Again,
+}
+
 /// The counters a shard keeps; only its own thread touches them.
 pub struct Metrics {
     counts: RefCell<ShardCounts>,
@@ -174,25 +181,18 @@ impl Metrics {
         }
     }
 
-    /// An authentication (a SASL exchange or a TLS handshake) succeeded or failed.
-    pub fn authentication(&self, succeeded: bool) {
+    /// An authentication (a SASL exchange or a TLS handshake), a connection's first or a
+    /// re-authentication, succeeded or failed.
+    pub fn authentication(&self, login: Login, succeeded: bool) {
         if self.enabled {
             let mut counts = self.counts.borrow_mut();
-            match succeeded {
-                true => counts.authentications += 1,
-                false => counts.failed_authentications += 1,
-            }
-        }
-    }
-
-    /// A re-authentication succeeded or failed.
-    pub fn reauthentication(&self, succeeded: bool) {
-        if self.enabled {
-            let mut counts = self.counts.borrow_mut();
-            match succeeded {
-                true => counts.reauthentications += 1,
-                false => counts.failed_reauthentications += 1,
-            }
+            let counter = match (login, succeeded) {
+                (Login::First, true) => &mut counts.authentications,
+                (Login::First, false) => &mut counts.failed_authentications,
+                (Login::Again, true) => &mut counts.reauthentications,
+                (Login::Again, false) => &mut counts.failed_reauthentications,
+            };
+            *counter += 1;
         }
     }
 

@@ -16,7 +16,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use crate::io;
 use crate::protocol::ResponseError;
 use crate::security::peer::{Login, PeerSecurity};
-use crate::security::scram::{ClientExchange, Mechanism};
+use crate::security::scram::ClientLogin;
 
 /// How long a call may take, connection included (Kafka's `request.timeout.ms` default is 30 s;
 /// a marker write that takes this long is retried by the coordinator).
@@ -249,17 +249,10 @@ impl Connection {
                 error_name(answer.error_code)
             )));
         }
-        let mut exchange = None;
-        let first = match Mechanism::from_name(&login.mechanism) {
-            Some(mechanism) => {
-                let (started, first) =
-                    ClientExchange::start(mechanism, &login.user, &login.password);
-                exchange = Some(started);
-                first
-            }
-            None => format!("\0{}\0{}", login.user, login.password).into_bytes(),
-        };
-        let mut message = first;
+        let (mut client, mut message) =
+            ClientLogin::start(&login.mechanism, &login.user, &login.password).ok_or_else(
+                || refused(format!("SASL mechanism {}: not served", login.mechanism)),
+            )?;
         loop {
             let mut request = SaslAuthenticateRequest::default();
             request.auth_bytes = message.into();
@@ -274,24 +267,18 @@ impl Connection {
                     answer.error_message.as_deref().unwrap_or("")
                 )));
             }
-            let Some(scram) = exchange.as_mut() else {
-                return Ok(answer.session_lifetime_ms); // PLAIN: one message
-            };
-            if scram.awaiting_final() {
-                return scram
-                    .verify(&answer.auth_bytes)
-                    .map(|()| answer.session_lifetime_ms)
-                    .map_err(|_| refused("SCRAM: the broker did not prove its key".into()));
-            }
-            // PBKDF2 off the shard's core.
-            let (mut off, challenge) = (scram.clone(), answer.auth_bytes.to_vec());
-            let (done, last) = io::off_core(move || {
-                let last = off.last(&challenge);
-                (off, last)
+            // PBKDF2 (SCRAM's second message) off the shard's core.
+            let (mut off, bytes) = (client.clone(), answer.auth_bytes.to_vec());
+            let (done, next) = io::off_core(move || {
+                let next = off.answer(&bytes);
+                (off, next)
             })
             .await;
-            *scram = done;
-            message = last.map_err(|e| refused(format!("SCRAM: {e}")))?;
+            client = done;
+            match next.map_err(|e| refused(format!("SCRAM: {e}")))? {
+                Some(next) => message = next,
+                None => return Ok(answer.session_lifetime_ms),
+            }
         }
     }
 

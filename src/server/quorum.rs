@@ -192,8 +192,8 @@ pub struct Serving {
     voters: Vec<Voter>,
     cluster_id: String,
     broker: bool,
-    /// The controller listener's TLS files (SSL).
-    tls: Option<crate::security::tls::TlsFiles>,
+    /// The controller listener's TLS (SSL), loaded at start.
+    tls: Option<crate::security::tls::Tls>,
 }
 
 /// Opens this node's voter or learner (a quorum of one without `setup`) and, for a voter of a
@@ -261,22 +261,13 @@ pub fn run(shard: &Rc<Shard>, quorum: Rc<Quorum>, serving: Option<Serving>) {
             directory,
         ))
         .detach();
-        let tls = match serving.tls.map(crate::security::tls::Tls::new) {
-            None => None,
-            Some(Ok(tls)) => Some(tls),
-            // Loaded once at start already (`QuorumTls::of`): only a file changed since.
-            Some(Err(e)) => {
-                tracing::error!(error = %e, "the controller listener's TLS files cannot be loaded");
-                return;
-            }
-        };
         let serve = serve_voters(
             listener,
             quorum.clone(),
             serving.transport.clone(),
             serving.voters,
             serving.cluster_id,
-            tls,
+            serving.tls,
         );
         io::spawn(serve).detach();
     }

@@ -9,7 +9,6 @@ use crate::cluster::{Change, Quorum};
 use crate::io;
 use crate::model::NodeId;
 use crate::security::peer::QuorumTls;
-use crate::security::tls::Tls;
 
 /// Opens voter `me` of `voters` in `dir`, its transport starting connections to the others.
 async fn open_voter(
@@ -67,7 +66,7 @@ async fn start_voters(
     for (i, listener) in listeners.into_iter().enumerate() {
         let me = voters[i].id;
         let (quorum, transport) = open_voter_over(dirs[i].path(), me, &voters, cluster, tls).await;
-        let server = tls.map(|tls| Tls::new(tls.server.clone()).unwrap());
+        let server = tls.map(|tls| tls.server.clone());
         let serving = serve(
             listener,
             quorum.clone(),
