@@ -144,11 +144,16 @@ fn the_maximum_rate_search_finds_a_sustainable_rate() {
     let result = run(&w, &options(&broker, 0.004)).unwrap();
     assert!(result.max_rate_search);
     assert!(result.target_rate >= 320.0, "found {}", result.target_rate);
+    // Seen once in CI: nothing acknowledged at all in the measured run after the search (the
+    // test took 94 s); the periods and errors say more if it comes again.
     assert!(
         result.aggregated_publish_rate >= 0.8 * result.target_rate,
-        "{} of {}",
+        "{} of {}: published {:?}, errors {:?}, backlog {:?}",
         result.aggregated_publish_rate,
-        result.target_rate
+        result.target_rate,
+        result.publish_rate,
+        result.publish_error_rate,
+        result.backlog
     );
     assert!(result.aggregated.aggregated_end_to_end_latency_99pct > 0.0);
 }
