@@ -19,7 +19,7 @@ use kafka_protocol::messages::ApiKey;
 use crate::config::Values;
 use crate::io::Throttled;
 use crate::security::principal::PrincipalRules;
-use crate::security::scram::ServerExchange;
+use crate::security::scram::{Credential, Mechanism, ServerExchange, ITERATIONS_MIN};
 use crate::security::tls::{Tls, TlsFiles};
 use crate::security::{self, ListenerSpec, Protocol};
 
@@ -230,16 +230,34 @@ pub async fn password_matches(shard: &super::Shard, user: &str, password: String
         .scram
         .get(user)
         .and_then(|credentials| credentials.iter().next_back().map(|(m, c)| (*m, c.clone())));
-    match stored {
-        Some((mechanism, credential)) => {
-            // One PBKDF2 at a time per shard: a flood of password guesses queues here instead
-            // of taking every core.
-            let checks = PASSWORD_CHECKS.with(|budget| budget.clone());
-            let _turn = checks.acquire(1).await;
-            crate::io::off_core(move || credential.matches_password(mechanism, &password)).await
-        }
-        None => false,
+    // An unknown user's password is checked against a credential no password matches, with
+    // the same cost: how long the answer takes does not tell whether the user exists.
+    let known = stored.is_some();
+    // One PBKDF2 at a time per shard: a flood of password guesses queues here instead of
+    // taking every core.
+    let checks = PASSWORD_CHECKS.with(|budget| budget.clone());
+    let _turn = checks.acquire(1).await;
+    let matches = crate::io::off_core(move || {
+        let (mechanism, credential) = stored.unwrap_or_else(|| (Mechanism::Sha512, unmatchable()));
+        credential.matches_password(mechanism, &password)
+    })
+    .await;
+    known && matches
+}
+
+/// A SCRAM-SHA-512 credential of Kafka's default iterations for a random password nobody
+/// knows (made once per thread that checks passwords).
+fn unmatchable() -> Credential {
+    thread_local! {
+        static UNMATCHABLE: Credential = {
+            let mut secret = [0u8; 32];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
+                .expect("the system's random source");
+            let password: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+            Credential::from_password(Mechanism::Sha512, &password, ITERATIONS_MIN)
+        };
     }
+    UNMATCHABLE.with(Credential::clone)
 }
 
 thread_local! {
