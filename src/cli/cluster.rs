@@ -1,8 +1,10 @@
-//! `sluice cluster info`, and the Metadata request the other commands share.
+//! `sluice cluster info|unregister`, and the Metadata request the other commands share.
 
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
-use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::messages::{
+    BrokerId, MetadataRequest, MetadataResponse, TopicName, UnregisterBrokerRequest,
+};
 use kafka_protocol::protocol::StrBytes;
 use serde_json::json;
 
@@ -13,6 +15,14 @@ use super::{print_json, Connection, Failure, Outcome};
 pub enum ClusterCommand {
     /// The cluster id, the controller and the brokers with their addresses and racks
     Info,
+    /// Takes a broker that was shut down for good out of the cluster (Kafka's `kafka-cluster.sh
+    /// unregister`): no longer listed nor given new replicas; a broker that does not vote also
+    /// leaves the metadata quorum. Reassign its replicas first: they stay offline
+    Unregister {
+        /// The broker's node.id
+        #[arg(long)]
+        id: i32,
+    },
 }
 
 /// Metadata v12 from a bootstrap broker: every topic (`None`), the named ones, or, with an empty
@@ -35,6 +45,23 @@ pub fn metadata(conn: &Connection, topics: Option<&[String]>) -> Result<Metadata
 
 pub fn run(command: ClusterCommand, conn: &Connection) -> Outcome {
     match command {
+        ClusterCommand::Unregister { id } => {
+            let mut request = UnregisterBrokerRequest::default();
+            request.broker_id = BrokerId(id);
+            let answer = conn.bootstrap()?.call(0, &request)?;
+            if answer.error_code != 0 {
+                return Err(Failure::Failed(format!(
+                    "unregistering broker {id}: {}: {}",
+                    super::error_name(answer.error_code),
+                    answer.error_message.as_deref().unwrap_or("")
+                )));
+            }
+            match conn.json {
+                true => print_json(&json!({ "unregistered": id })),
+                false => println!("broker {id} unregistered"),
+            }
+            Ok(())
+        }
         ClusterCommand::Info => {
             let found = metadata(conn, Some(&[]))?;
             let cluster_id = found.cluster_id.as_deref().unwrap_or_default().to_string();

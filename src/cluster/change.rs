@@ -47,6 +47,13 @@ pub enum Change {
     ShutdownBroker {
         id: NodeId,
     },
+    /// The broker leaves the cluster (Kafka's UnregisterBroker, for a broker taken out of
+    /// service): no longer listed nor placed on, its leaderships handed to the ISR. It stays
+    /// fenced, so that the replicas it still holds are offline, until it registers again (at
+    /// its next start). A broker that does not vote then also leaves the metadata quorum.
+    UnregisterBroker {
+        id: NodeId,
+    },
     /// Replicas go on `replication_factor` registered brokers each (see [`place`]), or where
     /// `assignments` puts them (one replica list per partition, as CreateTopics names them).
     CreateTopic {
@@ -178,6 +185,7 @@ impl Change {
             | Change::FenceBroker { .. }
             | Change::UnfenceBroker { .. }
             | Change::ShutdownBroker { .. }
+            | Change::UnregisterBroker { .. }
             | Change::ElectPreferredLeaders
             | Change::ElectLeaders { .. }
             | Change::SetBrokerConfigs { .. }
@@ -293,6 +301,7 @@ pub fn apply(image: &Image, change: &Change) -> Result<Image, ChangeError> {
         Change::FenceBroker { id, .. }
         | Change::UnfenceBroker { id }
         | Change::ShutdownBroker { id }
+        | Change::UnregisterBroker { id }
             if !next.brokers.contains_key(id) =>
         {
             return Err(ChangeError::UnknownBroker(id.0));
@@ -311,6 +320,12 @@ pub fn apply(image: &Image, change: &Change) -> Result<Image, ChangeError> {
             next.fenced.insert(*id);
             next.shut_down.insert(*id);
             election::fence(&mut next, *id, false);
+        }
+        Change::UnregisterBroker { id } => {
+            next.fenced.insert(*id);
+            next.shut_down.remove(id);
+            election::fence(&mut next, *id, false);
+            next.brokers.remove(id);
         }
         Change::AlterPartition {
             topic,

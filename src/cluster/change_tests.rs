@@ -394,3 +394,43 @@ fn unclean_election_only_when_the_topic_allows_it() {
     let a = &fenced.topics["t"].assignments[0];
     assert_eq!((a.leader, &a.isr), (other, &vec![other]));
 }
+
+#[test]
+fn an_unregistered_broker_leaves_the_cluster_and_its_replicas_stay_offline() {
+    let image = apply(&with_brokers(3), &replicated("t", 3, 2)).unwrap();
+    let gone = NodeId(2);
+    let unregister = Change::UnregisterBroker { id: gone };
+    let after = apply(&image, &unregister).unwrap();
+    assert!(!after.brokers.contains_key(&gone));
+    assert!(!after.is_live(&gone));
+    for (before, now) in image.topics["t"]
+        .assignments
+        .iter()
+        .zip(after.topics["t"].assignments.iter())
+    {
+        // Its replicas stay assigned (offline) until reassigned; it leads none and is in no ISR.
+        assert_eq!(before.replicas, now.replicas);
+        assert_ne!(now.leader, gone);
+        assert!(!now.isr.contains(&gone));
+    }
+    // Nothing new goes on it, and a fence of another broker does not elect it.
+    let after = apply(&after, &replicated("u", 4, 2)).unwrap();
+    assert!(after.topics["u"]
+        .assignments
+        .iter()
+        .all(|a| !a.replicas.contains(&gone)));
+    let other = apply(&after, &Change::fence(NodeId(1))).unwrap();
+    assert!(other.topics["t"]
+        .assignments
+        .iter()
+        .all(|a| a.leader != gone));
+    assert_eq!(
+        apply(&after, &unregister).unwrap_err(),
+        ChangeError::UnknownBroker(2)
+    );
+    assert_eq!(Image::from_toml(&after.to_toml()).unwrap(), after);
+    // Registering again brings it back.
+    let broker = image.brokers[&gone].clone();
+    let back = apply(&after, &Change::RegisterBroker { id: gone, broker }).unwrap();
+    assert!(back.is_live(&gone));
+}

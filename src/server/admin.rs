@@ -348,7 +348,7 @@ async fn route(
             body: metrics::render(&scrape(shard, admission).await),
         },
         "/v1/health" => Reply::json("200 OK", "{\"status\":\"live\"}\n".into()),
-        "/v1/cluster" => Reply::json("200 OK", cluster(shard)),
+        "/v1/cluster" => Reply::json("200 OK", cluster(shard).await),
         "/v1/partitions" => Reply::json("200 OK", partitions(shard).await),
         "/v1/ready" => {
             if shard.caught_up.load(Ordering::Acquire) {
@@ -405,8 +405,13 @@ async fn scrape(shard: &Rc<Shard>, admission: &Admission) -> Scrape {
     }
 }
 
-/// `/v1/cluster`: the cluster as this node's metadata has it.
-fn cluster(shard: &Shard) -> String {
+/// `/v1/cluster`: the cluster as this node's metadata has it, and the metadata quorum's voters
+/// and learners (brokers that do not vote) as its raft has them.
+async fn cluster(shard: &Shard) -> String {
+    let quorum = shard.quorum_membership().await.map(|(voters, learners)| {
+        let ids = |nodes: Vec<NodeId>| nodes.into_iter().map(|n| n.0).collect::<Vec<i32>>();
+        serde_json::json!({"voters": ids(voters), "learners": ids(learners)})
+    });
     let image = shard.image();
     let brokers: Vec<serde_json::Value> = image
         .brokers
@@ -429,6 +434,7 @@ fn cluster(shard: &Shard) -> String {
         "brokers": brokers,
         "topics": image.topics.len(),
         "partitions": image.topics.values().map(|m| m.partitions as u64).sum::<u64>(),
+        "quorum": quorum,
     });
     format!("{body}\n")
 }

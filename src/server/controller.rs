@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::Shard;
 use crate::cluster::{Change, ChangeError, Controller, Image, TopicMeta};
-use crate::model::ShardId;
+use crate::model::{NodeId, ShardId};
 use crate::protocol::ResponseError as E;
 
 /// The shard that makes the metadata changes and hands out producer ids (until the metadata
@@ -81,6 +81,19 @@ impl Shard {
             })
             .await
             .unwrap_or_else(|e| Err(ChangeError::NoController(e.to_string())))
+    }
+
+    /// The metadata quorum's voters and learners as this node's raft has them (None where
+    /// the node has no controller).
+    pub async fn quorum_membership(&self) -> Option<(Vec<NodeId>, Vec<NodeId>)> {
+        self.mesh
+            .route(CONTROLLER_SHARD, |shard| async move {
+                let controller = shard.controller().ok()?;
+                Some(controller.quorum().membership())
+            })
+            .await
+            .ok()
+            .flatten()
     }
 
     /// A new producer id from the controller shard.

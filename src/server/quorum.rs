@@ -297,7 +297,10 @@ pub fn run(shard: &Rc<Shard>, quorum: Rc<Quorum>, serving: Option<Serving>) {
                 if let Err(e) = quorum.drive().await {
                     tracing::error!(error = %e, "the metadata quorum stopped");
                 }
-                if let Err(e) = quorum.admit_learners(&transport.connected_learners()).await {
+                if let Err(e) = quorum
+                    .reconcile_learners(&transport.connected_learners())
+                    .await
+                {
                     tracing::error!(error = %e, "the metadata quorum stopped");
                 }
                 let leader = quorum.leader().map_or(-1, |n| n.0);

@@ -6,13 +6,13 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
+use crate::cli_client::sluice;
 use crate::cluster_replication::{create_replicated, idempotent_writer, send, THREE_NODES};
 use crate::kit::client::create_topic;
 use crate::kit::cluster::{check_acknowledged, Cluster};
 
-/// The active controller as node `id`'s admin listener names it (`/v1/cluster`; Metadata names
-/// a broker instead when the controller is a controller only, as Kafka's KRaft brokers do).
-fn active_controller(cluster: &mut Cluster, id: usize) -> Option<i64> {
+/// Node `id`'s `/v1/cluster` (its admin listener).
+fn cluster_json(cluster: &mut Cluster, id: usize) -> Option<serde_json::Value> {
     let admin = cluster.node(id).admin.clone().expect("an admin listener");
     let mut stream = std::net::TcpStream::connect(&admin).ok()?;
     stream
@@ -21,8 +21,33 @@ fn active_controller(cluster: &mut Cluster, id: usize) -> Option<i64> {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).ok()?;
     let body = answer.split_once("\r\n\r\n")?.1;
-    let cluster: serde_json::Value = serde_json::from_str(body).ok()?;
-    cluster["controller_id"].as_i64()
+    serde_json::from_str(body).ok()
+}
+
+/// The active controller as node `id`'s admin listener names it (`/v1/cluster`; Metadata names
+/// a broker instead when the controller is a controller only, as Kafka's KRaft brokers do).
+fn active_controller(cluster: &mut Cluster, id: usize) -> Option<i64> {
+    cluster_json(cluster, id)?["controller_id"].as_i64()
+}
+
+/// Waits until node `id`'s raft has exactly `learners` as the quorum's learners.
+fn await_learners(cluster: &mut Cluster, id: usize, learners: &[i64]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = cluster_json(cluster, id).map(|c| c["quorum"]["learners"].clone());
+        if seen
+            .as_ref()
+            .and_then(|l| l.as_array())
+            .is_some_and(|l| l.iter().filter_map(|n| n.as_i64()).collect::<Vec<_>>() == learners)
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {id}: learners never {learners:?}: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Waits until every node of `brokers` lists exactly `brokers` as the cluster's brokers and
@@ -66,7 +91,10 @@ fn await_agreement(cluster: &mut Cluster, brokers: &[usize], voters: &[i32], top
 /// and 4 and takes acks=all writes; the broker-only node killed with `kill -9` is fenced and
 /// leaves the ISR, writes go on, and restarted it catches up on the metadata it missed and
 /// rejoins the ISR; with the controller-only node killed, the others still make changes and the
-/// broker-only node follows them. Every acknowledged record is read back.
+/// broker-only node follows them. Every acknowledged record is read back. Last, the
+/// broker-only node is taken out of service: `sluice cluster unregister` refuses it while it
+/// runs; stopped, it is unregistered, no longer listed, and leaves raft's learners; started
+/// again, it registers and follows as a learner again.
 #[test]
 fn controllers_only_and_brokers_only_make_one_cluster() {
     let roles = [
@@ -109,4 +137,31 @@ fn controllers_only_and_brokers_only_make_one_cluster() {
     assert!(errors.is_empty(), "{errors:?}");
     acked.extend(ok);
     check_acknowledged(&bootstrap, "roles", &acked);
+
+    await_learners(&mut cluster, 1, &[4]);
+    let unregister = ["cluster", "unregister", "--id", "4"];
+    let live = sluice(&cluster.node(1).addr, &unregister, "");
+    assert_eq!(live.code, 1, "{}", live.stderr);
+    assert!(live.stderr.contains("is live"), "{}", live.stderr);
+    cluster.node(4).stop();
+    let mut done = sluice(&cluster.node(1).addr, &unregister, "");
+    // Fenced once the controller sees it gone (at once: its port refuses).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while done.code != 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        done = sluice(&cluster.node(1).addr, &unregister, "");
+    }
+    assert_eq!(done.code, 0, "{}", done.stderr);
+    await_agreement(&mut cluster, &[1, 2], &[1, 2], "without-3");
+    await_learners(&mut cluster, 1, &[]);
+    await_learners(&mut cluster, 2, &[]);
+    let again = sluice(&cluster.node(1).addr, &unregister, "");
+    assert!(
+        again.stderr.contains("BROKER_ID_NOT_REGISTERED"),
+        "{}",
+        again.stderr
+    );
+    cluster.restart(4);
+    await_agreement(&mut cluster, &brokers, &[1, 2], "without-3");
+    await_learners(&mut cluster, 1, &[4]);
 }

@@ -334,6 +334,12 @@ fn cases() -> Vec<Case> {
             let a: DescribeClusterResponse = ask(c, ApiKey::DescribeCluster, 0, &r);
             vec![a.error_code]
         }),
+        ("UnregisterBroker", |c| {
+            let mut r = UnregisterBrokerRequest::default();
+            r.broker_id = BrokerId(99);
+            let a: UnregisterBrokerResponse = ask(c, ApiKey::UnregisterBroker, 0, &r);
+            vec![a.error_code]
+        }),
         ("ElectLeaders", |c| {
             let mut r = ElectLeadersRequest::default();
             r.topic_partitions = Some(Vec::new());

@@ -279,7 +279,9 @@ fn a_learner_follows_the_log_and_proposes_without_a_vote() {
                     io::sleep(Duration::from_millis(20)).await;
                     quorum.tick().await;
                     let _ = quorum.drive().await;
-                    let _ = quorum.admit_learners(&transport.connected_learners()).await;
+                    let _ = quorum
+                        .reconcile_learners(&transport.connected_learners())
+                        .await;
                 }
             })
             .detach();

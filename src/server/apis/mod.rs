@@ -97,6 +97,7 @@ pub const APIS: &[Api] = &[
     topics_admin::CREATE_PARTITIONS,
     topics_admin::DELETE_RECORDS,
     topics_admin::DESCRIBE_CLUSTER,
+    topics_admin::UNREGISTER_BROKER,
     reassignments::ELECT_LEADERS,
     reassignments::ALTER_REASSIGNMENTS,
     reassignments::LIST_REASSIGNMENTS,

@@ -1,4 +1,4 @@
-//! CreatePartitions v0-v3, DeleteRecords v0-v2 and DescribeCluster v0-v1.
+//! CreatePartitions v0-v3, DeleteRecords v0-v2, DescribeCluster v0-v1 and UnregisterBroker v0.
 
 use std::rc::Rc;
 
@@ -12,6 +12,7 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{
     ApiKey, BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, DeleteRecordsRequest,
     DeleteRecordsResponse, DescribeClusterRequest, DescribeClusterResponse,
+    UnregisterBrokerRequest, UnregisterBrokerResponse,
 };
 
 use super::{str_bytes, Answer, Api, Request};
@@ -28,6 +29,13 @@ pub const CREATE_PARTITIONS: Api = Api {
     min_version: 0,
     max_version: 3,
     handle: |shard, request| Box::pin(create_partitions(shard, request)),
+};
+
+pub const UNREGISTER_BROKER: Api = Api {
+    key: ApiKey::UnregisterBroker,
+    min_version: 0,
+    max_version: 0,
+    handle: |shard, request| Box::pin(unregister_broker(shard, request)),
 };
 
 pub const DELETE_RECORDS: Api = Api {
@@ -163,5 +171,45 @@ async fn describe_cluster(shard: Rc<Shard>, request: Request) -> Answer {
         .collect();
     response.cluster_authorized_operations =
         super::authorized::cluster(&authz, body.include_cluster_authorized_operations);
+    request.answer(&response)
+}
+
+/// Takes a broker out of the cluster for good (Kafka's `kafka-cluster.sh unregister`): ALTER on
+/// the cluster. A live broker is refused: it would stay out of the cluster while it runs; shut
+/// it down first. Its replicas stay assigned, offline, until reassigned.
+async fn unregister_broker(shard: Rc<Shard>, request: Request) -> Answer {
+    let body: UnregisterBrokerRequest = request.decode("UnregisterBrokerRequest")?;
+    let mut response = UnregisterBrokerResponse::default();
+    let id = NodeId(body.broker_id.0);
+    let image = shard.image();
+    let refused = if !Authz::of(&shard, &request).cluster(Operation::Alter) {
+        Some(Refusal::new(
+            E::ClusterAuthorizationFailed,
+            "ALTER on the cluster",
+        ))
+    } else if !image.brokers.contains_key(&id) {
+        Some(Refusal::new(
+            E::BrokerIdNotRegistered,
+            format!("broker {} is not registered", id.0),
+        ))
+    } else if image.is_live(&id) {
+        Some(Refusal::new(
+            E::InvalidRequest,
+            format!(
+                "broker {} is live: shut it down first (it registers again when it starts)",
+                id.0
+            ),
+        ))
+    } else {
+        shard
+            .change(Change::UnregisterBroker { id }, false)
+            .await
+            .err()
+            .map(Refusal::from)
+    };
+    if let Some(refusal) = refused {
+        response.error_code = refusal.code;
+        response.error_message = Some(str_bytes(refusal.message));
+    }
     request.answer(&response)
 }
