@@ -8,6 +8,7 @@ pub(in crate::cluster) fn with_brokers(n: i32) -> Image {
             port: 9092 + id as u16,
             rack: None,
             listeners: Vec::new(),
+            capacity: None,
         };
         let id = NodeId(id);
         apply(&image, &Change::RegisterBroker { id, broker }).unwrap()
@@ -67,6 +68,10 @@ fn round_trips_through_toml() {
             endpoint("SASL_SSL", "b2.example"),
             endpoint("INTERNAL", "::1"),
         ],
+        capacity: Some(crate::cluster::Capacity {
+            shards: 4,
+            partitions_per_shard: 5_000,
+        }),
     };
     image = apply(
         &image,
@@ -235,6 +240,7 @@ fn a_broker_registering_alone_takes_partitions_written_without_assignments() {
         port: 9092,
         rack: None,
         listeners: Vec::new(),
+        capacity: None,
     };
     let id = NodeId(7);
     let image = apply(&image, &Change::RegisterBroker { id, broker }).unwrap();

@@ -175,6 +175,7 @@ mod tests {
                     port: 9092,
                     rack: None,
                     listeners: Vec::new(),
+                    capacity: None,
                 },
             };
             c.change(&me, false, |_, _| Ok(()), publish).await.unwrap();

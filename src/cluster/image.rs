@@ -29,6 +29,17 @@ pub struct BrokerMeta {
     /// written before listeners had names: `host` and `port` serve every listener.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub listeners: Vec<Endpoint>,
+    /// What it can hold, as it registered (None: registered before brokers said).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<Capacity>,
+}
+
+/// A broker's room for partitions (its descriptor budget): `partitions_per_shard` on each of its
+/// `shards` shards (a partition's shard follows from its name and the shard count).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Capacity {
+    pub shards: u32,
+    pub partitions_per_shard: u64,
 }
 
 /// A named listener's advertised address.
@@ -486,6 +497,11 @@ impl Image {
                 if !b.listeners.is_empty() {
                     entry.insert("listeners".into(), b.listeners_text().into());
                 }
+                if let Some(capacity) = b.capacity {
+                    entry.insert("shards".into(), i64::from(capacity.shards).into());
+                    let most = i64::try_from(capacity.partitions_per_shard).unwrap_or(i64::MAX);
+                    entry.insert("partitions_per_shard".into(), most.into());
+                }
                 (id.0.to_string(), toml::Value::Table(entry))
             })
             .collect();
@@ -596,11 +612,22 @@ fn broker(value: &toml::Value) -> Result<BrokerMeta, String> {
             port,
         });
     }
+    let int = |key: &str| value.get(key).and_then(toml::Value::as_integer);
+    let capacity = match (int("shards"), int("partitions_per_shard")) {
+        (None, None) => None,
+        (Some(shards), Some(most)) => Some(Capacity {
+            shards: u32::try_from(shards).map_err(|_| format!("shards {shards}"))?,
+            partitions_per_shard: u64::try_from(most)
+                .map_err(|_| format!("partitions_per_shard {most}"))?,
+        }),
+        _ => return Err("shards and partitions_per_shard go together".into()),
+    };
     Ok(BrokerMeta {
         host: host.to_string(),
         port,
         rack: rack.map(str::to_string),
         listeners,
+        capacity,
     })
 }
 

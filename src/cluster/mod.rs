@@ -26,8 +26,8 @@ pub use change::{
 pub use controller::{legacy_producer_ids_end, Controller, PRODUCER_ID_BLOCK};
 pub use election::{election_refused, preferred_elections, ElectionRefused};
 pub use image::{
-    Assignment, BrokerMeta, Endpoint, Image, TopicMeta, DYNAMIC_BROKER_KEYS, TOPIC_NAME_BYTES_MAX,
-    TOPIC_PARTITIONS_MAX,
+    Assignment, BrokerMeta, Capacity, Endpoint, Image, TopicMeta, DYNAMIC_BROKER_KEYS,
+    TOPIC_NAME_BYTES_MAX, TOPIC_PARTITIONS_MAX,
 };
 pub use placement::place;
 pub use quorum::{

@@ -147,6 +147,7 @@ mod tests {
                     port: 9092 + i as u16,
                     rack: rack.map(str::to_string),
                     listeners: Vec::new(),
+                    capacity: None,
                 };
                 let id = NodeId(i as i32 + 1);
                 apply(&image, &Change::RegisterBroker { id, broker }).unwrap()

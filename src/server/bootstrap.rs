@@ -100,6 +100,7 @@ fn load_image(
     broker: &Values,
     data_dir: &Path,
     addresses: &Addresses,
+    capacity: cluster::Capacity,
 ) -> Result<Image, ServeError> {
     use crate::group::OFFSETS_TOPIC;
     let id = NodeId(broker.i32("node.id"));
@@ -108,6 +109,7 @@ fn load_image(
         port: addresses.advertised_port,
         rack: Some(broker.get("broker.rack").to_string()).filter(|rack| !rack.is_empty()),
         listeners: addresses.endpoints.clone(),
+        capacity: Some(capacity),
     };
     let handed_out = cluster::legacy_producer_ids_end(data_dir).map_err(ServeError::Config)?;
     let offsets_partitions = broker.i32("offsets.topic.num.partitions");
@@ -275,14 +277,6 @@ pub fn serve(mut broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeE
         super::auth::Listener::new(spec, &broker).map_err(ServeError::Config)?;
     }
     let peer_security = Arc::new(peer_security(&broker, &addresses, quorum.is_some())?);
-    let image = match &quorum {
-        None => load_image(&broker, &data_dir, &addresses)?,
-        // A cluster's changes wait for its leader: the shards start from the image as stored,
-        // and the controller shard's voter registers this broker (`server::quorum`).
-        Some(_) => cluster::FileStore::new(&data_dir)
-            .load()
-            .map_err(|e| ServeError::Config(e.to_string()))?,
-    };
     let shards = cores.len();
     let descriptor_limit =
         io::raise_descriptor_limit().map_err(io_error("reading the descriptor limit"))?;
@@ -291,6 +285,14 @@ pub fn serve(mut broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeE
         .then(|| broker.i64("max.connections").max(0) as usize);
     let fds = fds::FdBudget::new(descriptor_limit, shards, max_connections)
         .map_err(ServeError::Config)?;
+    let image = match &quorum {
+        None => load_image(&broker, &data_dir, &addresses, fds.capacity(shards))?,
+        // A cluster's changes wait for its leader: the shards start from the image as stored,
+        // and the controller shard's voter registers this broker (`server::quorum`).
+        Some(_) => cluster::FileStore::new(&data_dir)
+            .load()
+            .map_err(|e| ServeError::Config(e.to_string()))?,
+    };
     let admission = admission::Admission::new(
         fds.connections,
         broker.i64("max.connections.per.ip") as usize,

@@ -158,7 +158,9 @@ impl Shard {
     ) -> Result<Option<TopicMeta>, ChangeError> {
         let grows = matches!(
             change,
-            Change::CreateTopic { .. } | Change::CreatePartitions { .. }
+            Change::CreateTopic { .. }
+                | Change::CreatePartitions { .. }
+                | Change::ReassignPartition { .. }
         );
         let admit = |current: &Image, next: &Image| {
             if grows {

@@ -10,11 +10,14 @@
 //! each keeps [`io::TRANSIENT_FILES_MAX`] for files it opens briefly (index writes, checkpoints,
 //! snapshots), a set of closed segments loaded on demand (`storage::set_loaded_segments_capacity`,
 //! least recently used closed first), and one descriptor per owned partition (its active
-//! segment's log file). A CreateTopics or CreatePartitions that would give a shard more
-//! partitions than that is refused before anything is created.
+//! segment's log file). A CreateTopics, CreatePartitions or reassignment that would give a
+//! shard more partitions than that is refused before anything is created; in a cluster, each
+//! broker registers its room (`Capacity`) and every broker's is checked.
+
+use std::collections::BTreeMap;
 
 use super::Shard;
-use crate::cluster::{ChangeError, Image};
+use crate::cluster::{Capacity, ChangeError, Image};
 use crate::io;
 use crate::model::{NodeId, TopicPartition};
 
@@ -91,6 +94,14 @@ impl FdBudget {
         )
     }
 
+    /// What this node registers that it can hold, on `shards` shards.
+    pub fn capacity(&self, shards: usize) -> Capacity {
+        Capacity {
+            shards: shards as u32,
+            partitions_per_shard: self.partitions_per_shard as u64,
+        }
+    }
+
     /// Why a node whose shards own `per_shard` partitions cannot hold them, if it cannot.
     pub fn refuse(&self, per_shard: &[usize]) -> Option<String> {
         let (shard, most) = per_shard
@@ -127,11 +138,81 @@ impl Shard {
             .zip(&now)
             .map(|(after, now)| if after > now { *after } else { 0 })
             .collect();
-        match self.fds.refuse(&grown) {
+        if let Some(message) = self.fds.refuse(&grown) {
+            return Err(ChangeError::PolicyViolation(message));
+        }
+        match refuse_elsewhere(current, next, NodeId(self.node_id)) {
             Some(message) => Err(ChangeError::PolicyViolation(message)),
             None => Ok(()),
         }
     }
+
+    /// What this node registers that it can hold.
+    pub(super) fn capacity(&self) -> Capacity {
+        self.fds.capacity(self.shards)
+    }
+}
+
+/// Why `next` gives another broker than `me` more partitions on one of its shards than it
+/// registered room for (and more than it has in `current`), if it does: CreateTopics,
+/// CreatePartitions and reassignments checked against every broker's descriptor budget.
+fn refuse_elsewhere(current: &Image, next: &Image, me: NodeId) -> Option<String> {
+    let capacities: BTreeMap<NodeId, Capacity> = next
+        .brokers
+        .iter()
+        .filter(|(id, _)| **id != me)
+        .filter_map(|(id, b)| Some((*id, b.capacity?)))
+        .collect();
+    if capacities.is_empty() {
+        return None;
+    }
+    let now = replicas_per_shard(current, &capacities);
+    let after = replicas_per_shard(next, &capacities);
+    for (id, counts) in &after {
+        let most = capacities[id].partitions_per_shard;
+        let before = now.get(id);
+        let grown = counts
+            .iter()
+            .enumerate()
+            .find(|(shard, n)| **n as u64 > most && before.is_none_or(|b| b[*shard] < **n));
+        if let Some((shard, n)) = grown {
+            return Some(format!(
+                "broker {} holds at most {most} partitions per shard ({} shards, as it \
+                 registered): this would put {n} on its shard {shard}. Place the replicas on \
+                 other brokers, or raise that broker's descriptor limit (LimitNOFILE=)",
+                id.0,
+                counts.len()
+            ));
+        }
+    }
+    None
+}
+
+/// How many partitions of `image` each broker of `capacities` holds a replica of on each of its
+/// shards: one pass over the partitions.
+fn replicas_per_shard(
+    image: &Image,
+    capacities: &BTreeMap<NodeId, Capacity>,
+) -> BTreeMap<NodeId, Vec<usize>> {
+    let mut counts: BTreeMap<NodeId, Vec<usize>> = capacities
+        .iter()
+        .map(|(id, c)| (*id, vec![0; c.shards.max(1) as usize]))
+        .collect();
+    for (name, meta) in &image.topics {
+        for (partition, assignment) in meta.assignments.iter().enumerate() {
+            let mut tp = None;
+            for replica in &assignment.replicas {
+                let Some(shards) = counts.get_mut(replica) else {
+                    continue;
+                };
+                let tp =
+                    tp.get_or_insert_with(|| TopicPartition::new(name.clone(), partition as i32));
+                let count = shards.len();
+                shards[crate::shard::owner(tp, count).index()] += 1;
+            }
+        }
+    }
+    counts
 }
 
 /// How many partitions of `image` each of `shards` shards of `node` holds a replica of (a
@@ -194,24 +275,88 @@ mod tests {
         assert!(refusal.contains(&budget.partitions_per_shard.to_string()));
     }
 
-    #[test]
-    fn a_node_counts_only_the_partitions_it_holds_a_copy_of() {
+    /// Brokers 1 to 3 registered, each with the room `capacity` gives it.
+    fn three_brokers(capacity: impl Fn(i32) -> Option<Capacity>) -> Image {
         use crate::cluster::{apply, BrokerMeta, Change};
-        let image = (1..=3).fold(Image::default(), |image, id| {
+        (1..=3).fold(Image::default(), |image, id| {
             let broker = BrokerMeta {
                 host: "127.0.0.1".into(),
                 port: 9092,
                 rack: None,
                 listeners: Vec::new(),
+                capacity: capacity(id),
             };
-            let id = NodeId(id);
-            apply(&image, &Change::RegisterBroker { id, broker }).unwrap()
-        });
+            apply(
+                &image,
+                &Change::RegisterBroker {
+                    id: NodeId(id),
+                    broker,
+                },
+            )
+            .unwrap()
+        })
+    }
+
+    #[test]
+    fn a_node_counts_only_the_partitions_it_holds_a_copy_of() {
+        use crate::cluster::{apply, Change};
+        let image = three_brokers(|_| None);
         // Six partitions, one replica each, round-robin over three nodes: two on each.
         let image = apply(&image, &Change::create_topic("t", 6, Default::default())).unwrap();
         for node in 1..=3 {
             let counts = partitions_per_shard(&image, NodeId(node), 2);
             assert_eq!(counts.iter().sum::<usize>(), 2, "node {node}: {counts:?}");
         }
+    }
+
+    #[test]
+    fn other_brokers_are_held_to_the_room_they_registered() {
+        use crate::cluster::{apply, Change};
+        // Broker 2 has room for two partitions on its one shard; 3 did not say.
+        let image = three_brokers(|id| {
+            (id == 2).then_some(Capacity {
+                shards: 1,
+                partitions_per_shard: 2,
+            })
+        });
+        let everywhere = |name: &str, partitions: i32| Change::CreateTopic {
+            name: name.into(),
+            id: uuid::Uuid::new_v4(),
+            partitions,
+            replication_factor: 3,
+            configs: Default::default(),
+            assignments: None,
+        };
+        let me = NodeId(1);
+        let three = apply(&image, &everywhere("t", 3)).unwrap();
+        let refused = refuse_elsewhere(&image, &three, me).expect("refused");
+        assert!(refused.contains("broker 2 holds at most 2"), "{refused}");
+        assert!(refused.contains("put 3 on its shard 0"), "{refused}");
+        let two = apply(&image, &everywhere("t", 2)).unwrap();
+        assert_eq!(refuse_elsewhere(&image, &two, me), None);
+        // A reassignment onto it is held to the same room; one off it is not.
+        let on_1 = Change::CreateTopic {
+            name: "u".into(),
+            id: uuid::Uuid::new_v4(),
+            partitions: 1,
+            replication_factor: 1,
+            configs: Default::default(),
+            assignments: Some(vec![vec![me]]),
+        };
+        let other = apply(&two, &on_1).unwrap();
+        let onto = |replicas: Vec<i32>| Change::ReassignPartition {
+            topic: "u".into(),
+            partition: 0,
+            replicas: Some(replicas.into_iter().map(NodeId).collect()),
+        };
+        let moved = apply(&other, &onto(vec![2])).unwrap();
+        assert!(refuse_elsewhere(&other, &moved, me).is_some());
+        let moved = apply(&other, &onto(vec![3])).unwrap();
+        assert_eq!(refuse_elsewhere(&other, &moved, me), None);
+        // Over its room already (its limit was lowered): kept, not grown.
+        assert_eq!(refuse_elsewhere(&three, &three, me), None);
+        // This node's own room is its budget's, not its registration's.
+        assert_eq!(refuse_elsewhere(&image, &three, NodeId(2)), None);
+        assert_eq!(Image::from_toml(&three.to_toml()).unwrap(), three);
     }
 }

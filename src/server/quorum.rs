@@ -523,6 +523,7 @@ async fn join(weak: Weak<Shard>, quorum: Rc<Quorum>, voters: Vec<NodeId>) {
             port: shard.advertised_port,
             rack: Some(broker.get("broker.rack").to_string()).filter(|r| !r.is_empty()),
             listeners: shard.endpoints.clone(),
+            capacity: Some(shard.capacity()),
         };
         (NodeId(shard.node_id), meta)
     };

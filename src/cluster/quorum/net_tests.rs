@@ -99,6 +99,7 @@ fn registration(id: NodeId) -> Change {
             port: 9092,
             rack: None,
             listeners: Vec::new(),
+            capacity: None,
         },
     }
 }
@@ -240,6 +241,7 @@ fn a_learner_follows_the_log_and_proposes_without_a_vote() {
                 port: 9092,
                 rack: None,
                 listeners: Vec::new(),
+                capacity: None,
             },
         };
         voter.propose(&register).await.unwrap();

@@ -27,6 +27,7 @@ fn register() -> Change {
             port: 9092,
             rack: None,
             listeners: Vec::new(),
+            capacity: None,
         },
     }
 }

@@ -186,6 +186,7 @@ fn register(id: i32) -> Change {
             port: 9092 + id as u16,
             rack: None,
             listeners: Vec::new(),
+            capacity: None,
         },
     }
 }
