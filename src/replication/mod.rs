@@ -19,7 +19,7 @@ mod table;
 
 pub use partition::{
     fire, Acks, Appended, Found, OffsetSpec, Partition, PartitionError, ReadHeader, ReadReply,
-    Refused, Wake, WakeState, LEADER_EPOCH,
+    Refused, Wake, LEADER_EPOCH,
 };
 pub use replica::{IsrChange, Transition};
 pub use table::Partitions;

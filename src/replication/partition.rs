@@ -199,58 +199,21 @@ impl Found {
     }
 }
 
-/// A long-polling fetch's (or an acks=all produce's) wake-up, shared by every partition of one
-/// shard it waits on: the first of them to pass its offset takes and fires it.
-pub type Wake = Rc<WakeState>;
-
-pub struct WakeState {
-    sender: RefCell<Option<oneshot::Sender<()>>>,
-    /// For a follower's fetch that waits for more bytes under load: the bytes still to be
-    /// appended to these partitions before it wakes. It wakes for those (or for a change of
-    /// leadership, or the partition's end), not for each append nor for high watermark moves:
-    /// otherwise it re-reads every partition of the fetch at each. None: any change wakes it.
-    bytes_left: Cell<Option<u64>>,
-}
-
-impl WakeState {
-    /// Woken by any change.
-    pub fn new(sender: oneshot::Sender<()>) -> Wake {
-        Rc::new(WakeState {
-            sender: RefCell::new(Some(sender)),
-            bytes_left: Cell::new(None),
-        })
-    }
-
-    /// Woken once `bytes` more are appended (see `bytes_left`); with None, as `new`.
-    pub fn for_bytes(sender: oneshot::Sender<()>, bytes: Option<u64>) -> Wake {
-        let wake = WakeState::new(sender);
-        wake.bytes_left.set(bytes.map(|b| b.max(1)));
-        wake
-    }
-}
+/// A long-polling fetch's wake-up, shared by every partition of one shard it waits on: the first
+/// of them to pass its offset takes and fires it.
+pub type Wake = Rc<RefCell<Option<oneshot::Sender<()>>>>;
 
 pub fn fire(wake: &Wake) {
-    if let Some(sender) = wake.sender.borrow_mut().take() {
+    if let Some(sender) = wake.borrow_mut().take() {
         let _ = sender.send(());
     }
 }
 
 /// Whether nobody waits on `wake` any more (fired, or the fetch gave up).
 fn is_done(wake: &Wake) -> bool {
-    wake.sender
-        .borrow()
+    wake.borrow()
         .as_ref()
         .is_none_or(oneshot::Sender::is_canceled)
-}
-
-/// What moved on a partition, for the fetches and produces waiting on it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Moved {
-    /// The log end, by this many bytes.
-    Appended(u64),
-    HighWatermark,
-    /// Its leadership or its existence: everyone looks again.
-    Anything,
 }
 
 pub struct Partition {
@@ -356,38 +319,14 @@ impl Partition {
         );
         if end > before {
             self.high_watermark.set(end);
-            self.wake(Moved::HighWatermark);
+            self.wake_waiters();
         }
     }
 
-    /// Wakes every long-polling fetch and produce waiting on this partition.
+    /// Wakes every long-polling fetch waiting on this partition.
     pub fn wake_waiters(&self) {
-        self.wake(Moved::Anything);
-    }
-
-    /// Wakes those waiting on this partition whom `moved` concerns; a wake-up waiting for bytes
-    /// counts an append's and waits on while it is short of them.
-    fn wake(&self, moved: Moved) {
-        let mut fired = Vec::new();
-        self.waiters.borrow_mut().retain(|waiter| {
-            if is_done(waiter) {
-                return false;
-            }
-            let left = waiter.bytes_left.get();
-            let wakes = match (left, moved) {
-                (None, _) | (_, Moved::Anything) => true,
-                (Some(_), Moved::HighWatermark) => false,
-                (Some(left), Moved::Appended(bytes)) => {
-                    waiter.bytes_left.set(Some(left.saturating_sub(bytes)));
-                    bytes >= left
-                }
-            };
-            if wakes {
-                fired.push(waiter.clone());
-            }
-            !wakes
-        });
-        for waiter in &fired {
+        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+        for waiter in &waiters {
             fire(waiter);
         }
     }
@@ -428,7 +367,6 @@ impl Partition {
             ..AppendOptions::default()
         };
         let tp = &self.tp;
-        let bytes = records.len() as u64;
         match self.log.append(vec![records], options).await {
             Ok(info) => {
                 if info.duplicate {
@@ -436,7 +374,7 @@ impl Partition {
                 }
                 self.update_high_watermark();
                 // The log end moved: followers' fetches waiting on it go and copy.
-                self.wake(Moved::Appended(bytes));
+                self.wake_waiters();
                 if let Acks::All { timeout } = acks {
                     self.await_isr(info.last_offset.plus(1), timeout)
                         .await
@@ -476,7 +414,7 @@ impl Partition {
                 return Err(PartitionError::NotEnoughReplicasAfterAppend);
             }
             let (tx, rx) = oneshot::channel();
-            self.add_waiter(WakeState::new(tx));
+            self.add_waiter(Rc::new(RefCell::new(Some(tx))));
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() || io::net::timeout(left, rx).await.is_none() {
                 return Err(PartitionError::TimedOut);

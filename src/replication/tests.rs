@@ -2,12 +2,13 @@
 //! completed appends and wakes the fetches waiting on it, reads stop at it, DeleteRecords cannot
 //! pass it, and a compacted topic names each keyless record.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use bytes::Bytes;
 use futures::channel::oneshot;
 
-use super::{Acks, Partition, PartitionError, Refused, Transition, WakeState};
+use super::{Acks, Partition, PartitionError, Refused, Transition};
 use crate::cluster::Assignment;
 use crate::io;
 use crate::model::records::{simple_batch, BatchBuilder, Record};
@@ -56,35 +57,13 @@ async fn replicated(dir: &std::path::Path, me: i32, clock: Rc<io::ManualClock>) 
 const LEADER: Acks = Acks::Leader;
 
 #[test]
-fn a_wake_up_for_bytes_waits_for_that_many_appended() {
-    let dir = tempfile::tempdir().unwrap();
-    io::block_on(async {
-        let p = partition(dir.path(), LogConfig::default()).await;
-        let batch = simple_batch(3, 10, Codec::None);
-        let one = batch.len() as u64;
-        let (tx, mut woken) = oneshot::channel();
-        // Two batches' worth: the first append (and the high watermark it moves) is not enough.
-        p.add_waiter(WakeState::for_bytes(tx, Some(2 * one)));
-        p.append(batch.clone(), LEADER).await.unwrap();
-        assert_eq!(woken.try_recv(), Ok(None), "woken short of its bytes");
-        p.append(batch.clone(), LEADER).await.unwrap();
-        assert_eq!(woken.try_recv(), Ok(Some(())));
-        // Any other change (leadership, the partition's end) wakes it at once.
-        let (tx, mut woken) = oneshot::channel();
-        p.add_waiter(WakeState::for_bytes(tx, Some(1 << 30)));
-        p.wake_waiters();
-        assert_eq!(woken.try_recv(), Ok(Some(())));
-    });
-}
-
-#[test]
 fn the_high_watermark_follows_appends_and_wakes_waiting_fetches() {
     let dir = tempfile::tempdir().unwrap();
     io::block_on(async {
         let p = partition(dir.path(), LogConfig::default()).await;
         assert_eq!(p.high_watermark(), Offset(0));
         let (tx, mut woken) = oneshot::channel();
-        p.add_waiter(WakeState::new(tx));
+        p.add_waiter(Rc::new(RefCell::new(Some(tx))));
         let appended = p.append(simple_batch(3, 10, Codec::None), LEADER).await;
         assert_eq!(appended.unwrap().base_offset, Offset(0));
         assert_eq!(p.high_watermark(), Offset(3));

@@ -3,6 +3,7 @@
 //! wake-up per shard, shared by every partition it watches there, registered by the same pass
 //! that reads (a wide fetch that finds nothing costs one pass over its partitions, not two).
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use futures::channel::oneshot;
@@ -12,7 +13,7 @@ use super::ranges;
 use super::Shard;
 use crate::model::{Isolation, NodeId, Offset, ShardId, TopicPartition};
 use crate::protocol::FileSlice;
-use crate::replication::{fire, PartitionError, ReadReply, Wake, WakeState};
+use crate::replication::{fire, PartitionError, ReadReply, Wake};
 use crate::storage::ReadRange;
 
 /// One partition's read in a fetch.
@@ -25,18 +26,6 @@ pub struct ReadArgs {
     pub isolation: Isolation,
     /// A follower's fetch: its node and the leader epoch it follows.
     pub replica: Option<(NodeId, i32)>,
-}
-
-/// What wakes a fetch that waits, after it has read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Watch {
-    /// It does not wait.
-    No,
-    /// Any partition's high watermark (a follower's: log end) passing what the read saw.
-    Anything,
-    /// A follower's fetch that waits for more bytes under load: about this many appended to
-    /// its partitions (each owner shard wakes it for its share), or a change of leadership.
-    Bytes(u64),
 }
 
 /// Splits `items` by owner shard, keeping each item's index.
@@ -59,32 +48,22 @@ fn by_owner<T>(
 
 impl Shard {
     /// Reads every partition of `reads` from its owner (one message per other shard), answers in
-    /// the order asked. With a `watch`, also one wake-up per owner shard, fired when one of its
-    /// partitions' high watermark passes what this read saw (or, for `Watch::Bytes`, once the
-    /// shard's share of the bytes is appended): if the fetch's bytes are there in all, one
-    /// shard's share is.
+    /// the order asked. With `watch`, also one wake-up per owner shard, fired when one of its
+    /// partitions' high watermark passes what this read saw.
     pub async fn read_many(
         self: &Rc<Self>,
         reads: Vec<ReadArgs>,
-        watch: Watch,
+        watch: bool,
     ) -> (Vec<ReadReply<Vec<FileSlice>>>, Vec<oneshot::Receiver<()>>) {
         let count = reads.len();
         let groups = by_owner(self, reads, |r| &r.tp);
-        let owners = groups.len().max(1) as u64;
         let answered = join_all(groups.into_iter().map(|(owner, group)| {
             let shard = self.clone();
             async move {
                 let (indexes, args): (Vec<usize>, Vec<ReadArgs>) = group.into_iter().unzip();
-                let share = match watch {
-                    Watch::Bytes(bytes) => Some(bytes.div_ceil(owners)),
-                    _ => None,
-                };
-                let (wake, woken) = match watch != Watch::No {
-                    true => {
-                        let (tx, rx) = oneshot::channel();
-                        (Some((tx, share)), Some(rx))
-                    }
-                    false => (None, None),
+                let (wake, woken) = match watch.then(oneshot::channel) {
+                    Some((tx, rx)) => (Some(tx), Some(rx)),
+                    None => (None, None),
                 };
                 let replies: Vec<ReadReply<Vec<FileSlice>>> = if owner == shard.id {
                     shard
@@ -136,9 +115,9 @@ impl Shard {
     pub async fn read_many_local(
         &self,
         reads: &[ReadArgs],
-        watch: Option<(oneshot::Sender<()>, Option<u64>)>,
+        watch: Option<oneshot::Sender<()>>,
     ) -> Vec<ReadReply<Vec<ReadRange>>> {
-        let wake: Option<Wake> = watch.map(|(reply, bytes)| WakeState::for_bytes(reply, bytes));
+        let wake: Option<Wake> = watch.map(|reply| Rc::new(RefCell::new(Some(reply))));
         let mut out: Vec<Option<ReadReply<Vec<ReadRange>>>> = Vec::with_capacity(reads.len());
         let mut pending = Vec::new();
         {

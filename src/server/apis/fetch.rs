@@ -22,7 +22,7 @@ use crate::protocol::fetch::{self as encoder, FetchResponseData, PartitionData, 
 use crate::protocol::ResponseError as E;
 use crate::security::acl::Operation;
 use crate::server::authz::Authz;
-use crate::server::fanout::{ReadArgs, Watch};
+use crate::server::fanout::ReadArgs;
 use crate::server::fetch_sessions::{Entry, Plan, Sent};
 use crate::server::{partition_code, Shard};
 
@@ -223,19 +223,10 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
     };
     let wait = Duration::from_millis(body.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX) as u64);
     let deadline = Instant::now() + wait;
-    let mut total = 0;
     loop {
-        // A fetch that may wait registers its wake-ups in the same pass that reads. A follower
-        // asking for more than one byte (under load) waits for bytes appended, not for each
-        // append: about what it still lacks after its last read.
-        let watch = match (Instant::now() < deadline && min_bytes > 0, replica) {
-            (false, _) => Watch::No,
-            (true, Some(_)) if min_bytes > 1 => Watch::Bytes(min_bytes.saturating_sub(total)),
-            (true, _) => Watch::Anything,
-        };
-        let errors;
-        let wakes;
-        (total, errors, wakes) = read_all(
+        // A fetch that may wait registers its wake-ups in the same pass that reads.
+        let watch = Instant::now() < deadline && min_bytes > 0;
+        let (total, errors, wakes) = read_all(
             &shard, &wanted, max_bytes, isolation, replica, watch, &mut data,
         )
         .await;
@@ -369,7 +360,7 @@ async fn read_all(
     max_bytes: u64,
     isolation: Isolation,
     replica: Option<NodeId>,
-    watch: Watch,
+    watch: bool,
     data: &mut FetchResponseData,
 ) -> (u64, bool, Vec<oneshot::Receiver<()>>) {
     // No partition may bring more than the whole response may hold (its first batch aside,
