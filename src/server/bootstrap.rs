@@ -35,6 +35,9 @@ use crate::shard::MeshBuilder;
 const SHUTDOWN_DRAIN_MS_MAX: u64 = 10_000;
 /// How often a shard looks at the process-wide stop flag.
 const STOP_POLL_MS: u64 = 50;
+/// How long the other shards wait for the controller shard's hand-over at shutdown, at most (the
+/// controlled shutdown's 5 s and the controller's 1 s, and some).
+const HAND_OVER_WAIT_MS_MAX: u64 = 7_000;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -79,6 +82,9 @@ struct Common {
     image: Arc<Image>,
     shards: usize,
     stop: Arc<AtomicBool>,
+    /// Set by the controller shard once a stopping node has handed its leaderships (and the
+    /// controller's) over: until then every shard keeps serving its connections.
+    handed_over: Arc<AtomicBool>,
     drained: Arc<AtomicUsize>,
     /// The background task queue's shares, from `sluice iotune`'s io-properties when present.
     background_shares: usize,
@@ -325,6 +331,7 @@ pub fn serve(mut broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeE
         caught_up: Arc::new(AtomicBool::new(quorum.is_none())),
         quorum,
         stop: Arc::new(AtomicBool::new(false)),
+        handed_over: Arc::new(AtomicBool::new(false)),
         drained: Arc::new(AtomicUsize::new(0)),
         background_shares,
     };
@@ -702,8 +709,19 @@ async fn run_shard(
     }
     stop_accepting.abort();
 
-    // The active controller hands over first, while its voter still ticks and talks.
-    super::quorum::hand_over(&shard).await;
+    // The active controller hands over first, while its voter still ticks and talks. Every
+    // shard serves its connections until then: a client whose connection closed before its
+    // partitions had new leaders would ask for metadata that still names this node, and wait
+    // its own backoff (about a second) before it asked again; one that is answered
+    // NOT_LEADER_OR_FOLLOWER with the new leader moves at once.
+    if shard.id == CONTROLLER_SHARD {
+        super::quorum::hand_over(&shard).await;
+        common.handed_over.store(true, Ordering::SeqCst);
+    }
+    let until = std::time::Instant::now() + Duration::from_millis(HAND_OVER_WAIT_MS_MAX);
+    while !common.handed_over.load(Ordering::SeqCst) && std::time::Instant::now() < until {
+        io::sleep(Duration::from_millis(5)).await;
+    }
     // Stop: no new connections or requests; let in-flight requests finish everywhere before any
     // shard closes its logs (they may be appending to partitions owned here).
     shard.stopping.set(true);
