@@ -37,7 +37,9 @@ const SHUTDOWN_DRAIN_MS_MAX: u64 = 10_000;
 const STOP_POLL_MS: u64 = 50;
 /// How long the other shards wait for the controller shard's hand-over at shutdown, at most (the
 /// controlled shutdown's 5 s and the controller's 1 s, and some).
-const HAND_OVER_WAIT_MS_MAX: u64 = 7_000;
+const HAND_OVER_WAIT_MS_MAX: u64 = 7_500;
+/// How long a node whose leaderships moved keeps serving its connections before it closes them.
+const HAND_OVER_GRACE_MS: u64 = 300;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -715,7 +717,13 @@ async fn run_shard(
     // its own backoff (about a second) before it asked again; one that is answered
     // NOT_LEADER_OR_FOLLOWER with the new leader moves at once.
     if shard.id == CONTROLLER_SHARD {
-        super::quorum::hand_over(&shard).await;
+        if super::quorum::hand_over(&shard).await {
+            // Clients sending now are answered NOT_LEADER_OR_FOLLOWER with the new leaders. A
+            // connection closed before a client heard that races its own handling of the
+            // closed connection: librdkafka then forgets the new leader and asks again only
+            // after its leader query interval (0.3 to 1.5 s were seen).
+            io::sleep(Duration::from_millis(HAND_OVER_GRACE_MS)).await;
+        }
         common.handed_over.store(true, Ordering::SeqCst);
     }
     let until = std::time::Instant::now() + Duration::from_millis(HAND_OVER_WAIT_MS_MAX);

@@ -328,14 +328,15 @@ pub fn run(shard: &Rc<Shard>, quorum: Rc<Quorum>, serving: Option<Serving>) {
 
 /// A clean shutdown of the active controller hands its leadership over first, and waits (a
 /// second at most) until another voter leads, so that the cluster's changes hardly pause.
-pub async fn hand_over(shard: &Shard) {
+/// Whether this node's partition leaderships moved (a controlled shutdown took place).
+pub async fn hand_over(shard: &Shard) -> bool {
     let Some(controller) = &shard.controller else {
-        return;
+        return false;
     };
-    controlled_shutdown(shard).await;
+    let moved = controlled_shutdown(shard).await;
     let quorum = controller.quorum();
     let Some(to) = quorum.transfer_leadership().await else {
-        return;
+        return moved;
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(1);
     while quorum.is_leader() && std::time::Instant::now() < deadline {
@@ -346,27 +347,37 @@ pub async fn hand_over(shard: &Shard) {
         handed = !quorum.is_leader(),
         "handed the controller's leadership over"
     );
+    moved
 }
 
 /// Kafka's controlled shutdown: before a node of a cluster stops, the controller fences it and
 /// hands the partitions it leads to their ISR, so clients move at once rather than after the
 /// session timeout. Bounded: a cluster without a quorum lets it stop anyway.
-async fn controlled_shutdown(shard: &Shard) {
+async fn controlled_shutdown(shard: &Shard) -> bool {
     let me = NodeId(shard.node_id);
     let image = shard.image();
     // (A controller that is no broker has nothing to hand over.)
     if image.brokers.len() < 2 || image.fenced.contains(&me) || !image.brokers.contains_key(&me) {
-        return;
+        return false;
     }
     let started = std::time::Instant::now();
     let change = shard.change(Change::ShutdownBroker { id: me }, false);
     match io::net::timeout(Duration::from_secs(5), change).await {
-        Some(Ok(_)) => tracing::info!(
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "controlled shutdown: this node's leaderships moved to the other replicas in sync"
-        ),
-        Some(Err(e)) => tracing::warn!(error = %e, "controlled shutdown refused; stopping anyway"),
-        None => tracing::warn!("controlled shutdown took too long; stopping anyway"),
+        Some(Ok(_)) => {
+            tracing::info!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "controlled shutdown: this node's leaderships moved to the other replicas in sync"
+            );
+            true
+        }
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "controlled shutdown refused; stopping anyway");
+            false
+        }
+        None => {
+            tracing::warn!("controlled shutdown took too long; stopping anyway");
+            false
+        }
     }
 }
 
