@@ -711,11 +711,8 @@ async fn run_shard(
     }
     stop_accepting.abort();
 
-    // The active controller hands over first, while its voter still ticks and talks. Every
-    // shard serves its connections until then: a client whose connection closed before its
-    // partitions had new leaders would ask for metadata that still names this node, and wait
-    // its own backoff (about a second) before it asked again; one that is answered
-    // NOT_LEADER_OR_FOLLOWER with the new leader moves at once.
+    // The controller shard hands this node's leaderships (and the controller's) over first,
+    // while its voter still ticks and talks; every shard serves its connections until then.
     if shard.id == CONTROLLER_SHARD {
         if super::quorum::hand_over(&shard).await {
             // Clients sending now are answered NOT_LEADER_OR_FOLLOWER with the new leaders. A
