@@ -97,7 +97,6 @@ pub const APIS: &[Api] = &[
     topics_admin::CREATE_PARTITIONS,
     topics_admin::DELETE_RECORDS,
     topics_admin::DESCRIBE_CLUSTER,
-    topics_admin::UNREGISTER_BROKER,
     reassignments::ELECT_LEADERS,
     reassignments::ALTER_REASSIGNMENTS,
     reassignments::LIST_REASSIGNMENTS,
@@ -129,6 +128,7 @@ pub const APIS: &[Api] = &[
     acls::DESCRIBE,
     acls::CREATE,
     acls::DELETE,
+    topics_admin::UNREGISTER_BROKER,
 ];
 
 /// Every API key this broker answers, with its version range (for tests and fuzz seeds).
