@@ -9,7 +9,7 @@ use tracing::Instrument as _;
 
 use super::{admission, auth, connection, Shard};
 use crate::io::{self, Throttled};
-use crate::server::metrics::Login;
+use crate::server::metrics::Attempt;
 
 /// How long the accept loop waits before it looks again for room under `max.connections`, or
 /// after a failed accept.
@@ -92,7 +92,7 @@ async fn serve(
                     return;
                 }
                 Err(e) => {
-                    shard.metrics.authentication(Login::First, false);
+                    shard.metrics.authentication(Attempt::First, false);
                     HANDSHAKE_FAILURES.with(|throttle| {
                         throttle.borrow_mut().note(|count| {
                             tracing::warn!(?peer, listener = %listener.name, error = %e, count, "TLS handshake failed")
@@ -116,7 +116,7 @@ async fn serve(
         Some(subject) => match listener.principal_rules.apply(&subject) {
             Some(name) => Some(name),
             None => {
-                shard.metrics.authentication(Login::First, false);
+                shard.metrics.authentication(Attempt::First, false);
                 HANDSHAKE_FAILURES.with(|throttle| {
                     throttle.borrow_mut().note(|count| {
                         tracing::warn!(?peer, listener = %listener.name, %subject, count, "no ssl.principal.mapping.rules rule applies to the client certificate")
@@ -129,7 +129,7 @@ async fn serve(
         },
     };
     if listener.protocol == crate::security::Protocol::Ssl {
-        shard.metrics.authentication(Login::First, true);
+        shard.metrics.authentication(Attempt::First, true);
     }
     let conn = Rc::new(auth::Conn::new(listener, peer, principal));
     connection::serve(shard, reader, writer, admitted, conn).await

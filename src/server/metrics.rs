@@ -118,7 +118,7 @@ impl ShardCounts {
 
 /// A connection's first authentication, or a re-authentication (KIP-368).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Login {
+pub enum Attempt {
     First,
     Again,
 }
@@ -183,14 +183,14 @@ impl Metrics {
 
     /// An authentication (a SASL exchange or a TLS handshake), a connection's first or a
     /// re-authentication, succeeded or failed.
-    pub fn authentication(&self, login: Login, succeeded: bool) {
+    pub fn authentication(&self, attempt: Attempt, succeeded: bool) {
         if self.enabled {
             let mut counts = self.counts.borrow_mut();
-            let counter = match (login, succeeded) {
-                (Login::First, true) => &mut counts.authentications,
-                (Login::First, false) => &mut counts.failed_authentications,
-                (Login::Again, true) => &mut counts.reauthentications,
-                (Login::Again, false) => &mut counts.failed_reauthentications,
+            let counter = match (attempt, succeeded) {
+                (Attempt::First, true) => &mut counts.authentications,
+                (Attempt::First, false) => &mut counts.failed_authentications,
+                (Attempt::Again, true) => &mut counts.reauthentications,
+                (Attempt::Again, false) => &mut counts.failed_reauthentications,
             };
             *counter += 1;
         }

@@ -54,6 +54,12 @@ fn dump_log_prints_every_batch_and_record() {
 }
 
 fn serve_refuses(args: &[&str], expected: &str) {
+    serve_exits(2, args, expected);
+}
+
+/// `serve` with `args` on a fresh data dir (a plaintext listener unless `args` set another)
+/// exits with `code`, saying `expected` on stderr.
+pub(crate) fn serve_exits(code: i32, args: &[&str], expected: &str) {
     let dir = tempfile::tempdir().unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("serve")
@@ -63,7 +69,7 @@ fn serve_refuses(args: &[&str], expected: &str) {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+    assert_eq!(output.status.code(), Some(code), "{args:?}: {stderr}");
     assert!(
         stderr.contains(expected),
         "{args:?}: expected `{expected}` in: {stderr}"

@@ -1,35 +1,11 @@
 //! Encrypted private keys, read with `ssl.key.password` as Kafka reads them: the broker's
 //! keystore, a librdkafka client's key and the CLI's, each PKCS#8 encrypted.
 
+use crate::cli::serve_exits;
 use crate::cli_client::sluice;
 use crate::kit::broker::Broker;
 use crate::kit::pki::{Ca, KEY_PASSWORD};
 use crate::security::{ca_location, round_trip};
-
-/// `serve` with an SSL listener on `keystore` and `sets`: its exit status and what it said.
-fn serve_once(dir: &std::path::Path, keystore: &std::path::Path, sets: &[&str]) -> (bool, String) {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
-    command.arg("serve");
-    let data = dir.join("refused-data");
-    for set in [
-        format!("log.dirs={}", data.display()),
-        "listeners=SSL://127.0.0.1:0".to_string(),
-        format!("ssl.keystore.location={}", keystore.display()),
-    ]
-    .iter()
-    .map(String::as_str)
-    .chain(sets.iter().copied())
-    {
-        command.args(["--set", set]);
-    }
-    let output = command.output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), said)
-}
 
 #[test]
 fn encrypted_private_keys_open_with_ssl_key_password() {
@@ -39,28 +15,21 @@ fn encrypted_private_keys_open_with_ssl_key_password() {
     let alice = ca.issue(dir.path(), "alice", "alice", &["alice"], false);
 
     // Without the password, or with a wrong one, `serve` stops at start and says why.
-    let (served, said) = serve_once(dir.path(), &server.encrypted_keystore_file, &[]);
-    assert!(!served && said.contains("set ssl.key.password"), "{said}");
-    let (served, said) = serve_once(
-        dir.path(),
-        &server.encrypted_keystore_file,
-        &["ssl.key.password=wrong"],
-    );
-    assert!(
-        !served && said.contains("cannot be decrypted with ssl.key.password"),
-        "{said}"
-    );
-
-    // With it, TLS is served; the client presents a certificate whose key is encrypted too.
-    let keystore = format!(
+    let encrypted = format!(
         "ssl.keystore.location={}",
         server.encrypted_keystore_file.display()
     );
+    let ssl = ["--set", "listeners=SSL://127.0.0.1:0", "--set", &encrypted];
+    serve_exits(1, &ssl, "set ssl.key.password");
+    let wrong = [&ssl[..], &["--set", "ssl.key.password=wrong"]].concat();
+    serve_exits(1, &wrong, "cannot be decrypted with ssl.key.password");
+
+    // With it, TLS is served; the client presents a certificate whose key is encrypted too.
     let password = format!("ssl.key.password={KEY_PASSWORD}");
     let truststore = format!("ssl.truststore.location={}", ca.pem_file.display());
     let broker = Broker::start(&[
         "listeners=PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0",
-        &keystore,
+        &encrypted,
         &password,
         &truststore,
         "ssl.client.auth=required",

@@ -11,6 +11,24 @@ use crate::model::NodeId;
 use crate::security::peer::QuorumTls;
 
 /// Opens voter `me` of `voters` in `dir`, its transport starting connections to the others.
+/// Ticks and drives `quorum` every 20 ms for ever, keeping its learners to those connected
+/// to `learners` (a voter's transport) where given.
+fn keep_ticking(quorum: Rc<Quorum>, learners: Option<Rc<TcpTransport>>) {
+    io::spawn(async move {
+        loop {
+            io::sleep(Duration::from_millis(20)).await;
+            quorum.tick().await;
+            let _ = quorum.drive().await;
+            if let Some(transport) = &learners {
+                let _ = quorum
+                    .reconcile_learners(&transport.connected_learners())
+                    .await;
+            }
+        }
+    })
+    .detach();
+}
+
 async fn open_voter(
     dir: &std::path::Path,
     me: NodeId,
@@ -76,15 +94,7 @@ async fn start_voters(
             server,
         );
         io::spawn(serving).detach();
-        let ticked = quorum.clone();
-        io::spawn(async move {
-            loop {
-                io::sleep(Duration::from_millis(20)).await;
-                ticked.tick().await;
-                let _ = ticked.drive().await;
-            }
-        })
-        .detach();
+        keep_ticking(quorum.clone(), None);
         quorums.push(quorum);
     }
     (voters, quorums)
@@ -275,18 +285,7 @@ fn a_learner_follows_the_log_and_proposes_without_a_vote() {
         })
         .detach();
         for quorum in [voter.clone(), learner.clone()] {
-            let transport = transport.clone();
-            io::spawn(async move {
-                loop {
-                    io::sleep(Duration::from_millis(20)).await;
-                    quorum.tick().await;
-                    let _ = quorum.drive().await;
-                    let _ = quorum
-                        .reconcile_learners(&transport.connected_learners())
-                        .await;
-                }
-            })
-            .detach();
+            keep_ticking(quorum, Some(transport.clone()));
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !learner.image().topics.contains_key("before") {

@@ -29,7 +29,7 @@ use crate::security::scram::{self, Credential, Mechanism, ServerExchange, Step};
 use crate::server::auth::SaslState;
 use crate::server::authz::Authz;
 use crate::server::controller::Refusal;
-use crate::server::metrics::Login;
+use crate::server::metrics::Attempt;
 use crate::server::Shard;
 
 // Version 0 of SaslHandshake sends the tokens unframed after it; every client that matters
@@ -62,7 +62,7 @@ async fn handshake(shard: Rc<Shard>, request: Request) -> Answer {
                     let used = conn.mechanism().unwrap_or_default();
                     response.error_code = E::UnsupportedSaslMechanism.code();
                     response.mechanisms = vec![str_bytes(used)];
-                    shard.metrics.authentication(Login::Again, false);
+                    shard.metrics.authentication(Attempt::Again, false);
                     conn.fail(
                         chosen,
                         None,
@@ -83,7 +83,7 @@ async fn handshake(shard: Rc<Shard>, request: Request) -> Answer {
         }
         Some(SaslState::Handshake) => {
             response.error_code = E::UnsupportedSaslMechanism.code();
-            shard.metrics.authentication(Login::First, false);
+            shard.metrics.authentication(Attempt::First, false);
             conn.fail(
                 chosen,
                 None,
@@ -152,11 +152,11 @@ async fn authenticate(shard: Rc<Shard>, request: Request) -> Answer {
             return request.answer(&response);
         }
     };
-    let login = match again {
-        true => Login::Again,
-        false => Login::First,
+    let attempt = match again {
+        true => Attempt::Again,
+        false => Attempt::First,
     };
-    let count = |succeeded| shard.metrics.authentication(login, succeeded);
+    let count = |succeeded| shard.metrics.authentication(attempt, succeeded);
     match outcome {
         Ok(bytes) => {
             // Done (not a SCRAM challenge): counted, and the session's lifetime told.
