@@ -7,6 +7,14 @@
 //!    alternating order, SLUICE_BENCH_ROUNDS rounds (default 3). Latency is from enqueue to
 //!    acknowledgement of every message (at the producer's full rate, so it includes queueing);
 //!    CPU is the brokers' user+system seconds over the run (/proc), summed over the three nodes.
+//!    Each round's topics are deleted after it, so that every round writes into memory in the
+//!    same state (on a VM, first writes into memory the guest never touched cost about 3x more
+//!    CPU in the kernel: without this, CPU per GB rose 3.5x from the third round on).
+//!    Then the same rounds at one offered rate for both (SLUICE_BENCH_RATE messages/s, default
+//!    0.6x the slower side's full rate): CPU per GB at equal load. At full rate on a small
+//!    machine the producer shares the cores with the brokers, so the side whose brokers take
+//!    more CPU gets smaller client batches (linger-bound) and more requests per GB; at one
+//!    offered rate both get the same batches.
 //! 2. Leader failover: an idempotent acks=all producer writes a message every 2 ms to an RF=3
 //!    partition; its leader is killed with SIGKILL (or stopped with SIGTERM, a controlled
 //!    shutdown), and the producer writes on: the longest time without an acknowledgement from
@@ -190,6 +198,19 @@ fn create_topic(addr: &str, topic: &str, partitions: i32, factor: i32, configs: 
     }
 }
 
+/// Deletes `topic`, so that its page cache goes back to the free memory the next round writes
+/// into.
+fn delete_topic(addr: &str, topic: &str) {
+    let deleted =
+        futures_lite::future::block_on(admin(addr).delete_topics(&[topic], &AdminOptions::new()));
+    assert!(
+        matches!(&deleted, Ok(results) if results[0].is_ok()),
+        "cannot delete {topic}: {deleted:?}"
+    );
+    // The partitions' files are removed in the background.
+    std::thread::sleep(Duration::from_secs(1));
+}
+
 /// The leader and ISR of `topic`'s `partition` as `addr`'s metadata says.
 fn leader_and_isr(addr: &str, topic: &str, partition: i32) -> Option<(i32, Vec<i32>)> {
     let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
@@ -326,15 +347,28 @@ struct Run {
     p999: f64,
 }
 
-/// Sends `messages` to `topic` as fast as the producer goes; the rate, CPU per GB over
-/// `nodes` and latency percentiles (ms).
-fn produce(addr: &str, nodes: &[Node], topic: &str, messages: u64, acks: &str) -> Run {
+/// Sends `messages` to `topic` as fast as the producer goes, or at `rate` messages/s; the rate,
+/// CPU per GB over `nodes` and latency percentiles (ms).
+fn produce(
+    addr: &str,
+    nodes: &[Node],
+    topic: &str,
+    messages: u64,
+    acks: &str,
+    rate: Option<f64>,
+) -> Run {
     let producer = producer(addr, &[("acks", acks)]);
     let payload = vec![b'x'; MESSAGE_BYTES];
     let cpu = |nodes: &[Node]| nodes.iter().map(Node::cpu_seconds).sum::<f64>();
     let cpu_before = cpu(nodes);
     let started = Instant::now();
     for i in 0..messages {
+        if let Some(rate) = rate.filter(|_| i % 256 == 0) {
+            let due = started + Duration::from_secs_f64(i as f64 / rate);
+            while Instant::now() < due {
+                producer.poll(Duration::from_micros(200));
+            }
+        }
         let record = BaseRecord::with_opaque_to(topic, Box::new(Instant::now()))
             .payload(&payload[..])
             .key(&b""[..])
@@ -377,47 +411,67 @@ fn main() {
         await_brokers(addr, 3);
     }
 
-    let mut ratios = Vec::new();
-    let mut cpu_ratios = Vec::new();
-    for round in 0..rounds {
-        let one = |round| {
-            let topic = format!("rf1-{round}");
-            create_topic(&single_addrs[0], &topic, PARTITIONS, 1, &[]);
-            produce(&single_addrs[0], &single, &topic, messages, "1")
-        };
-        let three = |round| {
-            let topic = format!("rf3-{round}");
-            create_topic(
-                &bootstrap,
-                &topic,
-                PARTITIONS,
-                3,
-                &[("min.insync.replicas", "2")],
+    let phase = |name: &str, rate: Option<f64>| {
+        let mut ratios = Vec::new();
+        let mut cpu_ratios = Vec::new();
+        let mut rf1_rates = Vec::new();
+        let mut rf3_rates = Vec::new();
+        for round in 0..rounds {
+            let one = || {
+                let topic = format!("rf1-{name}-{round}");
+                create_topic(&single_addrs[0], &topic, PARTITIONS, 1, &[]);
+                let run = produce(&single_addrs[0], &single, &topic, messages, "1", rate);
+                delete_topic(&single_addrs[0], &topic);
+                run
+            };
+            let three = || {
+                let topic = format!("rf3-{name}-{round}");
+                create_topic(
+                    &bootstrap,
+                    &topic,
+                    PARTITIONS,
+                    3,
+                    &[("min.insync.replicas", "2")],
+                );
+                await_isr(&addrs, &topic, PARTITIONS, &[1, 2, 3]);
+                let run = produce(&bootstrap, &cluster, &topic, messages, "all", rate);
+                delete_topic(&bootstrap, &topic);
+                run
+            };
+            let (rf1, rf3) = if round % 2 == 0 {
+                let a = one();
+                (a, three())
+            } else {
+                let b = three();
+                (one(), b)
+            };
+            println!(
+                "{name} round {round}: rf1 acks=1 {:.0} msgs/s, {:.2} cpu-s/GB, p50/p99/p99.9 {:.1}/{:.1}/{:.1} ms; \
+                 rf3 acks=all {:.0} msgs/s, {:.2} cpu-s/GB (3 nodes), p50/p99/p99.9 {:.1}/{:.1}/{:.1} ms",
+                rf1.rate, rf1.cpu_per_gb, rf1.p50, rf1.p99, rf1.p999,
+                rf3.rate, rf3.cpu_per_gb, rf3.p50, rf3.p99, rf3.p999
             );
-            await_isr(&addrs, &topic, PARTITIONS, &[1, 2, 3]);
-            produce(&bootstrap, &cluster, &topic, messages, "all")
-        };
-        let (rf1, rf3) = if round % 2 == 0 {
-            let a = one(round);
-            (a, three(round))
-        } else {
-            let b = three(round);
-            (one(round), b)
-        };
+            ratios.push(rf3.rate / rf1.rate);
+            cpu_ratios.push(rf3.cpu_per_gb / rf1.cpu_per_gb);
+            rf1_rates.push(rf1.rate);
+            rf3_rates.push(rf3.rate);
+        }
         println!(
-            "round {round}: rf1 acks=1 {:.0} msgs/s, {:.2} cpu-s/GB, p50/p99/p99.9 {:.1}/{:.1}/{:.1} ms; \
-             rf3 acks=all {:.0} msgs/s, {:.2} cpu-s/GB (3 nodes), p50/p99/p99.9 {:.1}/{:.1}/{:.1} ms",
-            rf1.rate, rf1.cpu_per_gb, rf1.p50, rf1.p99, rf1.p999,
-            rf3.rate, rf3.cpu_per_gb, rf3.p50, rf3.p99, rf3.p999
+            "{name} rf3_over_rf1 throughput_median {:.3} cpu_per_gb_median {:.2}",
+            median(&mut ratios),
+            median(&mut cpu_ratios)
         );
-        ratios.push(rf3.rate / rf1.rate);
-        cpu_ratios.push(rf3.cpu_per_gb / rf1.cpu_per_gb);
-    }
-    println!(
-        "rf3_over_rf1 throughput_median {:.3} cpu_per_gb_median {:.2}",
-        median(&mut ratios),
-        median(&mut cpu_ratios)
-    );
+        // The slower side's median rate.
+        median(&mut rf1_rates).min(median(&mut rf3_rates))
+    };
+    // Both sides must sustain the offered rate: below the slower side's full rate.
+    let slower = phase("full-rate", None);
+    let rate = match env_or("SLUICE_BENCH_RATE", 0) {
+        0 => (0.6 * slower).round(),
+        rate => rate as f64,
+    };
+    println!("equal-rate offered {rate:.0} msgs/s to each");
+    phase("equal-rate", Some(rate));
     drop(single);
     if failovers == 0 {
         return;

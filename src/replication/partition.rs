@@ -291,6 +291,12 @@ impl Partition {
         *self.maintenance.borrow_mut() = Some(task);
     }
 
+    /// Cancels the log's background work (the partition is being deleted: nothing it would
+    /// write, such as a checkpoint, may land in the directory being removed).
+    pub fn stop_maintenance(&self) {
+        self.maintenance.borrow_mut().take();
+    }
+
     /// The topic's configs changed.
     pub fn reconfigure(&self, config: LogConfig, codec: Option<Codec>) {
         self.log.set_config(config);

@@ -174,11 +174,17 @@ impl Partitions {
                 _ => {
                     self.open.borrow_mut().remove(tp);
                     partition.wake_waiters();
-                    if let Err(e) = partition.log.close().await {
-                        tracing::warn!(%tp, error = %e, "closing a deleted partition");
-                    }
+                    partition.stop_maintenance();
+                    partition.log.discard().await;
                     let dir = partition.log.dir().to_path_buf();
-                    if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    // Unlinking a large partition's files can take a while: not on the shard.
+                    // No open of the same directory (a topic created again under the name)
+                    // meanwhile.
+                    let opening = self.opening.lock().await;
+                    let removing = dir.clone();
+                    let removed = io::off_core(move || std::fs::remove_dir_all(removing)).await;
+                    drop(opening);
+                    if let Err(e) = removed {
                         tracing::error!(%tp, dir = %dir.display(), error = %e, "cannot delete the partition's data");
                     } else {
                         tracing::info!(%tp, "deleted the partition's replica on this node");

@@ -619,6 +619,15 @@ impl Log {
         self.write_checkpoint_listing(true).await
     }
 
+    /// The log is being deleted: waits for in-flight appends and refuses more, as [`Log::close`]
+    /// does, but writes nothing back. Its files are about to be unlinked, so their dirty pages
+    /// are dropped with them instead of written out (a deleted topic's gigabytes were synced
+    /// first before this).
+    pub async fn discard(&self) {
+        let _guard = self.write_lock.lock().await;
+        self.state.borrow_mut().closed = true;
+    }
+
     pub(super) fn faults(&self) -> &io::Faults {
         &self.faults
     }

@@ -158,3 +158,41 @@ fn add_partitions_and_delete_records() {
     let got = consume(addr, "grow", 4, Offset::Beginning, 4);
     assert_eq!(got[0].offset, 6);
 }
+
+#[test]
+fn a_topic_created_again_after_deletion_starts_empty() {
+    let mut broker = Broker::start(&[]);
+    let addr = broker.addr.clone();
+    let create = |addr: &str| {
+        let topic = NewTopic::new("again", 1, TopicReplication::Fixed(1));
+        let results = block_on(admin(addr).create_topics(&[topic], &AdminOptions::new())).unwrap();
+        assert!(results[0].is_ok(), "{results:?}");
+    };
+    create(&addr);
+    let producer = producer(&addr, &[]);
+    let old: Vec<Sent> = (0..500)
+        .map(|i| Sent::new("k", &format!("old-{i}")))
+        .collect();
+    produce(&producer, "again", Some(0), &old).unwrap();
+    let results = block_on(admin(&addr).delete_topics(&["again"], &AdminOptions::new())).unwrap();
+    assert!(results[0].is_ok(), "{results:?}");
+    assert!(!broker.data_dir().join("again-0").exists());
+
+    // The deleted data went with its files (unwritten pages dropped, not synced first): the new
+    // topic of the same name holds only its own records, before and after a restart.
+    create(&addr);
+    let new = [Sent::new("k", "new-0"), Sent::new("k", "new-1")];
+    let acked = produce(&producer, "again", Some(0), &new).unwrap();
+    assert_eq!(acked, vec![(0, 0), (0, 1)]);
+    drop(producer);
+    let read = |addr: &str| {
+        let got = consume(addr, "again", 0, Offset::Beginning, 2);
+        let values: Vec<_> = got.iter().map(|g| g.sent.value.clone().unwrap()).collect();
+        assert_eq!(values, vec![b"new-0".to_vec(), b"new-1".to_vec()]);
+        assert_eq!(got[0].offset, 0);
+    };
+    read(&addr);
+    broker.stop();
+    broker.restart();
+    read(&broker.addr.clone());
+}
