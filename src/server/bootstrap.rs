@@ -254,6 +254,25 @@ fn keep_large_buffers_in_the_heap() {
     }
 }
 
+/// The heap [`keep_large_buffers_in_the_heap`] keeps can fragment: with 10,000 partitions at
+/// 5 MB/s glibc held 686 MB taken from the system with 71 MB in use (`malloc_stats`), freed
+/// pages it neither reused nor gave back, and the process's RSS grew by about 12 MiB/s. A thread
+/// gives free pages back every [`TRIM_EVERY`] (`malloc_trim` returns whole free pages from the
+/// middle of every arena too, not only a heap's top).
+fn give_free_heap_back() {
+    let trimmer = std::thread::Builder::new().name("malloc-trim".into());
+    let _ = trimmer.spawn(|| loop {
+        std::thread::sleep(TRIM_EVERY);
+        // SAFETY: malloc_trim only releases free memory; glibc locks each arena while it walks.
+        unsafe { libc::malloc_trim(TRIM_PAD_BYTES) };
+    });
+}
+
+/// How often free heap pages go back to the system (see `give_free_heap_back`).
+const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+/// Free bytes kept at the top of each heap when trimming.
+const TRIM_PAD_BYTES: usize = 16 << 20;
+
 enum Event {
     Listening,
     Signal(i32),
@@ -267,6 +286,7 @@ pub fn serve(mut broker: Values, cores: Vec<Option<usize>>) -> Result<(), ServeE
     report_host_and_configs(&broker);
     let signals = block_stop_signals();
     keep_large_buffers_in_the_heap();
+    give_free_heap_back();
     let data_dir = resolve_data_dir(&broker)?;
     let _lock = lock_data_dir(&data_dir)?;
     let background_shares = io_properties(&mut broker, &data_dir)?;
