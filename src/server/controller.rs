@@ -174,22 +174,29 @@ impl Shard {
             .await
     }
 
-    /// Hands a new image to every shard, this one last.
+    /// Hands a new image to every shard, all at once (each opens the partitions it gains: a
+    /// wide topic's are opened by every shard side by side), and returns once all have it.
     pub(super) async fn publish(&self, image: Arc<Image>) {
-        for peer in self.mesh.peers() {
+        let others = self.mesh.peers().map(|peer| {
             let image = image.clone();
-            let held = self
-                .mesh
-                .remote(
-                    peer,
-                    move |shard| async move { shard.apply_image(image).await },
-                )
-                .await;
-            if let Err(e) = held {
-                tracing::warn!(%peer, error = %e, "a shard did not take the new metadata image");
+            async move {
+                let held = self
+                    .mesh
+                    .remote(
+                        peer,
+                        move |shard| async move { shard.apply_image(image).await },
+                    )
+                    .await;
+                if let Err(e) = held {
+                    tracing::warn!(%peer, error = %e, "a shard did not take the new metadata image");
+                }
             }
-        }
-        self.apply_image(image).await;
+        });
+        futures::future::join(
+            futures::future::join_all(others),
+            self.apply_image(image.clone()),
+        )
+        .await;
     }
 
     async fn apply_image(&self, image: Arc<Image>) {

@@ -225,8 +225,10 @@ impl Log {
         faults: io::Faults,
         clock: Rc<dyn io::Clock>,
     ) -> Result<Log, StorageError> {
+        // A new partition's directory: nothing to read, recover or rebuild (see below).
+        let fresh = !dir.exists();
         std::fs::create_dir_all(dir).map_err(|e| io::with_path(e, dir))?;
-        let saved = checkpoint::read(dir);
+        let saved = if fresh { None } else { checkpoint::read(dir) };
         // After a clean shutdown the checkpoint lists the segments: no directory listing.
         let swap_pending = dir.join(super::cleaner::SWAP_MARKER).exists();
         let listed = saved
@@ -240,6 +242,7 @@ impl Log {
             });
         let bases = match listed {
             Some(bases) => bases,
+            None if fresh => Vec::new(),
             None => {
                 super::cleaner::finish_interrupted_swap(dir)?;
                 list_segments(dir)?
@@ -282,6 +285,15 @@ impl Log {
             queue: RefCell::new(Vec::new()),
             stats: std::cell::Cell::new(LogStats::default()),
         };
+        if fresh {
+            // One empty segment whose files' names are durable, and no other file: the state
+            // above is the whole truth. Neither checkpoint is written yet: without them the next
+            // open recovers from the first segment and takes epoch 0 from the log start (the
+            // first append at a new epoch writes the epochs; the broker checkpoints periodically
+            // and at shutdown). Opening 10,000 new partitions this way makes one fsync each
+            // instead of eight.
+            return Ok(log);
+        }
         let recovery_point = saved.as_ref().map_or(first_base, |c| c.recovery_point);
         log.recover(recovery_point).await?;
         // Segments wholly below the log start are left over from a deletion a crash cut short.

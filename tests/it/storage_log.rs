@@ -314,3 +314,62 @@ fn concurrent_appends(config: LogConfig) -> sluice::storage::LogStats {
         log.stats()
     })
 }
+
+#[test]
+fn a_new_partition_starts_as_one_empty_segment_and_survives_a_crash() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("wide-7");
+    let names = |dir: &std::path::Path| {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    io::block_on(async {
+        let log = Log::open(&dir, small_config(), Faults::default())
+            .await
+            .unwrap();
+        assert_eq!(log.log_end(), Offset(0));
+        assert_eq!(log.latest_epoch(), None);
+        // A new log writes its segment's files and nothing else (no checkpoint yet).
+        assert_eq!(
+            names(&dir),
+            [
+                "00000000000000000000.index",
+                "00000000000000000000.log",
+                "00000000000000000000.timeindex"
+            ]
+        );
+        let options = AppendOptions {
+            durability: Durability::Sync,
+            leader_epoch: Some(3),
+            ..AppendOptions::default()
+        };
+        for i in 0..3 {
+            log.append(vec![batch(&format!("b{i}"), 2, 100, Codec::None)], options)
+                .await
+                .unwrap();
+        }
+        // Dropped without a close: a crash.
+    });
+    io::block_on(async {
+        let log = Log::open(&dir, small_config(), Faults::default())
+            .await
+            .unwrap();
+        let got = read_all(&log, Offset(0)).await;
+        let want: Vec<(i64, String)> = (0..3)
+            .flat_map(|i| (0..2).map(move |r| (i * 2 + r, format!("b{i}-{r}"))))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(
+            log.latest_epoch(),
+            Some(3),
+            "the first append recorded its epoch"
+        );
+        assert_eq!(log.epoch_end(3), Some((3, Offset(6))));
+        log.close().await.unwrap();
+    });
+    assert!(names(&dir).contains(&"partition.checkpoint".to_string()));
+}
