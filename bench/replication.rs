@@ -200,15 +200,27 @@ fn create_topic(addr: &str, topic: &str, partitions: i32, factor: i32, configs: 
 
 /// Deletes `topic`, so that its page cache goes back to the free memory the next round writes
 /// into.
-fn delete_topic(addr: &str, topic: &str) {
+fn delete_topic(addr: &str, topic: &str, data_dirs: &[std::path::PathBuf]) {
     let deleted =
         futures_lite::future::block_on(admin(addr).delete_topics(&[topic], &AdminOptions::new()));
     assert!(
         matches!(&deleted, Ok(results) if results[0].is_ok()),
         "cannot delete {topic}: {deleted:?}"
     );
-    // The partitions' files are removed in the background.
-    std::thread::sleep(Duration::from_secs(1));
+    // The partitions' files are removed in the background: the next round starts once they
+    // are gone (and the memory their pages held is free).
+    let prefix = format!("{topic}-");
+    let left = || {
+        data_dirs.iter().any(|dir| {
+            let mut entries = std::fs::read_dir(dir).into_iter().flatten().flatten();
+            entries.any(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while left() {
+        assert!(Instant::now() < deadline, "{topic}'s files are still there");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The leader and ISR of `topic`'s `partition` as `addr`'s metadata says.
@@ -407,6 +419,12 @@ fn main() {
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let (mut cluster, addrs) = start(3, &temp.path().join("cluster"), &extra);
     let bootstrap = addrs.join(",");
+    let node_dirs = |under: &str, n: usize| -> Vec<std::path::PathBuf> {
+        (1..=n)
+            .map(|i| temp.path().join(under).join(format!("node{i}")))
+            .collect()
+    };
+    let (single_dirs, cluster_dirs) = (node_dirs("single", 1), node_dirs("cluster", 3));
     for addr in &addrs {
         await_brokers(addr, 3);
     }
@@ -421,7 +439,7 @@ fn main() {
                 let topic = format!("rf1-{name}-{round}");
                 create_topic(&single_addrs[0], &topic, PARTITIONS, 1, &[]);
                 let run = produce(&single_addrs[0], &single, &topic, messages, "1", rate);
-                delete_topic(&single_addrs[0], &topic);
+                delete_topic(&single_addrs[0], &topic, &single_dirs);
                 run
             };
             let three = || {
@@ -435,7 +453,7 @@ fn main() {
                 );
                 await_isr(&addrs, &topic, PARTITIONS, &[1, 2, 3]);
                 let run = produce(&bootstrap, &cluster, &topic, messages, "all", rate);
-                delete_topic(&bootstrap, &topic);
+                delete_topic(&bootstrap, &topic, &cluster_dirs);
                 run
             };
             let (rf1, rf3) = if round % 2 == 0 {

@@ -26,7 +26,7 @@ pub trait Stream: Read + Write {}
 impl<T: Read + Write> Stream for T {}
 
 /// How the CLI's connections are secured.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Security {
     protocol: Protocol,
     ca: Option<String>,
@@ -36,6 +36,20 @@ pub struct Security {
     mechanism: String,
     user: String,
     password: String,
+}
+
+/// Leaves the passwords out: a debug print or a panic message must not show them.
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Security")
+            .field("protocol", &self.protocol)
+            .field("ca", &self.ca)
+            .field("certificate", &self.certificate)
+            .field("key", &self.key)
+            .field("mechanism", &self.mechanism)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Security {

@@ -166,8 +166,12 @@ fn refuse_elsewhere(current: &Image, next: &Image, me: NodeId) -> Option<String>
     if capacities.is_empty() {
         return None;
     }
-    let now = replicas_per_shard(current, &capacities);
-    let after = replicas_per_shard(next, &capacities);
+    let shards = capacities
+        .iter()
+        .map(|(id, c)| (*id, c.shards as usize))
+        .collect();
+    let now = replicas_per_shard(current, &shards, None);
+    let after = replicas_per_shard(next, &shards, None);
     for (id, counts) in &after {
         let most = capacities[id].partitions_per_shard;
         let before = now.get(id);
@@ -188,48 +192,43 @@ fn refuse_elsewhere(current: &Image, next: &Image, me: NodeId) -> Option<String>
     None
 }
 
-/// How many partitions of `image` each broker of `capacities` holds a replica of on each of its
-/// shards: one pass over the partitions.
+/// How many partitions of `image` each broker of `shards` (by its number of shards) holds a
+/// replica of on each of its shards, in one pass over the partitions. A partition not assigned
+/// yet counts for `unassigned_to` (a single node takes it when it registers).
 fn replicas_per_shard(
     image: &Image,
-    capacities: &BTreeMap<NodeId, Capacity>,
+    shards: &BTreeMap<NodeId, usize>,
+    unassigned_to: Option<NodeId>,
 ) -> BTreeMap<NodeId, Vec<usize>> {
-    let mut counts: BTreeMap<NodeId, Vec<usize>> = capacities
+    let mut counts: BTreeMap<NodeId, Vec<usize>> = shards
         .iter()
-        .map(|(id, c)| (*id, vec![0; c.shards.max(1) as usize]))
+        .map(|(id, n)| (*id, vec![0; (*n).max(1)]))
         .collect();
     for (name, meta) in &image.topics {
-        for (partition, assignment) in meta.assignments.iter().enumerate() {
+        for partition in 0..meta.partitions {
+            let replicas = meta
+                .assignments
+                .get(partition as usize)
+                .map_or(unassigned_to.as_slice(), |a| a.replicas.as_slice());
             let mut tp = None;
-            for replica in &assignment.replicas {
-                let Some(shards) = counts.get_mut(replica) else {
+            for replica in replicas {
+                let Some(on) = counts.get_mut(replica) else {
                     continue;
                 };
-                let tp =
-                    tp.get_or_insert_with(|| TopicPartition::new(name.clone(), partition as i32));
-                let count = shards.len();
-                shards[crate::shard::owner(tp, count).index()] += 1;
+                let tp = tp.get_or_insert_with(|| TopicPartition::new(name.clone(), partition));
+                let count = on.len();
+                on[crate::shard::owner(tp, count).index()] += 1;
             }
         }
     }
     counts
 }
 
-/// How many partitions of `image` each of `shards` shards of `node` holds a replica of (a
-/// partition not yet assigned counts: a single node takes it when it registers).
+/// [`replicas_per_shard`] for `node` alone, counting the partitions not assigned yet.
 fn partitions_per_shard(image: &Image, node: NodeId, shards: usize) -> Vec<usize> {
-    let mut counts = vec![0; shards];
-    for (name, meta) in &image.topics {
-        for partition in 0..meta.partitions {
-            let assigned = meta.assignments.get(partition as usize);
-            if assigned.is_some_and(|a| !a.replicas.contains(&node)) {
-                continue;
-            }
-            let tp = TopicPartition::new(name.clone(), partition);
-            counts[crate::shard::owner(&tp, shards).index()] += 1;
-        }
-    }
-    counts
+    let only = BTreeMap::from([(node, shards)]);
+    let mut counts = replicas_per_shard(image, &only, Some(node));
+    counts.remove(&node).unwrap_or_default()
 }
 
 #[cfg(test)]
