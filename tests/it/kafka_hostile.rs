@@ -214,6 +214,12 @@ fn connections_past_the_per_ip_limit_are_closed_and_places_come_back() {
 
 #[test]
 fn at_max_connections_new_ones_wait_until_a_place_frees() {
+    if broker::single_node_only(
+        "the other nodes' replica fetches count against max.connections too: one of them may \
+         take the place freed before the waiting client's turn",
+    ) {
+        return;
+    }
     let broker = Broker::start(&["max.connections=2"]);
     let mut first = connect(&broker);
     let mut second = connect(&broker);
