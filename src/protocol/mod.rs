@@ -43,6 +43,12 @@ pub enum ProtocolError {
     },
     #[error("cannot encode {what}: {reason}")]
     Encode { what: &'static str, reason: String },
+    /// An acks=0 Produce failed: it has no answer, so the connection is closed (Kafka's way of
+    /// telling the client to refresh its metadata).
+    #[error(
+        "an acks=0 produce failed ({detail}): closed so that the client asks for metadata again"
+    )]
+    Acks0Failed { detail: String },
 }
 
 pub fn parse_prefix(frame: &[u8]) -> Result<RequestPrefix, ProtocolError> {

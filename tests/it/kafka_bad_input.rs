@@ -26,14 +26,18 @@ fn assert_closed(stream: &mut TcpStream, what: &str) {
 }
 
 fn produce_body(topic: &str, records: Bytes) -> Vec<u8> {
+    produce_body_to(topic, 0, 1, records)
+}
+
+fn produce_body_to(topic: &str, index: i32, acks: i16, records: Bytes) -> Vec<u8> {
     let mut partition = PartitionProduceData::default();
-    partition.index = 0;
+    partition.index = index;
     partition.records = Some(records);
     let mut topic_data = TopicProduceData::default();
     topic_data.name = TopicName(StrBytes::from_string(topic.into()));
     topic_data.partition_data = vec![partition];
     let mut request = ProduceRequest::default();
-    request.acks = 1;
+    request.acks = acks;
     request.timeout_ms = 5000;
     request.topic_data = vec![topic_data];
     let mut buf = BytesMut::new();
@@ -169,6 +173,36 @@ fn corrupt_batches_get_corrupt_message_and_nothing_is_written() {
         (got[1].offset, got[1].sent.value.as_deref()),
         (1, Some(&b"second"[..]))
     );
+}
+
+#[test]
+fn an_acks_0_produce_that_fails_closes_its_connection() {
+    if broker::single_node_only("raw Produce to node 1, which may not lead the partition") {
+        return;
+    }
+    let broker = Broker::start(&[]);
+    create_topic(&broker.addr, "quiet", 1, &[]);
+    let mut s = connect(&broker);
+    // A good acks=0 produce has no answer, and the connection serves on.
+    let good = produce_body_to("quiet", 0, 0, batch("written"));
+    s.write_all(&frame(0, 8, 1, &good)).unwrap();
+    s.write_all(&frame(18, 0, 2, &[])).unwrap();
+    let answer = read_response(&mut s).expect("ApiVersions after an acks=0 produce");
+    assert_eq!(
+        &answer[..4],
+        &2i32.to_be_bytes(),
+        "no answer to the produce itself"
+    );
+    // One that fails (a partition the topic does not have) closes it, as Kafka does, so that
+    // the client asks for metadata again instead of writing on into nothing.
+    let bad = produce_body_to("quiet", 7, 0, batch("nowhere"));
+    s.write_all(&frame(0, 8, 3, &bad)).unwrap();
+    assert_closed(
+        &mut s,
+        "an acks=0 produce to a partition that does not exist",
+    );
+    let got = consume(&broker.addr, "quiet", 0, Offset::Beginning, 1);
+    assert_eq!(got[0].sent.value.as_deref(), Some(&b"written"[..]));
 }
 
 #[test]

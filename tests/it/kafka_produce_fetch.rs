@@ -22,6 +22,8 @@ fn acks_0_1_and_all_read_back_exactly_in_order() {
     for acks in ["0", "1", "all"] {
         let topic = format!("acks-{acks}");
         create_topic(&broker.addr, &topic, 1, &[]);
+        // acks=0 hears of no refusal: in the cluster run, write once every node knows the topic.
+        broker.await_topic_everywhere(&topic);
         let producer = producer(&broker.addr, &[("acks", acks)]);
         let sent = records(200, acks);
         let offsets = produce(&producer, &topic, Some(0), &sent).expect("produce");

@@ -16,6 +16,7 @@ use super::{str_bytes, Answer, Api, Request};
 use crate::cluster::validate_topic_name;
 use crate::model::TopicPartition;
 use crate::protocol::ResponseError as E;
+use crate::protocol::{ProtocolError, ResponseError};
 use crate::replication::{Acks, Appended, PartitionError, Refused};
 use crate::security::acl::Operation;
 use crate::server::authz::Authz;
@@ -127,9 +128,6 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
         let replies = join_all(appends).await;
         topics.push((name, replies));
     }
-    if acks == 0 {
-        return Ok(None);
-    }
     let mut response = ProduceResponse::default();
     response.responses = topics
         .into_iter()
@@ -143,10 +141,41 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
             topic
         })
         .collect();
+    if acks == 0 {
+        return acks_0_answer(&response);
+    }
     if request.version >= 10 {
         name_new_leaders(&shard, &mut response, &request.conn.listener.name);
     }
     request.answer(&response)
+}
+
+/// acks=0 has no answer. As Kafka does, a produce that failed on any partition closes the
+/// connection instead: a client hears of the error no other way, and asks for metadata again
+/// (a leader that moved, a topic deleted) rather than writing on into nothing.
+fn acks_0_answer(response: &ProduceResponse) -> Answer {
+    let mut failed = response.responses.iter().flat_map(|topic| {
+        let name = &topic.name.0;
+        topic
+            .partition_responses
+            .iter()
+            .filter(|p| p.error_code != 0)
+            .map(move |p| {
+                let error = ResponseError::try_from_code(p.error_code)
+                    .map_or(p.error_code.to_string(), |e| format!("{e:?}"));
+                format!("{name}-{}: {error}", p.index)
+            })
+    });
+    let Some(first) = failed.next() else {
+        return Ok(None);
+    };
+    let more = failed.count();
+    Err(ProtocolError::Acks0Failed {
+        detail: match more {
+            0 => first,
+            n => format!("{first} and {n} more"),
+        },
+    })
 }
 
 /// KIP-951: a partition answered NOT_LEADER_OR_FOLLOWER names its leader now (and the response

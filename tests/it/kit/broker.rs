@@ -140,6 +140,38 @@ impl Broker {
         }
     }
 
+    /// Waits until every node (this one, and the others in the cluster run) names a leader for
+    /// each partition of `topic`. For acks=0, which hears of no refusal: a write to a node that
+    /// has not learned of the topic yet is lost.
+    pub fn await_topic_everywhere(&self, topic: &str) {
+        use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for node in std::iter::once(self).chain(&self.peers) {
+            loop {
+                let mut s = super::raw::connect(node);
+                let mut request = MetadataRequest::default();
+                request.topics = None;
+                let response: MetadataResponse =
+                    super::raw::call(&mut s, ApiKey::Metadata, 9, 1, &request);
+                let led = response.topics.iter().any(|t| {
+                    t.name.as_ref().is_some_and(|n| n.0.as_str() == topic)
+                        && t.error_code == 0
+                        && !t.partitions.is_empty()
+                        && t.partitions.iter().all(|p| p.leader_id.0 >= 0)
+                });
+                if led {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the node at {} never named leaders for {topic}",
+                    node.addr
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
     fn start_with(port: u16, sets: &[&str], fd_limit: Option<u64>, wrapper: Vec<String>) -> Broker {
         let temp = tempfile::tempdir().expect("temp dir");
         let data_dir = temp.path().join("data");
