@@ -21,6 +21,7 @@ mod lock;
 pub mod net;
 pub mod shard;
 mod throttle;
+mod woken;
 
 pub use throttle::Throttled;
 

@@ -112,8 +112,7 @@ impl<T: Send + 'static> MeshSenders<T> {
     /// Sends to another shard, waiting while its channel is full; gives the message back if that
     /// shard has gone.
     pub async fn send_to(&self, peer: usize, message: T) -> std::result::Result<(), T> {
-        self.inner
-            .send_to(peer, message)
+        super::woken::Woken::new(self.inner.send_to(peer, message))
             .await
             .map_err(|e| match e {
                 glommio::GlommioError::Closed(glommio::ResourceType::Channel(m)) => m,
@@ -135,6 +134,6 @@ impl<T: Send + 'static> MeshReceiver<T> {
 
     /// The next message, or `None` once the sending shard has stopped.
     pub async fn recv(&self) -> Option<T> {
-        self.inner.recv().await
+        super::woken::Woken::new(self.inner.recv()).await
     }
 }
