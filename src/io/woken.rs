@@ -11,8 +11,10 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
+
+use futures::task::AtomicWaker;
 
 /// `inner`, polled only on its own wake-ups (see the module's note).
 pub struct Woken<F> {
@@ -22,8 +24,8 @@ pub struct Woken<F> {
 
 struct Flag {
     woken: AtomicBool,
-    /// The task to wake: the last one that polled.
-    task: Mutex<Option<Waker>>,
+    /// The task to wake: the last one that polled (one clone, replaced only by another task's).
+    task: AtomicWaker,
 }
 
 impl Wake for Flag {
@@ -33,10 +35,7 @@ impl Wake for Flag {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.woken.store(true, Ordering::Release);
-        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(task) = task {
-            task.wake();
-        }
+        self.task.wake();
     }
 }
 
@@ -46,7 +45,7 @@ impl<F: Future> Woken<F> {
             inner: Box::pin(inner),
             flag: Arc::new(Flag {
                 woken: AtomicBool::new(true),
-                task: Mutex::new(None),
+                task: AtomicWaker::new(),
             }),
         }
     }
@@ -57,12 +56,7 @@ impl<F: Future> Future for Woken<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.get_mut();
-        {
-            let mut task = this.flag.task.lock().unwrap_or_else(|e| e.into_inner());
-            if !task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
-                *task = Some(cx.waker().clone());
-            }
-        }
+        this.flag.task.register(cx.waker());
         if !this.flag.woken.swap(false, Ordering::AcqRel) {
             return Poll::Pending;
         }

@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
@@ -101,29 +102,32 @@ impl Partitions {
         meta: &TopicMeta,
         broker: &Values,
     ) -> Result<(Rc<Partition>, Transition), StorageError> {
-        let lock = self.lock_of(tp);
-        let guard = lock.lock().await;
-        let opened = match self.get(tp) {
-            Some(partition) => Ok((partition, Transition::Same)),
-            None => self.open_locked(tp, meta, broker).await,
+        let open = async {
+            match self.get(tp) {
+                Some(partition) => Ok((partition, Transition::Same)),
+                None => self.open_locked(tp, meta, broker).await,
+            }
         };
+        self.under_lock(tp, open).await
+    }
+
+    /// Runs `work` holding `tp`'s lock of opening and deletion, and forgets the lock after if
+    /// no other task holds or waits for it.
+    async fn under_lock<T>(&self, tp: &TopicPartition, work: impl Future<Output = T>) -> T {
+        let lock = self
+            .opening
+            .borrow_mut()
+            .entry(tp.clone())
+            .or_default()
+            .clone();
+        let guard = lock.lock().await;
+        let done = work.await;
         drop(guard);
-        self.unlock(tp, lock);
-        opened
-    }
-
-    /// The lock of `tp`'s opening and deletion.
-    fn lock_of(&self, tp: &TopicPartition) -> Rc<io::Lock> {
-        let mut opening = self.opening.borrow_mut();
-        opening.entry(tp.clone()).or_default().clone()
-    }
-
-    /// Forgets `tp`'s lock once no task holds or waits for it.
-    fn unlock(&self, tp: &TopicPartition, lock: Rc<io::Lock>) {
         // The map's reference and `lock`: nobody else has it.
         if Rc::strong_count(&lock) == 2 {
             self.opening.borrow_mut().remove(tp);
         }
+        done
     }
 
     /// Opens `tp` (its lock held, not open yet).
@@ -214,12 +218,9 @@ impl Partitions {
                     // Unlinking a large partition's files can take a while: not on the shard.
                     // No open of the same directory (a topic created again under the name)
                     // meanwhile.
-                    let lock = self.lock_of(tp);
-                    let guard = lock.lock().await;
                     let removing = dir.clone();
-                    let removed = io::off_core(move || std::fs::remove_dir_all(removing)).await;
-                    drop(guard);
-                    self.unlock(tp, lock);
+                    let remove = io::off_core(move || std::fs::remove_dir_all(removing));
+                    let removed = self.under_lock(tp, remove).await;
                     if let Err(e) = removed {
                         tracing::error!(%tp, dir = %dir.display(), error = %e, "cannot delete the partition's data");
                     } else {

@@ -230,7 +230,7 @@ impl Log {
         std::fs::create_dir_all(dir).map_err(|e| io::with_path(e, dir))?;
         let saved = if fresh { None } else { checkpoint::read(dir) };
         // After a clean shutdown the checkpoint lists the segments: no directory listing.
-        let swap_pending = dir.join(super::cleaner::SWAP_MARKER).exists();
+        let swap_pending = !fresh && dir.join(super::cleaner::SWAP_MARKER).exists();
         let listed = saved
             .as_ref()
             .and_then(|c| c.clean_segments.clone())

@@ -15,8 +15,8 @@ use kafka_protocol::messages::{ApiKey, BrokerId, ProduceRequest, ProduceResponse
 use super::{str_bytes, Answer, Api, Request};
 use crate::cluster::validate_topic_name;
 use crate::model::TopicPartition;
+use crate::protocol::ProtocolError;
 use crate::protocol::ResponseError as E;
-use crate::protocol::{ProtocolError, ResponseError};
 use crate::replication::{Acks, Appended, PartitionError, Refused};
 use crate::security::acl::Operation;
 use crate::server::authz::Authz;
@@ -128,6 +128,9 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
         let replies = join_all(appends).await;
         topics.push((name, replies));
     }
+    if acks == 0 {
+        return acks_0_answer(&topics);
+    }
     let mut response = ProduceResponse::default();
     response.responses = topics
         .into_iter()
@@ -141,30 +144,37 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Answer {
             topic
         })
         .collect();
-    if acks == 0 {
-        return acks_0_answer(&response);
-    }
     if request.version >= 10 {
         name_new_leaders(&shard, &mut response, &request.conn.listener.name);
     }
     request.answer(&response)
 }
 
+/// What one partition's append came to.
+type Reply = Result<Result<Appended, Refused>, i16>;
+
+/// The error code a partition's reply carries (0: none).
+fn reply_code(reply: &Reply) -> i16 {
+    match reply {
+        Err(code) => *code,
+        Ok(Ok(_)) => 0,
+        Ok(Err(refused)) => partition_code(&refused.error),
+    }
+}
+
 /// acks=0 has no answer. As Kafka does, a produce that failed on any partition closes the
 /// connection instead: a client hears of the error no other way, and asks for metadata again
-/// (a leader that moved, a topic deleted) rather than writing on into nothing.
-fn acks_0_answer(response: &ProduceResponse) -> Answer {
-    let mut failed = response.responses.iter().flat_map(|topic| {
-        let name = &topic.name.0;
-        topic
-            .partition_responses
-            .iter()
-            .filter(|p| p.error_code != 0)
-            .map(move |p| {
-                let error = ResponseError::try_from_code(p.error_code)
-                    .map_or(p.error_code.to_string(), |e| format!("{e:?}"));
-                format!("{name}-{}: {error}", p.index)
+/// (a leader that moved, a topic deleted) rather than writing on into nothing. No response is
+/// built for it.
+fn acks_0_answer(topics: &[(String, Vec<(i32, Reply)>)]) -> Answer {
+    let mut failed = topics.iter().flat_map(|(name, replies)| {
+        replies.iter().filter_map(move |(index, reply)| {
+            let code = reply_code(reply);
+            (code != 0).then(|| {
+                let error = E::try_from_code(code).map_or(code.to_string(), |e| format!("{e:?}"));
+                format!("{name}-{index}: {error}")
             })
+        })
     });
     let Some(first) = failed.next() else {
         return Ok(None);
@@ -209,11 +219,7 @@ fn name_new_leaders(shard: &Shard, response: &mut ProduceResponse, listener: &st
 }
 
 /// One partition's answer: refused before the append (`Err(code)`), or the append's outcome.
-fn partition_response(
-    index: i32,
-    reply: Result<Result<Appended, Refused>, i16>,
-    version: i16,
-) -> PartitionProduceResponse {
+fn partition_response(index: i32, reply: Reply, version: i16) -> PartitionProduceResponse {
     let mut p = PartitionProduceResponse::default();
     p.index = index;
     p.base_offset = -1;
