@@ -17,7 +17,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message};
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 
 use crate::resources::{ProcReader, Reading};
@@ -220,7 +220,15 @@ struct ConsumerTask {
     stop: Arc<AtomicBool>,
     stats: Arc<ClientStats>,
     assigned: Arc<AtomicUsize>,
+    /// Probe records received (`PROBE_KEY`): counted here, not in `stats`.
+    probes: Arc<AtomicUsize>,
 }
+
+/// The key of the probe records `await_consumers_fetching` sends, one to each partition.
+const PROBE_KEY: &[u8] = b"sluice-bench-probe";
+/// How long consumers get to receive every probe (a consumer of 10,000 partitions on two cores
+/// takes 10-30 s to look up where to start in each).
+const PROBE_WAIT: Duration = Duration::from_secs(180);
 
 fn run_consumer(consumer: BaseConsumer, task: ConsumerTask) {
     let mut received = 0u64;
@@ -228,6 +236,9 @@ fn run_consumer(consumer: BaseConsumer, task: ConsumerTask) {
         // The assignment is read when the consumer is idle, and now and then when it is not.
         let mut look = received % 4096 == 0;
         match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) if message.key() == Some(PROBE_KEY) => {
+                task.probes.fetch_add(1, Ordering::Relaxed);
+            }
             Some(Ok(message)) => {
                 let payload = message.payload().unwrap_or(&[]);
                 let sent = if payload.len() >= 8 {
@@ -267,6 +278,7 @@ struct Clients {
     producers: Vec<Arc<ClientStats>>,
     consumers: Vec<Arc<ClientStats>>,
     assigned: Vec<Arc<AtomicUsize>>,
+    probes: Vec<Arc<AtomicUsize>>,
     threads: Vec<JoinHandle<()>>,
     producer_stop: Arc<AtomicBool>,
     consumer_stop: Arc<AtomicBool>,
@@ -420,9 +432,11 @@ fn start_consumers(
                     stop: clients.consumer_stop.clone(),
                     stats: Arc::new(ClientStats::default()),
                     assigned: Arc::new(AtomicUsize::new(0)),
+                    probes: Arc::new(AtomicUsize::new(0)),
                 };
                 clients.consumers.push(task.stats.clone());
                 clients.assigned.push(task.assigned.clone());
+                clients.probes.push(task.probes.clone());
                 clients.threads.push(
                     std::thread::Builder::new()
                         .name("bench-consumer".into())
@@ -450,6 +464,75 @@ fn start_consumers(
                     .iter()
                     .map(|a| a.load(Ordering::Relaxed))
                     .sum::<usize>()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Sends one probe record to every partition and waits until the consumers have received them
+/// all: every consumer has then found where to start in each partition it was assigned and is
+/// fetching from it. OMB waits for one probe per topic (`ensureTopicsAreReady`); one per
+/// partition matters for a wide topic, whose librdkafka consumer looks up its starting offsets
+/// one partition at a time and takes many seconds over 10,000 of them: a rate search or a
+/// warm-up that began before would measure that, not the broker.
+fn await_consumers_fetching(
+    clients: &Clients,
+    w: &Workload,
+    options: &RunOptions,
+    topics: &[String],
+    settings: &[(String, String)],
+) -> Result<(), String> {
+    let producer: BaseProducer = client_config(&options.bootstrap, settings)
+        .create()
+        .map_err(|e| format!("probe producer: {e}"))?;
+    for topic in topics {
+        for partition in 0..w.partitions_per_topic as i32 {
+            let mut record = BaseRecord::<[u8], [u8]>::to(topic)
+                .partition(partition)
+                .key(PROBE_KEY)
+                .payload(&[]);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        producer.poll(Duration::from_millis(10));
+                    }
+                    Err((e, _)) => return Err(format!("probe to {topic} [{partition}]: {e}")),
+                }
+            }
+        }
+    }
+    // Delivered, by the clock (rdkafka's `flush` counts each poll that served an event as a
+    // whole poll interval, and gives up early when thousands of deliveries come in).
+    let deadline = Instant::now() + PROBE_WAIT;
+    while producer.in_flight_count() > 0 {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{} probes not delivered in {} s",
+                producer.in_flight_count(),
+                PROBE_WAIT.as_secs()
+            ));
+        }
+        producer.poll(Duration::from_millis(100));
+    }
+    let want = (w.partitions() * w.subscriptions_per_topic) as usize;
+    let received = || {
+        clients
+            .probes
+            .iter()
+            .map(|p| p.load(Ordering::Relaxed))
+            .sum::<usize>()
+    };
+    let deadline = Instant::now() + PROBE_WAIT;
+    while received() < want {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "consumers received {} of {want} probes (one per partition and subscription) in {} s",
+                received(),
+                PROBE_WAIT.as_secs()
             ));
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -599,6 +682,7 @@ fn run_on_topics(
         producers: Vec::new(),
         consumers: Vec::new(),
         assigned: Vec::new(),
+        probes: Vec::new(),
         threads: Vec::new(),
         producer_stop: Arc::new(AtomicBool::new(false)),
         consumer_stop: Arc::new(AtomicBool::new(false)),
@@ -631,6 +715,7 @@ fn drive(
     let backlog_bytes = (w.consumer_backlog_gb * 1e9) as u64;
     if backlog_bytes == 0 {
         start_consumers(clients, w, options, topics, consumer_settings)?;
+        await_consumers_fetching(clients, w, options, topics, producer_settings)?;
     }
     let search = w.producer_rate == 0.0;
     let rate: SharedRate = Arc::new(AtomicU64::new(0));
