@@ -224,12 +224,14 @@ impl Partition {
     /// The followers in the ISR not caught up within `lag_ms` (leader side): the ISR without
     /// them, if any.
     pub fn isr_shrink(&self, lag_ms: i64) -> Option<IsrChange> {
-        let now_ms = self.log.now().0;
         let replicas = self.replicas.borrow();
         let a = &replicas.assignment;
-        if a.leader != self.me || replicas.isr_change_pending {
+        // The leader alone in its ISR has nobody to drop (the clock is read only past here: the
+        // ticker asks every partition of the shard, thousands, four times a second).
+        if a.leader != self.me || replicas.isr_change_pending || a.isr.len() < 2 {
             return None;
         }
+        let now_ms = self.log.now().0;
         let lagging = |node: &NodeId| {
             *node != self.me
                 && replicas

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -26,7 +27,7 @@ pub struct Partitions {
     background: io::TaskQueue,
     /// The logs' wall clock.
     clock: Rc<dyn io::Clock>,
-    open: RefCell<HashMap<TopicPartition, Rc<Partition>>>,
+    open: RefCell<ByTopic>,
     /// A lock per partition being opened or deleted: a partition is never opened twice, nor
     /// opened while its directory is removed. Partitions open side by side.
     opening: RefCell<HashMap<TopicPartition, Rc<io::Lock>>>,
@@ -36,6 +37,73 @@ pub struct Partitions {
     /// AlterPartition or by the controller fencing a follower), for the metrics.
     isr_shrinks: std::cell::Cell<u64>,
     isr_expands: std::cell::Cell<u64>,
+}
+
+/// One topic's open partitions on this shard, by partition number.
+#[derive(Default)]
+struct Slots {
+    slots: Vec<Option<Rc<Partition>>>,
+    /// How many of them are open.
+    open: usize,
+}
+
+impl Slots {
+    fn get(&self, partition: i32) -> Option<&Rc<Partition>> {
+        self.slots.get(usize::try_from(partition).ok()?)?.as_ref()
+    }
+}
+
+/// The open partitions, by topic and then by partition number.
+#[derive(Default)]
+struct ByTopic {
+    topics: HashMap<Arc<str>, Slots>,
+}
+
+impl ByTopic {
+    fn get(&self, tp: &TopicPartition) -> Option<&Rc<Partition>> {
+        self.topics.get(&*tp.topic)?.get(tp.partition)
+    }
+
+    /// Only partitions the image names are opened: their numbers are below the topic's
+    /// partition count, which the controller bounds.
+    fn insert(&mut self, partition: Rc<Partition>) {
+        let index =
+            usize::try_from(partition.tp.partition).expect("a partition number is not negative");
+        let topic = self.topics.entry(partition.tp.topic.clone()).or_default();
+        if topic.slots.len() <= index {
+            topic.slots.resize(index + 1, None);
+        }
+        if topic.slots[index].replace(partition).is_none() {
+            topic.open += 1;
+        }
+    }
+
+    fn remove(&mut self, tp: &TopicPartition) {
+        let Some(topic) = self.topics.get_mut(&*tp.topic) else {
+            return;
+        };
+        let place = usize::try_from(tp.partition)
+            .ok()
+            .and_then(|i| topic.slots.get_mut(i));
+        if place.and_then(Option::take).is_some() {
+            topic.open -= 1;
+        }
+        if topic.open == 0 {
+            self.topics.remove(&*tp.topic);
+        }
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Rc<Partition>> {
+        self.topics.values().flat_map(|t| t.slots.iter().flatten())
+    }
+
+    fn drain(&mut self) -> Vec<Rc<Partition>> {
+        self.topics
+            .drain()
+            .flat_map(|(_, t)| t.slots)
+            .flatten()
+            .collect()
+    }
 }
 
 /// The assignment of `tp` in `meta` (an image from before assignments: `me` alone).
@@ -67,7 +135,7 @@ impl Partitions {
             data_dir,
             background,
             clock,
-            open: RefCell::new(HashMap::new()),
+            open: RefCell::new(ByTopic::default()),
             opening: RefCell::new(HashMap::new()),
             isr_shrinks: Default::default(),
             isr_expands: Default::default(),
@@ -80,9 +148,44 @@ impl Partitions {
         self.open.borrow().values().cloned().collect()
     }
 
+    /// The open partitions of `topic`.
+    pub fn of_topic(&self, topic: &str) -> Vec<Rc<Partition>> {
+        self.open
+            .borrow()
+            .topics
+            .get(topic)
+            .map_or_else(Vec::new, |t| t.slots.iter().flatten().cloned().collect())
+    }
+
     /// The partition if it is open.
     pub fn get(&self, tp: &TopicPartition) -> Option<Rc<Partition>> {
         self.open.borrow().get(tp).cloned()
+    }
+
+    /// The open partitions of `tps`, in order. A run of one topic's partitions (a fetch's, or a
+    /// produce's) looks the topic up once, then each partition by its number: a wide fetch asks
+    /// for thousands at a time, many times a second.
+    pub fn get_many<'a>(
+        &self,
+        tps: impl IntoIterator<Item = &'a TopicPartition>,
+    ) -> Vec<Option<Rc<Partition>>> {
+        let open = self.open.borrow();
+        let mut last: Option<(&Arc<str>, Option<&Slots>)> = None;
+        tps.into_iter()
+            .map(|tp| {
+                let slots = match last {
+                    Some((topic, slots)) if Arc::ptr_eq(topic, &tp.topic) || *topic == tp.topic => {
+                        slots
+                    }
+                    _ => {
+                        let slots = open.topics.get(&*tp.topic);
+                        last = Some((&tp.topic, slots));
+                        slots
+                    }
+                };
+                slots.and_then(|s| s.get(tp.partition)).cloned()
+            })
+            .collect()
     }
 
     /// Opens (recovering) the log of a partition this shard owns, or finds it open.
@@ -159,7 +262,7 @@ impl Partitions {
             self.background,
             periods,
         ));
-        self.open.borrow_mut().insert(tp.clone(), partition.clone());
+        self.open.borrow_mut().insert(partition.clone());
         Ok((partition, transition))
     }
 
@@ -234,7 +337,7 @@ impl Partitions {
         for (name, meta) in &image.topics {
             for partition in 0..meta.partitions {
                 let tp = TopicPartition::new(name.clone(), partition);
-                if owns(&tp) && !self.open.borrow().contains_key(&tp) {
+                if owns(&tp) && self.open.borrow().get(&tp).is_none() {
                     closed.push((tp, meta));
                 }
             }
@@ -263,7 +366,7 @@ impl Partitions {
 
     /// Flushes and checkpoints every open log, and forgets them (shutdown).
     pub async fn close_all(&self) {
-        let all: Vec<Rc<Partition>> = self.open.borrow_mut().drain().map(|(_, p)| p).collect();
+        let all = self.open.borrow_mut().drain();
         for partition in all {
             partition.wake_waiters();
             if let Err(e) = partition.log.close().await {
@@ -271,5 +374,98 @@ impl Partitions {
                 tracing::error!(%tp, error = %e, "closing the log");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::TopicMeta;
+    use crate::config::BROKER_KEYS;
+
+    fn topic(partitions: i32) -> TopicMeta {
+        TopicMeta {
+            id: uuid::Uuid::new_v4(),
+            partitions,
+            configs: Default::default(),
+            assignments: Arc::from(Vec::new()),
+        }
+    }
+
+    #[test]
+    fn open_partitions_are_found_one_at_a_time_and_in_runs_of_a_topic() {
+        let dir = tempfile::tempdir().unwrap();
+        io::block_on(async {
+            let partitions = Partitions::new(
+                dir.path().to_path_buf(),
+                io::TaskQueue::new("background", 10),
+                Rc::new(io::SystemClock),
+                NodeId(1),
+            );
+            let broker = Values::new(&BROKER_KEYS);
+            let mut image = Image::default();
+            image.topics.insert("a".into(), topic(3));
+            image.topics.insert("b".into(), topic(2));
+            // a-1 is another shard's.
+            let owns = |tp: &TopicPartition| !(&*tp.topic == "a" && tp.partition == 1);
+            let (_, failed) = partitions.reconcile(&image, &broker, owns).await;
+            assert!(failed.is_none(), "{failed:?}");
+
+            let a = |p| TopicPartition::new("a", p);
+            // Names in their own allocations: found by the name, not by the shared Arc.
+            let asked = [
+                a(0),
+                a(1),
+                a(2),
+                a(3),
+                a(-1),
+                TopicPartition::new("b", 1),
+                a(2),
+            ];
+            let asked: Vec<TopicPartition> = asked
+                .into_iter()
+                .chain([TopicPartition::new("c", 0)])
+                .collect();
+            let found = partitions.get_many(&asked);
+            let names: Vec<Option<String>> = found
+                .iter()
+                .map(|p| p.as_ref().map(|p| p.tp.to_string()))
+                .collect();
+            let one_by_one: Vec<Option<String>> = asked
+                .iter()
+                .map(|tp| partitions.get(tp).map(|p| p.tp.to_string()))
+                .collect();
+            assert_eq!(names, one_by_one);
+            let open = |tp: &TopicPartition| Some(tp.to_string());
+            assert_eq!(
+                names,
+                [
+                    open(&a(0)),
+                    None,
+                    open(&a(2)),
+                    None,
+                    None,
+                    open(&asked[5]),
+                    open(&a(2)),
+                    None
+                ]
+            );
+            assert!(Rc::ptr_eq(
+                found[2].as_ref().unwrap(),
+                found[6].as_ref().unwrap()
+            ));
+            assert_eq!(partitions.of_topic("a").len(), 2);
+            assert_eq!(partitions.all().len(), 4);
+
+            // Topic b deleted: its partitions go, a's stay.
+            image.topics.remove("b");
+            partitions.reconcile(&image, &broker, owns).await;
+            assert!(partitions.get(&asked[5]).is_none());
+            assert!(partitions.of_topic("b").is_empty());
+            assert_eq!(partitions.all().len(), 2);
+            assert!(partitions.get_many(&asked)[0].is_some());
+            partitions.close_all().await;
+            assert!(partitions.all().is_empty());
+        });
     }
 }

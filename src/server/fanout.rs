@@ -124,8 +124,9 @@ impl Shard {
             // Only a leader answers consumers (a follower's replica is open too, for its
             // fetcher: it answers NOT_LEADER_OR_FOLLOWER through `read_local`).
             let serving = self.caught_up.load(std::sync::atomic::Ordering::Acquire);
-            for (index, read) in reads.iter().enumerate() {
-                match self.partitions.get(&read.tp) {
+            let found = self.partitions.get_many(reads.iter().map(|r| &r.tp));
+            for (index, (read, found)) in reads.iter().zip(found).enumerate() {
+                match found {
                     Some(partition)
                         if serving
                             && read.replica.is_none()
@@ -174,7 +175,10 @@ impl Shard {
             // (otherwise a fetch short of its min_bytes would wake at once and spin: a follower's
             // did, re-reading every partition until its wait ran out), at once if an append came
             // while reading or a partition is gone.
-            for &(index, before) in &pending {
+            let found = self
+                .partitions
+                .get_many(pending.iter().map(|&(index, _)| &reads[index].tp));
+            for (&(index, before), found) in pending.iter().zip(found) {
                 let (read, reply) = (&reads[index], &out[index]);
                 let replica = read.replica.is_some();
                 let seen = if replica {
@@ -182,7 +186,7 @@ impl Shard {
                 } else {
                     read.offset.max(reply.header.high_watermark)
                 };
-                match self.partitions.get(&read.tp) {
+                match found {
                     Some(partition) if partition.readable_end(replica) <= seen => {
                         partition.add_waiter(wake.clone())
                     }

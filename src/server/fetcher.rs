@@ -183,7 +183,16 @@ impl Shard {
                         break;
                     }
                     let lag_ms = shard.broker().i64("replica.lag.time.max.ms");
-                    for partition in shard.partitions.all() {
+                    // Only topics with a follower in sync somewhere: a wide topic of one replica
+                    // has nobody to drop, and visiting its thousands of partitions four times a
+                    // second cost a shard more than an idle consumer's fetches of them.
+                    let image = shard.image();
+                    let followed = image
+                        .topics
+                        .iter()
+                        .filter(|(_, meta)| meta.assignments.iter().any(|a| a.isr.len() > 1));
+                    for partition in followed.flat_map(|(name, _)| shard.partitions.of_topic(name))
+                    {
                         if let Some(change) = partition.isr_shrink(lag_ms) {
                             let tp = &partition.tp;
                             tracing::info!(%tp, isr = ?change.isr, lag_ms, "a follower fell behind: shrinking the ISR");
