@@ -137,23 +137,28 @@ fn a_scaled_workload_runs_with_real_clients_and_reports_it() {
 /// A workload rate of 0: the search finds a rate the broker holds, well above where it starts.
 #[test]
 fn the_maximum_rate_search_finds_a_sustainable_rate() {
-    let broker = broker::Broker::start(&[]);
+    let mut broker = broker::Broker::start(&[]);
     let mut w = workload("1-topic-16-partitions-1kb.yaml");
     w.producer_rate = 0.0;
     // Starts at 10,000 x 0.004 = 40 msg/s; measures for 3.6 s.
     let result = run(&w, &options(&broker, 0.004)).unwrap();
     assert!(result.max_rate_search);
     assert!(result.target_rate >= 320.0, "found {}", result.target_rate);
-    // Seen once in CI: nothing acknowledged at all in the measured run after the search (the
-    // test took 94 s); the periods and errors say more if it comes again.
+    // Seen in CI and by hand (a few runs in a hundred): nothing acknowledged at all from one
+    // step of the search on (the test took 94 s), once with the broker's stderr saying "free():
+    // double free detected"; whether the broker is still there says which it was.
     assert!(
         result.aggregated_publish_rate >= 0.8 * result.target_rate,
-        "{} of {}: published {:?}, errors {:?}, backlog {:?}",
+        "{} of {}: published {:?}, errors {:?}, backlog {:?}; the broker: {}",
         result.aggregated_publish_rate,
         result.target_rate,
         result.publish_rate,
         result.publish_error_rate,
-        result.backlog
+        result.backlog,
+        match broker.exited() {
+            Some(status) => format!("ended ({status})"),
+            None => "still running".into(),
+        }
     );
     assert!(result.aggregated.aggregated_end_to_end_latency_99pct > 0.0);
 }

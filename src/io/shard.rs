@@ -38,7 +38,11 @@ where
         .name(&format!("shard-{id}"))
         .io_memory(SHARD_IO_MEMORY_BYTES)
         .preempt_timer(Duration::from_millis(10))
-        .spawn(make)
+        .spawn(move || async move {
+            // Before anything on the shard can wait on another.
+            super::woken::start_pump();
+            make().await
+        })
         .map_err(std::io::Error::from)?;
     Ok(ShardHandle { inner })
 }

@@ -54,7 +54,10 @@ impl Shard {
         self: &Rc<Self>,
         reads: Vec<ReadArgs>,
         watch: bool,
-    ) -> (Vec<ReadReply<Vec<FileSlice>>>, Vec<oneshot::Receiver<()>>) {
+    ) -> (
+        Vec<ReadReply<Vec<FileSlice>>>,
+        Vec<crate::io::Woken<oneshot::Receiver<()>>>,
+    ) {
         let count = reads.len();
         let groups = by_owner(self, reads, |r| &r.tp);
         let answered = join_all(groups.into_iter().map(|(owner, group)| {
@@ -62,7 +65,8 @@ impl Shard {
             async move {
                 let (indexes, args): (Vec<usize>, Vec<ReadArgs>) = group.into_iter().unzip();
                 let (wake, woken) = match watch.then(oneshot::channel) {
-                    Some((tx, rx)) => (Some(tx), Some(rx)),
+                    // Fired on the owner shard's thread.
+                    Some((tx, rx)) => (Some(tx), Some(crate::io::Woken::new(rx))),
                     None => (None, None),
                 };
                 let replies: Vec<ReadReply<Vec<FileSlice>>> = if owner == shard.id {

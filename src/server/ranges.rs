@@ -32,7 +32,8 @@ pub fn send_ranges(shard: &Shard, ranges: Vec<ReadRange>) -> SentRanges {
     shard
         .hot
         .spawn(async move {
-            let _ = released.await;
+            // Released on the other shard's thread.
+            let _ = io::Woken::new(released).await;
             drop(files);
         })
         .detach();

@@ -143,7 +143,10 @@ impl<S> Mesh<S> {
         if self.senders.send_to(owner.0 as usize, job).await.is_err() {
             return Err(Unreachable(owner));
         }
-        answered.await.map_err(|_| Unreachable(owner))
+        // The answer is sent, and its channel dropped, on the owner's thread.
+        io::Woken::new(answered)
+            .await
+            .map_err(|_| Unreachable(owner))
     }
 }
 

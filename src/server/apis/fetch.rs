@@ -362,7 +362,7 @@ async fn read_all(
     replica: Option<NodeId>,
     watch: bool,
     data: &mut FetchResponseData,
-) -> (u64, bool, Vec<oneshot::Receiver<()>>) {
+) -> (u64, bool, Vec<io::Woken<oneshot::Receiver<()>>>) {
     // No partition may bring more than the whole response may hold (its first batch aside,
     // KIP-74): a 20 MB partition limit under a 1 MB request limit reads 1 MB.
     let reads: Vec<ReadArgs> = wanted

@@ -283,6 +283,12 @@ impl Broker {
             .to_string()
     }
 
+    /// How the broker ended, if it has (an abort shows as a signal): for a failure's message.
+    #[allow(dead_code)] // the harness test's (tests/bench_harness.rs shares this file)
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.as_ref().expect("running").id() as i32
     }
