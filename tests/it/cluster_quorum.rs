@@ -182,13 +182,18 @@ fn the_cluster_script_starts_kills_restarts_and_stops_nodes() {
     use std::process::Command;
     let _turn = crate::kit::cluster::one_cluster_at_a_time();
     let dir = tempfile::tempdir().unwrap();
-    // Ports from a free one, so that parallel tests do not collide (the script uses base+12..+33).
-    let base = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port()
-        .saturating_sub(40)
-        .max(20_000);
+    // The script's ports (base+12..=base+34) below the ephemeral range, where the kit gives
+    // out its fixed ports, and free now: a base taken from an ephemeral port once collided
+    // with another test's outgoing connection ("Address already in use").
+    let base = loop {
+        let base = crate::kit::broker::free_port() - 12;
+        let free = (1..=3u16)
+            .flat_map(|node| (2..=4u16).map(move |kind| base + node * 10 + kind))
+            .all(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
+        if free {
+            break base;
+        }
+    };
     let script = |args: &[&str]| {
         let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cluster.sh"))
             .args(args)
