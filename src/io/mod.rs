@@ -24,7 +24,7 @@ mod throttle;
 mod woken;
 
 pub use throttle::Throttled;
-pub use woken::Woken;
+pub use woken::{answer_channel, Answered, Woken};
 
 pub type Result<T> = std::io::Result<T>;
 

@@ -52,10 +52,7 @@ impl Wake for Flag {
         self.woken.store(true, Ordering::Release);
         match &self.home {
             Some(home) if !home.is_here() => {
-                home.queue
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .push(self.clone());
+                home.queue().push(self.clone());
                 home.task.wake();
             }
             _ => self.task.wake(),
@@ -75,6 +72,13 @@ thread_local! {
 }
 
 impl Pump {
+    /// The queued flags (a panic elsewhere while holding the lock leaves them usable).
+    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Flag>>> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn is_here(self: &Arc<Self>) -> bool {
         PUMP.with(|here| here.borrow().as_ref().is_some_and(|p| Arc::ptr_eq(p, self)))
     }
@@ -91,18 +95,22 @@ pub fn start_pump() {
     glommio::spawn_local(std::future::poll_fn(move |cx| {
         // Registered before the queue is taken: a flag queued after is followed by a wake-up.
         pump.task.register(cx.waker());
-        let flags = std::mem::take(
-            &mut *pump
-                .queue
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        );
+        let flags = std::mem::take(&mut *pump.queue());
         for flag in flags {
             flag.task.wake();
         }
         Poll::<()>::Pending
     }))
     .detach();
+}
+
+/// A one-shot channel whose answer comes from another thread (another shard): its receiver waits
+/// through [`Woken`]. Every wait on another shard takes one of these.
+pub type Answered<T> = Woken<futures::channel::oneshot::Receiver<T>>;
+
+pub fn answer_channel<T>() -> (futures::channel::oneshot::Sender<T>, Answered<T>) {
+    let (answer, answered) = futures::channel::oneshot::channel();
+    (answer, Woken::new(answered))
 }
 
 impl<F: Future> Woken<F> {

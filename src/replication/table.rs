@@ -162,9 +162,9 @@ impl Partitions {
         self.open.borrow().get(tp).cloned()
     }
 
-    /// The open partitions of `tps`, in order. A run of one topic's partitions (a fetch's, or a
-    /// produce's) looks the topic up once, then each partition by its number: a wide fetch asks
-    /// for thousands at a time, many times a second.
+    /// The open partitions of `tps`, in order. A run of one topic's partitions (a fetch's) looks
+    /// the topic up once, then each partition by its number: a wide fetch asks for thousands at a
+    /// time, many times a second.
     pub fn get_many<'a>(
         &self,
         tps: impl IntoIterator<Item = &'a TopicPartition>,
@@ -174,9 +174,8 @@ impl Partitions {
         tps.into_iter()
             .map(|tp| {
                 let slots = match last {
-                    Some((topic, slots)) if Arc::ptr_eq(topic, &tp.topic) || *topic == tp.topic => {
-                        slots
-                    }
+                    // (Arc's equality compares the pointers first.)
+                    Some((topic, slots)) if *topic == tp.topic => slots,
                     _ => {
                         let slots = open.topics.get(&*tp.topic);
                         last = Some((&tp.topic, slots));

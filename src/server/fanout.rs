@@ -54,19 +54,16 @@ impl Shard {
         self: &Rc<Self>,
         reads: Vec<ReadArgs>,
         watch: bool,
-    ) -> (
-        Vec<ReadReply<Vec<FileSlice>>>,
-        Vec<crate::io::Woken<oneshot::Receiver<()>>>,
-    ) {
+    ) -> (Vec<ReadReply<Vec<FileSlice>>>, Vec<crate::io::Answered<()>>) {
         let count = reads.len();
         let groups = by_owner(self, reads, |r| &r.tp);
         let answered = join_all(groups.into_iter().map(|(owner, group)| {
             let shard = self.clone();
             async move {
                 let (indexes, args): (Vec<usize>, Vec<ReadArgs>) = group.into_iter().unzip();
-                let (wake, woken) = match watch.then(oneshot::channel) {
-                    // Fired on the owner shard's thread.
-                    Some((tx, rx)) => (Some(tx), Some(crate::io::Woken::new(rx))),
+                // Fired on the owner shard's thread.
+                let (wake, woken) = match watch.then(crate::io::answer_channel) {
+                    Some((tx, rx)) => (Some(tx), Some(rx)),
                     None => (None, None),
                 };
                 let replies: Vec<ReadReply<Vec<FileSlice>>> = if owner == shard.id {

@@ -23,7 +23,8 @@ pub struct SentRanges {
 /// files open until the other shard drops the ranges (sent, or given up), so the descriptors stay
 /// counted where they were opened.
 pub fn send_ranges(shard: &Shard, ranges: Vec<ReadRange>) -> SentRanges {
-    let (done, released) = oneshot::channel::<()>();
+    // Released on the other shard's thread.
+    let (done, released) = io::answer_channel::<()>();
     let sent = ranges
         .iter()
         .map(|range| (range.file.raw_fd(), range.position, range.bytes))
@@ -32,8 +33,7 @@ pub fn send_ranges(shard: &Shard, ranges: Vec<ReadRange>) -> SentRanges {
     shard
         .hot
         .spawn(async move {
-            // Released on the other shard's thread.
-            let _ = io::Woken::new(released).await;
+            let _ = released.await;
             drop(files);
         })
         .detach();

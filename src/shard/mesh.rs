@@ -8,7 +8,6 @@
 use std::future::Future;
 use std::rc::{Rc, Weak};
 
-use futures::channel::oneshot;
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
 
@@ -131,7 +130,7 @@ impl<S> Mesh<S> {
         T: Send + 'static,
     {
         debug_assert_ne!(owner, self.me(), "a remote call to this shard");
-        let (answer, answered) = oneshot::channel();
+        let (answer, answered) = io::answer_channel();
         let job = Job {
             run: Box::new(move |state| {
                 async move {
@@ -143,10 +142,7 @@ impl<S> Mesh<S> {
         if self.senders.send_to(owner.0 as usize, job).await.is_err() {
             return Err(Unreachable(owner));
         }
-        // The answer is sent, and its channel dropped, on the owner's thread.
-        io::Woken::new(answered)
-            .await
-            .map_err(|_| Unreachable(owner))
+        answered.await.map_err(|_| Unreachable(owner))
     }
 }
 

@@ -448,27 +448,30 @@ fn start_consumers(
     }
     // Every partition of every subscription assigned before the clock starts.
     let want = (w.partitions() * w.subscriptions_per_topic) as usize;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while clients
-        .assigned
-        .iter()
-        .map(|a| a.load(Ordering::Relaxed))
-        .sum::<usize>()
-        < want
-    {
+    let assigned = || sum(&clients.assigned);
+    if !wait_for(Duration::from_secs(60), || assigned() >= want) {
+        return Err(format!(
+            "consumers were assigned {} of {want} partitions in 60 s",
+            assigned()
+        ));
+    }
+    Ok(())
+}
+
+fn sum(counts: &[Arc<AtomicUsize>]) -> usize {
+    counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+}
+
+/// Waits (checking every 50 ms) until `done`, for `limit` at most; whether it came.
+fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while !done() {
         if Instant::now() > deadline {
-            return Err(format!(
-                "consumers were assigned {} of {want} partitions in 60 s",
-                clients
-                    .assigned
-                    .iter()
-                    .map(|a| a.load(Ordering::Relaxed))
-                    .sum::<usize>()
-            ));
+            return false;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Ok(())
+    true
 }
 
 /// Sends one probe record to every partition and waits until the consumers have received them
@@ -507,35 +510,25 @@ fn await_consumers_fetching(
     }
     // Delivered, by the clock (rdkafka's `flush` counts each poll that served an event as a
     // whole poll interval, and gives up early when thousands of deliveries come in).
-    let deadline = Instant::now() + PROBE_WAIT;
-    while producer.in_flight_count() > 0 {
-        if Instant::now() > deadline {
-            return Err(format!(
-                "{} probes not delivered in {} s",
-                producer.in_flight_count(),
-                PROBE_WAIT.as_secs()
-            ));
-        }
-        producer.poll(Duration::from_millis(100));
+    let delivered = wait_for(PROBE_WAIT, || {
+        producer.poll(Duration::from_millis(50));
+        producer.in_flight_count() == 0
+    });
+    if !delivered {
+        return Err(format!(
+            "{} probes not delivered in {} s",
+            producer.in_flight_count(),
+            PROBE_WAIT.as_secs()
+        ));
     }
     let want = (w.partitions() * w.subscriptions_per_topic) as usize;
-    let received = || {
-        clients
-            .probes
-            .iter()
-            .map(|p| p.load(Ordering::Relaxed))
-            .sum::<usize>()
-    };
-    let deadline = Instant::now() + PROBE_WAIT;
-    while received() < want {
-        if Instant::now() > deadline {
-            return Err(format!(
-                "consumers received {} of {want} probes (one per partition and subscription) in {} s",
-                received(),
-                PROBE_WAIT.as_secs()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let received = || sum(&clients.probes);
+    if !wait_for(PROBE_WAIT, || received() >= want) {
+        return Err(format!(
+            "consumers received {} of {want} probes (one per partition and subscription) in {} s",
+            received(),
+            PROBE_WAIT.as_secs()
+        ));
     }
     Ok(())
 }

@@ -10,7 +10,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::channel::oneshot;
 use futures::future::select_all;
 use kafka_protocol::messages::{ApiKey, FetchRequest};
 use uuid::Uuid;
@@ -362,7 +361,7 @@ async fn read_all(
     replica: Option<NodeId>,
     watch: bool,
     data: &mut FetchResponseData,
-) -> (u64, bool, Vec<io::Woken<oneshot::Receiver<()>>>) {
+) -> (u64, bool, Vec<io::Answered<()>>) {
     // No partition may bring more than the whole response may hold (its first batch aside,
     // KIP-74): a 20 MB partition limit under a 1 MB request limit reads 1 MB.
     let reads: Vec<ReadArgs> = wanted
